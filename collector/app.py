@@ -1,0 +1,223 @@
+"""Wires the pieces together and owns start and stop.
+
+Start: open and migrate the database, start the writer thread, bind every port (any failure stops
+start-up with one readable line). Stop (SIGTERM/SIGINT): turn unready, stop accepting, let the
+requests in flight get their commit, drain the queue, close the database, exit 0 within the deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import socket
+import sys
+from pathlib import Path
+
+import apsw
+import grpc
+import uvicorn
+from prometheus_client import CollectorRegistry
+from starlette.types import ASGIApp
+
+from collector import logs
+from collector.admin import admin_app
+from collector.config import Endpoint, Settings
+from collector.metrics import CollectorMetrics
+from collector.pipeline import Pipeline
+from collector.receive.ingest import Ingest
+from collector.receive.otlp_grpc import OtlpGrpcReceiver, serving_health
+from collector.receive.otlp_http import OtlpHttpReceiver
+from collector.storage.writer import SpanWriter
+
+log = logging.getLogger(__name__)
+
+
+class StartupError(Exception):
+    """The collector cannot start; the message says what to change."""
+
+
+class _Server(uvicorn.Server):
+    """A uvicorn server that leaves signal handling to the collector (several servers share one loop)."""
+
+    def capture_signals(self) -> contextlib.AbstractContextManager[None]:  # type: ignore[override]
+        return contextlib.nullcontext()
+
+
+def _listen(name: str, endpoint: Endpoint) -> socket.socket:
+    family = socket.AF_INET6 if ":" in endpoint.host else socket.AF_INET
+    try:
+        return socket.create_server((endpoint.host, endpoint.port), family=family, backlog=1024)
+    except OSError as error:
+        raise StartupError(f"cannot listen on {name} {endpoint}: {error.strerror or error}") from None
+
+
+class Collector:
+    def __init__(self, settings: Settings, registry: CollectorRegistry | None = None) -> None:
+        self.settings = settings
+        self.registry = registry or CollectorRegistry()
+        self.metrics = CollectorMetrics(self.registry)
+        self.ports: dict[str, int] = {}
+        self._stopping = False
+        self._writer: SpanWriter | None = None
+        self._pipeline: Pipeline | None = None
+        self._grpc: grpc.aio.Server | None = None
+        self._http_servers: list[tuple[_Server, asyncio.Task[None]]] = []
+
+    @property
+    def pipeline(self) -> Pipeline:
+        assert self._pipeline is not None, "the collector has not started"
+        return self._pipeline
+
+    def unready_reasons(self) -> list[str]:
+        reasons = []
+        if self._stopping:
+            reasons.append("shutting down")
+        if self._pipeline is None:
+            reasons.append("starting")
+        else:
+            if not self._pipeline.healthy:
+                reasons.append("the last database write failed")
+            if self._pipeline.saturated:
+                reasons.append("the queue is saturated")
+        return reasons
+
+    async def start(self) -> None:
+        settings = self.settings
+        self._writer = _open_writer(settings.db, settings.sqlite_synchronous)
+        self.metrics.watch_database(settings.db)
+        self._pipeline = Pipeline(
+            self._writer,
+            self.metrics,
+            capacity=settings.queue_capacity,
+            batch_size=settings.batch_size,
+            batch_max_age=settings.batch_max_age,
+        )
+        self._pipeline.start()
+        ingest = Ingest(self._pipeline, self.metrics)
+        try:
+            await self._start_grpc(ingest)
+            http = OtlpHttpReceiver(
+                ingest,
+                self.metrics,
+                max_request_size=settings.max_request_size,
+                retry_after=settings.retry_after,
+            )
+            await self._start_http("otlp_http", settings.http_endpoint, http.app(settings.cors_origins))
+            await self._start_http("admin", settings.admin_endpoint, admin_app(self.registry, self.unready_reasons))
+        except BaseException:
+            await self.stop()
+            raise
+        log.info(
+            "genai-collector listening: otlp-grpc %s:%d, otlp-http %s:%d, admin %s:%d; database %s",
+            settings.grpc_endpoint.host,
+            self.ports["otlp_grpc"],
+            settings.http_endpoint.host,
+            self.ports["otlp_http"],
+            settings.admin_endpoint.host,
+            self.ports["admin"],
+            settings.db,
+        )
+
+    async def _start_grpc(self, ingest: Ingest) -> None:
+        endpoint = self.settings.grpc_endpoint
+        receiver = OtlpGrpcReceiver(
+            ingest,
+            self.metrics,
+            max_receive_size=self.settings.grpc_max_receive_size,
+            retry_after=self.settings.retry_after,
+        )
+        self._health = await serving_health()
+        self._grpc = receiver.server(self._health)
+        try:
+            port = self._grpc.add_insecure_port(str(endpoint))
+        except RuntimeError:
+            port = 0
+        if port == 0:
+            self._grpc = None
+            raise StartupError(f"cannot listen on grpc_endpoint {endpoint}: address in use or not available")
+        self.ports["otlp_grpc"] = port
+        await self._grpc.start()
+
+    async def _start_http(self, name: str, endpoint: Endpoint, app: ASGIApp) -> None:
+        sock = _listen(f"{name.replace('otlp_', '')}_endpoint", endpoint)
+        self.ports[name] = sock.getsockname()[1]
+        config = uvicorn.Config(
+            app,
+            log_config=None,
+            access_log=False,
+            lifespan="off",
+            server_header=False,
+            timeout_graceful_shutdown=max(1, int(self.settings.shutdown_timeout)),
+        )
+        server = _Server(config)
+        task = asyncio.create_task(server.serve(sockets=[sock]), name=f"uvicorn-{name}")
+        self._http_servers.append((server, task))
+        while not server.started:
+            if task.done():
+                task.result()
+                raise StartupError(f"{name} server stopped during start-up")
+            await asyncio.sleep(0.005)
+
+    async def stop(self) -> bool:
+        """Stop within ``shutdown_timeout``; True when every accepted span was committed."""
+        self._stopping = True
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.settings.shutdown_timeout
+        otlp_servers = [(server, task) for server, task in self._http_servers if task.get_name() != "uvicorn-admin"]
+        waits = []
+        if self._grpc is not None:
+            await self._health.enter_graceful_shutdown()
+            waits.append(asyncio.ensure_future(self._grpc.stop(grace=self.settings.shutdown_timeout)))
+        for server, task in otlp_servers:
+            server.should_exit = True
+            waits.append(task)
+        if waits:
+            await asyncio.wait(waits, timeout=max(0.0, deadline - loop.time()))
+        drained = True
+        if self._pipeline is not None:
+            drained = await asyncio.to_thread(self._pipeline.close, max(0.0, deadline - loop.time()))
+            if not drained:
+                log.error(
+                    "shutdown deadline passed with %d spans not committed; clients will resend them",
+                    self._pipeline.held_spans,
+                )
+        if self._writer is not None and drained:
+            self._writer.close()
+        for server, task in self._http_servers:
+            server.should_exit = True
+        await asyncio.gather(*(task for _, task in self._http_servers), return_exceptions=True)
+        log.info("genai-collector stopped")
+        return drained
+
+
+def _open_writer(path: Path, synchronous: str) -> SpanWriter:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return SpanWriter(path, synchronous=synchronous)
+    except OSError as error:
+        raise StartupError(f"cannot create the database directory {path.parent}: {error.strerror}") from None
+    except apsw.Error as error:
+        raise StartupError(f"cannot open the database {path} for writing: {error}") from None
+
+
+async def serve(settings: Settings) -> int:
+    collector = Collector(settings)
+    try:
+        await collector.start()
+    except StartupError as error:
+        print(f"genai-collector: {error}", file=sys.stderr)
+        return 1
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    await stop.wait()
+    log.info("signal received: draining")
+    return 0 if await collector.stop() else 1
+
+
+def run(settings: Settings) -> int:
+    logs.configure(settings.log_level, settings.log_format)
+    return asyncio.run(serve(settings))

@@ -1,0 +1,110 @@
+"""Command line: ``genai-collector serve`` and ``genai-collector check-config``.
+
+Option values come from four places, the first that has one winning:
+flag, environment variable ``GENAI_COLLECTOR_<NAME>``, the YAML file of ``--config``, default.
+This is the only module that reads the environment.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from collector import __version__
+from collector.config import ConfigError, Settings, load_settings
+
+ENV_PREFIX = "GENAI_COLLECTOR_"
+_LIST_OPTIONS = {name for name, field in Settings.model_fields.items() if field.annotation == tuple[str, ...]}
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="genai-collector", description="OTLP collector for GenAI telemetry.")
+    parser.add_argument("--version", action="version", version=f"genai-collector {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="run the collector")
+    check = commands.add_parser("check-config", help="validate and print the effective configuration")
+    for sub in (serve, check):
+        sub.add_argument("--config", type=Path, help="YAML config file (env: GENAI_COLLECTOR_CONFIG)")
+        for name, field in Settings.model_fields.items():
+            default = field.default
+            sub.add_argument(
+                _flag(name),
+                dest=name,
+                default=None,
+                metavar=name.upper(),
+                help=f"{field.description} (env: {ENV_PREFIX}{name.upper()}; default: {_show_default(default)})",
+            )
+    return parser
+
+
+def _show_default(default: Any) -> str:
+    if isinstance(default, tuple):
+        return ",".join(default) or "none"
+    return str(default)
+
+
+def _split_list(value: str) -> list[str]:
+    return [part.strip() for part in value.split(",") if part.strip()]
+
+
+def _read_file(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise ConfigError(f"cannot read config file {path}: {error.strerror}") from None
+    try:
+        values = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise ConfigError(f"config file {path} is not valid YAML: {error}") from None
+    if values is None:
+        return {}
+    if not isinstance(values, dict):
+        raise ConfigError(f"config file {path} must be a mapping of option: value")
+    return values
+
+
+def merge_sources(args: argparse.Namespace, environ: Mapping[str, str]) -> dict[str, Any]:
+    """Option values by precedence: flag > environment > config file (defaults are the model's)."""
+    config_path = args.config or (Path(environ[f"{ENV_PREFIX}CONFIG"]) if f"{ENV_PREFIX}CONFIG" in environ else None)
+    values: dict[str, Any] = _read_file(config_path) if config_path else {}
+    for name in Settings.model_fields:
+        from_env = environ.get(ENV_PREFIX + name.upper())
+        if from_env is not None:
+            values[name] = _split_list(from_env) if name in _LIST_OPTIONS else from_env
+        from_flag = getattr(args, name, None)
+        if from_flag is not None:
+            values[name] = _split_list(from_flag) if name in _LIST_OPTIONS else from_flag
+    return values
+
+
+def settings_from(args: argparse.Namespace, environ: Mapping[str, str]) -> Settings:
+    return load_settings(merge_sources(args, environ))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = settings_from(args, os.environ)
+    except ConfigError as error:
+        print(f"genai-collector: {error}", file=sys.stderr)
+        return 1
+    if args.command == "check-config":
+        print(yaml.safe_dump(settings.model_dump(mode="json"), sort_keys=False), end="")
+        return 0
+    from collector.app import run
+
+    return run(settings)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

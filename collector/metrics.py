@@ -1,0 +1,118 @@
+"""The daemon's own Prometheus metrics, on an injected registry.
+
+Names mirror the reference collector's (``receiver_accepted_spans`` ...) with the prefix ``genai_collector_``.
+Labels are fixed, small sets: never ids or payload text.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+# The reference collector exposes no `_created` series; neither do we (they double the series count).
+disable_created_metrics()
+
+PREFIX = "genai_collector_"
+RECEIVER = "otlp"
+
+_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+_BATCH_BUCKETS = (1, 10, 50, 100, 250, 500, 1000, 2000, 5000, 10000)
+
+
+class DatabaseSize(Collector):
+    """Bytes on disk of the SQLite file and its write-ahead log, read at scrape time."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+
+    def collect(self) -> Iterable[GaugeMetricFamily]:
+        family = GaugeMetricFamily(
+            PREFIX + "database_size_bytes", "Size of the SQLite database files on disk.", labels=["file"]
+        )
+        for label, suffix in (("main", ""), ("wal", "-wal")):
+            try:
+                family.add_metric([label], os.stat(f"{self._path}{suffix}").st_size)
+            except OSError:
+                family.add_metric([label], 0)
+        yield family
+
+
+class CollectorMetrics:
+    """Every self-metric of the daemon, registered on one registry."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        self.accepted_spans = Counter(
+            PREFIX + "receiver_accepted_spans",
+            "Spans committed to storage and acknowledged to the client.",
+            ["receiver", "transport"],
+            registry=registry,
+        )
+        self.refused_spans = Counter(
+            PREFIX + "receiver_refused_spans",
+            "Spans not stored, by reason (invalid_span, queue_full, shutting_down, write_failed).",
+            ["receiver", "transport", "reason"],
+            registry=registry,
+        )
+        self.dropped_items = Counter(
+            PREFIX + "receiver_dropped_items",
+            "Log records and metric data points received and deliberately not stored.",
+            ["receiver", "transport", "signal"],
+            registry=registry,
+        )
+        self.bad_requests = Counter(
+            PREFIX + "receiver_bad_requests",
+            "Requests refused before their spans could be read, by reason.",
+            ["receiver", "transport", "reason"],
+            registry=registry,
+        )
+        self.requests = Counter(
+            PREFIX + "requests",
+            "Export requests answered, by transport, signal and status (HTTP code or gRPC code name).",
+            ["transport", "signal", "status"],
+            registry=registry,
+        )
+        self.request_duration = Histogram(
+            PREFIX + "request_duration_seconds",
+            "Time from a request's arrival to its answer (including the commit it waits for).",
+            ["transport", "signal"],
+            buckets=_LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.queue_size = Gauge(
+            PREFIX + "queue_size", "Spans accepted into the queue and not yet committed.", registry=registry
+        )
+        self.queue_capacity = Gauge(
+            PREFIX + "queue_capacity", "Spans the queue holds at most.", registry=registry
+        )
+        self.batch_send_size = Histogram(
+            PREFIX + "batch_send_size",
+            "Spans per committed transaction.",
+            buckets=_BATCH_BUCKETS,
+            registry=registry,
+        )
+        self.commit_duration = Histogram(
+            PREFIX + "commit_duration_seconds",
+            "Time to write and commit one batch.",
+            buckets=_LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.duplicate_spans = Counter(
+            PREFIX + "duplicate_spans",
+            "Spans received again (a client retry) and not stored twice.",
+            registry=registry,
+        )
+        self.write_failures = Counter(
+            PREFIX + "write_failures",
+            "Batches whose transaction failed (disk full, I/O error...); their requests got a retryable error.",
+            ["error"],
+            registry=registry,
+        )
+
+    def watch_database(self, path: Path) -> None:
+        self.registry.register(DatabaseSize(path))

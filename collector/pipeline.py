@@ -1,0 +1,194 @@
+"""Bounded queue, batching and acknowledgement after commit.
+
+Request handlers on the event loop call ``submit``; one writer thread takes batches (flushed on
+size or on the age of the oldest waiting span), commits them through the ``SpanWriter`` it owns,
+and only then resolves the requests' futures. When the queue cannot take a request it is refused
+at once (the transports answer 503 / UNAVAILABLE with a retry hint): old data is never dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import apsw
+
+from collector.logs import rate_limited
+from collector.metrics import CollectorMetrics
+from collector.model import Span
+from collector.storage.writer import SpanWriter
+
+log = logging.getLogger(__name__)
+
+SATURATION = 0.9  # share of the capacity past which /readyz reports the queue as saturated
+
+
+class Backpressure(Exception):
+    """The request was not stored and may be retried; ``reason`` labels the refusal in metrics."""
+
+    reason = "unavailable"
+
+
+class QueueFull(Backpressure):
+    reason = "queue_full"
+
+
+class ShuttingDown(Backpressure):
+    reason = "shutting_down"
+
+
+class WriteFailed(Backpressure):
+    reason = "write_failed"
+
+
+@dataclass(slots=True)
+class _Request:
+    spans: Sequence[Span]
+    future: asyncio.Future[None]
+    loop: asyncio.AbstractEventLoop
+    enqueued_at: float = field(default_factory=time.monotonic)
+
+
+class Pipeline:
+    def __init__(
+        self,
+        writer: SpanWriter,
+        metrics: CollectorMetrics,
+        *,
+        capacity: int,
+        batch_size: int,
+        batch_max_age: float,
+    ) -> None:
+        if batch_size > capacity:
+            raise ValueError("batch_size cannot exceed capacity")
+        self._writer = writer
+        self._metrics = metrics
+        self.capacity = capacity
+        self._batch_size = batch_size
+        self._batch_max_age = batch_max_age
+        self._condition = threading.Condition()
+        self._waiting: deque[_Request] = deque()
+        self._waiting_spans = 0  # in the queue, not yet taken by the writer
+        self.held_spans = 0  # in the queue or in the transaction being written
+        self._closing = False
+        self.healthy = True  # False after a failed commit, until one succeeds
+        self._thread = threading.Thread(target=self._run, name="span-writer", daemon=True)
+        metrics.queue_capacity.set(capacity)
+        metrics.queue_size.set_function(lambda: self.held_spans)
+
+    @property
+    def saturated(self) -> bool:
+        return self.held_spans >= self.capacity * SATURATION
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def submit(self, spans: Sequence[Span]) -> asyncio.Future[None]:
+        """Queue spans for the next commit; the future resolves once they are committed.
+
+        Raises ``QueueFull`` or ``ShuttingDown`` at once instead of waiting. A request larger than
+        the whole queue is taken when the queue is empty, so that it can never be refused forever.
+        """
+        loop = asyncio.get_running_loop()
+        request = _Request(spans, loop.create_future(), loop)
+        count = len(spans)
+        with self._condition:
+            if self._closing:
+                raise ShuttingDown("the collector is shutting down")
+            if self.held_spans + count > self.capacity and self.held_spans:
+                raise QueueFull(
+                    f"queue full ({self.held_spans} of {self.capacity} spans waiting for commit); retry later"
+                )
+            was_idle = not self._waiting
+            self._waiting.append(request)
+            self._waiting_spans += count
+            self.held_spans += count
+            if was_idle or self._waiting_spans >= self._batch_size:
+                self._condition.notify()
+        return request.future
+
+    def close(self, timeout: float) -> bool:
+        """Refuse new requests, commit everything queued, stop the writer; False if the deadline passed."""
+        with self._condition:
+            self._closing = True
+            self._condition.notify()
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    def _run(self) -> None:
+        while (batch := self._next_batch()) is not None:
+            self._commit(batch)
+
+    def _next_batch(self) -> list[_Request] | None:
+        with self._condition:
+            while not self._waiting:
+                if self._closing:
+                    return None
+                self._condition.wait()
+            while not self._closing and self._waiting_spans < self._batch_size:
+                linger = self._waiting[0].enqueued_at + self._batch_max_age - time.monotonic()
+                if linger <= 0:
+                    break
+                self._condition.wait(linger)
+            batch: list[_Request] = []
+            taken = 0
+            while self._waiting and (not batch or taken + len(self._waiting[0].spans) <= self._batch_size):
+                request = self._waiting.popleft()
+                batch.append(request)
+                taken += len(request.spans)
+            self._waiting_spans -= taken
+            return batch
+
+    def _commit(self, batch: list[_Request]) -> None:
+        spans = [span for request in batch for span in request.spans]
+        started = time.perf_counter()
+        error: Exception | None = None
+        try:
+            stored = self._writer.write(spans)
+        except apsw.Error as failure:
+            error = self._write_failed(type(failure).__name__, f"database write failed: {failure}")
+        except Exception:  # a bug of ours: keep the daemon up, fail the batch loudly
+            log.exception("unexpected error while writing a batch of %d spans", len(spans))
+            error = self._write_failed("internal", "internal error while storing spans")
+        else:
+            self.healthy = True
+            self._metrics.commit_duration.observe(time.perf_counter() - started)
+            self._metrics.batch_send_size.observe(len(spans))
+            if stored < len(spans):
+                self._metrics.duplicate_spans.inc(len(spans) - stored)
+        with self._condition:
+            self.held_spans -= len(spans)
+        _resolve(batch, error)
+
+    def _write_failed(self, kind: str, message: str) -> WriteFailed:
+        self.healthy = False
+        self._metrics.write_failures.labels(kind).inc()
+        rate_limited(log, logging.ERROR, "%s; the affected requests were answered with a retryable error", message)
+        return WriteFailed(message)
+
+
+def _resolve(batch: list[_Request], error: Exception | None) -> None:
+    """Hand each request's outcome to the event loop that waits for it."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
+    for request in batch:
+        by_loop.setdefault(request.loop, []).append(request.future)
+    for loop, futures in by_loop.items():
+        try:
+            loop.call_soon_threadsafe(_settle, futures, error)
+        except RuntimeError:  # the loop is closed: nobody is waiting any more
+            pass
+
+
+def _settle(futures: list[asyncio.Future[None]], error: Exception | None) -> None:
+    for future in futures:
+        if future.done():
+            continue
+        if error is None:
+            future.set_result(None)
+        else:
+            future.set_exception(error)

@@ -1,0 +1,108 @@
+"""What both transports do with a parsed export request: decode, queue, wait for the commit, count."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any, NamedTuple
+
+from google.protobuf.message import Message
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
+    ExportLogsServiceRequest,
+    ExportLogsServiceResponse,
+)
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+    ExportMetricsServiceRequest,
+    ExportMetricsServiceResponse,
+)
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+    ExportTraceServiceResponse,
+)
+
+from collector.decode import count_data_points, count_log_records, decode_spans
+from collector.metrics import RECEIVER, CollectorMetrics
+from collector.model import NO_REJECTION, Rejection
+from collector.pipeline import Backpressure, Pipeline
+
+
+class Ingest:
+    def __init__(self, pipeline: Pipeline, metrics: CollectorMetrics) -> None:
+        self._pipeline = pipeline
+        self._metrics = metrics
+
+    async def traces(self, request: ExportTraceServiceRequest, transport: str) -> Rejection:
+        """Store the request's valid spans; returns what was rejected. Raises ``Backpressure`` when
+        nothing was stored and the client should retry the whole request."""
+        spans, rejection = decode_spans(request)
+        if rejection.count:
+            self._metrics.refused_spans.labels(RECEIVER, transport, "invalid_span").inc(rejection.count)
+        if not spans:
+            return rejection
+        try:
+            await self._pipeline.submit(spans)
+        except Backpressure as refusal:
+            self._metrics.refused_spans.labels(RECEIVER, transport, refusal.reason).inc(len(spans))
+            raise
+        self._metrics.accepted_spans.labels(RECEIVER, transport).inc(len(spans))
+        return rejection
+
+    async def logs(self, request: ExportLogsServiceRequest, transport: str) -> Rejection:
+        """Log records are counted and not stored (GenAI events from logs come with a later release)."""
+        self._metrics.dropped_items.labels(RECEIVER, transport, "logs").inc(count_log_records(request))
+        return NO_REJECTION
+
+    async def metrics(self, request: ExportMetricsServiceRequest, transport: str) -> Rejection:
+        """Metric data points are counted and not stored: this collector stores traces."""
+        self._metrics.dropped_items.labels(RECEIVER, transport, "metrics").inc(count_data_points(request))
+        return NO_REJECTION
+
+    def bad_request(self, transport: str, reason: str) -> None:
+        self._metrics.bad_requests.labels(RECEIVER, transport, reason).inc()
+
+
+class Signal(NamedTuple):
+    """One OTLP signal as both transports serve it."""
+
+    name: str
+    grpc_service: str
+    request_type: type[Message]
+    response_type: type[Message]
+    rejected_field: str
+    handle: Callable[[Ingest, Any, str], Awaitable[Rejection]]
+
+    def answer(self, rejection: Rejection) -> Message:
+        """The Export response: empty on full success, ``partial_success`` when something was rejected."""
+        response = self.response_type()
+        if rejection.count:
+            partial = response.partial_success  # type: ignore[attr-defined]
+            setattr(partial, self.rejected_field, rejection.count)
+            partial.error_message = rejection.message
+        return response
+
+
+SIGNALS = (
+    Signal(
+        "traces",
+        "opentelemetry.proto.collector.trace.v1.TraceService",
+        ExportTraceServiceRequest,
+        ExportTraceServiceResponse,
+        "rejected_spans",
+        Ingest.traces,
+    ),
+    Signal(
+        "logs",
+        "opentelemetry.proto.collector.logs.v1.LogsService",
+        ExportLogsServiceRequest,
+        ExportLogsServiceResponse,
+        "rejected_log_records",
+        Ingest.logs,
+    ),
+    Signal(
+        "metrics",
+        "opentelemetry.proto.collector.metrics.v1.MetricsService",
+        ExportMetricsServiceRequest,
+        ExportMetricsServiceResponse,
+        "rejected_data_points",
+        Ingest.metrics,
+    ),
+)

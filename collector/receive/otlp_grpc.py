@@ -1,0 +1,119 @@
+"""OTLP/gRPC transport: ``TraceService``, ``LogsService`` and ``MetricsService`` ``Export``, plus grpc.health.v1.
+
+Handlers receive the raw message bytes so that a corrupt payload is answered INVALID_ARGUMENT
+(not gRPC's INTERNAL) and an oversized one RESOURCE_EXHAUSTED with a counted, readable message.
+gRPC itself (gzip included) enforces a hard ceiling of ``HARD_LIMIT_FACTOR`` times our limit.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import grpc
+from google.protobuf import duration_pb2
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1.health import aio as health_aio
+
+from collector.decode import PayloadError, parse_protobuf
+from collector.metrics import CollectorMetrics
+from collector.pipeline import Backpressure
+from collector.receive.ingest import SIGNALS, Ingest, Signal
+
+TRANSPORT = "grpc"
+HARD_LIMIT_FACTOR = 4
+
+
+class GrpcError(Exception):
+    def __init__(self, code: grpc.StatusCode, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.code, self.reason = code, reason
+
+
+def retry_metadata(seconds: float, message: str) -> tuple[tuple[str, bytes], ...]:
+    """Trailers carrying a RetryInfo: inside ``grpc-status-details-bin`` (the gRPC standard, read by
+    the Go exporters) and as ``google.rpc.retryinfo-bin`` (read by the Python exporter)."""
+    whole = math.floor(seconds)
+    retry_info = error_details_pb2.RetryInfo(
+        retry_delay=duration_pb2.Duration(seconds=whole, nanos=int((seconds - whole) * 1e9))
+    )
+    status = status_pb2.Status(code=code_pb2.UNAVAILABLE, message=message)
+    status.details.add().Pack(retry_info)
+    return (
+        ("grpc-status-details-bin", status.SerializeToString()),
+        ("google.rpc.retryinfo-bin", retry_info.SerializeToString()),
+    )
+
+
+class OtlpGrpcReceiver:
+    def __init__(self, ingest: Ingest, metrics: CollectorMetrics, *, max_receive_size: int, retry_after: float):
+        self._ingest = ingest
+        self._metrics = metrics
+        self._limit = max_receive_size
+        self._retry_after = retry_after
+
+    def server(self, health: health_aio.HealthServicer) -> grpc.aio.Server:
+        server = grpc.aio.server(
+            options=[
+                ("grpc.max_receive_message_length", self._limit * HARD_LIMIT_FACTOR),
+                ("grpc.so_reuseport", 0),  # a port in use must fail start-up, not be shared
+            ]
+        )
+        server.add_generic_rpc_handlers([self._handlers(signal) for signal in SIGNALS])
+        health_pb2_grpc.add_HealthServicer_to_server(health, server)
+        return server
+
+    def _handlers(self, signal: Signal) -> grpc.GenericRpcHandler:
+        export = grpc.unary_unary_rpc_method_handler(
+            self._exporter(signal),
+            request_deserializer=None,  # raw bytes: we parse, to answer errors as the spec says
+            response_serializer=lambda message: message.SerializeToString(),
+        )
+        return grpc.method_handlers_generic_handler(signal.grpc_service, {"Export": export})
+
+    def _exporter(self, signal: Signal) -> Callable[[bytes, grpc.aio.ServicerContext], Awaitable[Any]]:
+        async def export(body: bytes, context: grpc.aio.ServicerContext) -> Any:
+            started = time.perf_counter()
+            code = grpc.StatusCode.INTERNAL
+            try:
+                answer = await self._export(signal, body)
+                code = grpc.StatusCode.OK
+                return answer
+            except GrpcError as error:
+                code = error.code
+                self._ingest.bad_request(TRANSPORT, error.reason)
+                await context.abort(error.code, str(error))
+            except Backpressure as refusal:
+                code = grpc.StatusCode.UNAVAILABLE
+                await context.abort(
+                    code, str(refusal), trailing_metadata=retry_metadata(self._retry_after, str(refusal))
+                )
+            finally:
+                self._metrics.requests.labels(TRANSPORT, signal.name, code.name).inc()
+                self._metrics.request_duration.labels(TRANSPORT, signal.name).observe(time.perf_counter() - started)
+
+        return export
+
+    async def _export(self, signal: Signal, body: bytes) -> Any:
+        if len(body) > self._limit:
+            raise GrpcError(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                "too_large",
+                f"message of {len(body)} bytes is larger than the {self._limit}-byte limit",
+            )
+        try:
+            request = parse_protobuf(body, signal.request_type)
+        except PayloadError as error:
+            raise GrpcError(grpc.StatusCode.INVALID_ARGUMENT, "malformed", str(error)) from None
+        return signal.answer(await signal.handle(self._ingest, request, TRANSPORT))
+
+
+async def serving_health() -> health_aio.HealthServicer:
+    health = health_aio.HealthServicer()
+    await health.set("", health_pb2.HealthCheckResponse.SERVING)
+    for signal in SIGNALS:
+        await health.set(signal.grpc_service, health_pb2.HealthCheckResponse.SERVING)
+    return health

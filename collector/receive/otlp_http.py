@@ -1,0 +1,181 @@
+"""OTLP/HTTP transport: ``POST /v1/traces``, ``/v1/logs``, ``/v1/metrics`` in protobuf or JSON.
+
+Transport only: content types, body limits, decompression and status codes; the request is then
+handed to ``Ingest``. Every error body is a ``google.rpc.Status`` in the request's encoding.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+from google.protobuf import json_format
+from google.protobuf.message import Message
+from google.rpc import code_pb2, status_pb2
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from collector.decode import PayloadError, parse_json, parse_protobuf
+from collector.metrics import CollectorMetrics
+from collector.pipeline import Backpressure
+from collector.receive.compression import CorruptBody, TooLarge, UnsupportedEncoding, decompress
+from collector.receive.ingest import SIGNALS as INGEST_SIGNALS
+from collector.receive.ingest import Ingest, Signal
+
+TRANSPORT = "http"
+
+
+class Codec(NamedTuple):
+    content_type: str
+    parse: Callable[[bytes, type[Any]], Any]
+    render: Callable[[Message], bytes]
+
+
+PROTOBUF = Codec("application/x-protobuf", parse_protobuf, lambda message: message.SerializeToString())
+JSON = Codec(
+    "application/json",
+    parse_json,
+    lambda message: json_format.MessageToJson(message, indent=None).encode(),
+)
+CODECS = {"application/x-protobuf": PROTOBUF, "application/protobuf": PROTOBUF, "application/json": JSON}
+
+
+SIGNALS = {f"/v1/{signal.name}": signal for signal in INGEST_SIGNALS}
+
+
+class HttpError(Exception):
+    """An answer other than 200: status, google.rpc code, metrics reason, message, extra headers."""
+
+    def __init__(
+        self, status: int, code: int, reason: str, message: str, headers: dict[str, str] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status, self.code, self.reason, self.headers = status, code, reason, headers or {}
+
+
+def codec_of(content_type: str | None) -> Codec | None:
+    media_type = (content_type or "").split(";", 1)[0].strip().lower()
+    return CODECS.get(media_type)
+
+
+def status_response(codec: Codec, error: HttpError) -> Response:
+    body = codec.render(status_pb2.Status(code=error.code, message=str(error)))
+    return Response(body, error.status, headers=error.headers, media_type=codec.content_type)
+
+
+class OtlpHttpReceiver:
+    def __init__(self, ingest: Ingest, metrics: CollectorMetrics, *, max_request_size: int, retry_after: float):
+        self._ingest = ingest
+        self._metrics = metrics
+        self._limit = max_request_size
+        self._retry_after = str(max(1, math.ceil(retry_after)))
+
+    def app(self, cors_origins: tuple[str, ...] = ()) -> Starlette:
+        middleware = []
+        if cors_origins:
+            middleware.append(
+                Middleware(
+                    CORSMiddleware,
+                    allow_origins=list(cors_origins),
+                    allow_methods=["POST"],
+                    allow_headers=["*"],
+                    max_age=7200,
+                )
+            )
+        routes = [Route(path, self.export, methods=["POST"]) for path in SIGNALS]
+        return Starlette(
+            routes=routes,
+            middleware=middleware,
+            exception_handlers={HTTPException: self._routing_error},
+        )
+
+    async def _routing_error(self, request: Request, exc: Exception) -> Response:
+        """404 and 405 from routing, answered as a Status like every other error."""
+        assert isinstance(exc, HTTPException)
+        if exc.status_code == 405:
+            error = HttpError(
+                405,
+                code_pb2.UNIMPLEMENTED,
+                "method_not_allowed",
+                f"method {request.method} not allowed; OTLP/HTTP export uses POST",
+                {"Allow": "POST"},
+            )
+        else:
+            error = HttpError(
+                exc.status_code,
+                code_pb2.NOT_FOUND,
+                "not_found",
+                f"no such path {request.url.path}; use /v1/traces, /v1/logs or /v1/metrics",
+            )
+        self._ingest.bad_request(TRANSPORT, error.reason)
+        signal = SIGNALS.get(request.url.path)
+        self._metrics.requests.labels(TRANSPORT, signal.name if signal else "unknown", str(error.status)).inc()
+        return status_response(codec_of(request.headers.get("content-type")) or JSON, error)
+
+    async def export(self, request: Request) -> Response:
+        signal = SIGNALS[request.url.path]
+        started = time.perf_counter()
+        codec = codec_of(request.headers.get("content-type"))
+        status = 500
+        try:
+            response = await self._export(request, signal, codec)
+            status = response.status_code
+            return response
+        except HttpError as error:
+            status = error.status
+            if error.status != 503:  # a refusal for back-pressure is counted with the spans it refused
+                self._ingest.bad_request(TRANSPORT, error.reason)
+            return status_response(codec or JSON, error)
+        finally:
+            self._metrics.requests.labels(TRANSPORT, signal.name, str(status)).inc()
+            self._metrics.request_duration.labels(TRANSPORT, signal.name).observe(time.perf_counter() - started)
+
+    async def _export(self, request: Request, signal: Signal, codec: Codec | None) -> Response:
+        if codec is None:
+            raise HttpError(
+                415,
+                code_pb2.INVALID_ARGUMENT,
+                "unsupported_media_type",
+                f"unsupported Content-Type {request.headers.get('content-type')!r}; "
+                "use application/x-protobuf or application/json",
+            )
+        try:
+            body = decompress(
+                await self._read_body(request), request.headers.get("content-encoding", ""), self._limit
+            )
+            message = codec.parse(body, signal.request_type)
+        except TooLarge as error:
+            raise HttpError(413, code_pb2.RESOURCE_EXHAUSTED, "too_large", str(error)) from None
+        except UnsupportedEncoding as error:
+            raise HttpError(400, code_pb2.INVALID_ARGUMENT, "unsupported_encoding", str(error)) from None
+        except CorruptBody as error:
+            raise HttpError(400, code_pb2.INVALID_ARGUMENT, "corrupt_body", str(error)) from None
+        except PayloadError as error:
+            raise HttpError(400, code_pb2.INVALID_ARGUMENT, "malformed", str(error)) from None
+        try:
+            rejection = await signal.handle(self._ingest, message, TRANSPORT)
+        except Backpressure as refusal:
+            raise HttpError(
+                503, code_pb2.UNAVAILABLE, refusal.reason, str(refusal), {"Retry-After": self._retry_after}
+            ) from None
+        return Response(codec.render(signal.answer(rejection)), 200, media_type=codec.content_type)
+
+    async def _read_body(self, request: Request) -> bytes:
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > self._limit:
+            raise TooLarge(f"body of {declared} bytes is larger than the {self._limit}-byte limit")
+        chunks = []
+        size = 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > self._limit:
+                raise TooLarge(f"body is larger than the {self._limit}-byte limit")
+            chunks.append(chunk)
+        return b"".join(chunks)

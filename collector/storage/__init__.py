@@ -1,0 +1,1 @@
+"""The only code that speaks SQL: connection setup, schema migrations, the span writer."""

@@ -1,0 +1,125 @@
+"""The schema, as numbered migrations on ``PRAGMA user_version``, each applied in one transaction.
+
+The tables and column names are a public contract for people who query with SQL (see README).
+Never edit a step that has shipped: append a new one.
+"""
+
+from __future__ import annotations
+
+import apsw
+
+# Canonical GenAI columns of ``spans``, filled by normalization; NULL where no source gives a value.
+GENAI_COLUMNS = (
+    ("category", "TEXT"),
+    ("provider", "TEXT"),
+    ("request_model", "TEXT"),
+    ("response_model", "TEXT"),
+    ("operation", "TEXT"),
+    ("input_tokens", "INTEGER"),
+    ("output_tokens", "INTEGER"),
+    ("total_tokens", "INTEGER"),
+    ("cache_read_tokens", "INTEGER"),
+    ("cache_write_tokens", "INTEGER"),
+    ("reasoning_tokens", "INTEGER"),
+    ("finish_reasons", "TEXT"),
+    ("response_id", "TEXT"),
+    ("ttft_ms", "REAL"),
+    ("conversation_id", "TEXT"),
+    ("user_id", "TEXT"),
+    ("agent_name", "TEXT"),
+    ("tool_name", "TEXT"),
+    ("cost_usd", "REAL"),
+)
+
+_GENAI_COLUMN_SQL = ",\n    ".join(f"{name} {sql_type}" for name, sql_type in GENAI_COLUMNS)
+
+MIGRATIONS: tuple[str, ...] = (
+    # 1: spans, per-trace rollups and the snapshot feed.
+    f"""
+CREATE TABLE spans (
+    trace_id TEXT NOT NULL,
+    span_id TEXT NOT NULL,
+    parent_span_id TEXT,
+    trace_state TEXT,
+    flags INTEGER NOT NULL DEFAULT 0,
+    name TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    start_time_unix_nano INTEGER NOT NULL,
+    end_time_unix_nano INTEGER NOT NULL,
+    duration_ns INTEGER NOT NULL,
+    status_code TEXT NOT NULL,
+    status_message TEXT,
+    service_name TEXT,
+    scope_name TEXT,
+    scope_version TEXT,
+    resource_attributes TEXT NOT NULL,
+    attributes TEXT NOT NULL,
+    events TEXT NOT NULL,
+    links TEXT NOT NULL,
+    dropped_attributes_count INTEGER NOT NULL DEFAULT 0,
+    dropped_events_count INTEGER NOT NULL DEFAULT 0,
+    dropped_links_count INTEGER NOT NULL DEFAULT 0,
+    received_at_unix_nano INTEGER NOT NULL,
+    {_GENAI_COLUMN_SQL},
+    PRIMARY KEY (trace_id, span_id)
+);
+CREATE INDEX spans_start ON spans (start_time_unix_nano);
+CREATE INDEX spans_service_start ON spans (service_name, start_time_unix_nano);
+
+CREATE TABLE traces (
+    trace_id TEXT PRIMARY KEY,
+    service_name TEXT,
+    root_span_name TEXT,
+    has_root INTEGER NOT NULL DEFAULT 0,
+    start_time_unix_nano INTEGER,
+    end_time_unix_nano INTEGER,
+    duration_ns INTEGER,
+    span_count INTEGER NOT NULL DEFAULT 0,
+    error_count INTEGER NOT NULL DEFAULT 0,
+    llm_calls INTEGER NOT NULL DEFAULT 0,
+    input_tokens INTEGER NOT NULL DEFAULT 0,
+    output_tokens INTEGER NOT NULL DEFAULT 0,
+    total_tokens INTEGER NOT NULL DEFAULT 0,
+    cache_read_tokens INTEGER NOT NULL DEFAULT 0,
+    cache_write_tokens INTEGER NOT NULL DEFAULT 0,
+    reasoning_tokens INTEGER NOT NULL DEFAULT 0,
+    cost_usd REAL,
+    models TEXT NOT NULL DEFAULT '[]',
+    agents TEXT NOT NULL DEFAULT '[]',
+    last_span_at_unix_nano INTEGER,
+    settled_at_unix_nano INTEGER
+);
+CREATE INDEX traces_start ON traces (start_time_unix_nano);
+
+CREATE TABLE metric_snapshots (
+    id INTEGER PRIMARY KEY,
+    trace_id TEXT NOT NULL,
+    service_name TEXT,
+    metric TEXT NOT NULL,
+    value REAL,
+    threshold REAL,
+    breached INTEGER NOT NULL DEFAULT 0,
+    rule TEXT,
+    computed_at INTEGER NOT NULL,
+    UNIQUE (trace_id, metric)
+);
+CREATE INDEX metric_snapshots_computed ON metric_snapshots (computed_at, breached);
+""",
+)
+
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def migrate(connection: apsw.Connection) -> int:
+    """Bring the database to ``SCHEMA_VERSION``; returns the version it was at."""
+    found = connection.pragma("user_version")
+    if found > SCHEMA_VERSION:
+        raise RuntimeError(
+            f"database schema version {found} is newer than this genai-collector understands ({SCHEMA_VERSION}); "
+            "upgrade genai-collector"
+        )
+    for version in range(found + 1, SCHEMA_VERSION + 1):
+        with connection:
+            connection.execute(MIGRATIONS[version - 1])
+            connection.pragma("user_version", version)
+    return found

@@ -1,0 +1,93 @@
+"""Shared fixtures: a real collector on port 0, run on its own event loop in a background thread."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import apsw
+import pytest
+
+from collector.app import Collector
+from collector.config import Settings
+
+LOOPBACK_PORT_0 = "127.0.0.1:0"
+
+
+class RunningCollector:
+    """A started ``Collector`` and the addresses a client needs."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.collector = Collector(settings)
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, name="collector-loop", daemon=True)
+        self.stopped: bool | None = None
+
+    def start(self) -> RunningCollector:
+        self._thread.start()
+        asyncio.run_coroutine_threadsafe(self.collector.start(), self.loop).result(timeout=30)
+        return self
+
+    def stop(self) -> bool:
+        if self.stopped is None:
+            self.stopped = asyncio.run_coroutine_threadsafe(self.collector.stop(), self.loop).result(timeout=60)
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self._thread.join(timeout=10)
+        return self.stopped
+
+    @property
+    def grpc_target(self) -> str:
+        return f"127.0.0.1:{self.collector.ports['otlp_grpc']}"
+
+    @property
+    def http_url(self) -> str:
+        return f"http://127.0.0.1:{self.collector.ports['otlp_http']}"
+
+    @property
+    def admin_url(self) -> str:
+        return f"http://127.0.0.1:{self.collector.ports['admin']}"
+
+    def query(self, sql: str, *bindings: Any) -> list[tuple[Any, ...]]:
+        """Read the database the way a user would: a separate connection."""
+        connection = apsw.Connection(str(self.settings.db), flags=apsw.SQLITE_OPEN_READONLY)
+        try:
+            return list(connection.execute(sql, bindings))
+        finally:
+            connection.close()
+
+
+def collector_settings(tmp_path: Path, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "db": tmp_path / "collector.db",
+        "grpc_endpoint": LOOPBACK_PORT_0,
+        "http_endpoint": LOOPBACK_PORT_0,
+        "admin_endpoint": LOOPBACK_PORT_0,
+        "batch_max_age": "5ms",
+        "shutdown_timeout": "10s",
+    }
+    values.update(overrides)
+    return Settings.model_validate(values)
+
+
+@pytest.fixture
+def start_collector(tmp_path: Path) -> Iterator[Any]:
+    """Call with setting overrides; every collector started is stopped at the end of the test."""
+    started: list[RunningCollector] = []
+
+    def start(**overrides: Any) -> RunningCollector:
+        running = RunningCollector(collector_settings(tmp_path, **overrides)).start()
+        started.append(running)
+        return running
+
+    yield start
+    for running in started:
+        running.stop()
+
+
+@pytest.fixture
+def collector(start_collector: Any) -> RunningCollector:
+    return start_collector()
