@@ -1,0 +1,53 @@
+"""The admin endpoint: liveness, readiness, and an exposition Prometheus accepts."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.helpers import metric_value, otlp_request
+
+
+def promtool() -> str:
+    path = shutil.which("promtool")
+    if path is None:
+        if os.environ.get("CI"):
+            pytest.fail("promtool is required in CI (.ci/run installs Debian's prometheus package)")
+        pytest.skip("promtool not installed (Debian package prometheus)")
+    return path
+
+
+def test_healthz_and_readyz_answer_while_running(collector: Any) -> None:
+    assert httpx.get(collector.admin_url + "/healthz").json() == {"status": "ok"}
+    ready = httpx.get(collector.admin_url + "/readyz")
+    assert ready.status_code == 200 and ready.json() == {"status": "ready"}
+
+
+def test_metrics_exposition_passes_promtool(collector: Any) -> None:
+    request = otlp_request(3)
+    answer = httpx.post(
+        collector.http_url + "/v1/traces",
+        content=request.SerializeToString(),
+        headers={"content-type": "application/x-protobuf"},
+    )
+    assert answer.status_code == 200
+    exposition = httpx.get(collector.admin_url + "/metrics").text
+    assert metric_value(exposition, "genai_collector_receiver_accepted_spans_total", transport="http") == 3
+    assert metric_value(exposition, "genai_collector_queue_capacity") == collector.settings.queue_capacity
+    assert metric_value(exposition, "genai_collector_database_size_bytes", file="main") > 0
+    assert "_created" not in exposition
+    checked = subprocess.run([promtool(), "check", "metrics"], input=exposition, capture_output=True, text=True)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def test_metrics_in_openmetrics_format_when_asked(collector: Any) -> None:
+    answer = httpx.get(
+        collector.admin_url + "/metrics", headers={"accept": "application/openmetrics-text; version=1.0.0"}
+    )
+    assert answer.headers["content-type"].startswith("application/openmetrics-text")
+    assert answer.text.rstrip().endswith("# EOF")

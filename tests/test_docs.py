@@ -1,0 +1,20 @@
+"""The README is part of the feature: every option and every refusal reason is documented."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from collector.config import Settings
+
+README = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+
+
+def test_every_option_is_in_the_configuration_table() -> None:
+    for name in Settings.model_fields:
+        assert f"| `{name}` |" in README, f"README's configuration table does not document {name}"
+
+
+def test_quickstart_has_exactly_two_commands() -> None:
+    quickstart = README.split("## Quickstart", 1)[1].split("```sh", 1)[1].split("```", 1)[0]
+    commands = [line for line in quickstart.splitlines() if line.strip() and not line.startswith("#")]
+    assert [command.split("#")[0].strip() for command in commands] == ["make serve", "make test"]

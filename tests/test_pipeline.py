@@ -1,0 +1,207 @@
+"""Back-pressure and write failures, through real clients against a real collector.
+
+The writer is slowed the way it is in production: another connection holds SQLite's write lock.
+The disk fills for real: the database lives on a small tmpfs (needs root to mount; skipped otherwise).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import apsw
+import grpc
+import httpx
+import pytest
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcSpanExporter
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpSpanExporter
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from tests.helpers import metric_value, otlp_request
+
+PROTOBUF = {"content-type": "application/x-protobuf"}
+
+
+@contextmanager
+def write_lock_held(db: Path) -> Iterator[None]:
+    """Hold SQLite's write lock from another connection, as a long migration or a backup would."""
+    blocker = apsw.Connection(str(db))
+    blocker.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+
+
+def wait_until(predicate: Any, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        time.sleep(0.02)
+
+
+def finished_spans(count: int) -> list[ReadableSpan]:
+    memory = InMemorySpanExporter()
+    provider = TracerProvider(resource=Resource.create({"service.name": "pressure"}))
+    provider.add_span_processor(SimpleSpanProcessor(memory))
+    tracer = provider.get_tracer("test")
+    for index in range(count):
+        with tracer.start_as_current_span(f"chat {index}") as span:
+            span.set_attribute("gen_ai.request.model", "gpt-4o-mini")
+    return list(memory.get_finished_spans())
+
+
+def test_full_queue_answers_503_with_retry_after_and_unavailable_with_retry_info(start_collector: Any) -> None:
+    running = start_collector(queue_capacity=10, batch_size=10, retry_after="2s")
+    with write_lock_held(running.settings.db):
+        # The first request fills the queue and waits for a commit the lock holds back.
+        waiting = threading.Thread(
+            target=httpx.post,
+            args=(running.http_url + "/v1/traces",),
+            kwargs={"content": otlp_request(10).SerializeToString(), "headers": PROTOBUF, "timeout": 30},
+        )
+        waiting.start()
+        wait_until(lambda: running.collector.pipeline.held_spans == 10)
+
+        refused = httpx.post(
+            running.http_url + "/v1/traces", content=otlp_request(5).SerializeToString(), headers=PROTOBUF
+        )
+        assert refused.status_code == 503
+        assert refused.headers["retry-after"] == "2"
+        status = status_pb2.Status.FromString(refused.content)
+        assert status.code == code_pb2.UNAVAILABLE and "queue full" in status.message
+
+        with grpc.insecure_channel(running.grpc_target) as channel:
+            stub = trace_service_pb2_grpc.TraceServiceStub(channel)
+            with pytest.raises(grpc.RpcError) as raised:
+                stub.Export(otlp_request(5), timeout=5)
+        assert raised.value.code() == grpc.StatusCode.UNAVAILABLE
+        trailers = dict(raised.value.trailing_metadata())
+        retry_info = error_details_pb2.RetryInfo.FromString(trailers["google.rpc.retryinfo-bin"])
+        assert retry_info.retry_delay.seconds == 2
+        details = status_pb2.Status.FromString(trailers["grpc-status-details-bin"])
+        assert details.details[0].Is(error_details_pb2.RetryInfo.DESCRIPTOR)
+
+        ready = httpx.get(running.admin_url + "/readyz")
+        assert ready.status_code == 503 and "the queue is saturated" in ready.json()["reasons"]
+    waiting.join(timeout=10)
+    metrics = httpx.get(running.admin_url + "/metrics").text
+    for transport in ("http", "grpc"):
+        assert metric_value(
+            metrics, "genai_collector_receiver_refused_spans_total",
+            receiver="otlp", transport=transport, reason="queue_full",
+        ) == 5
+    assert metric_value(metrics, "genai_collector_requests_total", transport="http", signal="traces", status="503") == 1
+    assert metric_value(
+        metrics, "genai_collector_requests_total", transport="grpc", signal="traces", status="UNAVAILABLE"
+    ) == 1
+    assert running.query("SELECT count(*) FROM spans") == [(10,)]
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "http/protobuf"])
+def test_sdk_exporters_retry_refusals_until_every_span_is_stored_once(
+    start_collector: Any, monkeypatch: pytest.MonkeyPatch, protocol: str
+) -> None:
+    running = start_collector(queue_capacity=40, batch_size=20, retry_after="1s")
+    port = running.collector.ports["otlp_grpc" if protocol == "grpc" else "otlp_http"]
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", f"http://127.0.0.1:{port}")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TIMEOUT", "30")
+    exporter_type = GrpcSpanExporter if protocol == "grpc" else HttpSpanExporter
+    spans = finished_spans(120)
+    batches = [spans[start:start + 20] for start in range(0, len(spans), 20)]
+    results: list[SpanExportResult] = []
+
+    def export(batch: list[ReadableSpan]) -> None:
+        exporter = exporter_type()
+        results.append(exporter.export(batch))
+        exporter.shutdown()
+
+    with write_lock_held(running.settings.db):
+        clients = [threading.Thread(target=export, args=(batch,)) for batch in batches]
+        for client in clients:
+            client.start()
+        transport = "grpc" if protocol == "grpc" else "http"
+        wait_until(
+            lambda: metric_value(
+                httpx.get(running.admin_url + "/metrics").text,
+                "genai_collector_receiver_refused_spans_total",
+                receiver="otlp", transport=transport, reason="queue_full",
+            ) > 0
+        )
+    for client in clients:
+        client.join(timeout=60)
+
+    assert results == [SpanExportResult.SUCCESS] * len(batches)
+    stored = running.query("SELECT count(*), count(DISTINCT span_id) FROM spans")
+    assert stored == [(len(spans), len(spans))]
+    sent_ids = {f"{span.get_span_context().span_id:016x}" for span in spans}
+    assert {row[0] for row in running.query("SELECT span_id FROM spans")} == sent_ids
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 4 MiB tmpfs: a disk that really fills up."""
+    mount_point = tmp_path / "small-disk"
+    mount_point.mkdir()
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs needs root (CI runs as root)")
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount_point)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount tmpfs here: {mounted.stderr.decode().strip()}")
+    try:
+        yield mount_point
+    finally:
+        subprocess.run(["umount", "-l", str(mount_point)], check=False)
+
+
+def test_full_disk_fails_requests_retryably_and_recovers(start_collector: Any, small_disk: Path) -> None:
+    running = start_collector(db=small_disk / "collector.db")
+    big_prompt = "x" * 40_000
+
+    def send(count: int) -> httpx.Response:
+        request = otlp_request(count, attributes={"gen_ai.prompt": big_prompt})
+        return httpx.post(running.http_url + "/v1/traces", content=request.SerializeToString(), headers=PROTOBUF)
+
+    assert send(5).status_code == 200
+    filler = small_disk / "filler"
+    with open(filler, "wb") as handle:  # take every free block of the disk
+        try:
+            while True:
+                handle.write(b"\0" * 65536)
+                handle.flush()
+        except OSError:
+            pass
+
+    refused = send(20)
+    assert refused.status_code == 503
+    assert refused.headers["retry-after"] == "1"
+    assert "database write failed" in status_pb2.Status.FromString(refused.content).message
+    ready = httpx.get(running.admin_url + "/readyz")
+    assert ready.status_code == 503 and "the last database write failed" in ready.json()["reasons"]
+    metrics = httpx.get(running.admin_url + "/metrics").text
+    assert sum(
+        metric_value(metrics, "genai_collector_write_failures_total", error=error)
+        for error in ("FullError", "IOError")
+    ) >= 1
+    assert metric_value(
+        metrics, "genai_collector_receiver_refused_spans_total", receiver="otlp", transport="http", reason="write_failed"
+    ) == 20
+
+    filler.unlink()  # the cause goes away: the daemon recovers without a restart
+    retried = send(20)
+    assert retried.status_code == 200
+    assert httpx.get(running.admin_url + "/readyz").status_code == 200
+    assert running.query("SELECT count(*) FROM spans") == [(25,)]
