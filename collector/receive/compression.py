@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import io
 import zlib
 
 import zstandard
 
-_CHUNK = 64 * 1024
+_ZSTD_MAX_BLOCK = 128 * 1024
+_ZSTD_MIN_BLOCK_INPUT = 4
+_ZSTD_MAX_WINDOW = 16 * 1024 * 1024  # decoder memory a frame may ask for; zstd -19 uses 8 MiB
 
 
 class UnsupportedEncoding(ValueError):
@@ -67,12 +68,27 @@ def _inflate(body: bytes, wbits: int, limit: int) -> bytes:
 
 def _unzstd(body: bytes, limit: int) -> bytes:
     out = bytearray()
+    view = memoryview(body)
+    offset = 0
+    decompressor = zstandard.ZstdDecompressor(max_window_size=_ZSTD_MAX_WINDOW)
     try:
-        with zstandard.ZstdDecompressor().stream_reader(io.BytesIO(body), read_across_frames=True) as reader:
-            while chunk := reader.read(_CHUNK):
-                out += chunk
+        while offset < len(body):  # zstd allows several frames one after another
+            frame = decompressor.decompressobj()
+            while offset < len(body) and not frame.eof:
+                step = _zstd_step(limit + 1 - len(out))
+                out += frame.decompress(view[offset : offset + step])
+                offset += step
                 if len(out) > limit:
                     raise _too_large(limit)
+            if not frame.eof:
+                raise CorruptBody("compressed body is truncated")
+            offset = min(offset, len(body)) - len(frame.unused_data)
     except zstandard.ZstdError as error:
         raise CorruptBody(f"body does not decompress: {error}") from None
     return bytes(out)
+
+
+def _zstd_step(budget: int) -> int:
+    """Input bytes to feed next: zstd regenerates at most one 128 KiB block from every 4 bytes (an RLE
+    block), so a step this size cannot overshoot the remaining ``budget`` by more than a block or two."""
+    return _ZSTD_MIN_BLOCK_INPUT * max(1, budget // _ZSTD_MAX_BLOCK)
