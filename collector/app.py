@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import socket
 import sys
@@ -30,6 +31,7 @@ from collector.receive.ingest import Ingest
 from collector.receive.otlp_grpc import OtlpGrpcReceiver, serving_health
 from collector.receive.otlp_http import OtlpHttpReceiver
 from collector.storage.writer import SpanWriter
+from collector.transform import Transform
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +52,8 @@ def _listen(name: str, endpoint: Endpoint) -> socket.socket:
     try:
         return socket.create_server((endpoint.host, endpoint.port), family=family, backlog=1024)
     except OSError as error:
-        raise StartupError(f"cannot listen on {name} {endpoint}: {error.strerror or error}") from None
+        reason = os.strerror(error.errno) if error.errno else str(error)
+        raise StartupError(f"cannot listen on {name} {endpoint}: {reason.lower()}") from None
 
 
 class Collector:
@@ -60,6 +63,7 @@ class Collector:
         self.metrics = CollectorMetrics(self.registry)
         self.ports: dict[str, int] = {}
         self._stopping = False
+        self._started = False
         self._writer: SpanWriter | None = None
         self._pipeline: Pipeline | None = None
         self._grpc: grpc.aio.Server | None = None
@@ -95,7 +99,7 @@ class Collector:
             batch_max_age=settings.batch_max_age,
         )
         self._pipeline.start()
-        ingest = Ingest(self._pipeline, self.metrics)
+        ingest = Ingest(self._pipeline, Transform(settings), self.metrics)
         try:
             await self._start_grpc(ingest)
             http = OtlpHttpReceiver(
@@ -109,6 +113,7 @@ class Collector:
         except BaseException:
             await self.stop()
             raise
+        self._started = True
         log.info(
             "genai-collector listening: otlp-grpc %s:%d, otlp-http %s:%d, admin %s:%d; database %s",
             settings.grpc_endpoint.host,
@@ -128,6 +133,8 @@ class Collector:
             max_receive_size=self.settings.grpc_max_receive_size,
             retry_after=self.settings.retry_after,
         )
+        if endpoint.port:  # find out the real reason a port cannot be had before gRPC hides it
+            _listen("grpc_endpoint", endpoint).close()
         self._health = await serving_health()
         self._grpc = receiver.server(self._health)
         try:
@@ -188,7 +195,8 @@ class Collector:
         for server, task in self._http_servers:
             server.should_exit = True
         await asyncio.gather(*(task for _, task in self._http_servers), return_exceptions=True)
-        log.info("genai-collector stopped")
+        if self._started:
+            log.info("genai-collector stopped")
         return drained
 
 
@@ -203,16 +211,23 @@ def _open_writer(path: Path, synchronous: str) -> SpanWriter:
 
 
 async def serve(settings: Settings) -> int:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    def on_signal() -> None:
+        if stop.is_set():  # a second signal: the operator will not wait for the drain
+            log.warning("second signal: exiting without draining; unacknowledged requests will be resent")
+            os._exit(1)
+        stop.set()
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, on_signal)
     collector = Collector(settings)
     try:
         await collector.start()
     except StartupError as error:
         print(f"genai-collector: {error}", file=sys.stderr)
         return 1
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
     await stop.wait()
     log.info("signal received: draining")
     return 0 if await collector.stop() else 1

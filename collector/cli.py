@@ -15,12 +15,21 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from pydantic import BaseModel
 
 from collector import __version__
-from collector.config import ConfigError, Settings, load_settings
+from collector.config import ConfigError, Section, Settings, load_settings
 
 ENV_PREFIX = "GENAI_COLLECTOR_"
+NESTED_ENV_SEPARATOR = "__"  # GENAI_COLLECTOR_REDACTION__HASH_KEY sets redaction.hash_key
 _LIST_OPTIONS = {name for name, field in Settings.model_fields.items() if field.annotation == tuple[str, ...]}
+# Sections (redaction, pricing...) are nested mappings: set in the file, or key by key in the environment.
+SECTIONS = {
+    name
+    for name, field in Settings.model_fields.items()
+    if isinstance(field.annotation, type) and issubclass(field.annotation, Section)
+}
+OPTIONS = [name for name in Settings.model_fields if name not in SECTIONS]
 
 
 def _flag(name: str) -> str:
@@ -35,7 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
     check = commands.add_parser("check-config", help="validate and print the effective configuration")
     for sub in (serve, check):
         sub.add_argument("--config", type=Path, help="YAML config file (env: GENAI_COLLECTOR_CONFIG)")
-        for name, field in Settings.model_fields.items():
+        for name in OPTIONS:
+            field = Settings.model_fields[name]
             default = field.default
             sub.add_argument(
                 _flag(name),
@@ -62,10 +72,12 @@ def _read_file(path: Path) -> dict[str, Any]:
         text = path.read_text(encoding="utf-8")
     except OSError as error:
         raise ConfigError(f"cannot read config file {path}: {error.strerror}") from None
+    except UnicodeDecodeError as error:
+        raise ConfigError(f"config file {path} is not UTF-8 text: byte {error.start} cannot be decoded") from None
     try:
         values = yaml.safe_load(text)
     except yaml.YAMLError as error:
-        raise ConfigError(f"config file {path} is not valid YAML: {error}") from None
+        raise ConfigError(f"config file {path} is not valid YAML: {_yaml_problem(error)}") from None
     if values is None:
         return {}
     if not isinstance(values, dict):
@@ -73,11 +85,33 @@ def _read_file(path: Path) -> dict[str, Any]:
     return values
 
 
+def _yaml_problem(error: yaml.YAMLError) -> str:
+    """PyYAML's multi-line message (with a source excerpt) as one line: what is wrong, and where."""
+    problem = getattr(error, "problem", None)
+    mark = getattr(error, "problem_mark", None)
+    if not problem or mark is None:
+        return " ".join(str(error).split())
+    return f"{problem} at line {mark.line + 1}, column {mark.column + 1}"
+
+
 def merge_sources(args: argparse.Namespace, environ: Mapping[str, str]) -> dict[str, Any]:
     """Option values by precedence: flag > environment > config file (defaults are the model's)."""
     config_path = args.config or (Path(environ[f"{ENV_PREFIX}CONFIG"]) if f"{ENV_PREFIX}CONFIG" in environ else None)
     values: dict[str, Any] = _read_file(config_path) if config_path else {}
-    for name in Settings.model_fields:
+    known = {f"{ENV_PREFIX}CONFIG", *(ENV_PREFIX + name.upper() for name in OPTIONS)}
+    for key, value in environ.items():
+        if not key.startswith(ENV_PREFIX) or key in known:
+            continue
+        section, separator, option = key.removeprefix(ENV_PREFIX).lower().partition(NESTED_ENV_SEPARATOR)
+        if not separator or section not in SECTIONS:
+            raise ConfigError(
+                f"unknown environment variable {key}; options are GENAI_COLLECTOR_<OPTION> "
+                "or GENAI_COLLECTOR_<SECTION>__<OPTION> (see `genai-collector serve --help`)"
+            )
+        nested = values.setdefault(section, {})
+        if isinstance(nested, dict):
+            nested[option] = value
+    for name in OPTIONS:
         from_env = environ.get(ENV_PREFIX + name.upper())
         if from_env is not None:
             values[name] = _split_list(from_env) if name in _LIST_OPTIONS else from_env

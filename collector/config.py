@@ -17,7 +17,9 @@ from pydantic import (
     ByteSize,
     ConfigDict,
     Field,
+    SecretStr,
     ValidationError,
+    field_validator,
     model_serializer,
     model_validator,
 )
@@ -69,6 +71,119 @@ class Endpoint(BaseModel):
     @model_serializer
     def __str__(self) -> str:
         return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+RedactionMode = Literal["mask", "hash", "drop"]
+DETECTORS = ("email", "phone", "card", "ipv4", "secret")
+
+
+class Section(BaseModel):
+    """A nested group of options (a mapping in the file; GENAI_COLLECTOR_<SECTION>__<OPTION> in the environment)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class RedactionRule(Section):
+    """A user-defined pattern: every match in content is masked, hashed, or the attribute is dropped."""
+
+    name: str = Field(pattern=r"^[a-z0-9_]+$", description="Rule name, used in markers and metrics.")
+    pattern: str = Field(description="Python regular expression.")
+    mode: RedactionMode = "mask"
+
+    @field_validator("pattern")
+    @classmethod
+    def _compiles(cls, pattern: str) -> str:
+        try:
+            re.compile(pattern)
+        except re.error as error:
+            raise ValueError(f"not a valid regular expression: {error}") from None
+        return pattern
+
+
+class RedactionSettings(Section):
+    enabled: bool = Field(True, description="Redact PII and secrets from content before storing it.")
+    capture_content: bool = Field(
+        True, description="Keep prompt and completion content at all; false drops every content attribute."
+    )
+    mode: RedactionMode = Field("mask", description="Mode of the built-in detectors.")
+    detectors: dict[str, RedactionMode | Literal["off"]] = Field(
+        default_factory=dict, description="Per-detector mode (email, phone, card, ipv4, secret) or off."
+    )
+    rules: tuple[RedactionRule, ...] = Field((), description="User-defined rules, applied after the detectors.")
+    hash_key: SecretStr | None = Field(
+        None, description="Key of the keyed hash (hash mode); required when any detector or rule hashes."
+    )
+
+    @field_validator("detectors", mode="before")
+    @classmethod
+    def _yaml_off(cls, detectors: Any) -> Any:
+        """YAML 1.1 reads an unquoted ``off`` as false: take it as the word the user wrote."""
+        if isinstance(detectors, dict):
+            return {name: "off" if mode is False else mode for name, mode in detectors.items()}
+        return detectors
+
+    @field_validator("detectors")
+    @classmethod
+    def _known_detectors(cls, detectors: dict[str, str]) -> dict[str, str]:
+        unknown = sorted(set(detectors) - set(DETECTORS))
+        if unknown:
+            raise ValueError(f"unknown detector {', '.join(unknown)}; known: {', '.join(DETECTORS)}")
+        return detectors
+
+    @field_validator("hash_key")
+    @classmethod
+    def _long_enough(cls, key: SecretStr | None) -> SecretStr | None:
+        if key is not None and len(key.get_secret_value()) < 16:
+            raise ValueError("hash_key must be at least 16 characters, or hashed phone numbers can be guessed back")
+        return key
+
+    @field_validator("rules")
+    @classmethod
+    def _distinct_rule_names(cls, rules: tuple[RedactionRule, ...]) -> tuple[RedactionRule, ...]:
+        names = [rule.name for rule in rules]
+        taken = set(DETECTORS) | {"content_dropped"}
+        for name in names:
+            if name in taken or names.count(name) > 1:
+                raise ValueError(f"rule name {name!r} is used twice or by a built-in detector; names must be unique")
+        return rules
+
+    @model_validator(mode="after")
+    def _hash_needs_key(self) -> RedactionSettings:
+        modes = {self.mode, *self.detectors.values(), *(rule.mode for rule in self.rules)}
+        if self.enabled and "hash" in modes and self.hash_key is None:
+            raise ValueError("hash mode needs redaction.hash_key (or GENAI_COLLECTOR_REDACTION__HASH_KEY)")
+        return self
+
+
+class ModelPrice(Section):
+    """USD per million tokens; cache prices default to the input price when not given."""
+
+    input: float = Field(ge=0)
+    output: float = Field(ge=0)
+    cache_read: float | None = Field(None, ge=0)
+    cache_write: float | None = Field(None, ge=0)
+
+
+class PricingSettings(Section):
+    models: dict[str, ModelPrice] = Field(
+        default_factory=dict,
+        description="Prices that extend or override the shipped table, keyed by model name "
+        "(optionally provider/model).",
+    )
+
+
+class LimitsSettings(Section):
+    max_attribute_length: int = Field(
+        65_536, ge=64, description="Longer string values are truncated, with a visible marker."
+    )
+    max_attributes: int = Field(256, ge=1, description="Attributes kept per span, event or log record.")
+    max_events: int = Field(256, ge=0, description="Events kept per span.")
+
+
+class LogsSettings(Section):
+    keep_other: bool = Field(
+        False, description="Store log records that are not GenAI events too (otherwise counted and dropped)."
+    )
 
 
 class Settings(BaseModel):
@@ -123,6 +238,11 @@ class Settings(BaseModel):
         "empty turns CORS off.",
     )
 
+    redaction: RedactionSettings = Field(default_factory=RedactionSettings, description="PII redaction.")
+    pricing: PricingSettings = Field(default_factory=PricingSettings, description="Token prices.")
+    limits: LimitsSettings = Field(default_factory=LimitsSettings, description="Per-span size limits.")
+    logs: LogsSettings = Field(default_factory=LogsSettings, description="OTLP log records.")
+
     @model_validator(mode="after")
     def _check_combinations(self) -> Settings:
         if self.batch_size > self.queue_capacity:
@@ -152,5 +272,7 @@ def load_settings(values: dict[str, Any]) -> Settings:
         for item in error.errors():
             where = ".".join(str(part) for part in item["loc"]) or "config"
             message = item["msg"].removeprefix("Value error, ")
+            if item["type"] == "extra_forbidden":
+                message = "unknown option (check the spelling; `genai-collector check-config` prints every option)"
             problems.append(f"{where}: {message}")
         raise ConfigError("invalid configuration: " + "; ".join(problems)) from None

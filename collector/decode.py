@@ -20,7 +20,7 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportM
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 
-from collector.model import NO_REJECTION, Attributes, Rejection, Span
+from collector.model import NO_REJECTION, Attributes, LogEvent, Rejection, Span
 
 RequestT = TypeVar("RequestT", bound=Message)
 
@@ -29,6 +29,10 @@ STATUS_CODES = {0: "unset", 1: "ok", 2: "error"}
 
 TRACE_ID_BYTES = 16
 SPAN_ID_BYTES = 8
+
+# What a JSON id that is not hex (a base64 id, say) becomes: no id has its length, so the span is
+# rejected as a bad id. Not empty, because an empty parent id means "root span".
+NOT_HEX = b"<not hex>"
 
 
 class PayloadError(ValueError):
@@ -63,6 +67,8 @@ def parse_json(body: bytes, message_type: type[RequestT]) -> RequestT:
         document = json.loads(body)
     except (UnicodeDecodeError, ValueError) as error:
         raise PayloadError(f"body is not valid JSON: {error}") from None
+    except RecursionError:
+        raise PayloadError("body is not valid OTLP/JSON: nested too deeply") from None
     if not isinstance(document, dict):
         raise PayloadError("body must be a JSON object")
     path, id_fields = _JSON_ID_PATHS[message_type]
@@ -99,7 +105,7 @@ def _hex_ids_to_base64(record: dict[str, Any], id_fields: tuple[Any, ...]) -> No
         try:
             raw = bytes.fromhex(value)
         except ValueError:
-            raw = b""  # not hex (a base64 id, say): left empty, so the record is rejected as a bad id
+            raw = NOT_HEX
         record[field] = base64.b64encode(raw).decode("ascii")
 
 
@@ -148,6 +154,8 @@ def _span_ids(span: Any) -> tuple[str, str, str | None] | str:
 
 
 def _show(raw: bytes) -> str:
+    if raw == NOT_HEX:
+        return "(not hex)"
     return f"'{binascii.hexlify(raw).decode()}' ({len(raw)} bytes)" if raw else "(empty)"
 
 
@@ -243,3 +251,55 @@ def count_data_points(request: ExportMetricsServiceRequest) -> int:
                 if kind:
                     total += len(getattr(metric, kind).data_points)
     return total
+
+
+# --- log records ---------------------------------------------------------------------------
+
+def _log_ids(record: Any) -> tuple[str | None, str | None] | str:
+    trace_id, span_id = record.trace_id, record.span_id
+    if trace_id and len(trace_id) != TRACE_ID_BYTES:
+        return f"invalid trace_id {_show(trace_id)}: expected 16 bytes or none"
+    if span_id and len(span_id) != SPAN_ID_BYTES:
+        return f"invalid span_id {_show(span_id)}: expected 8 bytes or none"
+    return (trace_id.hex() if any(trace_id) else None, span_id.hex() if any(span_id) else None)
+
+
+def decode_log_records(request: ExportLogsServiceRequest) -> tuple[list[LogEvent], Rejection]:
+    """Every log record with usable ids, as ``LogEvent`` (source ``log``); the event name comes from
+    the record's ``event_name`` or its ``event.name`` attribute."""
+    events: list[LogEvent] = []
+    rejected = 0
+    first_reason: str | None = None
+    for resource_logs in request.resource_logs:
+        resource_attributes = attributes(resource_logs.resource.attributes)
+        service_name = resource_attributes.get("service.name")
+        if not isinstance(service_name, str):
+            service_name = None
+        for scope_logs in resource_logs.scope_logs:
+            scope_name = scope_logs.scope.name or None
+            for record in scope_logs.log_records:
+                ids = _log_ids(record)
+                if isinstance(ids, str):
+                    rejected += 1
+                    first_reason = first_reason or f"log record: {ids}"
+                    continue
+                record_attributes = attributes(record.attributes)
+                name = record.event_name or record_attributes.get("event.name")
+                events.append(
+                    LogEvent(
+                        trace_id=ids[0],
+                        span_id=ids[1],
+                        time_unix_nano=record.time_unix_nano or record.observed_time_unix_nano,
+                        observed_time_unix_nano=record.observed_time_unix_nano or None,
+                        name=name if isinstance(name, str) and name else None,
+                        source="log",
+                        severity_number=record.severity_number or None,
+                        severity_text=record.severity_text or None,
+                        body=any_value(record.body) if record.HasField("body") else None,
+                        attributes=record_attributes,
+                        service_name=service_name,
+                        scope_name=scope_name,
+                        resource_attributes=resource_attributes,
+                    )
+                )
+    return events, Rejection(rejected, first_reason) if rejected else NO_REJECTION

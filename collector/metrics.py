@@ -7,6 +7,7 @@ Labels are fixed, small sets: never ids or payload text.
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -42,11 +43,45 @@ class DatabaseSize(Collector):
         yield family
 
 
+DEFAULT_LABEL_CAP = 200
+OTHER = "_other"
+
+
+class BoundedLabel:
+    """The values one label may take: the first ``cap`` distinct ones, then ``_other`` (each fold counted).
+
+    Label values that come from clients (model names, services) must never grow the series count without bound.
+    """
+
+    def __init__(self, metric: str, label: str, cap: int, overflow: Counter) -> None:
+        self._metric, self._label, self._cap, self._overflow = metric, label, cap, overflow
+        self._seen: set[str] = set()
+        self._lock = threading.Lock()
+
+    def __call__(self, value: str | None) -> str:
+        value = value or "unknown"
+        if value in self._seen:
+            return value
+        with self._lock:
+            if len(self._seen) < self._cap:
+                self._seen.add(value)
+                return value
+        self._overflow.labels(self._metric, self._label).inc()
+        return OTHER
+
+
 class CollectorMetrics:
     """Every self-metric of the daemon, registered on one registry."""
 
-    def __init__(self, registry: CollectorRegistry) -> None:
+    def __init__(self, registry: CollectorRegistry, *, label_cap: int = DEFAULT_LABEL_CAP) -> None:
         self.registry = registry
+        self.label_cap = label_cap
+        self.label_overflow = Counter(
+            PREFIX + "label_overflow",
+            "Label values folded into _other because the label reached its cap of distinct values.",
+            ["metric", "label"],
+            registry=registry,
+        )
         self.accepted_spans = Counter(
             PREFIX + "receiver_accepted_spans",
             "Spans committed to storage and acknowledged to the client.",
@@ -113,6 +148,56 @@ class CollectorMetrics:
             ["error"],
             registry=registry,
         )
+
+        self.accepted_log_records = Counter(
+            PREFIX + "receiver_accepted_log_records",
+            "Log records (GenAI events) committed and acknowledged.",
+            ["receiver", "transport"],
+            registry=registry,
+        )
+        self.refused_log_records = Counter(
+            PREFIX + "receiver_refused_log_records",
+            "Log records not stored, by reason (invalid_record, queue_full, write_failed, shutting_down).",
+            ["receiver", "transport", "reason"],
+            registry=registry,
+        )
+        self.evaluations = Counter(
+            PREFIX + "evaluations",
+            "Evaluation results stored, by where they came from (log, span_event, span_attribute).",
+            ["source"],
+            registry=registry,
+        )
+        self.redactions = Counter(
+            PREFIX + "redactions",
+            "Content values redacted, by rule (email, phone, card, ipv4, secret, or a configured rule).",
+            ["rule"],
+            registry=registry,
+        )
+        self.truncated_values = Counter(
+            PREFIX + "truncated_values",
+            "Attribute values cut to limits.max_attribute_length.",
+            registry=registry,
+        )
+        self.dropped_attributes = Counter(
+            PREFIX + "dropped_attributes",
+            "Attributes dropped past limits.max_attributes.",
+            registry=registry,
+        )
+        self.dropped_events = Counter(
+            PREFIX + "dropped_events",
+            "Span events dropped past limits.max_events.",
+            registry=registry,
+        )
+        self.unpriced_spans = Counter(
+            PREFIX + "unpriced_spans",
+            "LLM spans with token counts whose model has no price (their cost_usd is NULL), by model.",
+            ["model"],
+            registry=registry,
+        )
+        self.unpriced_model = self.bounded_label("unpriced_spans", "model")
+
+    def bounded_label(self, metric: str, label: str) -> BoundedLabel:
+        return BoundedLabel(metric, label, self.label_cap, self.label_overflow)
 
     def watch_database(self, path: Path) -> None:
         self.registry.register(DatabaseSize(path))

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+if TYPE_CHECKING:
+    from collector.normalize import GenAI
 
 Attributes = dict[str, Any]
 
@@ -31,6 +35,8 @@ class Span(NamedTuple):
     dropped_attributes_count: int
     dropped_events_count: int
     dropped_links_count: int
+    genai: GenAI | None = None  # canonical GenAI columns, set by the transform step
+    cost_usd: float | None = None  # the client's cost, else priced from the token counts; None when unknown
 
 
 class Rejection(NamedTuple):
@@ -48,3 +54,51 @@ class Rejection(NamedTuple):
 
 
 NO_REJECTION = Rejection(0, None)
+
+
+class LogEvent(NamedTuple):
+    """A GenAI event (from an OTLP log record or a span event), or a kept log record.
+
+    ``source`` is ``log`` or ``span``; ids are hex or None when the record carries none.
+    """
+
+    trace_id: str | None
+    span_id: str | None
+    time_unix_nano: int
+    observed_time_unix_nano: int | None
+    name: str | None
+    source: str
+    severity_number: int | None
+    severity_text: str | None
+    body: Any
+    attributes: Attributes
+    service_name: str | None
+    scope_name: str | None
+    resource_attributes: Attributes
+
+
+class EvaluationRecord(NamedTuple):
+    """A quality score of a response (``gen_ai.evaluation.result`` or OpenInference ``evaluations.N``)."""
+
+    trace_id: str | None
+    span_id: str | None
+    response_id: str | None
+    name: str
+    score: float | None
+    label: str | None
+    explanation: str | None
+    source: str  # log, span_event or span_attribute
+    time_unix_nano: int
+
+
+@dataclass(slots=True)
+class Records:
+    """What one request asks to store; ``count`` is what it takes of the queue's capacity."""
+
+    spans: list[Span] = field(default_factory=list)
+    events: list[LogEvent] = field(default_factory=list)
+    evaluations: list[EvaluationRecord] = field(default_factory=list)
+
+    @property
+    def count(self) -> int:
+        return len(self.spans) + len(self.events) + len(self.evaluations)

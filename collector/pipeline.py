@@ -13,14 +13,13 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import apsw
 
 from collector.logs import rate_limited
 from collector.metrics import CollectorMetrics
-from collector.model import Span
+from collector.model import Records
 from collector.storage.writer import SpanWriter
 
 log = logging.getLogger(__name__)
@@ -48,7 +47,8 @@ class WriteFailed(Backpressure):
 
 @dataclass(slots=True)
 class _Request:
-    spans: Sequence[Span]
+    records: Records
+    count: int
     future: asyncio.Future[None]
     loop: asyncio.AbstractEventLoop
     enqueued_at: float = field(default_factory=time.monotonic)
@@ -88,15 +88,15 @@ class Pipeline:
     def start(self) -> None:
         self._thread.start()
 
-    def submit(self, spans: Sequence[Span]) -> asyncio.Future[None]:
-        """Queue spans for the next commit; the future resolves once they are committed.
+    def submit(self, records: Records) -> asyncio.Future[None]:
+        """Queue records for the next commit; the future resolves once they are committed.
 
         Raises ``QueueFull`` or ``ShuttingDown`` at once instead of waiting. A request larger than
         the whole queue is taken when the queue is empty, so that it can never be refused forever.
         """
         loop = asyncio.get_running_loop()
-        request = _Request(spans, loop.create_future(), loop)
-        count = len(spans)
+        count = records.count
+        request = _Request(records, count, loop.create_future(), loop)
         with self._condition:
             if self._closing:
                 raise ShuttingDown("the collector is shutting down")
@@ -113,12 +113,19 @@ class Pipeline:
         return request.future
 
     def close(self, timeout: float) -> bool:
-        """Refuse new requests, commit everything queued, stop the writer; False if the deadline passed."""
+        """Refuse new requests, commit everything queued, stop the writer; False if spans are still
+        uncommitted when ``timeout`` passes.
+
+        Judged by what is held, not by the thread: with nothing left to write the writer never touches
+        the database again, even if it has not yet woken up to exit (``timeout`` may be 0 when slow
+        clients used up the shutdown deadline).
+        """
         with self._condition:
             self._closing = True
             self._condition.notify()
         self._thread.join(timeout)
-        return not self._thread.is_alive()
+        with self._condition:
+            return self.held_spans == 0
 
     def _run(self) -> None:
         while (batch := self._next_batch()) is not None:
@@ -137,32 +144,33 @@ class Pipeline:
                 self._condition.wait(linger)
             batch: list[_Request] = []
             taken = 0
-            while self._waiting and (not batch or taken + len(self._waiting[0].spans) <= self._batch_size):
+            while self._waiting and (not batch or taken + self._waiting[0].count <= self._batch_size):
                 request = self._waiting.popleft()
                 batch.append(request)
-                taken += len(request.spans)
+                taken += request.count
             self._waiting_spans -= taken
             return batch
 
     def _commit(self, batch: list[_Request]) -> None:
-        spans = [span for request in batch for span in request.spans]
+        count = sum(request.count for request in batch)
+        spans = sum(len(request.records.spans) for request in batch)
         started = time.perf_counter()
         error: Exception | None = None
         try:
-            stored = self._writer.write(spans)
+            stored = self._writer.write([request.records for request in batch])
         except apsw.Error as failure:
             error = self._write_failed(type(failure).__name__, f"database write failed: {failure}")
         except Exception:  # a bug of ours: keep the daemon up, fail the batch loudly
-            log.exception("unexpected error while writing a batch of %d spans", len(spans))
+            log.exception("unexpected error while writing a batch of %d records", count)
             error = self._write_failed("internal", "internal error while storing spans")
         else:
             self.healthy = True
             self._metrics.commit_duration.observe(time.perf_counter() - started)
-            self._metrics.batch_send_size.observe(len(spans))
-            if stored < len(spans):
-                self._metrics.duplicate_spans.inc(len(spans) - stored)
+            self._metrics.batch_send_size.observe(count)
+            if stored < spans:
+                self._metrics.duplicate_spans.inc(spans - stored)
         with self._condition:
-            self.held_spans -= len(spans)
+            self.held_spans -= count
         _resolve(batch, error)
 
     def _write_failed(self, kind: str, message: str) -> WriteFailed:

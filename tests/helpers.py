@@ -1,14 +1,31 @@
-"""Helpers shared by the tests: building OTLP requests and reading /metrics."""
+"""Helpers shared by the tests: building OTLP requests, reading /metrics, running the daemon as a subprocess."""
 
 from __future__ import annotations
 
+import collections
+import contextlib
 import os
+import re
+import subprocess
+import sys
+import threading
 import time
-from typing import Any
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
 
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+import apsw
+import grpc
+import httpx
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+    ExportTraceServiceResponse,
+)
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from prometheus_client.parser import text_string_to_metric_families
+
+T = TypeVar("T")
 
 
 def key_values(attributes: dict[str, Any]) -> list[KeyValue]:
@@ -60,3 +77,236 @@ def metric_value(exposition: str, sample_name: str, **labels: str) -> float:
             if sample.name == sample_name and all(sample.labels.get(k) == v for k, v in labels.items()):
                 return sample.value
     return 0.0
+
+
+def span_keys(request: ExportTraceServiceRequest) -> list[tuple[str, str]]:
+    """The (trace_id, span_id) of every span of a request, in hex as the ``spans`` table stores them."""
+    return [
+        (span.trace_id.hex(), span.span_id.hex())
+        for resource_spans in request.resource_spans
+        for scope_spans in resource_spans.scope_spans
+        for span in scope_spans.spans
+    ]
+
+
+def stored_span_keys(db: Path) -> set[tuple[str, str]]:
+    """The (trace_id, span_id) of every stored span, read on a read-only connection of our own."""
+    connection = apsw.Connection(str(db), flags=apsw.SQLITE_OPEN_READONLY)
+    try:
+        return set(connection.execute("SELECT trace_id, span_id FROM spans"))
+    finally:
+        connection.close()
+
+
+def wait_until(condition: Callable[[], T], timeout: float, what: str, interval: float = 0.01) -> T:
+    """Poll ``condition`` until it returns something truthy; fail naming ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = condition()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+LISTENING = re.compile(
+    r"genai-collector listening: otlp-grpc (?P<grpc_host>\S+):(?P<grpc>\d+), "
+    r"otlp-http (?P<http_host>\S+):(?P<http>\d+), admin (?P<admin_host>\S+):(?P<admin>\d+)"
+)
+
+
+def collector_environment(**variables: str) -> dict[str, str]:
+    """This process's environment without any GENAI_COLLECTOR_* variable, plus ``variables``."""
+    environment = {key: value for key, value in os.environ.items() if not key.startswith("GENAI_COLLECTOR_")}
+    environment.update(variables)
+    return environment
+
+
+def collector_command(*arguments: str) -> list[str]:
+    return [sys.executable, "-m", "collector", *arguments]
+
+
+class Daemon:
+    """``python -m collector serve`` as a subprocess on port 0, its stderr collected line by line.
+
+    Use it as a context manager: a daemon still running at the end of the block is killed.
+    """
+
+    def __init__(self, db: Path, *arguments: str) -> None:
+        self.db = db
+        self.ports: dict[str, int] = {}
+        self.lines: list[str] = []
+        self._eof = False
+        self._changed = threading.Condition()
+        self.process = subprocess.Popen(
+            collector_command(
+                "serve",
+                "--db", str(db),
+                "--grpc-endpoint", "127.0.0.1:0",
+                "--http-endpoint", "127.0.0.1:0",
+                "--admin-endpoint", "127.0.0.1:0",
+                *arguments,
+            ),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=collector_environment(),
+        )
+        self._reader = threading.Thread(target=self._read_stderr, name="daemon-stderr", daemon=True)
+        self._reader.start()
+
+    def __enter__(self) -> Daemon:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait(timeout=10)
+        self._reader.join(timeout=10)
+
+    def _read_stderr(self) -> None:
+        assert self.process.stderr is not None
+        for line in self.process.stderr:
+            with self._changed:
+                self.lines.append(line.rstrip("\n"))
+                self._changed.notify_all()
+        with self._changed:
+            self._eof = True
+            self._changed.notify_all()
+
+    @property
+    def stderr(self) -> str:
+        with self._changed:
+            return "\n".join(self.lines)
+
+    def wait_for_line(self, pattern: re.Pattern[str], timeout: float) -> re.Match[str]:
+        """The first stderr line matching ``pattern``; fails with the whole stderr if it never comes."""
+        deadline = time.monotonic() + timeout
+        seen = 0
+        with self._changed:
+            while True:
+                for line in self.lines[seen:]:
+                    if match := pattern.search(line):
+                        return match
+                seen = len(self.lines)
+                remaining = deadline - time.monotonic()
+                if self._eof or remaining <= 0:
+                    raise AssertionError(f"no line matching {pattern.pattern!r}; stderr:\n" + "\n".join(self.lines))
+                self._changed.wait(remaining)
+
+    def wait_listening(self, timeout: float = 30.0) -> Daemon:
+        """Read the chosen ports from the "listening" line, then wait for /readyz to answer 200."""
+        match = self.wait_for_line(LISTENING, timeout)
+        self.ports = {name: int(match.group(name)) for name in ("grpc", "http", "admin")}
+        wait_until(lambda: self.readyz() == 200, timeout, "/readyz to answer 200")
+        return self
+
+    def readyz(self) -> int | None:
+        """The status of GET /readyz, or None when the admin endpoint does not answer."""
+        try:
+            return httpx.get(f"{self.admin_url}/readyz", timeout=2).status_code
+        except httpx.HTTPError:
+            return None
+
+    @property
+    def grpc_target(self) -> str:
+        return f"127.0.0.1:{self.ports['grpc']}"
+
+    @property
+    def http_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports['http']}"
+
+    @property
+    def admin_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports['admin']}"
+
+
+class LoadClient(threading.Thread):
+    """Sends trace requests over one transport until ``stop`` is set, keeping the spans of every
+    acknowledged request (HTTP 200 / gRPC OK) and a tally of every outcome."""
+
+    def __init__(self, transport: str, target: str, stop: threading.Event, *, spans_per_request: int = 10) -> None:
+        super().__init__(name=f"load-{transport}", daemon=True)
+        assert transport in ("http", "grpc")
+        self.transport = transport
+        self.target = target
+        self.stop = stop
+        self.spans_per_request = spans_per_request
+        self.sent: list[tuple[str, str]] = []
+        self.acknowledged: list[tuple[str, str]] = []
+        self.outcomes: collections.Counter[str] = collections.Counter()
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            if self.transport == "http":
+                with httpx.Client(timeout=10) as client:
+                    self._send_until_stopped(lambda request: self._post(client, request))
+            else:
+                with grpc.insecure_channel(self.target) as channel:
+                    stub = trace_service_pb2_grpc.TraceServiceStub(channel)
+                    self._send_until_stopped(lambda request: self._export(stub, request))
+        except BaseException as error:  # reported by the test, which asserts ``error is None``
+            self.error = error
+
+    def _send_until_stopped(self, send: Callable[[ExportTraceServiceRequest], str]) -> None:
+        while not self.stop.is_set():
+            request = otlp_request(self.spans_per_request, service=f"load-{self.transport}")
+            keys = span_keys(request)
+            self.sent.extend(keys)
+            outcome = send(request)
+            self.outcomes[outcome] += 1
+            if outcome in ("http 200", "grpc OK"):
+                self.acknowledged.extend(keys)
+            else:
+                self.stop.wait(0.01)  # refused or unreachable: do not spin
+
+    def _post(self, client: httpx.Client, request: ExportTraceServiceRequest) -> str:
+        try:
+            response = client.post(
+                f"{self.target}/v1/traces",
+                content=request.SerializeToString(),
+                headers={"content-type": "application/x-protobuf"},
+            )
+        except httpx.HTTPError as error:
+            return type(error).__name__
+        if response.status_code == 200:
+            answer = ExportTraceServiceResponse.FromString(response.content)
+            if answer.HasField("partial_success"):
+                return "http 200 partial"
+        return f"http {response.status_code}"
+
+    def _export(self, stub: trace_service_pb2_grpc.TraceServiceStub, request: ExportTraceServiceRequest) -> str:
+        try:
+            answer = stub.Export(request, timeout=10)
+        except grpc.RpcError as error:
+            return f"grpc {error.code().name}"
+        return "grpc partial" if answer.HasField("partial_success") else "grpc OK"
+
+
+def acknowledged_by(clients: list[LoadClient]) -> int:
+    return sum(len(client.acknowledged) for client in clients)
+
+
+@contextlib.contextmanager
+def load(daemon: Daemon, per_transport: int = 2) -> Iterator[list[LoadClient]]:
+    """``per_transport`` OTLP/HTTP and as many OTLP/gRPC clients sending for the duration of the block."""
+    stop = threading.Event()
+    clients = [LoadClient("http", daemon.http_url, stop) for _ in range(per_transport)]
+    clients += [LoadClient("grpc", daemon.grpc_target, stop) for _ in range(per_transport)]
+    for client in clients:
+        client.start()
+    try:
+        yield clients
+    finally:
+        stop.set()
+        for client in clients:
+            client.join(timeout=30)
+    for client in clients:
+        assert client.error is None, f"{client.name} failed: {client.error!r}"
+
+
+def outcomes_of(clients: list[LoadClient]) -> collections.Counter[str]:
+    return sum((client.outcomes for client in clients), start=collections.Counter())

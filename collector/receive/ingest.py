@@ -1,4 +1,4 @@
-"""What both transports do with a parsed export request: decode, queue, wait for the commit, count."""
+"""What both transports do with a parsed export request: decode, transform, queue, wait for the commit, count."""
 
 from __future__ import annotations
 
@@ -19,15 +19,17 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceResponse,
 )
 
-from collector.decode import count_data_points, count_log_records, decode_spans
+from collector.decode import count_data_points, decode_log_records, decode_spans
 from collector.metrics import RECEIVER, CollectorMetrics
-from collector.model import NO_REJECTION, Rejection
+from collector.model import NO_REJECTION, Records, Rejection
 from collector.pipeline import Backpressure, Pipeline
+from collector.transform import Transform, TransformStats
 
 
 class Ingest:
-    def __init__(self, pipeline: Pipeline, metrics: CollectorMetrics) -> None:
+    def __init__(self, pipeline: Pipeline, transform: Transform, metrics: CollectorMetrics) -> None:
         self._pipeline = pipeline
+        self._transform = transform
         self._metrics = metrics
 
     async def traces(self, request: ExportTraceServiceRequest, transport: str) -> Rejection:
@@ -38,18 +40,27 @@ class Ingest:
             self._metrics.refused_spans.labels(RECEIVER, transport, "invalid_span").inc(rejection.count)
         if not spans:
             return rejection
-        try:
-            await self._pipeline.submit(spans)
-        except Backpressure as refusal:
-            self._metrics.refused_spans.labels(RECEIVER, transport, refusal.reason).inc(len(spans))
-            raise
+        records, stats = self._transform.spans(spans)
+        self._count_transform(stats)
+        await self._store(records, self._metrics.refused_spans, transport, len(spans))
         self._metrics.accepted_spans.labels(RECEIVER, transport).inc(len(spans))
+        self._count_evaluations(records)
         return rejection
 
     async def logs(self, request: ExportLogsServiceRequest, transport: str) -> Rejection:
-        """Log records are counted and not stored (GenAI events from logs come with a later release)."""
-        self._metrics.dropped_items.labels(RECEIVER, transport, "logs").inc(count_log_records(request))
-        return NO_REJECTION
+        """Store GenAI events (and other records when ``logs.keep_other``); count and drop the rest."""
+        events, rejection = decode_log_records(request)
+        if rejection.count:
+            self._metrics.refused_log_records.labels(RECEIVER, transport, "invalid_record").inc(rejection.count)
+        records, stats = self._transform.log_events(events)
+        self._count_transform(stats)
+        if stats.dropped_log_records:
+            self._metrics.dropped_items.labels(RECEIVER, transport, "logs").inc(stats.dropped_log_records)
+        if records.count:
+            await self._store(records, self._metrics.refused_log_records, transport, len(records.events))
+            self._metrics.accepted_log_records.labels(RECEIVER, transport).inc(len(records.events))
+            self._count_evaluations(records)
+        return rejection
 
     async def metrics(self, request: ExportMetricsServiceRequest, transport: str) -> Rejection:
         """Metric data points are counted and not stored: this collector stores traces."""
@@ -58,6 +69,30 @@ class Ingest:
 
     def bad_request(self, transport: str, reason: str) -> None:
         self._metrics.bad_requests.labels(RECEIVER, transport, reason).inc()
+
+    async def _store(self, records: Records, refused: Any, transport: str, count: int) -> None:
+        try:
+            await self._pipeline.submit(records)
+        except Backpressure as refusal:
+            refused.labels(RECEIVER, transport, refusal.reason).inc(count)
+            raise
+
+    def _count_transform(self, stats: TransformStats) -> None:
+        metrics = self._metrics
+        for rule, count in stats.redactions.items():
+            metrics.redactions.labels(rule).inc(count)
+        if stats.truncated_values:
+            metrics.truncated_values.inc(stats.truncated_values)
+        if stats.dropped_attributes:
+            metrics.dropped_attributes.inc(stats.dropped_attributes)
+        if stats.dropped_events:
+            metrics.dropped_events.inc(stats.dropped_events)
+        for model, count in stats.unpriced_models.items():
+            metrics.unpriced_spans.labels(metrics.unpriced_model(model)).inc(count)
+
+    def _count_evaluations(self, records: Records) -> None:
+        for evaluation in records.evaluations:
+            self._metrics.evaluations.labels(evaluation.source).inc()
 
 
 class Signal(NamedTuple):

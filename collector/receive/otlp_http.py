@@ -139,12 +139,13 @@ class OtlpHttpReceiver:
 
     async def _export(self, request: Request, signal: Signal, codec: Codec | None) -> Response:
         if codec is None:
+            given = request.headers.get("content-type")
+            described = f"unsupported Content-Type {given!r}" if given else "missing Content-Type"
             raise HttpError(
                 415,
                 code_pb2.INVALID_ARGUMENT,
                 "unsupported_media_type",
-                f"unsupported Content-Type {request.headers.get('content-type')!r}; "
-                "use application/x-protobuf or application/json",
+                f"{described}; use application/x-protobuf or application/json",
             )
         try:
             body = decompress(

@@ -105,6 +105,47 @@ CREATE TABLE metric_snapshots (
 );
 CREATE INDEX metric_snapshots_computed ON metric_snapshots (computed_at, breached);
 """,
+    # 2: GenAI events from OTLP logs, evaluation results, and spans found by their response id.
+    """
+CREATE TABLE events (
+    id INTEGER PRIMARY KEY,
+    trace_id TEXT,
+    span_id TEXT,
+    time_unix_nano INTEGER NOT NULL,
+    observed_time_unix_nano INTEGER,
+    name TEXT,
+    source TEXT NOT NULL,
+    severity_number INTEGER,
+    severity_text TEXT,
+    body TEXT,
+    attributes TEXT NOT NULL,
+    service_name TEXT,
+    scope_name TEXT,
+    resource_attributes TEXT NOT NULL,
+    received_at_unix_nano INTEGER NOT NULL,
+    dedup_key TEXT NOT NULL UNIQUE
+);
+CREATE INDEX events_span ON events (trace_id, span_id);
+
+CREATE TABLE evaluations (
+    id INTEGER PRIMARY KEY,
+    trace_id TEXT,
+    span_id TEXT,
+    response_id TEXT,
+    name TEXT NOT NULL,
+    score REAL,
+    label TEXT,
+    explanation TEXT,
+    source TEXT NOT NULL,
+    time_unix_nano INTEGER NOT NULL,
+    received_at_unix_nano INTEGER NOT NULL,
+    dedup_key TEXT NOT NULL UNIQUE
+);
+CREATE INDEX evaluations_trace ON evaluations (trace_id, name);
+CREATE INDEX evaluations_response ON evaluations (response_id) WHERE trace_id IS NULL;
+
+CREATE INDEX spans_response_id ON spans (response_id) WHERE response_id IS NOT NULL;
+""",
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -5,6 +5,7 @@ Only the pipeline's writer thread calls it (SQLite connections are not to be sha
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from collections.abc import Sequence
@@ -12,9 +13,9 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from collector.model import Span
+from collector.model import EvaluationRecord, LogEvent, Records, Span
 from collector.storage.connection import open_connection
-from collector.storage.schema import migrate
+from collector.storage.schema import GENAI_COLUMNS, migrate
 
 _to_json = partial(json.dumps, ensure_ascii=False, separators=(",", ":"))
 
@@ -42,7 +43,9 @@ _SPAN_COLUMNS = (
     "dropped_events_count",
     "dropped_links_count",
     "received_at_unix_nano",
+    *(name for name, _ in GENAI_COLUMNS),
 )
+_NO_GENAI = (None,) * (len(GENAI_COLUMNS) - 1)
 
 # A span sent twice (a client retrying after a timeout) is stored once: the first copy stays.
 INSERT_SPAN = (
@@ -51,15 +54,153 @@ INSERT_SPAN = (
 )
 
 
+_EVENT_COLUMNS = (
+    "trace_id",
+    "span_id",
+    "time_unix_nano",
+    "observed_time_unix_nano",
+    "name",
+    "source",
+    "severity_number",
+    "severity_text",
+    "body",
+    "attributes",
+    "service_name",
+    "scope_name",
+    "resource_attributes",
+    "received_at_unix_nano",
+    "dedup_key",
+)
+_EVALUATION_COLUMNS = (
+    "trace_id",
+    "span_id",
+    "response_id",
+    "name",
+    "score",
+    "label",
+    "explanation",
+    "source",
+    "time_unix_nano",
+    "received_at_unix_nano",
+    "dedup_key",
+)
+
+
+def _insert(table: str, columns: Sequence[str], conflict: str) -> str:
+    return (
+        f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
+        f" ON CONFLICT ({conflict}) DO NOTHING"
+    )
+
+
+# A log record or evaluation sent twice is stored once too: they have no id, so a digest of what they say is one.
+INSERT_EVENT = _insert("events", _EVENT_COLUMNS, "dedup_key")
+INSERT_EVALUATION = _insert("evaluations", _EVALUATION_COLUMNS, "dedup_key")
+
+# An evaluation that names only the response it judged gets that response's span, whichever came first.
+LINK_EVALUATIONS = """
+UPDATE evaluations SET (trace_id, span_id) = (
+    SELECT trace_id, span_id FROM spans WHERE spans.response_id = evaluations.response_id LIMIT 1
+)
+WHERE trace_id IS NULL AND response_id IN (SELECT value FROM json_each(?))
+"""
+
+
+def _digest(*parts: Any) -> str:
+    return hashlib.blake2b(_to_json(parts).encode(), digest_size=16).hexdigest()
+
+
+class _JsonCache:
+    """Encodes attribute dicts shared by many records (a resource's) once per batch."""
+
+    def __init__(self) -> None:
+        self._encoded: dict[int, str] = {}
+
+    def __call__(self, attributes: dict[str, Any]) -> str:
+        encoded = self._encoded.get(id(attributes))
+        if encoded is None:
+            encoded = self._encoded[id(attributes)] = _to_json(attributes)
+        return encoded
+
+
+def _genai_values(span: Span) -> tuple[Any, ...]:
+    genai = span.genai
+    if genai is None:
+        return (*_NO_GENAI, span.cost_usd)
+    return (
+        genai.category,
+        genai.provider,
+        genai.request_model,
+        genai.response_model,
+        genai.operation,
+        genai.input_tokens,
+        genai.output_tokens,
+        genai.total_tokens,
+        genai.cache_read_tokens,
+        genai.cache_write_tokens,
+        genai.reasoning_tokens,
+        _to_json(genai.finish_reasons) if genai.finish_reasons is not None else None,
+        genai.response_id,
+        genai.ttft_ms,
+        genai.conversation_id,
+        genai.user_id,
+        genai.agent_name,
+        genai.tool_name,
+        span.cost_usd,
+    )
+
+
+def event_rows(events: Sequence[LogEvent], received_at: int) -> list[tuple[Any, ...]]:
+    resource_json = _JsonCache()
+    rows = []
+    for event in events:
+        body = _to_json(event.body) if event.body is not None else None
+        attributes = _to_json(event.attributes)
+        rows.append(
+            (
+                event.trace_id,
+                event.span_id,
+                event.time_unix_nano,
+                event.observed_time_unix_nano,
+                event.name,
+                event.source,
+                event.severity_number,
+                event.severity_text,
+                body,
+                attributes,
+                event.service_name,
+                event.scope_name,
+                resource_json(event.resource_attributes),
+                received_at,
+                _digest(event.trace_id, event.span_id, event.time_unix_nano, event.name, body, attributes),
+            )
+        )
+    return rows
+
+
+def evaluation_rows(evaluations: Sequence[EvaluationRecord], received_at: int) -> list[tuple[Any, ...]]:
+    return [
+        (
+            *evaluation,
+            received_at,
+            _digest(
+                evaluation.trace_id,
+                evaluation.span_id,
+                evaluation.response_id,
+                evaluation.name,
+                evaluation.source,
+                evaluation.time_unix_nano,
+            ),
+        )
+        for evaluation in evaluations
+    ]
+
+
 def span_rows(spans: Sequence[Span], received_at: int) -> list[tuple[Any, ...]]:
     """Rows for ``INSERT_SPAN``; resource attributes shared by many spans are encoded once."""
-    resource_json: dict[int, str] = {}
+    resource_json = _JsonCache()
     rows = []
     for span in spans:
-        resource = span.resource_attributes
-        encoded_resource = resource_json.get(id(resource))
-        if encoded_resource is None:
-            encoded_resource = resource_json[id(resource)] = _to_json(resource)
         rows.append(
             (
                 span.trace_id,
@@ -77,7 +218,7 @@ def span_rows(spans: Sequence[Span], received_at: int) -> list[tuple[Any, ...]]:
                 span.service_name,
                 span.scope_name,
                 span.scope_version,
-                encoded_resource,
+                resource_json(span.resource_attributes),
                 _to_json(span.attributes),
                 _to_json(span.events),
                 _to_json(span.links),
@@ -85,6 +226,7 @@ def span_rows(spans: Sequence[Span], received_at: int) -> list[tuple[Any, ...]]:
                 span.dropped_events_count,
                 span.dropped_links_count,
                 received_at,
+                *_genai_values(span),
             )
         )
     return rows
@@ -98,13 +240,27 @@ class SpanWriter:
         self.connection = open_connection(path, synchronous=synchronous)
         migrate(self.connection)
 
-    def write(self, spans: Sequence[Span]) -> int:
-        """Insert and commit; returns how many spans were new (duplicates are ignored)."""
-        rows = span_rows(spans, time.time_ns())
-        before = self.connection.total_changes()
-        with self.connection:
-            self.connection.executemany(INSERT_SPAN, rows)
-        return self.connection.total_changes() - before
+    def write(self, batch: Sequence[Records]) -> int:
+        """Insert and commit in one transaction; returns how many spans were new (duplicates are ignored)."""
+        received_at = time.time_ns()
+        spans = [span for records in batch for span in records.spans]
+        events = [event for records in batch for event in records.events]
+        evaluations = [evaluation for records in batch for evaluation in records.evaluations]
+        connection = self.connection
+        with connection:
+            before = connection.total_changes()
+            if spans:
+                connection.executemany(INSERT_SPAN, span_rows(spans, received_at))
+            new_spans = connection.total_changes() - before
+            if events:
+                connection.executemany(INSERT_EVENT, event_rows(events, received_at))
+            if evaluations:
+                connection.executemany(INSERT_EVALUATION, evaluation_rows(evaluations, received_at))
+            response_ids = {span.genai.response_id for span in spans if span.genai and span.genai.response_id}
+            response_ids.update(e.response_id for e in evaluations if e.trace_id is None and e.response_id)
+            if response_ids:
+                connection.execute(LINK_EVALUATIONS, (_to_json(sorted(response_ids)),))
+        return new_spans
 
     def close(self) -> None:
         self.connection.close()

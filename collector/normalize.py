@@ -1,0 +1,433 @@
+"""Span attributes to canonical GenAI fields, whatever convention the instrumentation speaks.
+
+Pure functions, no I/O. The rules are data: ``_SOURCES`` lists, per canonical field, the attribute
+keys to read in order (first non-empty, valid value wins) and how to coerce them; value mappings are
+dicts beside it (REFERENCE.md section 2). A value that cannot be coerced (a token count of "n/a", a
+negative cost) counts as absent, so the next source gets its turn; nothing here raises on bad data.
+
+Runs for every span: a span that carries none of the known keys costs one set check.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Mapping
+from itertools import count
+from typing import Any, NamedTuple
+
+
+class GenAI(NamedTuple):
+    """The canonical GenAI columns of one span (``storage.schema.GENAI_COLUMNS``); None where unknown."""
+
+    category: str  # llm, embedding, tool, agent, retrieval, workflow, other
+    provider: str | None
+    request_model: str | None
+    response_model: str | None
+    operation: str | None
+    input_tokens: int | None  # includes cached tokens (OTel definition)
+    output_tokens: int | None  # includes reasoning tokens
+    total_tokens: int | None  # from the source, else input + output when both are known
+    cache_read_tokens: int | None
+    cache_write_tokens: int | None
+    reasoning_tokens: int | None
+    finish_reasons: tuple[str, ...] | None
+    response_id: str | None
+    ttft_ms: float | None  # time to first chunk, milliseconds
+    conversation_id: str | None
+    user_id: str | None
+    agent_name: str | None
+    tool_name: str | None
+    client_cost_usd: float | None  # as reported by the client; pricing fills the rest elsewhere
+
+
+NOT_GENAI = GenAI("other", *([None] * (len(GenAI._fields) - 1)))
+
+
+class Evaluation(NamedTuple):
+    """One evaluation result (LLM-as-judge, heuristic, human) of a GenAI response."""
+
+    name: str
+    score: float | None
+    label: str | None
+    explanation: str | None
+    response_id: str | None
+
+
+GENAI_EVENT_NAMES: frozenset[str] = frozenset(
+    {
+        "gen_ai.client.inference.operation.details",
+        "gen_ai.system.message",
+        "gen_ai.user.message",
+        "gen_ai.assistant.message",
+        "gen_ai.tool.message",
+        "gen_ai.choice",
+        "gen_ai.evaluation.result",
+    }
+)
+
+Coerce = Callable[[Any], Any]
+
+
+# --- coercions: an attribute value to the field's type, or None when empty or unusable -------
+
+def _text(value: Any) -> str | None:
+    if type(value) is str:
+        value = value.strip()
+        return value or None
+    if type(value) is int:  # an id sent as a number; ``type`` so that bools stay out
+        return str(value)
+    return None
+
+
+def _lower_text(value: Any) -> str | None:
+    text = _text(value)
+    return text.lower() if text else None
+
+
+def _number(value: Any) -> float | None:
+    kind = type(value)
+    if kind is float or kind is int:
+        number = float(value)
+    elif kind is str:
+        try:
+            number = float(value)
+        except ValueError:
+            return None
+    else:
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _amount(value: Any) -> float | None:
+    number = _number(value)
+    return number if number is not None and number >= 0 else None
+
+
+def _seconds_as_ms(value: Any) -> float | None:
+    seconds = _amount(value)
+    return seconds * 1000.0 if seconds is not None else None
+
+
+def _count(value: Any) -> int | None:
+    """A token count: a non-negative whole number, also when sent as "812" or 812.0."""
+    if type(value) is str:
+        try:
+            value = int(value)
+        except ValueError:
+            value = _number(value)
+    if type(value) is int:
+        return value if value >= 0 else None
+    if type(value) is float and value >= 0 and value.is_integer():
+        return int(value)
+    return None
+
+
+def _reasons(value: Any) -> tuple[str, ...] | None:
+    """One finish reason or a list of them, as a tuple of non-empty strings."""
+    if type(value) is str:
+        value = (value,)
+    elif type(value) is not list and type(value) is not tuple:
+        return None
+    reasons = tuple(reason.strip() for reason in value if type(reason) is str and reason.strip())
+    return reasons or None
+
+
+def _mapped(mapping: Mapping[str, str]) -> Coerce:
+    """A closed vocabulary translated to ours; a value outside it counts as absent."""
+
+    def coerce(value: Any) -> str | None:
+        text = _lower_text(value)
+        return mapping.get(text) if text else None
+
+    return coerce
+
+
+# --- value mappings ------------------------------------------------------------------------
+
+_PROVIDER_NAMES = {
+    "mistralai": "mistral_ai",
+    "xai": "x_ai",
+    # Vercel AI SDK vendor ids, once the API kind is cut off (see _AI_SDK_MODEL_KINDS).
+    "mistral": "mistral_ai",
+    "amazon-bedrock": "aws.bedrock",
+}
+_PROVIDER_PREFIXES = (("az.ai.", "azure.ai."),)
+
+# The Vercel AI SDK names providers "<vendor>.<api>" ("openai.chat", "anthropic.messages",
+# "azure.responses", "google.generative-ai") in ai.model.provider and repeats it in gen_ai.system.
+# We keep the vendor, the part before the first dot. Recognised by the last segment, because OTel
+# names have dots too ("aws.bedrock", "azure.ai.openai") and none of them ends in one of these.
+_AI_SDK_MODEL_KINDS = frozenset(
+    {
+        "chat",
+        "completion",
+        "responses",
+        "messages",
+        "embedding",
+        "embeddings",
+        "image",
+        "transcription",
+        "speech",
+        "generative-ai",
+    }
+)
+
+
+def _provider(value: Any) -> str | None:
+    name = _lower_text(value)
+    if name is None:
+        return None
+    if name.rpartition(".")[2] in _AI_SDK_MODEL_KINDS:
+        name = name.partition(".")[0]
+    name = _PROVIDER_NAMES.get(name, name)
+    for old, new in _PROVIDER_PREFIXES:
+        if name.startswith(old):
+            name = new + name[len(old):]
+    return name
+
+
+# OpenLLMetry's LLMRequestTypeValues ("rerank" and "unknown" have no OTel operation).
+_LLM_REQUEST_TYPES = {"chat": "chat", "completion": "text_completion", "embedding": "embeddings"}
+
+# OpenInference span kinds, case-insensitive (RERANKER, GUARDRAIL, EVALUATOR... have no OTel operation).
+_OPENINFERENCE_KINDS = {
+    "llm": "chat",
+    "embedding": "embeddings",
+    "tool": "execute_tool",
+    "agent": "invoke_agent",
+    "retriever": "retrieval",
+    "chain": "invoke_workflow",
+}
+
+# OpenLLMetry's TraceloopSpanKindValues: a task is a step of a workflow, so it is one too.
+_TRACELOOP_KINDS = {
+    "workflow": "invoke_workflow",
+    "task": "invoke_workflow",
+    "agent": "invoke_agent",
+    "tool": "execute_tool",
+}
+
+# Vercel AI SDK ai.operationId, which is also the span's name: the do* spans are the provider
+# calls; the outer spans wrap one or more of them (and tool calls), so they are workflows.
+_AI_SDK_OPERATIONS = {
+    "ai.generateText.doGenerate": "chat",
+    "ai.streamText.doStream": "chat",
+    "ai.generateObject.doGenerate": "chat",
+    "ai.streamObject.doStream": "chat",
+    "ai.embed.doEmbed": "embeddings",
+    "ai.embedMany.doEmbed": "embeddings",
+    "ai.toolCall": "execute_tool",
+    "ai.generateText": "invoke_workflow",
+    "ai.streamText": "invoke_workflow",
+    "ai.generateObject": "invoke_workflow",
+    "ai.streamObject": "invoke_workflow",
+    "ai.embed": "invoke_workflow",
+    "ai.embedMany": "invoke_workflow",
+}
+
+_AI_SDK_OPERATIONS_LOWER = {operation_id.lower(): name for operation_id, name in _AI_SDK_OPERATIONS.items()}
+
+_CATEGORIES = {
+    "chat": "llm",
+    "text_completion": "llm",
+    "generate_content": "llm",
+    "embeddings": "embedding",
+    "execute_tool": "tool",
+    "invoke_agent": "agent",
+    "create_agent": "agent",
+    "retrieval": "retrieval",
+    "invoke_workflow": "workflow",
+}
+
+
+# --- the table -----------------------------------------------------------------------------
+
+# (canonical field, coercion, source keys in order). Rows for the same field are tried in order.
+# REFERENCE.md section 2, plus three keys it leaves out: ai.operationId (so that AI SDK spans get an
+# operation like every other convention) and AI SDK 5's ai.usage.{input,output,total}Tokens, each
+# after the keys the reference names.
+_SOURCES: tuple[tuple[str, Coerce, tuple[str, ...]], ...] = (
+    ("provider", _provider, (
+        "gen_ai.provider.name", "gen_ai.system", "llm.provider", "llm.system", "ai.model.provider",
+    )),
+    ("request_model", _text, (
+        "gen_ai.request.model", "llm.request.model_name", "llm.model_name", "ai.model.id",
+    )),
+    ("response_model", _text, ("gen_ai.response.model", "llm.response.model_name", "llm.model_name")),
+    ("operation", _lower_text, ("gen_ai.operation.name",)),
+    ("operation", _mapped(_LLM_REQUEST_TYPES), ("llm.request.type",)),
+    ("operation", _mapped(_OPENINFERENCE_KINDS), ("openinference.span.kind",)),
+    ("operation", _mapped(_TRACELOOP_KINDS), ("traceloop.span.kind",)),
+    ("operation", _mapped(_AI_SDK_OPERATIONS_LOWER), ("ai.operationId",)),
+    ("input_tokens", _count, (
+        "gen_ai.usage.input_tokens", "gen_ai.usage.prompt_tokens", "llm.token_count.prompt",
+        "ai.usage.promptTokens", "ai.usage.inputTokens",
+    )),
+    ("output_tokens", _count, (
+        "gen_ai.usage.output_tokens", "gen_ai.usage.completion_tokens", "llm.token_count.completion",
+        "ai.usage.completionTokens", "ai.usage.outputTokens",
+    )),
+    ("total_tokens", _count, (
+        "gen_ai.usage.total_tokens", "llm.usage.total_tokens", "llm.token_count.total", "ai.usage.tokens",
+        "ai.usage.totalTokens",
+    )),
+    ("cache_read_tokens", _count, (
+        "gen_ai.usage.cache_read.input_tokens", "gen_ai.usage.cache_read_input_tokens",
+        "llm.token_count.prompt_details.cache_read", "ai.usage.cachedInputTokens",
+    )),
+    ("cache_write_tokens", _count, (
+        "gen_ai.usage.cache_creation.input_tokens", "gen_ai.usage.cache_creation_input_tokens",
+        "llm.token_count.prompt_details.cache_write",
+    )),
+    ("reasoning_tokens", _count, (
+        "gen_ai.usage.reasoning.output_tokens", "gen_ai.usage.reasoning_tokens", "llm.usage.reasoning_tokens",
+        "llm.token_count.completion_details.reasoning", "ai.usage.reasoningTokens",
+    )),
+    ("finish_reasons", _reasons, (
+        "gen_ai.response.finish_reasons", "gen_ai.response.finish_reason", "llm.response.finish_reason",
+        "llm.finish_reason",
+    )),
+    ("response_id", _text, ("gen_ai.response.id",)),
+    ("ttft_ms", _seconds_as_ms, ("gen_ai.response.time_to_first_chunk",)),
+    ("ttft_ms", _amount, ("ai.response.msToFirstChunk", "ai.stream.msToFirstChunk")),
+    ("conversation_id", _text, ("gen_ai.conversation.id", "session.id", "langfuse.session.id")),
+    ("user_id", _text, ("user.id", "langfuse.user.id", "gen_ai.user", "llm.user")),
+    ("agent_name", _text, ("gen_ai.agent.name", "agent.name")),
+    ("tool_name", _text, ("gen_ai.tool.name", "tool.name", "ai.toolCall.name")),
+    ("client_cost_usd", _amount, ("llm.cost.total", "gen_ai.usage.cost")),
+)
+
+# OpenLLMetry names a decorated span in traceloop.entity.name; what it names depends on the kind.
+_TRACELOOP_KIND = "traceloop.span.kind"
+_TRACELOOP_ENTITY_NAME = "traceloop.entity.name"
+_ENTITY_NAME_FIELDS = {"agent": "agent_name", "tool": "tool_name"}
+
+
+def _completion_keys(index: int) -> tuple[str, ...]:
+    """OpenLLMetry's keys of choice N, finish reason first; any of them means the choice exists."""
+    return tuple(f"gen_ai.completion.{index}.{name}" for name in ("finish_reason", "role", "content"))
+
+
+_FIRST_COMPLETION_KEYS = _completion_keys(0)
+
+# A span carrying none of these (and not named like an AI SDK span) is not GenAI.
+_KNOWN_KEYS = frozenset({key for _, _, keys in _SOURCES for key in keys} | {_FIRST_COMPLETION_KEYS[0]})
+
+_FIELD = {name: index for index, name in enumerate(GenAI._fields)}
+_FIELD_COUNT = len(GenAI._fields)
+_CATEGORY, _OPERATION, _FINISH_REASONS = _FIELD["category"], _FIELD["operation"], _FIELD["finish_reasons"]
+_INPUT, _OUTPUT, _TOTAL = _FIELD["input_tokens"], _FIELD["output_tokens"], _FIELD["total_tokens"]
+# Without a known operation, a span that names a model or counts tokens is an LLM call.
+_MAKES_LLM = tuple(_FIELD[name] for name in GenAI._fields if name.endswith(("_model", "_tokens")))
+
+
+def _sources_by_key() -> dict[str, tuple[tuple[int, int, Coerce], ...]]:
+    """Each key's (priority, field index, coercion) entries; a key may feed two fields (llm.model_name)."""
+    by_key: dict[str, list[tuple[int, int, Coerce]]] = {}
+    priority = count()
+    for field, coerce, keys in _SOURCES:
+        for key in keys:
+            by_key.setdefault(key, []).append((next(priority), _FIELD[field], coerce))
+    return {key: tuple(entries) for key, entries in by_key.items()}
+
+
+_SOURCES_BY_KEY = _sources_by_key()
+_NO_SOURCE = sum(len(keys) for _, _, keys in _SOURCES)  # a priority below every source's
+
+
+# --- normalization -------------------------------------------------------------------------
+
+def normalize(attributes: Mapping[str, Any], span_name: str = "") -> GenAI:
+    """The canonical GenAI fields of a span; ``NOT_GENAI`` when it carries none of them."""
+    if _KNOWN_KEYS.isdisjoint(attributes) and span_name not in _AI_SDK_OPERATIONS:
+        return NOT_GENAI
+    values: list[Any] = [None] * _FIELD_COUNT
+    # Only the keys present are looked at; per field, the valid value of the highest-priority key stays.
+    winners = [_NO_SOURCE] * _FIELD_COUNT
+    for key in _KNOWN_KEYS.intersection(attributes):
+        for priority, index, coerce in _SOURCES_BY_KEY.get(key, ()):
+            if priority < winners[index]:
+                value = coerce(attributes[key])
+                if value is not None:
+                    values[index] = value
+                    winners[index] = priority
+
+    if values[_OPERATION] is None:
+        values[_OPERATION] = _AI_SDK_OPERATIONS.get(span_name)
+    entity_field = _ENTITY_NAME_FIELDS.get(_lower_text(attributes.get(_TRACELOOP_KIND)) or "")
+    if entity_field is not None and values[_FIELD[entity_field]] is None:
+        values[_FIELD[entity_field]] = _text(attributes.get(_TRACELOOP_ENTITY_NAME))
+    if values[_FINISH_REASONS] is None:
+        values[_FINISH_REASONS] = _completion_finish_reasons(attributes)
+    if values[_TOTAL] is None and values[_INPUT] is not None and values[_OUTPUT] is not None:
+        values[_TOTAL] = values[_INPUT] + values[_OUTPUT]
+
+    if values.count(None) == _FIELD_COUNT:
+        return NOT_GENAI
+    category = _CATEGORIES.get(values[_OPERATION] or "")
+    if category is None:
+        category = "llm" if any(values[index] is not None for index in _MAKES_LLM) else "other"
+    values[_CATEGORY] = category
+    return GenAI._make(values)
+
+
+def _completion_finish_reasons(attributes: Mapping[str, Any]) -> tuple[str, ...] | None:
+    """gen_ai.completion.N.finish_reason for N = 0, 1, 2... up to the first choice that does not exist."""
+    keys = _FIRST_COMPLETION_KEYS
+    reasons = []
+    for index in count(1):
+        if attributes.keys().isdisjoint(keys):
+            break
+        reasons.extend(_reasons(attributes.get(keys[0])) or ())
+        keys = _completion_keys(index)
+    return tuple(reasons) or None
+
+
+# --- evaluations ---------------------------------------------------------------------------
+
+# In the order of Evaluation's fields: (field, its gen_ai.evaluation.result key, coercion).
+# OpenInference spells the same field evaluations.N.evaluation.<field>.
+_EVALUATION_SOURCES: tuple[tuple[str, str, Coerce], ...] = (
+    ("name", "gen_ai.evaluation.name", _text),
+    ("score", "gen_ai.evaluation.score.value", _number),
+    ("label", "gen_ai.evaluation.score.label", _text),
+    ("explanation", "gen_ai.evaluation.explanation", _text),
+)
+_RESPONSE_ID = "gen_ai.response.id"
+
+
+def _evaluation_keys(index: int) -> tuple[str, ...]:
+    return tuple(f"evaluations.{index}.evaluation.{field}" for field, _, _ in _EVALUATION_SOURCES)
+
+
+_FIRST_EVALUATION_KEYS = _evaluation_keys(0)
+
+
+def _evaluation(raw: Iterable[Any], response_id: Any) -> Evaluation | None:
+    name, score, label, explanation = (coerce(value) for (_, _, coerce), value in zip(_EVALUATION_SOURCES, raw))
+    if name is None:
+        return None
+    return Evaluation(name, score, label, explanation, _text(response_id))
+
+
+def evaluations_from_attributes(attributes: Mapping[str, Any]) -> list[Evaluation]:
+    """OpenInference evaluations.N.evaluation.{name,score,label,explanation}, N = 0, 1, 2... up to a gap.
+
+    An evaluation without a name is skipped; the span's gen_ai.response.id, if any, links them.
+    """
+    evaluations = []
+    keys = _FIRST_EVALUATION_KEYS
+    for index in count(1):
+        if attributes.keys().isdisjoint(keys):
+            break
+        evaluation = _evaluation([attributes.get(key) for key in keys], attributes.get(_RESPONSE_ID))
+        if evaluation is not None:
+            evaluations.append(evaluation)
+        keys = _evaluation_keys(index)
+    return evaluations
+
+
+def evaluation_from_event(attributes: Mapping[str, Any]) -> Evaluation | None:
+    """The attributes of a gen_ai.evaluation.result event or log record; None without a name."""
+    raw = [attributes.get(key) for _, key, _ in _EVALUATION_SOURCES]
+    return _evaluation(raw, attributes.get(_RESPONSE_ID))

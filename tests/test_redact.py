@@ -1,0 +1,464 @@
+"""Redaction of content attributes: detectors, modes, rules, JSON content and the attribute conventions."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import re
+from typing import Any
+
+import pytest
+
+from collector.config import RedactionSettings
+from collector.redact import DROP, Redactor, is_content_key
+
+JWT = (
+    "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxMjM0NTY3ODkwIiwiaWF0IjoxNTE2MjM5MDIyfQ"
+    ".SflKxwRJSMeKKF2QT4fwpMeJf36POk6yJV_adQssw5c"
+)
+OPENAI_KEY = "sk-proj-Ab3dE5fG7hI9jK1lM3nO5pQ7rS9tU1vW3xY5z"
+ANTHROPIC_KEY = "sk-ant-api03-Zx9Yw8Vu7Ts6Rq5Po4Nm3Lk2Ji1Hg0Fe-AbCdEf"
+
+
+def redactor(**settings: Any) -> Redactor:
+    return Redactor(RedactionSettings(**settings))
+
+
+def hmac16(key: str, text: str) -> str:
+    return hmac.new(key.encode(), text.encode(), hashlib.sha256).hexdigest()[:16]
+
+
+# --- which attributes are content ------------------------------------------------------------
+
+@pytest.mark.parametrize("key", [
+    "gen_ai.input.messages", "gen_ai.output.messages", "gen_ai.system_instructions",
+    "gen_ai.tool.call.arguments", "gen_ai.tool.call.result", "gen_ai.tool.definitions",
+    "gen_ai.prompt", "gen_ai.completion", "gen_ai.prompt.0.content", "gen_ai.completion.1.content",
+    "gen_ai.completion.0.tool_calls.0.arguments",
+    "llm.input_messages.0.message.content", "llm.output_messages.0.message.content",
+    "llm.input_messages.0.message.contents.0.message_content.text",
+    "llm.output_messages.0.message.tool_calls.0.tool_call.function.arguments",
+    "llm.prompts.0.prompt.text", "llm.prompts", "llm.choices.0.completion.text", "llm.tools.0.tool.json_schema",
+    "input.value", "output.value", "llm.prompt_template.variables",
+    "traceloop.entity.input", "traceloop.entity.output",
+    "ai.prompt", "ai.prompt.messages", "ai.response.text", "ai.response.object", "ai.response.toolCalls",
+    "ai.toolCall.args", "ai.toolCall.result",
+    "retrieval.documents.0.document.content", "langfuse.observation.input",
+])
+def test_content_keys(key: str) -> None:
+    assert is_content_key(key)
+
+
+@pytest.mark.parametrize("key", [
+    "gen_ai.prompt.0.role", "gen_ai.completion.0.finish_reason", "gen_ai.completion.0.role",
+    "gen_ai.completion.0.tool_calls.0.name", "gen_ai.completion.0.tool_calls.0.id",
+    "llm.input_messages.0.message.role", "llm.output_messages.0.message.tool_calls.0.tool_call.function.name",
+    "llm.input_messages.0.message.contents.0.message_content.type",
+    "gen_ai.request.model", "gen_ai.usage.input_tokens", "gen_ai.response.finish_reasons",
+    "gen_ai.prompt_template.name", "input.mime_type", "llm.model_name", "llm.token_count.prompt",
+    "ai.prompt.format", "ai.response.finishReason", "ai.response.model", "ai.usage.promptTokens",
+    "user.id", "session.id", "http.url",
+])
+def test_metadata_keys_are_not_content(key: str) -> None:
+    assert not is_content_key(key)
+
+
+# --- detectors -------------------------------------------------------------------------------
+
+DETECTED = [
+    ("email", "jane.doe@example.com"),
+    ("email", "j.oneil+tag@mail.example.co.uk"),
+    ("email", "jürgen.müller@beispiel.de"),
+    ("phone", "+1 (415) 555-0132"),
+    ("phone", "(415) 555-0132"),
+    ("phone", "415-555-0132"),
+    ("phone", "415.555.0132"),
+    ("phone", "1-800-555-0199"),
+    ("phone", "+44 20 7946 0958"),
+    ("phone", "+14155550132"),
+    ("phone", "+33 1 23 45 67 89"),
+    ("phone", "020 7946 0958"),
+    ("card", "4111 1111 1111 1111"),
+    ("card", "4111-1111-1111-1111"),
+    ("card", "4111111111111111"),
+    ("card", "5555555555554444"),
+    ("card", "378282246310005"),
+    ("card", "3782 822463 10005"),
+    ("card", "6011111111111117"),
+    ("ipv4", "192.168.1.10"),
+    ("ipv4", "10.0.0.1"),
+    ("ipv4", "8.8.8.8"),
+    ("ipv4", "255.255.255.255"),
+    ("secret", OPENAI_KEY),
+    ("secret", "sk-" + "a1B2c3D4e5F6g7H8i9J0k1L2m3N4o5P6q7R8s9T0u1V2w3X4"),
+    ("secret", ANTHROPIC_KEY),
+    ("secret", "AKIAIOSFODNN7EXAMPLE"),
+    ("secret", "ASIAY34FZKBOKMUTVV7A"),
+    ("secret", JWT),
+    ("secret", "ghp_" + "a1B2c3D4e5F6g7H8i9J0k1L2m3N4o5P6q7R8"),
+    ("secret", "github_pat_11ABCDEFG0123456789_abcdefghijklmnopqrstuvwxyz"),
+    ("secret", "xoxb-1234567890-0987654321-AbCdEfGhIjKl"),
+    ("secret", "AIzaSyA1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q"),
+    ("secret", "-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEA7x3Lq9Vb2k4r\n-----END RSA PRIVATE KEY-----"),
+]
+
+
+@pytest.mark.parametrize(("rule", "pii"), DETECTED)
+def test_detector_masks_match(rule: str, pii: str) -> None:
+    text = f"Please note: {pii}, thanks."
+    assert redactor().value(text) == f"Please note: [REDACTED:{rule}], thanks."
+
+
+def test_bearer_token_keeps_the_scheme() -> None:
+    text = "curl -H 'Authorization: Bearer 8f14e45fceea167a5a36dedd4bea2543' https://api.example.com"
+    assert redactor().value(text) == (
+        "curl -H 'Authorization: Bearer [REDACTED:secret]' https://api.example.com"
+    )
+
+
+NOT_DETECTED = [
+    "card 4111111111111112 fails the Luhn check",
+    "order 1234567890123456 is not a card",
+    "the timestamp 1700000000123 (ms) and 1700000000123456789 (ns)",
+    "unix time 1700000000 at 2024-01-15T10:30:00Z, offset +05:30",
+    "logged at 2024-01-15 10:30:45.123456",
+    "used 4096 tokens of 128000 in 2024; cost 0.0123",
+    "Python 3.11.7, version 1.2.3, release 10.0.0.0.1, v1.2.3.4, 1.2.3.4.5",
+    "256.1.1.1 and 01.02.03.04 are not addresses",
+    "SSN-like 123-45-6789 and ISBN 978-3-16-148410-0",
+    "amounts: 1,234,567 and 12 345 678 and 4111 1111 1111",
+    "the sk-learn-is-a-python-library is great",
+    "the task-abcdefghijklmnopqrstuvwxyz1234 id",
+    "Bearer authentication_is_required_here for this API",
+    "icon@2x.png, @mention, user@localhost, a@b",
+    "AKIA is a prefix; AKIAIOSFODNN7EXAMPL is too short",
+    "",
+]
+
+
+@pytest.mark.parametrize("text", NOT_DETECTED)
+def test_detectors_leave_lookalikes_alone(text: str) -> None:
+    assert redactor().value(text) is text
+
+
+def test_phone_stops_before_a_time_of_day() -> None:
+    assert redactor().value("call +1 415 555 0132 at 10:30") == "call [REDACTED:phone] at 10:30"
+
+
+@pytest.mark.parametrize("text", [
+    "1" * 65536, "1 " * 32768, "+1234567890123456789012345 " * 2400, "1." * 32768, "a" * 65536 + "@",
+    "a@" * 32768, "a@" + "b." * 32768, "sk-" * 21000, "eyJ" + "a" * 65536,
+    "-----BEGIN PRIVATE KEY-----\n" * 2300, "Bearer " * 9000, "4111 " * 13000, "(415) " * 11000,
+])
+def test_pathological_text_is_scanned_in_linear_time(text: str) -> None:
+    """64 KB (the default attribute limit) of each shape that makes a careless pattern backtrack."""
+    redactor().value(text)
+
+
+def test_offsets_survive_non_ascii_text() -> None:
+    text = "Привет 🎉, звоните (415) 555-0132, карта 4111 1111 1111 1111, сервер 10.0.0.1."
+    assert redactor().value(text) == (
+        "Привет 🎉, звоните [REDACTED:phone], карта [REDACTED:card], сервер [REDACTED:ipv4]."
+    )
+
+
+def test_secrets_claim_their_text_first() -> None:
+    r = redactor()
+    assert r.value(f"token {JWT} and Bearer {JWT}") == "token [REDACTED:secret] and Bearer [REDACTED:secret]"
+    assert r.take_counts() == {"secret": 2}
+
+
+def test_email_claims_digits_in_its_local_part() -> None:
+    r = redactor()
+    assert r.value("write 4155550132.192.168.1.1@example.com") == "write [REDACTED:email]"
+    assert r.take_counts() == {"email": 1}
+
+
+def test_many_matches_in_one_long_text() -> None:
+    filler = "lorem ipsum dolor sit amet 2024 " * 40
+    text = f"{filler}a@example.com {filler}415-555-0132 {filler}{OPENAI_KEY} {filler}"
+    r = redactor()
+    redacted = r.value(text)
+    assert redacted == (
+        f"{filler}[REDACTED:email] {filler}[REDACTED:phone] {filler}[REDACTED:secret] {filler}"
+    )
+    assert r.take_counts() == {"email": 1, "phone": 1, "secret": 1}
+
+
+# --- modes -----------------------------------------------------------------------------------
+
+def test_hash_mode_is_keyed_and_stable() -> None:
+    text = "mail jane.doe@example.com"
+    first = redactor(mode="hash", hash_key="correlation-key-1").value(text)
+    again = redactor(mode="hash", hash_key="correlation-key-1").value(text)
+    other = redactor(mode="hash", hash_key="correlation-key-2").value(text)
+    assert first == again == f"mail [HASH:email:{hmac16('correlation-key-1', 'jane.doe@example.com')}]"
+    assert re.fullmatch(r"mail \[HASH:email:[0-9a-f]{16}\]", other)
+    assert other != first
+
+
+def test_hash_mode_correlates_the_same_value() -> None:
+    redacted = redactor(mode="hash", hash_key="correlation-key-0").value("a@example.com, b@example.com, a@example.com")
+    first, second, third = re.findall(r"\[HASH:email:[0-9a-f]{16}\]", redacted)
+    assert first == third != second
+
+
+def test_hash_of_bearer_covers_the_token_only() -> None:
+    token = "8f14e45fceea167a5a36dedd4bea2543"
+    redacted = redactor(mode="hash", hash_key="correlation-key-0").value(f"Bearer {token}")
+    assert redacted == f"Bearer [HASH:secret:{hmac16('correlation-key-0', token)}]"
+
+
+def test_drop_mode_removes_the_attribute() -> None:
+    r = redactor(mode="drop")
+    attributes = {"gen_ai.prompt.0.content": "call 415-555-0132", "gen_ai.prompt.0.role": "user",
+                  "gen_ai.prompt.1.content": "hello"}
+    assert r.attributes(attributes) == {"gen_ai.prompt.0.role": "user", "gen_ai.prompt.1.content": "hello"}
+    assert r.value("call 415-555-0132") is DROP
+    assert r.take_counts() == {"phone": 2}
+
+
+def test_per_detector_mode_overrides_the_default() -> None:
+    r = redactor(mode="mask", detectors={"email": "hash", "ipv4": "drop"}, hash_key="correlation-key-0")
+    assert r.value("a@example.com or 415-555-0132") == (
+        f"[HASH:email:{hmac16('correlation-key-0', 'a@example.com')}] or [REDACTED:phone]"
+    )
+    assert r.value("host 10.0.0.1") is DROP
+
+
+def test_detector_off() -> None:
+    r = redactor(detectors={"email": "off"})
+    assert r.value("a@example.com or 415-555-0132") == "a@example.com or [REDACTED:phone]"
+
+
+def test_all_detectors_off_is_a_no_op() -> None:
+    r = redactor(detectors=dict.fromkeys(("email", "phone", "card", "ipv4", "secret"), "off"))
+    attributes = {"input.value": "a@example.com"}
+    assert r.attributes(attributes) is attributes
+
+
+def test_hash_mode_without_a_key_is_refused() -> None:
+    settings = RedactionSettings.model_construct(**{**RedactionSettings().__dict__, "mode": "hash"})
+    with pytest.raises(ValueError, match="hash_key"):
+        Redactor(settings)
+
+
+# --- user rules ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("mode", "expected"), [
+    ("mask", "see [REDACTED:ticket] now"),
+    ("hash", f"see [HASH:ticket:{hmac16('correlation-key-0', 'TICKET-123456')}] now"),
+    ("drop", DROP),
+])
+def test_user_rule_modes(mode: str, expected: object) -> None:
+    r = redactor(rules=[{"name": "ticket", "pattern": r"TICKET-\d{6}", "mode": mode}], hash_key="correlation-key-0")
+    assert r.value("see TICKET-123456 now") == expected
+    assert r.take_counts() == {"ticket": 1}
+
+
+def test_user_rules_run_after_the_detectors() -> None:
+    r = redactor(rules=[{"name": "digits", "pattern": r"\d+"}])
+    assert r.value("call 415-555-0132 about order 42") == "call [REDACTED:phone] about order [REDACTED:digits]"
+
+
+def test_user_rule_that_matches_empty_strings_is_harmless() -> None:
+    r = redactor(rules=[{"name": "xs", "pattern": r"x*"}])
+    assert r.value("a x b") == "a [REDACTED:xs] b"
+
+
+def test_user_rules_apply_inside_json_leaves_only() -> None:
+    r = redactor(rules=[{"name": "codename", "pattern": r"(?i)project \w+"}])
+    value = json.dumps({"text": "about Project Falcon", "project x": 1})
+    assert json.loads(r.value(value)) == {"text": "about [REDACTED:codename]", "project x": 1}
+
+
+# --- enabled / capture_content ----------------------------------------------------------------
+
+def test_disabled_returns_the_same_objects() -> None:
+    r = redactor(enabled=False)
+    attributes = {"input.value": "a@example.com"}
+    assert r.attributes(attributes) is attributes
+    assert r.attributes(attributes, all_content=True) is attributes
+    assert r.value("a@example.com") == "a@example.com"
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_capture_content_off_drops_every_content_attribute(enabled: bool) -> None:
+    r = redactor(capture_content=False, enabled=enabled)
+    attributes = {
+        "gen_ai.input.messages": "[]", "gen_ai.prompt.0.content": "hi", "gen_ai.prompt.0.role": "user",
+        "gen_ai.completion.0.finish_reason": "stop", "gen_ai.request.model": "gpt-4o", "user.id": "u1",
+    }
+    assert r.attributes(attributes) == {
+        "gen_ai.prompt.0.role": "user", "gen_ai.completion.0.finish_reason": "stop",
+        "gen_ai.request.model": "gpt-4o", "user.id": "u1",
+    }
+    assert r.attributes({"content": "hi", "index": 0}, all_content=True) == {}
+    assert r.value({"content": "hi"}) is DROP
+    assert r.take_counts() == {"content_dropped": 5}
+
+
+def test_span_without_content_is_returned_as_is() -> None:
+    attributes = {"gen_ai.request.model": "gpt-4o", "user.id": "jane@example.com", "server.address": "10.0.0.1"}
+    assert redactor().attributes(attributes) is attributes
+
+
+def test_changed_attributes_are_a_copy() -> None:
+    attributes = {"input.value": "mail a@example.com", "output.value": "ok", "gen_ai.request.model": "gpt-4o"}
+    original = dict(attributes)
+    redacted = redactor().attributes(attributes)
+    assert redacted == {"input.value": "mail [REDACTED:email]", "output.value": "ok", "gen_ai.request.model": "gpt-4o"}
+    assert attributes == original
+
+
+def test_non_string_values_pass_through() -> None:
+    attributes = {"gen_ai.prompt.0.content": 4155550132, "output.value": None, "input.value": True}
+    assert redactor().attributes(attributes) is attributes
+
+
+# --- conventions -----------------------------------------------------------------------------
+
+def test_semconv_messages_stay_valid_json() -> None:
+    messages = [
+        {"role": "system", "parts": [{"type": "text", "content": "Réponds en français."}]},
+        {"role": "user", "parts": [
+            {"type": "text", "content": "Mail jane@example.com, call +44 20 7946 0958"},
+            {"type": "tool_call_response", "id": "call_1", "response": {"ip": "10.1.2.3", "n": 4111111111111111}},
+        ]},
+    ]
+    r = redactor()
+    redacted = r.attributes({"gen_ai.input.messages": json.dumps(messages)})["gen_ai.input.messages"]
+    assert json.loads(redacted) == [
+        {"role": "system", "parts": [{"type": "text", "content": "Réponds en français."}]},
+        {"role": "user", "parts": [
+            {"type": "text", "content": "Mail [REDACTED:email], call [REDACTED:phone]"},
+            {"type": "tool_call_response", "id": "call_1",
+             "response": {"ip": "[REDACTED:ipv4]", "n": 4111111111111111}},
+        ]},
+    ]
+    assert "Réponds" in redacted  # not \u-escaped
+    assert r.take_counts() == {"email": 1, "phone": 1, "ipv4": 1}
+
+
+def test_json_without_pii_is_left_byte_for_byte() -> None:
+    value = '[{"role":"user","parts":[{"type":"text","content":"version 1.2.3 in 2024"}]}]'
+    assert redactor().value(value) is value
+
+
+def test_json_with_pii_only_across_structure_is_left_alone() -> None:
+    value = '{"a": "415", "b": "555-0132"}'
+    assert redactor().value(value) is value
+
+
+def test_escaped_json_is_parsed_before_matching() -> None:
+    value = json.dumps({"content": "mail jürgen@müller.de"})  # ensure_ascii: "j\u00fcrgen@m\u00fcller.de"
+    assert json.loads(redactor().value(value)) == {"content": "mail [REDACTED:email]"}
+
+
+def test_json_too_deep_to_parse_is_redacted_as_text() -> None:
+    value = "[" * 5000 + '"a@example.com"' + "]" * 5000
+    assert redactor().value(value) == "[" * 5000 + '"[REDACTED:email]"' + "]" * 5000
+
+
+def test_text_that_only_looks_like_json() -> None:
+    value = "{not json} mail a@example.com"
+    assert redactor().value(value) == "{not json} mail [REDACTED:email]"
+
+
+def test_drop_inside_json_drops_the_whole_attribute() -> None:
+    r = redactor(detectors={"secret": "drop"})
+    value = json.dumps([{"role": "user", "parts": [{"type": "text", "content": f"key {OPENAI_KEY}"}]}])
+    assert r.attributes({"gen_ai.input.messages": value, "gen_ai.request.model": "m"}) == {
+        "gen_ai.request.model": "m"
+    }
+    assert r.take_counts() == {"secret": 1}
+
+
+def test_prompt_template_variables() -> None:
+    value = json.dumps({"customer_email": "jane@example.com", "count": 3})
+    redacted = redactor().attributes({"llm.prompt_template.variables": value})
+    assert json.loads(redacted["llm.prompt_template.variables"]) == {"customer_email": "[REDACTED:email]", "count": 3}
+
+
+def test_openinference_flattened_messages() -> None:
+    attributes = {
+        "llm.input_messages.0.message.role": "user",
+        "llm.input_messages.0.message.content": "my card is 4111 1111 1111 1111",
+        "llm.output_messages.0.message.tool_calls.0.tool_call.function.arguments": '{"email": "a@example.com"}',
+        "llm.output_messages.0.message.tool_calls.0.tool_call.function.name": "send_mail",
+    }
+    assert redactor().attributes(attributes) == {
+        "llm.input_messages.0.message.role": "user",
+        "llm.input_messages.0.message.content": "my card is [REDACTED:card]",
+        "llm.output_messages.0.message.tool_calls.0.tool_call.function.arguments": '{"email": "[REDACTED:email]"}',
+        "llm.output_messages.0.message.tool_calls.0.tool_call.function.name": "send_mail",
+    }
+
+
+def test_traceloop_content_redacted_role_kept() -> None:
+    attributes = {
+        "gen_ai.prompt.0.role": "user",
+        "gen_ai.prompt.0.content": "reach me at jane@example.com",
+        "gen_ai.completion.0.role": "assistant",
+        "gen_ai.completion.0.content": "Noted, jane@example.com.",
+        "gen_ai.completion.0.finish_reason": "stop",
+    }
+    assert redactor().attributes(attributes) == {
+        "gen_ai.prompt.0.role": "user",
+        "gen_ai.prompt.0.content": "reach me at [REDACTED:email]",
+        "gen_ai.completion.0.role": "assistant",
+        "gen_ai.completion.0.content": "Noted, [REDACTED:email].",
+        "gen_ai.completion.0.finish_reason": "stop",
+    }
+
+
+def test_array_values_are_walked() -> None:
+    attributes = {"ai.values": ["hello", "mail a@example.com"], "llm.prompts": ["call 415-555-0132"]}
+    assert redactor().attributes(attributes) == {
+        "ai.values": ["hello", "mail [REDACTED:email]"], "llm.prompts": ["call [REDACTED:phone]"],
+    }
+
+
+# --- GenAI events and log records ------------------------------------------------------------
+
+def test_event_body_dict() -> None:
+    body = {"content": "mail a@example.com", "role": "user",
+            "tool_calls": [{"id": "c1", "function": {"arguments": '{"ip": "10.0.0.1"}'}}], "index": 0}
+    redacted = redactor().value(body)
+    assert redacted == {"content": "mail [REDACTED:email]", "role": "user",
+                        "tool_calls": [{"id": "c1", "function": {"arguments": '{"ip": "[REDACTED:ipv4]"}'}}],
+                        "index": 0}
+    assert body["content"] == "mail a@example.com"
+
+
+def test_event_body_list_and_unchanged_body() -> None:
+    r = redactor()
+    assert r.value(["a@example.com", {"x": 1}]) == ["[REDACTED:email]", {"x": 1}]
+    body = {"content": "hello", "parts": ["fine"]}
+    assert r.value(body) is body
+
+
+def test_event_body_dropped() -> None:
+    assert redactor(detectors={"card": "drop"}).value({"content": "4111 1111 1111 1111"}) is DROP
+
+
+def test_event_attributes_all_content() -> None:
+    attributes = {"gen_ai.evaluation.explanation": "user a@example.com was rude", "gen_ai.evaluation.score.value": 0.2,
+                  "event.name": "gen_ai.evaluation.result"}
+    assert redactor().attributes(attributes, all_content=True) == {
+        "gen_ai.evaluation.explanation": "user [REDACTED:email] was rude", "gen_ai.evaluation.score.value": 0.2,
+        "event.name": "gen_ai.evaluation.result",
+    }
+
+
+# --- counts ----------------------------------------------------------------------------------
+
+def test_counts_by_rule_and_take_counts_resets() -> None:
+    r = redactor(rules=[{"name": "ticket", "pattern": r"TICKET-\d+"}])
+    r.attributes({
+        "input.value": f"a@example.com b@example.com 415-555-0132 {OPENAI_KEY} TICKET-9",
+        "output.value": "4111 1111 1111 1111 from 10.0.0.1",
+    })
+    assert r.take_counts() == {"email": 2, "phone": 1, "secret": 1, "ticket": 1, "card": 1, "ipv4": 1}
+    assert r.take_counts() == {}
