@@ -87,6 +87,12 @@ class Collector:
                 reasons.append("the queue is saturated")
         return reasons
 
+    def _settle_traces(self) -> None:
+        """On the writer thread: settle quiet traces, write their snapshots, count what settled."""
+        assert self._writer is not None
+        for settled in self._writer.settle(self.settings.snapshots):
+            self.metrics.settled_traces.inc()
+
     async def start(self) -> None:
         settings = self.settings
         self._writer = _open_writer(settings.db, settings.sqlite_synchronous)
@@ -97,6 +103,7 @@ class Collector:
             capacity=settings.queue_capacity,
             batch_size=settings.batch_size,
             batch_max_age=settings.batch_max_age,
+            tick=(settings.snapshots.interval, self._settle_traces),
         )
         self._pipeline.start()
         ingest = Ingest(self._pipeline, Transform(settings), self.metrics)

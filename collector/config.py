@@ -80,7 +80,7 @@ DETECTORS = ("email", "phone", "card", "ipv4", "secret")
 class Section(BaseModel):
     """A nested group of options (a mapping in the file; GENAI_COLLECTOR_<SECTION>__<OPTION> in the environment)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True)
 
 
 class RedactionRule(Section):
@@ -186,6 +186,62 @@ class LogsSettings(Section):
     )
 
 
+SNAPSHOT_METRICS = ("latency_ms", "cost_usd", "total_tokens", "error_count", "llm_calls", "ttft_ms")
+EVAL_PREFIX = "eval:"
+
+
+class SnapshotRule(Section):
+    """A threshold on one trace metric, optionally scoped to a service, model or agent."""
+
+    metric: str = Field(description="latency_ms, cost_usd, total_tokens, error_count, llm_calls, ttft_ms or eval:<name>")
+    above: float | None = Field(None, description="Breached when the value is greater than this.")
+    below: float | None = Field(None, description="Breached when the value is less than this.")
+    service: str | None = None
+    model: str | None = None
+    agent: str | None = None
+
+    @field_validator("metric")
+    @classmethod
+    def _known_metric(cls, metric: str) -> str:
+        if metric in SNAPSHOT_METRICS or (metric.startswith(EVAL_PREFIX) and len(metric) > len(EVAL_PREFIX)):
+            return metric
+        raise ValueError(f"unknown metric {metric!r}; use one of {', '.join(SNAPSHOT_METRICS)} or eval:<name>")
+
+    @model_validator(mode="after")
+    def _one_comparison(self) -> SnapshotRule:
+        if (self.above is None) == (self.below is None):
+            raise ValueError(f"rule for {self.metric} needs exactly one of above or below")
+        return self
+
+    @property
+    def scope(self) -> dict[str, str]:
+        return {key: value for key in ("service", "model", "agent") if (value := getattr(self, key)) is not None}
+
+    def describe(self) -> str:
+        comparison = f"> {self.above:g}" if self.above is not None else f"< {self.below:g}"
+        scope = ",".join(f"{key}={value}" for key, value in self.scope.items())
+        return f"{self.metric} {comparison}" + (f" [{scope}]" if scope else "")
+
+
+class SnapshotSettings(Section):
+    settle_after: Duration = Field("10s", description="Quiet period after the root span before a trace settles.")
+    max_wait: Duration = Field("5m", description="A trace without a root settles this long after its first span.")
+    interval: Duration = Field("1s", description="How often the snapshot worker looks for settled traces.")
+    rules: tuple[SnapshotRule, ...] = Field((), description="Thresholds; the most specific rule for a metric wins.")
+
+
+MetricDimension = Literal["service", "agent", "tool", "category"]
+
+
+class MetricsSettings(Section):
+    max_label_values: int = Field(
+        200, ge=1, description="Distinct values per label; later values fold into _other (counted)."
+    )
+    dimensions: tuple[MetricDimension, ...] = Field(
+        (), description="Extra labels on the GenAI histograms, from: service, agent, tool, category."
+    )
+
+
 class Settings(BaseModel):
     """Everything the daemon can be told. Field descriptions are the reference in the README."""
 
@@ -242,6 +298,8 @@ class Settings(BaseModel):
     pricing: PricingSettings = Field(default_factory=PricingSettings, description="Token prices.")
     limits: LimitsSettings = Field(default_factory=LimitsSettings, description="Per-span size limits.")
     logs: LogsSettings = Field(default_factory=LogsSettings, description="OTLP log records.")
+    snapshots: SnapshotSettings = Field(default_factory=SnapshotSettings, description="Trace thresholds.")
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings, description="Prometheus GenAI metrics.")
 
     @model_validator(mode="after")
     def _check_combinations(self) -> Settings:

@@ -195,6 +195,9 @@ class CollectorMetrics:
             registry=registry,
         )
         self.unpriced_model = self.bounded_label("unpriced_spans", "model")
+        self.settled_traces = Counter(
+            PREFIX + "settled_traces", "Traces settled and written to metric_snapshots.", registry=registry
+        )
 
     def bounded_label(self, metric: str, label: str) -> BoundedLabel:
         return BoundedLabel(metric, label, self.label_cap, self.label_overflow)

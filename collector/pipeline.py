@@ -13,6 +13,7 @@ import logging
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import apsw
@@ -63,7 +64,11 @@ class Pipeline:
         capacity: int,
         batch_size: int,
         batch_max_age: float,
+        on_commit: Callable[[list[Records]], None] | None = None,
+        tick: tuple[float, Callable[[], None]] | None = None,
     ) -> None:
+        """``on_commit`` sees every committed batch; ``tick`` is (interval, work) run on the writer
+        thread between batches, for work that needs the write connection (settling traces)."""
         if batch_size > capacity:
             raise ValueError("batch_size cannot exceed capacity")
         self._writer = writer
@@ -77,6 +82,9 @@ class Pipeline:
         self.held_spans = 0  # in the queue or in the transaction being written
         self._closing = False
         self.healthy = True  # False after a failed commit, until one succeeds
+        self._on_commit = on_commit
+        self._tick_interval, self._tick_work = tick or (0.0, None)
+        self._next_tick = time.monotonic() + self._tick_interval
         self._thread = threading.Thread(target=self._run, name="span-writer", daemon=True)
         metrics.queue_capacity.set(capacity)
         metrics.queue_size.set_function(lambda: self.held_spans)
@@ -129,14 +137,24 @@ class Pipeline:
 
     def _run(self) -> None:
         while (batch := self._next_batch()) is not None:
-            self._commit(batch)
+            if batch:
+                self._commit(batch)
+            if self._tick_work is not None and time.monotonic() >= self._next_tick:
+                self._tick()
 
     def _next_batch(self) -> list[_Request] | None:
+        """The next batch to commit; empty when it is time for the tick; None once closed and drained."""
         with self._condition:
             while not self._waiting:
                 if self._closing:
                     return None
-                self._condition.wait()
+                if self._tick_work is None:
+                    self._condition.wait()
+                    continue
+                until_tick = self._next_tick - time.monotonic()
+                if until_tick <= 0:
+                    return []
+                self._condition.wait(until_tick)
             while not self._closing and self._waiting_spans < self._batch_size:
                 linger = self._waiting[0].enqueued_at + self._batch_max_age - time.monotonic()
                 if linger <= 0:
@@ -172,6 +190,22 @@ class Pipeline:
         with self._condition:
             self.held_spans -= count
         _resolve(batch, error)
+        if error is None and self._on_commit is not None:
+            try:
+                self._on_commit([request.records for request in batch])
+            except Exception:
+                log.exception("error while observing a committed batch")
+
+    def _tick(self) -> None:
+        self._next_tick = time.monotonic() + self._tick_interval
+        assert self._tick_work is not None
+        try:
+            self._tick_work()
+        except apsw.Error as failure:
+            self._metrics.write_failures.labels(type(failure).__name__).inc()
+            rate_limited(log, logging.ERROR, "periodic database work failed: %s", failure)
+        except Exception:
+            log.exception("unexpected error in periodic database work")
 
     def _write_failed(self, kind: str, message: str) -> WriteFailed:
         self.healthy = False

@@ -310,3 +310,24 @@ def load(daemon: Daemon, per_transport: int = 2) -> Iterator[list[LoadClient]]:
 
 def outcomes_of(clients: list[LoadClient]) -> collections.Counter[str]:
     return sum((client.outcomes for client in clients), start=collections.Counter())
+
+
+def trace_request(trace_id: bytes, spans: list[dict[str, Any]], *, service: str = "agent-service") -> Any:
+    """A request with the given spans of one trace; each dict has span_id (bytes) and optionally
+    parent (bytes), name, start and end (ns), error (bool) and attributes."""
+    request = ExportTraceServiceRequest()
+    resource_spans = request.resource_spans.add()
+    resource_spans.resource.attributes.extend(key_values({"service.name": service}))
+    scope_spans = resource_spans.scope_spans.add()
+    for described in spans:
+        span = scope_spans.spans.add()
+        span.trace_id = trace_id
+        span.span_id = described["span_id"]
+        span.parent_span_id = described.get("parent", b"")
+        span.name = described.get("name", "step")
+        span.start_time_unix_nano = described.get("start", 1_000)
+        span.end_time_unix_nano = described.get("end", 2_000)
+        if described.get("error"):
+            span.status.code = 2
+        span.attributes.extend(key_values(described.get("attributes", {})))
+    return request

@@ -146,6 +146,12 @@ CREATE INDEX evaluations_response ON evaluations (response_id) WHERE trace_id IS
 
 CREATE INDEX spans_response_id ON spans (response_id) WHERE response_id IS NOT NULL;
 """,
+    # 3: what settling needs: when a trace's first span arrived, and the traces not yet settled.
+    """
+ALTER TABLE traces ADD COLUMN first_span_at_unix_nano INTEGER;
+UPDATE traces SET first_span_at_unix_nano = last_span_at_unix_nano;
+CREATE INDEX traces_unsettled ON traces (last_span_at_unix_nano) WHERE settled_at_unix_nano IS NULL;
+""",
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

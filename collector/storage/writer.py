@@ -13,9 +13,12 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from collector.config import SnapshotSettings
 from collector.model import EvaluationRecord, LogEvent, Records, Span
 from collector.storage.connection import open_connection
+from collector.storage.rollups import roll_up
 from collector.storage.schema import GENAI_COLUMNS, migrate
+from collector.storage.settle import Settled, settle_traces
 
 _to_json = partial(json.dumps, ensure_ascii=False, separators=(",", ":"))
 
@@ -252,6 +255,8 @@ class SpanWriter:
             if spans:
                 connection.executemany(INSERT_SPAN, span_rows(spans, received_at))
             new_spans = connection.total_changes() - before
+            if spans:
+                roll_up(connection, (span.trace_id for span in spans))
             if events:
                 connection.executemany(INSERT_EVENT, event_rows(events, received_at))
             if evaluations:
@@ -261,6 +266,17 @@ class SpanWriter:
             if response_ids:
                 connection.execute(LINK_EVALUATIONS, (_to_json(sorted(response_ids)),))
         return new_spans
+
+    def settle(self, settings: SnapshotSettings, *, limit: int = 500) -> list[Settled]:
+        """Settle up to ``limit`` quiet traces and write their snapshots (see ``storage.settle``)."""
+        return settle_traces(
+            self.connection,
+            settings.rules,
+            now_ns=time.time_ns(),
+            settle_after_ns=int(settings.settle_after * 1e9),
+            max_wait_ns=int(settings.max_wait * 1e9),
+            limit=limit,
+        )
 
     def close(self) -> None:
         self.connection.close()

@@ -1,0 +1,80 @@
+"""Per-trace rollups, recomputed from the spans table inside the transaction that stored the spans.
+
+Recomputing (rather than adding deltas) makes a rollup right whatever the order, the split across
+requests, or the duplicates its spans arrived with. A trace that gets a span after it settled is
+marked unsettled again, so its snapshots are recomputed in place.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+
+import apsw
+
+# Token and cost sums count LLM and embedding calls only: an agent or workflow span that carries the
+# sum of its children (the Vercel AI SDK's outer spans do) must not count them twice.
+_GENAI_CALL = "category IN ('llm', 'embedding')"
+_MODEL = "coalesce(response_model, request_model)"
+
+ROLL_UP = f"""
+INSERT INTO traces (
+    trace_id, service_name, root_span_name, has_root, start_time_unix_nano, end_time_unix_nano, duration_ns,
+    span_count, error_count, llm_calls, input_tokens, output_tokens, total_tokens, cache_read_tokens,
+    cache_write_tokens, reasoning_tokens, cost_usd, models, agents, first_span_at_unix_nano,
+    last_span_at_unix_nano, settled_at_unix_nano
+)
+SELECT
+    trace_id,
+    coalesce(max(service_name) FILTER (WHERE parent_span_id IS NULL), min(service_name)),
+    max(name) FILTER (WHERE parent_span_id IS NULL),
+    count(*) FILTER (WHERE parent_span_id IS NULL) > 0,
+    min(start_time_unix_nano),
+    max(end_time_unix_nano),
+    max(end_time_unix_nano) - min(start_time_unix_nano),
+    count(*),
+    count(*) FILTER (WHERE status_code = 'error'),
+    count(*) FILTER (WHERE category = 'llm'),
+    coalesce(sum(input_tokens) FILTER (WHERE {_GENAI_CALL}), 0),
+    coalesce(sum(output_tokens) FILTER (WHERE {_GENAI_CALL}), 0),
+    coalesce(sum(total_tokens) FILTER (WHERE {_GENAI_CALL}), 0),
+    coalesce(sum(cache_read_tokens) FILTER (WHERE {_GENAI_CALL}), 0),
+    coalesce(sum(cache_write_tokens) FILTER (WHERE {_GENAI_CALL}), 0),
+    coalesce(sum(reasoning_tokens) FILTER (WHERE {_GENAI_CALL}), 0),
+    sum(cost_usd) FILTER (WHERE {_GENAI_CALL}),
+    coalesce(json_group_array(DISTINCT {_MODEL}) FILTER (WHERE {_MODEL} IS NOT NULL), '[]'),
+    coalesce(json_group_array(DISTINCT agent_name) FILTER (WHERE agent_name IS NOT NULL), '[]'),
+    min(received_at_unix_nano),
+    max(received_at_unix_nano),
+    NULL
+FROM spans
+WHERE trace_id IN (SELECT value FROM json_each(?))
+GROUP BY trace_id
+ON CONFLICT (trace_id) DO UPDATE SET
+    service_name = excluded.service_name,
+    root_span_name = excluded.root_span_name,
+    has_root = excluded.has_root,
+    start_time_unix_nano = excluded.start_time_unix_nano,
+    end_time_unix_nano = excluded.end_time_unix_nano,
+    duration_ns = excluded.duration_ns,
+    span_count = excluded.span_count,
+    error_count = excluded.error_count,
+    llm_calls = excluded.llm_calls,
+    input_tokens = excluded.input_tokens,
+    output_tokens = excluded.output_tokens,
+    total_tokens = excluded.total_tokens,
+    cache_read_tokens = excluded.cache_read_tokens,
+    cache_write_tokens = excluded.cache_write_tokens,
+    reasoning_tokens = excluded.reasoning_tokens,
+    cost_usd = excluded.cost_usd,
+    models = excluded.models,
+    agents = excluded.agents,
+    first_span_at_unix_nano = excluded.first_span_at_unix_nano,
+    last_span_at_unix_nano = excluded.last_span_at_unix_nano,
+    settled_at_unix_nano = NULL
+"""
+
+
+def roll_up(connection: apsw.Connection, trace_ids: Iterable[str]) -> None:
+    """Recompute the rollups of these traces; call inside the transaction that stored their spans."""
+    connection.execute(ROLL_UP, (json.dumps(sorted(set(trace_ids))),))

@@ -1,0 +1,160 @@
+"""Per-trace rollups and settling, on a real SQLite file through the span writer."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from collector.config import Settings, SnapshotSettings
+from collector.decode import decode_spans
+from collector.model import Records
+from collector.storage.writer import SpanWriter
+from collector.transform import Transform
+from tests.helpers import trace_request
+
+TRACE = os.urandom(16)
+ROOT, PLAN, LLM_1, LLM_2, TOOL = (os.urandom(8) for _ in range(5))
+
+
+def llm(span_id: bytes, input_tokens: int, output_tokens: int, model: str = "gpt-4o-mini") -> dict[str, Any]:
+    return {
+        "span_id": span_id,
+        "parent": PLAN,
+        "name": f"chat {model}",
+        "start": 2_000_000_000,
+        "end": 3_000_000_000,
+        "attributes": {
+            "gen_ai.operation.name": "chat",
+            "gen_ai.request.model": model,
+            "gen_ai.usage.input_tokens": input_tokens,
+            "gen_ai.usage.output_tokens": output_tokens,
+        },
+    }
+
+
+AGENT_TRACE = [
+    {"span_id": ROOT, "name": "invoke_agent support", "start": 1_000_000_000, "end": 9_000_000_000,
+     "attributes": {"gen_ai.operation.name": "invoke_agent", "gen_ai.agent.name": "support"}},
+    {"span_id": PLAN, "parent": ROOT, "name": "plan", "start": 1_500_000_000, "end": 8_000_000_000},
+    llm(LLM_1, 1_000, 100),
+    llm(LLM_2, 2_000, 300, model="claude-3-5-sonnet-20241022"),
+    {"span_id": TOOL, "parent": PLAN, "name": "execute_tool search", "start": 4_000_000_000,
+     "end": 9_500_000_000, "error": True, "attributes": {"gen_ai.operation.name": "execute_tool"}},
+]
+
+ROLLUP_COLUMNS = (
+    "service_name, root_span_name, has_root, start_time_unix_nano, end_time_unix_nano, duration_ns, span_count,"
+    " error_count, llm_calls, input_tokens, output_tokens, total_tokens, round(cost_usd, 9), models, agents"
+)
+EXPECTED = (
+    "agent-service", "invoke_agent support", 1, 1_000_000_000, 9_500_000_000, 8_500_000_000, 5, 1, 2, 3_000, 400,
+    3_400,
+    # gpt-4o-mini: 1,000 x $0.15 + 100 x $0.60; claude-3-5-sonnet: 2,000 x $3 + 300 x $15 (per million).
+    round((1_000 * 0.15 + 100 * 0.60 + 2_000 * 3.0 + 300 * 15.0) / 1e6, 9),
+    '["claude-3-5-sonnet-20241022","gpt-4o-mini"]', '["support"]',
+)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Any:
+    writer = SpanWriter(tmp_path / "rollups.db")
+    transform = Transform(Settings())
+
+    def write(*span_groups: list[dict[str, Any]]) -> None:
+        batch = []
+        for group in span_groups:
+            spans, _ = decode_spans(trace_request(TRACE, group))
+            batch.append(transform.spans(spans)[0])
+        writer.write(batch)
+
+    write.writer = writer  # type: ignore[attr-defined]
+    write.rollup = lambda: list(  # type: ignore[attr-defined]
+        writer.connection.execute(f"SELECT {ROLLUP_COLUMNS} FROM traces WHERE trace_id = ?", (TRACE.hex(),))
+    )
+    return write
+
+
+def test_one_request_gives_the_whole_rollup(store: Any) -> None:
+    store(AGENT_TRACE)
+    assert store.rollup() == [EXPECTED]
+
+
+@pytest.mark.parametrize(
+    "deliveries",
+    [
+        [AGENT_TRACE[::-1]],  # out of order in one request
+        [[span] for span in AGENT_TRACE],  # one span per request
+        [AGENT_TRACE[1:], AGENT_TRACE[:1]],  # the root arrives last
+        [AGENT_TRACE[:3], AGENT_TRACE, AGENT_TRACE[2:]],  # split and duplicated
+    ],
+    ids=["reversed", "one-by-one", "root-last", "split-and-duplicated"],
+)
+def test_delivery_order_split_and_duplicates_do_not_change_the_rollup(
+    store: Any, deliveries: list[list[dict[str, Any]]]
+) -> None:
+    for delivery in deliveries:
+        store(delivery)
+    assert store.rollup() == [EXPECTED]
+
+
+def test_same_batch_many_requests(store: Any) -> None:
+    store(*[[span] for span in AGENT_TRACE])
+    assert store.rollup() == [EXPECTED]
+
+
+def test_without_root_the_trace_is_not_marked_rooted(store: Any) -> None:
+    store(AGENT_TRACE[1:])
+    (row,) = store.rollup()
+    assert row[2] == 0 and row[1] is None and row[6] == 4
+
+
+RULES = SnapshotSettings.model_validate(
+    {"settle_after": "0s", "max_wait": "1h", "rules": [{"metric": "latency_ms", "above": 5000}]}
+)
+
+
+def snapshots(writer: SpanWriter) -> list[tuple[Any, ...]]:
+    return list(writer.connection.execute("SELECT metric, value, threshold, breached FROM metric_snapshots ORDER BY metric"))
+
+
+def test_a_quiet_rooted_trace_settles_and_a_late_span_recomputes_in_place(store: Any) -> None:
+    writer = store.writer
+    store(AGENT_TRACE[:4])
+    (settled,) = writer.settle(RULES)
+    assert [s.metric for s in settled.newly_breached] == ["latency_ms"]
+    assert snapshots(writer) == [("cost_usd", pytest.approx(EXPECTED[12]), None, 0), ("latency_ms", 8000.0, 5000.0, 1)]
+    assert writer.settle(RULES) == []  # nothing left to settle
+
+    store(AGENT_TRACE[4:])  # the tool span comes late and makes the trace longer
+    assert list(writer.connection.execute("SELECT settled_at_unix_nano FROM traces")) == [(None,)]
+    (again,) = writer.settle(RULES)
+    assert again.newly_breached == []  # still breached: not a new breach
+    assert snapshots(writer) == [("cost_usd", pytest.approx(EXPECTED[12]), None, 0), ("latency_ms", 8500.0, 5000.0, 1)]
+    assert list(writer.connection.execute("SELECT count(*) FROM metric_snapshots")) == [(2,)]
+
+
+def test_a_trace_without_root_waits_for_max_wait(store: Any) -> None:
+    writer = store.writer
+    store(AGENT_TRACE[1:])
+    assert writer.settle(RULES) == []
+    impatient = RULES.model_copy(update={"max_wait": 0.0})
+    assert [settled.figures.trace_id for settled in writer.settle(impatient)] == [TRACE.hex()]
+
+
+def test_evaluation_scores_breach_below_their_threshold(store: Any) -> None:
+    writer = store.writer
+    evaluation_span = {
+        "span_id": os.urandom(8), "parent": PLAN, "name": "judge",
+        "attributes": {"evaluations.0.evaluation.name": "faithfulness", "evaluations.0.evaluation.score": 0.62,
+                       "evaluations.1.evaluation.name": "faithfulness", "evaluations.1.evaluation.score": 0.97},
+    }
+    store(AGENT_TRACE + [evaluation_span])
+    rules = SnapshotSettings.model_validate(
+        {"settle_after": "0s", "rules": [{"metric": "eval:faithfulness", "below": 0.85}]}
+    )
+    (settled,) = writer.settle(rules)
+    (faithfulness,) = [s for s in settled.snapshots if s.metric == "eval:faithfulness"]
+    assert faithfulness.value == 0.62 and faithfulness.breached  # the lowest score of that name
