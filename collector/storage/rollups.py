@@ -42,8 +42,8 @@ SELECT
     coalesce(sum(cache_write_tokens) FILTER (WHERE {_GENAI_CALL}), 0),
     coalesce(sum(reasoning_tokens) FILTER (WHERE {_GENAI_CALL}), 0),
     sum(cost_usd) FILTER (WHERE {_GENAI_CALL}),
-    coalesce(json_group_array(DISTINCT {_MODEL}) FILTER (WHERE {_MODEL} IS NOT NULL), '[]'),
-    coalesce(json_group_array(DISTINCT agent_name) FILTER (WHERE agent_name IS NOT NULL), '[]'),
+    coalesce(json_group_array(DISTINCT {_MODEL} ORDER BY {_MODEL}) FILTER (WHERE {_MODEL} IS NOT NULL), '[]'),
+    coalesce(json_group_array(DISTINCT agent_name ORDER BY agent_name) FILTER (WHERE agent_name IS NOT NULL), '[]'),
     min(received_at_unix_nano),
     max(received_at_unix_nano),
     NULL
