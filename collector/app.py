@@ -25,7 +25,9 @@ from starlette.types import ASGIApp
 from collector import logs
 from collector.admin import admin_app
 from collector.config import Endpoint, Settings
+from collector.genai_metrics import GenAIMetrics
 from collector.metrics import CollectorMetrics
+from collector.model import Records
 from collector.pipeline import Pipeline
 from collector.receive.ingest import Ingest
 from collector.receive.otlp_grpc import OtlpGrpcReceiver, serving_health
@@ -60,7 +62,8 @@ class Collector:
     def __init__(self, settings: Settings, registry: CollectorRegistry | None = None) -> None:
         self.settings = settings
         self.registry = registry or CollectorRegistry()
-        self.metrics = CollectorMetrics(self.registry)
+        self.metrics = CollectorMetrics(self.registry, label_cap=settings.metrics.max_label_values)
+        self.genai_metrics = GenAIMetrics(self.registry, settings.metrics, self.metrics.label_overflow)
         self.ports: dict[str, int] = {}
         self._stopping = False
         self._started = False
@@ -87,11 +90,24 @@ class Collector:
                 reasons.append("the queue is saturated")
         return reasons
 
+    def _observe_committed(self, batch: list[Records]) -> None:
+        """On the writer thread, after a commit: what was acknowledged feeds the GenAI metrics."""
+        for records in batch:
+            self.genai_metrics.observe_spans(records.spans)
+            if records.evaluations:
+                self.genai_metrics.observe_evaluations(records.evaluations)
+
     def _settle_traces(self) -> None:
-        """On the writer thread: settle quiet traces, write their snapshots, count what settled."""
+        """On the writer thread: settle quiet traces, write their snapshots, count them and their breaches."""
         assert self._writer is not None
         for settled in self._writer.settle(self.settings.snapshots):
+            figures = settled.figures
             self.metrics.settled_traces.inc()
+            self.genai_metrics.observe_trace(figures.service_name, figures.duration_seconds, figures.trace_id)
+            for snapshot in settled.snapshots:
+                self.genai_metrics.observe_snapshot(
+                    snapshot.metric, snapshot.rule, breached_now=snapshot in settled.newly_breached
+                )
 
     async def start(self) -> None:
         settings = self.settings
@@ -103,6 +119,7 @@ class Collector:
             capacity=settings.queue_capacity,
             batch_size=settings.batch_size,
             batch_max_age=settings.batch_max_age,
+            on_commit=self._observe_committed,
             tick=(settings.snapshots.interval, self._settle_traces),
         )
         self._pipeline.start()

@@ -98,7 +98,7 @@ def stored_span_keys(db: Path) -> set[tuple[str, str]]:
         connection.close()
 
 
-def wait_until(condition: Callable[[], T], timeout: float, what: str, interval: float = 0.01) -> T:
+def wait_until(condition: Callable[[], T], timeout: float, what: str = "the condition", interval: float = 0.01) -> T:
     """Poll ``condition`` until it returns something truthy; fail naming ``what`` after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while True:

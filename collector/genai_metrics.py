@@ -1,0 +1,214 @@
+"""Prometheus metrics derived from what the collector stores: GenAI spans, evaluations, settled traces, snapshots.
+
+The ``gen_ai_client_*`` histograms are the OpenTelemetry GenAI client metrics (REFERENCE.md section 2) in
+Prometheus spelling: dots become underscores and seconds get their unit suffix; ``{token}`` is not a unit
+Prometheus knows, so the token histogram has none. Each histogram observation carries the exemplar
+``{trace_id="<hex>"}`` (shown in the OpenMetrics exposition only) to jump from a bucket to a trace.
+
+Cardinality (REFERENCE.md section 3): a small default label set, extra labels only from
+``metrics.dimensions``, and every label value a client chooses passes a ``BoundedLabel``. The span labels
+are bounded once per label name for all span metrics, so a model folded into ``_other`` is folded in every
+one of them and the metrics still join; those folds are counted as
+``genai_collector_label_overflow_total{metric="gen_ai_client",label=...}``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+from collector.config import MetricsSettings
+from collector.metrics import PREFIX, BoundedLabel
+from collector.model import EvaluationRecord, Span
+from collector.normalize import GenAI
+from collector.transform import PRICED_CATEGORIES
+
+TOKEN_BUCKETS = (
+    1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864,
+)
+OPERATION_BUCKETS = (0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92)
+TRACE_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0)
+SCORE_BUCKETS = tuple(step / 10 for step in range(1, 11))
+
+# Spans normalize placed in one of these categories are GenAI operations; "other" (a session id alone,
+# an operation name it does not know) is not observed, which also keeps gen_ai_operation_name small.
+OPERATION_CATEGORIES = frozenset({"llm", "embedding", "tool", "agent", "retrieval", "workflow"})
+
+# error.type is set only when the operation failed; Prometheus reads an empty label value as no label.
+NO_ERROR = ""
+OTHER_ERROR = "_OTHER"
+ERROR_TYPE = "error.type"
+
+# The overflow counter's `metric` for the labels every span metric shares.
+SPAN_METRICS = "gen_ai_client"
+CLIENT_LABELS = ("gen_ai_provider_name", "gen_ai_request_model", "gen_ai_operation_name")
+
+# metrics.dimensions: each option's label name, and where a span keeps its value.
+DIMENSIONS: dict[str, tuple[str, Callable[[Span, GenAI], str | None]]] = {
+    "service": ("service_name", lambda span, genai: span.service_name),
+    "agent": ("gen_ai_agent_name", lambda span, genai: genai.agent_name),
+    "tool": ("gen_ai_tool_name", lambda span, genai: genai.tool_name),
+    "category": ("gen_ai_category", lambda span, genai: genai.category),
+}
+
+LabelValues = tuple[str, ...]
+
+
+class Children(dict[LabelValues, Any]):
+    """One metric's children by label values, so that the hot path skips ``labels()`` (a third of its time).
+
+    The label values are bounded, so is this map: it holds the series the registry holds anyway.
+    """
+
+    def __init__(self, metric: Counter | Histogram) -> None:
+        super().__init__()
+        self._metric = metric
+
+    def __missing__(self, values: LabelValues) -> Any:
+        child = self[values] = self._metric.labels(*values)
+        return child
+
+
+class GenAIMetrics:
+    """The GenAI metrics on an injected registry; ``overflow`` is ``CollectorMetrics.label_overflow``."""
+
+    def __init__(self, registry: CollectorRegistry, settings: MetricsSettings, overflow: Counter) -> None:
+        cap = settings.max_label_values
+
+        def bounded(metric: str, label: str) -> BoundedLabel:
+            return BoundedLabel(metric, label, cap, overflow)
+
+        self._provider = bounded(SPAN_METRICS, "gen_ai_provider_name")
+        self._model = bounded(SPAN_METRICS, "gen_ai_request_model")
+        self._operation = bounded(SPAN_METRICS, "gen_ai_operation_name")
+        self._error_type = bounded(SPAN_METRICS, "error_type")
+        self._service = bounded(SPAN_METRICS, "service_name")
+        # In the allowlist's order, each at most once, whatever order the settings list them in.
+        chosen = [name for name in DIMENSIONS if name in settings.dimensions]
+        self._dimensions: tuple[tuple[Callable[[Span, GenAI], str | None], BoundedLabel], ...] = tuple(
+            (DIMENSIONS[name][1], self._service if name == "service" else bounded(SPAN_METRICS, DIMENSIONS[name][0]))
+            for name in chosen
+        )
+        dimension_labels = [DIMENSIONS[name][0] for name in chosen]
+        client_labels = [*CLIENT_LABELS, *dimension_labels]
+
+        self.token_usage = Histogram(
+            "gen_ai_client_token_usage",
+            "Number of input and output tokens used per model call ({token}).",
+            [*client_labels, "gen_ai_token_type"],
+            buckets=TOKEN_BUCKETS,
+            registry=registry,
+        )
+        self.operation_duration = Histogram(
+            "gen_ai_client_operation_duration",
+            "GenAI operation duration (span end minus start); error_type is empty unless the span failed.",
+            [*client_labels, "error_type"],
+            unit="seconds",
+            buckets=OPERATION_BUCKETS,
+            registry=registry,
+        )
+        self.time_to_first_chunk = Histogram(
+            "gen_ai_client_operation_time_to_first_chunk",
+            "Time from the request to the first chunk of a streamed response.",
+            client_labels,
+            unit="seconds",
+            buckets=OPERATION_BUCKETS,
+            registry=registry,
+        )
+        self.cost = Counter(
+            PREFIX + "cost_usd",
+            "Cost of model calls in US dollars, as reported by the client or priced from the token counts.",
+            ["service_name", "gen_ai_provider_name", "gen_ai_request_model"],
+            registry=registry,
+        )
+        self.trace_duration = Histogram(
+            PREFIX + "trace_duration",
+            "Duration of settled traces, first span start to last span end.",
+            ["service_name"],
+            unit="seconds",
+            buckets=TRACE_BUCKETS,
+            registry=registry,
+        )
+        self.snapshots = Counter(
+            PREFIX + "snapshots",
+            "Trace snapshots written, by snapshot metric.",
+            ["metric"],
+            registry=registry,
+        )
+        self.breaches = Counter(
+            PREFIX + "breaches",
+            "Threshold rules that went from met to breached, by rule and snapshot metric.",
+            ["rule", "metric"],
+            registry=registry,
+        )
+        self.evaluation_score = Histogram(
+            PREFIX + "evaluation_score",
+            "Evaluation scores (gen_ai.evaluation.score.value), by evaluation name.",
+            ["gen_ai_evaluation_name"],
+            buckets=SCORE_BUCKETS,
+            registry=registry,
+        )
+        self._trace_service = bounded("trace_duration_seconds", "service_name")
+        self._snapshot_metric = bounded("snapshots", "metric")
+        self._rule = bounded("breaches", "rule")
+        self._evaluation_name = bounded("evaluation_score", "gen_ai_evaluation_name")
+
+        self._durations = Children(self.operation_duration)
+        self._ttfts = Children(self.time_to_first_chunk)
+        self._tokens = Children(self.token_usage)
+        self._costs = Children(self.cost)
+
+    def observe_spans(self, spans: Sequence[Span]) -> None:
+        """Observe the GenAI operations of a committed batch; other spans cost one check each."""
+        for span in spans:
+            genai = span.genai
+            if genai is None or genai.category not in OPERATION_CATEGORIES:
+                continue
+            exemplar = {"trace_id": span.trace_id}
+            provider = self._provider(genai.provider)
+            model = self._model(genai.response_model or genai.request_model)
+            labels: LabelValues = (provider, model, self._operation(genai.operation))
+            if self._dimensions:
+                labels += tuple(bounded(value(span, genai)) for value, bounded in self._dimensions)
+
+            seconds = (span.end_time_unix_nano - span.start_time_unix_nano) / 1e9
+            if seconds >= 0:
+                self._durations[(*labels, self._error_label(span))].observe(seconds, exemplar)
+            if genai.ttft_ms is not None:
+                self._ttfts[labels].observe(genai.ttft_ms / 1000, exemplar)
+
+            # Only model calls: agent and workflow spans may repeat their children's totals.
+            if genai.category not in PRICED_CATEGORIES:
+                continue
+            if genai.input_tokens is not None:
+                self._tokens[(*labels, "input")].observe(genai.input_tokens, exemplar)
+            if genai.output_tokens is not None:
+                self._tokens[(*labels, "output")].observe(genai.output_tokens, exemplar)
+            if span.cost_usd is not None:
+                self._costs[(self._service(span.service_name), provider, model)].inc(span.cost_usd)
+
+    def _error_label(self, span: Span) -> str:
+        if span.status_code != "error":
+            return NO_ERROR
+        error_type = span.attributes.get(ERROR_TYPE)
+        return self._error_type(error_type if isinstance(error_type, str) and error_type else OTHER_ERROR)
+
+    def observe_evaluations(self, evaluations: Sequence[EvaluationRecord]) -> None:
+        for evaluation in evaluations:
+            if evaluation.score is None:
+                continue
+            exemplar = {"trace_id": evaluation.trace_id} if evaluation.trace_id else None
+            self.evaluation_score.labels(self._evaluation_name(evaluation.name)).observe(evaluation.score, exemplar)
+
+    def observe_trace(self, service: str | None, duration_seconds: float, trace_id: str) -> None:
+        """A trace settled: its root service (None when unknown) and its duration."""
+        self.trace_duration.labels(self._trace_service(service)).observe(duration_seconds, {"trace_id": trace_id})
+
+    def observe_snapshot(self, metric: str, rule: str | None, breached_now: bool) -> None:
+        """A snapshot was written; ``breached_now`` only when its rule went from met to breached."""
+        metric = self._snapshot_metric(metric)
+        self.snapshots.labels(metric).inc()
+        if breached_now:
+            self.breaches.labels(self._rule(rule), metric).inc()
