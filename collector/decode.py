@@ -189,16 +189,20 @@ def _links(span: Any) -> list[dict[str, Any]]:
     return links
 
 
+def _resource(resource: Any) -> tuple[Attributes, str | None]:
+    """A resource's attributes and its ``service.name``."""
+    resource_attributes = attributes(resource.attributes)
+    service_name = resource_attributes.get("service.name")
+    return resource_attributes, service_name if isinstance(service_name, str) else None
+
+
 def decode_spans(request: ExportTraceServiceRequest) -> tuple[list[Span], Rejection]:
     """Every storable span of the request, and what was rejected."""
     spans: list[Span] = []
     rejected = 0
     first_reason: str | None = None
     for resource_spans in request.resource_spans:
-        resource_attributes = attributes(resource_spans.resource.attributes)
-        service_name = resource_attributes.get("service.name")
-        if not isinstance(service_name, str):
-            service_name = None
+        resource_attributes, service_name = _resource(resource_spans.resource)
         for scope_spans in resource_spans.scope_spans:
             scope = scope_spans.scope
             scope_name = scope.name or None
@@ -271,10 +275,7 @@ def decode_log_records(request: ExportLogsServiceRequest) -> tuple[list[LogEvent
     rejected = 0
     first_reason: str | None = None
     for resource_logs in request.resource_logs:
-        resource_attributes = attributes(resource_logs.resource.attributes)
-        service_name = resource_attributes.get("service.name")
-        if not isinstance(service_name, str):
-            service_name = None
+        resource_attributes, service_name = _resource(resource_logs.resource)
         for scope_logs in resource_logs.scope_logs:
             scope_name = scope_logs.scope.name or None
             for record in scope_logs.log_records:

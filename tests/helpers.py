@@ -6,6 +6,7 @@ import collections
 import contextlib
 import os
 import re
+import shutil
 import subprocess
 import sys
 import threading
@@ -23,6 +24,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceResponse,
 )
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 T = TypeVar("T")
@@ -331,3 +333,14 @@ def trace_request(trace_id: bytes, spans: list[dict[str, Any]], *, service: str 
             span.status.code = 2
         span.attributes.extend(key_values(described.get("attributes", {})))
     return request
+
+
+def require_tool(name: str) -> str:
+    """The path of a command the test needs: skipped on a developer's machine without it, a failure in CI
+    (``.ci/run`` installs it)."""
+    path = shutil.which(name)
+    if path is None:
+        if os.environ.get("CI"):
+            pytest.fail(f"{name} is required in CI (.ci/run installs it)")
+        pytest.skip(f"{name} is not installed")
+    return path

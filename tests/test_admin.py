@@ -2,24 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.helpers import metric_value, otlp_request
-
-
-def promtool() -> str:
-    path = shutil.which("promtool")
-    if path is None:
-        if os.environ.get("CI"):
-            pytest.fail("promtool is required in CI (.ci/run installs Debian's prometheus package)")
-        pytest.skip("promtool not installed (Debian package prometheus)")
-    return path
+from tests.helpers import metric_value, otlp_request, require_tool
 
 
 def test_healthz_and_readyz_answer_while_running(collector: Any) -> None:
@@ -41,7 +30,7 @@ def test_metrics_exposition_passes_promtool(collector: Any) -> None:
     assert metric_value(exposition, "genai_collector_queue_capacity") == collector.settings.queue_capacity
     assert metric_value(exposition, "genai_collector_database_size_bytes", file="main") > 0
     assert "_created" not in exposition
-    checked = subprocess.run([promtool(), "check", "metrics"], input=exposition, capture_output=True, text=True)
+    checked = subprocess.run([require_tool("promtool"), "check", "metrics"], input=exposition, capture_output=True, text=True)
     assert checked.returncode == 0, checked.stdout + checked.stderr
 
 

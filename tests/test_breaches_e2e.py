@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import socket
 import subprocess
 import time
@@ -22,7 +21,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from prometheus_client.openmetrics.parser import text_string_to_metric_families
 
-from tests.helpers import metric_value, otlp_request, wait_until
+from tests.helpers import metric_value, otlp_request, require_tool, wait_until
 
 SNAPSHOTS = {
     "settle_after": "500ms",
@@ -157,11 +156,7 @@ def free_port() -> int:
 
 @pytest.fixture
 def prometheus(tmp_path: Path) -> Iterator[Any]:
-    binary = shutil.which("prometheus")
-    if binary is None:
-        if os.environ.get("CI"):
-            pytest.fail("the prometheus server is required in CI (.ci/run installs Debian's prometheus package)")
-        pytest.skip("prometheus not installed (Debian package prometheus)")
+    binary = require_tool("prometheus")
     processes: list[subprocess.Popen[bytes]] = []
 
     def start(admin_url: str) -> str:

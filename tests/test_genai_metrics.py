@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 from typing import Any
 
@@ -20,10 +18,9 @@ from collector.metrics import OTHER, CollectorMetrics
 from collector.model import EvaluationRecord, Span
 from collector.normalize import NOT_GENAI
 from collector.transform import Transform
-from tests.helpers import otlp_request
+from tests.helpers import otlp_request, require_tool
 
 START = 1_700_000_000_000_000_000
-PROMTOOL = shutil.which("promtool")
 
 
 class Fixture:
@@ -350,13 +347,9 @@ def busy_registry() -> Fixture:
 
 
 def test_text_exposition_passes_promtool() -> None:
-    if PROMTOOL is None:
-        if os.environ.get("CI"):
-            pytest.fail("promtool is not installed; CI must lint the /metrics exposition")
-        pytest.skip("promtool is not installed")
     exposition = generate_latest(busy_registry().registry)
     result = subprocess.run(
-        [PROMTOOL, "check", "metrics"], input=exposition, capture_output=True, timeout=30, check=False
+        [require_tool("promtool"), "check", "metrics"], input=exposition, capture_output=True, timeout=30, check=False
     )
     assert result.returncode == 0, result.stdout.decode() + result.stderr.decode()
     assert result.stdout == b"" and result.stderr == b""
