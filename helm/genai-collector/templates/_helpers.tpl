@@ -1,0 +1,83 @@
+{{/* Names, labels and the checks that refuse a values combination the collector cannot run with. */}}
+
+{{- define "genai-collector.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "genai-collector.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "genai-collector.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "genai-collector.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "genai-collector.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{ include "genai-collector.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end }}
+
+{{- define "genai-collector.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "genai-collector.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "genai-collector.image" -}}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- else }}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
+{{- end }}
+
+{{/* The config file's path in the container; GENAI_COLLECTOR_CONFIG points at it. */}}
+{{- define "genai-collector.configPath" -}}
+/etc/genai-collector/collector.yaml
+{{- end }}
+
+{{/* "true" when redaction is on and a detector or rule hashes, which needs redaction.hash_key. */}}
+{{- define "genai-collector.hashModeUsed" -}}
+{{- $redaction := get (.Values.config | default dict) "redaction" | default dict }}
+{{- $modes := list (get $redaction "mode" | default "mask") }}
+{{- range $detector, $mode := (get $redaction "detectors" | default dict) }}
+{{- $modes = append $modes $mode }}
+{{- end }}
+{{- range (get $redaction "rules" | default list) }}
+{{- $modes = append $modes (get . "mode" | default "mask") }}
+{{- end }}
+{{- if and (ne (toString (get $redaction "enabled")) "false") (has "hash" $modes) }}true{{ end }}
+{{- end }}
+
+{{/* Fails the render, with what to change, on a combination the collector cannot run with. */}}
+{{- define "genai-collector.validate" -}}
+{{- if and (eq .Values.storage.type "sqlite") (gt (int .Values.replicaCount) 1) }}
+{{- fail (printf "replicaCount is %d, but storage.type sqlite has a single writer: set replicaCount to 1 (one collector pod writes the SQLite database on its own volume)" (int .Values.replicaCount)) }}
+{{- end }}
+{{- if and .Values.persistence.existingClaim (not .Values.persistence.enabled) }}
+{{- fail "persistence.existingClaim is set but persistence.enabled is false: enable persistence to use the claim" }}
+{{- end }}
+{{- if include "genai-collector.hashModeUsed" . }}
+{{- $fromEnv := false }}
+{{- range .Values.extraEnv }}
+{{- if eq .name "GENAI_COLLECTOR_REDACTION__HASH_KEY" }}{{ $fromEnv = true }}{{ end }}
+{{- end }}
+{{- if not (or .Values.redactionHashKey.existingSecret $fromEnv .Values.extraEnvFrom) }}
+{{- fail "config.redaction uses the hash mode, which needs a key: set redactionHashKey.existingSecret to a Secret holding it (key redactionHashKey.secretKey)" }}
+{{- end }}
+{{- end }}
+{{- end }}
