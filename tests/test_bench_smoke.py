@@ -1,0 +1,38 @@
+"""The ingest benchmark keeps working: its CI smoke (every protocol, a few seconds, a small load)
+stores exactly what the collector acknowledged. A speed is never asserted here."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PROTOCOLS = {"http-protobuf", "http-json", "grpc"}
+
+
+def test_bench_smoke_stores_every_acknowledged_span(tmp_path: Path) -> None:
+    report = tmp_path / "bench.json"
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "bench" / "ingest.py"),
+            "--smoke",
+            "--json",
+            str(report),
+            "--db-dir",
+            str(tmp_path),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    runs = json.loads(report.read_text())["runs"]
+    assert {run["protocol"] for run in runs} == PROTOCOLS
+    for run in runs:
+        assert run["acknowledged_spans"] > 0, run
+        assert run["stored_spans"] == run["acknowledged_spans"], run
+        assert run["stored_check"] == "ok", run
