@@ -1080,13 +1080,13 @@ PREFILL_NONCE = 0xFFFF << 48  # prefilled trace ids end in ffff...; a run's nonc
 def _template_rows(
     spans_per_request: int, requests: int
 ) -> tuple[list[str], list[tuple[Any, ...]], list[str], list[tuple[Any, ...]]]:
-    """Span rows exactly as the collector writes them (decode, normalize, price, redact, ``span_rows``),
+    """Span rows exactly as the collector writes them (decode, normalize, price, redact, ``insert_spans``),
     and the ``traces`` rows its rollup makes of them, read back from a scratch in-memory database."""
     sys.path.insert(0, str(ROOT))
     from collector.config import load_settings
     from collector.decode import decode_spans
     from collector.storage.schema import migrate
-    from collector.storage.writer import INSERT_SPAN, span_rows
+    from collector.storage.writer import insert_spans
     from collector.transform import Transform
 
     transform = Transform(load_settings({}))
@@ -1097,7 +1097,7 @@ def _template_rows(
         for _ in range(requests):
             spans, _rejection = decode_spans(builder.request(spans_per_request))
             records, _stats = transform.spans(spans)
-            scratch.executemany(INSERT_SPAN, span_rows(records.spans, 30 * 10**9))  # received 30 s after the start
+            insert_spans(scratch, records.spans, 30 * 10**9)  # received 30 s after the start
         trace_ids = [row[0] for row in scratch.execute("SELECT DISTINCT trace_id FROM spans")]
         try:
             from collector.storage.rollups import roll_up
