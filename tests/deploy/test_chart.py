@@ -27,7 +27,7 @@ from tests.deploy.helpers import (
 )
 from tests.helpers import collector_environment
 
-WARNING = 2  # helm lint severities: 1 info, 2 warning, 3 error
+INFO = 1  # helm lint severities: 1 info, 2 warning, 3 error; clean means none at all
 
 # The oldest Kubernetes the chart supports (Chart.yaml kubeVersion) and the newest with shipped schemas.
 KUBERNETES_VERSIONS = ("1.27", kubernetes_validate.latest_version())
@@ -47,7 +47,7 @@ def lint_findings(values: dict[str, Any] | None = None, **options: Any) -> list[
     report = helm.lint(CHART, values, strict=True, **options)
     assert report["total_charts_linted"] == 1
     assert report["errors"] == []
-    return [message for message in report["messages"] if message["severity"] >= WARNING]
+    return [message for message in report["messages"] if message["severity"] >= INFO]
 
 
 def test_helm_lint_is_clean() -> None:
