@@ -242,6 +242,11 @@ def decode_spans(request: ExportTraceServiceRequest) -> tuple[list[Span], Reject
     return spans, Rejection(rejected, first_reason) if rejected else NO_REJECTION
 
 
+def count_spans(request: ExportTraceServiceRequest) -> int:
+    """The request's spans, valid or not, without decoding them."""
+    return sum(len(scope.spans) for resource in request.resource_spans for scope in resource.scope_spans)
+
+
 def count_log_records(request: ExportLogsServiceRequest) -> int:
     return sum(len(scope.log_records) for resource in request.resource_logs for scope in resource.scope_logs)
 

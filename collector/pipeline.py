@@ -55,6 +55,26 @@ class _Request:
     enqueued_at: float = field(default_factory=time.monotonic)
 
 
+class Reservation:
+    """Room in the queue held for one request until ``Pipeline.submit`` uses it or ``release`` gives it back."""
+
+    __slots__ = ("_pipeline", "count")
+
+    def __init__(self, pipeline: Pipeline, count: int) -> None:
+        self._pipeline = pipeline
+        self.count = count
+
+    def take(self) -> int:
+        """The reserved count, once; the reservation is then spent."""
+        count, self.count = self.count, 0
+        return count
+
+    def release(self) -> None:
+        """Give the room back unless ``submit`` used it; safe to call more than once."""
+        if self.count:
+            self._pipeline._release(self.take())
+
+
 class Pipeline:
     def __init__(
         self,
@@ -96,15 +116,13 @@ class Pipeline:
     def start(self) -> None:
         self._thread.start()
 
-    def submit(self, records: Records) -> asyncio.Future[None]:
-        """Queue records for the next commit; the future resolves once they are committed.
+    def reserve(self, count: int) -> Reservation:
+        """Room for ``count`` records, taken before the request is decoded so that a refusal costs little.
 
         Raises ``QueueFull`` or ``ShuttingDown`` at once instead of waiting. A request larger than
         the whole queue is taken when the queue is empty, so that it can never be refused forever.
+        The caller hands the reservation to ``submit`` or, on any error, releases it.
         """
-        loop = asyncio.get_running_loop()
-        count = records.count
-        request = _Request(records, count, loop.create_future(), loop)
         with self._condition:
             if self._closing:
                 raise ShuttingDown("the collector is shutting down")
@@ -112,13 +130,36 @@ class Pipeline:
                 raise QueueFull(
                     f"queue full ({self.held_spans} of {self.capacity} spans waiting for commit); retry later"
                 )
+            self.held_spans += count
+        return Reservation(self, count)
+
+    def submit(self, records: Records, reservation: Reservation | None = None) -> asyncio.Future[None]:
+        """Queue records for the next commit; the future resolves once they are committed.
+
+        Without a ``reservation`` the room is reserved here (and may be refused); with one, the records
+        take its place, whatever their final count (decoding may have rejected some, or found evaluations).
+        """
+        if reservation is None:
+            reservation = self.reserve(records.count)
+        loop = asyncio.get_running_loop()
+        count = records.count
+        request = _Request(records, count, loop.create_future(), loop)
+        with self._condition:
+            reserved = reservation.take()
+            if self._closing:
+                self.held_spans -= reserved
+                raise ShuttingDown("the collector is shutting down")
             was_idle = not self._waiting
             self._waiting.append(request)
             self._waiting_spans += count
-            self.held_spans += count
+            self.held_spans += count - reserved
             if was_idle or self._waiting_spans >= self._batch_size:
                 self._condition.notify()
         return request.future
+
+    def _release(self, count: int) -> None:
+        with self._condition:
+            self.held_spans -= count
 
     def close(self, timeout: float) -> bool:
         """Refuse new requests, commit everything queued, stop the writer; False if spans are still

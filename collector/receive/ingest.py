@@ -19,10 +19,10 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceResponse,
 )
 
-from collector.decode import count_data_points, decode_log_records, decode_spans
+from collector.decode import count_data_points, count_spans, decode_log_records, decode_spans
 from collector.metrics import RECEIVER, CollectorMetrics
 from collector.model import NO_REJECTION, Records, Rejection
-from collector.pipeline import Backpressure, Pipeline
+from collector.pipeline import Backpressure, Pipeline, Reservation
 from collector.transform import Transform, TransformStats
 
 
@@ -34,15 +34,27 @@ class Ingest:
 
     async def traces(self, request: ExportTraceServiceRequest, transport: str) -> Rejection:
         """Store the request's valid spans; returns what was rejected. Raises ``Backpressure`` when
-        nothing was stored and the client should retry the whole request."""
-        spans, rejection = decode_spans(request)
-        if rejection.count:
-            self._metrics.refused_spans.labels(RECEIVER, transport, "invalid_span").inc(rejection.count)
-        if not spans:
-            return rejection
-        records, stats = self._transform.spans(spans)
-        self._count_transform(stats)
-        await self._store(records, self._metrics.refused_spans, transport, len(spans))
+        nothing was stored and the client should retry the whole request.
+
+        The queue's room is reserved before decoding: under overload a refusal costs a count, not a decode.
+        """
+        count = count_spans(request)
+        try:
+            reservation = self._pipeline.reserve(count)
+        except Backpressure as refusal:
+            self._metrics.refused_spans.labels(RECEIVER, transport, refusal.reason).inc(count)
+            raise
+        try:
+            spans, rejection = decode_spans(request)
+            if rejection.count:
+                self._metrics.refused_spans.labels(RECEIVER, transport, "invalid_span").inc(rejection.count)
+            if not spans:
+                return rejection
+            records, stats = self._transform.spans(spans)
+            self._count_transform(stats)
+            await self._store(records, self._metrics.refused_spans, transport, len(spans), reservation)
+        finally:
+            reservation.release()
         self._metrics.accepted_spans.labels(RECEIVER, transport).inc(len(spans))
         self._count_evaluations(records)
         return rejection
@@ -70,9 +82,11 @@ class Ingest:
     def bad_request(self, transport: str, reason: str) -> None:
         self._metrics.bad_requests.labels(RECEIVER, transport, reason).inc()
 
-    async def _store(self, records: Records, refused: Any, transport: str, count: int) -> None:
+    async def _store(
+        self, records: Records, refused: Any, transport: str, count: int, reservation: Reservation | None = None
+    ) -> None:
         try:
-            await self._pipeline.submit(records)
+            await self._pipeline.submit(records, reservation)
         except Backpressure as refusal:
             refused.labels(RECEIVER, transport, refusal.reason).inc(count)
             raise
