@@ -133,7 +133,15 @@ def any_value(value: AnyValue) -> Any:
 
 
 def attributes(key_values: Iterable[KeyValue]) -> Attributes:
-    return {kv.key: any_value(kv.value) for kv in key_values}
+    result: Attributes = {}
+    for key_value in key_values:
+        value = key_value.value
+        kind = value.WhichOneof("value")
+        # Most attribute values are strings: read them without the dispatch.
+        result[key_value.key] = (
+            value.string_value if kind == "string_value" else _VALUE_READERS[kind](value) if kind else None
+        )
+    return result
 
 
 # --- spans ---------------------------------------------------------------------------------
