@@ -94,6 +94,12 @@ class CollectorMetrics:
             ["receiver", "transport", "reason"],
             registry=registry,
         )
+        self.refused_requests = Counter(
+            PREFIX + "receiver_refused_requests",
+            "Requests refused before they were read because the queue was full or closing (spans not yet known).",
+            ["receiver", "transport", "reason"],
+            registry=registry,
+        )
         self.dropped_items = Counter(
             PREFIX + "receiver_dropped_items",
             "Log records and metric data points received and deliberately not stored.",

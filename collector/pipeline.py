@@ -116,6 +116,13 @@ class Pipeline:
     def start(self) -> None:
         self._thread.start()
 
+    def check_room(self) -> None:
+        """Refuse at the door, before a request is even read, while the queue is full or closing."""
+        if self._closing:
+            raise ShuttingDown("the collector is shutting down")
+        if self.held_spans >= self.capacity:
+            raise QueueFull(f"queue full ({self.held_spans} of {self.capacity} spans waiting for commit); retry later")
+
     def reserve(self, count: int) -> Reservation:
         """Room for ``count`` records, taken before the request is decoded so that a refusal costs little.
 

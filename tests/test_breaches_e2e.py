@@ -197,7 +197,7 @@ def test_real_prometheus_scrapes_breaches_and_exemplars(start_collector: Any, pr
     def query(expression: str) -> list[dict[str, Any]]:
         try:
             answer = httpx.get(server + "/api/v1/query", params={"query": expression}, timeout=2).json()
-        except httpx.HTTPError:
+        except (httpx.HTTPError, ValueError):  # not up yet, or not an answer yet
             return []
         return answer.get("data", {}).get("result", [])
 
@@ -208,10 +208,14 @@ def test_real_prometheus_scrapes_breaches_and_exemplars(start_collector: Any, pr
 
     def exemplar_trace_ids() -> set[str]:
         now = time.time()
-        answer = httpx.get(
-            server + "/api/v1/query_exemplars",
-            params={"query": "gen_ai_client_operation_duration_seconds_bucket", "start": now - 60, "end": now},
-        ).json()
+        try:  # Prometheus may still be starting: not an answer yet, so poll again
+            answer = httpx.get(
+                server + "/api/v1/query_exemplars",
+                params={"query": "gen_ai_client_operation_duration_seconds_bucket", "start": now - 60, "end": now},
+                timeout=2,
+            ).json()
+        except (httpx.HTTPError, ValueError):
+            return set()
         return {
             exemplar["labels"]["trace_id"]
             for series in answer.get("data", [])

@@ -79,6 +79,15 @@ class Ingest:
         self._metrics.dropped_items.labels(RECEIVER, transport, "metrics").inc(count_data_points(request))
         return NO_REJECTION
 
+    def check_room(self, transport: str) -> None:
+        """Raise ``Backpressure`` before the request is read or parsed when the queue is full: under
+        overload a refusal then costs nothing (its spans are not known yet, so the request is counted)."""
+        try:
+            self._pipeline.check_room()
+        except Backpressure as refusal:
+            self._metrics.refused_requests.labels(RECEIVER, transport, refusal.reason).inc()
+            raise
+
     def bad_request(self, transport: str, reason: str) -> None:
         self._metrics.bad_requests.labels(RECEIVER, transport, reason).inc()
 

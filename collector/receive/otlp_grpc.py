@@ -98,6 +98,7 @@ class OtlpGrpcReceiver:
         return export
 
     async def _export(self, signal: Signal, body: bytes) -> Any:
+        self._ingest.check_room(TRANSPORT)
         if len(body) > self._limit:
             raise GrpcError(
                 grpc.StatusCode.RESOURCE_EXHAUSTED,

@@ -148,6 +148,10 @@ class OtlpHttpReceiver:
                 f"{described}; use application/x-protobuf or application/json",
             )
         try:
+            self._ingest.check_room(TRANSPORT)
+        except Backpressure as refusal:
+            raise self._unavailable(refusal) from None
+        try:
             body = decompress(
                 await self._read_body(request), request.headers.get("content-encoding", ""), self._limit
             )
@@ -163,10 +167,11 @@ class OtlpHttpReceiver:
         try:
             rejection = await signal.handle(self._ingest, message, TRANSPORT)
         except Backpressure as refusal:
-            raise HttpError(
-                503, code_pb2.UNAVAILABLE, refusal.reason, str(refusal), {"Retry-After": self._retry_after}
-            ) from None
+            raise self._unavailable(refusal) from None
         return Response(codec.render(signal.answer(rejection)), 200, media_type=codec.content_type)
+
+    def _unavailable(self, refusal: Backpressure) -> HttpError:
+        return HttpError(503, code_pb2.UNAVAILABLE, refusal.reason, str(refusal), {"Retry-After": self._retry_after})
 
     async def _read_body(self, request: Request) -> bytes:
         declared = request.headers.get("content-length", "")
