@@ -127,7 +127,12 @@ class Collector:
             tick=(settings.snapshots.interval, self._settle_traces),
         )
         self._pipeline.start()
-        ingest = Ingest(self._pipeline, Transform(settings), self.metrics)
+        ingest = Ingest(
+            self._pipeline,
+            Transform(settings),
+            self.metrics,
+            max_concurrent_requests=settings.max_concurrent_requests,
+        )
         try:
             await self._start_grpc(ingest)
             http = OtlpHttpReceiver(

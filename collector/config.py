@@ -265,6 +265,11 @@ class Settings(BaseModel):
         ge=1,
         description="Spans held in memory between acceptance and commit; past it requests get 503 / UNAVAILABLE.",
     )
+    max_concurrent_requests: int = Field(
+        64,
+        ge=1,
+        description="Export requests in progress at once; past it requests get 503 / UNAVAILABLE before being read.",
+    )
     batch_size: int = Field(2_000, ge=1, description="Spans per SQLite transaction at most.")
     batch_max_age: Duration = Field(
         "10ms", description="How long the oldest waiting span may wait for a fuller batch before a commit."

@@ -46,6 +46,12 @@ class WriteFailed(Backpressure):
     reason = "write_failed"
 
 
+class TooManyRequests(Backpressure):
+    """More requests in progress than ``max_concurrent_requests``: the event loop, not the queue, is the limit."""
+
+    reason = "too_many_requests"
+
+
 @dataclass(slots=True)
 class _Request:
     records: Records

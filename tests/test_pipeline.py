@@ -209,3 +209,35 @@ def test_full_disk_fails_requests_retryably_and_recovers(start_collector: Any, s
     assert retried.status_code == 200
     assert httpx.get(running.admin_url + "/readyz").status_code == 200
     assert running.query("SELECT count(*) FROM spans") == [(25,)]
+
+
+def test_requests_past_max_concurrent_requests_are_refused_before_being_read(start_collector: Any) -> None:
+    running = start_collector(max_concurrent_requests=1, retry_after="1s")
+    with write_lock_held(running.settings.db):
+        waiting = threading.Thread(  # holds the only place until its commit
+            target=httpx.post,
+            args=(running.http_url + "/v1/traces",),
+            kwargs={"content": otlp_request(3).SerializeToString(), "headers": PROTOBUF, "timeout": 30},
+        )
+        waiting.start()
+        wait_until(lambda: running.collector.pipeline.held_spans == 3)
+        refused = httpx.post(
+            running.http_url + "/v1/traces", content=otlp_request(2).SerializeToString(), headers=PROTOBUF
+        )
+        assert refused.status_code == 503 and refused.headers["retry-after"] == "1"
+        assert "requests in progress" in status_pb2.Status.FromString(refused.content).message
+        with grpc.insecure_channel(running.grpc_target) as channel:
+            with pytest.raises(grpc.RpcError) as raised:
+                trace_service_pb2_grpc.TraceServiceStub(channel).Export(otlp_request(2), timeout=5)
+        assert raised.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert "google.rpc.retryinfo-bin" in dict(raised.value.trailing_metadata())
+    waiting.join(timeout=10)
+    metrics = httpx.get(running.admin_url + "/metrics").text
+    for transport in ("http", "grpc"):
+        assert metric_value(
+            metrics, "genai_collector_receiver_refused_requests_total",
+            receiver="otlp", transport=transport, reason="too_many_requests",
+        ) == 1
+    assert running.query("SELECT count(*) FROM spans") == [(3,)]
+    after = httpx.post(running.http_url + "/v1/traces", content=otlp_request(2).SerializeToString(), headers=PROTOBUF)
+    assert after.status_code == 200  # the place is free again once the first request was answered

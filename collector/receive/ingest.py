@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import contextlib
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, NamedTuple
 
 from google.protobuf.message import Message
@@ -22,15 +23,19 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 from collector.decode import count_data_points, count_spans, decode_log_records, decode_spans
 from collector.metrics import RECEIVER, CollectorMetrics
 from collector.model import NO_REJECTION, Records, Rejection
-from collector.pipeline import Backpressure, Pipeline, Reservation
+from collector.pipeline import Backpressure, Pipeline, Reservation, TooManyRequests
 from collector.transform import Transform, TransformStats
 
 
 class Ingest:
-    def __init__(self, pipeline: Pipeline, transform: Transform, metrics: CollectorMetrics) -> None:
+    def __init__(
+        self, pipeline: Pipeline, transform: Transform, metrics: CollectorMetrics, *, max_concurrent_requests: int
+    ) -> None:
         self._pipeline = pipeline
         self._transform = transform
         self._metrics = metrics
+        self._max_in_progress = max_concurrent_requests
+        self._in_progress = 0  # touched only on the event loop
 
     async def traces(self, request: ExportTraceServiceRequest, transport: str) -> Rejection:
         """Store the request's valid spans; returns what was rejected. Raises ``Backpressure`` when
@@ -79,14 +84,26 @@ class Ingest:
         self._metrics.dropped_items.labels(RECEIVER, transport, "metrics").inc(count_data_points(request))
         return NO_REJECTION
 
-    def check_room(self, transport: str) -> None:
-        """Raise ``Backpressure`` before the request is read or parsed when the queue is full: under
-        overload a refusal then costs nothing (its spans are not known yet, so the request is counted)."""
+    @contextlib.contextmanager
+    def admitted(self, transport: str) -> Iterator[None]:
+        """Hold a place among the requests in progress, or raise ``Backpressure`` before the request is
+        read or parsed (too many in progress, queue full, stopping): under overload a refusal then costs
+        nothing and work never piles up in front of the event loop. Such refusals are counted by request,
+        since their spans are not known yet."""
         try:
+            if self._in_progress >= self._max_in_progress:
+                raise TooManyRequests(
+                    f"{self._in_progress} requests in progress, the most this collector takes at once; retry later"
+                )
             self._pipeline.check_room()
         except Backpressure as refusal:
             self._metrics.refused_requests.labels(RECEIVER, transport, refusal.reason).inc()
             raise
+        self._in_progress += 1
+        try:
+            yield
+        finally:
+            self._in_progress -= 1
 
     def bad_request(self, transport: str, reason: str) -> None:
         self._metrics.bad_requests.labels(RECEIVER, transport, reason).inc()

@@ -98,7 +98,10 @@ class OtlpGrpcReceiver:
         return export
 
     async def _export(self, signal: Signal, body: bytes) -> Any:
-        self._ingest.check_room(TRANSPORT)
+        with self._ingest.admitted(TRANSPORT):
+            return await self._admitted_export(signal, body)
+
+    async def _admitted_export(self, signal: Signal, body: bytes) -> Any:
         if len(body) > self._limit:
             raise GrpcError(
                 grpc.StatusCode.RESOURCE_EXHAUSTED,

@@ -148,9 +148,12 @@ class OtlpHttpReceiver:
                 f"{described}; use application/x-protobuf or application/json",
             )
         try:
-            self._ingest.check_room(TRANSPORT)
+            with self._ingest.admitted(TRANSPORT):
+                return await self._admitted_export(request, signal, codec)
         except Backpressure as refusal:
             raise self._unavailable(refusal) from None
+
+    async def _admitted_export(self, request: Request, signal: Signal, codec: Codec) -> Response:
         try:
             body = decompress(
                 await self._read_body(request), request.headers.get("content-encoding", ""), self._limit
@@ -164,10 +167,7 @@ class OtlpHttpReceiver:
             raise HttpError(400, code_pb2.INVALID_ARGUMENT, "corrupt_body", str(error)) from None
         except PayloadError as error:
             raise HttpError(400, code_pb2.INVALID_ARGUMENT, "malformed", str(error)) from None
-        try:
-            rejection = await signal.handle(self._ingest, message, TRANSPORT)
-        except Backpressure as refusal:
-            raise self._unavailable(refusal) from None
+        rejection = await signal.handle(self._ingest, message, TRANSPORT)
         return Response(codec.render(signal.answer(rejection)), 200, media_type=codec.content_type)
 
     def _unavailable(self, refusal: Backpressure) -> HttpError:
