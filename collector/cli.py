@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel
 
 from collector import __version__
 from collector.config import ConfigError, Section, Settings, load_settings

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import socket
+import subprocess
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import apsw
 import pytest
+import yaml
 
 from collector.app import Collector
 from collector.config import Settings
+from tests.helpers import require_tool
 
 LOOPBACK_PORT_0 = "127.0.0.1:0"
 
@@ -91,3 +95,41 @@ def start_collector(tmp_path: Path) -> Iterator[Any]:
 @pytest.fixture
 def collector(start_collector: Any) -> RunningCollector:
     return start_collector()
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture
+def prometheus_server(tmp_path: Path) -> Iterator[Callable[[dict[str, Any]], str]]:
+    """Start a real Prometheus server (Debian's package) with the given configuration; returns its URL.
+    Exemplar storage is on, so tests can read back the exemplars it scraped."""
+    binary = require_tool("prometheus")
+    processes: list[subprocess.Popen[bytes]] = []
+
+    def start(config: dict[str, Any]) -> str:
+        path = tmp_path / "prometheus.yml"
+        path.write_text(yaml.safe_dump(config))
+        port = free_port()
+        processes.append(
+            subprocess.Popen(
+                [
+                    binary,
+                    f"--config.file={path}",
+                    f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+                    f"--web.listen-address=127.0.0.1:{port}",
+                    "--enable-feature=exemplar-storage",
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        )
+        return f"http://127.0.0.1:{port}"
+
+    yield start
+    for process in processes:
+        process.terminate()
+        process.wait(timeout=10)

@@ -6,7 +6,6 @@ import subprocess
 from typing import Any
 
 import httpx
-import pytest
 
 from tests.helpers import metric_value, otlp_request, require_tool
 

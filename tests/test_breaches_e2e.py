@@ -6,11 +6,7 @@ from __future__ import annotations
 
 import json
 import os
-import socket
-import subprocess
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -21,7 +17,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from prometheus_client.openmetrics.parser import text_string_to_metric_families
 
-from tests.helpers import metric_value, otlp_request, require_tool, wait_until
+from tests.helpers import metric_value, otlp_request, wait_until
 
 SNAPSHOTS = {
     "settle_after": "500ms",
@@ -148,51 +144,18 @@ def test_hostile_model_names_keep_series_bounded(start_collector: Any) -> None:
 # --- a real Prometheus server -------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-@pytest.fixture
-def prometheus(tmp_path: Path) -> Iterator[Any]:
-    binary = require_tool("prometheus")
-    processes: list[subprocess.Popen[bytes]] = []
-
-    def start(admin_url: str) -> str:
-        target = admin_url.removeprefix("http://")
-        config = tmp_path / "prometheus.yml"
-        config.write_text(
-            "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
-            f"scrape_configs: [{{job_name: genai-collector, static_configs: [{{targets: ['{target}']}}]}}]\n"
-        )
-        port = free_port()
-        processes.append(
-            subprocess.Popen(
-                [
-                    binary,
-                    f"--config.file={config}",
-                    f"--storage.tsdb.path={tmp_path / 'tsdb'}",
-                    f"--web.listen-address=127.0.0.1:{port}",
-                    "--enable-feature=exemplar-storage",
-                ],
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-        )
-        return f"http://127.0.0.1:{port}"
-
-    yield start
-    for process in processes:
-        process.terminate()
-        process.wait(timeout=10)
-
-
-def test_real_prometheus_scrapes_breaches_and_exemplars(start_collector: Any, prometheus: Any) -> None:
+def test_real_prometheus_scrapes_breaches_and_exemplars(start_collector: Any, prometheus_server: Any) -> None:
     collector = start_collector(snapshots=SNAPSHOTS)
     trace_id = send_slow_agent_trace(collector)
     wait_until(lambda: collector.query("SELECT count(*) FROM metric_snapshots WHERE breached = 1") == [(1,)], timeout=5)
-    server = prometheus(collector.admin_url)
+    server = prometheus_server(
+        {
+            "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+            "scrape_configs": [
+                {"job_name": "genai-collector", "static_configs": [{"targets": [collector.admin_url.removeprefix("http://")]}]}
+            ],
+        }
+    )
 
     def query(expression: str) -> list[dict[str, Any]]:
         try:

@@ -5,11 +5,7 @@ daemon's own metrics."""
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -18,7 +14,7 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.deploy import dashboard as board
-from tests.deploy.helpers import ALERTS, DEPLOY, required_tool
+from tests.deploy.helpers import ALERTS, DEPLOY
 from tests.helpers import trace_request, wait_until
 
 SNAPSHOTS = {
@@ -30,18 +26,10 @@ UNPRICED_MODEL = "my-finetune-v3"
 SUFFIXES = {"counter": ("_total",), "histogram": ("_bucket", "_count", "_sum"), "gauge": ("",), "unknown": ("",)}
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture
-def prometheus(tmp_path: Path) -> Iterator[Any]:
+def prometheus(prometheus_server: Any) -> Any:
     """Starts Prometheus with deploy/prometheus/prometheus.yml, changed only to scrape ``target`` and
     evaluate the rules twice a second."""
-    binary = required_tool("prometheus")
-    processes: list[subprocess.Popen[bytes]] = []
 
     def start(target: str) -> str:
         config = yaml.safe_load((DEPLOY / "prometheus" / "prometheus.yml").read_text())
@@ -49,27 +37,9 @@ def prometheus(tmp_path: Path) -> Iterator[Any]:
         config["rule_files"] = [str((DEPLOY / "prometheus" / name).resolve()) for name in config["rule_files"]]
         [job] = config["scrape_configs"]
         job["static_configs"] = [{"targets": [target]}]
-        path = tmp_path / "prometheus.yml"
-        path.write_text(yaml.safe_dump(config))
-        port = free_port()
-        processes.append(
-            subprocess.Popen(
-                [
-                    binary,
-                    f"--config.file={path}",
-                    f"--storage.tsdb.path={tmp_path / 'tsdb'}",
-                    f"--web.listen-address=127.0.0.1:{port}",
-                ],
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-        )
-        return f"http://127.0.0.1:{port}"
+        return prometheus_server(config)
 
-    yield start
-    for process in processes:
-        process.terminate()
-        process.wait(timeout=10)
+    return start
 
 
 def send_genai_traffic(collector: Any) -> None:

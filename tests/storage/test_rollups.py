@@ -10,7 +10,6 @@ import pytest
 
 from collector.config import Settings, SnapshotSettings
 from collector.decode import decode_spans
-from collector.model import Records
 from collector.storage.writer import SpanWriter
 from collector.transform import Transform
 from tests.helpers import trace_request
