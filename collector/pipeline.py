@@ -122,27 +122,29 @@ class Pipeline:
     def start(self) -> None:
         self._thread.start()
 
+    def _refusal(self, count: int) -> Backpressure | None:
+        """Why ``count`` more records cannot be taken now, if they cannot. A request larger than the whole
+        queue is taken when the queue is empty, so that it can never be refused forever."""
+        if self._closing:
+            return ShuttingDown("the collector is shutting down")
+        if self.held_spans + count > self.capacity and self.held_spans:
+            return QueueFull(f"queue full ({self.held_spans} of {self.capacity} spans waiting for commit); retry later")
+        return None
+
     def check_room(self) -> None:
         """Refuse at the door, before a request is even read, while the queue is full or closing."""
-        if self._closing:
-            raise ShuttingDown("the collector is shutting down")
-        if self.held_spans >= self.capacity:
-            raise QueueFull(f"queue full ({self.held_spans} of {self.capacity} spans waiting for commit); retry later")
+        if refusal := self._refusal(1):
+            raise refusal
 
     def reserve(self, count: int) -> Reservation:
         """Room for ``count`` records, taken before the request is decoded so that a refusal costs little.
 
-        Raises ``QueueFull`` or ``ShuttingDown`` at once instead of waiting. A request larger than
-        the whole queue is taken when the queue is empty, so that it can never be refused forever.
-        The caller hands the reservation to ``submit`` or, on any error, releases it.
+        Raises ``QueueFull`` or ``ShuttingDown`` at once instead of waiting. The caller hands the
+        reservation to ``submit`` or, on any error, releases it.
         """
         with self._condition:
-            if self._closing:
-                raise ShuttingDown("the collector is shutting down")
-            if self.held_spans + count > self.capacity and self.held_spans:
-                raise QueueFull(
-                    f"queue full ({self.held_spans} of {self.capacity} spans waiting for commit); retry later"
-                )
+            if refusal := self._refusal(count):
+                raise refusal
             self.held_spans += count
         return Reservation(self, count)
 
