@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import base64
+import importlib.util
 import json
 import math
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
+from google.protobuf import json_format
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
@@ -17,12 +21,17 @@ from opentelemetry.proto.trace.v1 import trace_pb2
 from collector.decode import (
     PayloadError,
     count_data_points,
+    count_json_spans,
     count_log_records,
+    count_spans,
+    decode_json_spans,
     decode_spans,
     parse_json,
+    parse_json_traces,
     parse_protobuf,
 )
 from collector.model import NO_REJECTION, Rejection, Span
+from tests.helpers import otlp_request, trace_request
 
 TRACE_HEX = "5b8efff798038103d269b633813fc60c"
 SPAN_HEX = "eee19b7ec3c1b174"
@@ -76,7 +85,20 @@ def json_span(**fields: Any) -> dict[str, Any]:
 
 
 def decode_json(document: dict[str, Any]) -> tuple[list[Span], Rejection]:
-    return decode_spans(parse_json(json.dumps(document).encode(), ExportTraceServiceRequest))
+    """The document decoded both ways (through a protobuf message, and straight to records), which must agree."""
+    body = json.dumps(document).encode()
+    through_message = decode_spans(parse_json(body, ExportTraceServiceRequest))
+    assert decode_json_directly(body) == through_message
+    return through_message
+
+
+def decode_json_directly(body: bytes) -> tuple[list[Span], Rejection]:
+    """What the HTTP receiver does with an OTLP/JSON trace request."""
+    document = parse_json_traces(body)
+    count = count_json_spans(document)
+    spans, rejection = decode_json_spans(document)
+    assert count == len(spans) + rejection.count
+    return spans, rejection
 
 
 def decode_one_json(**fields: Any) -> Span:
@@ -288,8 +310,15 @@ def test_json_ids_that_are_not_16_or_8_hex_bytes_are_rejected(trace_id: str, spa
 def test_json_snake_case_ids_are_rejected_not_misdecoded() -> None:
     """Original field names are not OTLP/JSON; protobuf's parser reads them as base64, which must not yield an id."""
     document = json_request({"trace_id": TRACE_HEX, "span_id": SPAN_HEX, "name": "snake"})
-    spans, rejection = decode_json(document)
+    body = json.dumps(document).encode()
+    spans, rejection = decode_spans(parse_json(body, ExportTraceServiceRequest))
     assert (spans, rejection.count) == ([], 1)
+    # Read straight from the document, original field names are unknown fields: the span has no ids.
+    spans, rejection = decode_json_directly(body)
+    assert (spans, rejection.count) == ([], 1)
+    assert rejection.first_reason == (
+        "span 'snake': invalid trace_id (empty): expected 16 non-zero bytes (32 hex characters in OTLP/JSON)"
+    )
 
 
 def test_json_link_ids_are_hex() -> None:
@@ -359,6 +388,10 @@ def test_json_attribute_values_of_every_type() -> None:
 def test_json_that_is_not_an_otlp_request_is_a_payload_error(body: bytes, message: str | None) -> None:
     with pytest.raises(PayloadError) as raised:
         parse_json(body, ExportTraceServiceRequest)
+    if message is not None:
+        assert str(raised.value) == message
+    with pytest.raises(PayloadError) as raised:
+        decode_json_directly(body)
     if message is not None:
         assert str(raised.value) == message
 
@@ -669,3 +702,286 @@ def test_count_log_records_and_data_points() -> None:
     scope.metrics.add(name="summary").summary.data_points.add()
     scope.metrics.add(name="no data")
     assert count_data_points(metrics) == 6
+
+
+# --- OTLP/JSON straight to records: the same spans as through a protobuf message -------------
+
+def _load_bench() -> Any:
+    """bench/ingest.py, for its realistic agent traces."""
+    path = Path(__file__).resolve().parents[1] / "bench" / "ingest.py"
+    spec = importlib.util.spec_from_file_location("bench_ingest", path)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def _every_value_type() -> list[KeyValue]:
+    inner = AnyValue(kvlist_value={"values": [KeyValue(key="n", value=AnyValue(double_value=math.nan))]})
+    array = AnyValue(array_value={"values": [AnyValue(int_value=1), AnyValue(string_value="two"), inner, AnyValue()]})
+    values = {
+        "string": AnyValue(string_value="text é ✓ 😀"),
+        "empty-string": AnyValue(string_value=""),
+        "int-min": AnyValue(int_value=-(2**63)),
+        "int-max": AnyValue(int_value=2**63 - 1),
+        "int-2**53+1": AnyValue(int_value=2**53 + 1),
+        "double": AnyValue(double_value=0.1),
+        "double-integral": AnyValue(double_value=3.0),
+        "nan": AnyValue(double_value=math.nan),
+        "inf": AnyValue(double_value=math.inf),
+        "-inf": AnyValue(double_value=-math.inf),
+        "bool": AnyValue(bool_value=False),
+        "bytes": AnyValue(bytes_value=b"\x00\xff\xfe"),
+        "array": array,
+        "kvlist": AnyValue(kvlist_value={"values": [KeyValue(key="list", value=array)]}),
+        "unset": AnyValue(),
+    }
+    return [KeyValue(key=key, value=value) for key, value in values.items()] + [KeyValue(key="no value")]
+
+
+def _everything_request() -> ExportTraceServiceRequest:
+    """Every field of a span, several resources and scopes, and spans with each kind of bad id."""
+    request = ExportTraceServiceRequest()
+    first = request.resource_spans.add()
+    first.resource.attributes.extend(_every_value_type())
+    first.resource.attributes.append(KeyValue(key="service.name", value=AnyValue(string_value="everything")))
+    scope_spans = first.scope_spans.add()
+    scope_spans.scope.name, scope_spans.scope.version = "lib", "1.2"
+    for kind in (0, 1, 2, 3, 4, 5, 9):
+        scope_spans.spans.append(
+            proto_span(
+                f"kind {kind}",
+                span_id=bytes([kind + 1]) * 8,
+                parent_span_id=bytes.fromhex(PARENT_HEX) if kind % 2 else b"",
+                trace_state="vendor=1" if kind == 1 else "",
+                flags=257 * kind,
+                kind=kind,
+                start_time_unix_nano=2**64 - 1 - kind,
+                end_time_unix_nano=kind,
+                attributes=_every_value_type(),
+                dropped_attributes_count=kind,
+                dropped_events_count=2**32 - 1,
+                dropped_links_count=kind,
+                status=trace_pb2.Status(code=kind % 4, message="why" if kind else ""),
+                events=[
+                    trace_pb2.Span.Event(name="e", time_unix_nano=kind, attributes=_every_value_type()),
+                    trace_pb2.Span.Event(dropped_attributes_count=3),
+                ],
+                links=[
+                    trace_pb2.Span.Link(
+                        trace_id=b"\x0a" * 16,
+                        span_id=b"\x0b" * 8,
+                        trace_state="a=b" if kind else "",
+                        flags=kind,
+                        attributes=_every_value_type(),
+                    )
+                ],
+            )
+        )
+    first.scope_spans.add()  # an empty scope
+    bad = request.resource_spans.add()  # no resource
+    bad_spans = bad.scope_spans.add().spans
+    bad_spans.extend(
+        [
+            proto_span("good"),
+            proto_span("trace-15", trace_id=b"\x01" * 15),
+            proto_span("span-zero", span_id=ZERO_SPAN),
+            proto_span("no-ids", trace_id=b"", span_id=b""),
+            proto_span("parent-4", parent_span_id=b"\x03" * 4),
+            proto_span("parent-zero", parent_span_id=ZERO_SPAN),
+            proto_span("link-4", links=[trace_pb2.Span.Link(trace_id=b"\x01" * 16, span_id=b"\x02" * 4)]),
+        ]
+    )
+    request.resource_spans.add()  # an empty resource
+    return request
+
+
+def _corpus() -> dict[str, ExportTraceServiceRequest]:
+    corpus: dict[str, ExportTraceServiceRequest] = {
+        "empty": ExportTraceServiceRequest(),
+        "otlp_request": otlp_request(5),
+        "otlp_request-attributes": otlp_request(
+            3, attributes={"s": "x", "i": -3, "f": 2.5, "b": True, "gen_ai.request.model": "gpt-4o"}
+        ),
+        "trace_request": trace_request(
+            b"\x07" * 16,
+            [
+                {"span_id": b"\x01" * 8, "name": "root", "start": 1, "end": 9},
+                {"span_id": b"\x02" * 8, "parent": b"\x01" * 8, "error": True, "attributes": {"n": 1}},
+            ],
+        ),
+        "spec-example": parse_json(json.dumps(SPEC_EXAMPLE).encode(), ExportTraceServiceRequest),
+        "everything": _everything_request(),
+    }
+    builder = _load_bench().TraceBuilder(seed=11, base_time_ns=1_700_000_000_000_000_000)
+    for index in range(3):
+        corpus[f"bench-{index}"] = builder.request(60)
+    return corpus
+
+
+CORPUS = _corpus()
+
+
+def otlp_json(
+    request: ExportTraceServiceRequest, *, enum_names: bool = False, int64_numbers: bool = False, upper: bool = False
+) -> bytes:
+    """OTLP/JSON of a request, as tests/receive/test_otlp_http.py writes it (link ids hex too), with the
+    liberties protobuf's JSON mapping allows: enum names, int64 as numbers, upper-case hex."""
+    document = json_format.MessageToDict(request, use_integers_for_enums=not enum_names)
+
+    def hex_ids(record: dict[str, Any]) -> None:
+        for field in ("traceId", "spanId", "parentSpanId"):
+            if field in record:
+                text = base64.b64decode(record[field]).hex()
+                record[field] = text.upper() if upper else text
+
+    def numbers(node: Any) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if (key.endswith("UnixNano") or key == "intValue") and isinstance(value, str):
+                    node[key] = int(value)
+                numbers(value)
+        elif isinstance(node, list):
+            for item in node:
+                numbers(item)
+
+    for resource_spans in document.get("resourceSpans", []):
+        for scope_spans in resource_spans.get("scopeSpans", []):
+            for span in scope_spans.get("spans", []):
+                hex_ids(span)
+                for link in span.get("links", []):
+                    hex_ids(link)
+    if int64_numbers:
+        numbers(document)
+    return json.dumps(document).encode()
+
+
+@pytest.mark.parametrize("name", CORPUS)
+@pytest.mark.parametrize(
+    "liberties",
+    [{}, {"enum_names": True, "int64_numbers": True, "upper": True}],
+    ids=["canonical", "enum-names-int64-numbers-upper-hex"],
+)
+def test_json_decodes_straight_to_the_spans_of_the_protobuf(name: str, liberties: dict[str, bool]) -> None:
+    request = CORPUS[name]
+    body = otlp_json(request, **liberties)
+    expected = decode_spans(request)
+    assert decode_json_directly(body) == expected
+    assert decode_spans(parse_json(body, ExportTraceServiceRequest)) == expected
+    assert count_json_spans(parse_json_traces(body)) == count_spans(request)
+
+
+def _span_document(**fields: Any) -> dict[str, Any]:
+    return json_request(json_span(**fields))
+
+
+def _nested_arrays(levels: int) -> dict[str, Any]:
+    value: dict[str, Any] = {"intValue": 1}
+    for _ in range(levels):
+        value = {"arrayValue": {"values": [value]}}
+    return _span_document(attributes=[{"key": "deep", "value": value}])
+
+
+# Documents read the same, valid, both ways: json_format's liberties and nulls.
+SAME_BOTH_WAYS = {
+    "kind-name": _span_document(kind="SPAN_KIND_CLIENT"),
+    "kind-unknown-name": _span_document(kind="SPAN_KIND_BOGUS"),
+    "kind-string-number": _span_document(kind="2"),
+    "kind-float": _span_document(kind=2.0),
+    "status-name": _span_document(status={"code": "STATUS_CODE_ERROR", "message": None}),
+    "int64-exponent": _span_document(startTimeUnixNano="1e3", endTimeUnixNano=2000.0),
+    "double-spellings": _span_document(
+        attributes=[
+            {"key": str(index), "value": {"doubleValue": value}}
+            for index, value in enumerate(["NaN", "Infinity", "-Infinity", "1.5", 2, "-0"])
+        ]
+    ),
+    "bytes-url-safe": _span_document(attributes=[{"key": "b", "value": {"bytesValue": "-_8"}}]),
+    "nulls": {
+        "resourceSpans": [
+            {
+                "resource": None,
+                "scopeSpans": [
+                    {
+                        "scope": None,
+                        "spans": [
+                            json_span(
+                                name=None,
+                                parentSpanId=None,
+                                status=None,
+                                events=None,
+                                links=None,
+                                attributes=[
+                                    {"key": "a", "value": None},
+                                    {"key": "b", "value": {"stringValue": None}},
+                                    {"key": "c", "value": {"stringValue": None, "intValue": 3}},
+                                    {"key": None, "value": {"boolValue": True}},
+                                ],
+                            )
+                        ],
+                    }
+                ],
+            },
+            {"scopeSpans": None},
+        ]
+    },
+    "nested-to-the-limit": _nested_arrays(47),
+}
+
+# Documents both ways refuse with a PayloadError.
+REFUSED_BOTH_WAYS = {
+    "span-a-number": {"resourceSpans": [{"scopeSpans": [{"spans": [5]}]}]},
+    "span-null": {"resourceSpans": [{"scopeSpans": [{"spans": [None]}]}]},
+    "scope-spans-a-string": {"resourceSpans": [{"scopeSpans": "x"}]},
+    "name-a-number": _span_document(name=5),
+    "start-not-integral": _span_document(startTimeUnixNano=1.5),
+    "start-negative": _span_document(startTimeUnixNano=-1),
+    "start-with-space": _span_document(startTimeUnixNano="1 2"),
+    "flags-too-big": _span_document(flags=2**32),
+    "dropped-a-bool": _span_document(droppedLinksCount=True),
+    "kind-a-list": _span_document(kind=[1]),
+    "kind-too-big": _span_document(kind=2**31),
+    "status-a-number": _span_document(status=5),
+    "events-an-object": _span_document(events={"name": "e"}),
+    "event-time-bad": _span_document(events=[{"timeUnixNano": "later"}]),
+    "link-id-a-number": _span_document(links=[{"traceId": 1, "spanId": SPAN_HEX}]),
+    "attributes-null-item": _span_document(attributes=[None]),
+    "string-value-a-number": _span_document(attributes=[{"key": "k", "value": {"stringValue": 5}}]),
+    "int-value-not-integral": _span_document(attributes=[{"key": "k", "value": {"intValue": "1.5"}}]),
+    "int-value-too-big": _span_document(attributes=[{"key": "k", "value": {"intValue": 2**63}}]),
+    "bool-value-a-string": _span_document(attributes=[{"key": "k", "value": {"boolValue": "true"}}]),
+    "double-value-lower-nan": _span_document(attributes=[{"key": "k", "value": {"doubleValue": "nan"}}]),
+    "double-value-a-word": _span_document(attributes=[{"key": "k", "value": {"doubleValue": "many"}}]),
+    "bytes-value-bad": _span_document(attributes=[{"key": "k", "value": {"bytesValue": "a"}}]),
+    "two-values": _span_document(attributes=[{"key": "k", "value": {"stringValue": "a", "intValue": 1}}]),
+    "key-a-number": _span_document(attributes=[{"key": 1, "value": {"stringValue": "a"}}]),
+    "array-values-a-string": _span_document(attributes=[{"key": "k", "value": {"arrayValue": {"values": "a"}}}]),
+    "nested-past-the-limit": _nested_arrays(48),
+    "bad-field-in-a-rejected-span": _span_document(traceId="", startTimeUnixNano="soon"),
+}
+
+
+@pytest.mark.parametrize("name", SAME_BOTH_WAYS)
+def test_json_liberties_and_nulls_read_the_same_both_ways(name: str) -> None:
+    decode_json(SAME_BOTH_WAYS[name])
+
+
+@pytest.mark.parametrize("name", REFUSED_BOTH_WAYS)
+def test_json_that_is_not_otlp_is_refused_both_ways(name: str) -> None:
+    body = json.dumps(REFUSED_BOTH_WAYS[name]).encode()
+    with pytest.raises(PayloadError):
+        parse_json(body, ExportTraceServiceRequest)
+    with pytest.raises(PayloadError, match=r"^body is not a valid OTLP/JSON ExportTraceServiceRequest: "):
+        decode_json_directly(body)
+
+
+def test_json_lone_surrogate_is_refused_both_ways() -> None:
+    body = json.dumps(_span_document(name="\ud800")).encode()
+    assert b"\\ud800" in body
+    with pytest.raises(PayloadError):
+        parse_json(body, ExportTraceServiceRequest)
+    with pytest.raises(PayloadError, match="unpaired surrogate"):
+        parse_json_traces(body)
+    paired = json.dumps(_span_document(name="😀")).encode()  # escaped as a surrogate pair
+    assert decode_json_directly(paired)[0][0].name == "😀"

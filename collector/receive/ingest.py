@@ -20,9 +20,17 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceResponse,
 )
 
-from collector.decode import count_data_points, count_spans, decode_log_records, decode_spans
+from collector.decode import (
+    count_data_points,
+    count_json_spans,
+    count_spans,
+    decode_json_spans,
+    decode_log_records,
+    decode_spans,
+    parse_json_traces,
+)
 from collector.metrics import RECEIVER, CollectorMetrics
-from collector.model import NO_REJECTION, Records, Rejection
+from collector.model import NO_REJECTION, Records, Rejection, Span
 from collector.pipeline import Backpressure, Pipeline, Reservation, TooManyRequests
 from collector.transform import Transform, TransformStats
 
@@ -43,14 +51,23 @@ class Ingest:
 
         The queue's room is reserved before decoding: under overload a refusal costs a count, not a decode.
         """
-        count = count_spans(request)
+        return await self._spans(count_spans(request), lambda: decode_spans(request), transport)
+
+    async def json_traces(self, document: dict[str, Any], transport: str) -> Rejection:
+        """``traces`` for an OTLP/JSON document, decoded without a protobuf message. Raises
+        ``PayloadError`` when the document is not an OTLP trace request."""
+        return await self._spans(count_json_spans(document), lambda: decode_json_spans(document), transport)
+
+    async def _spans(
+        self, count: int, decode: Callable[[], tuple[list[Span], Rejection]], transport: str
+    ) -> Rejection:
         try:
             reservation = self._pipeline.reserve(count)
         except Backpressure as refusal:
             self._metrics.refused_spans.labels(RECEIVER, transport, refusal.reason).inc(count)
             raise
         try:
-            spans, rejection = decode_spans(request)
+            spans, rejection = decode()
             if rejection.count:
                 self._metrics.refused_spans.labels(RECEIVER, transport, "invalid_span").inc(rejection.count)
             if not spans:
@@ -144,6 +161,9 @@ class Signal(NamedTuple):
     response_type: type[Message]
     rejected_field: str
     handle: Callable[[Ingest, Any, str], Awaitable[Rejection]]
+    # OTLP/JSON read straight from the document (``parse_json_document``) rather than through a message
+    parse_json_document: Callable[[bytes], Any] | None = None
+    handle_json_document: Callable[[Ingest, Any, str], Awaitable[Rejection]] | None = None
 
     def answer(self, rejection: Rejection) -> Message:
         """The Export response: empty on full success, ``partial_success`` when something was rejected."""
@@ -163,6 +183,8 @@ SIGNALS = (
         ExportTraceServiceResponse,
         "rejected_spans",
         Ingest.traces,
+        parse_json_traces,
+        Ingest.json_traces,
     ),
     Signal(
         "logs",

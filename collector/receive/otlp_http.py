@@ -158,7 +158,10 @@ class OtlpHttpReceiver:
             body = decompress(
                 await self._read_body(request), request.headers.get("content-encoding", ""), self._limit
             )
-            message = codec.parse(body, signal.request_type)
+            if codec is JSON and signal.parse_json_document and signal.handle_json_document:
+                message, handle = signal.parse_json_document(body), signal.handle_json_document
+            else:
+                message, handle = codec.parse(body, signal.request_type), signal.handle
         except TooLarge as error:
             raise HttpError(413, code_pb2.RESOURCE_EXHAUSTED, "too_large", str(error)) from None
         except UnsupportedEncoding as error:
@@ -167,7 +170,10 @@ class OtlpHttpReceiver:
             raise HttpError(400, code_pb2.INVALID_ARGUMENT, "corrupt_body", str(error)) from None
         except PayloadError as error:
             raise HttpError(400, code_pb2.INVALID_ARGUMENT, "malformed", str(error)) from None
-        rejection = await signal.handle(self._ingest, message, TRANSPORT)
+        try:
+            rejection = await handle(self._ingest, message, TRANSPORT)
+        except PayloadError as error:  # an OTLP/JSON document found malformed as it is decoded
+            raise HttpError(400, code_pb2.INVALID_ARGUMENT, "malformed", str(error)) from None
         return Response(codec.render(signal.answer(rejection)), 200, media_type=codec.content_type)
 
     def _unavailable(self, refusal: Backpressure) -> HttpError:

@@ -169,6 +169,18 @@ BAD_INPUTS = {
         "POST", "/v1/metrics", {"content-type": JSON}, b'{"resourceMetrics": 1}', 400, code_pb2.INVALID_ARGUMENT,
         "body is not a valid OTLP/JSON ExportMetricsServiceRequest: ...", "malformed", "metrics", JSON,
     ),
+    "json-traces-not-a-list": BadInput(
+        "POST", "/v1/traces", {"content-type": JSON}, b'{"resourceSpans": 1}', 400, code_pb2.INVALID_ARGUMENT,
+        "body is not a valid OTLP/JSON ExportTraceServiceRequest: resourceSpans: expected a list, not int",
+        "malformed", "traces", JSON,
+    ),
+    "json-span-not-otlp": BadInput(
+        "POST", "/v1/traces", {"content-type": JSON},
+        b'{"resourceSpans": [{"scopeSpans": [{"spans": [{"startTimeUnixNano": "soon"}]}]}]}',
+        400, code_pb2.INVALID_ARGUMENT,
+        "body is not a valid OTLP/JSON ExportTraceServiceRequest: startTimeUnixNano: not an integer: 'soon'",
+        "malformed", "traces", JSON,
+    ),
     "deeply-nested-json": BadInput(
         "POST", "/v1/traces", {"content-type": JSON}, b"[" * 20_000 + b"]" * 20_000, 400, code_pb2.INVALID_ARGUMENT,
         "body is not valid OTLP/JSON: nested too deeply", "malformed", "traces", JSON,
