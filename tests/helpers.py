@@ -23,26 +23,28 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
 )
-from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, ArrayValue, KeyValue
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 T = TypeVar("T")
 
 
+def otlp_value(value: Any) -> AnyValue:
+    """A Python value as an OTLP AnyValue (lists as arrays; anything else not a number as a string)."""
+    if isinstance(value, bool):
+        return AnyValue(bool_value=value)
+    if isinstance(value, int):
+        return AnyValue(int_value=value)
+    if isinstance(value, float):
+        return AnyValue(double_value=value)
+    if isinstance(value, list | tuple):
+        return AnyValue(array_value=ArrayValue(values=[otlp_value(item) for item in value]))
+    return AnyValue(string_value=str(value))
+
+
 def key_values(attributes: dict[str, Any]) -> list[KeyValue]:
-    result = []
-    for key, value in attributes.items():
-        if isinstance(value, bool):
-            any_value = AnyValue(bool_value=value)
-        elif isinstance(value, int):
-            any_value = AnyValue(int_value=value)
-        elif isinstance(value, float):
-            any_value = AnyValue(double_value=value)
-        else:
-            any_value = AnyValue(string_value=str(value))
-        result.append(KeyValue(key=key, value=any_value))
-    return result
+    return [KeyValue(key=key, value=otlp_value(value)) for key, value in attributes.items()]
 
 
 def otlp_request(

@@ -10,7 +10,7 @@ from types import MappingProxyType
 from typing import Any
 
 import pytest
-from opentelemetry.proto.common.v1.common_pb2 import AnyValue, ArrayValue, KeyValue
+from opentelemetry.proto.common.v1.common_pb2 import KeyValue
 
 from collector.decode import attributes as decode_attributes
 from collector.normalize import (
@@ -23,6 +23,7 @@ from collector.normalize import (
     normalize,
 )
 from collector.storage.schema import GENAI_COLUMNS
+from tests.helpers import otlp_value
 
 
 def genai(**fields: Any) -> GenAI:
@@ -867,18 +868,6 @@ def test_spans_without_genai_fields_are_not_genai(attributes: dict[str, Any], sp
 def test_not_genai_has_every_field_empty_and_category_other() -> None:
     assert NOT_GENAI.category == "other"
     assert all(value is None for value in NOT_GENAI[1:])
-
-
-def otlp_value(value: Any) -> AnyValue:
-    if isinstance(value, bool):
-        return AnyValue(bool_value=value)
-    if isinstance(value, int):
-        return AnyValue(int_value=value)
-    if isinstance(value, float):
-        return AnyValue(double_value=value)
-    if isinstance(value, list):
-        return AnyValue(array_value=ArrayValue(values=[otlp_value(item) for item in value]))
-    return AnyValue(string_value=value)
 
 
 @pytest.mark.parametrize(
