@@ -26,16 +26,20 @@ from collector import logs
 from collector.admin import admin_app
 from collector.config import Endpoint, Settings
 from collector.genai_metrics import GenAIMetrics
-from collector.metrics import CollectorMetrics
-from collector.model import Records
+from collector.metrics import RECEIVER, CollectorMetrics
+from collector.model import Records, Span
 from collector.pipeline import Pipeline
 from collector.receive.ingest import Ingest
 from collector.receive.otlp_grpc import OtlpGrpcReceiver, serving_health
+from collector.receive.http_protocol import header_timeout_protocol
+from collector.receive.otlp_http import TRANSPORT as HTTP_TRANSPORT
 from collector.receive.otlp_http import OtlpHttpReceiver
 from collector.storage.writer import SpanWriter
 from collector.transform import Transform
 
 log = logging.getLogger(__name__)
+
+SETTLE_CHUNK = 500  # traces settled per transaction; more rounds follow at once while traces are due
 
 
 class StartupError(Exception):
@@ -73,6 +77,7 @@ class Collector:
         self._started = False
         self._writer: SpanWriter | None = None
         self._pipeline: Pipeline | None = None
+        self._ingest: Ingest | None = None
         self._grpc: grpc.aio.Server | None = None
         self._http_servers: list[tuple[_Server, asyncio.Task[None]]] = []
 
@@ -94,17 +99,21 @@ class Collector:
                 reasons.append("the queue is saturated")
         return reasons
 
-    def _observe_committed(self, batch: list[Records]) -> None:
-        """On the writer thread, after a commit: what was acknowledged feeds the GenAI metrics."""
+    def _observe_committed(self, batch: list[Records], stored: list[Span]) -> None:
+        """On the writer thread, after a commit: the spans stored for the first time feed the GenAI metrics
+        (a span a client sent again is not counted again)."""
+        self.genai_metrics.observe_spans(stored)
         for records in batch:
-            self.genai_metrics.observe_spans(records.spans)
             if records.evaluations:
                 self.genai_metrics.observe_evaluations(records.evaluations)
 
-    def _settle_traces(self) -> None:
-        """On the writer thread: settle quiet traces, write their snapshots, count them and their breaches."""
+    def _settle_traces(self) -> bool:
+        """On the writer thread: settle quiet traces, write their snapshots, count them and their breaches.
+        True when more traces are due than one round settles: the pipeline then comes back after the next
+        batch instead of waiting for the interval, so settling keeps up with any ingest rate."""
         assert self._writer is not None
-        for settled in self._writer.settle(self.settings.snapshots):
+        settled_now = self._writer.settle(self.settings.snapshots, limit=SETTLE_CHUNK)
+        for settled in settled_now:
             figures = settled.figures
             self.metrics.settled_traces.inc()
             self.genai_metrics.observe_trace(figures.service_name, figures.duration_seconds, figures.trace_id)
@@ -112,6 +121,8 @@ class Collector:
                 self.genai_metrics.observe_snapshot(
                     snapshot.metric, snapshot.rule, breached_now=snapshot in settled.newly_breached
                 )
+        self.metrics.oldest_unsettled_at = self._writer.oldest_unsettled()
+        return len(settled_now) == SETTLE_CHUNK
 
     async def start(self) -> None:
         settings = self.settings
@@ -127,11 +138,12 @@ class Collector:
             tick=(settings.snapshots.interval, self._settle_traces),
         )
         self._pipeline.start()
-        ingest = Ingest(
+        self._ingest = ingest = Ingest(
             self._pipeline,
-            Transform(settings),
+            lambda: Transform(settings),
             self.metrics,
             max_concurrent_requests=settings.max_concurrent_requests,
+            max_spans_per_request=settings.max_spans_per_request,
         )
         try:
             await self._start_grpc(ingest)
@@ -140,8 +152,12 @@ class Collector:
                 self.metrics,
                 max_request_size=settings.max_request_size,
                 retry_after=settings.retry_after,
+                body_read_timeout=settings.body_read_timeout,
             )
-            await self._start_http("otlp_http", settings.http_endpoint, http.app(settings.cors_origins))
+            protocol = header_timeout_protocol(settings.header_read_timeout, self._header_timed_out)
+            await self._start_http(
+                "otlp_http", settings.http_endpoint, http.app(settings.cors_origins), protocol=protocol
+            )
             await self._start_http("admin", settings.admin_endpoint, admin_app(self.registry, self.unready_reasons))
         except BaseException:
             await self.stop()
@@ -180,7 +196,12 @@ class Collector:
         self.ports["otlp_grpc"] = port
         await self._grpc.start()
 
-    async def _start_http(self, name: str, endpoint: Endpoint, app: ASGIApp) -> None:
+    def _header_timed_out(self) -> None:
+        self.metrics.bad_requests.labels(RECEIVER, HTTP_TRANSPORT, "header_timeout").inc()
+
+    async def _start_http(
+        self, name: str, endpoint: Endpoint, app: ASGIApp, *, protocol: type[asyncio.Protocol] | None = None
+    ) -> None:
         sock = _listen(f"{name.replace('otlp_', '')}_endpoint", endpoint)
         self.ports[name] = sock.getsockname()[1]
         config = uvicorn.Config(
@@ -190,6 +211,7 @@ class Collector:
             lifespan="off",
             server_header=False,
             timeout_graceful_shutdown=max(1, int(self.settings.shutdown_timeout)),
+            **({"http": protocol} if protocol is not None else {}),
         )
         server = _Server(config)
         task = asyncio.create_task(server.serve(sockets=[sock]), name=f"uvicorn-{name}")
@@ -225,6 +247,8 @@ class Collector:
                 )
         if self._writer is not None and drained:
             self._writer.close()
+        if self._ingest is not None:
+            self._ingest.close()
         for server, task in self._http_servers:
             server.should_exit = True
         await asyncio.gather(*(task for _, task in self._http_servers), return_exceptions=True)

@@ -270,6 +270,20 @@ class Settings(BaseModel):
         ge=1,
         description="Export requests in progress at once; past it requests get 503 / UNAVAILABLE before being read.",
     )
+    max_spans_per_request: int = Field(
+        10_000,
+        ge=1,
+        description="Spans one export request may carry; more get 413 / RESOURCE_EXHAUSTED (not retried), "
+        "which bounds the memory one request costs whatever its spans' size.",
+    )
+    body_read_timeout: Duration = Field(
+        "30s", description="Time a client has to send an OTLP/HTTP request body; slower uploads get 408."
+    )
+    header_read_timeout: Duration = Field(
+        "10s",
+        description="Time a client has to send an OTLP/HTTP request's headers once it connects or starts "
+        "a request; the connection is closed past it.",
+    )
     batch_size: int = Field(2_000, ge=1, description="Spans per SQLite transaction at most.")
     batch_max_age: Duration = Field(
         "10ms", description="How long the oldest waiting span may wait for a fuller batch before a commit."
@@ -312,6 +326,8 @@ class Settings(BaseModel):
             raise ValueError(
                 f"batch_size ({self.batch_size}) cannot exceed queue_capacity ({self.queue_capacity})"
             )
+        if self.body_read_timeout <= 0 or self.header_read_timeout <= 0:
+            raise ValueError("body_read_timeout and header_read_timeout must be more than 0")
         if self.max_request_size < 1024:
             raise ValueError("max_request_size must be at least 1KiB")
         if self.grpc_max_receive_size < 1024:

@@ -174,6 +174,38 @@ def _span_ids(
     return trace_id.hex(), span_id.hex(), parent.hex() if any(parent) else None
 
 
+def _enum_name(names: dict[int, str], number: int) -> str:
+    """A known enum value's name; an unknown one (a newer OTLP, a bad client) keeps its number."""
+    return names.get(number) or str(number)
+
+
+# SQLite integers are signed 64-bit: a time at or above 2**63 (valid uint64 in OTLP) would turn into a
+# floating-point value and lose its nanoseconds, so the span is rejected alone.
+_MAX_TIME = 2**63 - 1
+
+
+def _times_problem(start: int, end: int) -> str | None:
+    if start > _MAX_TIME or end > _MAX_TIME:
+        return f"start or end time at or above 2^63 ns (year 2262): {start}, {end}"
+    return None
+
+
+def without_conflicting_duplicates(spans: list[Span]) -> tuple[list[Span], int]:
+    """``spans`` without the later copies of a span id that a request repeats with other content (the
+    first copy is kept, as storage would), and how many were left out. Identical copies stay: storage
+    keeps one and counts the rest as duplicates."""
+    if len({(span.trace_id, span.span_id) for span in spans}) == len(spans):
+        return spans, 0
+    first: dict[tuple[str, str], Span] = {}
+    kept = []
+    for span in spans:
+        key = (span.trace_id, span.span_id)
+        seen = first.setdefault(key, span)
+        if seen is span or seen == span:
+            kept.append(span)
+    return kept, len(spans) - len(kept)
+
+
 def _show(raw: bytes) -> str:
     if raw == NOT_HEX:
         return "(not hex)"
@@ -238,6 +270,8 @@ def decode_spans(request: ExportTraceServiceRequest) -> tuple[list[Span], Reject
                     span.parent_span_id,
                     [(link.trace_id, link.span_id) for link in span.links] if span.links else (),
                 )
+                if not isinstance(ids, str):
+                    ids = _times_problem(span.start_time_unix_nano, span.end_time_unix_nano) or ids
                 if isinstance(ids, str):
                     rejected += 1
                     first_reason = first_reason or f"span {span.name!r}: {ids}"
@@ -251,10 +285,10 @@ def decode_spans(request: ExportTraceServiceRequest) -> tuple[list[Span], Reject
                         trace_state=span.trace_state or None,
                         flags=span.flags,
                         name=span.name,
-                        kind=SPAN_KINDS.get(span.kind, "unspecified"),
+                        kind=_enum_name(SPAN_KINDS, span.kind),
                         start_time_unix_nano=span.start_time_unix_nano,
                         end_time_unix_nano=span.end_time_unix_nano,
-                        status_code=STATUS_CODES.get(status.code, "unset"),
+                        status_code=_enum_name(STATUS_CODES, status.code),
                         status_message=status.message or None,
                         service_name=service_name,
                         scope_name=scope_name,
@@ -575,10 +609,10 @@ def decode_json_spans(document: dict[str, Any]) -> tuple[list[Span], Rejection]:
                 trace_state=_json_string(span.get("traceState"), "traceState") or None,
                 flags=_json_int(span.get("flags"), "flags", _UINT32),
                 name=name,
-                kind=SPAN_KINDS.get(_json_enum(span.get("kind"), "kind", _SPAN_KIND_NAMES), "unspecified"),
+                kind=_enum_name(SPAN_KINDS, _json_enum(span.get("kind"), "kind", _SPAN_KIND_NAMES)),
                 start_time_unix_nano=_json_int(span.get("startTimeUnixNano"), "startTimeUnixNano", _UINT64),
                 end_time_unix_nano=_json_int(span.get("endTimeUnixNano"), "endTimeUnixNano", _UINT64),
-                status_code=STATUS_CODES.get(_json_enum(status.get("code"), "code", _STATUS_CODE_NAMES), "unset"),
+                status_code=_enum_name(STATUS_CODES, _json_enum(status.get("code"), "code", _STATUS_CODE_NAMES)),
                 status_message=_json_string(status.get("message"), "message") or None,
                 service_name=service_name,
                 scope_name=scope_name,
@@ -595,6 +629,8 @@ def decode_json_spans(document: dict[str, Any]) -> tuple[list[Span], Rejection]:
             )
             # Every field is read before the ids are judged: a span that is not OTLP fails the
             # request as ParseDict would, whatever its ids.
+            if not isinstance(ids, str):
+                ids = _times_problem(record.start_time_unix_nano, record.end_time_unix_nano) or ids
             if isinstance(ids, str):
                 rejected += 1
                 first_reason = first_reason or f"span {name!r}: {ids}"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -45,12 +46,22 @@ class DatabaseSize(Collector):
 
 DEFAULT_LABEL_CAP = 200
 OTHER = "_other"
+MAX_LABEL_LENGTH = 128  # characters of a label value from client data; longer ones are cut and marked
+LABEL_CUT_MARKER = "…"
+
+
+def short_label(value: str) -> str:
+    """``value`` cut to ``MAX_LABEL_LENGTH`` characters (the last one the marker) if it is longer."""
+    if len(value) <= MAX_LABEL_LENGTH:
+        return value
+    return value[: MAX_LABEL_LENGTH - len(LABEL_CUT_MARKER)] + LABEL_CUT_MARKER
 
 
 class BoundedLabel:
     """The values one label may take: the first ``cap`` distinct ones, then ``_other`` (each fold counted).
 
-    Label values that come from clients (model names, services) must never grow the series count without bound.
+    Label values that come from clients (model names, services) must never grow the series count without
+    bound, nor the size of a series: each value is cut to ``MAX_LABEL_LENGTH`` characters.
     """
 
     def __init__(self, metric: str, label: str, cap: int, overflow: Counter) -> None:
@@ -59,7 +70,7 @@ class BoundedLabel:
         self._lock = threading.Lock()
 
     def __call__(self, value: str | None) -> str:
-        value = value or "unknown"
+        value = short_label(value) if value else "unknown"
         if value in self._seen:
             return value
         with self._lock:
@@ -201,9 +212,33 @@ class CollectorMetrics:
             registry=registry,
         )
         self.unpriced_model = self.bounded_label("unpriced_spans", "model")
+        self.out_of_range_values = Counter(
+            PREFIX + "out_of_range_values",
+            "Canonical GenAI values out of range (a token count above 10^12, a cost above $1M), by field: "
+            "kept in the span's attributes, left out of the column and the metrics.",
+            ["field"],
+            registry=registry,
+        )
+        self.truncated_any_values = Counter(
+            PREFIX + "truncated_nested_values",
+            "Attribute values nested deeper than the collector keeps, cut with a marker.",
+            registry=registry,
+        )
         self.settled_traces = Counter(
             PREFIX + "settled_traces", "Traces settled and written to metric_snapshots.", registry=registry
         )
+        self.oldest_unsettled_at: int | None = None  # unix ns, set by the writer thread after each settling
+        self.oldest_unsettled_age = Gauge(
+            PREFIX + "oldest_unsettled_trace_age_seconds",
+            "Seconds since the last span of the longest-quiet trace not yet settled (0 when none); "
+            "above max_wait plus a few intervals, settling is falling behind.",
+            registry=registry,
+        )
+        self.oldest_unsettled_age.set_function(self._oldest_unsettled_age)
+
+    def _oldest_unsettled_age(self) -> float:
+        oldest = self.oldest_unsettled_at
+        return 0.0 if oldest is None else max(0.0, (time.time_ns() - oldest) / 1e9)
 
     def bounded_label(self, metric: str, label: str) -> BoundedLabel:
         return BoundedLabel(metric, label, self.label_cap, self.label_overflow)

@@ -431,3 +431,30 @@ def evaluation_from_event(attributes: Mapping[str, Any]) -> Evaluation | None:
     """The attributes of a gen_ai.evaluation.result event or log record; None without a name."""
     raw = [attributes.get(key) for _, key, _ in _EVALUATION_SOURCES]
     return _evaluation(raw, attributes.get(_RESPONSE_ID))
+
+
+# --- range checks: what a canonical column, a rollup's sum and a metric can hold -----------
+#
+# Kept apart from the table above: a value can be valid OTLP (any int64) and still be no token count.
+# Such a value stays in the span's attributes as sent; only its canonical column is left empty.
+
+MAX_TOKENS = 10**12  # above any real call; a thousand of them still sum inside SQLite's int64
+MAX_COST_USD = 1e6
+_TOKEN_FIELDS = tuple(index for index, name in enumerate(GenAI._fields) if name.endswith("_tokens"))
+_COST = _FIELD["client_cost_usd"]
+
+
+def out_of_range(genai: GenAI) -> tuple[GenAI, tuple[str, ...]]:
+    """``genai`` without the token counts above ``MAX_TOKENS`` and a client cost above ``MAX_COST_USD``,
+    and the names of the fields left out."""
+    if genai is NOT_GENAI:
+        return genai, ()
+    bad = [index for index in _TOKEN_FIELDS if (genai[index] or 0) > MAX_TOKENS]
+    if (genai[_COST] or 0.0) > MAX_COST_USD:
+        bad.append(_COST)
+    if not bad:
+        return genai, ()
+    values = list(genai)
+    for index in bad:
+        values[index] = None
+    return GenAI._make(values), tuple(GenAI._fields[index] for index in bad)

@@ -20,7 +20,7 @@ import apsw
 
 from collector.logs import rate_limited
 from collector.metrics import CollectorMetrics
-from collector.model import Records
+from collector.model import Records, Span
 from collector.storage.writer import SpanWriter
 
 log = logging.getLogger(__name__)
@@ -44,6 +44,17 @@ class ShuttingDown(Backpressure):
 
 class WriteFailed(Backpressure):
     reason = "write_failed"
+
+
+class InvalidData(Exception):
+    """The database refused a request's own data (an integer overflow, say): retrying cannot help, so
+    it is answered 400 / INVALID_ARGUMENT, and the requests that shared its batch are committed without it."""
+
+    reason = "invalid_data"
+
+
+# Errors caused by the rows written, not by the disk or a lock: the request that caused one is isolated.
+DATA_ERRORS = (apsw.SQLError, apsw.ConstraintError, apsw.MismatchError, apsw.TooBigError, apsw.RangeError)
 
 
 class TooManyRequests(Backpressure):
@@ -90,11 +101,12 @@ class Pipeline:
         capacity: int,
         batch_size: int,
         batch_max_age: float,
-        on_commit: Callable[[list[Records]], None] | None = None,
-        tick: tuple[float, Callable[[], None]] | None = None,
+        on_commit: Callable[[list[Records], list[Span]], None] | None = None,
+        tick: tuple[float, Callable[[], bool]] | None = None,
     ) -> None:
-        """``on_commit`` sees every committed batch; ``tick`` is (interval, work) run on the writer
-        thread between batches, for work that needs the write connection (settling traces)."""
+        """``on_commit`` sees every committed batch and the spans it stored for the first time; ``tick`` is
+        (interval, work) run on the writer thread between batches, for work that needs the write connection
+        (settling traces); when the work returns True (more is due) it runs again after the next batch."""
         if batch_size > capacity:
             raise ValueError("batch_size cannot exceed capacity")
         self._writer = writer
@@ -230,8 +242,14 @@ class Pipeline:
         spans = sum(len(request.records.spans) for request in batch)
         started = time.perf_counter()
         error: Exception | None = None
+        stored: list[Span] = []
         try:
             stored = self._writer.write([request.records for request in batch])
+        except DATA_ERRORS as failure:
+            if len(batch) > 1:
+                self._isolate(batch)
+                return
+            error = self._invalid_data(failure)
         except apsw.Error as failure:
             error = self._write_failed(type(failure).__name__, f"database write failed: {failure}")
         except Exception:  # a bug of ours: keep the daemon up, fail the batch loudly
@@ -241,22 +259,34 @@ class Pipeline:
             self.healthy = True
             self._metrics.commit_duration.observe(time.perf_counter() - started)
             self._metrics.batch_send_size.observe(count)
-            if stored < spans:
-                self._metrics.duplicate_spans.inc(spans - stored)
+            if len(stored) < spans:
+                self._metrics.duplicate_spans.inc(spans - len(stored))
         with self._condition:
             self.held_spans -= count
         _resolve(batch, error)
         if error is None and self._on_commit is not None:
             try:
-                self._on_commit([request.records for request in batch])
+                self._on_commit([request.records for request in batch], stored)
             except Exception:
                 log.exception("error while observing a committed batch")
+
+    def _isolate(self, batch: list[_Request]) -> None:
+        """The database refused the batch for its data: commit each request alone, so that only the
+        request that carries the bad data fails (non-retryable) and the others are stored."""
+        for request in batch:
+            self._commit([request])
+
+    def _invalid_data(self, failure: apsw.Error) -> InvalidData:
+        self._metrics.write_failures.labels(type(failure).__name__).inc()
+        rate_limited(log, logging.WARNING, "a request's data was refused by the database (%s); answered as invalid", failure)
+        return InvalidData(f"the database refused this request's data: {failure}; it cannot be stored as sent")
 
     def _tick(self) -> None:
         self._next_tick = time.monotonic() + self._tick_interval
         assert self._tick_work is not None
         try:
-            self._tick_work()
+            if self._tick_work():
+                self._next_tick = time.monotonic()  # behind: run again right after the next batch
         except apsw.Error as failure:
             self._metrics.write_failures.labels(type(failure).__name__).inc()
             rate_limited(log, logging.ERROR, "periodic database work failed: %s", failure)

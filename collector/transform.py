@@ -16,9 +16,11 @@ from collector.model import Attributes, EvaluationRecord, LogEvent, Records, Spa
 from collector.normalize import (
     GENAI_EVENT_NAMES,
     Evaluation,
+    GenAI,
     evaluation_from_event,
     evaluations_from_attributes,
     normalize,
+    out_of_range,
 )
 from collector.pricing import PriceTable, cost_usd
 from collector.redact import DROP, Redactor
@@ -36,6 +38,7 @@ class TransformStats:
     dropped_events: int = 0
     unpriced_models: Counter[str] = field(default_factory=Counter)
     dropped_log_records: int = 0
+    out_of_range: Counter[str] = field(default_factory=Counter)  # canonical fields left empty, by field
 
 
 def _evaluation_record(
@@ -65,7 +68,10 @@ class Transform:
         records = Records()
         stats = TransformStats()
         for span in spans:
-            genai = normalize(span.attributes, span.name)
+            genai, rejected_fields = out_of_range(normalize(span.attributes, span.name))
+            if rejected_fields:
+                stats.out_of_range.update(rejected_fields)
+            genai = self._bounded_columns(genai, stats)
             cost = genai.client_cost_usd
             if cost is None and genai.category in PRICED_CATEGORIES:
                 cost = self._price(genai, stats)
@@ -86,6 +92,9 @@ class Transform:
                     dropped_events_count=span.dropped_events_count + dropped_events,
                     genai=genai,
                     cost_usd=cost,
+                    name=self._truncate(span.name, stats),
+                    service_name=self._truncate(span.service_name, stats),
+                    status_message=self._truncate(span.status_message, stats),
                 )
             )
         stats.redactions = self._redactor.take_counts()
@@ -165,6 +174,13 @@ class Transform:
         if any(isinstance(value, str) and len(value) > longest for value in attributes.values()):
             attributes = {key: self._truncate(value, stats) for key, value in attributes.items()}
         return attributes, dropped
+
+    def _bounded_columns(self, genai: GenAI, stats: TransformStats) -> GenAI:
+        """The canonical text columns (models, ids, names) cut to ``max_attribute_length`` like attributes."""
+        longest = self._limits.max_attribute_length
+        if any(type(value) is str and len(value) > longest for value in genai):
+            return GenAI._make(self._truncate(value, stats) for value in genai)
+        return genai
 
     def _truncate(self, value: Any, stats: TransformStats) -> Any:
         longest = self._limits.max_attribute_length

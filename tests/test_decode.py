@@ -217,14 +217,14 @@ def test_json_int64_as_string_or_number(start: Any, end: Any, int_value: Any) ->
         (3, "client"),
         (4, "producer"),
         (5, "consumer"),
-        (9, "unspecified"),
+        (9, "9"),  # an unknown kind keeps its number
     ],
 )
 def test_json_span_kind_as_integer(kind: int, name: str) -> None:
     assert decode_one_json(kind=kind).kind == name
 
 
-@pytest.mark.parametrize("code, name", [(0, "unset"), (1, "ok"), (2, "error"), (7, "unset")])
+@pytest.mark.parametrize("code, name", [(0, "unset"), (1, "ok"), (2, "error"), (7, "7")])
 def test_json_status_code_as_integer(code: int, name: str) -> None:
     span = decode_one_json(status={"code": code, "message": "why"})
     assert (span.status_code, span.status_message) == (name, "why")
@@ -602,7 +602,7 @@ def test_missing_scope_is_none() -> None:
         (trace_pb2.Span.SPAN_KIND_CLIENT, "client"),
         (trace_pb2.Span.SPAN_KIND_PRODUCER, "producer"),
         (trace_pb2.Span.SPAN_KIND_CONSUMER, "consumer"),
-        (42, "unspecified"),
+        (42, "42"),
     ],
 )
 def test_kind_names(kind: int, name: str) -> None:
@@ -615,7 +615,7 @@ def test_kind_names(kind: int, name: str) -> None:
         (trace_pb2.Status.STATUS_CODE_UNSET, "", ("unset", None)),
         (trace_pb2.Status.STATUS_CODE_OK, "", ("ok", None)),
         (trace_pb2.Status.STATUS_CODE_ERROR, "rate limited", ("error", "rate limited")),
-        (9, "", ("unset", None)),
+        (9, "", ("9", None)),
     ],
 )
 def test_status_names(code: int, message: str, expected: tuple[str, str | None]) -> None:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import threading
 from collections.abc import Awaitable, Callable, Iterator
-from typing import Any, NamedTuple
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, NamedTuple, TypeVar
 
 from google.protobuf.message import Message
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
@@ -28,22 +31,71 @@ from collector.decode import (
     decode_log_records,
     decode_spans,
     parse_json_traces,
+    without_conflicting_duplicates,
 )
 from collector.metrics import RECEIVER, CollectorMetrics
-from collector.model import NO_REJECTION, Records, Rejection, Span
-from collector.pipeline import Backpressure, Pipeline, Reservation, TooManyRequests
+from collector.model import NO_REJECTION, LogEvent, Records, Rejection, Span
+from collector.pipeline import Backpressure, InvalidData, Pipeline, Reservation, TooManyRequests
 from collector.transform import Transform, TransformStats
+
+T = TypeVar("T")
+
+# Worker threads for decoding and transforming. Python runs one of them at a time (the GIL), so more
+# would not go faster; two keep one hostile request from holding up every other client.
+WORKERS = 2
+
+
+class _PreparedSpans(NamedTuple):
+    records: Records
+    stats: TransformStats
+    rejection: Rejection  # everything the client is told was not stored
+    invalid: int  # of which spans decode rejected
+    conflicting: int  # of which span ids repeated with other content
+
+
+class TooManySpans(Exception):
+    """A request with more spans than ``max_spans_per_request``: 413 / RESOURCE_EXHAUSTED, not retried."""
+
+    reason = "too_many_spans"
 
 
 class Ingest:
+    """Decoding and transforming run on a small pool of worker threads, never on the event loop: a request
+    that costs seconds of CPU delays only itself, while the loop keeps answering other clients and the
+    health checks. Each worker has its own ``Transform`` (the redactor counts what it does)."""
+
     def __init__(
-        self, pipeline: Pipeline, transform: Transform, metrics: CollectorMetrics, *, max_concurrent_requests: int
+        self,
+        pipeline: Pipeline,
+        transform: Callable[[], Transform],
+        metrics: CollectorMetrics,
+        *,
+        max_concurrent_requests: int,
+        max_spans_per_request: int,
+        workers: int = WORKERS,
     ) -> None:
         self._pipeline = pipeline
-        self._transform = transform
+        self._new_transform = transform
         self._metrics = metrics
         self._max_in_progress = max_concurrent_requests
+        self._max_spans = max_spans_per_request
         self._in_progress = 0  # touched only on the event loop
+        self._workers = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ingest")
+        self._local = threading.local()
+
+    def close(self) -> None:
+        self._workers.shutdown(wait=False, cancel_futures=True)
+
+    async def offload(self, work: Callable[..., T], *args: Any) -> T:
+        """Run CPU-heavy ``work`` (decompress, parse, decode, transform) on a worker thread."""
+        return await asyncio.get_running_loop().run_in_executor(self._workers, work, *args)
+
+    def _transform(self) -> Transform:
+        """This worker thread's ``Transform``."""
+        transform = getattr(self._local, "transform", None)
+        if transform is None:
+            transform = self._local.transform = self._new_transform()
+        return transform
 
     async def traces(self, request: ExportTraceServiceRequest, transport: str) -> Rejection:
         """Store the request's valid spans; returns what was rejected. Raises ``Backpressure`` when
@@ -61,32 +113,54 @@ class Ingest:
     async def _spans(
         self, count: int, decode: Callable[[], tuple[list[Span], Rejection]], transport: str
     ) -> Rejection:
+        refused = self._metrics.refused_spans
+        if count > self._max_spans:
+            refused.labels(RECEIVER, transport, TooManySpans.reason).inc(count)
+            raise TooManySpans(
+                f"{count} spans in one request, more than the {self._max_spans} this collector takes at once; "
+                "send smaller batches (the SDK's max_export_batch_size)"
+            )
         try:
             reservation = self._pipeline.reserve(count)
         except Backpressure as refusal:
-            self._metrics.refused_spans.labels(RECEIVER, transport, refusal.reason).inc(count)
+            refused.labels(RECEIVER, transport, refusal.reason).inc(count)
             raise
         try:
-            spans, rejection = decode()
-            if rejection.count:
-                self._metrics.refused_spans.labels(RECEIVER, transport, "invalid_span").inc(rejection.count)
-            if not spans:
+            prepared = await self.offload(self._prepare_spans, decode)
+            rejection = prepared.rejection
+            if prepared.invalid:
+                refused.labels(RECEIVER, transport, "invalid_span").inc(prepared.invalid)
+            if prepared.conflicting:
+                refused.labels(RECEIVER, transport, "duplicate_span_id").inc(prepared.conflicting)
+            records = prepared.records
+            if not records.spans:
                 return rejection
-            records, stats = self._transform.spans(spans)
-            self._count_transform(stats)
-            await self._store(records, self._metrics.refused_spans, transport, len(spans), reservation)
+            self._count_transform(prepared.stats)
+            await self._store(records, refused, transport, len(records.spans), reservation)
         finally:
             reservation.release()
-        self._metrics.accepted_spans.labels(RECEIVER, transport).inc(len(spans))
+        self._metrics.accepted_spans.labels(RECEIVER, transport).inc(len(records.spans))
         self._count_evaluations(records)
         return rejection
 
+    def _prepare_spans(self, decode: Callable[[], tuple[list[Span], Rejection]]) -> _PreparedSpans:
+        """On a worker thread: decode, set aside repeated span ids with other content, transform."""
+        spans, rejection = decode()
+        spans, conflicting = without_conflicting_duplicates(spans)
+        invalid = rejection.count
+        if conflicting:
+            reason = f"{conflicting} span ids repeated in the request with other content (the first copy is kept)"
+            rejection = Rejection(invalid + conflicting, rejection.first_reason or reason)
+        if not spans:
+            return _PreparedSpans(Records(), TransformStats(), rejection, invalid, conflicting)
+        records, stats = self._transform().spans(spans)
+        return _PreparedSpans(records, stats, rejection, invalid, conflicting)
+
     async def logs(self, request: ExportLogsServiceRequest, transport: str) -> Rejection:
         """Store GenAI events (and other records when ``logs.keep_other``); count and drop the rest."""
-        events, rejection = decode_log_records(request)
+        events, rejection, records, stats = await self.offload(self._prepare_logs, request)
         if rejection.count:
             self._metrics.refused_log_records.labels(RECEIVER, transport, "invalid_record").inc(rejection.count)
-        records, stats = self._transform.log_events(events)
         self._count_transform(stats)
         if stats.dropped_log_records:
             self._metrics.dropped_items.labels(RECEIVER, transport, "logs").inc(stats.dropped_log_records)
@@ -96,17 +170,35 @@ class Ingest:
             self._count_evaluations(records)
         return rejection
 
+    def _prepare_logs(
+        self, request: ExportLogsServiceRequest
+    ) -> tuple[list[LogEvent], Rejection, Records, TransformStats]:
+        events, rejection = decode_log_records(request)
+        records, stats = self._transform().log_events(events)
+        return events, rejection, records, stats
+
     async def metrics(self, request: ExportMetricsServiceRequest, transport: str) -> Rejection:
         """Metric data points are counted and not stored: this collector stores traces."""
         self._metrics.dropped_items.labels(RECEIVER, transport, "metrics").inc(count_data_points(request))
         return NO_REJECTION
 
+    def door(self, transport: str) -> None:
+        """Refuse a request before its body is read while the queue is full or the collector is stopping
+        (counted by request: its spans are not known yet). It takes no place among the requests in
+        progress: a client that uploads slowly must not hold one while others wait."""
+        try:
+            self._pipeline.check_room()
+        except Backpressure as refusal:
+            self._metrics.refused_requests.labels(RECEIVER, transport, refusal.reason).inc()
+            raise
+
     @contextlib.contextmanager
     def admitted(self, transport: str) -> Iterator[None]:
         """Hold a place among the requests in progress, or raise ``Backpressure`` before the request is
-        read or parsed (too many in progress, queue full, stopping): under overload a refusal then costs
-        nothing and work never piles up in front of the event loop. Such refusals are counted by request,
-        since their spans are not known yet."""
+        parsed (too many in progress, queue full, stopping): under overload a refusal then costs little
+        and work never piles up in front of the workers. Such refusals are counted by request, since
+        their spans are not known yet. HTTP takes the place once the body is read (gRPC reads the whole
+        message before calling us), so slow uploads never hold places."""
         try:
             if self._in_progress >= self._max_in_progress:
                 raise TooManyRequests(
@@ -130,7 +222,7 @@ class Ingest:
     ) -> None:
         try:
             await self._pipeline.submit(records, reservation)
-        except Backpressure as refusal:
+        except (Backpressure, InvalidData) as refusal:
             refused.labels(RECEIVER, transport, refusal.reason).inc(count)
             raise
 
@@ -146,6 +238,8 @@ class Ingest:
             metrics.dropped_events.inc(stats.dropped_events)
         for model, count in stats.unpriced_models.items():
             metrics.unpriced_spans.labels(metrics.unpriced_model(model)).inc(count)
+        for field_name, count in stats.out_of_range.items():
+            metrics.out_of_range_values.labels(field_name).inc(count)
 
     def _count_evaluations(self, records: Records) -> None:
         for evaluation in records.evaluations:

@@ -20,8 +20,8 @@ from grpc_health.v1.health import aio as health_aio
 
 from collector.decode import PayloadError, parse_protobuf
 from collector.metrics import CollectorMetrics
-from collector.pipeline import Backpressure
-from collector.receive.ingest import SIGNALS, Ingest, Signal
+from collector.pipeline import Backpressure, InvalidData
+from collector.receive.ingest import SIGNALS, Ingest, Signal, TooManySpans
 
 TRANSPORT = "grpc"
 HARD_LIMIT_FACTOR = 4
@@ -109,10 +109,15 @@ class OtlpGrpcReceiver:
                 f"message of {len(body)} bytes is larger than the {self._limit}-byte limit",
             )
         try:
-            request = parse_protobuf(body, signal.request_type)
+            request = await self._ingest.offload(parse_protobuf, body, signal.request_type)
         except PayloadError as error:
             raise GrpcError(grpc.StatusCode.INVALID_ARGUMENT, "malformed", str(error)) from None
-        return signal.answer(await signal.handle(self._ingest, request, TRANSPORT))
+        try:
+            return signal.answer(await signal.handle(self._ingest, request, TRANSPORT))
+        except TooManySpans as error:
+            raise GrpcError(grpc.StatusCode.RESOURCE_EXHAUSTED, error.reason, str(error)) from None
+        except InvalidData as error:
+            raise GrpcError(grpc.StatusCode.INVALID_ARGUMENT, error.reason, str(error)) from None
 
 
 async def serving_health() -> health_aio.HealthServicer:

@@ -6,6 +6,8 @@ handed to ``Ingest``. Every error body is a ``google.rpc.Status`` in the request
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import math
 import time
 from collections.abc import Callable
@@ -18,18 +20,23 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from collector.decode import PayloadError, parse_json, parse_protobuf
+from collector.logs import rate_limited
 from collector.metrics import CollectorMetrics
-from collector.pipeline import Backpressure
+from collector.pipeline import Backpressure, InvalidData
 from collector.receive.compression import CorruptBody, TooLarge, UnsupportedEncoding, decompress
 from collector.receive.ingest import SIGNALS as INGEST_SIGNALS
-from collector.receive.ingest import Ingest, Signal
+from collector.receive.ingest import Ingest, Signal, TooManySpans
+
+log = logging.getLogger(__name__)
 
 TRANSPORT = "http"
+# What nginx logs for a client that went away before its answer; never sent (nobody is listening).
+CLIENT_CLOSED_REQUEST = 499
 
 
 class Codec(NamedTuple):
@@ -71,11 +78,20 @@ def status_response(codec: Codec, error: HttpError) -> Response:
 
 
 class OtlpHttpReceiver:
-    def __init__(self, ingest: Ingest, metrics: CollectorMetrics, *, max_request_size: int, retry_after: float):
+    def __init__(
+        self,
+        ingest: Ingest,
+        metrics: CollectorMetrics,
+        *,
+        max_request_size: int,
+        retry_after: float,
+        body_read_timeout: float = 30.0,
+    ):
         self._ingest = ingest
         self._metrics = metrics
         self._limit = max_request_size
         self._retry_after = str(max(1, math.ceil(retry_after)))
+        self._body_timeout = body_read_timeout
 
     def app(self, cors_origins: tuple[str, ...] = ()) -> Starlette:
         middleware = []
@@ -148,20 +164,17 @@ class OtlpHttpReceiver:
                 f"{described}; use application/x-protobuf or application/json",
             )
         try:
+            self._ingest.door(TRANSPORT)
+            body = await self._read_body(request)
             with self._ingest.admitted(TRANSPORT):
-                return await self._admitted_export(request, signal, codec)
+                return await self._admitted_export(request, signal, codec, body)
         except Backpressure as refusal:
             raise self._unavailable(refusal) from None
 
-    async def _admitted_export(self, request: Request, signal: Signal, codec: Codec) -> Response:
+    async def _admitted_export(self, request: Request, signal: Signal, codec: Codec, body: bytes) -> Response:
+        encoding = request.headers.get("content-encoding", "")
         try:
-            body = decompress(
-                await self._read_body(request), request.headers.get("content-encoding", ""), self._limit
-            )
-            if codec is JSON and signal.parse_json_document and signal.handle_json_document:
-                message, handle = signal.parse_json_document(body), signal.handle_json_document
-            else:
-                message, handle = codec.parse(body, signal.request_type), signal.handle
+            message, handle = await self._ingest.offload(self._parse, signal, codec, body, encoding)
         except TooLarge as error:
             raise HttpError(413, code_pb2.RESOURCE_EXHAUSTED, "too_large", str(error)) from None
         except UnsupportedEncoding as error:
@@ -174,20 +187,55 @@ class OtlpHttpReceiver:
             rejection = await handle(self._ingest, message, TRANSPORT)
         except PayloadError as error:  # an OTLP/JSON document found malformed as it is decoded
             raise HttpError(400, code_pb2.INVALID_ARGUMENT, "malformed", str(error)) from None
+        except TooManySpans as error:
+            raise HttpError(413, code_pb2.RESOURCE_EXHAUSTED, error.reason, str(error)) from None
+        except InvalidData as error:
+            raise HttpError(400, code_pb2.INVALID_ARGUMENT, error.reason, str(error)) from None
         return Response(codec.render(signal.answer(rejection)), 200, media_type=codec.content_type)
+
+    def _parse(self, signal: Signal, codec: Codec, body: bytes, encoding: str) -> tuple[Any, Any]:
+        """On a worker thread: the decompressed body parsed, and the ``Ingest`` method that takes it."""
+        body = decompress(body, encoding, self._limit)
+        if codec is JSON and signal.parse_json_document and signal.handle_json_document:
+            return signal.parse_json_document(body), signal.handle_json_document
+        return codec.parse(body, signal.request_type), signal.handle
 
     def _unavailable(self, refusal: Backpressure) -> HttpError:
         return HttpError(503, code_pb2.UNAVAILABLE, refusal.reason, str(refusal), {"Retry-After": self._retry_after})
 
     async def _read_body(self, request: Request) -> bytes:
+        """The body as sent (still compressed), within ``body_read_timeout`` and the size limit."""
         declared = request.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > self._limit:
-            raise TooLarge(f"body of {declared} bytes is larger than the {self._limit}-byte limit")
+            raise HttpError(
+                413,
+                code_pb2.RESOURCE_EXHAUSTED,
+                "too_large",
+                f"body of {declared} bytes is larger than the {self._limit}-byte limit",
+            )
         chunks = []
         size = 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > self._limit:
-                raise TooLarge(f"body is larger than the {self._limit}-byte limit")
-            chunks.append(chunk)
+        try:
+            async with asyncio.timeout(self._body_timeout):
+                async for chunk in request.stream():
+                    size += len(chunk)
+                    if size > self._limit:
+                        raise HttpError(
+                            413, code_pb2.RESOURCE_EXHAUSTED, "too_large", f"body is larger than the {self._limit}-byte limit"
+                        )
+                    chunks.append(chunk)
+        except TimeoutError:
+            rate_limited(log, logging.INFO, "a client did not send its request body within %ss; answered 408", self._body_timeout)
+            raise HttpError(
+                408,
+                code_pb2.DEADLINE_EXCEEDED,
+                "body_timeout",
+                f"the request body did not arrive within {self._body_timeout:g}s ({size} bytes came); send it faster",
+                {"Connection": "close"},
+            ) from None
+        except ClientDisconnect:
+            rate_limited(log, logging.INFO, "a client disconnected before sending its whole request body")
+            raise HttpError(
+                CLIENT_CLOSED_REQUEST, code_pb2.CANCELLED, "client_disconnected", "the client disconnected"
+            ) from None
         return b"".join(chunks)

@@ -250,6 +250,33 @@ def insert_spans(connection: apsw.Connection, spans: Sequence[Span], received_at
     connection.execute(INSERT_SPANS, _span_documents(spans, received_at))
 
 
+# The spans of a batch that were already stored by an earlier transaction (their received_at differs).
+STORED_BEFORE = """
+SELECT trace_id, span_id FROM spans
+WHERE (trace_id, span_id) IN (SELECT value ->> 0, value ->> 1 FROM json_each(?1))
+  AND received_at_unix_nano != ?2
+"""
+
+
+def new_spans(connection: apsw.Connection, spans: Sequence[Span], received_at: int, inserted: int) -> list[Span]:
+    """The spans of a batch that ``insert_spans`` stored (``inserted`` of them): not those stored before,
+    nor the second copy of a span the batch holds twice. Free when nothing was a duplicate."""
+    if inserted == len(spans):
+        return list(spans)
+    keys = _to_json([(span.trace_id, span.span_id) for span in spans])
+    seen = set(connection.execute(STORED_BEFORE, (keys, received_at)))
+    fresh = []
+    for span in spans:
+        key = (span.trace_id, span.span_id)
+        if key not in seen:
+            seen.add(key)
+            fresh.append(span)
+    return fresh
+
+
+OLDEST_UNSETTLED = "SELECT min(last_span_at_unix_nano) FROM traces WHERE settled_at_unix_nano IS NULL"
+
+
 class SpanWriter:
     """Commits batches of spans; one transaction per batch."""
 
@@ -258,20 +285,25 @@ class SpanWriter:
         self.connection = open_connection(path, synchronous=synchronous)
         migrate(self.connection)
 
-    def write(self, batch: Sequence[Records]) -> int:
-        """Insert and commit in one transaction; returns how many spans were new (duplicates are ignored)."""
+    def write(self, batch: Sequence[Records]) -> list[Span]:
+        """Insert and commit in one transaction; returns the spans that were new (duplicates are ignored).
+
+        Only traces that got a new span are rolled up again: a retried span changes nothing, so its
+        trace does not settle (and get counted) a second time.
+        """
         received_at = time.time_ns()
         spans = [span for records in batch for span in records.spans]
         events = [event for records in batch for event in records.events]
         evaluations = [evaluation for records in batch for evaluation in records.evaluations]
         connection = self.connection
         with connection:
-            before = connection.total_changes()
+            stored: list[Span] = []
             if spans:
+                before = connection.total_changes()
                 insert_spans(connection, spans, received_at)
-            new_spans = connection.total_changes() - before
-            if spans:
-                roll_up(connection, (span.trace_id for span in spans))
+                stored = new_spans(connection, spans, received_at, connection.total_changes() - before)
+            if stored:
+                roll_up(connection, (span.trace_id for span in stored))
             if events:
                 connection.executemany(INSERT_EVENT, event_rows(events, received_at))
             if evaluations:
@@ -280,7 +312,7 @@ class SpanWriter:
             response_ids.update(e.response_id for e in evaluations if e.trace_id is None and e.response_id)
             if response_ids:
                 connection.execute(LINK_EVALUATIONS, (_to_json(sorted(response_ids)),))
-        return new_spans
+        return stored
 
     def settle(self, settings: SnapshotSettings, *, limit: int = 500) -> list[Settled]:
         """Settle up to ``limit`` quiet traces and write their snapshots (see ``storage.settle``)."""
@@ -292,6 +324,11 @@ class SpanWriter:
             max_wait_ns=int(settings.max_wait * 1e9),
             limit=limit,
         )
+
+    def oldest_unsettled(self) -> int | None:
+        """When the longest-quiet unsettled trace got its last span (unix ns), or None when all are settled."""
+        ((oldest,),) = self.connection.execute(OLDEST_UNSETTLED)
+        return oldest
 
     def close(self) -> None:
         self.connection.close()
