@@ -29,6 +29,7 @@ from collector.decode import (
     parse_json,
     parse_json_traces,
     parse_protobuf,
+    without_conflicting_duplicates,
 )
 from collector.model import NO_REJECTION, Rejection, Span
 from tests.helpers import otlp_request, trace_request
@@ -985,3 +986,32 @@ def test_json_lone_surrogate_is_refused_both_ways() -> None:
         parse_json_traces(body)
     paired = json.dumps(_span_document(name="😀")).encode()  # escaped as a surrogate pair
     assert decode_json_directly(paired)[0][0].name == "😀"
+
+
+# --- hostile values: each costs its own span at most ---------------------------------------
+
+@pytest.mark.parametrize("field", ["start_time_unix_nano", "end_time_unix_nano"])
+def test_a_time_past_int64_rejects_its_span_alone(field: str) -> None:
+    """SQLite would store 2^63 as a float and lose the nanoseconds; the other spans are kept."""
+    past = proto_span(**{field: 2**63})
+    good = proto_span(span_id=b"\x02" * 8)
+    spans, rejection = decode_spans(proto_request(past, good))
+    assert [span.span_id for span in spans] == ["02" * 8]
+    assert rejection.count == 1 and "2^63" in rejection.message
+    json_spans, json_rejection = decode_json(
+        json_request(json_span(startTimeUnixNano=str(2**63)), json_span(spanId="02" * 8, startTimeUnixNano="5"))
+    )
+    assert [span.span_id for span in json_spans] == ["02" * 8] and json_rejection.count == 1
+
+
+def test_the_largest_int64_time_is_kept_exactly() -> None:
+    assert decode_one_proto(proto_span(end_time_unix_nano=2**63 - 1)).end_time_unix_nano == 2**63 - 1
+
+
+def test_repeated_span_ids_with_other_content_keep_the_first_copy() -> None:
+    first = decode_one_proto(proto_span(name="first"))
+    other = first._replace(name="second")
+    unrelated = first._replace(span_id="03" * 8)
+    kept, conflicting = without_conflicting_duplicates([first, other, first, unrelated])
+    assert kept == [first, first, unrelated] and conflicting == 1
+    assert without_conflicting_duplicates([first, unrelated]) == ([first, unrelated], 0)

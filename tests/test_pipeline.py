@@ -6,6 +6,7 @@ The disk fills for real: the database lives on a small tmpfs (needs root to moun
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import threading
@@ -27,7 +28,14 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from prometheus_client import CollectorRegistry
 
+from collector.decode import decode_spans
+from collector.metrics import CollectorMetrics
+from collector.model import Records
+from collector.normalize import normalize
+from collector.pipeline import InvalidData, Pipeline
+from collector.storage.writer import SpanWriter
 from tests.helpers import metric_value, otlp_request
 
 PROTOBUF = {"content-type": "application/x-protobuf"}
@@ -241,3 +249,30 @@ def test_requests_past_max_concurrent_requests_are_refused_before_being_read(sta
     assert running.query("SELECT count(*) FROM spans") == [(3,)]
     after = httpx.post(running.http_url + "/v1/traces", content=otlp_request(2).SerializeToString(), headers=PROTOBUF)
     assert after.status_code == 200  # the place is free again once the first request was answered
+
+
+def test_a_request_the_database_refuses_fails_alone_and_its_batch_mates_are_stored(tmp_path: Path) -> None:
+    """Data that passes every check but makes the transaction fail (here token counts that overflow the
+    rollup's sum, written past the transform) is answered non-retryable; the batch's other requests commit."""
+    registry = CollectorRegistry()
+    writer = SpanWriter(tmp_path / "isolated.db")
+    pipeline = Pipeline(writer, CollectorMetrics(registry), capacity=100, batch_size=100, batch_max_age=0.2)
+    pipeline.start()
+    huge = normalize({"gen_ai.request.model": "gpt-4o", "gen_ai.usage.input_tokens": 2**62})
+    bad_spans, _ = decode_spans(otlp_request(2))
+    good_spans, _ = decode_spans(otlp_request(3))
+
+    async def submit_both() -> list[Any]:
+        bad = pipeline.submit(Records(spans=[span._replace(genai=huge) for span in bad_spans]))
+        good = pipeline.submit(Records(spans=good_spans))
+        return await asyncio.gather(bad, good, return_exceptions=True)
+
+    try:
+        bad, good = asyncio.run(submit_both())
+    finally:
+        pipeline.close(10)
+    assert isinstance(bad, InvalidData) and "integer overflow" in str(bad)
+    assert good is None
+    assert pipeline.healthy
+    assert {row[0] for row in writer.connection.execute("SELECT span_id FROM spans")} == {s.span_id for s in good_spans}
+    writer.close()

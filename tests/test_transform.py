@@ -108,3 +108,32 @@ def test_capture_content_off_drops_prompts_but_keeps_metadata() -> None:
     records, stats = transform(redaction={"capture_content": False}).spans([span])
     assert records.spans[0].attributes == {"gen_ai.prompt.0.role": "user", "gen_ai.system": "openai"}
     assert stats.redactions == {"content_dropped": 1}
+
+
+def test_token_counts_out_of_range_stay_in_the_attributes_only() -> None:
+    span = one_span(
+        {
+            "gen_ai.request.model": "gpt-4o",
+            "gen_ai.usage.input_tokens": 2**62,
+            "gen_ai.usage.output_tokens": 10**12,  # the largest kept
+            "llm.cost.total": 1e300,
+        }
+    )
+    records, stats = transform().spans([span])
+    stored = records.spans[0]
+    assert stored.genai.input_tokens is None and stored.genai.output_tokens == 10**12
+    assert stored.genai.total_tokens is None  # input + output is out of range too
+    assert stored.genai.client_cost_usd is None
+    assert stored.cost_usd == pytest.approx(10**12 * 10.0 / 1e6)  # priced from the counts that are kept
+    assert stored.attributes["gen_ai.usage.input_tokens"] == 2**62
+    assert stats.out_of_range == {"input_tokens": 1, "total_tokens": 1, "client_cost_usd": 1}
+
+
+def test_canonical_text_columns_obey_the_attribute_length_limit() -> None:
+    span = one_span({"gen_ai.request.model": "m" * 500, "gen_ai.agent.name": "a" * 80})
+    records, stats = transform(limits={"max_attribute_length": 100}).spans([span._replace(service_name="s" * 300)])
+    stored = records.spans[0]
+    for value in (stored.genai.request_model, stored.service_name, stored.attributes["gen_ai.request.model"]):
+        assert value[:101] == value[0] * 100 + "…" and value.endswith("chars]")
+    assert stored.genai.agent_name == "a" * 80
+    assert stats.truncated_values == 3
