@@ -41,6 +41,10 @@ class PayloadError(ValueError):
     """The request as a whole cannot be parsed: answered with 400 / INVALID_ARGUMENT."""
 
 
+class TooDeep(PayloadError):
+    """A value nested deeper than the parser goes; the request is read again with such values cut."""
+
+
 # --- parsing -------------------------------------------------------------------------------
 
 def parse_protobuf(body: bytes, message_type: type[RequestT]) -> RequestT:
@@ -48,6 +52,23 @@ def parse_protobuf(body: bytes, message_type: type[RequestT]) -> RequestT:
         return message_type.FromString(body)
     except (DecodeError, RuntimeError, ValueError) as error:
         raise PayloadError(f"body is not a valid protobuf {message_type.DESCRIPTOR.name}: {error}") from None
+
+
+def parse_otlp_protobuf(body: bytes, message_type: type[RequestT]) -> tuple[RequestT, int]:
+    """``parse_protobuf``, except that a request with an attribute value nested deeper than the parser
+    goes (about 31 levels) is not refused: such values are cut to ``DEEP_VALUE_MARKER`` at
+    ``MAX_VALUE_DEPTH`` levels and the rest is kept. Returns the message and how many values were cut."""
+    try:
+        return message_type.FromString(body), 0
+    except (DecodeError, RuntimeError, ValueError) as error:
+        if "Depth" not in str(error):
+            raise PayloadError(f"body is not a valid protobuf {message_type.DESCRIPTOR.name}: {error}") from None
+    cut = [0]
+    try:
+        shallow = _shallow_message(body, message_type.DESCRIPTOR, 0, cut)
+    except (IndexError, ValueError):
+        raise PayloadError(f"body is not a valid protobuf {message_type.DESCRIPTOR.name}") from None
+    return parse_protobuf(shallow, message_type), cut[0]
 
 
 # OTLP/JSON carries ids as hex where protobuf's canonical JSON mapping expects base64.
@@ -115,6 +136,121 @@ def _hex_ids_to_base64(record: dict[str, Any], id_fields: tuple[Any, ...]) -> No
         except ValueError:
             raw = NOT_HEX
         record[field] = base64.b64encode(raw).decode("ascii")
+
+
+# --- values nested too deep ----------------------------------------------------------------
+
+MAX_VALUE_DEPTH = 20  # AnyValue levels kept when a request nests deeper than its parser allows
+DEEP_VALUE_MARKER = f"[nested deeper than {MAX_VALUE_DEPTH} levels: cut]"
+_ANY_VALUE = AnyValue.DESCRIPTOR
+_DEEP_VALUE = AnyValue(string_value=DEEP_VALUE_MARKER).SerializeToString()
+
+
+def _varint(data: bytes, position: int) -> tuple[int, int]:
+    result = shift = 0
+    while True:
+        byte = data[position]
+        position += 1
+        result |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return result, position
+        shift += 7
+        if shift > 63:
+            raise ValueError("varint too long")
+
+
+def _encode_varint(value: int) -> bytes:
+    out = bytearray()
+    while value > 0x7F:
+        out.append(value & 0x7F | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+_FIXED_SIZES = {0: None, 1: 8, 5: 4}
+
+
+def _shallow_message(data: bytes, descriptor: Any, values: int, cut: list[int]) -> bytes:
+    """The protobuf ``data`` of a ``descriptor`` message with every AnyValue below ``MAX_VALUE_DEPTH``
+    levels replaced by the marker (``values`` is the AnyValue depth of ``data``); ``cut[0]`` counts them.
+    Only the recursive messages are looked into: the work is linear and the recursion bounded."""
+    if descriptor is _ANY_VALUE:
+        if values >= MAX_VALUE_DEPTH:
+            cut[0] += 1
+            return _DEEP_VALUE
+        values += 1
+    out = bytearray()
+    position = 0
+    while position < len(data):
+        start = position
+        key, position = _varint(data, position)
+        wire_type = key & 7
+        if wire_type == 2:
+            key_end = position
+            length, position = _varint(data, position)
+            end = position + length
+            if end > len(data):
+                raise ValueError("truncated field")
+            field = descriptor.fields_by_number.get(key >> 3)
+            if field is not None and field.message_type is not None:
+                inner = _shallow_message(data[position:end], field.message_type, values, cut)
+                out += data[start:key_end] + _encode_varint(len(inner)) + inner
+            else:
+                out += data[start:end]
+            position = end
+        elif wire_type in _FIXED_SIZES:
+            size = _FIXED_SIZES[wire_type]
+            if size is None:
+                _, position = _varint(data, position)
+            else:
+                position += size
+            out += data[start:position]
+        else:
+            raise ValueError(f"unsupported wire type {wire_type}")
+    return bytes(out)
+
+
+def shallow_json_values(document: dict[str, Any]) -> int:
+    """Cut, in place, every AnyValue of an OTLP/JSON trace document nested deeper than ``MAX_VALUE_DEPTH``
+    levels to the marker; returns how many were cut. For a document whose decoding raised ``TooDeep``."""
+    cut = [0]
+    holders: list[Any] = []
+    for resource_spans in _dicts(document.get("resourceSpans")):
+        holders.append(resource_spans.get("resource"))
+        for scope_spans in _dicts(resource_spans.get("scopeSpans")):
+            holders.append(scope_spans.get("scope"))
+            for span in _dicts(scope_spans.get("spans")):
+                holders += [span, *_dicts(span.get("events")), *_dicts(span.get("links"))]
+    for holder in _dicts(holders):
+        _shallow_json_key_values(holder.get("attributes"), 1, cut)
+    return cut[0]
+
+
+def _dicts(items: Any) -> list[dict[str, Any]]:
+    return [item for item in items if isinstance(item, dict)] if isinstance(items, list) else []
+
+
+def _shallow_json_key_values(key_values: Any, level: int, cut: list[int]) -> None:
+    for key_value in _dicts(key_values):
+        if "value" in key_value:
+            key_value["value"] = _shallow_json_value(key_value["value"], level, cut)
+
+
+def _shallow_json_value(value: Any, level: int, cut: list[int]) -> Any:
+    """An AnyValue ``level`` levels deep (1 for an attribute's value), cut past ``MAX_VALUE_DEPTH``."""
+    if not isinstance(value, dict):
+        return value
+    if level > MAX_VALUE_DEPTH:
+        cut[0] += 1
+        return {"stringValue": DEEP_VALUE_MARKER}
+    array = value.get("arrayValue")
+    if isinstance(array, dict) and isinstance(array.get("values"), list):
+        array["values"] = [_shallow_json_value(item, level + 1, cut) for item in array["values"]]
+    kvlist = value.get("kvlistValue")
+    if isinstance(kvlist, dict):
+        _shallow_json_key_values(kvlist.get("values"), level + 1, cut)
+    return value
 
 
 # --- attributes ----------------------------------------------------------------------------
@@ -489,7 +625,7 @@ _JSON_VALUE_READERS: dict[str, Callable[[Any, int], Any]] = {
 
 def _json_any_value(value: dict[str, Any], depth: int) -> Any:
     if depth > _MAX_MESSAGE_DEPTH:
-        raise _not_otlp("value", f"nested deeper than {_MAX_MESSAGE_DEPTH} messages")
+        raise TooDeep(f"{_JSON_PREFIX}: value: nested deeper than {_MAX_MESSAGE_DEPTH} messages")
     kind = None
     for key, content in value.items():
         if content is not None and key in _JSON_VALUE_READERS:
@@ -497,7 +633,7 @@ def _json_any_value(value: dict[str, Any], depth: int) -> Any:
                 raise _not_otlp("value", f"both {kind} and {key}")
             kind = key
     if kind in ("arrayValue", "kvlistValue") and depth == _MAX_MESSAGE_DEPTH:
-        raise _not_otlp(kind, f"nested deeper than {_MAX_MESSAGE_DEPTH} messages")
+        raise TooDeep(f"{_JSON_PREFIX}: {kind}: nested deeper than {_MAX_MESSAGE_DEPTH} messages")
     return _JSON_VALUE_READERS[kind](value[kind], depth) if kind else None
 
 

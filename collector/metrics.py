@@ -219,9 +219,9 @@ class CollectorMetrics:
             ["field"],
             registry=registry,
         )
-        self.truncated_any_values = Counter(
+        self.truncated_nested_values = Counter(
             PREFIX + "truncated_nested_values",
-            "Attribute values nested deeper than the collector keeps, cut with a marker.",
+            "Attribute values nested deeper than a request can be parsed with, cut to a marker at 20 levels.",
             registry=registry,
         )
         self.settled_traces = Counter(

@@ -24,6 +24,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 
 from collector.decode import (
+    TooDeep,
     count_data_points,
     count_json_spans,
     count_spans,
@@ -31,6 +32,7 @@ from collector.decode import (
     decode_log_records,
     decode_spans,
     parse_json_traces,
+    shallow_json_values,
     without_conflicting_duplicates,
 )
 from collector.metrics import RECEIVER, CollectorMetrics
@@ -45,12 +47,26 @@ T = TypeVar("T")
 WORKERS = 2
 
 
+# Decoded spans, what was rejected, and how many values nested too deep were cut.
+Decoded = tuple[list[Span], Rejection, int]
+
+
+def _decode_json_spans(document: dict[str, Any]) -> Decoded:
+    """``decode_json_spans``; a document with values nested deeper than it reads is read again with them cut."""
+    try:
+        return (*decode_json_spans(document), 0)
+    except TooDeep:
+        cut = shallow_json_values(document)
+        return (*decode_json_spans(document), cut)
+
+
 class _PreparedSpans(NamedTuple):
     records: Records
     stats: TransformStats
     rejection: Rejection  # everything the client is told was not stored
     invalid: int  # of which spans decode rejected
     conflicting: int  # of which span ids repeated with other content
+    cut: int  # values nested too deep, cut
 
 
 class TooManySpans(Exception):
@@ -103,16 +119,14 @@ class Ingest:
 
         The queue's room is reserved before decoding: under overload a refusal costs a count, not a decode.
         """
-        return await self._spans(count_spans(request), lambda: decode_spans(request), transport)
+        return await self._spans(count_spans(request), lambda: (*decode_spans(request), 0), transport)
 
     async def json_traces(self, document: dict[str, Any], transport: str) -> Rejection:
         """``traces`` for an OTLP/JSON document, decoded without a protobuf message. Raises
         ``PayloadError`` when the document is not an OTLP trace request."""
-        return await self._spans(count_json_spans(document), lambda: decode_json_spans(document), transport)
+        return await self._spans(count_json_spans(document), lambda: _decode_json_spans(document), transport)
 
-    async def _spans(
-        self, count: int, decode: Callable[[], tuple[list[Span], Rejection]], transport: str
-    ) -> Rejection:
+    async def _spans(self, count: int, decode: Callable[[], Decoded], transport: str) -> Rejection:
         refused = self._metrics.refused_spans
         if count > self._max_spans:
             refused.labels(RECEIVER, transport, TooManySpans.reason).inc(count)
@@ -128,6 +142,7 @@ class Ingest:
         try:
             prepared = await self.offload(self._prepare_spans, decode)
             rejection = prepared.rejection
+            self.count_cut_values(prepared.cut)
             if prepared.invalid:
                 refused.labels(RECEIVER, transport, "invalid_span").inc(prepared.invalid)
             if prepared.conflicting:
@@ -143,18 +158,18 @@ class Ingest:
         self._count_evaluations(records)
         return rejection
 
-    def _prepare_spans(self, decode: Callable[[], tuple[list[Span], Rejection]]) -> _PreparedSpans:
+    def _prepare_spans(self, decode: Callable[[], Decoded]) -> _PreparedSpans:
         """On a worker thread: decode, set aside repeated span ids with other content, transform."""
-        spans, rejection = decode()
+        spans, rejection, cut = decode()
         spans, conflicting = without_conflicting_duplicates(spans)
         invalid = rejection.count
         if conflicting:
             reason = f"{conflicting} span ids repeated in the request with other content (the first copy is kept)"
             rejection = Rejection(invalid + conflicting, rejection.first_reason or reason)
         if not spans:
-            return _PreparedSpans(Records(), TransformStats(), rejection, invalid, conflicting)
+            return _PreparedSpans(Records(), TransformStats(), rejection, invalid, conflicting, cut)
         records, stats = self._transform().spans(spans)
-        return _PreparedSpans(records, stats, rejection, invalid, conflicting)
+        return _PreparedSpans(records, stats, rejection, invalid, conflicting, cut)
 
     async def logs(self, request: ExportLogsServiceRequest, transport: str) -> Rejection:
         """Store GenAI events (and other records when ``logs.keep_other``); count and drop the rest."""
@@ -213,6 +228,11 @@ class Ingest:
             yield
         finally:
             self._in_progress -= 1
+
+    def count_cut_values(self, cut: int) -> None:
+        """Attribute values cut because they were nested deeper than the parser goes."""
+        if cut:
+            self._metrics.truncated_nested_values.inc(cut)
 
     def bad_request(self, transport: str, reason: str) -> None:
         self._metrics.bad_requests.labels(RECEIVER, transport, reason).inc()

@@ -18,7 +18,7 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 
-from collector.decode import PayloadError, parse_protobuf
+from collector.decode import PayloadError, parse_otlp_protobuf
 from collector.metrics import CollectorMetrics
 from collector.pipeline import Backpressure, InvalidData
 from collector.receive.ingest import SIGNALS, Ingest, Signal, TooManySpans
@@ -109,9 +109,10 @@ class OtlpGrpcReceiver:
                 f"message of {len(body)} bytes is larger than the {self._limit}-byte limit",
             )
         try:
-            request = await self._ingest.offload(parse_protobuf, body, signal.request_type)
+            request, cut = await self._ingest.offload(parse_otlp_protobuf, body, signal.request_type)
         except PayloadError as error:
             raise GrpcError(grpc.StatusCode.INVALID_ARGUMENT, "malformed", str(error)) from None
+        self._ingest.count_cut_values(cut)
         try:
             return signal.answer(await signal.handle(self._ingest, request, TRANSPORT))
         except TooManySpans as error:

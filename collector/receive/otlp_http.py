@@ -24,7 +24,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from collector.decode import PayloadError, parse_json, parse_protobuf
+from collector.decode import PayloadError, parse_json, parse_otlp_protobuf, parse_protobuf
 from collector.logs import rate_limited
 from collector.metrics import CollectorMetrics
 from collector.pipeline import Backpressure, InvalidData
@@ -174,7 +174,7 @@ class OtlpHttpReceiver:
     async def _admitted_export(self, request: Request, signal: Signal, codec: Codec, body: bytes) -> Response:
         encoding = request.headers.get("content-encoding", "")
         try:
-            message, handle = await self._ingest.offload(self._parse, signal, codec, body, encoding)
+            message, handle, cut = await self._ingest.offload(self._parse, signal, codec, body, encoding)
         except TooLarge as error:
             raise HttpError(413, code_pb2.RESOURCE_EXHAUSTED, "too_large", str(error)) from None
         except UnsupportedEncoding as error:
@@ -183,6 +183,7 @@ class OtlpHttpReceiver:
             raise HttpError(400, code_pb2.INVALID_ARGUMENT, "corrupt_body", str(error)) from None
         except PayloadError as error:
             raise HttpError(400, code_pb2.INVALID_ARGUMENT, "malformed", str(error)) from None
+        self._ingest.count_cut_values(cut)
         try:
             rejection = await handle(self._ingest, message, TRANSPORT)
         except PayloadError as error:  # an OTLP/JSON document found malformed as it is decoded
@@ -193,12 +194,16 @@ class OtlpHttpReceiver:
             raise HttpError(400, code_pb2.INVALID_ARGUMENT, error.reason, str(error)) from None
         return Response(codec.render(signal.answer(rejection)), 200, media_type=codec.content_type)
 
-    def _parse(self, signal: Signal, codec: Codec, body: bytes, encoding: str) -> tuple[Any, Any]:
-        """On a worker thread: the decompressed body parsed, and the ``Ingest`` method that takes it."""
+    def _parse(self, signal: Signal, codec: Codec, body: bytes, encoding: str) -> tuple[Any, Any, int]:
+        """On a worker thread: the decompressed body parsed, the ``Ingest`` method that takes it, and how
+        many values nested too deep were cut."""
         body = decompress(body, encoding, self._limit)
         if codec is JSON and signal.parse_json_document and signal.handle_json_document:
-            return signal.parse_json_document(body), signal.handle_json_document
-        return codec.parse(body, signal.request_type), signal.handle
+            return signal.parse_json_document(body), signal.handle_json_document, 0
+        if codec is PROTOBUF:
+            message, cut = parse_otlp_protobuf(body, signal.request_type)
+            return message, signal.handle, cut
+        return codec.parse(body, signal.request_type), signal.handle, 0
 
     def _unavailable(self, refusal: Backpressure) -> HttpError:
         return HttpError(503, code_pb2.UNAVAILABLE, refusal.reason, str(refusal), {"Retry-After": self._retry_after})

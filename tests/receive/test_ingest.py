@@ -13,8 +13,11 @@ import pytest
 from google.rpc import code_pb2, status_pb2
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
+from collector.decode import DEEP_VALUE_MARKER, MAX_VALUE_DEPTH
 from tests.helpers import metric_value, otlp_request
+from tests.receive.test_otlp_http import as_json
 
 PROTOBUF = {"content-type": "application/x-protobuf"}
 
@@ -156,3 +159,37 @@ def test_label_values_from_clients_are_short_and_columns_obey_the_attribute_limi
     )
     for value in (stored_model, stored_service, attribute):
         assert len(value) < 1100 and "…[truncated " in value
+
+
+def nested_value(levels: int) -> AnyValue:
+    value = AnyValue(string_value="leaf")
+    for _ in range(levels):
+        outer = AnyValue()
+        outer.kvlist_value.values.add(key="k").value.CopyFrom(value)
+        value = outer
+    return value
+
+
+@pytest.mark.parametrize("transport", ["http-protobuf", "http-json", "grpc"])
+def test_a_value_nested_too_deep_is_cut_and_the_request_kept(collector: Any, transport: str) -> None:
+    """40 levels of kvlist: more than protobuf's parser reads (it refused the whole request, good spans too)."""
+    request = otlp_request(2, attributes={"gen_ai.request.model": "gpt-4o"})
+    request.resource_spans[0].scope_spans[0].spans[0].attributes.add(key="deep").value.CopyFrom(nested_value(40))
+    if transport == "grpc":
+        with grpc.insecure_channel(collector.grpc_target) as channel:
+            trace_service_pb2_grpc.TraceServiceStub(channel).Export(request, timeout=10)
+    else:
+        body, content_type = (
+            (request.SerializeToString(), "application/x-protobuf")
+            if transport == "http-protobuf"
+            else (as_json(request), "application/json")
+        )
+        response = httpx.post(
+            collector.http_url + "/v1/traces", content=body, headers={"content-type": content_type}, timeout=10
+        )
+        assert response.status_code == 200, response.content
+    rows = collector.query("SELECT attributes ->> '$.deep' FROM spans WHERE attributes ->> '$.deep' IS NOT NULL")
+    assert len(rows) == 1 and f'"{DEEP_VALUE_MARKER}"' in rows[0][0]
+    assert rows[0][0].count('"k"') == MAX_VALUE_DEPTH
+    assert collector.query("SELECT count(*) FROM spans") == [(2,)]
+    assert metric_value(scrape(collector), "genai_collector_truncated_nested_values_total") == 1
