@@ -274,5 +274,6 @@ def test_a_request_the_database_refuses_fails_alone_and_its_batch_mates_are_stor
     assert isinstance(bad, InvalidData) and "integer overflow" in str(bad)
     assert good is None
     assert pipeline.healthy
-    assert {row[0] for row in writer.connection.execute("SELECT span_id FROM spans")} == {s.span_id for s in good_spans}
+    stored = {row[0] for row in writer.connection.execute("SELECT span_id FROM spans")}
+    assert stored == {span.span_id for span in good_spans}
     writer.close()

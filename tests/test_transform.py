@@ -131,7 +131,8 @@ def test_token_counts_out_of_range_stay_in_the_attributes_only() -> None:
 
 def test_canonical_text_columns_obey_the_attribute_length_limit() -> None:
     span = one_span({"gen_ai.request.model": "m" * 500, "gen_ai.agent.name": "a" * 80})
-    records, stats = transform(limits={"max_attribute_length": 100}).spans([span._replace(service_name="s" * 300)])
+    long_service = span._replace(service_name="s" * 300)
+    records, stats = transform(limits={"max_attribute_length": 100}).spans([long_service])
     stored = records.spans[0]
     for value in (stored.genai.request_model, stored.service_name, stored.attributes["gen_ai.request.model"]):
         assert value[:101] == value[0] * 100 + "…" and value.endswith("chars]")

@@ -226,11 +226,16 @@ class OtlpHttpReceiver:
                     size += len(chunk)
                     if size > self._limit:
                         raise HttpError(
-                            413, code_pb2.RESOURCE_EXHAUSTED, "too_large", f"body is larger than the {self._limit}-byte limit"
+                            413,
+                            code_pb2.RESOURCE_EXHAUSTED,
+                            "too_large",
+                            f"body is larger than the {self._limit}-byte limit",
                         )
                     chunks.append(chunk)
         except TimeoutError:
-            rate_limited(log, logging.INFO, "a client did not send its request body within %ss; answered 408", self._body_timeout)
+            rate_limited(
+                log, logging.INFO, "a client did not send its request body within %gs; answered 408", self._body_timeout
+            )
             raise HttpError(
                 408,
                 code_pb2.DEADLINE_EXCEEDED,

@@ -102,9 +102,10 @@ def test_more_spans_than_max_spans_per_request_are_refused_over_both_transports(
 def test_huge_token_counts_stay_in_the_attributes_and_poison_nothing(collector: Any) -> None:
     """2^62 tokens twice in one trace overflowed the rollup's sum: every batch failed, retried forever."""
     trace_id = os.urandom(16)
-    huge = otlp_request(2, trace_id=trace_id, attributes={"gen_ai.request.model": "gpt-4o", "gen_ai.usage.input_tokens": 2**62})
+    model = {"gen_ai.request.model": "gpt-4o"}
+    huge = otlp_request(2, trace_id=trace_id, attributes={**model, "gen_ai.usage.input_tokens": 2**62})
     assert post(collector, huge).status_code == 200
-    normal = otlp_request(1, trace_id=trace_id, attributes={"gen_ai.request.model": "gpt-4o", "gen_ai.usage.input_tokens": 10})
+    normal = otlp_request(1, trace_id=trace_id, attributes={**model, "gen_ai.usage.input_tokens": 10})
     assert post(collector, normal).status_code == 200
     rows = collector.query(
         "SELECT input_tokens, attributes ->> '$.\"gen_ai.usage.input_tokens\"' FROM spans ORDER BY input_tokens"
@@ -116,7 +117,12 @@ def test_huge_token_counts_stay_in_the_attributes_and_poison_nothing(collector: 
 
 def test_a_span_sent_three_times_is_counted_once_in_the_genai_metrics(collector: Any) -> None:
     request = otlp_request(
-        1, attributes={"gen_ai.request.model": "gpt-4o", "gen_ai.usage.input_tokens": 1000, "gen_ai.usage.output_tokens": 100}
+        1,
+        attributes={
+            "gen_ai.request.model": "gpt-4o",
+            "gen_ai.usage.input_tokens": 1000,
+            "gen_ai.usage.output_tokens": 100,
+        },
     )
     for _ in range(3):
         assert post(collector, request).status_code == 200

@@ -47,6 +47,7 @@ def test_a_backlog_of_traces_settles_in_one_interval_not_500_per_interval(start_
 
 def test_the_oldest_unsettled_trace_age_is_exported(start_collector: Any) -> None:
     running = start_collector(snapshots={"settle_after": "1h", "interval": "100ms"})
-    response = httpx.post(running.http_url + "/v1/traces", content=otlp_request(2).SerializeToString(), headers=PROTOBUF)
+    body = otlp_request(2).SerializeToString()
+    response = httpx.post(running.http_url + "/v1/traces", content=body, headers=PROTOBUF)
     assert response.status_code == 200
     wait_until(lambda: oldest_unsettled_age(running) >= 0.5, 5, "the oldest unsettled trace to age")
