@@ -36,3 +36,19 @@ def test_bench_smoke_stores_every_acknowledged_span(tmp_path: Path) -> None:
         assert run["acknowledged_spans"] > 0, run
         assert run["stored_spans"] == run["acknowledged_spans"], run
         assert run["stored_check"] == "ok", run
+
+
+def test_hostile_bench_smoke_runs(tmp_path: Path) -> None:
+    report = tmp_path / "hostile.json"
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "hostile.py"), "--smoke", "--json", str(report), "--db-dir", str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    figures = json.loads(report.read_text())
+    assert [run["status"] for run in figures["requests"]] == [200, 413, 200]
+    assert all(run["healthz_failures"] == 0 for run in figures["requests"])
+    assert figures["settle"]["ingested_traces_per_s"] > 0
