@@ -70,7 +70,8 @@ def _span(trace_id: bytes, span_id: bytes, attributes: dict[str, str] | None = N
     """trace_id, span_id, name, start and end times (fixed64) and string attributes."""
     now = time.time_ns()
     encoded = _field(1, trace_id) + _field(2, span_id) + _field(5, b"hostile")
-    encoded += bytes([7 << 3 | 1]) + now.to_bytes(8, "little") + bytes([8 << 3 | 1]) + (now + 10**6).to_bytes(8, "little")
+    encoded += bytes([7 << 3 | 1]) + now.to_bytes(8, "little")
+    encoded += bytes([8 << 3 | 1]) + (now + 10**6).to_bytes(8, "little")
     for key, value in (attributes or {}).items():
         encoded += _field(9, _field(1, key.encode()) + _field(2, _field(1, value.encode())))
     return encoded
@@ -206,7 +207,11 @@ def hostile_requests(args: argparse.Namespace) -> list[RequestRun]:
     scale = 0.05 if args.smoke else 1.0
     size = int(args.max_request_size * scale)
     scenarios: list[tuple[str, Callable[[], bytes], list[str]]] = [
-        (f"emails ({int(args.emails * scale):,} addresses in one prompt)", lambda: emails_request(int(args.emails * scale)), []),
+        (
+            f"emails ({int(args.emails * scale):,} addresses in one prompt)",
+            lambda: emails_request(int(args.emails * scale)),
+            [],
+        ),
         (
             f"tiny spans ({int(args.tiny_spans * scale):,} in one request)",
             lambda: tiny_spans_request(int(args.tiny_spans * scale)),
@@ -219,7 +224,8 @@ def hostile_requests(args: argparse.Namespace) -> list[RequestRun]:
         ),
     ]
     if args.smoke:  # the span cap must still refuse the tiny-spans request at this scale
-        scenarios[1] = (scenarios[1][0], scenarios[1][1], ["--max-spans-per-request", str(int(args.tiny_spans * scale) // 2)])
+        cap = str(int(args.tiny_spans * scale) // 2)
+        scenarios[1] = (scenarios[1][0], scenarios[1][1], ["--max-spans-per-request", cap])
     runs = []
     for name, build, daemon_args in scenarios:
         body = build()
@@ -330,14 +336,16 @@ def table(requests: list[RequestRun], settle: SettleRun | None) -> str:
         for run in requests:
             lines.append(
                 f"{run.scenario:<52} {run.body_mb:>6} {run.status or '-':>6} {run.seconds:>7} "
-                f"{run.healthz_ms['p50'] or '-':>11} {run.healthz_ms['p99'] or '-':>8} {run.healthz_ms['max'] or '-':>8} "
+                f"{run.healthz_ms['p50'] or '-':>11} {run.healthz_ms['p99'] or '-':>8} "
+                f"{run.healthz_ms['max'] or '-':>8} "
                 f"{run.peak_rss_mb or '-':>11} {run.peak_rss_over_body or '-':>8}"
             )
     if settle:
         lines.append(
             f"settling at max ingest ({settle.protocol}, {settle.duration_s:g} s): ingested "
             f"{settle.ingested_traces_per_s:,.0f} traces/s, settled {settle.settled_traces_per_s:,.0f} traces/s, "
-            f"backlog at end {settle.backlog_at_end:,}, all settled {settle.settled_within_s_after_load} s after the load, "
+            f"backlog at end {settle.backlog_at_end:,}, "
+            f"all settled {settle.settled_within_s_after_load} s after the load, "
             f"oldest unsettled age at end {settle.oldest_unsettled_age_s_at_end} s"
         )
     return "\n".join(lines)
@@ -353,7 +361,9 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--smoke", action="store_true", help="small sizes and 3 s: the code runs, figures mean little")
     parser.add_argument("--emails", type=int, default=40_000, help="addresses in the e-mail prompt (default 40,000)")
     parser.add_argument("--tiny-spans", type=int, default=650_000, help="spans in the tiny-spans request (650,000)")
-    parser.add_argument("--max-spans", type=int, default=10_000, help="spans of the largest admitted request (the default cap)")
+    parser.add_argument(
+        "--max-spans", type=int, default=10_000, help="spans of the largest admitted request (the default cap)"
+    )
     parser.add_argument("--max-request-size", type=int, default=20 * 2**20 - 4096, help="its bytes (just under 20 MiB)")
     parser.add_argument("-d", "--duration", type=float, default=20.0, help="seconds of max-rate ingest for settle (20)")
     parser.add_argument("-p", "--protocol", choices=PROTOCOLS, default="http-protobuf")

@@ -41,7 +41,15 @@ def test_bench_smoke_stores_every_acknowledged_span(tmp_path: Path) -> None:
 def test_hostile_bench_smoke_runs(tmp_path: Path) -> None:
     report = tmp_path / "hostile.json"
     result = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "hostile.py"), "--smoke", "--json", str(report), "--db-dir", str(tmp_path)],
+        [
+            sys.executable,
+            str(ROOT / "bench" / "hostile.py"),
+            "--smoke",
+            "--json",
+            str(report),
+            "--db-dir",
+            str(tmp_path),
+        ],
         cwd=ROOT,
         capture_output=True,
         text=True,
