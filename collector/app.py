@@ -153,6 +153,7 @@ class Collector:
                 max_request_size=settings.max_request_size,
                 retry_after=settings.retry_after,
                 body_read_timeout=settings.body_read_timeout,
+                read_budget=settings.max_concurrent_requests * settings.max_request_size,
             )
             protocol = header_timeout_protocol(settings.header_read_timeout, self._header_timed_out)
             await self._start_http(

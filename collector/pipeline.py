@@ -54,7 +54,12 @@ class InvalidData(Exception):
 
 
 # Errors caused by the rows written, not by the disk or a lock: the request that caused one is isolated.
-DATA_ERRORS = (apsw.SQLError, apsw.ConstraintError, apsw.MismatchError, apsw.TooBigError, apsw.RangeError)
+_DATA_ERRORS = (apsw.ConstraintError, apsw.MismatchError, apsw.TooBigError, apsw.RangeError)
+
+
+def is_data_error(failure: apsw.Error) -> bool:
+    """Whether the rows written caused ``failure`` (an integer overflow in a sum is a generic SQLError)."""
+    return isinstance(failure, _DATA_ERRORS) or (isinstance(failure, apsw.SQLError) and "overflow" in str(failure))
 
 
 class TooManyRequests(Backpressure):
@@ -245,13 +250,14 @@ class Pipeline:
         stored: list[Span] = []
         try:
             stored = self._writer.write([request.records for request in batch])
-        except DATA_ERRORS as failure:
-            if len(batch) > 1:
+        except apsw.Error as failure:
+            if not is_data_error(failure):
+                error = self._write_failed(type(failure).__name__, f"database write failed: {failure}")
+            elif len(batch) > 1:
                 self._isolate(batch)
                 return
-            error = self._invalid_data(failure)
-        except apsw.Error as failure:
-            error = self._write_failed(type(failure).__name__, f"database write failed: {failure}")
+            else:
+                error = self._invalid_data(failure)
         except Exception:  # a bug of ours: keep the daemon up, fail the batch loudly
             log.exception("unexpected error while writing a batch of %d records", count)
             error = self._write_failed("internal", "internal error while storing spans")

@@ -26,8 +26,8 @@ from starlette.routing import Route
 
 from collector.decode import PayloadError, parse_json, parse_otlp_protobuf, parse_protobuf
 from collector.logs import rate_limited
-from collector.metrics import CollectorMetrics
-from collector.pipeline import Backpressure, InvalidData
+from collector.metrics import RECEIVER, CollectorMetrics
+from collector.pipeline import Backpressure, InvalidData, TooManyRequests
 from collector.receive.compression import CorruptBody, TooLarge, UnsupportedEncoding, decompress
 from collector.receive.ingest import SIGNALS as INGEST_SIGNALS
 from collector.receive.ingest import Ingest, Signal, TooManySpans
@@ -86,12 +86,17 @@ class OtlpHttpReceiver:
         max_request_size: int,
         retry_after: float,
         body_read_timeout: float = 30.0,
+        read_budget: int | None = None,
     ):
+        """``read_budget``: bytes of request bodies received and not yet handed on, all requests together
+        (default: 64 bodies of ``max_request_size``)."""
         self._ingest = ingest
         self._metrics = metrics
         self._limit = max_request_size
         self._retry_after = str(max(1, math.ceil(retry_after)))
         self._body_timeout = body_read_timeout
+        self._read_budget = read_budget or 64 * max_request_size
+        self._reading = 0  # bytes of bodies being received; touched only on the event loop
 
     def app(self, cors_origins: tuple[str, ...] = ()) -> Starlette:
         middleware = []
@@ -219,7 +224,7 @@ class OtlpHttpReceiver:
                 f"body of {declared} bytes is larger than the {self._limit}-byte limit",
             )
         chunks = []
-        size = 0
+        size = held = 0
         try:
             async with asyncio.timeout(self._body_timeout):
                 async for chunk in request.stream():
@@ -231,7 +236,15 @@ class OtlpHttpReceiver:
                             "too_large",
                             f"body is larger than the {self._limit}-byte limit",
                         )
+                    self._reading += len(chunk)
+                    held += len(chunk)
                     chunks.append(chunk)
+                    if self._reading > self._read_budget:
+                        self._metrics.refused_requests.labels(RECEIVER, TRANSPORT, TooManyRequests.reason).inc()
+                        raise TooManyRequests(
+                            f"{self._reading} bytes of request bodies are being received, the most this collector "
+                            "holds at once; retry later"
+                        )
         except TimeoutError:
             rate_limited(
                 log, logging.INFO, "a client did not send its request body within %gs; answered 408", self._body_timeout
@@ -248,4 +261,6 @@ class OtlpHttpReceiver:
             raise HttpError(
                 CLIENT_CLOSED_REQUEST, code_pb2.CANCELLED, "client_disconnected", "the client disconnected"
             ) from None
+        finally:
+            self._reading -= held
         return b"".join(chunks)

@@ -146,3 +146,26 @@ def test_a_client_that_disconnects_mid_body_is_counted_and_logged_once_without_t
     assert requests_answered(running, "500") == 0
     assert not [record for record in caplog.records if record.exc_info]
     assert len([record for record in caplog.records if "disconnected" in record.getMessage()]) <= 1
+
+
+def test_bodies_being_received_have_a_memory_budget(start_collector: Any) -> None:
+    """Bodies take no place among the requests in progress while they arrive, so their bytes are bounded
+    together instead: max_concurrent_requests bodies of max_request_size (here 1 of 64 KiB)."""
+    running = start_collector(max_concurrent_requests=1, max_request_size="64KiB", retry_after="1s")
+    port = running.collector.ports["otlp_http"]
+    with connection(running) as stalled:
+        stalled.sendall(headers(port, 60_000) + b"\x0a" * 50_000)
+        time.sleep(0.3)
+        big = otlp_request(1, attributes={"gen_ai.prompt": "x" * 30_000}).SerializeToString()
+        refused = httpx.post(running.http_url + "/v1/traces", content=big, headers=PROTOBUF, timeout=10)
+        assert refused.status_code == 503 and refused.headers["retry-after"] == "1"
+        assert "bytes of request bodies" in status_pb2.Status.FromString(refused.content).message
+        small = httpx.post(
+            running.http_url + "/v1/traces", content=otlp_request(1).SerializeToString(), headers=PROTOBUF, timeout=10
+        )
+        assert small.status_code == 200
+    metrics = httpx.get(running.admin_url + "/metrics").text
+    assert metric_value(
+        metrics, "genai_collector_receiver_refused_requests_total",
+        receiver="otlp", transport="http", reason="too_many_requests",
+    ) == 1
