@@ -29,9 +29,9 @@ from collector.genai_metrics import GenAIMetrics
 from collector.metrics import RECEIVER, CollectorMetrics
 from collector.model import Records, Span
 from collector.pipeline import Pipeline
+from collector.receive.http_protocol import header_timeout_protocol
 from collector.receive.ingest import Ingest
 from collector.receive.otlp_grpc import OtlpGrpcReceiver, serving_health
-from collector.receive.http_protocol import header_timeout_protocol
 from collector.receive.otlp_http import TRANSPORT as HTTP_TRANSPORT
 from collector.receive.otlp_http import OtlpHttpReceiver
 from collector.storage.writer import SpanWriter
