@@ -66,7 +66,7 @@ def _split_list(value: str) -> list[str]:
     return [part.strip() for part in value.split(",") if part.strip()]
 
 
-def _read_file(path: Path) -> dict[str, Any]:
+def read_config_file(path: Path) -> dict[str, Any]:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as error:
@@ -96,7 +96,7 @@ def _yaml_problem(error: yaml.YAMLError) -> str:
 def merge_sources(args: argparse.Namespace, environ: Mapping[str, str]) -> dict[str, Any]:
     """Option values by precedence: flag > environment > config file (defaults are the model's)."""
     config_path = args.config or (Path(environ[f"{ENV_PREFIX}CONFIG"]) if f"{ENV_PREFIX}CONFIG" in environ else None)
-    values: dict[str, Any] = _read_file(config_path) if config_path else {}
+    values: dict[str, Any] = read_config_file(config_path) if config_path else {}
     known = {f"{ENV_PREFIX}CONFIG", *(ENV_PREFIX + name.upper() for name in OPTIONS)}
     for key, value in environ.items():
         if not key.startswith(ENV_PREFIX) or key in known:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import apsw
@@ -25,3 +27,22 @@ def open_connection(path: Path | str, *, synchronous: str = "full", readonly: bo
     apsw.bestpractice.connection_dqs(connection)
     connection.pragma("synchronous", synchronous)
     return connection
+
+
+@contextlib.contextmanager
+def write_transaction(connection: apsw.Connection) -> Iterator[None]:
+    """A transaction that takes the write lock at its start (``BEGIN IMMEDIATE``), waiting up to the busy timeout.
+
+    For a transaction that reads before it writes, when another connection (an in-process exporter, a
+    second process) may write the same file: begun the default way, it would find at its first write
+    that the other committed since its read, and fail at once with SQLITE_BUSY_SNAPSHOT, which no busy
+    timeout waits out.
+    """
+    connection.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+        connection.execute("COMMIT")
+    except BaseException:
+        if connection.in_transaction:  # some errors (a full disk) have rolled it back already
+            connection.execute("ROLLBACK")
+        raise
