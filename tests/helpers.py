@@ -102,6 +102,18 @@ def stored_span_keys(db: Path) -> set[tuple[str, str]]:
         connection.close()
 
 
+@contextlib.contextmanager
+def write_lock_held(db: Path) -> Iterator[None]:
+    """Hold SQLite's write lock from another connection, as a long migration or a backup would."""
+    blocker = apsw.Connection(str(db))
+    blocker.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+
+
 def wait_until(condition: Callable[[], T], timeout: float, what: str = "the condition", interval: float = 0.01) -> T:
     """Poll ``condition`` until it returns something truthy; fail naming ``what`` after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
