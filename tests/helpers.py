@@ -93,6 +93,15 @@ def span_keys(request: ExportTraceServiceRequest) -> list[tuple[str, str]]:
     ]
 
 
+def query_db(db: Path, sql: str, *bindings: Any) -> list[tuple[Any, ...]]:
+    """Read a database the way a user would: a read-only connection of our own."""
+    connection = apsw.Connection(str(db), flags=apsw.SQLITE_OPEN_READONLY)
+    try:
+        return list(connection.execute(sql, bindings))
+    finally:
+        connection.close()
+
+
 def stored_span_keys(db: Path) -> set[tuple[str, str]]:
     """The (trace_id, span_id) of every stored span, read on a read-only connection of our own."""
     connection = apsw.Connection(str(db), flags=apsw.SQLITE_OPEN_READONLY)

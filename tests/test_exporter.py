@@ -28,7 +28,7 @@ from opentelemetry.trace import NonRecordingSpan, SpanKind, set_span_in_context
 from collector.config import ConfigError
 from collector.demo.runner import Demo, otlp_http_exporters
 from collector.exporter import SQLiteLogRecordExporter, SQLiteSpanExporter
-from tests.helpers import otlp_request, wait_until, write_lock_held
+from tests.helpers import otlp_request, query_db, wait_until, write_lock_held
 
 QUESTION = '[{"role": "user", "parts": [{"type": "text", "content": "Refund me at ana@example.com"}]}]'
 EVALUATION = {
@@ -77,21 +77,13 @@ def evaluation_records(span: ReadableSpan) -> list[Any]:
     return list(memory.get_finished_logs())
 
 
-def query(db: Path, sql: str, *bindings: Any) -> list[tuple[Any, ...]]:
-    connection = apsw.Connection(str(db), flags=apsw.SQLITE_OPEN_READONLY)
-    try:
-        return list(connection.execute(sql, bindings))
-    finally:
-        connection.close()
-
-
 def test_export_succeeds_once_the_spans_are_committed_with_the_daemons_columns(tmp_path: Path) -> None:
     db = tmp_path / "data" / "collector.db"  # the directory is created, as the daemon does
     exporter = SQLiteSpanExporter(db)
     spans = agent_spans()
 
     assert exporter.export(spans) == SpanExportResult.SUCCESS
-    rows = query(  # at once, on another connection: committed, not merely queued
+    rows = query_db(  # at once, on another connection: committed, not merely queued
         db, "SELECT name, service_name, category, provider, input_tokens, cost_usd, attributes FROM spans ORDER BY name"
     )
     assert [row[:5] for row in rows] == [
@@ -101,7 +93,7 @@ def test_export_succeeds_once_the_spans_are_committed_with_the_daemons_columns(t
     assert rows[0][5] == pytest.approx((1000 * 2.5 + 100 * 10.0) / 1e6)
     prompt = json.loads(json.loads(rows[0][6])["gen_ai.input.messages"])
     assert prompt[0]["parts"][0]["content"] == "Refund me at [REDACTED:email]"
-    assert query(db, "SELECT span_count, llm_calls, has_root FROM traces") == [(2, 1, 1)]
+    assert query_db(db, "SELECT span_count, llm_calls, has_root FROM traces") == [(2, 1, 1)]
     exporter.shutdown()
 
 
@@ -113,10 +105,10 @@ def test_log_exporter_stores_genai_events_and_evaluations(tmp_path: Path) -> Non
 
     assert span_exporter.export(spans) == SpanExportResult.SUCCESS
     assert log_exporter.export(evaluation_records(chat)) == LogRecordExportResult.SUCCESS
-    assert query(db, "SELECT name, score, label, source, span_id FROM evaluations") == [
+    assert query_db(db, "SELECT name, score, label, source, span_id FROM evaluations") == [
         ("relevance", 0.42, "irrelevant", "log", f"{chat.get_span_context().span_id:016x}")
     ]
-    assert query(db, "SELECT name, source FROM events") == [("gen_ai.evaluation.result", "log")]
+    assert query_db(db, "SELECT name, source FROM events") == [("gen_ai.evaluation.result", "log")]
     span_exporter.shutdown()
     log_exporter.shutdown()
 
@@ -129,9 +121,9 @@ def test_export_fails_when_the_database_stays_locked_and_succeeds_after(tmp_path
         started = time.monotonic()
         assert exporter.export(spans) == SpanExportResult.FAILURE
         assert time.monotonic() - started < 5  # the busy timeout, not forever
-    assert query(db, "SELECT count(*) FROM spans") == [(0,)]
+    assert query_db(db, "SELECT count(*) FROM spans") == [(0,)]
     assert exporter.export(spans) == SpanExportResult.SUCCESS
-    assert query(db, "SELECT count(*) FROM spans") == [(2,)]
+    assert query_db(db, "SELECT count(*) FROM spans") == [(2,)]
     exporter.shutdown()
 
 
@@ -164,7 +156,7 @@ def test_shutdown_is_idempotent_and_later_exports_fail(tmp_path: Path) -> None:
     assert span_exporter.export(spans) == SpanExportResult.FAILURE
     assert log_exporter.export(records) == LogRecordExportResult.FAILURE
     assert span_exporter.force_flush() is True and log_exporter.force_flush() is True
-    assert query(db, "SELECT count(*) FROM spans") == [(0,)]
+    assert query_db(db, "SELECT count(*) FROM spans") == [(0,)]
 
 
 def test_settings_come_from_the_config_file_then_keywords(tmp_path: Path) -> None:
@@ -175,10 +167,10 @@ def test_settings_come_from_the_config_file_then_keywords(tmp_path: Path) -> Non
     exporter = SQLiteSpanExporter(db, config=config, snapshots={**QUICK_SETTLING, "rules": rules})
     assert exporter.export(agent_spans()) == SpanExportResult.SUCCESS
     assert exporter.force_flush()
-    (attributes,) = query(db, "SELECT attributes FROM spans WHERE category = 'llm'")[0]
+    (attributes,) = query_db(db, "SELECT attributes FROM spans WHERE category = 'llm'")[0]
     assert "ana@example.com" in attributes  # the file turned the e-mail detector off
     # the keyword replaced the file's snapshots section: its latency rule applies, the file's cost rule does not
-    assert query(db, "SELECT metric, breached, rule FROM metric_snapshots ORDER BY metric") == [
+    assert query_db(db, "SELECT metric, breached, rule FROM metric_snapshots ORDER BY metric") == [
         ("cost_usd", 0, None),
         ("latency_ms", 1, "latency_ms > 0"),
     ]
@@ -199,8 +191,8 @@ def test_a_trace_the_exporter_settled_is_not_settled_again_by_a_daemon(tmp_path:
     trace_id = f"{spans[0].get_span_context().trace_id:032x}"
     assert exporter.export(spans) == SpanExportResult.SUCCESS
     assert exporter.force_flush()
-    settled = query(db, "SELECT settled_at_unix_nano FROM traces WHERE trace_id = ?", trace_id)
-    snapshots = query(db, "SELECT metric, computed_at FROM metric_snapshots WHERE trace_id = ? ORDER BY metric", trace_id)
+    settled = query_db(db, "SELECT settled_at_unix_nano FROM traces WHERE trace_id = ?", trace_id)
+    snapshots = query_db(db, "SELECT metric, computed_at FROM metric_snapshots WHERE trace_id = ? ORDER BY metric", trace_id)
     assert settled[0][0] is not None and len(snapshots) == 2
     exporter.shutdown()
 
@@ -211,9 +203,9 @@ def test_a_trace_the_exporter_settled_is_not_settled_again_by_a_daemon(tmp_path:
         content=marker.SerializeToString(),
         headers={"content-type": "application/x-protobuf"},
     ).status_code == 200
-    wait_until(lambda: query(db, "SELECT count(*) FROM traces WHERE settled_at_unix_nano IS NULL") == [(0,)], 10)
-    assert query(db, "SELECT settled_at_unix_nano FROM traces WHERE trace_id = ?", trace_id) == settled
-    assert query(
+    wait_until(lambda: query_db(db, "SELECT count(*) FROM traces WHERE settled_at_unix_nano IS NULL") == [(0,)], 10)
+    assert query_db(db, "SELECT settled_at_unix_nano FROM traces WHERE trace_id = ?", trace_id) == settled
+    assert query_db(
         db, "SELECT metric, computed_at FROM metric_snapshots WHERE trace_id = ? ORDER BY metric", trace_id
     ) == snapshots
 
@@ -244,10 +236,10 @@ def test_exporter_and_daemon_write_one_file_at_once(tmp_path: Path, start_collec
     for exporter in span_exporters:
         exporter.shutdown()
     daemon_exporter.shutdown()
-    assert query(db, "SELECT count(*) FROM spans") == [(150,)]
-    wait_until(lambda: query(db, "SELECT count(*) FROM traces WHERE settled_at_unix_nano IS NOT NULL") == [(75,)], 10)
-    assert query(db, "SELECT count(*), count(DISTINCT trace_id) FROM metric_snapshots") == [(150, 75)]
-    assert {row[0] for row in query(db, "SELECT trace_id FROM traces")} == set(sent)
+    assert query_db(db, "SELECT count(*) FROM spans") == [(150,)]
+    wait_until(lambda: query_db(db, "SELECT count(*) FROM traces WHERE settled_at_unix_nano IS NOT NULL") == [(75,)], 10)
+    assert query_db(db, "SELECT count(*), count(DISTINCT trace_id) FROM metric_snapshots") == [(150, 75)]
+    assert {row[0] for row in query_db(db, "SELECT trace_id FROM traces")} == set(sent)
 
 
 # Stamped when a row is received or settled, or numbered by insertion order: everything else must be equal.
@@ -307,7 +299,7 @@ def test_the_exporter_stores_the_same_rows_as_the_daemon(tmp_path: Path, start_c
     assert counts.traces >= 20 and counts.evaluations >= 15
 
     def all_settled(db: Path) -> bool:
-        return query(db, "SELECT count(*), count(settled_at_unix_nano) FROM traces") == [(counts.traces,) * 2]
+        return query_db(db, "SELECT count(*), count(settled_at_unix_nano) FROM traces") == [(counts.traces,) * 2]
 
     wait_until(lambda: all_settled(daemon.settings.db), 30, "the daemon to settle every trace")
     exporter = SQLiteSpanExporter(exported, **options)  # a later run of the app settles what was left
@@ -321,4 +313,4 @@ def test_the_exporter_stores_the_same_rows_as_the_daemon(tmp_path: Path, start_c
         assert rows == by_exporter[table], f"{table} differs"
     assert len(by_daemon["spans"]) == counts.spans
     assert len(by_daemon["evaluations"]) == counts.evaluations
-    assert query(exported, "SELECT count(*) FROM metric_snapshots WHERE breached") != [(0,)]
+    assert query_db(exported, "SELECT count(*) FROM metric_snapshots WHERE breached") != [(0,)]
