@@ -64,9 +64,9 @@ class _SQLiteExporter:
         self,
         path: str | os.PathLike[str],
         *,
-        config: str | os.PathLike[str] | None,
-        busy_timeout: float | str,
-        options: dict[str, Any],
+        config: str | os.PathLike[str] | None = None,
+        busy_timeout: float | str = DEFAULT_BUSY_TIMEOUT,
+        **options: Any,
     ) -> None:
         self.settings = exporter_settings(path, config, **options)
         try:
@@ -128,7 +128,7 @@ class SQLiteSpanExporter(_SQLiteExporter, SpanExporter):
         busy_timeout: float | str = DEFAULT_BUSY_TIMEOUT,
         **options: Any,
     ) -> None:
-        super().__init__(path, config=config, busy_timeout=busy_timeout, options=options)
+        super().__init__(path, config=config, busy_timeout=busy_timeout, **options)
         self._stop = threading.Event()
         self._settler = threading.Thread(target=self._settle_periodically, name="sqlite-exporter-settle", daemon=True)
         self._settler.start()
@@ -179,16 +179,6 @@ class SQLiteLogRecordExporter(_SQLiteExporter, LogRecordExporter):
     """Stores the SDK's log records that are GenAI events (and evaluations) as the daemon's ``/v1/logs``
     would; other records are dropped unless ``logs={"keep_other": True}``. Same arguments as
     ``SQLiteSpanExporter``."""
-
-    def __init__(
-        self,
-        path: str | os.PathLike[str],
-        *,
-        config: str | os.PathLike[str] | None = None,
-        busy_timeout: float | str = DEFAULT_BUSY_TIMEOUT,
-        **options: Any,
-    ) -> None:
-        super().__init__(path, config=config, busy_timeout=busy_timeout, options=options)
 
     def export(self, batch: Sequence[ReadableLogRecord]) -> LogRecordExportResult:
         """``SUCCESS`` once the events are committed (or there were none to keep); ``FAILURE`` when the

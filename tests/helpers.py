@@ -123,6 +123,19 @@ def write_lock_held(db: Path) -> Iterator[None]:
         blocker.close()
 
 
+def fill_disk(directory: Path) -> Path:
+    """Take every free block of the file system ``directory`` is on; returns the filler, to unlink."""
+    filler = directory / "filler"
+    with open(filler, "wb") as handle:
+        try:
+            while True:
+                handle.write(b"\0" * 65536)
+                handle.flush()
+        except OSError:
+            pass
+    return filler
+
+
 def wait_until(condition: Callable[[], T], timeout: float, what: str = "the condition", interval: float = 0.01) -> T:
     """Poll ``condition`` until it returns something truthy; fail naming ``what`` after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout

@@ -28,7 +28,7 @@ from opentelemetry.trace import NonRecordingSpan, SpanKind, set_span_in_context
 from collector.config import ConfigError
 from collector.demo.runner import Demo, otlp_http_exporters
 from collector.exporter import SQLiteLogRecordExporter, SQLiteSpanExporter
-from tests.helpers import otlp_request, query_db, wait_until, write_lock_held
+from tests.helpers import fill_disk, otlp_request, query_db, wait_until, write_lock_held
 
 QUESTION = '[{"role": "user", "parts": [{"type": "text", "content": "Refund me at ana@example.com"}]}]'
 EVALUATION = {
@@ -129,14 +129,7 @@ def test_export_fails_when_the_database_stays_locked_and_succeeds_after(tmp_path
 
 def test_export_fails_on_a_full_disk_and_succeeds_once_there_is_room(small_disk: Path) -> None:
     exporter = SQLiteSpanExporter(small_disk / "collector.db")
-    filler = small_disk / "filler"
-    with open(filler, "wb") as handle:
-        try:
-            while True:
-                handle.write(b"\0" * 65536)
-                handle.flush()
-        except OSError:
-            pass
+    filler = fill_disk(small_disk)
     big = agent_spans(prompt="x" * 200_000)
     assert exporter.export(big) == SpanExportResult.FAILURE
     filler.unlink()

@@ -31,7 +31,7 @@ from collector.model import Records
 from collector.normalize import normalize
 from collector.pipeline import InvalidData, Pipeline
 from collector.storage.writer import SpanWriter
-from tests.helpers import metric_value, otlp_request, write_lock_held
+from tests.helpers import fill_disk, metric_value, otlp_request, write_lock_held
 
 PROTOBUF = {"content-type": "application/x-protobuf"}
 
@@ -155,14 +155,7 @@ def test_full_disk_fails_requests_retryably_and_recovers(start_collector: Any, s
         return httpx.post(running.http_url + "/v1/traces", content=request.SerializeToString(), headers=PROTOBUF)
 
     assert send(5).status_code == 200
-    filler = small_disk / "filler"
-    with open(filler, "wb") as handle:  # take every free block of the disk
-        try:
-            while True:
-                handle.write(b"\0" * 65536)
-                handle.flush()
-        except OSError:
-            pass
+    filler = fill_disk(small_disk)
 
     refused = send(20)
     assert refused.status_code == 503

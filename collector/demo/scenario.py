@@ -246,7 +246,6 @@ class _Trace:
 
     def tool(self, tool: Tool, call_id: str, arguments: dict[str, Any], *, timeout: bool, result_tokens: int) -> str:
         """Run a tool and its nested call; returns its result, which adds ``result_tokens`` to the context."""
-        rng = self.rng
         with self.span(
             f"execute_tool {tool.name}",
             gen_ai__operation__name="execute_tool",
