@@ -58,7 +58,9 @@ def test_demo_traces_land_with_canonical_columns_costs_redaction_evaluations_and
         " AND cost_usd IS NULL"
     )
     assert unpriced == [(0,)]
-    models = collector.query("SELECT DISTINCT provider, request_model, response_model FROM spans WHERE category = 'llm'")
+    models = collector.query(
+        "SELECT DISTINCT provider, request_model, response_model FROM spans WHERE category = 'llm'"
+    )
     assert ("anthropic", "claude-sonnet-4-5", "claude-sonnet-4-5-20250929") in models
     assert ("openai", "gpt-4o-mini", "gpt-4o-mini-2024-07-18") in models
     (cached, ttft, finished, agents, tools) = collector.query(
@@ -74,7 +76,9 @@ def test_demo_traces_land_with_canonical_columns_costs_redaction_evaluations_and
         " ON s.trace_id = t.trace_id AND s.parent_span_id = t.span_id) SELECT max(depth) FROM tree"
     )
     assert depth == [(3,)]
-    errors = dict(collector.query("SELECT json_extract(attributes, '$.\"error.type\"'), count(*) FROM spans GROUP BY 1"))
+    errors = dict(
+        collector.query("SELECT json_extract(attributes, '$.\"error.type\"'), count(*) FROM spans GROUP BY 1")
+    )
     assert {"RateLimitError", "TimeoutError", "InternalServerError"} <= set(errors)
     # Latency percentiles need spread: the slowest answers take several times the median.
     durations = [row[0] for row in collector.query("SELECT duration_ns FROM traces ORDER BY duration_ns")]

@@ -185,7 +185,8 @@ def test_a_trace_the_exporter_settled_is_not_settled_again_by_a_daemon(tmp_path:
     assert exporter.export(spans) == SpanExportResult.SUCCESS
     assert exporter.force_flush()
     settled = query_db(db, "SELECT settled_at_unix_nano FROM traces WHERE trace_id = ?", trace_id)
-    snapshots = query_db(db, "SELECT metric, computed_at FROM metric_snapshots WHERE trace_id = ? ORDER BY metric", trace_id)
+    snapshots_sql = "SELECT metric, computed_at FROM metric_snapshots WHERE trace_id = ? ORDER BY metric"
+    snapshots = query_db(db, snapshots_sql, trace_id)
     assert settled[0][0] is not None and len(snapshots) == 2
     exporter.shutdown()
 
@@ -198,9 +199,7 @@ def test_a_trace_the_exporter_settled_is_not_settled_again_by_a_daemon(tmp_path:
     ).status_code == 200
     wait_until(lambda: query_db(db, "SELECT count(*) FROM traces WHERE settled_at_unix_nano IS NULL") == [(0,)], 10)
     assert query_db(db, "SELECT settled_at_unix_nano FROM traces WHERE trace_id = ?", trace_id) == settled
-    assert query_db(
-        db, "SELECT metric, computed_at FROM metric_snapshots WHERE trace_id = ? ORDER BY metric", trace_id
-    ) == snapshots
+    assert query_db(db, snapshots_sql, trace_id) == snapshots
 
 
 def test_exporter_and_daemon_write_one_file_at_once(tmp_path: Path, start_collector: Any) -> None:
@@ -230,7 +229,8 @@ def test_exporter_and_daemon_write_one_file_at_once(tmp_path: Path, start_collec
         exporter.shutdown()
     daemon_exporter.shutdown()
     assert query_db(db, "SELECT count(*) FROM spans") == [(150,)]
-    wait_until(lambda: query_db(db, "SELECT count(*) FROM traces WHERE settled_at_unix_nano IS NOT NULL") == [(75,)], 10)
+    settled = "SELECT count(*) FROM traces WHERE settled_at_unix_nano IS NOT NULL"
+    wait_until(lambda: query_db(db, settled) == [(75,)], 10, "every trace to settle")
     assert query_db(db, "SELECT count(*), count(DISTINCT trace_id) FROM metric_snapshots") == [(150, 75)]
     assert {row[0] for row in query_db(db, "SELECT trace_id FROM traces")} == set(sent)
 

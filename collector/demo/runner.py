@@ -9,6 +9,7 @@ Each agent is a service of its own (its own resource), exporting to every export
 
 from __future__ import annotations
 
+import argparse
 import heapq
 import random
 import sys
@@ -197,7 +198,7 @@ class Demo:
         self.counts.evaluations += 1
 
 
-def main(args: Any) -> int:
+def main(args: argparse.Namespace) -> int:
     """``genai-collector demo``: the parsed flags in, an exit code out."""
     if args.db is not None:
         exporters = partial(sqlite_exporters, args.db, args.config)

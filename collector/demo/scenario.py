@@ -87,7 +87,9 @@ class Agent:
     questions: tuple[str, ...]
 
 
-CLAUDE_SONNET = Model("anthropic", "claude-sonnet-4-5", "claude-sonnet-4-5-20250929", 0.55, 65.0, "tool_use", "end_turn")
+CLAUDE_SONNET = Model(
+    "anthropic", "claude-sonnet-4-5", "claude-sonnet-4-5-20250929", 0.55, 65.0, "tool_use", "end_turn"
+)
 CLAUDE_HAIKU = Model("anthropic", "claude-haiku-4-5", "claude-haiku-4-5-20251001", 0.3, 150.0, "tool_use", "end_turn")
 GPT_4O = Model("openai", "gpt-4o", "gpt-4o-2024-08-06", 0.45, 85.0, "tool_calls", "stop")
 GPT_4O_MINI = Model("openai", "gpt-4o-mini", "gpt-4o-mini-2024-07-18", 0.3, 130.0, "tool_calls", "stop")
@@ -217,8 +219,12 @@ class _Trace:
                 first_chunk += rng.uniform(3.5, 6.0)
             if fail is not None:
                 self.wait(first_chunk * rng.uniform(0.3, 0.8))
-                status, kind = (429, "RateLimitError") if fail == "rate_limited" else (500, "InternalServerError")
-                message = f"Error code: {status} - {'rate limit reached for requests' if status == 429 else 'server error'}"
+                status, kind, reason = (
+                    (429, "RateLimitError", "rate limit reached for requests")
+                    if fail == "rate_limited"
+                    else (500, "InternalServerError", "server error")
+                )
+                message = f"Error code: {status} - {reason}"
                 span.error = message
                 span.attributes.update({"error.type": kind, "http.response.status_code": status})
                 span.events.append(("exception", self.now, {"exception.type": kind, "exception.message": message}))
@@ -280,7 +286,9 @@ class _Trace:
                 server__address="api.openai.com",
             ):
                 self.wait(self.jitter(0.12))
-            with self.span("SELECT help_articles", "client", db__system__name="postgresql", db__operation__name="SELECT"):
+            with self.span(
+                "SELECT help_articles", "client", db__system__name="postgresql", db__operation__name="SELECT"
+            ):
                 self.wait(self.jitter(tool.seconds * 0.5))
             return json.dumps({"articles": ["Changing a delivery address", "Tracking a parcel"]})
         if method == "SELECT":
@@ -304,9 +312,21 @@ class _Trace:
         return json.dumps({"results": rng.randint(3, 40), "best": {"price_eur": rng.randint(60, 900)}})
 
 
-def _question(rng: random.Random, agent: Agent) -> str:
+def _question(rng: random.Random, agent: Agent) -> tuple[str, dict[str, Any]]:
+    """A user's question, and the facts in it the agent passes to its tools as arguments."""
     a, b = rng.sample(CITIES, 2)
-    return rng.choice(agent.questions).format(a=a, b=b, order=f"A{rng.randint(10_000, 99_999)}")
+    order = f"A{rng.randint(10_000, 99_999)}"
+    facts = {
+        "origin": a,
+        "destination": b,
+        "date": f"2026-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}",
+        "city": b,
+        "nights": rng.randint(1, 5),
+        "order_id": order,
+        "reason": "duplicate charge",
+        "query": "change delivery address",
+    }
+    return rng.choice(agent.questions).format(a=a, b=b, order=order), facts
 
 
 def plan_trace(seed: int, index: int) -> TracePlan:
@@ -317,7 +337,7 @@ def plan_trace(seed: int, index: int) -> TracePlan:
     scenario = block[index % len(block)]
     agent = AGENTS[rng.randrange(len(AGENTS))]
     trace = _Trace(rng, agent, conversation=f"conv-{rng.getrandbits(48):012x}")
-    question = _question(rng, agent)
+    question, facts = _question(rng, agent)
     user = _text("user", question)
     with trace.span(
         f"invoke_agent {agent.name}",
@@ -341,7 +361,7 @@ def plan_trace(seed: int, index: int) -> TracePlan:
             for step in range(steps):
                 tool = agent.tools[(step + rng.randrange(2)) % len(agent.tools)]
                 call_id = f"call_{rng.getrandbits(64):016x}"
-                arguments = {name: f"<{name}>" for name in tool.arguments}
+                arguments = {name: facts[name] for name in tool.arguments}
                 decision = {
                     "role": "assistant",
                     "parts": [{"type": "tool_call", "id": call_id, "name": tool.name, "arguments": arguments}],
@@ -354,14 +374,19 @@ def plan_trace(seed: int, index: int) -> TracePlan:
                 result_tokens = rng.randint(2_500, 5_000) if scenario == "loop" else rng.randint(250, 1_800)
                 result = trace.tool(tool, call_id, arguments, timeout=step == failed_tool, result_tokens=result_tokens)
                 timed_out = timed_out or step == failed_tool
-                history += [decision, {"role": "tool", "parts": [{"type": "tool_call_response", "id": call_id, "response": result}]}]
+                response = {"type": "tool_call_response", "id": call_id, "response": result}
+                history += [decision, {"role": "tool", "parts": [response]}]
         answer = (
             "Sorry, one of the services I rely on did not answer in time; here is what I could find so far."
             if timed_out
             else f"Here is what I found for you: {rng.choice(['three options', 'the best match', 'a summary'])}, "
             "with prices and times below."
         )
-        reply = {"role": "assistant", "parts": [{"type": "text", "content": answer}], "finish_reason": agent.answerer.finish_stop}
+        reply = {
+            "role": "assistant",
+            "parts": [{"type": "text", "content": answer}],
+            "finish_reason": agent.answerer.finish_stop,
+        }
         final = trace.chat(
             agent.answerer,
             _messages(*history),
