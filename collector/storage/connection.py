@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,6 +11,21 @@ import apsw
 import apsw.bestpractice
 
 BUSY_TIMEOUT_MS = 5_000
+
+
+def _wal(connection: apsw.Connection) -> None:
+    """Turn on WAL. A new file's first switch takes an exclusive lock, and while another connection
+    (an exporter opening the file at the same time) holds one, SQLite answers BUSY without calling the
+    busy handler: wait for it here, as long as the busy timeout."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            apsw.bestpractice.connection_wal(connection)
+            return
+        except apsw.BusyError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.005)
 
 
 def open_connection(path: Path | str, *, synchronous: str = "full", readonly: bool = False) -> apsw.Connection:
@@ -20,9 +36,9 @@ def open_connection(path: Path | str, *, synchronous: str = "full", readonly: bo
     """
     flags = apsw.SQLITE_OPEN_READONLY if readonly else apsw.SQLITE_OPEN_READWRITE | apsw.SQLITE_OPEN_CREATE
     connection = apsw.Connection(str(path), flags=flags)
-    if not readonly:
-        apsw.bestpractice.connection_wal(connection)
     apsw.bestpractice.connection_busy_timeout(connection, BUSY_TIMEOUT_MS)
+    if not readonly:
+        _wal(connection)
     apsw.bestpractice.connection_enable_foreign_keys(connection)
     apsw.bestpractice.connection_dqs(connection)
     connection.pragma("synchronous", synchronous)
