@@ -58,7 +58,11 @@ def exporter_settings(path: str | os.PathLike[str], config: str | os.PathLike[st
 
 
 class _SQLiteExporter:
-    """The write connection and the transform both exporters use; a lock serializes the connection."""
+    """The write connection and the transform both exporters use.
+
+    A lock serializes them: the SDK's processors export from their own threads (``SimpleSpanProcessor``
+    from whichever thread ends a span) and the span exporter settles from its own.
+    """
 
     def __init__(
         self,
@@ -77,19 +81,18 @@ class _SQLiteExporter:
         self._lock = threading.Lock()
         self._shut_down = False
         db = self.settings.db
-        db.parent.mkdir(parents=True, exist_ok=True)
-        self._writer = SpanWriter(db, synchronous=self.settings.sqlite_synchronous)
+        try:
+            db.parent.mkdir(parents=True, exist_ok=True)
+            self._writer = SpanWriter(db, synchronous=self.settings.sqlite_synchronous)
+        except (OSError, apsw.Error) as error:
+            raise ConfigError(f"db: cannot open {db} for writing: {error}") from None
         self._writer.connection.set_busy_timeout(busy_timeout_ms)
 
     def _store(self, transform: Callable[[Transform], Records], what: str) -> bool:
-        """Transform and commit in one transaction; False (logged) when shut down or the database refuses.
-
-        Under the lock: ``SimpleSpanProcessor`` exports from whichever thread ends a span, and neither
-        the transform's counters nor the connection are for two threads at once.
-        """
+        """Transform and commit in one transaction; False (logged) when shut down or the database refuses."""
         with self._lock:
             if self._shut_down:
-                rate_limited(log, logging.WARNING, "%s exporter used after shutdown: nothing stored", what)
+                rate_limited(log, logging.WARNING, "the %s exporter was used after shutdown: nothing stored", what)
                 return False
             records = transform(self._transform)
             if not records.count:
@@ -97,7 +100,7 @@ class _SQLiteExporter:
             try:
                 self._writer.write([records])
             except apsw.Error as error:
-                rate_limited(log, logging.ERROR, "storing %s in %s failed: %s", what, self.settings.db, error)
+                rate_limited(log, logging.ERROR, "storing %ss in %s failed: %s", what, self.settings.db, error)
                 return False
         return True
 

@@ -175,6 +175,9 @@ def test_settings_come_from_the_config_file_then_keywords(tmp_path: Path) -> Non
         SQLiteSpanExporter(db, snapshot={})
     with pytest.raises(ConfigError, match="busy_timeout"):
         SQLiteSpanExporter(db, busy_timeout="soon")
+    (tmp_path / "a-file").write_text("")
+    with pytest.raises(ConfigError, match="db: cannot open"):
+        SQLiteSpanExporter(tmp_path / "a-file" / "collector.db")
 
 
 def test_a_trace_the_exporter_settled_is_not_settled_again_by_a_daemon(tmp_path: Path, start_collector: Any) -> None:
