@@ -17,7 +17,7 @@ from collector.demo.scenario import plan_trace
 from tests.helpers import collector_command, collector_environment, query_db, wait_until
 
 DEMO_CONFIG = Path(__file__).resolve().parent.parent / "examples" / "demo.yaml"
-SUMMARY = re.compile(r"(?P<traces>\d+) traces, (?P<spans>\d+) spans, (?P<evaluations>\d+) evaluations sent")
+SUMMARY = re.compile(r"(?P<traces>\d+) traces, (?P<spans>\d+) spans, (?P<evaluations>\d+) evaluations emitted")
 
 
 def demo_snapshots(**overrides: str) -> dict[str, Any]:
