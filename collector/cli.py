@@ -18,6 +18,7 @@ import yaml
 
 from collector import __version__
 from collector.config import ConfigError, Section, Settings, load_settings, parse_duration
+from collector.demo import DEFAULT_ENDPOINT
 
 ENV_PREFIX = "GENAI_COLLECTOR_"
 NESTED_ENV_SEPARATOR = "__"  # GENAI_COLLECTOR_REDACTION__HASH_KEY sets redaction.hash_key
@@ -58,8 +59,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_demo(demo: argparse.ArgumentParser) -> None:
-    from collector.demo.runner import DEFAULT_ENDPOINT
-
     demo.add_argument(
         "--endpoint",
         default=DEFAULT_ENDPOINT,

@@ -35,7 +35,6 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from collector import __version__
 from collector.demo.scenario import AGENTS, NS, SpanPlan, TracePlan, plan_trace
 
-DEFAULT_ENDPOINT = "http://127.0.0.1:4318"
 SCOPE = "genai-collector.demo"
 EVALUATION_EVENT = "gen_ai.evaluation.result"
 _KINDS = {"internal": SpanKind.INTERNAL, "client": SpanKind.CLIENT}
