@@ -140,6 +140,7 @@ _SCENARIOS = ("answer",) * 13 + ("rate_limited",) * 2 + ("tool_timeout",) * 2 + 
 SYSTEM_PROMPT_TOKENS = 1_400
 TOOL_DEFINITION_TOKENS = 350
 TOOL_TIMEOUT_SECONDS = 8.0
+_DATABASE_CALL = {"db.system.name": "postgresql", "db.operation.name": "SELECT"}
 
 
 def _messages(*messages: dict[str, Any]) -> str:
@@ -172,8 +173,8 @@ class _Trace:
         return median * self.rng.lognormvariate(0, spread)
 
     @contextmanager
-    def span(self, name: str, kind: str = "internal", **attributes: Any) -> Iterator[SpanPlan]:
-        span = SpanPlan(name, kind, self.now, {key.replace("__", "."): value for key, value in attributes.items()})
+    def span(self, name: str, kind: str = "internal", attributes: dict[str, Any] | None = None) -> Iterator[SpanPlan]:
+        span = SpanPlan(name, kind, self.now, dict(attributes or {}))
         if self._open:
             self._open[-1].children.append(span)
         else:
@@ -213,7 +214,7 @@ class _Trace:
             "server.port": 443,
             "gen_ai.input.messages": messages,
         }
-        with self.span(f"chat {model.name}", "client", **attributes) as span:
+        with self.span(f"chat {model.name}", "client", attributes) as span:
             first_chunk = self.jitter(model.seconds_to_first_chunk + input_tokens / 40_000, 0.3)
             if slow_start:  # an overloaded provider: the first chunk takes seconds
                 first_chunk += rng.uniform(3.5, 6.0)
@@ -254,11 +255,13 @@ class _Trace:
         """Run a tool and its nested call; returns its result, which adds ``result_tokens`` to the context."""
         with self.span(
             f"execute_tool {tool.name}",
-            gen_ai__operation__name="execute_tool",
-            gen_ai__tool__name=tool.name,
-            gen_ai__tool__type="function",
-            gen_ai__tool__call__id=call_id,
-            gen_ai__tool__call__arguments=json.dumps(arguments),
+            attributes={
+                "gen_ai.operation.name": "execute_tool",
+                "gen_ai.tool.name": tool.name,
+                "gen_ai.tool.type": "function",
+                "gen_ai.tool.call.id": call_id,
+                "gen_ai.tool.call.arguments": json.dumps(arguments),
+            },
         ) as span:
             self.wait(self.jitter(0.004))
             result = self._nested_call(tool, timeout=timeout)
@@ -278,29 +281,28 @@ class _Trace:
             with self.span(
                 f"embeddings {EMBEDDING_MODEL}",
                 "client",
-                gen_ai__operation__name="embeddings",
-                gen_ai__provider__name="openai",
-                gen_ai__request__model=EMBEDDING_MODEL,
-                gen_ai__usage__input_tokens=rng.randint(8, 40),
-                gen_ai__embeddings__dimension__count=1536,
-                server__address="api.openai.com",
+                {
+                    "gen_ai.operation.name": "embeddings",
+                    "gen_ai.provider.name": "openai",
+                    "gen_ai.request.model": EMBEDDING_MODEL,
+                    "gen_ai.usage.input_tokens": rng.randint(8, 40),
+                    "gen_ai.embeddings.dimension.count": 1536,
+                    "server.address": "api.openai.com",
+                },
             ):
                 self.wait(self.jitter(0.12))
-            with self.span(
-                "SELECT help_articles", "client", db__system__name="postgresql", db__operation__name="SELECT"
-            ):
+            with self.span("SELECT help_articles", "client", _DATABASE_CALL):
                 self.wait(self.jitter(tool.seconds * 0.5))
             return json.dumps({"articles": ["Changing a delivery address", "Tracking a parcel"]})
         if method == "SELECT":
-            with self.span(tool.call, "client", db__system__name="postgresql", db__operation__name="SELECT"):
+            with self.span(tool.call, "client", _DATABASE_CALL):
                 self.wait(self.jitter(tool.seconds))
             return json.dumps({"status": rng.choice(["shipped", "delayed", "delivered"]), "carrier": "DHL"})
+        host = target.split("/")[2]
         with self.span(
-            f"{method} {target.split('/')[2]}",
+            f"{method} {host}",
             "client",
-            http__request__method=method,
-            url__full=target,
-            server__address=target.split("/")[2],
+            {"http.request.method": method, "url.full": target, "server.address": host},
         ) as call:
             if timeout:
                 self.wait(TOOL_TIMEOUT_SECONDS)
@@ -341,13 +343,15 @@ def plan_trace(seed: int, index: int) -> TracePlan:
     user = _text("user", question)
     with trace.span(
         f"invoke_agent {agent.name}",
-        gen_ai__operation__name="invoke_agent",
-        gen_ai__agent__name=agent.name,
-        gen_ai__agent__id=f"agent-{agent.name}-v3",
-        gen_ai__provider__name=agent.answerer.provider,
-        gen_ai__request__model=agent.answerer.name,
-        gen_ai__conversation__id=trace.conversation,
-        gen_ai__input__messages=_messages(user),
+        attributes={
+            "gen_ai.operation.name": "invoke_agent",
+            "gen_ai.agent.name": agent.name,
+            "gen_ai.agent.id": f"agent-{agent.name}-v3",
+            "gen_ai.provider.name": agent.answerer.provider,
+            "gen_ai.request.model": agent.answerer.name,
+            "gen_ai.conversation.id": trace.conversation,
+            "gen_ai.input.messages": _messages(user),
+        },
     ) as root:
         trace.wait(trace.jitter(0.01))
         steps = rng.randint(8, 12) if scenario == "loop" else rng.randint(1, 3)
