@@ -8,9 +8,15 @@ from collector.calls import SpanNode, same_calls
 
 
 def node(
-    span_id: str, parent: str | None, category: str | None, usage: bool = True, start: int = 0, new: bool = False
+    span_id: str,
+    parent: str | None,
+    category: str | None,
+    usage: bool = True,
+    start: int = 0,
+    new: bool = False,
+    response_id: str | None = None,
 ) -> SpanNode:
-    return SpanNode(span_id, parent, category, usage, start, new)
+    return SpanNode(span_id, parent, category, usage, start, response_id, new)
 
 
 @pytest.mark.parametrize(
@@ -63,8 +69,31 @@ def node(
         ),
         pytest.param(
             [node("a", None, "llm"), node("b", "a", "llm", start=2), node("c", "a", "llm", start=1)],
-            {"a": "c", "b": "c"},
-            id="two-inner-spans-the-first-counts",
+            {"a": "b", "c": "b"},
+            id="two-inner-spans-the-later-counts",
+        ),
+        pytest.param(
+            [node("r", None, "other"), node("a", "r", "llm", start=1, response_id="msg_1"),
+             node("b", "r", "llm", start=2, response_id="msg_1")],
+            {"a": "b"},
+            id="siblings-with-one-response-id-the-later-counts",
+        ),
+        pytest.param(
+            [node("r", None, "workflow"), node("a", "r", "llm", response_id="msg_1"),
+             node("b", "r", "llm", response_id="msg_2")],
+            {},
+            id="siblings-with-different-response-ids",
+        ),
+        pytest.param(
+            [node("a", None, "llm", start=1, response_id="msg_1"), node("b", "a", "llm", start=2),
+             node("c", None, "llm", start=3, response_id="msg_1")],
+            {"a": "b", "c": "b"},
+            id="nesting-and-response-id-together",
+        ),
+        pytest.param(
+            [node("a", None, "llm", start=5, response_id="m"), node("b", None, "llm", start=5, response_id="m")],
+            {"b": "a"},
+            id="a-tie-goes-to-the-smallest-span-id",
         ),
         pytest.param([node("b", "missing", "llm")], {}, id="parent-not-arrived"),
     ],

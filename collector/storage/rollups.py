@@ -95,7 +95,7 @@ WITH touched(trace_id) AS (
 )
 SELECT trace_id, span_id, parent_span_id, category,
        coalesce(input_tokens, output_tokens, total_tokens, cost_usd) IS NOT NULL,
-       start_time_unix_nano, received_at_unix_nano = ?2, duplicate_of
+       start_time_unix_nano, response_id, received_at_unix_nano = ?2, duplicate_of
 FROM spans WHERE trace_id IN (SELECT trace_id FROM touched)
 """
 _SET_DUPLICATE_OF = "UPDATE spans SET duplicate_of = ? WHERE trace_id = ? AND span_id = ?"
@@ -112,10 +112,12 @@ def mark_repeated_calls(
     """
     trees: dict[str, list[SpanNode]] = {}
     stored: dict[tuple[str, str], str | None] = {}
-    for trace_id, span_id, parent, category, has_usage, start, new, duplicate_of in connection.execute(
+    for trace_id, span_id, parent, category, has_usage, start, response, new, duplicate_of in connection.execute(
         _CALL_TREES, (json.dumps(sorted(set(trace_ids))), received_at_unix_nano)
     ):
-        trees.setdefault(trace_id, []).append(SpanNode(span_id, parent, category, bool(has_usage), start, bool(new)))
+        trees.setdefault(trace_id, []).append(
+            SpanNode(span_id, parent, category, bool(has_usage), start, response, bool(new))
+        )
         stored[trace_id, span_id] = duplicate_of
     changes = []
     already_counted: set[tuple[str, str]] = set()
