@@ -160,6 +160,7 @@ def _json_field(field: str, coerce: Coerce) -> Coerce:
         document = _json_text(value)
         return coerce(document.get(field)) if type(document) is dict else None
 
+    read.note = f"JSON object, its field `{field}`"  # type: ignore[attr-defined]
     return read
 
 
@@ -184,6 +185,7 @@ def _mapped(mapping: Mapping[str, str]) -> Coerce:
         text = _lower_text(value)
         return mapping.get(text) if text else None
 
+    coerce.note = ", ".join(f"{key}→{value}" for key, value in mapping.items())  # type: ignore[attr-defined]
     return coerce
 
 
@@ -353,6 +355,7 @@ def _usage_details(field: str) -> Coerce:
     def read(value: Any) -> int | None:
         return _usage_document(value).get(field) if type(value) is str else None
 
+    read.note = "JSON object of token counts, see below"  # type: ignore[attr-defined]
     return read
 
 
