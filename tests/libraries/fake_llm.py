@@ -59,7 +59,10 @@ class Reply:
 
 # By (API, reply kind). OpenAI reports no cache writes; Anthropic reports both cache kinds.
 REPLIES: dict[tuple[str, str], Reply] = {
-    ("openai", "chat"): Reply("The capital of France is Paris.", Usage(176, 1024, 0, 85, 0)),
+    # An answer with a customer's e-mail address in it, for the redaction tests (tests/test_instrumentations.py).
+    ("openai", "chat"): Reply(
+        "Sorry about that! I have refunded it and written to jane.doe@example.com.", Usage(176, 1024, 0, 85, 0)
+    ),
     ("openai", "stream"): Reply("Paris is the capital of France.", Usage(210, 512, 0, 40, 0)),
     ("openai", "tool_call"): Reply(None, Usage(300, 0, 0, 22, 0), tool_call=True),
     ("openai", "tool_answer"): Reply("It is sunny in Paris.", Usage(340, 256, 0, 12, 0)),
