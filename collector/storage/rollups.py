@@ -15,7 +15,7 @@ from collections.abc import Iterable
 
 import apsw
 
-from collector.calls import SpanNode, same_calls
+from collector.calls import MAX_DEPTH, SpanNode, same_calls
 
 # Token and cost sums count LLM and embedding calls only: an agent or workflow span that carries the
 # sum of its children (the Vercel AI SDK's outer spans do) must not count them twice.
@@ -85,18 +85,33 @@ def roll_up(connection: apsw.Connection, trace_ids: Iterable[str]) -> None:
     connection.execute(ROLL_UP, (json.dumps(sorted(set(trace_ids))),))
 
 
-# The spans of the traces that hold two model calls or more (one call alone repeats nothing); the
-# spans that are not calls are needed too, to look up through them to a call's nearest GenAI ancestor.
-_CALL_TREES = """
-WITH touched(trace_id) AS (
-    SELECT trace_id FROM spans
+# The traces where one call may be described by two spans: a model-call span whose nearest GenAI
+# ancestor (up through spans that are not GenAI) has its category, or two model-call spans with one
+# response id. Most traces have neither, and are done with in SQL.
+_CANDIDATE_TRACES = """
+WITH RECURSIVE
+calls(trace_id, span_id, parent_span_id, category, response_id) AS (
+    SELECT trace_id, span_id, parent_span_id, category, response_id FROM spans
     WHERE trace_id IN (SELECT value FROM json_each(?1)) AND category IN ('llm', 'embedding')
-    GROUP BY trace_id HAVING count(*) > 1
+),
+up(trace_id, category, ancestor, depth) AS (
+    SELECT trace_id, category, parent_span_id, 0 FROM calls WHERE parent_span_id IS NOT NULL
+    UNION ALL
+    SELECT up.trace_id, up.category, spans.parent_span_id, up.depth + 1
+    FROM up JOIN spans ON spans.trace_id = up.trace_id AND spans.span_id = up.ancestor
+    WHERE coalesce(spans.category, 'other') = 'other' AND spans.parent_span_id IS NOT NULL AND up.depth < ?2
 )
+SELECT up.trace_id FROM up JOIN spans ON spans.trace_id = up.trace_id AND spans.span_id = up.ancestor
+WHERE spans.category = up.category
+UNION
+SELECT trace_id FROM calls WHERE response_id IS NOT NULL GROUP BY trace_id, response_id HAVING count(*) > 1
+"""
+# Their spans; those that are not calls are needed too, to look up through them.
+_CALL_TREES = """
 SELECT trace_id, span_id, parent_span_id, category,
        coalesce(input_tokens, output_tokens, total_tokens, cost_usd) IS NOT NULL,
        start_time_unix_nano, response_id, received_at_unix_nano = ?2, duplicate_of
-FROM spans WHERE trace_id IN (SELECT trace_id FROM touched)
+FROM spans WHERE trace_id IN (SELECT value FROM json_each(?1))
 """
 _SET_DUPLICATE_OF = "UPDATE spans SET duplicate_of = ? WHERE trace_id = ? AND span_id = ?"
 
@@ -110,10 +125,13 @@ def mark_repeated_calls(
     before ``roll_up``. Returns the (trace id, span id) of the batch's new spans whose call is counted
     by another span stored before or with them: the GenAI metrics leave them out.
     """
+    candidates = [row[0] for row in connection.execute(_CANDIDATE_TRACES, (json.dumps(sorted(set(trace_ids))), MAX_DEPTH))]
+    if not candidates:
+        return frozenset()
     trees: dict[str, list[SpanNode]] = {}
     stored: dict[tuple[str, str], str | None] = {}
     for trace_id, span_id, parent, category, has_usage, start, response, new, duplicate_of in connection.execute(
-        _CALL_TREES, (json.dumps(sorted(set(trace_ids))), received_at_unix_nano)
+        _CALL_TREES, (json.dumps(candidates), received_at_unix_nano)
     ):
         trees.setdefault(trace_id, []).append(
             SpanNode(span_id, parent, category, bool(has_usage), start, response, bool(new))
