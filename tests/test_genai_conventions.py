@@ -23,7 +23,9 @@ SECTION = re.compile(r"(<!-- generated: (?P<name>[a-z-]+) -->\n)(?P<body>.*?)(<!
 
 # How a coercion reads its key, where it does more than take the value as it is.
 NOTES = {
-    "_provider": "lower-cased; `az.ai.*`→`azure.ai.*`, `mistralai`→`mistral_ai`, `xai`→`x_ai`, AI SDK `vendor.api`→`vendor`",
+    "_provider": (
+        "lower-cased; `az.ai.*`→`azure.ai.*`, `mistralai`→`mistral_ai`, `xai`→`x_ai`, AI SDK `vendor.api`→`vendor`"
+    ),
     "_seconds_as_ms": "seconds",
     "_reasons": "one value or a list; a JSON string list (`'[\"stop\"]'`) or quoted string is decoded",
     "_cost_details": "JSON object in USD: its `total`, else the sum of its parts",
@@ -39,12 +41,16 @@ def _sources() -> str:
     by_field: dict[str, list[str]] = {}
     for field, coerce, keys in normalize._SOURCES:
         note = _note(coerce)
-        by_field.setdefault(field, []).append(", ".join(f"`{key}`" for key in keys) + (f" ({note})" if note else ""))
+        listed = ", ".join(f"`{key}`" for key in keys)
+        by_field.setdefault(field, []).append(listed + (f" ({note})" if note else ""))
     entity = normalize._TRACELOOP_ENTITY_NAME
+    span_names = ", ".join(f"`{name}`→{operation}" for name, operation in normalize._AI_SDK_OPERATIONS.items())
     derived = {
-        "operation": f"else from the span name: {', '.join(f'`{name}`→{op}' for name, op in normalize._AI_SDK_OPERATIONS.items())}",
+        "operation": f"else from the span name: {span_names}",
         "total_tokens": "else input_tokens + output_tokens, when both are known",
-        "finish_reasons": "else `gen_ai.completion.N.finish_reason`, N = 0, 1, 2... up to the first choice that is missing",
+        "finish_reasons": (
+            "else `gen_ai.completion.N.finish_reason`, N = 0, 1, 2... up to the first choice that is missing"
+        ),
         "ttft_ms": (
             "else the first chunk's time minus the span's start: "
             + ", ".join(f"`{key}` (ISO 8601, JSON-quoted or not)" for key in normalize.FIRST_CHUNK_TIME_KEYS)
@@ -66,7 +72,8 @@ def _sources() -> str:
         lines.append(f"| `{column}`{unit} | {'; then '.join(sources)} |")
     categories = ", ".join(f"{operation}→{category}" for operation, category in normalize._CATEGORIES.items())
     lines.append(
-        f"| `category` | from the operation: {categories}; else `llm` when a model or a token count is known; else `other` |"
+        f"| `category` | from the operation: {categories};"
+        " else `llm` when a model or a token count is known; else `other` |"
     )
     return "\n".join(lines) + "\n"
 
@@ -77,8 +84,8 @@ def _usage_details() -> str:
         lines.append(f"| `{field}` | {', '.join(f'`{key}`' for key in keys)} |")
     beside = ", ".join(f"`{key}`" for key in sorted(normalize._USAGE_BESIDE_INPUT))
     lines.append("")
-    lines.append(f"The cache counts under {beside} are reported beside the input count, not within it: they are")
-    lines.append("added to `input_tokens`, which includes cached tokens.")
+    lines.append(f"The cache counts under {beside} are reported beside the input count, not within it:")
+    lines.append("they are added to `input_tokens`, which includes cached tokens.")
     return "\n".join(lines) + "\n"
 
 
@@ -88,8 +95,10 @@ def _events() -> str:
         f"{field}: `{key}` or `evaluations.N.evaluation.{field}`" for field, key, _ in normalize._EVALUATION_SOURCES
     )
     return (
-        f"GenAI events (span events, or OTLP log records named by `event_name` or an `event.name` attribute): {names}.\n\n"
-        f"Evaluations (`gen_ai.evaluation.result` events, or OpenInference span attributes, N = 0, 1, 2...): {fields};"
+        "GenAI events (span events, or OTLP log records named by `event_name` or an `event.name` attribute):"
+        f" {names}.\n\n"
+        "Evaluations (`gen_ai.evaluation.result` events, or OpenInference span attributes, N = 0, 1, 2...):"
+        f" {fields};"
         f" linked to a span by its parent span or by `{normalize._RESPONSE_ID}`.\n"
     )
 
@@ -97,7 +106,8 @@ def _events() -> str:
 def _call_rule() -> str:
     return (
         f"Model-call categories: {', '.join(f'`{c}`' for c in sorted(calls.CALL_CATEGORIES))}; spans looked"
-        f" through on the way up: category `{calls.NOT_GENAI}` or none; nesting followed at most {calls.MAX_DEPTH} deep.\n"
+        f" through on the way up: category `{calls.NOT_GENAI}` or none;"
+        f" nesting followed at most {calls.MAX_DEPTH} deep.\n"
     )
 
 

@@ -125,7 +125,8 @@ def mark_repeated_calls(
     before ``roll_up``. Returns the (trace id, span id) of the batch's new spans whose call is counted
     by another span stored before or with them: the GenAI metrics leave them out.
     """
-    candidates = [row[0] for row in connection.execute(_CANDIDATE_TRACES, (json.dumps(sorted(set(trace_ids))), MAX_DEPTH))]
+    touched = json.dumps(sorted(set(trace_ids)))
+    candidates = [row[0] for row in connection.execute(_CANDIDATE_TRACES, (touched, MAX_DEPTH))]
     if not candidates:
         return frozenset()
     trees: dict[str, list[SpanNode]] = {}

@@ -46,8 +46,8 @@ def _uv() -> str:
     return found
 
 
-def _run(command: list[str], **kwargs: object) -> None:
-    result = subprocess.run(command, capture_output=True, text=True, timeout=BUILD_TIMEOUT, **kwargs)  # type: ignore[call-overload]
+def _run(command: list[str], *, cwd: Path | None = None, env: dict[str, str] | None = None) -> None:
+    result = subprocess.run(command, capture_output=True, text=True, timeout=BUILD_TIMEOUT, cwd=cwd, env=env)
     if result.returncode:
         raise BuildError(f"{' '.join(command)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
 

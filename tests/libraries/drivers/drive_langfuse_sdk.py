@@ -98,7 +98,8 @@ def anthropic_tool() -> None:
 
     anthropic_generation(call)
     use = next(block for block in replies[0].content if block.type == "tool_use")
-    messages.append({"role": "assistant", "content": [block.model_dump(exclude_none=True) for block in replies[0].content]})
+    content = [block.model_dump(exclude_none=True) for block in replies[0].content]
+    messages.append({"role": "assistant", "content": content})
     messages.append({"role": "user", "content": [{"type": "tool_result", "tool_use_id": use.id, "content": "sunny"}]})
     anthropic_generation(call)
     assert replies[1].content[0].text
