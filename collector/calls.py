@@ -91,7 +91,7 @@ def same_calls(spans: Iterable[SpanNode]) -> Calls:
         depth = {node.span_id: _depth(node.span_id, enclosing) for node in call}
         with_usage = [node for node in call if node.has_usage]
         if with_usage:
-            counted = max(with_usage, key=lambda node: (depth[node.span_id], node.start_time_unix_nano, _desc(node)))
+            counted = min(with_usage, key=lambda node: (-depth[node.span_id], -node.start_time_unix_nano, node.span_id))
         else:
             counted = min(call, key=lambda node: (depth[node.span_id], node.start_time_unix_nano, node.span_id))
         repeats.update((node.span_id, counted.span_id) for node in call if node is not counted)
@@ -109,7 +109,3 @@ def _depth(span_id: str, enclosing: Mapping[str, str]) -> int:
         span_id, depth = enclosing[span_id], depth + 1
     return depth
 
-
-def _desc(node: SpanNode) -> tuple[int, ...]:
-    """Sorts the smallest span id last, so that ``max`` takes it on a tie."""
-    return tuple(-ord(character) for character in node.span_id)
