@@ -413,6 +413,7 @@ class Redactor:
         ``probe`` stops at the first match and never raises: a cheap "anything here?" for JSON text.
         """
         found: list[tuple[int, int, _Rule]] = []
+        taken: bytearray | None = None  # 1 for each character an earlier match claimed
         hints = _Hints(text)
         for rule in self._rules:
             pattern = rule.pattern
@@ -421,13 +422,16 @@ class Redactor:
                     start, end = match.span(pattern.group)
                     if start == end or (pattern.valid is not None and not pattern.valid(text[start:end])):
                         continue
-                    if any(start < taken_end and taken_start < end for taken_start, taken_end, _ in found):
+                    if taken is not None and taken.find(1, start, end) != -1:
                         continue
                     if probe:
                         return [(start, end, rule)]
                     if rule.mode == "drop":
                         raise _Dropped(rule.name)
                     found.append((start, end, rule))
+                    if taken is None:
+                        taken = bytearray(len(text))
+                    taken[start:end] = b"\x01" * (end - start)
         return found
 
     def _replacement(self, rule: _Rule, matched: str) -> str:
