@@ -74,7 +74,8 @@ class Endpoint(BaseModel):
 
 
 RedactionMode = Literal["mask", "hash", "drop"]
-DETECTORS = ("email", "phone", "card", "ipv4", "secret")
+DETECTORS = ("email", "phone", "card", "iban", "ssn", "ipv4", "ipv6", "secret")
+RedactionScope = Literal["all", "content"]
 
 
 class Section(BaseModel):
@@ -101,18 +102,37 @@ class RedactionRule(Section):
 
 
 class RedactionSettings(Section):
-    enabled: bool = Field(True, description="Redact PII and secrets from content before storing it.")
+    enabled: bool = Field(True, description="Redact PII and secrets before storing anything.")
+    scope: RedactionScope = Field(
+        "all",
+        description="all: every stored string (attributes of spans, events, links, logs and resources, span "
+        "names, status messages, log bodies); content: prompt and completion content only.",
+    )
+    allow_keys: tuple[str, ...] = Field(
+        (),
+        description="Attribute keys never scanned, added to the built-in list of ids, model names, enums and "
+        "token counts; a trailing * makes a prefix (myapp.ids.*).",
+    )
     capture_content: bool = Field(
         True, description="Keep prompt and completion content at all; false drops every content attribute."
     )
     mode: RedactionMode = Field("mask", description="Mode of the built-in detectors.")
     detectors: dict[str, RedactionMode | Literal["off"]] = Field(
-        default_factory=dict, description="Per-detector mode (email, phone, card, ipv4, secret) or off."
+        default_factory=dict,
+        description="Per-detector mode (email, phone, card, iban, ssn, ipv4, ipv6, secret) or off.",
     )
     rules: tuple[RedactionRule, ...] = Field((), description="User-defined rules, applied after the detectors.")
     hash_key: SecretStr | None = Field(
         None, description="Key of the keyed hash (hash mode); required when any detector or rule hashes."
     )
+
+    @field_validator("allow_keys", mode="before")
+    @classmethod
+    def _comma_separated(cls, keys: Any) -> Any:
+        """From the environment (GENAI_COLLECTOR_REDACTION__ALLOW_KEYS) the keys come comma-separated."""
+        if isinstance(keys, str):
+            return tuple(key.strip() for key in keys.split(",") if key.strip())
+        return keys
 
     @field_validator("detectors", mode="before")
     @classmethod
