@@ -1,7 +1,10 @@
-"""The per-record steps between decode and the queue: normalize, price, redact, then apply the limits.
+"""The per-record steps between decode and the queue: redact, normalize, price, then apply the limits.
 
-Normalization reads the attributes as they came (token counts and models are not content); redaction
-runs before truncation so that a cut can never leave half an e-mail address behind the detectors.
+Redaction comes first, over every string that will be stored (names, status messages, attributes of
+spans, events, links and resources, log bodies), so that the canonical columns and evaluations read
+from the attributes hold no PII either; the allow-listed keys normalization needs (models, token
+counts, ids) are never scanned. It runs before truncation so that a cut can never leave half an
+e-mail address behind the detectors. A resource shared by many records is redacted once per call.
 What happened is returned as ``TransformStats`` for the caller to count; nothing here does I/O.
 """
 
@@ -28,6 +31,10 @@ from collector.redact import DROP, Redactor
 EVALUATION_EVENT = "gen_ai.evaluation.result"
 TRUNCATION_MARKER = "…[truncated {} chars]"
 PRICED_CATEGORIES = frozenset({"llm", "embedding"})
+
+
+# id of a resource's attributes -> (those attributes, kept alive so the id stays theirs; redacted; service name)
+_Resources = dict[int, tuple[Attributes, Attributes, str | None]]
 
 
 @dataclass
@@ -67,7 +74,9 @@ class Transform:
     def spans(self, spans: list[Span]) -> tuple[Records, TransformStats]:
         records = Records()
         stats = TransformStats()
+        resources: _Resources = {}
         for span in spans:
+            span = self._redact_span(span, resources)
             genai, rejected_fields = out_of_range(
                 normalize(span.attributes, span.name, span.start_time_unix_nano, span.events)
             )
@@ -81,7 +90,7 @@ class Transform:
                 records.evaluations.append(
                     _evaluation_record(evaluation, span.trace_id, span.span_id, "span_attribute", span.end_time_unix_nano)
                 )
-            attributes, dropped_attributes = self._limit(self._redactor.attributes(span.attributes), stats)
+            attributes, dropped_attributes = self._limit(span.attributes, stats)
             events = span.events
             dropped_events = 0
             if events:
@@ -106,25 +115,82 @@ class Transform:
         """GenAI events (and, when configured, other log records), redacted; evaluations split out."""
         records = Records()
         stats = TransformStats()
+        resources: _Resources = {}
+        redactor = self._redactor
         for event in events:
             is_genai = event.name in GENAI_EVENT_NAMES
             if not is_genai and not self._logs.keep_other:
                 stats.dropped_log_records += 1
                 continue
+            resource_attributes, service_name = self._resource(event.resource_attributes, event.service_name, resources)
+            attributes = redactor.attributes(event.attributes, all_content=is_genai)
+            body = event.body
+            if body is not None:
+                body = redactor.value(body) if is_genai else redactor.other(body)
+                body = None if body is DROP else self._truncate(body, stats) if is_genai else body
+            event = event._replace(
+                name=redactor.text(event.name),
+                body=body,
+                attributes=attributes,
+                resource_attributes=resource_attributes,
+                service_name=service_name,
+                scope_name=redactor.text(event.scope_name),
+            )
             if event.name == EVALUATION_EVENT:
                 evaluation = evaluation_from_event(event.attributes)
                 if evaluation is not None:
                     records.evaluations.append(
                         _evaluation_record(evaluation, event.trace_id, event.span_id, "log", event.time_unix_nano)
                     )
-            body = event.body
-            if body is not None and is_genai:
-                body = self._redactor.value(body)
-                body = None if body is DROP else self._truncate(body, stats)
-            attributes, _ = self._limit(self._redactor.attributes(event.attributes, all_content=is_genai), stats)
-            records.events.append(event._replace(body=body, attributes=attributes))
+            attributes, _ = self._limit(event.attributes, stats)
+            records.events.append(event._replace(attributes=attributes))
         stats.redactions = self._redactor.take_counts()
         return records, stats
+
+    def _redact_span(self, span: Span, resources: _Resources) -> Span:
+        """Every string of the span that will be stored, redacted (the same span when nothing changed)."""
+        redactor = self._redactor
+        resource_attributes, service_name = self._resource(span.resource_attributes, span.service_name, resources)
+        events = span.events
+        if events:
+            events = [self._redact_event(event) for event in events[: self._limits.max_events]] + events[
+                self._limits.max_events :
+            ]
+        links = span.links
+        if links:
+            links = [
+                link if (attributes := redactor.attributes(link["attributes"])) is link["attributes"]
+                else {**link, "attributes": attributes}
+                for link in links
+            ]
+        return span._replace(
+            name=redactor.text(span.name),
+            status_message=redactor.text(span.status_message),
+            scope_name=redactor.text(span.scope_name),
+            resource_attributes=resource_attributes,
+            service_name=service_name,
+            attributes=redactor.attributes(span.attributes),
+            events=events,
+            links=links,
+        )
+
+    def _redact_event(self, event: dict[str, Any]) -> dict[str, Any]:
+        name = event["name"]
+        attributes = self._redactor.attributes(event["attributes"], all_content=name in GENAI_EVENT_NAMES)
+        redacted_name = self._redactor.text(name)
+        if attributes is event["attributes"] and redacted_name is name:
+            return event
+        return {**event, "name": redacted_name, "attributes": attributes}
+
+    def _resource(
+        self, attributes: Attributes, service_name: str | None, resources: _Resources
+    ) -> tuple[Attributes, str | None]:
+        """A resource's attributes and service name redacted once per call, however many records share it."""
+        known = resources.get(id(attributes))
+        if known is None or known[0] is not attributes:
+            known = (attributes, self._redactor.attributes(attributes), self._redactor.text(service_name))
+            resources[id(attributes)] = known
+        return known[1], known[2]
 
     def _price(self, genai: Any, stats: TransformStats) -> float | None:
         model = genai.response_model or genai.request_model
@@ -157,8 +223,7 @@ class Transform:
                             evaluation, span.trace_id, span.span_id, "span_event", event["time_unix_nano"]
                         )
                     )
-            redacted = self._redactor.attributes(event["attributes"], all_content=name in GENAI_EVENT_NAMES)
-            attributes, _ = self._limit(redacted, stats)
+            attributes, _ = self._limit(event["attributes"], stats)
             events.append(event if attributes is event["attributes"] else {**event, "attributes": attributes})
         dropped = len(span.events) - len(kept)
         stats.dropped_events += dropped
