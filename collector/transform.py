@@ -48,22 +48,6 @@ class TransformStats:
     out_of_range: Counter[str] = field(default_factory=Counter)  # canonical fields left empty, by field
 
 
-def _evaluation_record(
-    evaluation: Evaluation, trace_id: str | None, span_id: str | None, source: str, time_unix_nano: int
-) -> EvaluationRecord:
-    return EvaluationRecord(
-        trace_id=trace_id,
-        span_id=span_id,
-        response_id=evaluation.response_id,
-        name=evaluation.name,
-        score=evaluation.score,
-        label=evaluation.label,
-        explanation=evaluation.explanation,
-        source=source,
-        time_unix_nano=time_unix_nano,
-    )
-
-
 class Transform:
     def __init__(self, settings: Settings, prices: PriceTable | None = None) -> None:
         self._redactor = Redactor(settings.redaction)
@@ -75,8 +59,8 @@ class Transform:
         records = Records()
         stats = TransformStats()
         resources: _Resources = {}
-        for span in spans:
-            span = self._redact_span(span, resources)
+        for original in spans:
+            span = self._redact_span(original, resources)
             genai, rejected_fields = out_of_range(
                 normalize(span.attributes, span.name, span.start_time_unix_nano, span.events)
             )
@@ -86,15 +70,17 @@ class Transform:
             cost = genai.client_cost_usd
             if cost is None and genai.category in PRICED_CATEGORIES:
                 cost = self._price(genai, stats)
-            for evaluation in evaluations_from_attributes(span.attributes):
+            for evaluation in evaluations_from_attributes(original.attributes):
                 records.evaluations.append(
-                    _evaluation_record(evaluation, span.trace_id, span.span_id, "span_attribute", span.end_time_unix_nano)
+                    self._evaluation_record(
+                        evaluation, span.trace_id, span.span_id, "span_attribute", span.end_time_unix_nano
+                    )
                 )
             attributes, dropped_attributes = self._limit(span.attributes, stats)
             events = span.events
             dropped_events = 0
             if events:
-                events, dropped_events = self._span_events(span, records, stats)
+                events, dropped_events = self._span_events(span, original.events, records, stats)
             records.spans.append(
                 span._replace(
                     attributes=attributes,
@@ -122,6 +108,12 @@ class Transform:
             if not is_genai and not self._logs.keep_other:
                 stats.dropped_log_records += 1
                 continue
+            if event.name == EVALUATION_EVENT:
+                evaluation = evaluation_from_event(event.attributes)
+                if evaluation is not None:
+                    records.evaluations.append(
+                        self._evaluation_record(evaluation, event.trace_id, event.span_id, "log", event.time_unix_nano)
+                    )
             resource_attributes, service_name = self._resource(event.resource_attributes, event.service_name, resources)
             attributes = redactor.attributes(event.attributes, all_content=is_genai)
             body = event.body
@@ -136,12 +128,6 @@ class Transform:
                 service_name=service_name,
                 scope_name=redactor.text(event.scope_name),
             )
-            if event.name == EVALUATION_EVENT:
-                evaluation = evaluation_from_event(event.attributes)
-                if evaluation is not None:
-                    records.evaluations.append(
-                        _evaluation_record(evaluation, event.trace_id, event.span_id, "log", event.time_unix_nano)
-                    )
             attributes, _ = self._limit(event.attributes, stats)
             records.events.append(event._replace(attributes=attributes))
         stats.redactions = self._redactor.take_counts()
@@ -192,6 +178,23 @@ class Transform:
             resources[id(attributes)] = known
         return known[1], known[2]
 
+    def _evaluation_record(
+        self, evaluation: Evaluation, trace_id: str | None, span_id: str | None, source: str, time_unix_nano: int
+    ) -> EvaluationRecord:
+        """Read from the attributes as they came (content capture off must not lose scores), stored redacted."""
+        text = self._redactor.text
+        return EvaluationRecord(
+            trace_id=trace_id,
+            span_id=span_id,
+            response_id=evaluation.response_id,
+            name=text(evaluation.name) or evaluation.name,
+            score=evaluation.score,
+            label=text(evaluation.label),
+            explanation=text(evaluation.explanation),
+            source=source,
+            time_unix_nano=time_unix_nano,
+        )
+
     def _price(self, genai: Any, stats: TransformStats) -> float | None:
         model = genai.response_model or genai.request_model
         if model is None or (genai.input_tokens is None and genai.output_tokens is None):
@@ -209,17 +212,16 @@ class Transform:
         )
 
     def _span_events(
-        self, span: Span, records: Records, stats: TransformStats
+        self, span: Span, original_events: list[dict[str, Any]], records: Records, stats: TransformStats
     ) -> tuple[list[dict[str, Any]], int]:
         kept = span.events[: self._limits.max_events]
         events = []
-        for event in kept:
-            name = event["name"]
-            if name == EVALUATION_EVENT:
-                evaluation = evaluation_from_event(event["attributes"])
+        for event, original in zip(kept, original_events, strict=False):
+            if original["name"] == EVALUATION_EVENT:
+                evaluation = evaluation_from_event(original["attributes"])
                 if evaluation is not None:
                     records.evaluations.append(
-                        _evaluation_record(
+                        self._evaluation_record(
                             evaluation, span.trace_id, span.span_id, "span_event", event["time_unix_nano"]
                         )
                     )

@@ -138,3 +138,55 @@ def test_canonical_text_columns_obey_the_attribute_length_limit() -> None:
         assert value[:101] == value[0] * 100 + "…" and value.endswith("chars]")
     assert stored.genai.agent_name == "a" * 80
     assert stats.truncated_values == 3
+
+
+def test_evaluations_survive_content_capture_off_and_are_redacted() -> None:
+    events = [
+        {
+            "name": "gen_ai.evaluation.result",
+            "time_unix_nano": 7,
+            "attributes": {
+                "gen_ai.evaluation.name": "faithfulness",
+                "gen_ai.evaluation.score.value": 0.8,
+                "gen_ai.evaluation.explanation": "answer cites jane@example.com",
+            },
+        }
+    ]
+    records, _ = transform(redaction={"capture_content": False}).spans([one_span({}, events=events)])
+    (evaluation,) = records.evaluations
+    assert (evaluation.name, evaluation.score) == ("faithfulness", 0.8)
+    assert evaluation.explanation == "answer cites [REDACTED:email]"
+    assert records.spans[0].events[0]["attributes"] == {}
+
+
+def test_every_stored_string_of_a_span_is_redacted() -> None:
+    resource = {"service.name": "bot", "owner.email": "ops@example.com"}
+    span = one_span({"user.email": "jane@example.com", "gen_ai.request.model": "gpt-4o-2024-08-06"})._replace(
+        name="notify bob@example.org",
+        status_message="failed for 10.1.2.3",
+        resource_attributes=resource,
+        events=[{"name": "exception", "time_unix_nano": 1, "attributes": {"exception.message": "SSN 078-05-1120"}}],
+        links=[{"trace_id": "ab" * 16, "span_id": "cd" * 8, "attributes": {"why": "call 415-555-0132"}}],
+    )
+    records, stats = transform().spans([span, span._replace(span_id="ef" * 8)])
+    stored = records.spans[0]
+    assert stored.name == "notify [REDACTED:email]"
+    assert stored.status_message == "failed for [REDACTED:ipv4]"
+    assert stored.attributes == {"user.email": "[REDACTED:email]", "gen_ai.request.model": "gpt-4o-2024-08-06"}
+    assert stored.genai.request_model == "gpt-4o-2024-08-06"
+    assert stored.resource_attributes == {"service.name": "bot", "owner.email": "[REDACTED:email]"}
+    assert records.spans[1].resource_attributes is stored.resource_attributes  # one resource, redacted once
+    assert stored.events[0]["attributes"] == {"exception.message": "SSN [REDACTED:ssn]"}
+    assert stored.links[0]["attributes"] == {"why": "call [REDACTED:phone]"}
+    assert stats.redactions == {"email": 5, "ipv4": 2, "ssn": 2, "phone": 2}  # the resource counts once
+
+
+def test_kept_log_records_are_redacted_everywhere() -> None:
+    event = log_event("app.audit", "login by jane@example.com")._replace(
+        attributes={"client.address": "2001:db8:85a3::8a2e:370:7334"}, resource_attributes={"host.ip": "10.0.0.7"}
+    )
+    records, _ = transform(logs={"keep_other": True}).log_events([event])
+    (stored,) = records.events
+    assert stored.body == "login by [REDACTED:email]"
+    assert stored.attributes == {"client.address": "[REDACTED:ipv6]"}
+    assert stored.resource_attributes == {"host.ip": "[REDACTED:ipv4]"}
