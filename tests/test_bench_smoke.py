@@ -60,3 +60,14 @@ def test_hostile_bench_smoke_runs(tmp_path: Path) -> None:
     assert [run["status"] for run in figures["requests"]] == [200, 413, 200]
     assert all(run["healthz_failures"] == 0 for run in figures["requests"])
     assert figures["settle"]["ingested_traces_per_s"] > 0
+
+
+def test_redaction_bench_quick_reports_its_figures() -> None:
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "redaction.py"), "--quick"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    figures = json.loads(result.stdout.splitlines()[-1])
+    assert figures["transform_us_per_span"] > 0 and figures["normal_mb_s"] > 0
+    assert set(figures["adversarial_mb_s"]) and figures["addresses"]["count"] == 4_000

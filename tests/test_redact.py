@@ -227,6 +227,23 @@ def test_many_matches_cost_linear_time() -> None:
     assert large_seconds < 2.0
 
 
+ADVERSARIAL_UNITS = [
+    "u1@ex1.io ", "a@", "b.", "4111 1111 1111 1112 ", "+1 (415) 555-01", "sk-eyJAKIA", "a", "fe80:ab:", "::",
+    "?token=&api_key=", "token=x", "://a:b", "DE89 ", "123-45-", "AKIA secret ", "Ab1/", '{"a":"b@c.de"},',
+    "2001:db8::1 ", "Bearer ", "1.2.3.4.", "-----BEGIN PRIVATE KEY-----",
+]
+
+
+@pytest.mark.parametrize("unit", ADVERSARIAL_UNITS)
+def test_adversarial_text_costs_linear_time(unit: str) -> None:
+    """Bounded work per character whatever the content: four times the text, about four times the time."""
+    def text(size: int) -> str:
+        return (unit * (size // len(unit) + 1))[:size]
+
+    small_seconds, large_seconds = _seconds_to_redact(text(8192)), _seconds_to_redact(text(32768))
+    assert large_seconds < 8 * small_seconds + 0.02, (small_seconds, large_seconds)
+
+
 def test_offsets_survive_non_ascii_text() -> None:
     text = "Привет 🎉, звоните (415) 555-0132, карта 4111 1111 1111 1111, сервер 10.0.0.1."
     assert redactor().value(text) == (
