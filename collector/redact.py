@@ -193,7 +193,7 @@ def _mixed_case_and_digits(text: str) -> bool:
 
 # Where a detector's regex is worth running: "token" (the text holds a long token-like run),
 # "at" (near an '@'), "digits" (near a cluster of at least ``min_digits`` digits),
-# "colons" (a '::' or seven ':'), "aws" (near an AWS key id or the word "secret"),
+# "colons" (near a '::' or ':h:'), "aws" (near an AWS key id or the word "secret"), "has_at" (an '@'),
 # None (everywhere: the regex starts with a literal that re finds with a fast substring search).
 @dataclass(frozen=True, slots=True)
 class _Pattern:
@@ -209,6 +209,7 @@ def _compile(pattern: str, flags: int = 0) -> re.Pattern[str]:
     return re.compile(pattern, re.ASCII | flags)
 
 
+_AT: Final = _Pattern(re.compile("@"), "at")  # asks _Hints for the windows around each '@'
 _IBAN_REACH = 34  # the letters of an IBAN (GB82 WEST ...) may stand that far from its digits
 
 # Query parameters and key=value pairs whose value is a credential. Each name is checked by a
@@ -227,7 +228,7 @@ _SECRET_PARAMETER = "=(?:" + "|".join(
 _DETECTORS: Final[dict[str, tuple[_Pattern, ...]]] = {
     "secret": (
         # user:password in a URL (the user too: it is often an e-mail address or a key)
-        _Pattern(_compile(r"://(?P<token>[^\s/?#@:'\"<>]{1,256}:[^\s/?#@'\"<>]{1,256})@"), group="token"),
+        _Pattern(_compile(r"://(?P<token>[^\s/?#@:'\"<>]{1,256}:[^\s/?#@'\"<>]{1,256})@"), "has_at", group="token"),
         _Pattern(_compile(_SECRET_PARAMETER, re.IGNORECASE), group="token"),
         _Pattern(_compile(  # PEM private keys; the body cannot hold "-----", so a lone header costs little
             r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY-----(?:(?!-----)[\s\S]){0,8192}-----END (?:[A-Z0-9]+ )*PRIVATE KEY-----"
@@ -240,7 +241,7 @@ _DETECTORS: Final[dict[str, tuple[_Pattern, ...]]] = {
         _Pattern(_compile(r"ASIA(?<!\wASIA)[A-Z0-9]{16}(?!\w)"), "token"),
         _Pattern(_compile(r"gh(?<!\wgh)[pousr]_[A-Za-z0-9]{36,}"), "token"),  # GitHub
         _Pattern(_compile(r"github_pat_(?<!\wgithub_pat_)\w{22,}"), "token"),
-        _Pattern(_compile(r"xox(?<!\wxox)[abposr]-[A-Za-z0-9-]{10,}"), "token"),  # Slack
+        _Pattern(_compile(r"xox(?<!\wxox)[abposr]-[A-Za-z0-9-]{11,}"), "token"),  # Slack
         _Pattern(_compile(r"AIza(?<!\wAIza)[\w-]{35}(?![\w-])"), "token"),  # Google API keys
         _Pattern(_compile(r"[rs]k_(?<![\w-][rs]k_)(?:live|test)_[A-Za-z0-9]{16,}"), "token"),  # Stripe
         _Pattern(_compile(r"hf_(?<![\w-]hf_)[A-Za-z0-9]{30,}"), "token"),  # Hugging Face
@@ -313,41 +314,46 @@ _TOKEN_CLASSES: Final = bytes(0x61 if b < 128 and (chr(b).isalnum() or b in b"_-
 # literal so that re can still skip ahead to the next digit, rejects most short numbers in C).
 _DIGIT_CLUSTER: Final = re.compile(rb"0(?=[0 ]{6})0*(?: {1,3}00*)*")
 _LONG_TOKEN: Final = b"a" * 16
+_HEX_CLASSES: Final = bytes(
+    0x68 if chr(b) in "0123456789abcdefABCDEF" else 0x3A if b == 0x3A else 0x20 for b in range(256)
+)
+_HEX_COLON: Final = re.compile(rb":(?::|h{1,4}:)")  # starts with a literal: re skips ahead in C
+_IPV6_REACH = 40  # the longest address is 39 characters
 _SHORTEST_CLUSTER = 7  # 1.2.3.4 is the shortest thing a digit detector finds
 _WINDOW_MARGIN = 2  # characters around a digit cluster: a leading '+' or '(' and lookarounds
 _EMAIL_LOCAL_MAX, _EMAIL_DOMAIN_MAX = 64, 255
-_ANY_DIGIT: Final = re.compile(r"[0-9]").search
 _AWS_CONTEXT: Final = ("AKIA", "ASIA", "secret", "Secret", "SECRET")
 _AWS_CONTEXT_REACH = 120  # characters around a key id or "secret" where a secret key is looked for
 
-# What every built-in detector's match contains, checked with C-speed searches: most stored strings
-# hold none of it and skip the detectors. A cluster of digits sends the text on (cards, phones, IPs,
-# IBANs, SSNs); '@' (e-mail, URL credentials), '=' (credential parameters), '::' or seven
-# ':' (IPv6), "xox" (Slack); what is left, secrets without a digit, has a run of 16 token characters.
-# The detector tests run every true positive through it.
-_MAYBE_LITERALS: Final = ("@", "=", "::", "xox")
-_DIGITS_NEAR: Final = re.compile(r"[0-9][0-9 .()+/-]{6}").search  # what makes a digit cluster
+# What every built-in detector's match contains, found with one ``bytes.translate`` and a few
+# substring searches (re's scan for a character class costs ~9 ns a character, these under 1): most
+# stored strings hold none of it and skip the detectors. '@' (e-mail, URL credentials), '=' (credential
+# parameters), a cluster of digits (cards, phones, IPs, IBANs, SSNs), '::' or ':h:' (IPv6), and for
+# every secret a run of 16 token characters. The detector tests run every true positive through it.
+_TRIGGER_CLASSES: Final = bytes(
+    b if b in b"@=:" else 0x30 if 0x30 <= b <= 0x39 else 0x61 if b < 128 and (chr(b).isalpha() or b in b"_-")
+    else 0x20 for b in range(256)
+)
 
 
 def _maybe(text: str) -> bool:
-    if _DIGITS_NEAR(text) is not None or any(literal in text for literal in _MAYBE_LITERALS):
-        return True
-    return text.count(":") >= 7 or _LONG_TOKEN in text.encode("ascii", "replace").translate(_TOKEN_CLASSES)
+    """Whether any built-in detector could match the text (a superset: false means none can)."""
+    return _Hints(text).maybe()
 
 
 class _Hints:
     """Where each kind of detector should look in one string; computed lazily, at most once."""
 
-    __slots__ = ("_text", "_ascii", "_at", "_token", "_clusters", "_whole", "_colons", "_aws")
+    __slots__ = ("_text", "_ascii", "_at", "_long_token", "_clusters", "_whole", "_colons", "_aws")
 
     def __init__(self, text: str) -> None:
         self._text = text
         self._ascii: bytes | None = None
         self._at: list[tuple[int, int]] | None = None
-        self._token: tuple[tuple[int, int], ...] | None = None
+        self._long_token: bool | None = None
         self._clusters: list[tuple[int, int, int]] | None = None
         self._whole = ((0, len(text)),)
-        self._colons: bool | None = None
+        self._colons: list[tuple[int, int]] | None = None
         self._aws: list[tuple[int, int]] | None = None
 
     def _bytes(self) -> bytes:
@@ -367,20 +373,53 @@ class _Hints:
                 self._at = self._find_at()
             return self._at
         if pattern.hint == "token":
-            if self._token is None:
-                long_run = _LONG_TOKEN in self._bytes().translate(_TOKEN_CLASSES)
-                self._token = ((0, len(text)),) if long_run else ()
-            return self._token
+            return self._whole if self.long_token() else ()
+        if pattern.hint == "has_at":
+            return self._whole if self.windows(_AT) else ()
         if pattern.hint == "colons":
-            if self._colons is None:
-                self._colons = "::" in text or text.count(":") >= 7
-            return self._whole if self._colons else ()
+            return self._ipv6_windows()
         if pattern.hint == "aws":
+            if self._aws is None and not self.long_token():  # a key id or secret key is a long token
+                self._aws = []
             if self._aws is None:
                 near = sorted((at, at + len(word)) for word in _AWS_CONTEXT for at in _find_all(text, word))
                 self._aws = _merged_windows(near, _AWS_CONTEXT_REACH, _AWS_CONTEXT_REACH, len(text))
             return self._aws
         return self._whole
+
+    def long_token(self) -> bool:
+        """Whether the text holds a run of 16 token characters (every secret but URL credentials does)."""
+        if self._long_token is None:
+            self._long_token = _LONG_TOKEN in self._bytes().translate(_TOKEN_CLASSES)
+        return self._long_token
+
+    def _ipv6_windows(self) -> list[tuple[int, int]]:
+        """Around each '::' or ':h:' (one to four hex digits between colons): every IPv6 address of at
+        least three groups has one; JSON's '"key": value' and times (10:30:45 has ':30:'...) rarely."""
+        if self._colons is None:
+            self._colons = []
+            if ":" in self._text:
+                classes = self._bytes().translate(_HEX_CLASSES)
+                self._colons = _merged_windows(
+                    (match.span() for match in _HEX_COLON.finditer(classes)), _IPV6_REACH, _IPV6_REACH, len(classes)
+                )
+        return self._colons
+
+    def maybe(self) -> bool:
+        """Whether any built-in detector could match (a superset; see ``_TRIGGER_CLASSES``)."""
+        triggers = self._bytes().translate(_TRIGGER_CLASSES)
+        if b"@" in triggers or b"=" in triggers:
+            return True
+        if b"0" in triggers:
+            if self._clusters is None:
+                self._clusters = self._find_clusters()
+            if self._clusters or self.long_token():
+                return True
+        else:  # without digits, a run of token characters is a run of letters
+            self._long_token = _LONG_TOKEN in triggers
+            if self._long_token:
+                return True
+        return b":" in triggers and bool(self._ipv6_windows())
 
     def _find_at(self) -> list[tuple[int, int]]:
         text = self._text
@@ -389,9 +428,9 @@ class _Hints:
         )
 
     def _find_clusters(self) -> list[tuple[int, int, int]]:
-        if _ANY_DIGIT(self._text) is None:
-            return []
         classes = self._bytes().translate(_DIGIT_CLASSES)
+        if b"0" not in classes:
+            return []
         size, clusters = len(classes), []
         for match in _DIGIT_CLUSTER.finditer(classes):
             start, end = match.span()
@@ -450,6 +489,11 @@ def _looks_like_json(text: str) -> bool:
     return head.isspace() and text.lstrip()[:1] in ("{", "[")
 
 
+_SHORT = 256  # a string this short is first checked on its own (most attribute values: no detector applies)
+_CLEAN_REMEMBERED = 8192
+_SCALARS: Final = frozenset({int, float, bool})  # values no detector reads (a secret-named key's number is kept)
+
+
 class _Kind(Enum):
     """What redaction does with the value of an attribute key."""
 
@@ -469,6 +513,7 @@ class Redactor:
     def __init__(self, settings: RedactionSettings) -> None:
         self.counts: Counter[str] = Counter()
         self._kinds: dict[str, _Kind] = {}  # the kind of each key seen, up to _KEYS_REMEMBERED
+        self._clean_strings: set[str] = set()  # short strings that passed ``_Hints.maybe`` (see ``_clean``)
         self._capture = settings.capture_content
         self._allowed_keys, self._allowed_prefixes = allow_list(settings.allow_keys)
         rules: list[_Rule] = []
@@ -499,6 +544,11 @@ class Redactor:
             if settings.hash_key is None:
                 raise ValueError("hash mode needs redaction.hash_key")
             self._hmac = hmac.new(settings.hash_key.get_secret_value().encode(), digestmod=hashlib.sha256)
+
+    @property
+    def unchanged(self) -> bool:
+        """Whether every value comes back as it went in (redaction off, content capture on)."""
+        return self._unchanged
 
     def take_counts(self) -> dict[str, int]:
         """The counts since the last call, and a fresh start."""
@@ -533,10 +583,12 @@ class Redactor:
             kind = _Kind.CONTENT if all_content else self._kind(key)
             if kind is _Kind.CONTENT:
                 redacted = self.value(value)
-            elif not every_string or kind is _Kind.ALLOWED:
+            elif not every_string or kind is _Kind.ALLOWED or value is None or value.__class__ in _SCALARS:
                 continue
             elif kind is _Kind.SECRET:
                 redacted = self._secret_value(value)
+            elif value.__class__ is str and self._clean(value):
+                continue  # most values: short, and nothing any detector could match
             else:
                 redacted = self._redact(value)
             if redacted is value:
@@ -564,7 +616,7 @@ class Redactor:
 
     def text(self, text: str | None) -> str | None:
         """A string that cannot be removed (a span name, a status message): a drop rule masks it whole."""
-        if not text or not self._every_string:
+        if not text or not self._every_string or self._clean(text):
             return text
         hits: list[str] = []
         try:
@@ -575,6 +627,21 @@ class Redactor:
         if hits:
             self.counts.update(hits)
         return redacted
+
+    def _clean(self, text: str) -> bool:
+        """A short string no detector could match. Such values repeat (hosts, names, enums): the last few
+        thousand are remembered, so most attribute values cost one set lookup."""
+        if len(text) > _SHORT or self._has_user_rules:
+            return False
+        clean = self._clean_strings
+        if text in clean:
+            return True
+        if _Hints(text).maybe():
+            return False
+        if len(clean) >= _CLEAN_REMEMBERED:
+            clean.clear()
+        clean.add(text)
+        return True
 
     def _redact(self, value: Any) -> Any:
         hits: list[str] = []
@@ -626,10 +693,11 @@ class Redactor:
 
     def _string(self, text: str, hits: list[str]) -> str:
         """A JSON document keeps its shape (its string leaves are redacted); anything else is text."""
-        if not self._has_user_rules and not _maybe(text):
+        hints = _Hints(text)
+        if not self._has_user_rules and not hints.maybe():
             return text
         if _looks_like_json(text):
-            if not self._worth_parsing(text):
+            if not self._worth_parsing(text, hints):
                 return text
             try:
                 document = json.loads(text)
@@ -638,17 +706,17 @@ class Redactor:
                     return text if redacted is document else json.dumps(redacted, ensure_ascii=False)
             except (ValueError, RecursionError):
                 pass
-        return self._text(text, hits)
+        return self._text(text, hits, hints)
 
-    def _worth_parsing(self, text: str) -> bool:
+    def _worth_parsing(self, text: str, hints: _Hints) -> bool:
         """Could a string inside this JSON text hold a match? Most JSON content holds none, and a scan
         of the raw text is cheaper than parsing it. Escapes (``\\u00fc``) can hide characters from that
         scan, so user rules always parse, and so does any '@' (an address with a non-ASCII domain).
         """
-        return self._has_user_rules or "@" in text or bool(self._scan(text, probe=True))
+        return self._has_user_rules or "@" in text or bool(self._scan(text, hints, probe=True))
 
-    def _text(self, text: str, hits: list[str]) -> str:
-        found = self._scan(text)
+    def _text(self, text: str, hits: list[str], hints: _Hints) -> str:
+        found = self._scan(text, hints)
         if not found:
             return text
         found.sort(key=lambda match: match[0])
@@ -661,14 +729,13 @@ class Redactor:
         parts.append(text[last:])
         return "".join(parts)
 
-    def _scan(self, text: str, probe: bool = False) -> list[tuple[int, int, _Rule]]:
+    def _scan(self, text: str, hints: _Hints, probe: bool = False) -> list[tuple[int, int, _Rule]]:
         """Matches in priority order, none overlapping an earlier one; raises ``_Dropped`` on a drop rule.
 
         ``probe`` stops at the first match and never raises: a cheap "anything here?" for JSON text.
         """
         found: list[tuple[int, int, _Rule]] = []
         taken: bytearray | None = None  # 1 for each character an earlier match claimed
-        hints = _Hints(text)
         for where, rules in self._groups:
             windows = hints.windows(where)
             if not windows:

@@ -37,6 +37,10 @@ PRICED_CATEGORIES = frozenset({"llm", "embedding"})
 _Resources = dict[int, tuple[Attributes, Attributes, str | None]]
 
 
+def _same(new: list[Any], old: list[Any]) -> bool:
+    return all(a is b for a, b in zip(new, old, strict=True))
+
+
 @dataclass
 class TransformStats:
     redactions: dict[str, int] = field(default_factory=dict)
@@ -136,26 +140,41 @@ class Transform:
     def _redact_span(self, span: Span, resources: _Resources) -> Span:
         """Every string of the span that will be stored, redacted (the same span when nothing changed)."""
         redactor = self._redactor
+        if redactor.unchanged:
+            return span
         resource_attributes, service_name = self._resource(span.resource_attributes, span.service_name, resources)
         events = span.events
         if events:
-            events = [self._redact_event(event) for event in events[: self._limits.max_events]] + events[
-                self._limits.max_events :
-            ]
+            kept = events[: self._limits.max_events]  # the rest is dropped by _span_events
+            redacted_events = [self._redact_event(event) for event in kept]
+            if not _same(redacted_events, kept):
+                events = redacted_events + events[len(kept):]
         links = span.links
         if links:
-            links = [
+            redacted_links = [
                 link if (attributes := redactor.attributes(link["attributes"])) is link["attributes"]
                 else {**link, "attributes": attributes}
                 for link in links
             ]
+            if not _same(redacted_links, links):
+                links = redacted_links
+        name, status_message, scope_name = (
+            redactor.text(span.name), redactor.text(span.status_message), redactor.text(span.scope_name)
+        )
+        attributes = redactor.attributes(span.attributes)
+        if (
+            name is span.name and status_message is span.status_message and scope_name is span.scope_name
+            and attributes is span.attributes and resource_attributes is span.resource_attributes
+            and service_name is span.service_name and events is span.events and links is span.links
+        ):
+            return span
         return span._replace(
-            name=redactor.text(span.name),
-            status_message=redactor.text(span.status_message),
-            scope_name=redactor.text(span.scope_name),
+            name=name,
+            status_message=status_message,
+            scope_name=scope_name,
             resource_attributes=resource_attributes,
             service_name=service_name,
-            attributes=redactor.attributes(span.attributes),
+            attributes=attributes,
             events=events,
             links=links,
         )

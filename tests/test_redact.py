@@ -210,10 +210,10 @@ def test_pathological_text_is_scanned_in_linear_time(text: str) -> None:
 def _seconds_to_redact(text: str) -> float:
     r = redactor()
     best = float("inf")
-    for _ in range(3):
-        started = time.perf_counter()
+    for _ in range(3):  # CPU time of this process, the best of three: other processes count least
+        started = time.process_time()
         r.value(text)
-        best = min(best, time.perf_counter() - started)
+        best = min(best, time.process_time() - started)
     return best
 
 
