@@ -289,3 +289,16 @@ def test_serve_on_port_0_logs_the_ports_it_chose(tmp_path: Path) -> None:
         assert f"database {tmp_path / 'collector.db'}" in daemon.stderr
         daemon.process.send_signal(signal.SIGTERM)
         assert daemon.process.wait(timeout=15) == 0
+
+
+def test_redaction_scope_and_allow_list_from_the_environment_and_the_file(tmp_path: Path) -> None:
+    config = effective_config(
+        env={"GENAI_COLLECTOR_REDACTION__SCOPE": "content", "GENAI_COLLECTOR_REDACTION__ALLOW_KEYS": "tenant.id, myapp.*"}
+    )
+    assert config["redaction"]["scope"] == "content"
+    assert config["redaction"]["allow_keys"] == ["tenant.id", "myapp.*"]
+    path = write_config(tmp_path / "c.yaml", {"redaction": {"allow_keys": ["tenant.id"], "detectors": {"ipv6": "off"}}})
+    from_file = effective_config("--config", str(path))["redaction"]
+    assert from_file["allow_keys"] == ["tenant.id"] and from_file["scope"] == "all"
+    assert from_file["detectors"] == {"ipv6": "off"}
+    assert "scope" in config_error(env={"GENAI_COLLECTOR_REDACTION__SCOPE": "everything"})
