@@ -13,11 +13,13 @@ class and its quantifiers are bounded or cannot backtrack, the overlap check rea
 characters (checking each match against every earlier one made 40,000 addresses cost 55 s), and the
 text is rebuilt once.
 
-Most stored strings are short and hold nothing: one search of ``_MAYBE`` (what every detector needs:
-an '@', a long token, a cluster of digits, '=', '://'...) returns them untouched. Longer strings go
-through cheap per-detector filters before any detector's regex: a ``'@'`` for e-mail, a run of 16 token
-characters for secrets, and clusters of digits (found on a translated byte copy of the text) for cards,
-phones and IPv4 addresses, whose regexes then run only on the few characters around each cluster.
+Most stored strings hold nothing: ``_Hints.maybe`` (one ``bytes.translate`` and a few substring
+searches for what every detector needs: an '@', a '=', a cluster of digits, a long token, '::') returns
+them untouched, and short clean values are remembered. The others go through cheap per-detector
+filters before any detector's regex: a ``'@'`` for e-mail, a run of 16 token characters for secrets,
+clusters of digits (found on a translated byte copy of the text) for cards, IBANs, SSNs, phones and
+IPv4 addresses, whose regexes then run only on the characters around each cluster, and '::' or ':h:'
+for IPv6. Rules that look in the same windows are skipped together when a text gives none.
 """
 
 from __future__ import annotations

@@ -119,21 +119,21 @@ class Transform:
                         self._evaluation_record(evaluation, event.trace_id, event.span_id, "log", event.time_unix_nano)
                     )
             resource_attributes, service_name = self._resource(event.resource_attributes, event.service_name, resources)
-            attributes = redactor.attributes(event.attributes, all_content=is_genai)
+            attributes, _ = self._limit(redactor.attributes(event.attributes, all_content=is_genai), stats)
             body = event.body
             if body is not None:
                 body = redactor.value(body) if is_genai else redactor.other(body)
                 body = None if body is DROP else self._truncate(body, stats) if is_genai else body
-            event = event._replace(
-                name=redactor.text(event.name),
-                body=body,
-                attributes=attributes,
-                resource_attributes=resource_attributes,
-                service_name=service_name,
-                scope_name=redactor.text(event.scope_name),
+            records.events.append(
+                event._replace(
+                    name=redactor.text(event.name),
+                    body=body,
+                    attributes=attributes,
+                    resource_attributes=resource_attributes,
+                    service_name=service_name,
+                    scope_name=redactor.text(event.scope_name),
+                )
             )
-            attributes, _ = self._limit(event.attributes, stats)
-            records.events.append(event._replace(attributes=attributes))
         stats.redactions = self._redactor.take_counts()
         return records, stats
 

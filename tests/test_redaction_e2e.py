@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
+from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcSpanExporter
 from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk._logs import LoggerProvider
@@ -111,11 +113,18 @@ def emit_logs(provider: LoggerProvider) -> None:
     logger.emit(body=f"payment by {EMAIL} from {IPV4} with {CARD}", attributes={"client.address": IPV6})
 
 
-def test_no_literal_reaches_the_database_files(start_collector: Any) -> None:
+def span_exporter(collector: Any, protocol: str) -> Any:
+    if protocol == "grpc":
+        return GrpcSpanExporter(endpoint=f"http://{collector.grpc_target}", insecure=True)
+    return OTLPSpanExporter(endpoint=collector.http_url + "/v1/traces")
+
+
+@pytest.mark.parametrize("protocol", ["http/protobuf", "grpc"])
+def test_no_literal_reaches_the_database_files(start_collector: Any, protocol: str) -> None:
     collector = start_collector(logs={"keep_other": True})
     resource = Resource.create({"service.name": "support-bot", "owner.email": RESOURCE_EMAIL, "host.ip": IPV4})
     tracer_provider = TracerProvider(resource=resource)
-    tracer_provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=collector.http_url + "/v1/traces")))
+    tracer_provider.add_span_processor(BatchSpanProcessor(span_exporter(collector, protocol)))
     sent = InMemorySpanExporter()
     tracer_provider.add_span_processor(SimpleSpanProcessor(sent))
     logger_provider = LoggerProvider(resource=resource)
