@@ -32,6 +32,24 @@ SECTIONS = {
 OPTIONS = [name for name in Settings.model_fields if name not in SECTIONS]
 
 
+def _is_scalar(annotation: Any) -> bool:
+    """Whether one flag value can set the option: not a list, mapping or nested section, nor a secret
+    (a flag shows in the process list; secrets come from the environment or the file)."""
+    text = str(annotation)
+    return not any(marker in text for marker in ("tuple", "dict", "list", "Secret")) and not (
+        isinstance(annotation, type) and issubclass(annotation, Section)
+    )
+
+
+# The scalar options of sections also have flags: --retention-max-age sets retention.max_age.
+SECTION_OPTIONS = [
+    (section, option)
+    for section in sorted(SECTIONS)
+    for option, field in Settings.model_fields[section].annotation.model_fields.items()  # type: ignore[union-attr]
+    if _is_scalar(field.annotation)
+]
+
+
 def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
@@ -53,6 +71,16 @@ def build_parser() -> argparse.ArgumentParser:
                 default=None,
                 metavar=name.upper(),
                 help=f"{field.description} (env: {ENV_PREFIX}{name.upper()}; default: {_show_default(default)})",
+            )
+        for section, option in SECTION_OPTIONS:
+            field = Settings.model_fields[section].annotation.model_fields[option]  # type: ignore[union-attr]
+            env = f"{ENV_PREFIX}{section.upper()}{NESTED_ENV_SEPARATOR}{option.upper()}"
+            sub.add_argument(
+                _flag(f"{section}_{option}"),
+                dest=f"{section}{NESTED_ENV_SEPARATOR}{option}",
+                default=None,
+                metavar=option.upper(),
+                help=f"{field.description} (env: {env}; default: {_show_default(field.default)})",
             )
     _add_demo(commands.add_parser("demo", help="run a simulated agent that sends traces to a collector"))
     return parser
@@ -154,6 +182,13 @@ def merge_sources(args: argparse.Namespace, environ: Mapping[str, str]) -> dict[
         from_flag = getattr(args, name, None)
         if from_flag is not None:
             values[name] = _split_list(from_flag) if name in _LIST_OPTIONS else from_flag
+    for section, option in SECTION_OPTIONS:
+        from_flag = getattr(args, f"{section}{NESTED_ENV_SEPARATOR}{option}", None)
+        if from_flag is not None:
+            nested = values.setdefault(section, {})
+            if not isinstance(nested, dict):
+                raise ConfigError(f"{section} must be a mapping of option: value")
+            nested[option] = from_flag
     return values
 
 

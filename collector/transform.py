@@ -52,6 +52,10 @@ class TransformStats:
     out_of_range: Counter[str] = field(default_factory=Counter)  # canonical fields left empty, by field
 
 
+# A record's resource as the writer stores it: attributes, scope name, scope version.
+Resource = tuple[Attributes, str | None, str | None]
+
+
 class Transform:
     def __init__(self, settings: Settings, prices: PriceTable | None = None) -> None:
         self._redactor = Redactor(settings.redaction)
@@ -63,8 +67,12 @@ class Transform:
         records = Records()
         stats = TransformStats()
         resources: _Resources = {}
+        limited_resources: dict[int, Attributes] = {}
         for original in spans:
             span = self._redact_span(original, resources)
+            span = span._replace(
+                resource_attributes=self._limit_resource(span.resource_attributes, limited_resources, stats)
+            )
             genai, rejected_fields = out_of_range(
                 normalize(span.attributes, span.name, span.start_time_unix_nano, span.events)
             )
@@ -77,7 +85,12 @@ class Transform:
             for evaluation in evaluations_from_attributes(original.attributes):
                 records.evaluations.append(
                     self._evaluation_record(
-                        evaluation, span.trace_id, span.span_id, "span_attribute", span.end_time_unix_nano
+                        evaluation,
+                        span.trace_id,
+                        span.span_id,
+                        "span_attribute",
+                        span.end_time_unix_nano,
+                        (span.resource_attributes, span.scope_name, span.scope_version),
                     )
                 )
             attributes, dropped_attributes = self._limit(span.attributes, stats)
@@ -106,19 +119,29 @@ class Transform:
         records = Records()
         stats = TransformStats()
         resources: _Resources = {}
+        limited_resources: dict[int, Attributes] = {}
         redactor = self._redactor
         for event in events:
             is_genai = event.name in GENAI_EVENT_NAMES
             if not is_genai and not self._logs.keep_other:
                 stats.dropped_log_records += 1
                 continue
+            resource_attributes, service_name = self._resource(event.resource_attributes, event.service_name, resources)
+            resource_attributes = self._limit_resource(resource_attributes, limited_resources, stats)
+            scope_name = redactor.text(event.scope_name)
             if event.name == EVALUATION_EVENT:
                 evaluation = evaluation_from_event(event.attributes)
                 if evaluation is not None:
                     records.evaluations.append(
-                        self._evaluation_record(evaluation, event.trace_id, event.span_id, "log", event.time_unix_nano)
+                        self._evaluation_record(
+                            evaluation,
+                            event.trace_id,
+                            event.span_id,
+                            "log",
+                            event.time_unix_nano,
+                            (resource_attributes, scope_name, None),
+                        )
                     )
-            resource_attributes, service_name = self._resource(event.resource_attributes, event.service_name, resources)
             attributes, _ = self._limit(redactor.attributes(event.attributes, all_content=is_genai), stats)
             body = event.body
             if body is not None:
@@ -131,7 +154,7 @@ class Transform:
                     attributes=attributes,
                     resource_attributes=resource_attributes,
                     service_name=service_name,
-                    scope_name=redactor.text(event.scope_name),
+                    scope_name=scope_name,
                 )
             )
         stats.redactions = self._redactor.take_counts()
@@ -197,8 +220,24 @@ class Transform:
             resources[id(attributes)] = known
         return known[1], known[2]
 
+    def _limit_resource(
+        self, attributes: Attributes, limited: dict[int, Attributes], stats: TransformStats
+    ) -> Attributes:
+        """A resource's attributes within the limits, cut once per request: its records keep sharing one
+        dict, which the writer stores once."""
+        found = limited.get(id(attributes))
+        if found is None:
+            found = limited[id(attributes)] = self._limit(attributes, stats)[0]
+        return found
+
     def _evaluation_record(
-        self, evaluation: Evaluation, trace_id: str | None, span_id: str | None, source: str, time_unix_nano: int
+        self,
+        evaluation: Evaluation,
+        trace_id: str | None,
+        span_id: str | None,
+        source: str,
+        time_unix_nano: int,
+        resource: Resource,
     ) -> EvaluationRecord:
         """Read from the attributes as they came (content capture off must not lose scores), stored redacted."""
         text = self._redactor.text
@@ -212,6 +251,9 @@ class Transform:
             explanation=text(evaluation.explanation),
             source=source,
             time_unix_nano=time_unix_nano,
+            resource_attributes=resource[0],
+            scope_name=resource[1],
+            scope_version=resource[2],
         )
 
     def _price(self, genai: Any, stats: TransformStats) -> float | None:
@@ -241,7 +283,12 @@ class Transform:
                 if evaluation is not None:
                     records.evaluations.append(
                         self._evaluation_record(
-                            evaluation, span.trace_id, span.span_id, "span_event", event["time_unix_nano"]
+                            evaluation,
+                            span.trace_id,
+                            span.span_id,
+                            "span_event",
+                            event["time_unix_nano"],
+                            (span.resource_attributes, span.scope_name, span.scope_version),
                         )
                     )
             attributes, _ = self._limit(event["attributes"], stats)

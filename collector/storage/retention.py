@@ -1,0 +1,254 @@
+"""Retention: whole traces deleted by age and by size, snapshots by their own age, pages handed back.
+
+Runs on the writer thread with the writer's connection, one small transaction per ``step`` so that
+batches of spans keep being committed in between. A trace is deleted with all its spans, events,
+evaluations and its rollup; events and evaluations that belong to no stored trace go by the time
+they arrived. Age is measured by the collector's clock (when the trace's last span arrived), never
+by the timestamps a client put in its spans.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import apsw
+
+from collector.config import RetentionSettings
+from collector.storage.connection import write_transaction
+
+ROWS_PER_TRANSACTION = 2_000  # spans deleted per transaction at most (a single larger trace goes alone)
+VACUUM_PAGES_PER_STEP = 2_048  # pages handed back to the file system per transaction at most
+
+OLDEST_TRACES = """
+SELECT trace_id, span_count, last_span_at_unix_nano FROM traces
+WHERE last_span_at_unix_nano < ?
+ORDER BY last_span_at_unix_nano
+LIMIT ?
+"""
+
+RESOURCES_OF_TRACES = """
+SELECT json_group_array(DISTINCT resource_id) FROM (
+    SELECT resource_id FROM spans WHERE trace_id IN (SELECT value FROM json_each(?1))
+    UNION ALL SELECT resource_id FROM events WHERE trace_id IN (SELECT value FROM json_each(?1))
+    UNION ALL SELECT resource_id FROM evaluations WHERE trace_id IN (SELECT value FROM json_each(?1))
+) WHERE resource_id IS NOT NULL
+"""
+
+DELETE_TRACE_ROWS = tuple(
+    f"DELETE FROM {table} WHERE trace_id IN (SELECT value FROM json_each(?))"
+    for table in ("spans", "events", "evaluations", "traces")
+)
+
+# Rows of no stored trace (no trace id, or their spans never came, or came and went), oldest first.
+# Found first, deleted by id only when there are some: a step with nothing to do never asks for the
+# write lock (which another connection may hold).
+ORPHANS = {
+    table: f"""
+SELECT id, resource_id FROM {table}
+WHERE received_at_unix_nano < ?
+  AND (trace_id IS NULL OR NOT EXISTS (SELECT 1 FROM traces WHERE traces.trace_id = {table}.trace_id))
+ORDER BY received_at_unix_nano
+LIMIT ?
+"""
+    for table in ("events", "evaluations")
+}
+DELETE_BY_ID = {
+    table: f"DELETE FROM {table} WHERE id IN (SELECT value FROM json_each(?))"
+    for table in ("events", "evaluations", "metric_snapshots")
+}
+
+OLD_SNAPSHOTS = "SELECT id FROM metric_snapshots WHERE computed_at < ? ORDER BY computed_at LIMIT ?"
+
+DELETE_UNUSED_RESOURCES = """
+DELETE FROM resources
+WHERE id IN (SELECT value FROM json_each(?))
+  AND NOT EXISTS (SELECT 1 FROM spans WHERE spans.resource_id = resources.id)
+  AND NOT EXISTS (SELECT 1 FROM events WHERE events.resource_id = resources.id)
+  AND NOT EXISTS (SELECT 1 FROM evaluations WHERE evaluations.resource_id = resources.id)
+"""
+
+OLDEST_TRACE = "SELECT min(last_span_at_unix_nano) FROM traces"
+
+
+@dataclass(frozen=True)
+class DatabaseSize:
+    """The database's files on disk and how much of them holds data."""
+
+    main_bytes: int
+    wal_bytes: int
+    page_size: int
+    free_pages: int
+    incremental: bool  # auto_vacuum=INCREMENTAL: free pages can be handed back to the file system
+
+    @property
+    def file_bytes(self) -> int:
+        return self.main_bytes + self.wal_bytes
+
+    @property
+    def used_bytes(self) -> int:
+        return self.file_bytes - self.free_pages * self.page_size
+
+    @property
+    def bounded_bytes(self) -> int:
+        """What ``max_size`` bounds: the files, or, when free pages cannot be handed back (a database
+        created before auto_vacuum=INCREMENTAL), the part that holds data: the file stops growing
+        since new rows reuse the free pages."""
+        return self.file_bytes if self.incremental else self.used_bytes
+
+
+def measure(connection: apsw.Connection, path: Path) -> DatabaseSize:
+    def size(file: str) -> int:
+        try:
+            return os.stat(file).st_size
+        except OSError:
+            return 0
+
+    return DatabaseSize(
+        main_bytes=size(str(path)),
+        wal_bytes=size(f"{path}-wal"),
+        page_size=connection.pragma("page_size"),
+        free_pages=connection.pragma("freelist_count"),
+        incremental=connection.pragma("auto_vacuum") == 2,
+    )
+
+
+@dataclass
+class Deleted:
+    """What one step removed and gave back; ``more`` asks to be called again after the next batch."""
+
+    reason: str = ""  # age, size or disk_full
+    traces: int = 0
+    spans: int = 0
+    snapshots: int = 0
+    reclaimed_bytes: int = 0
+    more: bool = False
+
+
+@dataclass
+class Retention:
+    """The retention job of one database, run by its writer between batches (see ``step``)."""
+
+    connection: apsw.Connection
+    path: Path
+    settings: RetentionSettings
+    rows_per_transaction: int = ROWS_PER_TRANSACTION
+    oldest_trace_ns: int | None = None  # when the oldest stored trace got its last span, after the last step
+    _target: int | None = field(default=None, init=False)  # deleting by size down to this many bytes
+    _reason: str = field(default="size", init=False)
+    _disk_full: bool = field(default=False, init=False)
+
+    @property
+    def max_size(self) -> int | None:
+        return self.settings.max_size
+
+    def disk_full(self) -> None:
+        """A write failed for want of disk space: with ``max_size`` set, the next step frees space
+        (down to the low-water mark of the present size) even below the bound."""
+        if self.max_size is not None:
+            self._disk_full = True
+
+    def step(self, now_ns: int) -> list[Deleted]:
+        """Do a piece of each kind of work that is due, each in one small transaction; a result's
+        ``more`` asks to be called again after the next batch."""
+        settings = self.settings
+        done: list[Deleted] = []
+        if self._disk_full or self._target is not None or self.max_size is not None:
+            done.append(self._by_size())
+        if settings.max_age > 0 and not any(result.more for result in done):
+            done.append(self._delete_traces(now_ns - int(settings.max_age * 1e9), "age"))
+        if settings.snapshots_max_age > 0:
+            before_ns = now_ns - int(settings.snapshots_max_age * 1e9)
+            ids = [row[0] for row in self.connection.execute(OLD_SNAPSHOTS, (before_ns, self.rows_per_transaction))]
+            if ids:
+                with write_transaction(self.connection):
+                    self.connection.execute(DELETE_BY_ID["metric_snapshots"], (json.dumps(ids),))
+            done.append(Deleted(reason="age", snapshots=len(ids), more=len(ids) >= self.rows_per_transaction))
+        ((self.oldest_trace_ns,),) = self.connection.execute(OLDEST_TRACE)
+        return done
+
+    def _by_size(self) -> Deleted:
+        size = measure(self.connection, self.path)
+        if self._disk_full:
+            self._disk_full = False
+            self._reason = "disk_full"
+            self._target = int(min(size.bounded_bytes, self.max_size or size.bounded_bytes) * self.settings.low_water_mark)
+        elif self._target is None:
+            if self.max_size is None or size.bounded_bytes <= self.max_size:
+                return Deleted()
+            self._reason = "size"
+            self._target = int(self.max_size * self.settings.low_water_mark)
+        if size.used_bytes > self._target:
+            deleted = self._delete_traces(None, self._reason)
+            if deleted.more:
+                return deleted
+        elif size.incremental and size.free_pages and size.file_bytes > self._target:
+            reclaimed = self._hand_back(size, size.file_bytes - self._target)
+            if reclaimed > 0:
+                return Deleted(reason=self._reason, reclaimed_bytes=reclaimed, more=True)
+        self._target = None  # down to the mark, or nothing more can be done this time
+        self._checkpoint()
+        return Deleted()
+
+    def _delete_traces(self, before_ns: int | None, reason: str) -> Deleted:
+        """Delete the oldest traces (all of them, or those whose last span arrived before ``before_ns``)
+        up to ``rows_per_transaction`` spans, then the rows of no trace that arrived before them."""
+        connection = self.connection
+        limit = self.rows_per_transaction
+        cutoff = before_ns if before_ns is not None else 2**63 - 1
+        chosen: list[str] = []
+        spans = 0
+        newest = None
+        candidates = connection.execute(OLDEST_TRACES, (cutoff, limit)).fetchall()
+        for trace_id, span_count, last_span_at in candidates:
+            if chosen and spans + span_count > limit:
+                break
+            chosen.append(trace_id)
+            spans += span_count
+            newest = last_span_at
+        if before_ns is None:  # by size: the rows of no trace that came before the newest trace deleted
+            orphans_before = newest if newest is not None else cutoff
+        else:
+            orphans_before = cutoff
+        result = Deleted(reason=reason)
+        orphans = {table: connection.execute(query, (orphans_before, limit)).fetchall() for table, query in ORPHANS.items()}
+        if not chosen and not any(orphans.values()):
+            return result  # nothing to delete: the write lock is not even asked for
+        with write_transaction(connection):
+            resources: set[int] = set()
+            if chosen:
+                ids = json.dumps(chosen)
+                ((used,),) = connection.execute(RESOURCES_OF_TRACES, (ids,))
+                resources.update(json.loads(used))
+                counts = []
+                for statement in DELETE_TRACE_ROWS:
+                    connection.execute(statement, (ids,))
+                    counts.append(connection.changes())
+                result.spans, result.traces = counts[0], counts[-1]
+            for table, rows in orphans.items():
+                if rows:
+                    connection.execute(DELETE_BY_ID[table], (json.dumps([row[0] for row in rows]),))
+                    resources.update(row[1] for row in rows if row[1] is not None)
+            if resources:
+                connection.execute(DELETE_UNUSED_RESOURCES, (json.dumps(sorted(resources)),))
+        orphan_count = max(len(rows) for rows in orphans.values())
+        if before_ns is None:
+            result.more = True
+        else:
+            result.more = len(candidates) > len(chosen) or len(candidates) == limit or orphan_count >= limit
+        return result
+
+    def _hand_back(self, size: DatabaseSize, excess: int) -> int:
+        """Return free pages to the file system (at most ``VACUUM_PAGES_PER_STEP``); the bytes it saved."""
+        pages = min(size.free_pages, VACUUM_PAGES_PER_STEP, -(-excess // size.page_size))
+        with write_transaction(self.connection):
+            self.connection.execute(f"PRAGMA incremental_vacuum({int(pages)})")
+        self._checkpoint()  # in WAL mode the file shrinks when the checkpoint copies the change back
+        return size.file_bytes - measure(self.connection, self.path).file_bytes
+
+    def _checkpoint(self) -> None:
+        """A checkpoint that never waits for readers: the WAL is then restarted, and cut back to
+        ``journal_size_limit``, by the next write."""
+        self.connection.wal_checkpoint(mode=apsw.SQLITE_CHECKPOINT_PASSIVE)
