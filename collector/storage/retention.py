@@ -17,7 +17,7 @@ from pathlib import Path
 import apsw
 
 from collector.config import RetentionSettings
-from collector.storage.connection import write_transaction
+from collector.storage.connection import WAL_SIZE_LIMIT, write_transaction
 
 ROWS_PER_TRANSACTION = 2_000  # spans deleted per transaction at most (a single larger trace goes alone)
 VACUUM_PAGES_PER_STEP = 2_048  # pages handed back to the file system per transaction at most
@@ -140,6 +140,13 @@ class Retention:
     _reason: str = field(default="size", init=False)
     _disk_full: bool = field(default=False, init=False)
 
+    def __post_init__(self) -> None:
+        if self.max_size is not None:
+            # The WAL is part of the bound: keep it to a tenth of it (checkpoint sooner, cut it back).
+            wal_limit = min(WAL_SIZE_LIMIT, self.max_size // 10)
+            self.connection.pragma("journal_size_limit", wal_limit)
+            self.connection.pragma("wal_autocheckpoint", max(16, wal_limit // self.connection.pragma("page_size")))
+
     @property
     def max_size(self) -> int | None:
         return self.settings.max_size
@@ -167,6 +174,9 @@ class Retention:
                     self.connection.execute(DELETE_BY_ID["metric_snapshots"], (json.dumps(ids),))
             done.append(Deleted(reason="age", snapshots=len(ids), more=len(ids) >= self.rows_per_transaction))
         ((self.oldest_trace_ns,),) = self.connection.execute(OLDEST_TRACE)
+        # Keeps the WAL short, so that the data is in the main file where deletions can free it, and
+        # the WAL's own space is reused: a full disk then still has room for the deletions.
+        self._checkpoint()
         return done
 
     def _by_size(self) -> Deleted:
@@ -244,7 +254,8 @@ class Retention:
         """Return free pages to the file system (at most ``VACUUM_PAGES_PER_STEP``); the bytes it saved."""
         pages = min(size.free_pages, VACUUM_PAGES_PER_STEP, -(-excess // size.page_size))
         with write_transaction(self.connection):
-            self.connection.execute(f"PRAGMA incremental_vacuum({int(pages)})")
+            # one page per step of the statement: it must be run to the end
+            self.connection.execute(f"PRAGMA incremental_vacuum({int(pages)})").fetchall()
         self._checkpoint()  # in WAL mode the file shrinks when the checkpoint copies the change back
         return size.file_bytes - measure(self.connection, self.path).file_bytes
 
