@@ -10,7 +10,9 @@ by the timestamps a client put in its spans.
 from __future__ import annotations
 
 import json
+import math
 import os
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,6 +23,7 @@ from collector.storage.connection import WAL_SIZE_LIMIT, write_transaction
 
 ROWS_PER_TRANSACTION = 2_000  # spans deleted per transaction at most (a single larger trace goes alone)
 VACUUM_PAGES_PER_STEP = 2_048  # pages handed back to the file system per transaction at most
+FIRST_SIZE_DELETION = 16  # spans deleted by size before their size on disk is known
 
 OLDEST_TRACES = """
 SELECT trace_id, span_count, last_span_at_unix_nano FROM traces
@@ -139,17 +142,32 @@ class Retention:
     _target: int | None = field(default=None, init=False)  # deleting by size down to this many bytes
     _reason: str = field(default="size", init=False)
     _disk_full: bool = field(default=False, init=False)
+    _span_bytes: float | None = field(default=None, init=False)  # what deleting a span freed, lately
 
     def __post_init__(self) -> None:
+        self.reserve = Path(f"{self.path}-reserve")
+        self._reserve_bytes = 0
         if self.max_size is not None:
             # The WAL is part of the bound: keep it to a tenth of it (checkpoint sooner, cut it back).
             wal_limit = min(WAL_SIZE_LIMIT, self.max_size // 10)
+            self._reserve_bytes = wal_limit
+            self._make_reserve()
+            wal_pages = wal_limit // self.connection.pragma("page_size")
             self.connection.pragma("journal_size_limit", wal_limit)
-            self.connection.pragma("wal_autocheckpoint", max(16, wal_limit // self.connection.pragma("page_size")))
+            self.connection.pragma("wal_autocheckpoint", max(16, wal_pages // 2))  # + a transaction: under it
+            # A deletion rewrites about a page per row (more for small rows' indexes): it must fit in the WAL too.
+            self.rows_per_transaction = max(50, min(self.rows_per_transaction, wal_pages // 2))
 
     @property
     def max_size(self) -> int | None:
         return self.settings.max_size
+
+    @property
+    def trigger_bytes(self) -> int:
+        """Deletion by size starts halfway between the low-water mark and ``max_size``, so that what
+        arrives until the next check still finds the files under ``max_size``."""
+        assert self.max_size is not None
+        return int(self.max_size * (1 + self.settings.low_water_mark) / 2)
 
     def disk_full(self) -> None:
         """A write failed for want of disk space: with ``max_size`` set, the next step frees space
@@ -181,17 +199,26 @@ class Retention:
 
     def _by_size(self) -> Deleted:
         size = measure(self.connection, self.path)
-        if self._disk_full:
-            self._disk_full = False
+        if self._disk_full and self._target is None:
+            self._use_reserve()
             self._reason = "disk_full"
             self._target = int(min(size.bounded_bytes, self.max_size or size.bounded_bytes) * self.settings.low_water_mark)
         elif self._target is None:
-            if self.max_size is None or size.bounded_bytes <= self.max_size:
+            if self.max_size is None or size.bounded_bytes <= self.trigger_bytes:
                 return Deleted()
             self._reason = "size"
             self._target = int(self.max_size * self.settings.low_water_mark)
+        self._disk_full = False
         if size.used_bytes > self._target:
-            deleted = self._delete_traces(None, self._reason)
+            # No more than the excess: spans' size is learnt from what the previous deletions freed.
+            if self._span_bytes is None:
+                spans = FIRST_SIZE_DELETION
+            else:
+                spans = math.ceil((size.used_bytes - self._target) / self._span_bytes)
+            deleted = self._delete_traces(None, self._reason, max(1, min(spans, self.rows_per_transaction)))
+            freed = size.used_bytes - measure(self.connection, self.path).used_bytes
+            if deleted.spans and freed > 0:
+                self._span_bytes = freed / deleted.spans
             if deleted.more:
                 return deleted
         elif size.incremental and size.free_pages and size.file_bytes > self._target:
@@ -200,13 +227,14 @@ class Retention:
                 return Deleted(reason=self._reason, reclaimed_bytes=reclaimed, more=True)
         self._target = None  # down to the mark, or nothing more can be done this time
         self._checkpoint()
+        self._make_reserve()
         return Deleted()
 
-    def _delete_traces(self, before_ns: int | None, reason: str) -> Deleted:
+    def _delete_traces(self, before_ns: int | None, reason: str, limit: int | None = None) -> Deleted:
         """Delete the oldest traces (all of them, or those whose last span arrived before ``before_ns``)
-        up to ``rows_per_transaction`` spans, then the rows of no trace that arrived before them."""
+        up to ``limit`` spans (``rows_per_transaction``), then the rows of no trace that arrived before them."""
         connection = self.connection
-        limit = self.rows_per_transaction
+        limit = limit or self.rows_per_transaction
         cutoff = before_ns if before_ns is not None else 2**63 - 1
         chosen: list[str] = []
         spans = 0
@@ -259,7 +287,39 @@ class Retention:
         self._checkpoint()  # in WAL mode the file shrinks when the checkpoint copies the change back
         return size.file_bytes - measure(self.connection, self.path).file_bytes
 
+    def _make_reserve(self) -> None:
+        """Keep ``<db>-reserve``, a file of zeros the size of the WAL's bound, while the disk has room
+        for it twice. On a full disk nothing can be deleted from a WAL database without some space
+        (the WAL must be checkpointed into the database file before it can be reused), so the
+        reserve is given up first (see ``disk_full``)."""
+        if not self._reserve_bytes or self.reserve.exists():
+            return
+        try:
+            if shutil.disk_usage(self.reserve.parent).free < 2 * self._reserve_bytes:
+                return
+            with open(self.reserve, "wb") as reserve:
+                for _ in range(0, self._reserve_bytes, 1 << 20):
+                    reserve.write(bytes(min(1 << 20, self._reserve_bytes)))
+                os.fsync(reserve.fileno())
+        except OSError:
+            self.reserve.unlink(missing_ok=True)
+
+    def _use_reserve(self) -> None:
+        try:
+            self.reserve.unlink(missing_ok=True)
+        except OSError:
+            pass
+        self._checkpoint()
+
     def _checkpoint(self) -> None:
         """A checkpoint that never waits for readers: the WAL is then restarted, and cut back to
-        ``journal_size_limit``, by the next write."""
-        self.connection.wal_checkpoint(mode=apsw.SQLITE_CHECKPOINT_PASSIVE)
+        ``journal_size_limit``, by the next write.
+
+        On a full disk it fails while the WAL holds pages past the end of the database file; the
+        deletions and the vacuum that follow shrink the database in the WAL first, and the checkpoint
+        then only writes pages inside the file, and cuts it.
+        """
+        try:
+            self.connection.wal_checkpoint(mode=apsw.SQLITE_CHECKPOINT_PASSIVE)
+        except apsw.FullError:
+            pass
