@@ -60,7 +60,12 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="run the collector")
     check = commands.add_parser("check-config", help="validate and print the effective configuration")
-    for sub in (serve, check):
+    vacuum = commands.add_parser(
+        "vacuum",
+        help="with the collector stopped: rewrite the database so that retention can return freed space "
+        "to the file system (databases created before retention existed), and compact it",
+    )
+    for sub in (serve, check, vacuum):
         sub.add_argument("--config", type=Path, help="YAML config file (env: GENAI_COLLECTOR_CONFIG)")
         for name in OPTIONS:
             field = Settings.model_fields[name]
@@ -213,9 +218,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "check-config":
         print(yaml.safe_dump(settings.model_dump(mode="json"), sort_keys=False), end="")
         return 0
+    if args.command == "vacuum":
+        return _vacuum(settings.db)
     from collector.app import run
 
     return run(settings)
+
+
+def _vacuum(db: Path) -> int:
+    import apsw
+
+    from collector.storage.retention import convert_to_incremental
+
+    if not db.exists():
+        print(f"genai-collector: no database at {db}", file=sys.stderr)
+        return 1
+    try:
+        before, after = convert_to_incremental(db)
+    except apsw.BusyError:
+        print(f"genai-collector: {db} is in use; stop the collector first", file=sys.stderr)
+        return 1
+    except apsw.Error as error:
+        print(f"genai-collector: cannot vacuum {db}: {error}", file=sys.stderr)
+        return 1
+    print(f"{db}: {before:,} bytes before, {after:,} after; freed pages now go back to the file system")
+    return 0
 
 
 if __name__ == "__main__":

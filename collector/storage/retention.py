@@ -323,3 +323,26 @@ class Retention:
             self.connection.wal_checkpoint(mode=apsw.SQLITE_CHECKPOINT_PASSIVE)
         except apsw.FullError:
             pass
+
+
+def convert_to_incremental(path: Path) -> tuple[int, int]:
+    """Rewrite a database created before ``auto_vacuum=INCREMENTAL`` so that retention can hand its
+    freed pages back (``genai-collector vacuum``); returns its size in bytes before and after.
+
+    ``VACUUM`` copies the whole database: it needs the collector stopped and free space about the
+    size of the database; it also compacts a database that already is incremental.
+    """
+    from collector.storage.connection import open_connection
+    from collector.storage.schema import migrate
+
+    connection = open_connection(path)
+    try:
+        migrate(connection)
+        connection.wal_checkpoint(mode=apsw.SQLITE_CHECKPOINT_TRUNCATE)
+        before = measure(connection, path).file_bytes
+        connection.pragma("auto_vacuum", "incremental")
+        connection.execute("VACUUM")
+        connection.wal_checkpoint(mode=apsw.SQLITE_CHECKPOINT_TRUNCATE)
+        return before, measure(connection, path).file_bytes
+    finally:
+        connection.close()
