@@ -72,6 +72,18 @@ def test_attribute_and_event_limits_are_counted_on_the_span() -> None:
     assert stored.dropped_events_count == 3 and stats.dropped_events == 3
 
 
+def test_resource_attributes_obey_the_limits_once_per_request_and_stay_shared() -> None:
+    resource = {"service.name": "svc", "host.name": "h" * 500, **{f"r{index}": index for index in range(10)}}
+    spans, _ = decode_spans(otlp_request(3))
+    spans = [span._replace(resource_attributes=resource) for span in spans]
+    records, stats = transform(limits={"max_attributes": 4, "max_attribute_length": 100}).spans(spans)
+    limited = records.spans[0].resource_attributes
+    assert list(limited) == ["service.name", "host.name", "r0", "r1"]
+    assert limited["host.name"].startswith("h" * 100 + "…[truncated 400 chars]")
+    assert all(span.resource_attributes is limited for span in records.spans)  # the writer stores it once
+    assert stats.dropped_attributes == 8 and stats.truncated_values == 1  # counted once, not per span
+
+
 def test_evaluations_come_from_span_events_and_openinference_attributes() -> None:
     events = [
         {
@@ -87,6 +99,10 @@ def test_evaluations_come_from_span_events_and_openinference_attributes() -> Non
     found = {(evaluation.name, evaluation.score, evaluation.source) for evaluation in records.evaluations}
     assert found == {("faithfulness", 0.8, "span_event"), ("relevance", 0.4, "span_attribute")}
     assert all(evaluation.trace_id == span.trace_id for evaluation in records.evaluations)
+    assert all(  # stored with the resource of the span they came from
+        (evaluation.resource_attributes, evaluation.scope_name) == (span.resource_attributes, span.scope_name)
+        for evaluation in records.evaluations
+    )
 
 
 def log_event(name: str | None, body: Any) -> LogEvent:
