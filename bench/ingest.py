@@ -1081,6 +1081,7 @@ class Session:
 # --- large database: prefill with the collector's own rows, then time queries ------------------
 
 PREFILL_NONCE = 0xFFFF << 48  # prefilled trace ids end in ffff...; a run's nonces never start so
+_TEMPLATE_RESOURCES: list[tuple[Any, ...]] = []
 
 
 def _template_rows(
@@ -1119,6 +1120,9 @@ def _template_rows(
     trace_rows = scratch.execute(f"SELECT {', '.join(trace_columns)} FROM traces").fetchall()
     if not trace_rows:
         trace_columns = []
+    global _TEMPLATE_RESOURCES  # the rows the spans' resource_id point to (schema version 4 on)
+    has_resources = scratch.execute("SELECT count(*) FROM sqlite_schema WHERE name = 'resources'").fetchone()[0]
+    _TEMPLATE_RESOURCES = scratch.execute("SELECT * FROM resources").fetchall() if has_resources else []
     scratch.close()
     return span_columns, spans_rows, trace_columns, trace_rows
 
@@ -1175,6 +1179,9 @@ def prefill(db: Path, total: int, spans_per_request: int, transaction_rows: int)
 
     connection = apsw.Connection(str(db))
     migrate(connection)
+    with connection:
+        for row in _TEMPLATE_RESOURCES:
+            connection.execute(f"INSERT INTO resources VALUES ({', '.join('?' * len(row))})", row)
     connection.pragma("journal_mode", "off")
     connection.pragma("synchronous", "off")
     connection.pragma("cache_size", -1_000_000)  # KiB
@@ -1375,7 +1382,7 @@ class Bench:
             with self.session(self.fresh_db(f"empty-{protocol}")) as session:
                 empty = session.measure(protocol, "empty-db", self.templates(protocol), clients=args.clients)
         timer = QueryTimer(db, info["sample_trace_ids"])
-        with self.session(db) as session:
+        with self.session(db, ("--retention-max-age", "0")) as session:  # the prefill goes back 30 days
             run = session.measure(
                 protocol, "large-db", self.templates(protocol), clients=args.clients, during=timer.run_until
             )
