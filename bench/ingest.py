@@ -46,7 +46,6 @@ from urllib.parse import urlsplit
 
 import apsw
 import grpc
-import storage
 from google.protobuf import json_format
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
@@ -57,6 +56,8 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span as PbSpan
 from opentelemetry.proto.trace.v1.trace_pb2 import Status
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "bench"))  # bench/storage.py, also when this file is loaded by its path
+import storage  # noqa: E402
 PROTOCOLS = ("http-protobuf", "http-json", "grpc")
 MODES = ("max", "rate", "overload", "large-db", "retention", "resource")
 GRPC_EXPORT = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
