@@ -138,6 +138,7 @@ class Retention:
     path: Path
     settings: RetentionSettings
     rows_per_transaction: int = ROWS_PER_TRANSACTION
+    vacuum_pages: int = VACUUM_PAGES_PER_STEP
     oldest_trace_ns: int | None = None  # when the oldest stored trace got its last span, after the last step
     _target: int | None = field(default=None, init=False)  # deleting by size down to this many bytes
     _reason: str = field(default="size", init=False)
@@ -155,8 +156,9 @@ class Retention:
             wal_pages = wal_limit // self.connection.pragma("page_size")
             self.connection.pragma("journal_size_limit", wal_limit)
             self.connection.pragma("wal_autocheckpoint", max(16, wal_pages // 2))  # + a transaction: under it
-            # A deletion rewrites about a page per row (more for small rows' indexes): it must fit in the WAL too.
+            # A deletion rewrites about a page per row, a vacuum every page it moves: they must fit in the WAL too.
             self.rows_per_transaction = max(50, min(self.rows_per_transaction, wal_pages // 2))
+            self.vacuum_pages = max(16, min(self.vacuum_pages, wal_pages // 2))
 
     @property
     def max_size(self) -> int | None:
@@ -279,8 +281,8 @@ class Retention:
         return result
 
     def _hand_back(self, size: DatabaseSize, excess: int) -> int:
-        """Return free pages to the file system (at most ``VACUUM_PAGES_PER_STEP``); the bytes it saved."""
-        pages = min(size.free_pages, VACUUM_PAGES_PER_STEP, -(-excess // size.page_size))
+        """Return free pages to the file system (at most ``vacuum_pages``); the bytes it saved."""
+        pages = min(size.free_pages, self.vacuum_pages, -(-excess // size.page_size))
         with write_transaction(self.connection):
             # one page per step of the statement: it must be run to the end
             self.connection.execute(f"PRAGMA incremental_vacuum({int(pages)})").fetchall()
