@@ -7,6 +7,7 @@ The disk fills for real: the database lives on a small tmpfs (needs root to moun
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 import time
 from pathlib import Path
@@ -177,18 +178,6 @@ def test_full_disk_fails_requests_retryably_and_recovers(start_collector: Any, s
     assert retried.status_code == 200
     assert httpx.get(running.admin_url + "/readyz").status_code == 200
     assert running.query("SELECT count(*) FROM spans") == [(25,)]
-
-
-def fill_disk(disk: Path) -> Path:
-    """Take every free block of ``disk`` with a file; returns it."""
-    filler = disk / "filler"
-    try:
-        with open(filler, "wb", buffering=0) as handle:
-            while True:
-                handle.write(b"\0" * 4096)
-    except OSError:
-        pass
-    return filler
 
 
 def send(running: Any, request: Any) -> httpx.Response:
