@@ -119,6 +119,17 @@ def measure(connection: apsw.Connection, path: Path) -> DatabaseSize:
 
 
 @dataclass
+class _Chosen:
+    traces: list[str] = field(default_factory=list)
+    orphans: dict[str, list[tuple[int, int | None]]] = field(default_factory=dict)
+    truncated: bool = False  # more traces are past the cutoff than this chunk takes
+
+    @property
+    def anything(self) -> bool:
+        return bool(self.traces) or any(self.orphans.values())
+
+
+@dataclass
 class Deleted:
     """What one step removed and gave back; ``more`` asks to be called again after the next batch."""
 
@@ -237,29 +248,14 @@ class Retention:
         up to ``limit`` spans (``rows_per_transaction``), then the rows of no trace that arrived before them."""
         connection = self.connection
         limit = limit or self.rows_per_transaction
-        cutoff = before_ns if before_ns is not None else 2**63 - 1
-        chosen: list[str] = []
-        spans = 0
-        newest = None
-        candidates = connection.execute(OLDEST_TRACES, (cutoff, limit)).fetchall()
-        for trace_id, span_count, last_span_at in candidates:
-            if chosen and spans + span_count > limit:
-                break
-            chosen.append(trace_id)
-            spans += span_count
-            newest = last_span_at
-        if before_ns is None:  # by size: the rows of no trace that came before the newest trace deleted
-            orphans_before = newest if newest is not None else cutoff
-        else:
-            orphans_before = cutoff
         result = Deleted(reason=reason)
-        orphans = {table: connection.execute(query, (orphans_before, limit)).fetchall() for table, query in ORPHANS.items()}
-        if not chosen and not any(orphans.values()):
+        if not self._choose(before_ns, limit).anything:
             return result  # nothing to delete: the write lock is not even asked for
         with write_transaction(connection):
+            chosen = self._choose(before_ns, limit)  # again under the lock: another writer may share the file
             resources: set[int] = set()
-            if chosen:
-                ids = json.dumps(chosen)
+            if chosen.traces:
+                ids = json.dumps(chosen.traces)
                 ((used,),) = connection.execute(RESOURCES_OF_TRACES, (ids,))
                 resources.update(json.loads(used))
                 counts = []
@@ -267,18 +263,36 @@ class Retention:
                     connection.execute(statement, (ids,))
                     counts.append(connection.changes())
                 result.spans, result.traces = counts[0], counts[-1]
-            for table, rows in orphans.items():
+            for table, rows in chosen.orphans.items():
                 if rows:
                     connection.execute(DELETE_BY_ID[table], (json.dumps([row[0] for row in rows]),))
                     resources.update(row[1] for row in rows if row[1] is not None)
             if resources:
                 connection.execute(DELETE_UNUSED_RESOURCES, (json.dumps(sorted(resources)),))
-        orphan_count = max(len(rows) for rows in orphans.values())
-        if before_ns is None:
-            result.more = True
-        else:
-            result.more = len(candidates) > len(chosen) or len(candidates) == limit or orphan_count >= limit
+        # By size, the caller measures whether to go on; by age, a full chunk means there may be more.
+        result.more = before_ns is None or chosen.truncated or max(map(len, chosen.orphans.values())) >= limit
         return result
+
+    def _choose(self, before_ns: int | None, limit: int) -> _Chosen:
+        """The oldest traces to delete (up to ``limit`` spans, at least one trace) and the rows of no trace
+        that arrived before them (by age: before ``before_ns``)."""
+        cutoff = before_ns if before_ns is not None else 2**63 - 1
+        candidates = self.connection.execute(OLDEST_TRACES, (cutoff, limit)).fetchall()
+        chosen = _Chosen()
+        spans = 0
+        newest = None
+        for trace_id, span_count, last_span_at in candidates:
+            if chosen.traces and spans + span_count > limit:
+                break
+            chosen.traces.append(trace_id)
+            spans += span_count
+            newest = last_span_at
+        chosen.truncated = len(candidates) > len(chosen.traces) or len(candidates) == limit
+        orphans_before = newest if before_ns is None and newest is not None else cutoff
+        chosen.orphans = {
+            table: self.connection.execute(query, (orphans_before, limit)).fetchall() for table, query in ORPHANS.items()
+        }
+        return chosen
 
     def _hand_back(self, size: DatabaseSize, excess: int) -> int:
         """Return free pages to the file system (at most ``vacuum_pages``); the bytes it saved."""
