@@ -1434,7 +1434,10 @@ class Bench:
         assert session.daemon is not None
         try:
             sent = storage.send_large_resources(
-                session.daemon.targets("http-protobuf"), args.resource_bytes, args.spans_per_request, args.resource_requests
+                session.daemon.targets("http-protobuf"),
+                args.resource_bytes,
+                args.spans_per_request,
+                args.resource_requests,
             )
         finally:
             session.daemon.stop()
@@ -1549,7 +1552,8 @@ def table(runs: list[Run]) -> str:
         if run.storage and run.storage.get("bytes_per_span"):
             details.append(
                 f"database {run.storage['database_bytes'] / 2**20:,.1f} MiB for {run.storage['spans']:,} spans: "
-                f"{run.storage['bytes_per_span']:,.0f} bytes per span ({run.storage['used_bytes_per_span']:,.0f} in pages in use)"
+                f"{run.storage['bytes_per_span']:,.0f} bytes per span "
+                f"({run.storage['used_bytes_per_span']:,.0f} in pages in use)"
             )
         if run.slowest:
             details.append("slowest " + ", ".join(f"{r['ms']:,.0f} ms at {r['at_s']} s" for r in run.slowest))

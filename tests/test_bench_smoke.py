@@ -80,7 +80,8 @@ def test_bench_retention_and_resource_modes_report_their_figures(tmp_path: Path)
     def bench(*arguments: str) -> dict[str, object]:
         report = tmp_path / "bench.json"
         result = subprocess.run(
-            [sys.executable, str(ROOT / "bench" / "ingest.py"), *arguments, "--json", str(report), "--db-dir", str(tmp_path)],
+            [sys.executable, str(ROOT / "bench" / "ingest.py"), *arguments]
+            + ["--json", str(report), "--db-dir", str(tmp_path)],
             cwd=ROOT,
             capture_output=True,
             text=True,

@@ -309,7 +309,11 @@ def test_redaction_scope_and_allow_list_from_the_environment_and_the_file(tmp_pa
 
 def test_retention_options_come_from_flags_environment_and_file(tmp_path: Path) -> None:
     assert effective_config()["retention"] == {
-        "max_age": 7 * 86400.0, "max_size": None, "low_water_mark": 0.9, "snapshots_max_age": 30 * 86400.0, "interval": 1.0,
+        "max_age": 7 * 86400.0,
+        "max_size": None,
+        "low_water_mark": 0.9,
+        "snapshots_max_age": 30 * 86400.0,
+        "interval": 1.0,
     }
     config_file = write_config(tmp_path / "collector.yaml", {"retention": {"max_age": "2d", "max_size": "1GiB"}})
     env = {"GENAI_COLLECTOR_RETENTION__MAX_SIZE": "10GiB", "GENAI_COLLECTOR_RETENTION__LOW_WATER_MARK": "0.8"}

@@ -46,7 +46,8 @@ def test_age_deletes_exactly_the_traces_past_the_age_while_ingest_continues(star
         before = time.time()
         traces = stored_traces(running)
         after = time.time()
-    assert old.hex() not in traces and running.query("SELECT count(*) FROM traces WHERE trace_id = ?", old.hex()) == [(0,)]
+    assert old.hex() not in traces
+    assert running.query("SELECT count(*) FROM traces WHERE trace_id = ?", old.hex()) == [(0,)]
 
     checked = 0
     for client in clients:
@@ -67,7 +68,8 @@ def test_age_deletes_exactly_the_traces_past_the_age_while_ingest_continues(star
 
 def test_size_keeps_the_files_under_max_size_during_ingest_several_times_larger(start_collector: Any) -> None:
     max_size = 16 * 1024 * 1024
-    running = start_collector(retention={"max_size": max_size, "low_water_mark": 0.8, "max_age": 0, "interval": "50ms"}, batch_size=100)
+    retention = {"max_size": max_size, "low_water_mark": 0.8, "max_age": 0, "interval": "50ms"}
+    running = start_collector(retention=retention, batch_size=100)
     db = running.settings.db
     samples: list[int] = []
     sampling = threading.Event()

@@ -215,7 +215,8 @@ class Retention:
         if self._disk_full and self._target is None:
             self._use_reserve()
             self._reason = "disk_full"
-            self._target = int(min(size.bounded_bytes, self.max_size or size.bounded_bytes) * self.settings.low_water_mark)
+            bound = min(size.bounded_bytes, self.max_size or size.bounded_bytes)
+            self._target = int(bound * self.settings.low_water_mark)
         elif self._target is None:
             if self.max_size is None or size.bounded_bytes <= self.trigger_bytes:
                 return Deleted()
@@ -290,7 +291,8 @@ class Retention:
         chosen.truncated = len(candidates) > len(chosen.traces) or len(candidates) == limit
         orphans_before = newest if before_ns is None and newest is not None else cutoff
         chosen.orphans = {
-            table: self.connection.execute(query, (orphans_before, limit)).fetchall() for table, query in ORPHANS.items()
+            table: self.connection.execute(query, (orphans_before, limit)).fetchall()
+            for table, query in ORPHANS.items()
         }
         return chosen
 

@@ -140,7 +140,8 @@ class ResourceIds:
         key = (id(attributes), scope_name, scope_version)
         found = self._ids.get(key)
         if found is None:
-            found = self._ids[key] = resource_id(self._connection, _to_json(attributes or {}), scope_name, scope_version)
+            attributes_json = _to_json(attributes or {})
+            found = self._ids[key] = resource_id(self._connection, attributes_json, scope_name, scope_version)
         return found
 
 

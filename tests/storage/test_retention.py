@@ -37,14 +37,16 @@ def last_span_at(writer: SpanWriter, trace_id: bytes) -> int:
 def test_age_deletes_exactly_the_traces_whose_last_span_is_older(tmp_path: Path) -> None:
     writer = SpanWriter(tmp_path / "age.db", retention=RetentionSettings(max_age="1h"))
     old, mixed, new = os.urandom(16), os.urandom(16), os.urandom(16)
-    old_request = trace_request(old, [{"span_id": b"\1" * 8}, {"span_id": b"\2" * 8, "parent": b"\1" * 8}], service="gone")
+    old_spans = [{"span_id": b"\1" * 8}, {"span_id": b"\2" * 8, "parent": b"\1" * 8}]
+    old_request = trace_request(old, old_spans, service="gone")
     records = spans_of(old_request)
     records.events.append(event(old.hex(), {"service.name": "gone"}))
     records.events.append(event(None, {"service.name": "orphan"}))
     records.evaluations.append(EvaluationRecord(old.hex(), "01" * 8, None, "faithfulness", 0.5, None, None, "log", 1))
     writer.write([records, spans_of(trace_request(mixed, [{"span_id": b"\3" * 8}]))])
     time.sleep(0.01)
-    writer.write([spans_of(trace_request(mixed, [{"span_id": b"\4" * 8}])), spans_of(trace_request(new, [{"span_id": b"\5" * 8}]))])
+    later = [trace_request(mixed, [{"span_id": b"\4" * 8}]), trace_request(new, [{"span_id": b"\5" * 8}])]
+    writer.write([spans_of(request) for request in later])
     assert count(writer, "SELECT count(*) FROM resources WHERE resource_attributes LIKE '%\"gone\"%'") == 1
 
     # an hour after the first write: the old trace is past the age, the mixed one got a span since
@@ -100,7 +102,8 @@ def test_size_deletes_the_oldest_traces_down_to_the_low_water_mark_and_hands_the
     size = measure(writer.connection, path)
     assert size.incremental
     assert size.file_bytes <= max_size
-    stored = [row[0] for row in writer.connection.execute("SELECT trace_id FROM traces ORDER BY last_span_at_unix_nano")]
+    by_age = "SELECT trace_id FROM traces ORDER BY last_span_at_unix_nano"
+    stored = [row[0] for row in writer.connection.execute(by_age)]
     assert stored == traces[-len(stored):]  # the newest kept, whole
     assert count(writer, "SELECT count(*) FROM spans") == 10 * len(stored)
     assert 0.5 * max_size < size.used_bytes <= 0.8 * max_size

@@ -99,9 +99,9 @@ def test_a_version_3_database_keeps_every_row_and_every_resource_through_the_vie
             resource, (scope_name, scope_version) = resources[index % 3], scopes[index % 7 % 3]
             trace_id, span_id = f"{index // 5:032x}", f"{index:016x}"
             old.execute(
-                "INSERT INTO spans (trace_id, span_id, name, kind, start_time_unix_nano, end_time_unix_nano, duration_ns,"
-                " status_code, service_name, scope_name, scope_version, resource_attributes, attributes, events, links,"
-                " received_at_unix_nano, request_model, input_tokens)"
+                "INSERT INTO spans (trace_id, span_id, name, kind, start_time_unix_nano, end_time_unix_nano,"
+                " duration_ns, status_code, service_name, scope_name, scope_version, resource_attributes, attributes,"
+                " events, links, received_at_unix_nano, request_model, input_tokens)"
                 " VALUES (?, ?, ?, 'client', ?, ?, 5, 'unset', ?, ?, ?, ?, '{\"a\":1}', '[]', '[]', ?, 'gpt-4o', ?)",
                 (trace_id, span_id, f"span {index}", index, index + 5, json.loads(resource).get("service.name"),
                  scope_name, scope_version, resource, 10_000 + index, index),
@@ -118,7 +118,8 @@ def test_a_version_3_database_keeps_every_row_and_every_resource_through_the_vie
             )
             expected_events[f"key-{index}"] = (resource, scope_name)
         old.execute(
-            "INSERT INTO evaluations (trace_id, span_id, name, score, source, time_unix_nano, received_at_unix_nano, dedup_key)"
+            "INSERT INTO evaluations (trace_id, span_id, name, score, source, time_unix_nano, received_at_unix_nano,"
+            " dedup_key)"
             " VALUES ('00', '01', 'faithfulness', 0.9, 'log', 1, 2, 'e')"
         )
         old.execute("INSERT INTO traces (trace_id, span_count, last_span_at_unix_nano) VALUES ('00', 1, 5)")

@@ -16,7 +16,9 @@ def test_batch_is_committed_and_readable_from_another_connection(tmp_path: Path)
     spans, _ = decode_spans(otlp_request(3, service="billing", attributes={"gen_ai.request.model": "gpt-4o"}))
     assert len(writer.write([Records(spans=spans)]).stored) == 3
     reader = SpanWriter(tmp_path / "spans.db").connection
-    rows = list(reader.execute("SELECT service_name, attributes, resource_attributes, duration_ns FROM spans_with_resource"))
+    rows = list(
+        reader.execute("SELECT service_name, attributes, resource_attributes, duration_ns FROM spans_with_resource")
+    )
     assert len(rows) == 3
     service, attributes, resource, duration = rows[0]
     assert service == "billing"
