@@ -720,6 +720,8 @@ class Daemon:
                 "127.0.0.1:0",
                 "--admin-endpoint",
                 "127.0.0.1:0",
+                "--query-endpoint",
+                "127.0.0.1:0",
                 *arguments,
             ],
             cwd=ROOT,

@@ -29,6 +29,7 @@ from collector.genai_metrics import GenAIMetrics
 from collector.metrics import RECEIVER, CollectorMetrics
 from collector.model import Records
 from collector.pipeline import Pipeline
+from collector.query.server import QueryServer
 from collector.receive.http_protocol import header_timeout_protocol
 from collector.receive.ingest import Ingest
 from collector.receive.otlp_grpc import OtlpGrpcReceiver, serving_health
@@ -82,6 +83,7 @@ class Collector:
         self._http_servers: list[tuple[_Server, asyncio.Task[None]]] = []
         self._next_retention = self._next_settle = 0.0
         self._retention_more = self._settle_more = False
+        self._query: QueryServer | None = None
 
     @property
     def pipeline(self) -> Pipeline:
@@ -108,6 +110,8 @@ class Collector:
         for records in batch:
             if records.evaluations:
                 self.genai_metrics.observe_evaluations(records.evaluations)
+        if self._query is not None:
+            self._query.live.observe_committed(batch)
 
     def _maintain(self) -> bool:
         """On the writer thread between batches: retention when due, then settling when due; each that
@@ -148,6 +152,8 @@ class Collector:
         batch instead of waiting for the interval, so settling keeps up with any ingest rate."""
         assert self._writer is not None
         settled_now = self._writer.settle(self.settings.snapshots, limit=SETTLE_CHUNK)
+        if self._query is not None:
+            self._query.live.notify_settled([settled.figures.trace_id for settled in settled_now])
         for settled in settled_now:
             figures = settled.figures
             self.metrics.settled_traces.inc()
@@ -197,18 +203,23 @@ class Collector:
                 "otlp_http", settings.http_endpoint, http.app(settings.cors_origins), protocol=protocol
             )
             await self._start_http("admin", settings.admin_endpoint, admin_app(self.registry, self.unready_reasons))
+            self._query = QueryServer(settings.db, settings.query, self.registry, settings.snapshots.rules)
+            await self._query.start()
+            await self._start_http("query", settings.query.endpoint, self._query.app)
         except BaseException:
             await self.stop()
             raise
         self._started = True
         log.info(
-            "genai-collector listening: otlp-grpc %s:%d, otlp-http %s:%d, admin %s:%d; database %s",
+            "genai-collector listening: otlp-grpc %s:%d, otlp-http %s:%d, admin %s:%d, query %s:%d; database %s",
             settings.grpc_endpoint.host,
             self.ports["otlp_grpc"],
             settings.http_endpoint.host,
             self.ports["otlp_http"],
             settings.admin_endpoint.host,
             self.ports["admin"],
+            settings.query.endpoint.host,
+            self.ports["query"],
             settings.db,
         )
 
@@ -240,7 +251,7 @@ class Collector:
     async def _start_http(
         self, name: str, endpoint: Endpoint, app: ASGIApp, *, protocol: type[asyncio.Protocol] | None = None
     ) -> None:
-        sock = _listen(f"{name.replace('otlp_', '')}_endpoint", endpoint)
+        sock = _listen("query.endpoint" if name == "query" else f"{name.replace('otlp_', '')}_endpoint", endpoint)
         self.ports[name] = sock.getsockname()[1]
         config = uvicorn.Config(
             app,
@@ -290,6 +301,8 @@ class Collector:
         for server, task in self._http_servers:
             server.should_exit = True
         await asyncio.gather(*(task for _, task in self._http_servers), return_exceptions=True)
+        if self._query is not None:
+            await self._query.stop()
         if self._started:
             log.info("genai-collector stopped")
         return drained

@@ -56,6 +56,10 @@ class RunningCollector:
     def admin_url(self) -> str:
         return f"http://127.0.0.1:{self.collector.ports['admin']}"
 
+    @property
+    def query_url(self) -> str:
+        return f"http://127.0.0.1:{self.collector.ports['query']}"
+
     def query(self, sql: str, *bindings: Any) -> list[tuple[Any, ...]]:
         """Read the database the way a user would: a separate connection."""
         connection = apsw.Connection(str(self.settings.db), flags=apsw.SQLITE_OPEN_READONLY)
@@ -71,9 +75,11 @@ def collector_settings(tmp_path: Path, **overrides: Any) -> Settings:
         "grpc_endpoint": LOOPBACK_PORT_0,
         "http_endpoint": LOOPBACK_PORT_0,
         "admin_endpoint": LOOPBACK_PORT_0,
+        "query": {"endpoint": LOOPBACK_PORT_0},
         "batch_max_age": "5ms",
         "shutdown_timeout": "10s",
     }
+    values["query"] = {**values["query"], **overrides.pop("query", {})}
     values.update(overrides)
     return Settings.model_validate(values)
 

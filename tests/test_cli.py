@@ -16,7 +16,10 @@ import yaml
 from collector.config import Settings
 from tests.helpers import Daemon, collector_command, collector_environment
 
-PORT_0 = ("--grpc-endpoint", "127.0.0.1:0", "--http-endpoint", "127.0.0.1:0", "--admin-endpoint", "127.0.0.1:0")
+PORT_0 = (
+    "--grpc-endpoint", "127.0.0.1:0", "--http-endpoint", "127.0.0.1:0", "--admin-endpoint", "127.0.0.1:0",
+    "--query-endpoint", "127.0.0.1:0",
+)
 
 
 def run_cli(*arguments: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

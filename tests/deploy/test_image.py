@@ -298,6 +298,7 @@ class Container:
             "GENAI_COLLECTOR_GRPC_ENDPOINT": f"0.0.0.0:{ports['grpc']}",
             "GENAI_COLLECTOR_HTTP_ENDPOINT": f"0.0.0.0:{ports['http']}",
             "GENAI_COLLECTOR_ADMIN_ENDPOINT": f"0.0.0.0:{ports['admin']}",
+            "GENAI_COLLECTOR_QUERY__ENDPOINT": "127.0.0.1:0",
         }
 
     def run_command(self, command: list[str]) -> list[str]:
