@@ -16,7 +16,7 @@ from collector import __version__
 from collector.config import QuerySettings, SnapshotRule
 from collector.query import jaeger, rest
 from collector.query.live import LiveFeed
-from collector.query.params import BadRequest
+from collector.query.params import BadRequest, InvalidParameter
 from collector.storage.read import QueryTooBroad, ReadBusy, TraceReader
 from collector.storage.sqlite_read import SqliteTraceReader
 
@@ -42,6 +42,10 @@ async def _bad_request(request: Request, error: Exception) -> JSONResponse:
     if _is_jaeger(request):
         return jaeger.jaeger_error(400, str(error))
     return _error(400, code, str(error))
+
+
+async def _invalid_parameter(request: Request, error: Exception) -> JSONResponse:
+    return _error(422, "invalid_parameter", str(error))
 
 
 async def _busy(request: Request, error: Exception) -> JSONResponse:
@@ -81,6 +85,7 @@ def query_app(reader: TraceReader, live: LiveFeed, snapshot_rules: tuple[Snapsho
     app.state.reader = reader
     app.add_exception_handler(BadRequest, _bad_request)
     app.add_exception_handler(QueryTooBroad, _bad_request)
+    app.add_exception_handler(InvalidParameter, _invalid_parameter)
     app.add_exception_handler(ReadBusy, _busy)
     app.add_exception_handler(RequestValidationError, _invalid)
     app.add_exception_handler(HTTPException, _http_error)
