@@ -9,6 +9,7 @@ import time
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi.responses import JSONResponse
 from pydantic import BeforeValidator, Field
 
 from collector.config import EVAL_PREFIX, SnapshotRule
@@ -82,6 +83,12 @@ def _stats_range(start: int | None, end: int | None, bucket: int | None, default
     return start, end, auto_bucket(start, end, bucket)
 
 
+def _answer(content: dict[str, Any]) -> JSONResponse:
+    """The reader's typed records are already in the response model's shape: serialize them once, without
+    validating them again (the models document the answer in OpenAPI and are checked by the tests)."""
+    return JSONResponse(content)
+
+
 def evaluation_thresholds(rules: tuple[SnapshotRule, ...]) -> dict[str, float]:
     """The ``below`` of each ``eval:<name>`` rule: the unscoped rule's, else the first one's."""
     thresholds: dict[str, float] = {}
@@ -91,7 +98,7 @@ def evaluation_thresholds(rules: tuple[SnapshotRule, ...]) -> dict[str, float]:
     return thresholds
 
 
-def _cost_figures(points: list[dict[str, Any]]) -> dict[str, Any]:
+def _cost_figures(points: list[dict[str, Any]]) -> JSONResponse:
     costs = [point["cost_usd"] for point in points if point["cost_usd"] is not None]
     figures: dict[str, Any] = {
         key: sum(point[key] for point in points)
@@ -102,7 +109,7 @@ def _cost_figures(points: list[dict[str, Any]]) -> dict[str, Any]:
     return _with_cost_per_1k(figures)
 
 
-def _with_cost_per_1k(figures: dict[str, Any]) -> dict[str, Any]:
+def _with_cost_per_1k(figures: dict[str, Any]) -> JSONResponse:
     requests, cost = figures["llm_requests"], figures["cost_usd"]
     figures["cost_per_1k_llm_requests_usd"] = 1000 * cost / requests if requests and cost is not None else None
     return figures
@@ -137,7 +144,7 @@ def router(snapshot_rules: tuple[SnapshotRule, ...]) -> APIRouter:
         order: Literal["desc", "asc"] = "desc",
         limit: Annotated[int, Query(ge=1, le=500)] = 50,
         cursor: str | None = None,
-    ) -> dict[str, Any]:
+    ) -> JSONResponse:
         start, end = _range(start, end, None)
         kind = f"traces:{sort}:{order}"
         query = TraceQuery(
@@ -172,7 +179,8 @@ def router(snapshot_rules: tuple[SnapshotRule, ...]) -> APIRouter:
             if (end or _now_ns()) - start > MAX_SPAN_FILTER_RANGE_NS:
                 raise BadRequest(f"{what} need a time range of at most 7 days", "query_too_broad")
         page = await reader.traces(query)
-        return {"data": page["data"], "next_cursor": encode_cursor(kind, page["after"]) if page["after"] else None}
+        next_cursor = encode_cursor(kind, page["after"]) if page["after"] else None
+        return _answer({"data": page["data"], "next_cursor": next_cursor})
 
     @api.get("/traces/{trace_id}", response_model=models.TraceSkeleton, summary="A trace's spans, depth first")
     async def trace_skeleton(
@@ -180,7 +188,7 @@ def router(snapshot_rules: tuple[SnapshotRule, ...]) -> APIRouter:
         trace_id: HexTraceId,
         limit: Annotated[int, Query(ge=1, le=MAX_SKELETON_PAGE)] = 10_000,
         cursor: str | None = None,
-    ) -> dict[str, Any]:
+    ) -> JSONResponse:
         found = await reader.trace_skeleton(trace_id.lower())
         if found is None:
             raise HTTPException(404, f"trace {trace_id} not found")
@@ -192,22 +200,22 @@ def router(snapshot_rules: tuple[SnapshotRule, ...]) -> APIRouter:
                 raise BadRequest("cursor is not one this API gave")
         page = spans[offset : offset + limit]
         more = offset + limit < len(spans)
-        return {
+        return _answer({
             "trace": summary,
             "spans": page,
             "total_spans": len(spans),
             "truncated": more,
             "next_cursor": encode_cursor(f"skeleton:{trace_id.lower()}", (None, offset + limit)) if more else None,
-        }
+        })
 
     @api.get(
         "/traces/{trace_id}/spans/{span_id}", response_model=models.SpanDetail, summary="One span in full"
     )
-    async def span_detail(reader: Reader, trace_id: HexTraceId, span_id: HexSpanId) -> dict[str, Any]:
+    async def span_detail(reader: Reader, trace_id: HexTraceId, span_id: HexSpanId) -> JSONResponse:
         span = await reader.span_detail(trace_id.lower(), span_id.lower())
         if span is None:
             raise HTTPException(404, f"span {span_id} of trace {trace_id} not found")
-        return span
+        return _answer(span)
 
     @api.get("/stats/latency", response_model=models.LatencyStats, summary="p50/p95/p99 of durations over time")
     async def latency(
@@ -219,14 +227,15 @@ def router(snapshot_rules: tuple[SnapshotRule, ...]) -> APIRouter:
         group_by: LatencyGroup = "none",
         service: str | None = None,
         model: str | None = None,
-    ) -> dict[str, Any]:
+    ) -> JSONResponse:
         if of == "trace" and group_by == "operation":
             raise BadRequest("group_by=operation needs of=span, llm or ttft (a trace has no operation)")
         start_ns, end_ns, bucket_ns = _stats_range(start, end, bucket, HOUR_NS)
         series = await reader.latency(
             StatsRange(start_ns, end_ns, bucket_ns, service=service, model=model), of, group_by
         )
-        return {"of": of, "group_by": group_by, "bucket_seconds": bucket_ns / NS_PER_SECOND, "series": series}
+        bucket_seconds = bucket_ns / NS_PER_SECOND
+        return _answer({"of": of, "group_by": group_by, "bucket_seconds": bucket_seconds, "series": series})
 
     @api.get("/stats/cost", response_model=models.CostStats, summary="Cost and tokens over time")
     async def cost(
@@ -238,7 +247,7 @@ def router(snapshot_rules: tuple[SnapshotRule, ...]) -> APIRouter:
         service: str | None = None,
         model: str | None = None,
         provider: str | None = None,
-    ) -> dict[str, Any]:
+    ) -> JSONResponse:
         start_ns, end_ns, bucket_ns = _stats_range(start, end, bucket, DAY_NS)
         series = await reader.cost(
             StatsRange(start_ns, end_ns, bucket_ns, service=service, model=model, provider=provider), group_by
@@ -247,12 +256,12 @@ def router(snapshot_rules: tuple[SnapshotRule, ...]) -> APIRouter:
             for point in entry["points"]:
                 _with_cost_per_1k(point)
             entry["totals"] = _cost_figures(entry["points"])
-        return {
+        return _answer({
             "group_by": group_by,
             "bucket_seconds": bucket_ns / NS_PER_SECOND,
             "totals": _cost_figures([point for entry in series for point in entry["points"]]),
             "series": series,
-        }
+        })
 
     @api.get("/stats/evaluations", response_model=models.EvaluationStats, summary="Evaluation scores over time")
     async def evaluation_stats(
@@ -262,7 +271,7 @@ def router(snapshot_rules: tuple[SnapshotRule, ...]) -> APIRouter:
         bucket: Bucket | None = None,
         name: str | None = None,
         threshold: float | None = None,
-    ) -> dict[str, Any]:
+    ) -> JSONResponse:
         start_ns, end_ns, bucket_ns = _stats_range(start, end, bucket, DAY_NS)
         chosen = dict(thresholds)
         if threshold is not None:
@@ -272,7 +281,7 @@ def router(snapshot_rules: tuple[SnapshotRule, ...]) -> APIRouter:
         series = await reader.evaluation_stats(
             StatsRange(start_ns, end_ns, bucket_ns, name=name, thresholds=chosen)
         )
-        return {"bucket_seconds": bucket_ns / NS_PER_SECOND, "series": series}
+        return _answer({"bucket_seconds": bucket_ns / NS_PER_SECOND, "series": series})
 
     @api.get("/breaches", response_model=models.BreachPage, summary="The metric_snapshots feed")
     async def breaches(
@@ -287,7 +296,7 @@ def router(snapshot_rules: tuple[SnapshotRule, ...]) -> APIRouter:
         order: Literal["desc", "asc"] = "desc",
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
         cursor: str | None = None,
-    ) -> dict[str, Any]:
+    ) -> JSONResponse:
         start, end = _range(start, end, None)
         kind = f"breaches:{order}"
         page = await reader.breaches(
@@ -304,7 +313,8 @@ def router(snapshot_rules: tuple[SnapshotRule, ...]) -> APIRouter:
                 after=decode_cursor(kind, cursor) if cursor else None,
             )
         )
-        return {"data": page["data"], "next_cursor": encode_cursor(kind, page["after"]) if page["after"] else None}
+        next_cursor = encode_cursor(kind, page["after"]) if page["after"] else None
+        return _answer({"data": page["data"], "next_cursor": next_cursor})
 
     @api.get("/evaluations", response_model=models.EvaluationPage, summary="Evaluation results, newest first")
     async def evaluations(
@@ -317,7 +327,7 @@ def router(snapshot_rules: tuple[SnapshotRule, ...]) -> APIRouter:
         below: float | None = None,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
         cursor: str | None = None,
-    ) -> dict[str, Any]:
+    ) -> JSONResponse:
         start, end = _range(start, end, None)
         page = await reader.evaluations(
             EvaluationQuery(
@@ -331,21 +341,21 @@ def router(snapshot_rules: tuple[SnapshotRule, ...]) -> APIRouter:
                 after=decode_cursor("evaluations", cursor) if cursor else None,
             )
         )
-        return {
+        return _answer({
             "data": page["data"],
             "next_cursor": encode_cursor("evaluations", page["after"]) if page["after"] else None,
-        }
+        })
 
     @api.get("/services", response_model=models.ServiceList, summary="Every service with stored spans")
-    async def services(reader: Reader) -> dict[str, Any]:
-        return {"data": [{"name": name} for name in await reader.services()]}
+    async def services(reader: Reader) -> JSONResponse:
+        return _answer({"data": [{"name": name} for name in await reader.services()]})
 
     @api.get("/models", response_model=models.ModelList, summary="Models of LLM and embedding calls")
     async def list_models(
         reader: Reader, start: TimeParam | None = None, end: TimeParam | None = None
-    ) -> dict[str, Any]:
+    ) -> JSONResponse:
         start, end = _range(start, end, 7 * DAY_NS)
         assert start is not None
-        return {"data": await reader.models(start, end if end is not None else _now_ns())}
+        return _answer({"data": await reader.models(start, end if end is not None else _now_ns())})
 
     return api

@@ -260,3 +260,26 @@ def test_openapi_document_and_docs(seeded: Seeded) -> None:
         assert path in document["paths"], path
     assert "TraceSummary" in document["components"]["schemas"]
     assert httpx.get(collector.query_url + "/api/v1/docs").status_code == 200
+
+
+def test_answers_match_the_documented_models(seeded: Seeded) -> None:
+    """Handlers serialize the reader's records without validating them again: check them against the models."""
+    from collector.query import models
+
+    collector, data = seeded
+    window = range_params(data)
+    checks = [
+        (models.TracePage, "/api/v1/traces", {}),
+        (models.TraceSkeleton, f"/api/v1/traces/{data.agent}", {}),
+        (models.SpanDetail, f"/api/v1/traces/{data.agent}/spans/{data.agent_spans['llm']}", {}),
+        (models.LatencyStats, "/api/v1/stats/latency", {"of": "llm", "group_by": "model", **window}),
+        (models.CostStats, "/api/v1/stats/cost", {"group_by": "model", **window}),
+        (models.EvaluationStats, "/api/v1/stats/evaluations", window),
+        (models.BreachPage, "/api/v1/breaches", {}),
+        (models.EvaluationPage, "/api/v1/evaluations", {}),
+        (models.ServiceList, "/api/v1/services", {}),
+        (models.ModelList, "/api/v1/models", {}),
+    ]
+    for model, path, params in checks:
+        answer = get(collector, path, **params)
+        assert model.model_validate(answer).model_dump(mode="json") == answer, path
