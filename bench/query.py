@@ -6,7 +6,8 @@
 
 Phases, each on the same collector (``bench/ingest.py``'s load, protocol ``-p``):
 1. ``max``: ingest back to back, no reader: the reference throughput.
-2. ``max + readers``: the same with ``--readers`` threads querying the API in a loop (ingest within 15%?).
+2. ``max + readers``: the same with ``--readers`` clients querying the API in a loop, ``--reader-pause`` between
+   queries (a few dashboard users): is ingest within 15% of phase 1?
 3. ``half + readers``: ingest at half the reference rate while the readers time each query (the p95 figures).
 4. ``max + stalled websocket``: ingest back to back with a live-feed client that never reads.
 
@@ -76,9 +77,10 @@ def big_trace(http_port: int, spans: int = 1_000) -> str:
 class Readers:
     """``count`` threads, each with a keep-alive connection, cycling through the queries and timing them."""
 
-    def __init__(self, port: int, count: int, big_trace_id: str, service: str) -> None:
+    def __init__(self, port: int, count: int, big_trace_id: str, service: str, pause: float) -> None:
         self.port = port
         self.count = count
+        self.pause = pause
         self.timings: dict[str, list[float]] = {name: [] for name in FIGURES}
         self.errors: dict[str, int] = {}
         self._big_trace_id = big_trace_id
@@ -115,6 +117,7 @@ class Readers:
                 self.timings[name].append(time.perf_counter() - started)
             else:
                 self.errors[name] = self.errors.get(name, 0) + 1
+            time.sleep(self.pause)
         connection.close()
 
     def run_until(self, stop_at: float) -> None:
@@ -154,7 +157,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("-n", "--spans", type=int, default=100, help="spans per request")
     parser.add_argument("--templates", type=int, default=16)
     parser.add_argument("--processes", type=int, default=1)
-    parser.add_argument("--readers", type=int, default=4, help="concurrent query clients")
+    parser.add_argument("--readers", type=int, default=4, help="concurrent query clients (dashboard users)")
+    parser.add_argument("--reader-pause", type=float, default=0.1, help="each reader's pause between queries, s")
     parser.add_argument("-d", "--duration", type=float, default=10.0)
     parser.add_argument("--warmup", type=float, default=1.0)
     parser.add_argument("--timeout", type=float, default=10.0)
@@ -174,7 +178,8 @@ def main(argv: list[str] | None = None) -> int:
         ingest.prefill(db, args.prefill, args.spans, 20_000, spread_s=24 * 3600)
     templates = ingest.build_templates(args.templates, args.spans, args.protocol)
     daemon = ingest.Daemon(db, [])
-    report: dict[str, Any] = {"database": str(db), "protocol": args.protocol, "runs": {}}
+    report: dict[str, Any] = {"database": str(db), "protocol": args.protocol, "readers": args.readers,
+                              "reader_pause_s": args.reader_pause, "runs": {}}
     try:
         daemon.wait_ready()
         query_port = int(next(m for line in daemon.lines if (m := QUERY_PORT.search(line))).group(2))
@@ -197,9 +202,9 @@ def main(argv: list[str] | None = None) -> int:
             return result
 
         reference = run("max")
-        with_readers = Readers(query_port, args.readers, big, service)
+        with_readers = Readers(query_port, args.readers, big, service, args.reader_pause)
         loaded = run("max + readers", during=with_readers.run_until)
-        timed = Readers(query_port, args.readers, big, service)
+        timed = Readers(query_port, args.readers, big, service, args.reader_pause)
         run("half + readers", rate_spans=reference.spans_per_s / 2, during=timed.run_until)
         stalled = stalled_websocket(query_port)
         try:
