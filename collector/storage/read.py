@@ -1,8 +1,8 @@
 """The read side of storage: what the query API asks, as a protocol any backend implements.
 
 The query server (REST, Jaeger, live feed) reads only through ``TraceReader``; the SQLite implementation
-is ``storage.sqlite_read``. Shapes here are plain typed records; the pure helpers (depth-first order,
-percentile ranks) are shared by every backend.
+is ``storage.sqlite_read``. Shapes here are plain typed records; the pure depth-first ordering of a trace's
+spans is shared by every backend.
 """
 
 from __future__ import annotations
@@ -319,7 +319,3 @@ def depth_first(spans: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         seen.add(span["span_id"])
     return ordered
 
-
-def nearest_rank(fraction: float, count: int) -> int:
-    """The 1-based rank of the ``fraction`` percentile among ``count`` sorted values (nearest-rank method)."""
-    return max(1, -(-round(fraction * 100) * count // 100))
