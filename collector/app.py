@@ -281,11 +281,15 @@ class Collector:
         if self._grpc is not None:
             await self._health.enter_graceful_shutdown()
             waits.append(asyncio.ensure_future(self._grpc.stop(grace=self.settings.shutdown_timeout)))
+        if self._query is not None:
+            await self._query.stop_feeds()
         for server, task in otlp_servers:
             server.should_exit = True
             waits.append(task)
         if waits:
             await asyncio.wait(waits, timeout=max(0.0, deadline - loop.time()))
+        if self._query is not None:  # its read connections close before the writer's, whose close checkpoints
+            await self._query.stop()
         drained = True
         if self._pipeline is not None:
             drained = await asyncio.to_thread(self._pipeline.close, max(0.0, deadline - loop.time()))
@@ -301,8 +305,6 @@ class Collector:
         for server, task in self._http_servers:
             server.should_exit = True
         await asyncio.gather(*(task for _, task in self._http_servers), return_exceptions=True)
-        if self._query is not None:
-            await self._query.stop()
         if self._started:
             log.info("genai-collector stopped")
         return drained

@@ -162,6 +162,7 @@ class LiveClient:
         self._lagged = 0
         self._metrics = metrics
         self.kicked: str | None = None
+        self.sender: asyncio.Task[None] | None = None
 
     def wants(self, service: str | None) -> bool:
         return self.services is None or service in self.services
@@ -180,9 +181,12 @@ class LiveClient:
         self._ready.set()
 
     def kick(self, reason: str) -> None:
+        """Stop sending to this client, even in the middle of a send that does not complete."""
         self.kicked = reason
         self._queue.clear()
         self._ready.set()
+        if self.sender is not None and self.sender is not asyncio.current_task():
+            self.sender.cancel()
 
     async def send_loop(self, send_timeout: float) -> None:
         websocket = self.websocket
@@ -267,10 +271,12 @@ class LiveFeed:
         ]
 
     async def stop(self) -> None:
+        """Stop publishing and disconnect every client; safe to call twice."""
         self._loop = None
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
         for client in list(self._clients):
             client.kick("shutting down")
 
@@ -331,14 +337,17 @@ class LiveFeed:
         client = LiveClient(websocket, limit=self.queue_limit, metrics=self.metrics)
         self._clients.add(client)
         self.metrics.clients.inc()
-        sender = asyncio.create_task(client.send_loop(self.send_timeout), name="live-sender")
+        sender = client.sender = asyncio.create_task(client.send_loop(self.send_timeout), name="live-sender")
         receiver = asyncio.create_task(self._receive(client), name="live-receiver")
         try:
             initial = {
                 "services": websocket.query_params.getlist("service") or None,
                 "breaches_after": websocket.query_params.get("breaches_after"),
             }
-            await self._subscribe(client, initial)
+            try:
+                await self._subscribe(client, initial)
+            except ValueError as error:
+                client.offer(json.dumps({"type": "error", "message": str(error)}))
             await asyncio.wait({sender, receiver}, return_when=asyncio.FIRST_COMPLETED)
         finally:
             self._clients.discard(client)

@@ -3,6 +3,7 @@ with ``start`` and ``stop``. ``app.py`` serves it on ``query.endpoint`` like the
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -122,8 +123,12 @@ class QueryServer:
         await self.live.start()
         self._started = True
 
-    async def stop(self) -> None:
-        """Safe without ``start``."""
+    async def stop_feeds(self) -> None:
+        """Disconnect the live-feed clients, so that the listener can stop without waiting for them."""
         if self._started:
             await self.live.stop()
-        self.reader.close()
+
+    async def stop(self) -> None:
+        """Safe without ``start``; the read connections are closed when it returns."""
+        await self.stop_feeds()
+        await asyncio.to_thread(self.reader.close)
