@@ -24,7 +24,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from collector.metrics import PREFIX
-from collector.model import Records
+from collector.model import Span
 from collector.query.params import decode_cursor, encode_cursor
 from collector.storage.read import BreachQuery, QueryTooBroad, ReadBusy, TraceReader
 
@@ -65,7 +65,8 @@ class CostTracker:
                 figures[3] += row["llm_requests"]
                 figures[4] += 1 if row["cost_usd"] is not None else 0
 
-    def observe(self, batch: Sequence[Records], now_ns: int | None = None) -> None:
+    def observe(self, spans: Iterable[Span], now_ns: int | None = None) -> None:
+        """Spans just stored for the first time (a span sent again is not counted again)."""
         now_ns = now_ns or time.time_ns()
         second = now_ns // NS_PER_SECOND
         with self._lock:
@@ -73,18 +74,17 @@ class CostTracker:
             if not self._seconds or self._seconds[-1][0] != second:
                 self._seconds.append((second, {}))
             current = self._seconds[-1][1]
-            for records in batch:
-                for span in records.spans:
-                    genai = span.genai
-                    if genai is None or genai.category not in _GENAI_CALLS:
-                        continue
-                    model = genai.response_model or genai.request_model or "unknown"
-                    for figures in (current.setdefault(model, _figures()), self._today.setdefault(model, _figures())):
-                        figures[0] += span.cost_usd or 0.0
-                        figures[1] += genai.input_tokens or 0
-                        figures[2] += genai.output_tokens or 0
-                        figures[3] += genai.category == "llm"
-                        figures[4] += span.cost_usd is not None
+            for span in spans:
+                genai = span.genai
+                if genai is None or genai.category not in _GENAI_CALLS:
+                    continue
+                model = genai.response_model or genai.request_model or "unknown"
+                for figures in (current.setdefault(model, _figures()), self._today.setdefault(model, _figures())):
+                    figures[0] += span.cost_usd or 0.0
+                    figures[1] += genai.input_tokens or 0
+                    figures[2] += genai.output_tokens or 0
+                    figures[3] += genai.category == "llm"
+                    figures[4] += span.cost_usd is not None
 
     def _roll_day(self, now_ns: int) -> None:
         day = self._day_of(now_ns)
@@ -236,8 +236,8 @@ class LiveFeed:
 
     # -- called from the writer thread --
 
-    def observe_committed(self, batch: Sequence[Records]) -> None:
-        self.costs.observe(batch)
+    def observe_committed(self, stored: Sequence[Span]) -> None:
+        self.costs.observe(stored)
 
     def notify_settled(self, trace_ids: Sequence[str]) -> None:
         loop = self._loop
