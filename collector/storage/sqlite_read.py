@@ -46,6 +46,7 @@ T = TypeVar("T")
 GENAI_CALLS = "category IN ('llm', 'embedding')"
 MODEL = "coalesce(response_model, request_model)"
 _PROGRESS_STEPS = 1_000
+OPERATIONS_SCAN = 50_000
 _WAITING_PER_CONNECTION = 16
 
 
@@ -747,9 +748,12 @@ class SqliteTraceReader:
         return await self._run(lambda connection: [name for (name,) in connection.execute(_SERVICES)])
 
     async def operations(self, service: str, kind: str | None = None) -> list[tuple[str, str]]:
-        sql = "SELECT DISTINCT name, kind FROM spans WHERE service_name = ?" + (" AND kind = ?" if kind else "")
-        params = (service, kind) if kind else (service,)
-        return await self._run(lambda connection: sorted(connection.execute(sql, params)))
+        """Span names and kinds of the service's newest ``OPERATIONS_SCAN`` spans: a dropdown's worth, read
+        newest first through the (service, start) index, without reading every span the service ever sent."""
+        sql = "SELECT name, kind FROM spans WHERE service_name = ?" + (" AND kind = ?" if kind else "")
+        sql += " ORDER BY start_time_unix_nano DESC LIMIT ?"
+        params = (service, kind, OPERATIONS_SCAN) if kind else (service, OPERATIONS_SCAN)
+        return await self._run(lambda connection: sorted(set(connection.execute(sql, params))))
 
     async def models(self, start_ns: int, end_ns: int) -> list[dict[str, Any]]:
         def work(connection: apsw.Connection) -> list[dict[str, Any]]:
