@@ -111,7 +111,7 @@ class Collector:
             if records.evaluations:
                 self.genai_metrics.observe_evaluations(records.evaluations)
         if self._query is not None:
-            self._query.live.observe_committed(stored)
+            self._query.live.observe_committed(written.stored, written.repeated_calls)
 
     def _maintain(self) -> bool:
         """On the writer thread between batches: retention when due, then settling when due; each that

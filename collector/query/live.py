@@ -16,7 +16,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Sequence, Set
 from datetime import UTC, datetime
 from typing import Any
 
@@ -65,8 +65,11 @@ class CostTracker:
                 figures[3] += row["llm_requests"]
                 figures[4] += 1 if row["cost_usd"] is not None else 0
 
-    def observe(self, spans: Iterable[Span], now_ns: int | None = None) -> None:
-        """Spans just stored for the first time (a span sent again is not counted again)."""
+    def observe(
+        self, spans: Iterable[Span], repeated_calls: Set[tuple[str, str]] = frozenset(), now_ns: int | None = None
+    ) -> None:
+        """Spans just stored for the first time (a span sent again is not counted again), each model call once:
+        ``repeated_calls`` are the (trace id, span id) of spans whose call another span counts."""
         now_ns = now_ns or time.time_ns()
         second = now_ns // NS_PER_SECOND
         with self._lock:
@@ -77,6 +80,8 @@ class CostTracker:
             for span in spans:
                 genai = span.genai
                 if genai is None or genai.category not in _GENAI_CALLS:
+                    continue
+                if repeated_calls and (span.trace_id, span.span_id) in repeated_calls:
                     continue
                 model = genai.response_model or genai.request_model or "unknown"
                 for figures in (current.setdefault(model, _figures()), self._today.setdefault(model, _figures())):
@@ -236,8 +241,8 @@ class LiveFeed:
 
     # -- called from the writer thread --
 
-    def observe_committed(self, stored: Sequence[Span]) -> None:
-        self.costs.observe(stored)
+    def observe_committed(self, stored: Sequence[Span], repeated_calls: Set[tuple[str, str]]) -> None:
+        self.costs.observe(stored, repeated_calls)
 
     def notify_settled(self, trace_ids: Sequence[str]) -> None:
         loop = self._loop

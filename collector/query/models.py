@@ -80,6 +80,7 @@ class SkeletonSpan(BaseModel):
     ttft_ms: float | None
     agent_name: str | None
     tool_name: str | None
+    duplicate_of: str | None
 
 
 class TraceSkeleton(BaseModel):

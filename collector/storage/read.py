@@ -176,6 +176,7 @@ class SkeletonSpan(TypedDict):
     ttft_ms: float | None
     agent_name: str | None
     tool_name: str | None
+    duplicate_of: str | None  # the span that counts this span's model call, when another one does
 
 
 class Resource(TypedDict):

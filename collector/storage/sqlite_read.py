@@ -42,8 +42,10 @@ from collector.storage.schema import GENAI_COLUMNS
 
 T = TypeVar("T")
 
-# Token and cost figures count LLM and embedding calls only (as the rollups do).
-GENAI_CALLS = "category IN ('llm', 'embedding')"
+# Token and cost figures count LLM and embedding calls only, each model call once (as the rollups do); written
+# as the partial index spans_genai_calls is, so that the stats can use it.
+GENAI_CALLS = "category IN ('llm', 'embedding') AND duplicate_of IS NULL"
+_GENAI_CALLS_OF_S = "s.category IN ('llm', 'embedding') AND s.duplicate_of IS NULL"
 MODEL = "coalesce(response_model, request_model)"
 _PROGRESS_STEPS = 1_000
 OPERATIONS_SCAN = 50_000
@@ -224,7 +226,7 @@ def trace_list_sql(query: TraceQuery) -> tuple[str, dict[str, Any]]:
 
 _SKELETON = f"""SELECT span_id, parent_span_id, name, kind, status_code, status_message, service_name,
 start_time_unix_nano, end_time_unix_nano, duration_ns, category, operation, provider, {MODEL}, input_tokens,
-output_tokens, total_tokens, cache_read_tokens, reasoning_tokens, cost_usd, ttft_ms, agent_name, tool_name
+output_tokens, total_tokens, cache_read_tokens, reasoning_tokens, cost_usd, ttft_ms, agent_name, tool_name, duplicate_of
 FROM spans WHERE trace_id = ?"""
 
 _GENAI_NAMES = tuple(name for name, _ in GENAI_COLUMNS)
@@ -315,7 +317,7 @@ def latency_sql(stats: StatsRange, of: LatencyOf, group_by: LatencyGroup) -> tup
     else:
         group = _SPAN_GROUPS[group_by]
         if of in ("llm", "ttft"):  # GENAI_CALLS as written lets the partial index spans_genai_calls serve
-            where.append("s." + GENAI_CALLS)
+            where.append(_GENAI_CALLS_OF_S)
         if of == "llm":
             where.append("s.category = 'llm'")
         if of == "ttft":
@@ -341,7 +343,7 @@ def cost_sql(stats: StatsRange, group_by: CostGroup) -> tuple[str, dict[str, Any
         "model": stats.model,
         "provider": stats.provider,
     }
-    where = ["s.start_time_unix_nano >= :start_ns", "s.start_time_unix_nano < :end_ns", "s." + GENAI_CALLS]
+    where = ["s.start_time_unix_nano >= :start_ns", "s.start_time_unix_nano < :end_ns", _GENAI_CALLS_OF_S]
     if stats.service is not None:
         where.append("s.service_name = :service")
     if stats.model is not None:
@@ -570,6 +572,7 @@ class SqliteTraceReader:
                     "ttft_ms": row[20],
                     "agent_name": row[21],
                     "tool_name": row[22],
+                    "duplicate_of": row[23],
                 }
                 for row in connection.execute(_SKELETON, (trace_id,))
             ]

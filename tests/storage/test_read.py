@@ -36,3 +36,22 @@ def test_deep_traces_do_not_recurse() -> None:
     rows = order(spans)
     assert rows[-1] == ("19999", 19_999, False, 0)
 
+
+
+def test_the_stats_of_model_calls_read_only_their_covering_index() -> None:
+    """Percentiles and cost over a day must not read the wide span rows (see migration 5)."""
+    import apsw
+
+    from collector.storage.read import StatsRange
+    from collector.storage.schema import migrate
+    from collector.storage.sqlite_read import cost_sql, latency_sql
+
+    connection = apsw.Connection(":memory:")
+    migrate(connection)
+    day = StatsRange(0, 86_400 * 10**9, 3_600 * 10**9)
+    queries = [latency_sql(day, of, group) for of in ("llm", "ttft") for group in ("none", "model", "service",
+                                                                                   "operation", "agent")]
+    queries += [cost_sql(day, group) for group in ("none", "model", "provider", "service", "user", "agent")]
+    for sql, params in queries:
+        plan = " ".join(row[3] for row in connection.execute("EXPLAIN QUERY PLAN " + sql, params))
+        assert "COVERING INDEX spans_genai_calls" in plan, plan
