@@ -60,12 +60,14 @@ def read_resources(connection: apsw.Connection, trace_ids: Sequence[str]) -> dic
 
     The one function that knows where resources are stored."""
     rows = connection.execute(
-        "SELECT trace_id, span_id, resource_attributes, scope_name, scope_version FROM spans "
+        "SELECT trace_id, span_id, resource_attributes, scope_name, scope_version FROM spans_with_resource "
         "WHERE trace_id IN (SELECT value FROM json_each(?))",
         (json.dumps(list(trace_ids)),),
     )
     return {
-        (trace_id, span_id): Resource(attributes=json.loads(attributes), scope_name=scope, scope_version=version)
+        (trace_id, span_id): Resource(
+            attributes=json.loads(attributes) if attributes else {}, scope_name=scope, scope_version=version
+        )
         for trace_id, span_id, attributes, scope, version in rows
     }
 

@@ -39,7 +39,7 @@ def test_deep_traces_do_not_recurse() -> None:
 
 
 def test_the_stats_of_model_calls_read_only_their_covering_index() -> None:
-    """Percentiles and cost over a day must not read the wide span rows (see migration 5)."""
+    """Percentiles and cost over a day must not read the wide span rows (see migration 6)."""
     import apsw
 
     from collector.storage.read import StatsRange
