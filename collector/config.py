@@ -317,6 +317,9 @@ class QuerySettings(Section):
     )
     live_send_timeout: Duration = Field("10s", description="A live-feed client whose send takes longer is disconnected.")
     live_heartbeat: Duration = Field("15s", description="Interval of the live feed's heartbeat message.")
+    dashboard: Path | None = Field(
+        None, description="Directory of a built dashboard to serve at /; default: the one shipped in the package."
+    )
 
 
 class Settings(BaseModel):

@@ -16,6 +16,7 @@ from starlette.exceptions import HTTPException
 from collector import __version__
 from collector.config import QuerySettings, SnapshotRule
 from collector.query import jaeger, rest
+from collector.query.dashboard import BUNDLE, mount_dashboard
 from collector.query.live import LiveFeed
 from collector.query.params import BadRequest, InvalidParameter
 from collector.storage.read import QueryTooBroad, ReadBusy, TraceReader
@@ -74,7 +75,12 @@ async def _http_error(request: Request, error: Exception) -> JSONResponse:
     return _error(error.status_code, code, str(error.detail))
 
 
-def query_app(reader: TraceReader, live: LiveFeed, snapshot_rules: tuple[SnapshotRule, ...] = ()) -> FastAPI:
+def query_app(
+    reader: TraceReader,
+    live: LiveFeed,
+    snapshot_rules: tuple[SnapshotRule, ...] = (),
+    dashboard: Path | None = BUNDLE,
+) -> FastAPI:
     app = FastAPI(
         title="genai-collector query API",
         version=__version__,
@@ -97,6 +103,8 @@ def query_app(reader: TraceReader, live: LiveFeed, snapshot_rules: tuple[Snapsho
     async def live_feed(websocket: WebSocket) -> None:
         await live.serve(websocket)
 
+    if dashboard is not None:
+        mount_dashboard(app, dashboard)
     return app
 
 
@@ -116,7 +124,7 @@ class QueryServer:
             send_timeout=settings.live_send_timeout,
             heartbeat=settings.live_heartbeat,
         )
-        self.app = query_app(self.reader, self.live, snapshot_rules)
+        self.app = query_app(self.reader, self.live, snapshot_rules, settings.dashboard or BUNDLE)
         self._started = False
 
     async def start(self) -> None:
