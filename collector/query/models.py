@@ -261,3 +261,17 @@ class Model(BaseModel):
 
 class ModelList(BaseModel):
     data: list[Model]
+
+
+class Threshold(BaseModel):
+    metric: str
+    above: float | None
+    below: float | None
+    service: str | None
+    model: str | None
+    agent: str | None
+    rule: str
+
+
+class ThresholdList(BaseModel):
+    data: list[Threshold]

@@ -346,6 +346,16 @@ def router(snapshot_rules: tuple[SnapshotRule, ...]) -> APIRouter:
             "next_cursor": encode_cursor("evaluations", page["after"]) if page["after"] else None,
         })
 
+    @api.get("/config/thresholds", response_model=models.ThresholdList, summary="The configured snapshot rules")
+    async def config_thresholds() -> dict[str, Any]:
+        return {
+            "data": [
+                {**rule.model_dump(include={"metric", "above", "below", "service", "model", "agent"}),
+                 "rule": rule.describe()}
+                for rule in snapshot_rules
+            ]
+        }
+
     @api.get("/services", response_model=models.ServiceList, summary="Every service with stored spans")
     async def services(reader: Reader) -> JSONResponse:
         return _answer({"data": [{"name": name} for name in await reader.services()]})
