@@ -1,0 +1,71 @@
+import { useMemo, useState } from "react";
+import { useInfiniteQuery } from "@tanstack/react-query";
+import { useSearchParams } from "react-router";
+import { apiGet, type QueryParams } from "../api/client";
+import { TraceFilters } from "../components/TraceFilters";
+import { TraceTable, type SortKey } from "../components/TraceTable";
+import { isPreset, presetRange } from "../timeRange";
+
+const PASSED_ON = [
+  "service", "model", "status", "breached", "min_duration_ms", "max_duration_ms", "min_cost_usd", "max_cost_usd",
+  "root_name", "agent", "provider", "user_id", "conversation_id",
+] as const;
+
+/** The trace list: filters in the URL, sortable columns, infinite scroll on the API's keyset cursor. */
+export function TracesPage() {
+  const [params, setParams] = useSearchParams();
+  const [refreshed, setRefreshed] = useState(0);
+  const sort = (params.get("sort") ?? "start_time") as SortKey;
+  const order = params.get("order") === "asc" ? "asc" : "desc";
+
+  const query = useMemo(() => {
+    const range = params.get("range") ?? "24h";
+    const window =
+      range === "custom" ? { start: params.get("start"), end: params.get("end") } : isPreset(range) ? presetRange(range) : {};
+    const filters: QueryParams<"/api/v1/traces"> = { ...window, sort, order, limit: 100, attr: params.getAll("attr") };
+    for (const key of PASSED_ON) filters[key] = params.get(key);
+    return filters;
+    // eslint-disable-next-line react-hooks/exhaustive-deps
+  }, [params.toString(), refreshed]);
+
+  const traces = useInfiniteQuery({
+    queryKey: ["traces", query],
+    queryFn: ({ pageParam, signal }) => apiGet("/api/v1/traces", { query: { ...query, cursor: pageParam } }, signal),
+    initialPageParam: null as string | null,
+    getNextPageParam: (page) => page.next_cursor,
+  });
+
+  const rows = useMemo(() => traces.data?.pages.flatMap((page) => page.data) ?? [], [traces.data]);
+  const setSort = (key: SortKey) =>
+    setParams(
+      (current) => {
+        const next = new URLSearchParams(current);
+        const flip = sort === key && order === "desc";
+        next.set("sort", key);
+        next.set("order", flip ? "asc" : "desc");
+        return next;
+      },
+      { replace: true },
+    );
+
+  return (
+    <main className="page fixed">
+      <TraceFilters params={params} setParams={setParams} />
+      <div className="notice" style={{ display: "flex", gap: 12, alignItems: "center" }}>
+        <span data-testid="trace-count">
+          {traces.isPending ? "Loading…" : `${rows.length}${traces.hasNextPage ? "+" : ""} traces`}
+        </span>
+        <button onClick={() => setRefreshed((count) => count + 1)}>Refresh</button>
+        {traces.error && <span className="error-text">{traces.error.message}</span>}
+      </div>
+      <TraceTable
+        traces={rows}
+        sort={sort}
+        order={order}
+        onSort={setSort}
+        hasMore={!!traces.hasNextPage}
+        loadMore={() => !traces.isFetchingNextPage && traces.fetchNextPage()}
+      />
+    </main>
+  );
+}

@@ -1,0 +1,197 @@
+import { useCallback, useEffect, useMemo, useRef, useState } from "react";
+import { useVirtualizer } from "@tanstack/react-virtual";
+import type { SkeletonSpan } from "../api/types";
+import { formatCount, formatDuration } from "../format";
+import {
+  barGeometry,
+  collapsibleSpanIds,
+  criticalPath,
+  descendantCount,
+  revealSpan,
+  timeTicks,
+  visibleRows,
+  type TraceLayout,
+} from "./layout";
+import { Minimap } from "./Minimap";
+import { SpanRow } from "./SpanRow";
+
+const ROW_HEIGHT = 26;
+
+function rowOf(rows: number[], spanIndex: number): number {
+  let low = 0;
+  let high = rows.length - 1;
+  while (low <= high) {
+    const middle = (low + high) >> 1;
+    if (rows[middle] === spanIndex) return middle;
+    if (rows[middle] < spanIndex) low = middle + 1;
+    else high = middle - 1;
+  }
+  return -1;
+}
+
+function typing(event: KeyboardEvent): boolean {
+  const target = event.target as HTMLElement | null;
+  return !!target && (["INPUT", "SELECT", "TEXTAREA"].includes(target.tagName) || target.isContentEditable);
+}
+
+/** Jaeger-style waterfall: the span tree with collapsible subtrees and bars on a time axis, a minimap,
+ * the critical path and errors marked; only the rows in view are in the DOM. Keys: j/k move, Enter opens the
+ * span, Esc closes it, h/l (or ←/→) collapse and expand. */
+export function Waterfall({ layout, selectedSpanId, onSelect }: {
+  layout: TraceLayout<SkeletonSpan>;
+  selectedSpanId: string | null;
+  onSelect: (spanId: string | null) => void;
+}) {
+  const [collapsed, setCollapsed] = useState<Set<string>>(() => new Set());
+  const [focused, setFocused] = useState(0);
+  const rows = useMemo(() => visibleRows(layout, collapsed), [layout, collapsed]);
+  const critical = useMemo(() => criticalPath(layout), [layout]);
+  const indexOf = useMemo(() => new Map(layout.spans.map((span, index) => [span.span_id, index])), [layout]);
+  const scroller = useRef<HTMLDivElement>(null);
+  const virtual = useVirtualizer({
+    count: rows.length,
+    getScrollElement: () => scroller.current,
+    estimateSize: () => ROW_HEIGHT,
+    overscan: 15,
+  });
+
+  const toggle = useCallback((spanId: string) => {
+    setCollapsed((current) => {
+      const next = new Set(current);
+      if (!next.delete(spanId)) next.add(spanId);
+      return next;
+    });
+  }, []);
+  const select = useCallback(
+    (spanId: string) => {
+      const row = rowOf(rows, indexOf.get(spanId) ?? -1);
+      if (row >= 0) setFocused(row);
+      onSelect(spanId);
+    },
+    [rows, indexOf, onSelect],
+  );
+
+  /** Show a span: open its collapsed ancestors, scroll to it. */
+  const reveal = useCallback(
+    (spanIndex: number) => {
+      let visible = rows;
+      if (rowOf(rows, spanIndex) < 0) {
+        const opened = revealSpan(layout, collapsed, spanIndex);
+        setCollapsed(opened);
+        visible = visibleRows(layout, opened);
+      }
+      const row = rowOf(visible, spanIndex);
+      setFocused(row);
+      requestAnimationFrame(() => virtual.scrollToIndex(row, { align: "center" }));
+    },
+    [rows, layout, collapsed, virtual],
+  );
+
+  useEffect(() => {
+    const index = selectedSpanId ? indexOf.get(selectedSpanId) : undefined;
+    if (index !== undefined && rowOf(rows, index) < 0) reveal(index);
+    else if (index !== undefined) setFocused(rowOf(rows, index));
+    // only when the selection changes (a deep link or a click), not on every collapse
+    // eslint-disable-next-line react-hooks/exhaustive-deps
+  }, [selectedSpanId, indexOf]);
+
+  useEffect(() => {
+    const onKey = (event: KeyboardEvent) => {
+      if (typing(event) || event.metaKey || event.ctrlKey || event.altKey) return;
+      const current = Math.min(focused, rows.length - 1);
+      const spanId = layout.spans[rows[current]]?.span_id;
+      const move = (row: number) => {
+        const next = Math.max(0, Math.min(rows.length - 1, row));
+        setFocused(next);
+        virtual.scrollToIndex(next, { align: "auto" });
+      };
+      switch (event.key) {
+        case "j":
+        case "ArrowDown":
+          move(current + 1);
+          break;
+        case "k":
+        case "ArrowUp":
+          move(current - 1);
+          break;
+        case "Enter":
+          if (spanId) onSelect(spanId);
+          break;
+        case "Escape":
+          onSelect(null);
+          break;
+        case "h":
+        case "ArrowLeft":
+          if (spanId && descendantCount(layout, rows[current]) > 0 && !collapsed.has(spanId)) toggle(spanId);
+          break;
+        case "l":
+        case "ArrowRight":
+          if (spanId && collapsed.has(spanId)) toggle(spanId);
+          break;
+        default:
+          return;
+      }
+      event.preventDefault();
+    };
+    window.addEventListener("keydown", onKey);
+    return () => window.removeEventListener("keydown", onKey);
+  }, [focused, rows, layout, collapsed, onSelect, toggle, virtual]);
+
+  const items = virtual.getVirtualItems();
+  const viewFrom = items.length ? rows[items[0].index] : 0;
+  const viewTo = items.length ? rows[items[items.length - 1].index] : 0;
+  const ticks = timeTicks(layout.durationMs);
+
+  return (
+    <section className="waterfall" style={{ ["--name-col" as string]: "34%" }} data-testid="waterfall">
+      <div className="waterfall-tools">
+        <button onClick={() => setCollapsed(collapsibleSpanIds(layout))} data-testid="collapse-all">Collapse all</button>
+        <button onClick={() => setCollapsed(new Set())} data-testid="expand-all">Expand all</button>
+        <span className="muted" data-testid="row-count">
+          {formatCount(rows.length)} of {formatCount(layout.spans.length)} spans shown
+        </span>
+        <span className="spacer" style={{ flex: 1 }} />
+        <span className="muted">
+          <span className="span-bar critical" style={{ position: "relative", display: "inline-block", width: 16, top: 0, background: "var(--fg-muted)" }} />{" "}
+          critical path · <span className="error-text">!</span> error · j/k ↵ esc h/l
+        </span>
+      </div>
+      <Minimap layout={layout} viewFrom={viewFrom} viewTo={viewTo} onPick={reveal} />
+      <div className="axis">
+        <div style={{ paddingLeft: 8, paddingTop: 4 }}>Span</div>
+        <div className="ticks">
+          {ticks.map((tick) => (
+            <span key={tick} className="tick" style={{ left: `${(tick / (layout.durationMs || 1)) * 100}%` }}>
+              {formatDuration(tick)}
+            </span>
+          ))}
+        </div>
+      </div>
+      <div className="rows" ref={scroller} data-testid="waterfall-rows">
+        <div style={{ height: virtual.getTotalSize(), position: "relative" }}>
+          {items.map((item) => {
+            const spanIndex = rows[item.index];
+            const span = layout.spans[spanIndex];
+            const { left, width } = barGeometry(layout, span);
+            return (
+              <SpanRow
+                key={span.span_id}
+                span={span}
+                top={item.start}
+                left={left}
+                width={width}
+                descendants={descendantCount(layout, spanIndex)}
+                collapsed={collapsed.has(span.span_id)}
+                critical={critical.has(span.span_id)}
+                selected={span.span_id === selectedSpanId}
+                focused={item.index === focused}
+                onToggle={toggle}
+                onSelect={select}
+              />
+            );
+          })}
+        </div>
+      </div>
+    </section>
+  );
+}
