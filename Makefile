@@ -4,7 +4,7 @@ VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
 
-.PHONY: serve test clean dashboard
+.PHONY: serve test clean dashboard openapi
 
 # The dashboard (dashboard/, React + Vite) is built into the package, git-ignored, when the build is missing or
 # older than its sources. Without npm, `make serve` still starts the collector (it logs that the dashboard is
@@ -23,6 +23,10 @@ $(DASHBOARD_BUILD): $(DASHBOARD_SOURCES) dashboard/node_modules/.package-lock.js
 	cd dashboard && $(NPM) run --silent build
 
 dashboard: $(DASHBOARD_BUILD)
+
+# The OpenAPI snapshot the dashboard's types are generated from (tests/query/test_openapi_snapshot.py checks it).
+openapi: $(BIN)/.installed
+	$(BIN)/python -m collector.query.openapi > dashboard/openapi.json
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)

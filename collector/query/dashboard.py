@@ -54,8 +54,14 @@ class DashboardFiles(StaticFiles):
                 response.headers["Cache-Control"] = NO_CACHE
                 return response
         index = Path(str(self.directory)) / "index.html"
-        page = with_base(index.read_text(encoding="utf-8"), "" if path == "." else path)
+        page = with_base(index.read_text(encoding="utf-8"), _route_path(scope))
         return HTMLResponse(page, headers={"Cache-Control": NO_CACHE})
+
+
+def _route_path(scope: Scope) -> str:
+    """The request's path below the app's root, trailing slash kept (``get_response``'s path is normalized)."""
+    path, root = scope["path"], scope.get("root_path", "")
+    return (path[len(root):] if root and path.startswith(root) else path).lstrip("/")
 
 
 def mount_dashboard(app: FastAPI, bundle: Path) -> bool:

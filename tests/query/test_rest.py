@@ -283,3 +283,15 @@ def test_answers_match_the_documented_models(seeded: Seeded) -> None:
     for model, path, params in checks:
         answer = get(collector, path, **params)
         assert model.model_validate(answer).model_dump(mode="json") == answer, path
+
+
+def test_config_thresholds_lists_the_configured_rules(seeded: Seeded) -> None:
+    collector, _ = seeded
+    assert get(collector, "/api/v1/config/thresholds")["data"] == [
+        {"metric": "latency_ms", "above": 50.0, "below": None, "service": "checkout-bot", "model": None,
+         "agent": None, "rule": "latency_ms > 50 [service=checkout-bot]"},
+        {"metric": "cost_usd", "above": 0.05, "below": None, "service": None, "model": None, "agent": None,
+         "rule": "cost_usd > 0.05"},
+        {"metric": "eval:faithfulness", "above": None, "below": 0.85, "service": None, "model": None, "agent": None,
+         "rule": "eval:faithfulness < 0.85"},
+    ]

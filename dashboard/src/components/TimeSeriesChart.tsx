@@ -47,7 +47,8 @@ function thresholdPlugin(thresholds: ChartThreshold[]): uPlot.Plugin {
           context.lineTo(plot.bbox.left + plot.bbox.width, y);
           context.stroke();
           context.font = `${11 * devicePixelRatio}px system-ui, sans-serif`;
-          context.fillText(threshold.label, plot.bbox.left + 4 * devicePixelRatio, y - 4 * devicePixelRatio);
+          context.textAlign = "right";
+          context.fillText(threshold.label, plot.bbox.left + plot.bbox.width - 4 * devicePixelRatio, y - 4 * devicePixelRatio);
           context.restore();
         }
       },
@@ -56,9 +57,11 @@ function thresholdPlugin(thresholds: ChartThreshold[]): uPlot.Plugin {
 }
 
 /** A uPlot line chart over time, with thresholds as dashed lines; redraws on data, size and theme. */
-export function TimeSeriesChart({ series, thresholds = [], height = 220, format = String, testId }: {
+export function TimeSeriesChart({ series, thresholds = [], height = 220, format = String, testId, xRange }: {
   series: ChartSeries[];
   thresholds?: ChartThreshold[];
+  /** The time range shown (unix seconds); default: the data's. */
+  xRange?: [number, number];
   height?: number;
   format?: (value: number) => string;
   testId?: string;
@@ -89,7 +92,10 @@ export function TimeSeriesChart({ series, thresholds = [], height = 220, format 
         })),
       ],
       axes: [axis, { ...axis, size: 70, values: (_: uPlot, values: number[]) => values.map(format) }],
-      scales: { y: { range: (_: uPlot, min: number, max: number) => [Math.min(0, min), Math.max(max, highest * 1.1) || 1] } },
+      scales: {
+        x: xRange ? { time: true, range: () => xRange } : { time: true },
+        y: { range: (_: uPlot, min: number, max: number) => [Math.min(0, min), Math.max(max, highest * 1.1) || 1] },
+      },
       legend: { show: true },
       plugins: [thresholdPlugin(thresholds)],
     };
@@ -100,7 +106,7 @@ export function TimeSeriesChart({ series, thresholds = [], height = 220, format 
       observer.disconnect();
       plot.destroy();
     };
-  }, [series, thresholds, height, format, theme]);
+  }, [series, thresholds, height, format, theme, xRange?.[0], xRange?.[1]]);
 
   return <div ref={container} className="chart" data-testid={testId} />;
 }

@@ -13,6 +13,8 @@ type GroupBy = "none" | "service" | "model";
 const OF: readonly (readonly [Of, string])[] = [["trace", "Trace duration"], ["llm", "LLM calls"], ["ttft", "Time to first chunk"]];
 const GROUP: readonly (readonly [GroupBy, string])[] = [["none", "All"], ["service", "By service"], ["model", "By model"]];
 const RANGES: readonly (readonly [Preset, string])[] = [["1h", "1h"], ["6h", "6h"], ["24h", "24h"], ["7d", "7d"]];
+/** About 30 buckets per range: enough values in each for p95 and p99 to mean something. */
+export const BUCKETS: Record<Preset, string> = { "15m": "30s", "1h": "2m", "6h": "15m", "24h": "1h", "7d": "6h" };
 const METRIC_OF: Record<Of, string | null> = { trace: "latency_ms", llm: null, ttft: "ttft_ms" };
 const MAX_GROUPS = 8;
 const PERCENTILE_COLORS = { p50: "#59a14f", p95: "#f28e2b", p99: "#e15759" };
@@ -44,7 +46,7 @@ export function LatencyPage() {
   const window = useMemo(() => presetRange(range), [range]);
   const stats = useQuery({
     queryKey: ["latency", of, groupBy, window],
-    queryFn: ({ signal }) => apiGet("/api/v1/stats/latency", { query: { of, group_by: groupBy, ...window } }, signal),
+    queryFn: ({ signal }) => apiGet("/api/v1/stats/latency", { query: { of, group_by: groupBy, bucket: BUCKETS[range], ...window } }, signal),
     refetchInterval: 30_000,
   });
   const rules = useQuery({
@@ -71,6 +73,7 @@ export function LatencyPage() {
               title={entry.group ?? (groupBy === "none" ? "all" : "(none)")}
               entry={entry}
               thresholds={thresholdsFor(rules.data?.data ?? [], METRIC_OF[of], groupBy, entry.group)}
+              xRange={[Date.parse(window.start) / 1000, Date.parse(window.end) / 1000]}
             />
           ))}
         </div>
@@ -84,7 +87,12 @@ function topSeries(stats: LatencyStats): LatencyStats["series"] {
   return [...stats.series].sort((a, b) => total(b) - total(a)).slice(0, MAX_GROUPS);
 }
 
-function LatencyPanel({ title, entry, thresholds }: { title: string; entry: LatencyStats["series"][number]; thresholds: ChartThreshold[] }) {
+function LatencyPanel({ title, entry, thresholds, xRange }: {
+  title: string;
+  entry: LatencyStats["series"][number];
+  thresholds: ChartThreshold[];
+  xRange: [number, number];
+}) {
   const series = useMemo<ChartSeries[]>(
     () =>
       (["p50", "p95", "p99"] as const).map((percentile) => ({
@@ -100,7 +108,7 @@ function LatencyPanel({ title, entry, thresholds }: { title: string; entry: Late
       <h2>
         {title} <span className="muted">· {formatCount(count)} values</span>
       </h2>
-      <TimeSeriesChart series={series} thresholds={thresholds} format={formatDuration} />
+      <TimeSeriesChart series={series} thresholds={thresholds} format={formatDuration} xRange={xRange} />
     </section>
   );
 }

@@ -6,6 +6,7 @@ import type { EvaluationStats } from "../api/types";
 import { Choice } from "../components/Choice";
 import { TimeSeriesChart, type ChartSeries } from "../components/TimeSeriesChart";
 import { formatCount, formatPercent, formatScore, formatTimestamp } from "../format";
+import { BUCKETS } from "./LatencyPage";
 import { isPreset, presetRange, type Preset } from "../timeRange";
 
 const RANGES: readonly (readonly [Preset, string])[] = [["1h", "1h"], ["6h", "6h"], ["24h", "24h"], ["7d", "7d"]];
@@ -32,7 +33,7 @@ export function QualityPage() {
   const window = useMemo(() => presetRange(range), [range]);
   const stats = useQuery({
     queryKey: ["evaluation-stats", window],
-    queryFn: ({ signal }) => apiGet("/api/v1/stats/evaluations", { query: window }, signal),
+    queryFn: ({ signal }) => apiGet("/api/v1/stats/evaluations", { query: { ...window, bucket: BUCKETS[range] } }, signal),
     refetchInterval: 30_000,
   });
   return (
@@ -77,7 +78,12 @@ function EvaluationPanel({ series, window }: { series: Series; window: { start: 
           <span data-testid="share-below">{formatPercent(shareBelow(series))}</span> below
         </span>
       </h2>
-      <TimeSeriesChart series={chart} thresholds={thresholds} format={formatScore} />
+      <TimeSeriesChart
+        series={chart}
+        thresholds={thresholds}
+        format={formatScore}
+        xRange={[Date.parse(window.start) / 1000, Date.parse(window.end) / 1000]}
+      />
       {low.data && low.data.data.length > 0 && (
         <ul className="feed">
           {low.data.data.map((evaluation) => (
