@@ -137,6 +137,10 @@ export function Waterfall({ layout, selectedSpanId, onSelect }: {
     return () => window.removeEventListener("keydown", onKey);
   }, [focused, rows, layout, collapsed, onSelect, toggle, virtual]);
 
+  useEffect(() => {
+    performance.mark("waterfall-rendered"); // the e2e test reports where a big trace's time goes
+  }, [layout]);
+
   const items = virtual.getVirtualItems();
   const viewFrom = items.length ? rows[items[0].index] : 0;
   const viewTo = items.length ? rows[items[items.length - 1].index] : 0;
