@@ -6,9 +6,6 @@ Outside CI the tests skip, saying why, when npm, Chromium or Playwright is missi
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
@@ -18,11 +15,10 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import RunningCollector, collector_settings
+from tests.conftest import REPO, RunningCollector, collector_settings, missing
 from tests.dashboard.traffic import AgentTrace, Traffic, send_agent_trace, send_history
-from tests.helpers import require_tool, wait_until
+from tests.helpers import wait_until
 
-REPO = Path(__file__).resolve().parents[2]
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -39,25 +35,6 @@ SNAPSHOTS = {
         {"metric": "eval:faithfulness", "below": 0.85},
     ],
 }
-
-
-def missing(reason: str) -> None:
-    if os.environ.get("CI"):
-        pytest.fail(f"{reason}; CI needs it (.ci/run installs it)")
-    pytest.skip(reason)
-
-
-@pytest.fixture(scope="session")
-def dashboard_build() -> Path:
-    """The built dashboard, made with the Makefile's rule (npm ci + npm run build when missing or stale)."""
-    if shutil.which("npm") is None:
-        missing("npm is not installed: the dashboard cannot be built")
-    result = subprocess.run(["make", "--no-print-directory", "dashboard"], cwd=REPO, capture_output=True, text=True,
-                            timeout=600)
-    assert result.returncode == 0, f"building the dashboard failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
-    bundle = REPO / "collector" / "query" / "ui"
-    assert (bundle / "index.html").is_file()
-    return bundle
 
 
 @pytest.fixture(scope="session")
@@ -127,5 +104,3 @@ def site(dashboard_build: Path, tmp_path_factory: pytest.TempPathFactory) -> Ite
         traffic.shutdown()
         running.stop()
 
-
-__all__ = ["require_tool"]
