@@ -215,3 +215,57 @@ def test_every_page_renders_from_the_collector_alone(
     assert not errors
     origin = site.collector.query_url
     assert [url for url in requests if not url.startswith((origin, "data:"))] == []
+
+
+class PrefixProxy:
+    """A reverse proxy that serves the collector under ``/genai/`` and strips the prefix, as nginx's
+    ``location /genai/ { proxy_pass http://collector:16686/; }`` does (plain HTTP only)."""
+
+    PREFIX = "/genai"
+
+    def __init__(self, upstream: str) -> None:
+        import http.server
+        import threading
+
+        prefix = self.PREFIX
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 (the stdlib's name)
+                if not self.path.startswith(prefix + "/"):
+                    self.send_error(404)
+                    return
+                response = httpx.get(upstream + self.path[len(prefix):], timeout=10)
+                self.send_response(response.status_code)
+                for name in ("content-type", "cache-control"):
+                    if name in response.headers:
+                        self.send_header(name, response.headers[name])
+                self.send_header("content-length", str(len(response.content)))
+                self.end_headers()
+                self.wfile.write(response.content)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}{prefix}/"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_the_dashboard_works_under_a_path_prefix(site: Site, page: Any) -> None:
+    proxy = PrefixProxy(site.collector.query_url)
+    try:
+        page.goto(proxy.url)
+        page.wait_for_url(proxy.url + "traces")
+        page.locator(f"[data-testid=trace-row][data-trace-id='{site.agent.trace_id}']").click()
+        page.wait_for_url(f"{proxy.url}traces/{site.agent.trace_id}")
+        page.locator("[data-testid=span-row]").first.wait_for()
+        plan = site.agent.spans["plan"]
+        page.goto(f"{proxy.url}traces/{site.agent.trace_id}?span={plan}")  # a deep link, loaded afresh
+        assert QUESTION in page.get_by_test_id("chat").inner_text()
+    finally:
+        proxy.close()
