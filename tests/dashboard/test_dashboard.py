@@ -69,6 +69,15 @@ def test_list_filter_by_model_open_trace_collapse_and_read_an_llm_span(site: Sit
     page.get_by_test_id("expand-all").click()
     assert len(rows(page)) == 8
 
+    page.get_by_test_id("span-search").fill("select")
+    assert page.get_by_test_id("match-count").inner_text() == "1 found"
+    assert len(rows(page)) == 8  # found spans are highlighted ...
+    page.get_by_test_id("only-matches").check()
+    spans = site.agent.spans
+    assert rows(page)[:3] == [spans["root"], spans["tool"], spans["retry"]] and len(rows(page)) == 4  # ... or alone
+    page.get_by_test_id("span-search").fill("")
+    assert len(rows(page)) == 8
+
     plan = site.agent.spans["plan"]
     row(page, plan).click()
     page.wait_for_url(re.compile(f"span={plan}"))
@@ -104,6 +113,21 @@ def test_list_filter_by_model_open_trace_collapse_and_read_an_llm_span(site: Sit
     answer = site.agent.spans["answer"]
     page.goto(f"{site.url}traces/{site.agent.trace_id}?span={answer}")
     assert ANSWER in page.get_by_test_id("chat").inner_text()
+
+
+def test_the_list_announces_new_traces_and_keeps_its_place_until_refreshed(site: Site, page: Any) -> None:
+    page.goto(f"{site.url}traces")
+    page.locator("[data-testid=trace-row]").first.wait_for()
+    refresh = page.get_by_test_id("refresh")
+    assert refresh.inner_text() == "Refresh"
+    before = _trace_ids(page)
+    new = send_agent_trace(site.traffic, start=time.time_ns())
+    site.traffic.flush()
+    wait_until(lambda: "new trace" in refresh.inner_text(), timeout=15, what="the list to announce the new trace")
+    assert _trace_ids(page) == before
+    refresh.click()
+    wait_until(lambda: _trace_ids(page)[:1] == [new.trace_id], timeout=10, what="the new trace on top")
+    assert refresh.inner_text() == "Refresh"
 
 
 def _trace_ids(page: Any) -> list[str]:

@@ -16,6 +16,8 @@ export interface SpanRowProps {
   critical: boolean;
   selected: boolean;
   focused: boolean;
+  /** Found by the span search. */
+  match: boolean;
   onToggle: (spanId: string) => void;
   onSelect: (spanId: string) => void;
 }
@@ -34,7 +36,7 @@ export const SpanRow = memo(function SpanRow(props: SpanRowProps) {
   const labelOnLeft = props.left + props.width > 0.75;
   return (
     <div
-      className={`span-row${props.selected ? " selected" : ""}${props.focused ? " focused" : ""}`}
+      className={`span-row${props.selected ? " selected" : ""}${props.focused ? " focused" : ""}${props.match ? " match" : ""}`}
       style={{ transform: `translateY(${props.top}px)` }}
       data-testid="span-row"
       data-span-id={span.span_id}

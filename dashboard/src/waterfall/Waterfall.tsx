@@ -7,6 +7,7 @@ import {
   collapsibleSpanIds,
   criticalPath,
   descendantCount,
+  matchingRows,
   revealSpan,
   timeTicks,
   visibleRows,
@@ -14,6 +15,7 @@ import {
 } from "./layout";
 import { Minimap } from "./Minimap";
 import { SpanRow } from "./SpanRow";
+import { SpanSearch } from "./SpanSearch";
 
 const ROW_HEIGHT = 26;
 
@@ -27,6 +29,18 @@ function rowOf(rows: number[], spanIndex: number): number {
     else high = middle - 1;
   }
   return -1;
+}
+
+/** Indices of the spans whose name, service, model, operation or id contain ``text`` (any case); null without text. */
+function findSpans(layout: TraceLayout<SkeletonSpan>, text: string): Set<number> | null {
+  const needle = text.trim().toLowerCase();
+  if (!needle) return null;
+  const found = new Set<number>();
+  layout.spans.forEach((span, index) => {
+    const fields = [span.name, span.service_name, span.model, span.operation, span.span_id, span.tool_name, span.agent_name];
+    if (fields.some((field) => field?.toLowerCase().includes(needle))) found.add(index);
+  });
+  return found;
 }
 
 function typing(event: KeyboardEvent): boolean {
@@ -44,7 +58,15 @@ export function Waterfall({ layout, selectedSpanId, onSelect }: {
 }) {
   const [collapsed, setCollapsed] = useState<Set<string>>(() => new Set());
   const [focused, setFocused] = useState(0);
-  const rows = useMemo(() => visibleRows(layout, collapsed), [layout, collapsed]);
+  const [search, setSearch] = useState("");
+  const [onlyMatches, setOnlyMatches] = useState(false);
+  const searchBox = useRef<HTMLInputElement>(null);
+  const matched = useMemo(() => findSpans(layout, search), [layout, search]);
+  const filtered = matched !== null && onlyMatches;
+  const rows = useMemo(
+    () => (filtered ? matchingRows(layout, (index) => matched.has(index)) : visibleRows(layout, collapsed)),
+    [layout, collapsed, matched, filtered],
+  );
   const critical = useMemo(() => criticalPath(layout), [layout]);
   const indexOf = useMemo(() => new Map(layout.spans.map((span, index) => [span.span_id, index])), [layout]);
   const scroller = useRef<HTMLDivElement>(null);
@@ -95,9 +117,22 @@ export function Waterfall({ layout, selectedSpanId, onSelect }: {
     // eslint-disable-next-line react-hooks/exhaustive-deps
   }, [selectedSpanId, indexOf]);
 
+  /** The next match after the focused row, revealed. */
+  const nextMatch = useCallback(() => {
+    if (!matched?.size) return;
+    const from = rows[focused] ?? -1;
+    const sorted = [...matched].sort((a, b) => a - b);
+    reveal(sorted.find((index) => index > from) ?? sorted[0]);
+  }, [matched, rows, focused, reveal]);
+
   useEffect(() => {
     const onKey = (event: KeyboardEvent) => {
       if (typing(event) || event.metaKey || event.ctrlKey || event.altKey) return;
+      if (event.key === "/") {
+        event.preventDefault();
+        searchBox.current?.focus();
+        return;
+      }
       const current = Math.min(focused, rows.length - 1);
       const spanId = layout.spans[rows[current]]?.span_id;
       const move = (row: number) => {
@@ -151,6 +186,15 @@ export function Waterfall({ layout, selectedSpanId, onSelect }: {
       <div className="waterfall-tools">
         <button onClick={() => setCollapsed(collapsibleSpanIds(layout))} data-testid="collapse-all">Collapse all</button>
         <button onClick={() => setCollapsed(new Set())} data-testid="expand-all">Expand all</button>
+        <SpanSearch
+          ref={searchBox}
+          search={search}
+          onSearch={setSearch}
+          onlyMatches={onlyMatches}
+          onOnlyMatches={setOnlyMatches}
+          matches={matched?.size ?? null}
+          onNext={nextMatch}
+        />
         <span className="muted" data-testid="row-count">
           {formatCount(rows.length)} of {formatCount(layout.spans.length)} spans shown
         </span>
@@ -184,7 +228,8 @@ export function Waterfall({ layout, selectedSpanId, onSelect }: {
                 top={item.start}
                 left={left}
                 width={width}
-                descendants={descendantCount(layout, spanIndex)}
+                descendants={filtered ? 0 : descendantCount(layout, spanIndex)}
+                match={!!matched?.has(spanIndex)}
                 collapsed={collapsed.has(span.span_id)}
                 critical={critical.has(span.span_id)}
                 selected={span.span_id === selectedSpanId}

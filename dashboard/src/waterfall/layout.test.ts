@@ -5,6 +5,7 @@ import {
   collapsibleSpanIds,
   criticalPath,
   descendantCount,
+  matchingRows,
   revealSpan,
   timeTicks,
   visibleRows,
@@ -140,5 +141,19 @@ describe("criticalPath", () => {
       buildLayout([span("r", null, 0, 0, 100), span("slow", "r", 1, 0, 80), span("last", "r", 1, 50, 100)]),
     );
     expect([...path].sort()).toEqual(["last", "r"]);
+  });
+});
+
+describe("matchingRows", () => {
+  const layout = buildLayout(SPANS);
+
+  it("keeps the matches and their ancestors, in depth-first order, whatever is collapsed", () => {
+    const byName = (name: string) => (index: number) => layout.spans[index].span_id === name;
+    expect(ids(layout, matchingRows(layout, byName("b1x")))).toEqual(["root", "b", "b1", "b1x"]);
+    expect(ids(layout, matchingRows(layout, (index) => layout.spans[index].span_id.startsWith("a")))).toEqual([
+      "root", "a", "a1", "a2",
+    ]);
+    expect(matchingRows(layout, () => false)).toEqual([]);
+    expect(ids(layout, matchingRows(layout, byName("orphan")))).toEqual(["orphan"]);
   });
 });

@@ -128,3 +128,19 @@ export function criticalPath(layout: TraceLayout): Set<string> {
 function clamp(fraction: number): number {
   return Math.min(1, Math.max(0, fraction));
 }
+
+/** Indices of the spans that match and of their ancestors (so each match keeps its place in the tree), in
+ * depth-first order; collapsing does not apply. One backward pass: a kept span keeps its parent. */
+export function matchingRows(layout: TraceLayout, matches: (index: number) => boolean): number[] {
+  const keep = new Uint8Array(layout.spans.length);
+  for (let index = layout.spans.length - 1; index >= 0; index--) {
+    if (keep[index] || matches(index)) {
+      keep[index] = 1;
+      const parent = layout.parentIndex[index];
+      if (parent >= 0) keep[parent] = 1;
+    }
+  }
+  const rows: number[] = [];
+  keep.forEach((kept, index) => kept && rows.push(index));
+  return rows;
+}
