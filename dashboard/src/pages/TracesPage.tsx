@@ -1,9 +1,11 @@
-import { useMemo, useState } from "react";
+import { useCallback, useMemo, useState } from "react";
 import { useInfiniteQuery } from "@tanstack/react-query";
 import { useSearchParams } from "react-router";
 import { apiGet, type QueryParams } from "../api/client";
 import { TraceFilters } from "../components/TraceFilters";
 import { TraceTable, type SortKey } from "../components/TraceTable";
+import type { LiveMessage } from "../live/messages";
+import { useLiveFeed } from "../live/useLiveFeed";
 import { isPreset, presetRange } from "../timeRange";
 
 const PASSED_ON = [
@@ -36,6 +38,17 @@ export function TracesPage() {
   });
 
   const rows = useMemo(() => traces.data?.pages.flatMap((page) => page.data) ?? [], [traces.data]);
+
+  // New traces are announced, not inserted: the list (and its pages) stays put until the user refreshes.
+  const [arrived, setArrived] = useState(0);
+  const onLive = useCallback((message: LiveMessage) => {
+    if (message.type === "trace") setArrived((count) => count + 1);
+  }, []);
+  useLiveFeed(onLive);
+  const refresh = () => {
+    setArrived(0);
+    setRefreshed((count) => count + 1);
+  };
   const setSort = (key: SortKey) =>
     setParams(
       (current) => {
@@ -55,7 +68,9 @@ export function TracesPage() {
         <span data-testid="trace-count">
           {traces.isPending ? "Loading…" : `${rows.length}${traces.hasNextPage ? "+" : ""} traces`}
         </span>
-        <button onClick={() => setRefreshed((count) => count + 1)}>Refresh</button>
+        <button onClick={refresh} className={arrived ? "active" : ""} data-testid="refresh">
+          {arrived ? `${arrived} new trace${arrived > 1 ? "s" : ""} · refresh` : "Refresh"}
+        </button>
         {traces.error && <span className="error-text">{traces.error.message}</span>}
       </div>
       <TraceTable
