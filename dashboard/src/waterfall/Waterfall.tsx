@@ -16,6 +16,7 @@ import {
 import { Minimap } from "./Minimap";
 import { SpanRow } from "./SpanRow";
 import { SpanSearch } from "./SpanSearch";
+import { useWaterfallKeys } from "./useWaterfallKeys";
 
 const ROW_HEIGHT = 26;
 
@@ -41,11 +42,6 @@ function findSpans(layout: TraceLayout<SkeletonSpan>, text: string): Set<number>
     if (fields.some((field) => field?.toLowerCase().includes(needle))) found.add(index);
   });
   return found;
-}
-
-function typing(event: KeyboardEvent): boolean {
-  const target = event.target as HTMLElement | null;
-  return !!target && (["INPUT", "SELECT", "TEXTAREA"].includes(target.tagName) || target.isContentEditable);
 }
 
 /** Jaeger-style waterfall: the span tree with collapsible subtrees and bars on a time axis, a minimap,
@@ -125,52 +121,22 @@ export function Waterfall({ layout, selectedSpanId, onSelect }: {
     reveal(sorted.find((index) => index > from) ?? sorted[0]);
   }, [matched, rows, focused, reveal]);
 
-  useEffect(() => {
-    const onKey = (event: KeyboardEvent) => {
-      if (typing(event) || event.metaKey || event.ctrlKey || event.altKey) return;
-      if (event.key === "/") {
-        event.preventDefault();
-        searchBox.current?.focus();
-        return;
-      }
-      const current = Math.min(focused, rows.length - 1);
-      const spanId = layout.spans[rows[current]]?.span_id;
-      const move = (row: number) => {
-        const next = Math.max(0, Math.min(rows.length - 1, row));
-        setFocused(next);
-        virtual.scrollToIndex(next, { align: "auto" });
-      };
-      switch (event.key) {
-        case "j":
-        case "ArrowDown":
-          move(current + 1);
-          break;
-        case "k":
-        case "ArrowUp":
-          move(current - 1);
-          break;
-        case "Enter":
-          if (spanId) onSelect(spanId);
-          break;
-        case "Escape":
-          onSelect(null);
-          break;
-        case "h":
-        case "ArrowLeft":
-          if (spanId && descendantCount(layout, rows[current]) > 0 && !collapsed.has(spanId)) toggle(spanId);
-          break;
-        case "l":
-        case "ArrowRight":
-          if (spanId && collapsed.has(spanId)) toggle(spanId);
-          break;
-        default:
-          return;
-      }
-      event.preventDefault();
+  useWaterfallKeys((action) => {
+    const current = Math.min(focused, rows.length - 1);
+    const spanId = layout.spans[rows[current]]?.span_id;
+    const move = (row: number) => {
+      const next = Math.max(0, Math.min(rows.length - 1, row));
+      setFocused(next);
+      virtual.scrollToIndex(next, { align: "auto" });
     };
-    window.addEventListener("keydown", onKey);
-    return () => window.removeEventListener("keydown", onKey);
-  }, [focused, rows, layout, collapsed, onSelect, toggle, virtual]);
+    if (action === "down") move(current + 1);
+    else if (action === "up") move(current - 1);
+    else if (action === "open" && spanId) onSelect(spanId);
+    else if (action === "close") onSelect(null);
+    else if (action === "collapse" && spanId && descendantCount(layout, rows[current]) > 0 && !collapsed.has(spanId)) toggle(spanId);
+    else if (action === "expand" && spanId && collapsed.has(spanId)) toggle(spanId);
+    else if (action === "find") searchBox.current?.focus();
+  });
 
   useEffect(() => {
     performance.mark("waterfall-rendered"); // the e2e test reports where a big trace's time goes
