@@ -57,11 +57,13 @@ function thresholdPlugin(thresholds: ChartThreshold[]): uPlot.Plugin {
 }
 
 /** A uPlot line chart over time, with thresholds as dashed lines; redraws on data, size and theme. */
-export function TimeSeriesChart({ series, thresholds = [], height = 220, format = String, testId, xRange }: {
+export function TimeSeriesChart({ series, thresholds = [], height = 220, format = String, testId, xRange, yRange }: {
   series: ChartSeries[];
   thresholds?: ChartThreshold[];
   /** The time range shown (unix seconds); default: the data's. */
   xRange?: [number, number];
+  /** The value range; default: from 0 (or below) to the highest value or threshold. */
+  yRange?: [number, number];
   height?: number;
   format?: (value: number) => string;
   testId?: string;
@@ -94,7 +96,9 @@ export function TimeSeriesChart({ series, thresholds = [], height = 220, format 
       axes: [axis, { ...axis, size: 70, values: (_: uPlot, values: number[]) => values.map(format) }],
       scales: {
         x: xRange ? { time: true, range: () => xRange } : { time: true },
-        y: { range: (_: uPlot, min: number, max: number) => [Math.min(0, min), Math.max(max, highest * 1.1) || 1] },
+        y: {
+          range: (_: uPlot, min: number, max: number) => yRange ?? [Math.min(0, min), Math.max(max, highest * 1.1) || 1],
+        },
       },
       legend: { show: true },
       plugins: [thresholdPlugin(thresholds)],
@@ -106,7 +110,7 @@ export function TimeSeriesChart({ series, thresholds = [], height = 220, format 
       observer.disconnect();
       plot.destroy();
     };
-  }, [series, thresholds, height, format, theme, xRange?.[0], xRange?.[1]]);
+  }, [series, thresholds, height, format, theme, xRange?.[0], xRange?.[1], yRange?.[0], yRange?.[1]]);
 
   return <div ref={container} className="chart" data-testid={testId} />;
 }

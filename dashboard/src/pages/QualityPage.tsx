@@ -61,8 +61,15 @@ function EvaluationPanel({ series, window }: { series: Series; window: { start: 
     ],
     [series],
   );
+  const share = useMemo<ChartSeries[]>(
+    () => [{ label: "share below", color: "#e15759", points: series.points.map((point) => [point.time_unix_nano / 1e9, point.share_below]) }],
+    [series],
+  );
+  const lowest = Math.min(series.threshold ?? 1, ...series.points.map((point) => point.mean ?? 1));
+  const scoreRange: [number, number] = [Math.max(0, Math.floor((lowest - 0.05) * 10) / 10), 1];
   const thresholds = useMemo(() => (series.threshold === null ? [] : [{ label: `threshold ${series.threshold}`, value: series.threshold }]), [series.threshold]);
   const count = series.points.reduce((sum, point) => sum + point.count, 0);
+  const xRange: [number, number] = [Date.parse(window.start) / 1000, Date.parse(window.end) / 1000];
   const low = useQuery({
     queryKey: ["evaluations-below", series.name, series.threshold, window],
     queryFn: ({ signal }) =>
@@ -78,12 +85,10 @@ function EvaluationPanel({ series, window }: { series: Series; window: { start: 
           <span data-testid="share-below">{formatPercent(shareBelow(series))}</span> below
         </span>
       </h2>
-      <TimeSeriesChart
-        series={chart}
-        thresholds={thresholds}
-        format={formatScore}
-        xRange={[Date.parse(window.start) / 1000, Date.parse(window.end) / 1000]}
-      />
+      <TimeSeriesChart series={chart} thresholds={thresholds} format={formatScore} xRange={xRange} yRange={scoreRange} />
+      {series.threshold !== null && (
+        <TimeSeriesChart series={share} format={formatPercent} xRange={xRange} yRange={[0, 1]} height={120} />
+      )}
       {low.data && low.data.data.length > 0 && (
         <ul className="feed">
           {low.data.data.map((evaluation) => (
