@@ -51,6 +51,17 @@ def test_list_filter_by_model_open_trace_collapse_and_read_an_llm_span(site: Sit
                what="the list to show only gpt-4o traces")
     assert "claude-3-5-haiku" not in page.locator("[data-testid=trace-table]").inner_text()
 
+    page.select_option("select[name=breached]", "latency_ms")  # the options are the configured rules' metrics
+    page.wait_for_url(re.compile(r"breached=latency_ms"))
+    breached = {
+        trace["trace_id"]
+        for trace in api(site, "/api/v1/traces", model="gpt-4o", breached="latency_ms", limit=500,
+                         start=time.time_ns() - 86_400 * 10**9)["data"]
+    }
+    assert site.agent.trace_id in breached and breached < expected
+    wait_until(lambda: set(_trace_ids(page)) == breached, timeout=10, what="the list to show the breached traces")
+    page.select_option("select[name=breached]", "")
+
     page.locator(f"[data-testid=trace-row][data-trace-id='{site.agent.trace_id}']").click()
     page.wait_for_url(re.compile(f"/traces/{site.agent.trace_id}$"))
     page.locator("[data-testid=span-row]").first.wait_for()

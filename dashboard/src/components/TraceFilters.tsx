@@ -7,6 +7,8 @@ import { PRESETS, fromLocalInput, toLocalInput } from "../timeRange";
 export function TraceFilters({ params, setParams }: { params: URLSearchParams; setParams: SetURLSearchParams }) {
   const services = useQuery({ queryKey: ["services"], queryFn: ({ signal }) => apiGet("/api/v1/services", {}, signal) });
   const models = useQuery({ queryKey: ["models"], queryFn: ({ signal }) => apiGet("/api/v1/models", {}, signal) });
+  const rules = useQuery({ queryKey: ["thresholds"], queryFn: ({ signal }) => apiGet("/api/v1/config/thresholds", {}, signal) });
+  const breachMetrics = [...new Set(rules.data?.data.map((rule) => rule.metric) ?? [])];
   const range = params.get("range") ?? "24h";
 
   const set = (changes: Record<string, string | null>) =>
@@ -104,11 +106,7 @@ export function TraceFilters({ params, setParams }: { params: URLSearchParams; s
           <option value="">any</option>
           <option value="true">any rule</option>
           <option value="false">none</option>
-          <option value="latency_ms">latency_ms</option>
-          <option value="cost_usd">cost_usd</option>
-          <option value="ttft_ms">ttft_ms</option>
-          <option value="total_tokens">total_tokens</option>
-          <option value="error_count">error_count</option>
+          {breachMetrics.map((metric) => <option key={metric}>{metric}</option>)}
         </select>
       </label>
       {text("min_duration_ms", "Min ms", { type: "number", min: 0 })}

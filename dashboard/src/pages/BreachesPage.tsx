@@ -1,5 +1,5 @@
 import { useCallback, useMemo, useState } from "react";
-import { useInfiniteQuery } from "@tanstack/react-query";
+import { useInfiniteQuery, useQuery } from "@tanstack/react-query";
 import { useSearchParams } from "react-router";
 import { apiGet } from "../api/client";
 import type { Breach } from "../api/types";
@@ -13,6 +13,8 @@ export function BreachesPage() {
   const metric = params.get("metric") ?? "";
   const service = params.get("service") ?? "";
   const [live, setLive] = useState<Breach[]>([]);
+  const rules = useQuery({ queryKey: ["thresholds"], queryFn: ({ signal }) => apiGet("/api/v1/config/thresholds", {}, signal) });
+  const metrics = [...new Set(rules.data?.data.map((rule) => rule.metric) ?? [])];
   const pages = useInfiniteQuery({
     queryKey: ["breaches", metric, service],
     queryFn: ({ pageParam, signal }) =>
@@ -49,7 +51,7 @@ export function BreachesPage() {
             Metric{" "}
             <select value={metric} onChange={(event) => set("metric", event.currentTarget.value)}>
               <option value="">any</option>
-              {["latency_ms", "cost_usd", "ttft_ms", "total_tokens", "error_count", "llm_calls"].map((name) => <option key={name}>{name}</option>)}
+              {metrics.map((name) => <option key={name}>{name}</option>)}
             </select>
           </label>
           <label>
