@@ -16,7 +16,7 @@ export default defineConfig({
     proxy: { "/api": { target: "http://127.0.0.1:16686", ws: true } },
   },
   test: {
-    environment: "jsdom",
+    environment: "node", // component tests opt into jsdom with a @vitest-environment comment
     include: ["src/**/*.test.{ts,tsx}"],
   },
 });

@@ -27,8 +27,7 @@ export function TracesPage() {
     const filters: QueryParams<"/api/v1/traces"> = { ...window, sort, order, limit: 100, attr: params.getAll("attr") };
     for (const key of PASSED_ON) filters[key] = params.get(key);
     return filters;
-    // eslint-disable-next-line react-hooks/exhaustive-deps
-  }, [params.toString(), refreshed]);
+  }, [params, refreshed]); // a preset's window is computed once per filter change or refresh, so pages share it
 
   const traces = useInfiniteQuery({
     queryKey: ["traces", query],

@@ -109,9 +109,7 @@ export function Waterfall({ layout, selectedSpanId, onSelect }: {
     const index = selectedSpanId ? indexOf.get(selectedSpanId) : undefined;
     if (index !== undefined && rowOf(rows, index) < 0) reveal(index);
     else if (index !== undefined) setFocused(rowOf(rows, index));
-    // only when the selection changes (a deep link or a click), not on every collapse
-    // eslint-disable-next-line react-hooks/exhaustive-deps
-  }, [selectedSpanId, indexOf]);
+  }, [selectedSpanId, indexOf]); // only when the selection changes (a deep link, a click), not on every collapse
 
   /** The next match after the focused row, revealed. */
   const nextMatch = useCallback(() => {
