@@ -347,14 +347,14 @@ def router(snapshot_rules: tuple[SnapshotRule, ...]) -> APIRouter:
         })
 
     @api.get("/config/thresholds", response_model=models.ThresholdList, summary="The configured snapshot rules")
-    async def config_thresholds() -> dict[str, Any]:
-        return {
+    async def config_thresholds() -> JSONResponse:
+        return _answer({
             "data": [
                 {**rule.model_dump(include={"metric", "above", "below", "service", "model", "agent"}),
                  "rule": rule.describe()}
                 for rule in snapshot_rules
             ]
-        }
+        })
 
     @api.get("/services", response_model=models.ServiceList, summary="Every service with stored spans")
     async def services(reader: Reader) -> JSONResponse:
