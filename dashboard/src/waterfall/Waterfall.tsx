@@ -20,16 +20,22 @@ import { useWaterfallKeys } from "./useWaterfallKeys";
 
 const ROW_HEIGHT = 26;
 
+/** The row showing span ``spanIndex`` (rows are ascending span indices), -1 when it is hidden. */
 function rowOf(rows: number[], spanIndex: number): number {
+  const row = rowAtOrBefore(rows, spanIndex);
+  return rows[row] === spanIndex ? row : -1;
+}
+
+/** The last row at or before span ``spanIndex``: for a hidden span, its collapsed ancestor's row. */
+function rowAtOrBefore(rows: number[], spanIndex: number): number {
   let low = 0;
   let high = rows.length - 1;
   while (low <= high) {
     const middle = (low + high) >> 1;
-    if (rows[middle] === spanIndex) return middle;
-    if (rows[middle] < spanIndex) low = middle + 1;
+    if (rows[middle] <= spanIndex) low = middle + 1;
     else high = middle - 1;
   }
-  return -1;
+  return Math.max(0, high);
 }
 
 /** Indices of the spans whose name, service, model, operation or id contain ``text`` (any case); null without text. */
@@ -53,7 +59,7 @@ export function Waterfall({ layout, selectedSpanId, onSelect }: {
   onSelect: (spanId: string | null) => void;
 }) {
   const [collapsed, setCollapsed] = useState<Set<string>>(() => new Set());
-  const [focused, setFocused] = useState(0);
+  const [focusedSpan, setFocusedSpan] = useState(0);
   const [search, setSearch] = useState("");
   const [onlyMatches, setOnlyMatches] = useState(false);
   const searchBox = useRef<HTMLInputElement>(null);
@@ -80,13 +86,13 @@ export function Waterfall({ layout, selectedSpanId, onSelect }: {
       return next;
     });
   }, []);
+  const focused = rowAtOrBefore(rows, focusedSpan);
   const select = useCallback(
     (spanId: string) => {
-      const row = rowOf(rows, indexOf.get(spanId) ?? -1);
-      if (row >= 0) setFocused(row);
+      setFocusedSpan(indexOf.get(spanId) ?? 0);
       onSelect(spanId);
     },
-    [rows, indexOf, onSelect],
+    [indexOf, onSelect],
   );
 
   /** Show a span: open its collapsed ancestors, scroll to it. */
@@ -99,7 +105,7 @@ export function Waterfall({ layout, selectedSpanId, onSelect }: {
         visible = visibleRows(layout, opened);
       }
       const row = rowOf(visible, spanIndex);
-      setFocused(row);
+      setFocusedSpan(spanIndex);
       requestAnimationFrame(() => virtual.scrollToIndex(row, { align: "center" }));
     },
     [rows, layout, collapsed, virtual],
@@ -108,23 +114,23 @@ export function Waterfall({ layout, selectedSpanId, onSelect }: {
   useEffect(() => {
     const index = selectedSpanId ? indexOf.get(selectedSpanId) : undefined;
     if (index !== undefined && rowOf(rows, index) < 0) reveal(index);
-    else if (index !== undefined) setFocused(rowOf(rows, index));
+    else if (index !== undefined) setFocusedSpan(index);
   }, [selectedSpanId, indexOf]); // only when the selection changes (a deep link, a click), not on every collapse
 
   /** The next match after the focused row, revealed. */
   const nextMatch = useCallback(() => {
     if (!matched?.size) return;
-    const from = rows[focused] ?? -1;
+    const from = focusedSpan;
     const sorted = [...matched].sort((a, b) => a - b);
     reveal(sorted.find((index) => index > from) ?? sorted[0]);
-  }, [matched, rows, focused, reveal]);
+  }, [matched, focusedSpan, reveal]);
 
   useWaterfallKeys((action) => {
     const current = Math.min(focused, rows.length - 1);
     const spanId = layout.spans[rows[current]]?.span_id;
     const move = (row: number) => {
       const next = Math.max(0, Math.min(rows.length - 1, row));
-      setFocused(next);
+      setFocusedSpan(rows[next]);
       virtual.scrollToIndex(next, { align: "auto" });
     };
     if (action === "down") move(current + 1);
