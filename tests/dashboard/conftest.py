@@ -37,8 +37,10 @@ SNAPSHOTS = {
 }
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
+    """Module-scoped: Playwright's sync API holds an event loop on the main thread while it runs, which would
+    break later tests that call ``asyncio.run``."""
     if not Path(CHROMIUM).exists():
         missing("Debian's chromium is not installed (apt-get install chromium)")
     try:
