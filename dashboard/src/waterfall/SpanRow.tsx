@@ -26,6 +26,8 @@ function barLabel(span: SkeletonSpan): string {
   const parts = [formatDuration(span.duration_ms)];
   if (span.total_tokens) parts.push(`${formatTokens(span.total_tokens)} tok`);
   if (span.cost_usd !== null) parts.push(formatCost(span.cost_usd));
+  // two nested spans describing one model call: the trace's totals count the other one
+  if (span.duplicate_of) parts.push(`same call as ${span.duplicate_of.slice(0, 8)}…, counted there`);
   return parts.join(" · ");
 }
 
