@@ -51,6 +51,8 @@ class WatchedTls:
         self._lock = threading.Lock()
         self._stamp = _stamp(self._paths)
         try:
+            for path in self._paths:
+                path.read_bytes()  # a missing or unreadable file named before ssl's anonymous error
             self.context = self._load()
         except (OSError, ssl.SSLError) as error:
             raise TlsError(f"cannot serve TLS on {listener}: {_describe(error)}") from None

@@ -39,6 +39,9 @@ def sdk_export(monkeypatch: pytest.MonkeyPatch, endpoint: str, protocol: str, **
     provider = TracerProvider(resource=Resource.create({"service.name": "checkout-bot"}))
     provider.add_span_processor(SimpleSpanProcessor(memory))
     emit_agent_trace(provider)
+    # requests lets these override the CA file the SDK gives it (psf/requests#3829): an app must unset them too
+    monkeypatch.delenv("REQUESTS_CA_BUNDLE", raising=False)
+    monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
     exporter = exporter_from_environment(monkeypatch, endpoint, protocol, **environment)
     try:
         return exporter.export(memory.get_finished_spans())
