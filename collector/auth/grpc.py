@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from typing import Any
+from urllib.parse import unquote
 
 import grpc
 from google.rpc import code_pb2
@@ -20,8 +21,8 @@ _CODES = {401: grpc.StatusCode.UNAUTHENTICATED, 403: grpc.StatusCode.PERMISSION_
 
 
 def peer_address(peer: str) -> str:
-    """``ipv4:127.0.0.1:5000`` / ``ipv6:[::1]:5000`` -> the address alone."""
-    _, _, rest = peer.partition(":")
+    """``ipv4:127.0.0.1:5000`` / ``ipv6:%5B::1%5D:5000`` -> the address alone."""
+    _, _, rest = unquote(peer).partition(":")
     host, _, _ = rest.rpartition(":")
     return host.strip("[]") or peer
 

@@ -62,3 +62,11 @@ def test_sessions_expire_and_end() -> None:
     assert sessions.key_of(first) is None
     now[0] = 60
     assert sessions.key_of(second) is None
+
+
+def test_grpc_peer_addresses() -> None:
+    from collector.auth.grpc import peer_address
+
+    assert peer_address("ipv4:10.0.0.7:5000") == "10.0.0.7"
+    assert peer_address("ipv6:%5B::1%5D:5000") == "::1"
+    assert peer_address("unix:/run/app.sock") == "unix:/run/app.sock"
