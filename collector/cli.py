@@ -1,4 +1,4 @@
-"""Command line: ``genai-collector serve`` and ``genai-collector check-config``.
+"""Command line: ``genai-collector serve``, ``genai-collector check-config`` and ``genai-collector demo``.
 
 Option values come from four places, the first that has one winning:
 flag, environment variable ``GENAI_COLLECTOR_<NAME>``, the YAML file of ``--config``, default.
@@ -18,7 +18,8 @@ from typing import Any
 import yaml
 
 from collector import __version__
-from collector.config import ConfigError, Section, Settings, load_settings
+from collector.config import ConfigError, Section, Settings, load_settings, parse_duration
+from collector.demo import DEFAULT_ENDPOINT
 
 ENV_PREFIX = "GENAI_COLLECTOR_"
 NESTED_ENV_SEPARATOR = "__"  # GENAI_COLLECTOR_REDACTION__HASH_KEY sets redaction.hash_key
@@ -54,7 +55,43 @@ def build_parser() -> argparse.ArgumentParser:
                 metavar=name.upper(),
                 help=f"{field.description} (env: {ENV_PREFIX}{name.upper()}; default: {_show_default(default)})",
             )
+    _add_demo(commands.add_parser("demo", help="run a simulated agent that sends traces to a collector"))
     return parser
+
+
+def _add_demo(demo: argparse.ArgumentParser) -> None:
+    demo.add_argument(
+        "--endpoint",
+        default=DEFAULT_ENDPOINT,
+        help=f"the collector's OTLP/HTTP base URL, as in OTEL_EXPORTER_OTLP_ENDPOINT (default: {DEFAULT_ENDPOINT})",
+    )
+    demo.add_argument("--db", type=Path, help="write this database file in-process instead (no collector needed)")
+    demo.add_argument("--config", type=Path, help="with --db: the collector's YAML config file (rules, redaction...)")
+    demo.add_argument("--duration", type=_duration, help="how long to run, e.g. 90s or 5m (default: until Ctrl-C)")
+    demo.add_argument("--rate", type=_positive, default=1.0, help="agent traces per second, on average (default: 1)")
+    demo.add_argument("--seed", type=int, default=0, help="seed of the simulation: same seed, same traces (default: 0)")
+    demo.add_argument(
+        "--fast",
+        action="store_true",
+        help="do not wait in real time: send the traces of --duration at once, timestamped over the time just past",
+    )
+
+
+def _duration(value: str) -> float:
+    try:
+        return parse_duration(value)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _positive(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        number = 0.0
+    if not number > 0:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a positive number")
+    return number
 
 
 def _show_default(default: Any) -> str:
@@ -67,7 +104,7 @@ def _split_list(value: str) -> list[str]:
     return [part.strip() for part in value.split(",") if part.strip()]
 
 
-def _read_file(path: Path) -> dict[str, Any]:
+def read_config_file(path: Path) -> dict[str, Any]:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as error:
@@ -121,7 +158,7 @@ def expand_references(value: Any, environ: Mapping[str, str], path: Path) -> Any
 def merge_sources(args: argparse.Namespace, environ: Mapping[str, str]) -> dict[str, Any]:
     """Option values by precedence: flag > environment > config file (defaults are the model's)."""
     config_path = args.config or (Path(environ[f"{ENV_PREFIX}CONFIG"]) if f"{ENV_PREFIX}CONFIG" in environ else None)
-    values: dict[str, Any] = expand_references(_read_file(config_path), environ, config_path) if config_path else {}
+    values: dict[str, Any] = expand_references(read_config_file(config_path), environ, config_path) if config_path else {}
     known = {f"{ENV_PREFIX}CONFIG", *(ENV_PREFIX + name.upper() for name in OPTIONS)}
     for key, value in environ.items():
         if not key.startswith(ENV_PREFIX) or key in known:
@@ -150,7 +187,14 @@ def settings_from(args: argparse.Namespace, environ: Mapping[str, str]) -> Setti
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "demo":
+        if args.fast and args.duration is None:
+            parser.error("demo --fast needs a --duration")
+        from collector.demo.runner import main as demo
+
+        return demo(args)
     try:
         settings = settings_from(args, os.environ)
     except ConfigError as error:

@@ -93,6 +93,15 @@ def span_keys(request: ExportTraceServiceRequest) -> list[tuple[str, str]]:
     ]
 
 
+def query_db(db: Path, sql: str, *bindings: Any) -> list[tuple[Any, ...]]:
+    """Read a database the way a user would: a read-only connection of our own."""
+    connection = apsw.Connection(str(db), flags=apsw.SQLITE_OPEN_READONLY)
+    try:
+        return list(connection.execute(sql, bindings))
+    finally:
+        connection.close()
+
+
 def stored_span_keys(db: Path) -> set[tuple[str, str]]:
     """The (trace_id, span_id) of every stored span, read on a read-only connection of our own."""
     connection = apsw.Connection(str(db), flags=apsw.SQLITE_OPEN_READONLY)
@@ -100,6 +109,31 @@ def stored_span_keys(db: Path) -> set[tuple[str, str]]:
         return set(connection.execute("SELECT trace_id, span_id FROM spans"))
     finally:
         connection.close()
+
+
+@contextlib.contextmanager
+def write_lock_held(db: Path) -> Iterator[None]:
+    """Hold SQLite's write lock from another connection, as a long migration or a backup would."""
+    blocker = apsw.Connection(str(db))
+    blocker.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+
+
+def fill_disk(directory: Path) -> Path:
+    """Take every free block of the file system ``directory`` is on; returns the filler, to unlink."""
+    filler = directory / "filler"
+    with open(filler, "wb") as handle:
+        try:
+            while True:
+                handle.write(b"\0" * 65536)
+                handle.flush()
+        except OSError:
+            pass
+    return filler
 
 
 def wait_until(condition: Callable[[], T], timeout: float, what: str = "the condition", interval: float = 0.01) -> T:

@@ -7,16 +7,11 @@ The disk fills for real: the database lives on a small tmpfs (needs root to moun
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import apsw
 import grpc
 import httpx
 import pytest
@@ -36,21 +31,9 @@ from collector.model import Records
 from collector.normalize import normalize
 from collector.pipeline import InvalidData, Pipeline
 from collector.storage.writer import SpanWriter
-from tests.helpers import metric_value, otlp_request
+from tests.helpers import fill_disk, metric_value, otlp_request, write_lock_held
 
 PROTOBUF = {"content-type": "application/x-protobuf"}
-
-
-@contextmanager
-def write_lock_held(db: Path) -> Iterator[None]:
-    """Hold SQLite's write lock from another connection, as a long migration or a backup would."""
-    blocker = apsw.Connection(str(db))
-    blocker.execute("BEGIN IMMEDIATE")
-    try:
-        yield
-    finally:
-        blocker.execute("ROLLBACK")
-        blocker.close()
 
 
 def wait_until(predicate: Any, timeout: float = 10.0) -> None:
@@ -163,22 +146,6 @@ def test_sdk_exporters_retry_refusals_until_every_span_is_stored_once(
     assert {row[0] for row in running.query("SELECT span_id FROM spans")} == sent_ids
 
 
-@pytest.fixture
-def small_disk(tmp_path: Path) -> Iterator[Path]:
-    """A 4 MiB tmpfs: a disk that really fills up."""
-    mount_point = tmp_path / "small-disk"
-    mount_point.mkdir()
-    if os.geteuid() != 0:
-        pytest.skip("mounting a small tmpfs needs root (CI runs as root)")
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount_point)], capture_output=True)
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount tmpfs here: {mounted.stderr.decode().strip()}")
-    try:
-        yield mount_point
-    finally:
-        subprocess.run(["umount", "-l", str(mount_point)], check=False)
-
-
 def test_full_disk_fails_requests_retryably_and_recovers(start_collector: Any, small_disk: Path) -> None:
     running = start_collector(db=small_disk / "collector.db")
     big_prompt = "x" * 40_000
@@ -188,14 +155,7 @@ def test_full_disk_fails_requests_retryably_and_recovers(start_collector: Any, s
         return httpx.post(running.http_url + "/v1/traces", content=request.SerializeToString(), headers=PROTOBUF)
 
     assert send(5).status_code == 200
-    filler = small_disk / "filler"
-    with open(filler, "wb") as handle:  # take every free block of the disk
-        try:
-            while True:
-                handle.write(b"\0" * 65536)
-                handle.flush()
-        except OSError:
-            pass
+    filler = fill_disk(small_disk)
 
     refused = send(20)
     assert refused.status_code == 503

@@ -2,12 +2,30 @@
 
 from __future__ import annotations
 
+import contextlib
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import apsw
 import apsw.bestpractice
 
 BUSY_TIMEOUT_MS = 5_000
+
+
+def _wal(connection: apsw.Connection) -> None:
+    """Turn on WAL. A new file's first switch takes an exclusive lock, and while another connection
+    (an exporter opening the file at the same time) holds one, SQLite answers BUSY without calling the
+    busy handler: wait for it here, as long as the busy timeout."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            apsw.bestpractice.connection_wal(connection)
+            return
+        except apsw.BusyError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.005)
 
 
 def open_connection(path: Path | str, *, synchronous: str = "full", readonly: bool = False) -> apsw.Connection:
@@ -18,10 +36,29 @@ def open_connection(path: Path | str, *, synchronous: str = "full", readonly: bo
     """
     flags = apsw.SQLITE_OPEN_READONLY if readonly else apsw.SQLITE_OPEN_READWRITE | apsw.SQLITE_OPEN_CREATE
     connection = apsw.Connection(str(path), flags=flags)
-    if not readonly:
-        apsw.bestpractice.connection_wal(connection)
     apsw.bestpractice.connection_busy_timeout(connection, BUSY_TIMEOUT_MS)
+    if not readonly:
+        _wal(connection)
     apsw.bestpractice.connection_enable_foreign_keys(connection)
     apsw.bestpractice.connection_dqs(connection)
     connection.pragma("synchronous", synchronous)
     return connection
+
+
+@contextlib.contextmanager
+def write_transaction(connection: apsw.Connection) -> Iterator[None]:
+    """A transaction that takes the write lock at its start (``BEGIN IMMEDIATE``), waiting up to the busy timeout.
+
+    For a transaction that reads before it writes, when another connection (an in-process exporter, a
+    second process) may write the same file: begun the default way, it would find at its first write
+    that the other committed since its read, and fail at once with SQLITE_BUSY_SNAPSHOT, which no busy
+    timeout waits out.
+    """
+    connection.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+        connection.execute("COMMIT")
+    except BaseException:
+        if connection.in_transaction:  # some errors (a full disk) have rolled it back already
+            connection.execute("ROLLBACK")
+        raise

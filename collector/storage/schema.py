@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import apsw
 
+from collector.storage.connection import write_transaction
+
 # Canonical GenAI columns of ``spans``, filled by normalization; NULL where no source gives a value.
 GENAI_COLUMNS = (
     ("category", "TEXT"),
@@ -166,7 +168,9 @@ def migrate(connection: apsw.Connection) -> int:
             "upgrade genai-collector"
         )
     for version in range(found + 1, SCHEMA_VERSION + 1):
-        with connection:
+        with write_transaction(connection):
+            if connection.pragma("user_version") >= version:  # another connection (an exporter) took this step
+                continue
             connection.execute(MIGRATIONS[version - 1])
             connection.pragma("user_version", version)
     return found

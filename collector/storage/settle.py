@@ -14,6 +14,7 @@ from typing import NamedTuple
 import apsw
 
 from collector.config import EVAL_PREFIX, SnapshotRule
+from collector.storage.connection import write_transaction
 from collector.snapshots import Snapshot, TraceFigures, evaluate, evaluation_names
 
 UNSETTLED = """
@@ -72,8 +73,13 @@ def settle_traces(
     max_wait_ns: int,
     limit: int,
 ) -> list[Settled]:
-    """Settle up to ``limit`` quiet traces in one transaction."""
-    with connection:
+    """Settle up to ``limit`` quiet traces in one transaction.
+
+    It holds the write lock from its start, so that another writer of the file (an in-process exporter
+    beside the daemon) makes it wait rather than fail; a trace it settles is marked settled in the same
+    transaction, so no writer settles it again.
+    """
+    with write_transaction(connection):
         candidates = list(
             connection.execute(
                 UNSETTLED,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import apsw
@@ -35,6 +36,32 @@ def test_migrating_twice_changes_nothing(tmp_path: Path) -> None:
     connection = open_connection(path)
     assert migrate(connection) == SCHEMA_VERSION
     assert connection.pragma("user_version") == SCHEMA_VERSION
+
+
+def test_connections_opening_a_new_file_at_once_migrate_it_once(tmp_path: Path) -> None:
+    """A daemon and in-process exporters may create the same file at the same moment."""
+    for attempt in range(5):
+        path = tmp_path / f"shared-{attempt}.db"
+        start = threading.Barrier(6)
+        versions: list[int] = []
+        errors: list[BaseException] = []
+
+        def open_and_migrate() -> None:
+            start.wait()
+            try:
+                connection = open_connection(path)
+                migrate(connection)
+                versions.append(connection.pragma("user_version"))
+                connection.close()
+            except BaseException as error:  # reported below
+                errors.append(error)
+
+        threads = [threading.Thread(target=open_and_migrate) for _ in range(6)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=30)
+        assert errors == [] and versions == [SCHEMA_VERSION] * 6
 
 
 def test_a_database_from_a_newer_release_is_refused(tmp_path: Path) -> None:
