@@ -29,14 +29,14 @@ from collector.auth.tls import WatchedTls
 from collector.config import Endpoint, Settings
 from collector.genai_metrics import GenAIMetrics
 from collector.metrics import RECEIVER, CollectorMetrics
-from collector.model import Records, Span
+from collector.model import Records
 from collector.pipeline import Pipeline
 from collector.receive.http_protocol import header_timeout_protocol
 from collector.receive.ingest import Ingest
 from collector.receive.otlp_grpc import OtlpGrpcReceiver, retry_metadata, serving_health
 from collector.receive.otlp_http import TRANSPORT as HTTP_TRANSPORT
 from collector.receive.otlp_http import OtlpHttpReceiver
-from collector.storage.writer import SpanWriter
+from collector.storage.writer import SpanWriter, Written
 from collector.transform import Transform
 
 log = logging.getLogger(__name__)
@@ -102,10 +102,10 @@ class Collector:
                 reasons.append("the queue is saturated")
         return reasons
 
-    def _observe_committed(self, batch: list[Records], stored: list[Span]) -> None:
+    def _observe_committed(self, batch: list[Records], written: Written) -> None:
         """On the writer thread, after a commit: the spans stored for the first time feed the GenAI metrics
-        (a span a client sent again is not counted again)."""
-        self.genai_metrics.observe_spans(stored)
+        (a span a client sent again is not counted again), each model call once (``collector.calls``)."""
+        self.genai_metrics.observe_spans(written.stored, written.repeated_calls)
         for records in batch:
             if records.evaluations:
                 self.genai_metrics.observe_evaluations(records.evaluations)

@@ -14,7 +14,7 @@ one of them and the metrics still join; those folds are counted as
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Container, Sequence
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
@@ -160,11 +160,19 @@ class GenAIMetrics:
         self._tokens = Children(self.token_usage)
         self._costs = Children(self.cost)
 
-    def observe_spans(self, spans: Sequence[Span]) -> None:
-        """Observe the GenAI operations of a committed batch; other spans cost one check each."""
+    def observe_spans(
+        self, spans: Sequence[Span], repeated_calls: Container[tuple[str, str]] = frozenset()
+    ) -> None:
+        """Observe the GenAI operations of a committed batch; other spans cost one check each.
+
+        ``repeated_calls`` holds the (trace id, span id) of spans whose model call another span
+        counts (``collector.calls``): they are not observed, so that a call is counted once.
+        """
         for span in spans:
             genai = span.genai
             if genai is None or genai.category not in OPERATION_CATEGORIES:
+                continue
+            if repeated_calls and (span.trace_id, span.span_id) in repeated_calls:
                 continue
             exemplar = {"trace_id": span.trace_id}
             provider = self._provider(genai.provider)

@@ -10,8 +10,11 @@ Runs for every span: a span that carries none of the known keys costs one set ch
 
 from __future__ import annotations
 
+import json
 import math
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import datetime
+from functools import lru_cache
 from itertools import count
 from typing import Any, NamedTuple
 
@@ -122,14 +125,57 @@ def _count(value: Any) -> int | None:
     return None
 
 
+def _json_text(value: Any) -> Any:
+    """A JSON document sent as a string attribute (a list, an object, a quoted string), decoded; else as it came."""
+    if type(value) is str and value[:1] in _JSON_OPENERS:
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value
+    return value
+
+
+_JSON_OPENERS = frozenset('["{')
+
+
 def _reasons(value: Any) -> tuple[str, ...] | None:
-    """One finish reason or a list of them, as a tuple of non-empty strings."""
+    """One finish reason or a list of them, as a tuple of non-empty strings.
+
+    Some SDKs send the list as a JSON string (``'["stop"]'``), Langfuse v5 its metadata as JSON
+    (``'"stop"'``): both are decoded.
+    """
+    value = _json_text(value)
     if type(value) is str:
         value = (value,)
     elif type(value) is not list and type(value) is not tuple:
         return None
     reasons = tuple(reason.strip() for reason in value if type(reason) is str and reason.strip())
     return reasons or None
+
+
+def _json_field(field: str, coerce: Coerce) -> Coerce:
+    """One field of a JSON object sent as a string (OpenInference's ``llm.invocation_parameters``)."""
+
+    def read(value: Any) -> Any:
+        document = _json_text(value)
+        return coerce(document.get(field)) if type(document) is dict else None
+
+    read.note = f"JSON object, its field `{field}`"  # type: ignore[attr-defined]
+    return read
+
+
+def _timestamp_ns(value: Any) -> int | None:
+    """An ISO 8601 time (Langfuse sends it JSON-quoted: ``'"2025-01-01T00:00:00.123Z"'``) in unix nanoseconds."""
+    text = _json_text(value)
+    if type(text) is not str:
+        return None
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        return None
+    return int(moment.timestamp()) * 1_000_000_000 + moment.microsecond * 1_000
 
 
 def _mapped(mapping: Mapping[str, str]) -> Coerce:
@@ -139,6 +185,7 @@ def _mapped(mapping: Mapping[str, str]) -> Coerce:
         text = _lower_text(value)
         return mapping.get(text) if text else None
 
+    coerce.note = ", ".join(f"{key}→{value}" for key, value in mapping.items())  # type: ignore[attr-defined]
     return coerce
 
 
@@ -225,6 +272,16 @@ _AI_SDK_OPERATIONS = {
     "ai.embedMany": "invoke_workflow",
 }
 
+# Langfuse's observation types (v3 and later): a generation is a model call; span and event are not GenAI.
+_LANGFUSE_OBSERVATION_TYPES = {
+    "generation": "chat",
+    "embedding": "embeddings",
+    "agent": "invoke_agent",
+    "tool": "execute_tool",
+    "chain": "invoke_workflow",
+    "retriever": "retrieval",
+}
+
 _AI_SDK_OPERATIONS_LOWER = {operation_id.lower(): name for operation_id, name in _AI_SDK_OPERATIONS.items()}
 
 _CATEGORIES = {
@@ -240,52 +297,140 @@ _CATEGORIES = {
 }
 
 
+# --- token counts inside a JSON document ----------------------------------------------------
+
+# Langfuse's ``langfuse.observation.usage_details`` is a JSON object of token counts, in Langfuse's own
+# keys ("input", "output", "cache_read_input_tokens", ...) or as the provider's usage object (its OpenAI
+# integration stores OpenAI's, with the nested prompt_tokens_details). A dotted key is a nested field.
+# (canonical field, keys in order; the first present, valid count wins)
+_USAGE_DETAILS_KEYS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("input_tokens", ("input", "prompt_tokens", "input_tokens")),
+    ("output_tokens", ("output", "completion_tokens", "output_tokens")),
+    ("total_tokens", ("total", "total_tokens")),
+    ("cache_read_tokens", (
+        "cache_read_input_tokens", "input_cached_tokens", "input_cache_read",
+        "prompt_tokens_details.cached_tokens", "input_tokens_details.cached_tokens",
+    )),
+    ("cache_write_tokens", ("cache_creation_input_tokens", "input_cache_creation", "input_cache_write")),
+    ("reasoning_tokens", (
+        "output_reasoning_tokens", "completion_tokens_details.reasoning_tokens",
+        "output_tokens_details.reasoning_tokens",
+    )),
+)
+# Cache counts that Langfuse's and Anthropic's keys report beside the input count, not within it (OpenAI's
+# nested cached_tokens is within): they are added to it, since our input_tokens includes cached tokens.
+_USAGE_BESIDE_INPUT = frozenset(
+    {"cache_read_input_tokens", "input_cached_tokens", "input_cache_read",
+     "cache_creation_input_tokens", "input_cache_creation", "input_cache_write"}
+)
+
+
+@lru_cache(maxsize=1)  # one document feeds six fields, read one after the other
+def _usage_document(text: str) -> Mapping[str, int]:
+    document = _json_text(text)
+    if type(document) is not dict:
+        return {}
+    flat: dict[str, Any] = {}
+    for key, value in document.items():
+        if type(value) is dict:
+            flat.update((f"{key}.{inner}", count_) for inner, count_ in value.items())
+        else:
+            flat[key] = value
+    counts: dict[str, int] = {}
+    beside = 0
+    for field, keys in _USAGE_DETAILS_KEYS:
+        for key in keys:
+            tokens = _count(flat.get(key))
+            if tokens is not None:
+                counts[field] = tokens
+                if key in _USAGE_BESIDE_INPUT:
+                    beside += tokens
+                break
+    if beside and "input_tokens" in counts:
+        counts["input_tokens"] += beside
+    return counts
+
+
+def _usage_details(field: str) -> Coerce:
+    def read(value: Any) -> int | None:
+        return _usage_document(value).get(field) if type(value) is str else None
+
+    read.note = "JSON object of token counts, see below"  # type: ignore[attr-defined]
+    return read
+
+
+def _cost_details(value: Any) -> float | None:
+    """Langfuse's ``cost_details`` JSON: its "total", else the sum of its parts (USD)."""
+    document = _json_text(value)
+    if type(document) is not dict:
+        return None
+    total = _amount(document.get("total"))
+    if total is not None:
+        return total
+    parts = [_amount(part) for part in document.values()]
+    return sum(part for part in parts if part is not None) if any(part is not None for part in parts) else None
+
+
 # --- the table -----------------------------------------------------------------------------
 
 # (canonical field, coercion, source keys in order). Rows for the same field are tried in order.
-# REFERENCE.md section 2, plus three keys it leaves out: ai.operationId (so that AI SDK spans get an
-# operation like every other convention) and AI SDK 5's ai.usage.{input,output,total}Tokens, each
-# after the keys the reference names.
+# REFERENCE.md section 2, plus what real libraries send that it leaves out (docs/genai-conventions.md
+# has the whole table, checked against this one): ai.operationId and AI SDK 5's
+# ai.usage.{input,output,total}Tokens and inputTokenDetails; the Anthropic SDK's cache_write key and
+# stop reason; OpenInference's requested model (in its invocation parameters, before llm.model_name,
+# which is the model that answered); Langfuse v3+ observations (langfuse.observation.*).
+_USAGE = "langfuse.observation.usage_details"
 _SOURCES: tuple[tuple[str, Coerce, tuple[str, ...]], ...] = (
     ("provider", _provider, (
         "gen_ai.provider.name", "gen_ai.system", "llm.provider", "llm.system", "ai.model.provider",
     )),
-    ("request_model", _text, (
-        "gen_ai.request.model", "llm.request.model_name", "llm.model_name", "ai.model.id",
-    )),
+    ("request_model", _text, ("gen_ai.request.model", "llm.request.model_name")),
+    ("request_model", _json_field("model", _text), ("llm.invocation_parameters",)),
+    ("request_model", _text, ("llm.model_name", "ai.model.id", "langfuse.observation.model.name")),
     ("response_model", _text, ("gen_ai.response.model", "llm.response.model_name", "llm.model_name")),
     ("operation", _lower_text, ("gen_ai.operation.name",)),
     ("operation", _mapped(_LLM_REQUEST_TYPES), ("llm.request.type",)),
     ("operation", _mapped(_OPENINFERENCE_KINDS), ("openinference.span.kind",)),
     ("operation", _mapped(_TRACELOOP_KINDS), ("traceloop.span.kind",)),
     ("operation", _mapped(_AI_SDK_OPERATIONS_LOWER), ("ai.operationId",)),
+    ("operation", _mapped(_LANGFUSE_OBSERVATION_TYPES), ("langfuse.observation.type",)),
     ("input_tokens", _count, (
         "gen_ai.usage.input_tokens", "gen_ai.usage.prompt_tokens", "llm.token_count.prompt",
         "ai.usage.promptTokens", "ai.usage.inputTokens",
     )),
+    ("input_tokens", _usage_details("input_tokens"), (_USAGE,)),
     ("output_tokens", _count, (
         "gen_ai.usage.output_tokens", "gen_ai.usage.completion_tokens", "llm.token_count.completion",
         "ai.usage.completionTokens", "ai.usage.outputTokens",
     )),
+    ("output_tokens", _usage_details("output_tokens"), (_USAGE,)),
     ("total_tokens", _count, (
         "gen_ai.usage.total_tokens", "llm.usage.total_tokens", "llm.token_count.total", "ai.usage.tokens",
         "ai.usage.totalTokens",
     )),
+    ("total_tokens", _usage_details("total_tokens"), (_USAGE,)),
     ("cache_read_tokens", _count, (
         "gen_ai.usage.cache_read.input_tokens", "gen_ai.usage.cache_read_input_tokens",
-        "llm.token_count.prompt_details.cache_read", "ai.usage.cachedInputTokens",
+        "llm.token_count.prompt_details.cache_read", "ai.usage.inputTokenDetails.cacheReadTokens",
+        "ai.usage.cachedInputTokens",
     )),
+    ("cache_read_tokens", _usage_details("cache_read_tokens"), (_USAGE,)),
     ("cache_write_tokens", _count, (
-        "gen_ai.usage.cache_creation.input_tokens", "gen_ai.usage.cache_creation_input_tokens",
-        "llm.token_count.prompt_details.cache_write",
+        "gen_ai.usage.cache_creation.input_tokens", "gen_ai.usage.cache_write.input_tokens",
+        "gen_ai.usage.cache_creation_input_tokens", "llm.token_count.prompt_details.cache_write",
+        "ai.usage.inputTokenDetails.cacheWriteTokens",
     )),
+    ("cache_write_tokens", _usage_details("cache_write_tokens"), (_USAGE,)),
     ("reasoning_tokens", _count, (
         "gen_ai.usage.reasoning.output_tokens", "gen_ai.usage.reasoning_tokens", "llm.usage.reasoning_tokens",
-        "llm.token_count.completion_details.reasoning", "ai.usage.reasoningTokens",
+        "llm.token_count.completion_details.reasoning", "ai.usage.outputTokenDetails.reasoningTokens",
+        "ai.usage.reasoningTokens",
     )),
+    ("reasoning_tokens", _usage_details("reasoning_tokens"), (_USAGE,)),
     ("finish_reasons", _reasons, (
         "gen_ai.response.finish_reasons", "gen_ai.response.finish_reason", "llm.response.finish_reason",
-        "llm.finish_reason",
+        "llm.finish_reason", "anthropic.message.stop_reason", "ai.response.finishReason",
+        "langfuse.observation.metadata.finish_reason",
     )),
     ("response_id", _text, ("gen_ai.response.id",)),
     ("ttft_ms", _seconds_as_ms, ("gen_ai.response.time_to_first_chunk",)),
@@ -295,6 +440,18 @@ _SOURCES: tuple[tuple[str, Coerce, tuple[str, ...]], ...] = (
     ("agent_name", _text, ("gen_ai.agent.name", "agent.name")),
     ("tool_name", _text, ("gen_ai.tool.name", "tool.name", "ai.toolCall.name")),
     ("client_cost_usd", _amount, ("llm.cost.total", "gen_ai.usage.cost")),
+    ("client_cost_usd", _cost_details, ("langfuse.observation.cost_details",)),
+)
+
+# Time to first chunk that a span carries implicitly, after the explicit keys above: the time of the
+# first chunk, as an attribute or as the first of the span's events of these names, minus the span's start.
+FIRST_CHUNK_TIME_KEYS: tuple[str, ...] = ("langfuse.observation.completion_start_time",)
+FIRST_CHUNK_EVENTS: frozenset[str] = frozenset(
+    {
+        "First Token Stream Event",  # OpenInference (openai)
+        "gen_ai.content.completion.chunk",  # OpenLLMetry (openai): one per chunk, the first counts
+        "ai.stream.firstChunk",  # Vercel AI SDK
+    }
 )
 
 # OpenLLMetry names a decorated span in traceloop.entity.name; what it names depends on the kind.
@@ -317,6 +474,7 @@ _FIELD = {name: index for index, name in enumerate(GenAI._fields)}
 _FIELD_COUNT = len(GenAI._fields)
 _CATEGORY, _OPERATION, _FINISH_REASONS = _FIELD["category"], _FIELD["operation"], _FIELD["finish_reasons"]
 _INPUT, _OUTPUT, _TOTAL = _FIELD["input_tokens"], _FIELD["output_tokens"], _FIELD["total_tokens"]
+_TTFT = _FIELD["ttft_ms"]
 # Without a known operation, a span that names a model or counts tokens is an LLM call.
 _MAKES_LLM = tuple(_FIELD[name] for name in GenAI._fields if name.endswith(("_model", "_tokens")))
 
@@ -337,8 +495,16 @@ _NO_SOURCE = sum(len(keys) for _, _, keys in _SOURCES)  # a priority below every
 
 # --- normalization -------------------------------------------------------------------------
 
-def normalize(attributes: Mapping[str, Any], span_name: str = "") -> GenAI:
-    """The canonical GenAI fields of a span; ``NOT_GENAI`` when it carries none of them."""
+def normalize(
+    attributes: Mapping[str, Any],
+    span_name: str = "",
+    start_time_unix_nano: int | None = None,
+    events: Sequence[Mapping[str, Any]] = (),
+) -> GenAI:
+    """The canonical GenAI fields of a span; ``NOT_GENAI`` when it carries none of them.
+
+    The span's start and events are needed only for a time to first chunk the span carries implicitly.
+    """
     if _KNOWN_KEYS.isdisjoint(attributes) and span_name not in _AI_SDK_OPERATIONS:
         return NOT_GENAI
     values: list[Any] = [None] * _FIELD_COUNT
@@ -359,6 +525,8 @@ def normalize(attributes: Mapping[str, Any], span_name: str = "") -> GenAI:
         values[_FIELD[entity_field]] = _text(attributes.get(_TRACELOOP_ENTITY_NAME))
     if values[_FINISH_REASONS] is None:
         values[_FINISH_REASONS] = _completion_finish_reasons(attributes)
+    if values[_TTFT] is None and start_time_unix_nano is not None:
+        values[_TTFT] = _implicit_ttft_ms(attributes, start_time_unix_nano, events)
     if values[_TOTAL] is None and values[_INPUT] is not None and values[_OUTPUT] is not None:
         values[_TOTAL] = values[_INPUT] + values[_OUTPUT]
 
@@ -369,6 +537,24 @@ def normalize(attributes: Mapping[str, Any], span_name: str = "") -> GenAI:
         category = "llm" if any(values[index] is not None for index in _MAKES_LLM) else "other"
     values[_CATEGORY] = category
     return GenAI._make(values)
+
+
+def _implicit_ttft_ms(
+    attributes: Mapping[str, Any], start_time_unix_nano: int, events: Sequence[Mapping[str, Any]]
+) -> float | None:
+    """Milliseconds from the span's start to its first chunk: ``FIRST_CHUNK_TIME_KEYS``, then ``FIRST_CHUNK_EVENTS``."""
+    first_chunk: int | None = None
+    for key in FIRST_CHUNK_TIME_KEYS:
+        if key in attributes:
+            first_chunk = _timestamp_ns(attributes[key])
+            if first_chunk is not None:
+                break
+    if first_chunk is None:
+        times = [event.get("time_unix_nano") for event in events if event.get("name") in FIRST_CHUNK_EVENTS]
+        first_chunk = min((time for time in times if type(time) is int), default=None)
+    if first_chunk is None or first_chunk < start_time_unix_nano:
+        return None
+    return (first_chunk - start_time_unix_nano) / 1e6
 
 
 def _completion_finish_reasons(attributes: Mapping[str, Any]) -> tuple[str, ...] | None:

@@ -20,8 +20,8 @@ import apsw
 
 from collector.logs import rate_limited
 from collector.metrics import CollectorMetrics
-from collector.model import Records, Span
-from collector.storage.writer import SpanWriter
+from collector.model import Records
+from collector.storage.writer import NOTHING_WRITTEN, SpanWriter, Written
 
 log = logging.getLogger(__name__)
 
@@ -106,12 +106,14 @@ class Pipeline:
         capacity: int,
         batch_size: int,
         batch_max_age: float,
-        on_commit: Callable[[list[Records], list[Span]], None] | None = None,
+        on_commit: Callable[[list[Records], Written], None] | None = None,
         tick: tuple[float, Callable[[], bool]] | None = None,
     ) -> None:
-        """``on_commit`` sees every committed batch and the spans it stored for the first time; ``tick`` is
-        (interval, work) run on the writer thread between batches, for work that needs the write connection
-        (settling traces); when the work returns True (more is due) it runs again after the next batch."""
+        """``on_commit`` sees every committed batch and what the writer made of it: the spans it stored for
+        the first time, and those of them whose model call another span counts (``SpanWriter.write``);
+        ``tick`` is (interval, work) run on the writer thread between batches, for work that needs the write
+        connection (settling traces); when the work returns True (more is due) it runs again after the next
+        batch."""
         if batch_size > capacity:
             raise ValueError("batch_size cannot exceed capacity")
         self._writer = writer
@@ -247,9 +249,9 @@ class Pipeline:
         spans = sum(len(request.records.spans) for request in batch)
         started = time.perf_counter()
         error: Exception | None = None
-        stored: list[Span] = []
+        written = NOTHING_WRITTEN
         try:
-            stored = self._writer.write([request.records for request in batch])
+            written = self._writer.write([request.records for request in batch])
         except apsw.Error as failure:
             if not is_data_error(failure):
                 error = self._write_failed(type(failure).__name__, f"database write failed: {failure}")
@@ -265,14 +267,14 @@ class Pipeline:
             self.healthy = True
             self._metrics.commit_duration.observe(time.perf_counter() - started)
             self._metrics.batch_send_size.observe(count)
-            if len(stored) < spans:
-                self._metrics.duplicate_spans.inc(spans - len(stored))
+            if len(written.stored) < spans:
+                self._metrics.duplicate_spans.inc(spans - len(written.stored))
         with self._condition:
             self.held_spans -= count
         _resolve(batch, error)
         if error is None and self._on_commit is not None:
             try:
-                self._on_commit([request.records for request in batch], stored)
+                self._on_commit([request.records for request in batch], written)
             except Exception:
                 log.exception("error while observing a committed batch")
 

@@ -68,7 +68,9 @@ class Transform:
         records = Records()
         stats = TransformStats()
         for span in spans:
-            genai, rejected_fields = out_of_range(normalize(span.attributes, span.name))
+            genai, rejected_fields = out_of_range(
+                normalize(span.attributes, span.name, span.start_time_unix_nano, span.events)
+            )
             if rejected_fields:
                 stats.out_of_range.update(rejected_fields)
             genai = self._bounded_columns(genai, stats)

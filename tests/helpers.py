@@ -126,11 +126,10 @@ def write_lock_held(db: Path) -> Iterator[None]:
 def fill_disk(directory: Path) -> Path:
     """Take every free block of the file system ``directory`` is on; returns the filler, to unlink."""
     filler = directory / "filler"
-    with open(filler, "wb") as handle:
+    with open(filler, "wb", buffering=0) as handle:  # unbuffered: nothing left to flush when closing a full disk
         try:
             while True:
                 handle.write(b"\0" * 65536)
-                handle.flush()
         except OSError:
             pass
     return filler

@@ -473,3 +473,15 @@ def test_no_ids_or_content_become_labels(fixture: Fixture) -> None:
     for private in ("chatcmpl", "conversation-4711", "user-0815", "plan my trip", decoded[0].trace_id,
                     decoded[0].span_id):
         assert private not in text
+
+
+def test_a_span_repeating_a_call_already_counted_is_not_observed(fixture: Fixture) -> None:
+    """The writer names the spans whose model call another span counts (collector/calls.py)."""
+    counted, repeated = llm_span(index=1, cost=0.5), llm_span(index=2, cost=0.5)
+    fixture.metrics.observe_spans([counted, repeated], {(repeated.trace_id, repeated.span_id)})
+    assert fixture.value("gen_ai_client_token_usage_count", **CHAT, gen_ai_token_type="input") == 1
+    assert fixture.value("gen_ai_client_operation_duration_seconds_count", **CHAT, error_type="") == 1
+    assert fixture.value(
+        "genai_collector_cost_usd_total", service_name="checkout", gen_ai_provider_name="openai",
+        gen_ai_request_model="gpt-4o",
+    ) == 0.5

@@ -7,9 +7,7 @@ same canonical columns and the cost of what the fake server reported, and with n
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import httpx
@@ -24,58 +22,22 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
 from tests.helpers import metric_value
+from tests.libraries.fake_llm import fake_llm_server, response_id
 
 CUSTOMER_EMAIL = "jane.doe@example.com"
 CUSTOMER_CARD = "4111 1111 1111 1111"
 PROMPT = f"My card {CUSTOMER_CARD} was charged twice, reply to {CUSTOMER_EMAIL}"
 
-# What the fake server answers: 1,200 prompt tokens of which 1,024 were cached, 85 completion tokens.
-COMPLETION = {
-    "id": "chatcmpl-fake-0001",
-    "object": "chat.completion",
-    "created": 1_700_000_000,
-    "model": "gpt-4o-mini-2024-07-18",
-    "choices": [
-        {
-            "index": 0,
-            "message": {"role": "assistant", "content": f"Sorry about that! I have refunded it and written to {CUSTOMER_EMAIL}."},
-            "finish_reason": "stop",
-        }
-    ],
-    "usage": {
-        "prompt_tokens": 1200,
-        "completion_tokens": 85,
-        "total_tokens": 1285,
-        "prompt_tokens_details": {"cached_tokens": 1024},
-        "completion_tokens_details": {"reasoning_tokens": 0},
-    },
-}
+# What the fake server (tests/libraries/fake_llm.py) answers to a chat: 1,200 prompt tokens of which
+# 1,024 were cached, 85 completion tokens.
 # gpt-4o-mini: $0.15 input, $0.075 cached input, $0.60 output per million tokens.
 EXPECTED_COST = (176 * 0.15 + 1024 * 0.075 + 85 * 0.60) / 1e6
 
 
-class FakeOpenAI(BaseHTTPRequestHandler):
-    def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
-        self.rfile.read(int(self.headers["content-length"]))
-        body = json.dumps(COMPLETION).encode()
-        self.send_response(200)
-        self.send_header("content-type", "application/json")
-        self.send_header("content-length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: Any) -> None:
-        pass
-
-
 @pytest.fixture
 def fake_llm() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), FakeOpenAI)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/v1"
-    server.shutdown()
-    server.server_close()
+    with fake_llm_server() as (url, _):
+        yield url + "/v1"
 
 
 def providers(collector: Any) -> tuple[TracerProvider, LoggerProvider]:
@@ -136,7 +98,7 @@ def test_opentelemetry_openai_v2_spans_and_content_events(
     assert span["operation"] == "chat"
     assert (span["input_tokens"], span["output_tokens"]) == (1200, 85)
     assert json.loads(span["finish_reasons"]) == ["stop"]
-    assert span["response_id"] == "chatcmpl-fake-0001"
+    assert span["response_id"] == response_id("openai", "chat")
     assert span["service_name"] == "support-bot"
     if span["cache_read_tokens"] is not None:  # newer instrumentation versions report cached tokens
         assert span["cache_read_tokens"] == 1024

@@ -88,7 +88,8 @@ OTEL_DEPRECATED = {
     "server.address": "api.openai.com",
 }
 
-# Phoenix's openinference-instrumentation-openai: one model name (the response's), no finish reason.
+# Phoenix's openinference-instrumentation-openai: the response's model in llm.model_name, the requested one
+# only in the invocation parameters (JSON), no finish reason.
 OPENINFERENCE = {
     "openinference.span.kind": "LLM",
     "llm.system": "openai",
@@ -202,6 +203,26 @@ LANGFUSE = {
     "langfuse.observation.type": "generation",
 }
 
+# The Langfuse SDK v3 (OTel based) recording a generation through its OpenAI integration: OpenAI's usage
+# object as a JSON string, the first chunk's time, finish reason in metadata, trace-level user and session.
+LANGFUSE_V3 = {
+    "langfuse.observation.type": "generation",
+    "langfuse.observation.model.name": "o4-mini",
+    "langfuse.observation.model.parameters": '{"temperature": 1}',
+    "langfuse.observation.usage_details": (
+        '{"completion_tokens": 245, "prompt_tokens": 812, "total_tokens": 1057, "completion_tokens_details":'
+        ' {"reasoning_tokens": 128}, "prompt_tokens_details": {"cached_tokens": 512}}'
+    ),
+    "langfuse.observation.completion_start_time": '"2025-06-01T10:00:00.250000Z"',
+    "langfuse.observation.metadata.finish_reason": "stop",
+    "langfuse.observation.input": '[{"role": "user", "content": "Where is my order?"}]',
+    "langfuse.observation.output": "On its way.",
+    "langfuse.trace.name": "support-bot",
+    "session.id": "conv-7f3a",
+    "user.id": "user-42",
+}
+LANGFUSE_V3_START = 1_748_772_000_000_000_000  # 2025-06-01T10:00:00Z
+
 # (id, attributes, span name, expected, the canonical fields the convention carries for CALL)
 CONVENTIONS: list[tuple[str, dict[str, Any], str, GenAI, tuple[str, ...]]] = [
     ("otel-current", OTEL_CURRENT, "chat o4-mini", CALL, GenAI._fields),
@@ -219,9 +240,9 @@ CONVENTIONS: list[tuple[str, dict[str, Any], str, GenAI, tuple[str, ...]]] = [
         "openinference",
         OPENINFERENCE,
         "ChatCompletion",
-        CALL._replace(request_model="o4-mini-2025-04-16", finish_reasons=None, response_id=None, ttft_ms=None),
-        ("category", "provider", "response_model", "operation", "input_tokens", "output_tokens", "total_tokens",
-         "cache_read_tokens", "reasoning_tokens", "conversation_id", "user_id"),
+        CALL._replace(finish_reasons=None, response_id=None, ttft_ms=None),
+        ("category", "provider", "request_model", "response_model", "operation", "input_tokens", "output_tokens",
+         "total_tokens", "cache_read_tokens", "reasoning_tokens", "conversation_id", "user_id"),
     ),
     (
         "openllmetry-0.4",
@@ -266,6 +287,12 @@ CONVENTIONS: list[tuple[str, dict[str, Any], str, GenAI, tuple[str, ...]]] = [
 )
 def test_one_chat_call_in_each_convention(attributes: dict[str, Any], span_name: str, expected: GenAI) -> None:
     assert normalize(attributes, span_name) == expected
+
+
+def test_a_langfuse_v3_generation() -> None:
+    """Provider and response model are not in what Langfuse sends; the rest is, TTFT from the first chunk's time."""
+    expected = CALL._replace(provider=None, response_model=None, response_id=None)
+    assert normalize(LANGFUSE_V3, "OpenAI-generation", LANGFUSE_V3_START) == expected
 
 
 @pytest.mark.parametrize(
@@ -550,6 +577,7 @@ OPERATION_SPANS = [
             input_tokens=900,
             output_tokens=80,
             total_tokens=980,
+            finish_reasons=("stop",),  # the last step's
         ),
         id="vercel-outer-span",
     ),
@@ -790,6 +818,201 @@ def test_time_to_first_chunk_is_in_milliseconds(attributes: dict[str, Any], ttft
     assert normalize(attributes).ttft_ms == ttft_ms
 
 
+START = 1_748_772_000_000_000_000  # 2025-06-01T10:00:00Z
+LLM = {"gen_ai.operation.name": "chat"}
+
+
+def event(name: str, after_ms: float) -> dict[str, Any]:
+    return {"name": name, "time_unix_nano": START + int(after_ms * 1e6), "attributes": {}}
+
+
+@pytest.mark.parametrize(
+    ("attributes", "events", "ttft_ms"),
+    [
+        pytest.param(LLM, [event("First Token Stream Event", 180)], 180.0, id="openinference-event"),
+        pytest.param(
+            LLM,
+            [event("gen_ai.content.completion.chunk", ms) for ms in (95, 97, 120)],
+            95.0,
+            id="openllmetry-first-chunk-event",
+        ),
+        pytest.param(LLM, [event("ai.stream.firstChunk", 40)], 40.0, id="vercel-event"),
+        pytest.param(
+            {**LLM, "langfuse.observation.completion_start_time": '"2025-06-01T10:00:00.250000Z"'},
+            [],
+            250.0,
+            id="langfuse-completion-start-time",
+        ),
+        pytest.param(
+            {**LLM, "langfuse.observation.completion_start_time": "2025-06-01T10:00:00.300000+00:00"},
+            [],
+            300.0,
+            id="langfuse-unquoted",
+        ),
+        pytest.param(
+            {**LLM, "gen_ai.response.time_to_first_chunk": 0.1},
+            [event("First Token Stream Event", 180)],
+            100.0,
+            id="explicit-attribute-wins",
+        ),
+        pytest.param(
+            {**LLM, "langfuse.observation.completion_start_time": '"2025-06-01T10:00:00.250000Z"'},
+            [event("First Token Stream Event", 180)],
+            250.0,
+            id="time-attribute-before-events",
+        ),
+        pytest.param(
+            {**LLM, "langfuse.observation.completion_start_time": "yesterday"},
+            [event("First Token Stream Event", 180)],
+            180.0,
+            id="bad-time-falls-to-events",
+        ),
+        pytest.param(
+            {**LLM, "langfuse.observation.completion_start_time": '"2025-06-01T10:00:00.250000"'},
+            [],
+            None,
+            id="time-without-zone",
+        ),
+        pytest.param(LLM, [event("First Token Stream Event", -5)], None, id="before-the-span-started"),
+        pytest.param(LLM, [event("gen_ai.choice", 50), event("exception", 60)], None, id="other-events"),
+        pytest.param(
+            LLM, [{"name": "First Token Stream Event", "time_unix_nano": "soon"}], None, id="event-time-not-a-number"
+        ),
+    ],
+)
+def test_time_to_first_chunk_derived_from_the_first_chunk(
+    attributes: dict[str, Any], events: list[dict[str, Any]], ttft_ms: float | None
+) -> None:
+    assert normalize(attributes, "span", START, events).ttft_ms == pytest.approx(ttft_ms)
+
+
+def test_no_derived_time_to_first_chunk_without_the_span_start() -> None:
+    assert normalize(LLM, "span", None, [event("First Token Stream Event", 180)]).ttft_ms is None
+
+
+@pytest.mark.parametrize(
+    ("usage_details", "expected"),
+    [
+        pytest.param(
+            '{"input": 150, "output": 90, "cache_read_input_tokens": 1024, "cache_creation_input_tokens": 2048}',
+            {"input_tokens": 3222, "output_tokens": 90, "cache_read_tokens": 1024, "cache_write_tokens": 2048},
+            id="langfuse-keys-cache-beside-input",
+        ),
+        pytest.param(
+            '{"input": 176, "input_cached_tokens": 1024, "output": 85, "output_reasoning_tokens": 10, "total": 1285}',
+            {"input_tokens": 1200, "output_tokens": 85, "total_tokens": 1285, "cache_read_tokens": 1024,
+             "reasoning_tokens": 10},
+            id="langfuse-openai-keys",
+        ),
+        pytest.param(
+            '{"prompt_tokens": 1200, "completion_tokens": 85, "total_tokens": 1285,'
+            ' "prompt_tokens_details": {"cached_tokens": 1024}, "completion_tokens_details": {"reasoning_tokens": 0}}',
+            {"input_tokens": 1200, "output_tokens": 85, "total_tokens": 1285, "cache_read_tokens": 1024,
+             "reasoning_tokens": 0},
+            id="openai-usage-object-cache-within-input",
+        ),
+        pytest.param(
+            '{"input_tokens": 60, "cache_read_input_tokens": 1500, "cache_creation_input_tokens": 0, "output_tokens": 15}',
+            {"input_tokens": 1560, "output_tokens": 15, "cache_read_tokens": 1500, "cache_write_tokens": 0},
+            id="anthropic-usage-object",
+        ),
+        pytest.param(
+            '{"input_tokens": 1200, "input_tokens_details": {"cached_tokens": 1024}, "output_tokens": 85}',
+            {"input_tokens": 1200, "output_tokens": 85, "cache_read_tokens": 1024},
+            id="openai-responses-usage",
+        ),
+        pytest.param('{"input": "many", "output": -3}', {}, id="garbage-counts"),
+        pytest.param("[1, 2]", {}, id="not-an-object"),
+        pytest.param("{not json", {}, id="not-json"),
+    ],
+)
+def test_langfuse_usage_details(usage_details: str, expected: dict[str, int]) -> None:
+    result = normalize({"langfuse.observation.type": "generation", "langfuse.observation.usage_details": usage_details})
+    fields = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "reasoning_tokens")
+    assert {field: getattr(result, field) for field in fields if getattr(result, field) is not None} == {
+        field: value for field, value in expected.items() if field in fields
+    }
+    if "total_tokens" in expected:
+        assert result.total_tokens == expected["total_tokens"]
+    assert result.category == "llm" and result.operation == "chat"
+
+
+def test_usage_details_come_after_the_attribute_keys() -> None:
+    result = normalize(
+        {"gen_ai.usage.input_tokens": 7, "langfuse.observation.usage_details": '{"input": 100, "output": 5}'}
+    )
+    assert (result.input_tokens, result.output_tokens) == (7, 5)
+
+
+@pytest.mark.parametrize(
+    ("cost_details", "cost"),
+    [
+        ('{"input": 0.001, "output": 0.002, "total": 0.0035}', 0.0035),
+        ('{"input": 0.001, "output": 0.002}', 0.003),
+        ('{"input": "free"}', None),
+        ("0.5", None),
+        ("{}", None),
+    ],
+)
+def test_langfuse_cost_details(cost_details: str, cost: float | None) -> None:
+    result = normalize({"langfuse.observation.type": "generation", "langfuse.observation.cost_details": cost_details})
+    assert result.client_cost_usd == pytest.approx(cost)
+
+
+@pytest.mark.parametrize(
+    ("attributes", "model"),
+    [
+        ({"llm.model_name": "gpt-4o-2024-08-06", "llm.invocation_parameters": '{"model": "gpt-4o"}'}, "gpt-4o"),
+        ({"llm.model_name": "gpt-4o-2024-08-06", "llm.invocation_parameters": '{"temperature": 0}'},
+         "gpt-4o-2024-08-06"),
+        ({"llm.model_name": "gpt-4o-2024-08-06", "llm.invocation_parameters": "{broken"}, "gpt-4o-2024-08-06"),
+        ({"llm.model_name": "gpt-4o-2024-08-06", "llm.invocation_parameters": '{"model": null}'}, "gpt-4o-2024-08-06"),
+        ({"llm.request.model_name": "claude-sonnet-4-5", "llm.invocation_parameters": '{"model": "x"}'},
+         "claude-sonnet-4-5"),
+        ({"gen_ai.request.model": "o4-mini", "llm.invocation_parameters": '{"model": "x"}'}, "o4-mini"),
+        ({"langfuse.observation.model.name": "claude-sonnet-4-5"}, "claude-sonnet-4-5"),
+    ],
+)
+def test_request_model_sources(attributes: dict[str, Any], model: str) -> None:
+    assert normalize(attributes).request_model == model
+
+
+@pytest.mark.parametrize(
+    ("attributes", "cache_read", "cache_write"),
+    [
+        ({"gen_ai.usage.cache_write.input_tokens": 2048, "gen_ai.usage.cache_read.input_tokens": 1024}, 1024, 2048),
+        ({"gen_ai.usage.cache_creation.input_tokens": 5, "gen_ai.usage.cache_write.input_tokens": 9}, None, 5),
+        (
+            {"ai.usage.inputTokenDetails.cacheWriteTokens": 1500, "ai.usage.inputTokenDetails.cacheReadTokens": 300},
+            300,
+            1500,
+        ),
+        ({"ai.usage.inputTokenDetails.cacheReadTokens": 300, "ai.usage.cachedInputTokens": 200}, 300, None),
+    ],
+)
+def test_cache_token_sources(attributes: dict[str, Any], cache_read: int | None, cache_write: int | None) -> None:
+    result = normalize({"gen_ai.usage.input_tokens": 4000, **attributes})
+    assert (result.cache_read_tokens, result.cache_write_tokens) == (cache_read, cache_write)
+
+
+@pytest.mark.parametrize(
+    ("observation_type", "operation", "category"),
+    [
+        ("generation", "chat", "llm"),
+        ("embedding", "embeddings", "embedding"),
+        ("agent", "invoke_agent", "agent"),
+        ("tool", "execute_tool", "tool"),
+        ("chain", "invoke_workflow", "workflow"),
+        ("retriever", "retrieval", "retrieval"),
+        ("span", None, "other"),
+        ("event", None, "other"),
+    ],
+)
+def test_langfuse_observation_types(observation_type: str, operation: str | None, category: str) -> None:
+    result = normalize({"langfuse.observation.type": observation_type, "user.id": "u-1"})
+    assert (result.operation, result.category) == (operation, category)
+
+
 @pytest.mark.parametrize(
     ("attributes", "reasons"),
     [
@@ -812,6 +1035,17 @@ def test_time_to_first_chunk_is_in_milliseconds(attributes: dict[str, Any], ttft
         ),
         ({"gen_ai.completion.0.finish_reason": ""}, None),
         ({"gen_ai.response.finish_reasons": 3}, None),
+        # lists sent as JSON strings are decoded; a string that only looks like JSON stays one reason
+        ({"gen_ai.response.finish_reasons": '["stop"]'}, ("stop",)),
+        ({"gen_ai.response.finish_reasons": '["tool_calls", "stop"]'}, ("tool_calls", "stop")),
+        ({"gen_ai.response.finish_reasons": "[]", "llm.finish_reason": "stop"}, ("stop",)),
+        ({"gen_ai.response.finish_reasons": "[stop"}, ("[stop",)),
+        ({"gen_ai.response.finish_reasons": '{"reason": "stop"}', "llm.finish_reason": "length"}, ("length",)),
+        ({"anthropic.message.stop_reason": "tool_use"}, ("tool_use",)),
+        ({"ai.response.finishReason": "tool-calls"}, ("tool-calls",)),
+        ({"langfuse.observation.metadata.finish_reason": "stop"}, ("stop",)),
+        ({"langfuse.observation.metadata.finish_reason": '"stop"'}, ("stop",)),  # Langfuse v5 JSON-encodes
+        ({"gen_ai.response.finish_reasons": ["stop"], "anthropic.message.stop_reason": "end_turn"}, ("stop",)),
     ],
 )
 def test_finish_reasons(attributes: dict[str, Any], reasons: tuple[str, ...] | None) -> None:

@@ -3,6 +3,9 @@
 Recomputing (rather than adding deltas) makes a rollup right whatever the order, the split across
 requests, or the duplicates its spans arrived with. A trace that gets a span after it settled is
 marked unsettled again, so its snapshots are recomputed in place.
+
+A model call described by two nested spans counts once (``collector.calls``): ``mark_repeated_calls``
+sets ``spans.duplicate_of`` from the stored spans first, and the sums leave those spans out.
 """
 
 from __future__ import annotations
@@ -12,9 +15,11 @@ from collections.abc import Iterable
 
 import apsw
 
+from collector.calls import MAX_DEPTH, SpanNode, same_calls
+
 # Token and cost sums count LLM and embedding calls only: an agent or workflow span that carries the
 # sum of its children (the Vercel AI SDK's outer spans do) must not count them twice.
-_GENAI_CALL = "category IN ('llm', 'embedding')"
+_GENAI_CALL = "category IN ('llm', 'embedding') AND duplicate_of IS NULL"
 _MODEL = "coalesce(response_model, request_model)"
 
 ROLL_UP = f"""
@@ -34,7 +39,7 @@ SELECT
     max(end_time_unix_nano) - min(start_time_unix_nano),
     count(*),
     count(*) FILTER (WHERE status_code = 'error'),
-    count(*) FILTER (WHERE category = 'llm'),
+    count(*) FILTER (WHERE category = 'llm' AND duplicate_of IS NULL),
     coalesce(sum(input_tokens) FILTER (WHERE {_GENAI_CALL}), 0),
     coalesce(sum(output_tokens) FILTER (WHERE {_GENAI_CALL}), 0),
     coalesce(sum(total_tokens) FILTER (WHERE {_GENAI_CALL}), 0),
@@ -78,3 +83,70 @@ ON CONFLICT (trace_id) DO UPDATE SET
 def roll_up(connection: apsw.Connection, trace_ids: Iterable[str]) -> None:
     """Recompute the rollups of these traces; call inside the transaction that stored their spans."""
     connection.execute(ROLL_UP, (json.dumps(sorted(set(trace_ids))),))
+
+
+# The traces where one call may be described by two spans: a model-call span whose nearest GenAI
+# ancestor (up through spans that are not GenAI) has its category, or two model-call spans with one
+# response id. Most traces have neither, and are done with in SQL.
+_CANDIDATE_TRACES = """
+WITH RECURSIVE
+calls(trace_id, span_id, parent_span_id, category, response_id) AS (
+    SELECT trace_id, span_id, parent_span_id, category, response_id FROM spans
+    WHERE trace_id IN (SELECT value FROM json_each(?1)) AND category IN ('llm', 'embedding')
+),
+up(trace_id, category, ancestor, depth) AS (
+    SELECT trace_id, category, parent_span_id, 0 FROM calls WHERE parent_span_id IS NOT NULL
+    UNION ALL
+    SELECT up.trace_id, up.category, spans.parent_span_id, up.depth + 1
+    FROM up JOIN spans ON spans.trace_id = up.trace_id AND spans.span_id = up.ancestor
+    WHERE coalesce(spans.category, 'other') = 'other' AND spans.parent_span_id IS NOT NULL AND up.depth < ?2
+)
+SELECT up.trace_id FROM up JOIN spans ON spans.trace_id = up.trace_id AND spans.span_id = up.ancestor
+WHERE spans.category = up.category
+UNION
+SELECT trace_id FROM calls WHERE response_id IS NOT NULL GROUP BY trace_id, response_id HAVING count(*) > 1
+"""
+# Their spans; those that are not calls are needed too, to look up through them.
+_CALL_TREES = """
+SELECT trace_id, span_id, parent_span_id, category,
+       coalesce(input_tokens, output_tokens, total_tokens, cost_usd) IS NOT NULL,
+       start_time_unix_nano, response_id, received_at_unix_nano = ?2, duplicate_of
+FROM spans WHERE trace_id IN (SELECT value FROM json_each(?1))
+"""
+_SET_DUPLICATE_OF = "UPDATE spans SET duplicate_of = ? WHERE trace_id = ? AND span_id = ?"
+
+
+def mark_repeated_calls(
+    connection: apsw.Connection, trace_ids: Iterable[str], received_at_unix_nano: int
+) -> frozenset[tuple[str, str]]:
+    """Set ``duplicate_of`` on the spans of these traces that repeat another span's call.
+
+    Call inside the transaction that stored the batch (whose spans have ``received_at_unix_nano``) and
+    before ``roll_up``. Returns the (trace id, span id) of the batch's new spans whose call is counted
+    by another span stored before or with them: the GenAI metrics leave them out.
+    """
+    touched = json.dumps(sorted(set(trace_ids)))
+    candidates = [row[0] for row in connection.execute(_CANDIDATE_TRACES, (touched, MAX_DEPTH))]
+    if not candidates:
+        return frozenset()
+    trees: dict[str, list[SpanNode]] = {}
+    stored: dict[tuple[str, str], str | None] = {}
+    for trace_id, span_id, parent, category, has_usage, start, response, new, duplicate_of in connection.execute(
+        _CALL_TREES, (json.dumps(candidates), received_at_unix_nano)
+    ):
+        trees.setdefault(trace_id, []).append(
+            SpanNode(span_id, parent, category, bool(has_usage), start, response, bool(new))
+        )
+        stored[trace_id, span_id] = duplicate_of
+    changes = []
+    already_counted: set[tuple[str, str]] = set()
+    for trace_id, spans in trees.items():
+        calls = same_calls(spans)
+        for span in spans:
+            duplicate_of = calls.repeats.get(span.span_id)
+            if stored[trace_id, span.span_id] != duplicate_of:
+                changes.append((duplicate_of, trace_id, span.span_id))
+        already_counted.update((trace_id, span_id) for span_id in calls.already_counted)
+    if changes:
+        connection.executemany(_SET_DUPLICATE_OF, changes)
+    return frozenset(already_counted)

@@ -154,6 +154,11 @@ ALTER TABLE traces ADD COLUMN first_span_at_unix_nano INTEGER;
 UPDATE traces SET first_span_at_unix_nano = last_span_at_unix_nano;
 CREATE INDEX traces_unsettled ON traces (last_span_at_unix_nano) WHERE settled_at_unix_nano IS NULL;
 """,
+    # 4: one model call described by two nested spans (an instrumentation library's around the client
+    # SDK's own) is counted once; the other span names the one counted (collector/calls.py).
+    """
+ALTER TABLE spans ADD COLUMN duplicate_of TEXT;
+""",
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -11,14 +11,14 @@ import time
 from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import apsw
 
 from collector.config import SnapshotSettings
 from collector.model import EvaluationRecord, LogEvent, Records, Span
 from collector.storage.connection import open_connection
-from collector.storage.rollups import roll_up
+from collector.storage.rollups import mark_repeated_calls, roll_up
 from collector.storage.schema import GENAI_COLUMNS, migrate
 from collector.storage.settle import Settled, settle_traces
 
@@ -277,6 +277,16 @@ def new_spans(connection: apsw.Connection, spans: Sequence[Span], received_at: i
 OLDEST_UNSETTLED = "SELECT min(last_span_at_unix_nano) FROM traces WHERE settled_at_unix_nano IS NULL"
 
 
+class Written(NamedTuple):
+    """What one committed batch stored."""
+
+    stored: list[Span]  # the spans stored for the first time (not those a client sent again)
+    repeated_calls: frozenset[tuple[str, str]]  # (trace id, span id) of those whose call another span counts
+
+
+NOTHING_WRITTEN = Written([], frozenset())
+
+
 class SpanWriter:
     """Commits batches of spans; one transaction per batch."""
 
@@ -284,14 +294,17 @@ class SpanWriter:
         self.path = path
         self.connection = open_connection(path, synchronous=synchronous)
         migrate(self.connection)
+        self._received_at = 0
 
-    def write(self, batch: Sequence[Records]) -> list[Span]:
-        """Insert and commit in one transaction; returns the spans that were new (duplicates are ignored).
+    def write(self, batch: Sequence[Records]) -> Written:
+        """Insert and commit in one transaction; returns the spans that were new (duplicates are ignored)
+        and those of them whose model call another span counts (``storage.rollups.mark_repeated_calls``).
 
         Only traces that got a new span are rolled up again: a retried span changes nothing, so its
         trace does not settle (and get counted) a second time.
         """
-        received_at = time.time_ns()
+        # Strictly increasing, so that a batch's spans are told from earlier ones by their receipt time.
+        received_at = self._received_at = max(time.time_ns(), self._received_at + 1)
         spans = [span for records in batch for span in records.spans]
         events = [event for records in batch for event in records.events]
         evaluations = [evaluation for records in batch for evaluation in records.evaluations]
@@ -302,8 +315,11 @@ class SpanWriter:
                 before = connection.total_changes()
                 insert_spans(connection, spans, received_at)
                 stored = new_spans(connection, spans, received_at, connection.total_changes() - before)
+            repeated_calls: frozenset[tuple[str, str]] = frozenset()
             if stored:
-                roll_up(connection, (span.trace_id for span in stored))
+                trace_ids = {span.trace_id for span in stored}
+                repeated_calls = mark_repeated_calls(connection, trace_ids, received_at)
+                roll_up(connection, trace_ids)
             if events:
                 connection.executemany(INSERT_EVENT, event_rows(events, received_at))
             if evaluations:
@@ -312,7 +328,7 @@ class SpanWriter:
             response_ids.update(e.response_id for e in evaluations if e.trace_id is None and e.response_id)
             if response_ids:
                 connection.execute(LINK_EVALUATIONS, (_to_json(sorted(response_ids)),))
-        return stored
+        return Written(stored, repeated_calls)
 
     def settle(self, settings: SnapshotSettings, *, limit: int = 500) -> list[Settled]:
         """Settle up to ``limit`` quiet traces and write their snapshots (see ``storage.settle``)."""

@@ -76,7 +76,8 @@ def test_a_cpu_heavy_request_stops_neither_the_health_checks_nor_other_clients(s
     sender.join()
     assert answer["status"] == 200 and other.status_code == 200
     assert answer["seconds"] > 0.3, "the request was too cheap to prove anything"
-    assert latencies and max(latencies) < 0.5, (max(latencies), answer["seconds"])
+    # Before the fix /healthz waited for the whole transform (8.3 s); the bound leaves room for a loaded CI machine.
+    assert latencies and max(latencies) < 2.0, (max(latencies), answer["seconds"])
     assert other_seconds < answer["seconds"] / 2, (other_seconds, answer["seconds"])
 
 

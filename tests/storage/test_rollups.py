@@ -157,3 +157,77 @@ def test_evaluation_scores_breach_below_their_threshold(store: Any) -> None:
     (settled,) = writer.settle(rules)
     (faithfulness,) = [s for s in settled.snapshots if s.metric == "eval:faithfulness"]
     assert faithfulness.value == 0.62 and faithfulness.breached  # the lowest score of that name
+
+
+# --- one model call described by two nested spans is counted once ----------------------------------
+
+WRAPPER, SDK_SPAN, HTTP = (os.urandom(8) for _ in range(3))
+
+
+def wrapped_call() -> list[dict[str, Any]]:
+    """AGENT_TRACE with its first call described twice: an instrumentation library's span (OpenInference
+    keys) around the client SDK's own (OTel keys), with a plain HTTP span between them."""
+    wrapper = {
+        "span_id": WRAPPER,
+        "parent": PLAN,
+        "name": "ChatCompletion",
+        "start": 1_900_000_000,
+        "end": 3_100_000_000,
+        "attributes": {
+            "openinference.span.kind": "LLM",
+            "llm.model_name": "gpt-4o-mini",
+            "llm.token_count.prompt": 1_000,
+            "llm.token_count.completion": 100,
+        },
+    }
+    http = {"span_id": HTTP, "parent": WRAPPER, "name": "POST", "start": 1_950_000_000, "end": 3_050_000_000}
+    sdk = {**llm(SDK_SPAN, 1_000, 100), "parent": HTTP}
+    return [AGENT_TRACE[0], AGENT_TRACE[1], wrapper, http, sdk, *AGENT_TRACE[3:]]
+
+
+WRAPPED = wrapped_call()
+EXPECTED_WRAPPED = (*EXPECTED[:6], 7, *EXPECTED[7:])  # two more spans, the same calls, tokens and cost
+
+
+@pytest.mark.parametrize(
+    "deliveries",
+    [
+        [WRAPPED],
+        [WRAPPED[::-1]],
+        [[span] for span in WRAPPED],
+        [[span] for span in WRAPPED[::-1]],
+        [WRAPPED[:3], WRAPPED[4:], WRAPPED[3:4]],  # the span linking the two arrives last
+        [WRAPPED[4:5], WRAPPED, WRAPPED[2:3]],  # split and duplicated
+    ],
+    ids=["one-request", "reversed", "parent-first", "child-first", "link-last", "split-and-duplicated"],
+)
+def test_a_call_described_by_nested_spans_counts_once_whatever_the_order(
+    store: Any, deliveries: list[list[dict[str, Any]]]
+) -> None:
+    for delivery in deliveries:
+        store(delivery)
+    assert store.rollup() == [EXPECTED_WRAPPED]
+    marks = dict(store.writer.connection.execute("SELECT span_id, duplicate_of FROM spans WHERE category = 'llm'"))
+    # The SDK's span is the innermost with usage: it counts, the wrapper names it.
+    assert marks == {WRAPPER.hex(): SDK_SPAN.hex(), SDK_SPAN.hex(): None, LLM_2.hex(): None}
+
+
+def test_the_writer_reports_the_new_spans_of_a_call_already_counted(tmp_path: Path) -> None:
+    """What the GenAI metrics leave out: a call is observed with the first of its spans to be stored."""
+    transform = Transform(Settings())
+
+    def spans(group: list[dict[str, Any]]) -> Any:
+        return transform.spans(decode_spans(trace_request(TRACE, group))[0])[0]
+
+    wrapper, sdk = WRAPPED[2], WRAPPED[4]
+    child_first = SpanWriter(tmp_path / "child-first.db")
+    assert child_first.write([spans([sdk])]).repeated_calls == frozenset()
+    assert child_first.write([spans([WRAPPED[3]])]).repeated_calls == frozenset()
+    assert child_first.write([spans([wrapper])]).repeated_calls == {(TRACE.hex(), WRAPPER.hex())}
+
+    parent_first = SpanWriter(tmp_path / "parent-first.db")
+    assert parent_first.write([spans([wrapper, WRAPPED[3]])]).repeated_calls == frozenset()
+    assert parent_first.write([spans([sdk])]).repeated_calls == {(TRACE.hex(), SDK_SPAN.hex())}
+
+    together = SpanWriter(tmp_path / "together.db")
+    assert together.write([spans(WRAPPED)]).repeated_calls == {(TRACE.hex(), WRAPPER.hex())}

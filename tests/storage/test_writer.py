@@ -14,7 +14,7 @@ from tests.helpers import otlp_request
 def test_batch_is_committed_and_readable_from_another_connection(tmp_path: Path) -> None:
     writer = SpanWriter(tmp_path / "spans.db")
     spans, _ = decode_spans(otlp_request(3, service="billing", attributes={"gen_ai.request.model": "gpt-4o"}))
-    assert len(writer.write([Records(spans=spans)])) == 3
+    assert len(writer.write([Records(spans=spans)]).stored) == 3
     reader = SpanWriter(tmp_path / "spans.db").connection
     rows = list(reader.execute("SELECT service_name, attributes, resource_attributes, duration_ns FROM spans"))
     assert len(rows) == 3
@@ -28,8 +28,8 @@ def test_batch_is_committed_and_readable_from_another_connection(tmp_path: Path)
 def test_a_span_written_twice_is_stored_once(tmp_path: Path) -> None:
     writer = SpanWriter(tmp_path / "spans.db")
     spans, _ = decode_spans(otlp_request(4))
-    assert writer.write([Records(spans=spans)]) == spans
-    assert writer.write([Records(spans=spans[1:]), Records(spans=spans[:1])]) == []
+    assert writer.write([Records(spans=spans)]).stored == spans
+    assert writer.write([Records(spans=spans[1:]), Records(spans=spans[:1])]).stored == []
     assert list(writer.connection.execute("SELECT count(*) FROM spans")) == [(4,)]
 
 
@@ -38,8 +38,8 @@ def test_the_writer_names_the_spans_that_were_new(tmp_path: Path) -> None:
     writer = SpanWriter(tmp_path / "spans.db")
     spans, _ = decode_spans(otlp_request(4))
     writer.write([Records(spans=spans[:2])])
-    stored = writer.write([Records(spans=[spans[1], spans[2]]), Records(spans=[spans[2], spans[3], spans[0]])])
-    assert stored == [spans[2], spans[3]]
+    written = writer.write([Records(spans=[spans[1], spans[2]]), Records(spans=[spans[2], spans[3], spans[0]])])
+    assert written.stored == [spans[2], spans[3]]
 
 
 def test_a_retried_span_does_not_unsettle_its_trace(tmp_path: Path) -> None:
