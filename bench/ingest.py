@@ -58,8 +58,10 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span as PbSpan
 from opentelemetry.proto.trace.v1.trace_pb2 import Status
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "bench"))  # bench/storage.py, also when this file is loaded by its path
+import storage  # noqa: E402
 PROTOCOLS = ("http-protobuf", "http-json", "grpc")
-MODES = ("max", "rate", "overload", "large-db")
+MODES = ("max", "rate", "overload", "large-db", "retention", "resource")
 GRPC_EXPORT = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
 NONCE_BYTES = 8  # the last 8 bytes of every trace id are rewritten per send
 LISTENING = re.compile(
@@ -873,6 +875,7 @@ class Run:
         default_factory=list
     )  # the slowest requests, and when (s into the window) they ended
     queries_ms: dict[str, dict[str, float | None]] | None = None
+    storage: dict[str, Any] | None = None  # the database after the session: bytes per span (bench/storage.py)
     stored_spans: int | None = None
     stored_check: str = "not checked"
 
@@ -1010,17 +1013,18 @@ class Session:
     """A collector to send to during one or more runs: one we start on ``db``, or the endpoints given.
     ``close`` stops ours and compares the spans stored with the spans acknowledged."""
 
-    def __init__(self, args: argparse.Namespace, db: Path | None) -> None:
+    def __init__(self, args: argparse.Namespace, db: Path | None, extra_args: Sequence[str] = ()) -> None:
         self.args = args
         self.db = db
         self.daemon: Daemon | None = None
         self.stored_before = 0
+        self.deleted_spans = 0  # by retention, during the session: stored + deleted = acknowledged
         self.runs: list[Run] = []
         self.exit_code: int | None = None
         if db is not None:
             if db.exists():
                 self.stored_before = count_spans(db)
-            self.daemon = Daemon(db, args.daemon_args)
+            self.daemon = Daemon(db, [*args.daemon_args, *extra_args])
             self.daemon.wait_ready()
             print(f"bench: collector pid {self.daemon.pid} ready, database {db}", file=sys.stderr)
 
@@ -1056,7 +1060,10 @@ class Session:
         self.exit_code = self.daemon.stop()
         problems = self.daemon.problems()
         assert self.db is not None
-        stored = count_spans(self.db) - self.stored_before
+        stored = count_spans(self.db) - self.stored_before + self.deleted_spans
+        figures = storage.storage_figures(self.db)
+        for run in self.runs:
+            run.storage = figures
         acknowledged = sum(run.acknowledged_spans for run in self.runs)
         unknown = sum(run.unknown_outcome_spans for run in self.runs)
         ok = acknowledged <= stored <= acknowledged + unknown
@@ -1093,6 +1100,7 @@ class Session:
 # --- large database: prefill with the collector's own rows, then time queries ------------------
 
 PREFILL_NONCE = 0xFFFF << 48  # prefilled trace ids end in ffff...; a run's nonces never start so
+_TEMPLATE_RESOURCES: list[tuple[Any, ...]] = []
 
 
 def _template_rows(
@@ -1131,6 +1139,9 @@ def _template_rows(
     trace_rows = scratch.execute(f"SELECT {', '.join(trace_columns)} FROM traces").fetchall()
     if not trace_rows:
         trace_columns = []
+    global _TEMPLATE_RESOURCES  # the rows the spans' resource_id point to (schema version 4 on)
+    has_resources = scratch.execute("SELECT count(*) FROM sqlite_schema WHERE name = 'resources'").fetchone()[0]
+    _TEMPLATE_RESOURCES = scratch.execute("SELECT * FROM resources").fetchall() if has_resources else []
     scratch.close()
     return span_columns, spans_rows, trace_columns, trace_rows
 
@@ -1187,6 +1198,9 @@ def prefill(db: Path, total: int, spans_per_request: int, transaction_rows: int)
 
     connection = apsw.Connection(str(db))
     migrate(connection)
+    with connection:
+        for row in _TEMPLATE_RESOURCES:
+            connection.execute(f"INSERT INTO resources VALUES ({', '.join('?' * len(row))})", row)
     connection.pragma("journal_mode", "off")
     connection.pragma("synchronous", "off")
     connection.pragma("cache_size", -1_000_000)  # KiB
@@ -1312,10 +1326,10 @@ class Bench:
         return self._templates[protocol]
 
     @contextlib.contextmanager
-    def session(self, db: Path | None) -> Iterator[Session]:
+    def session(self, db: Path | None, extra_args: Sequence[str] = ()) -> Iterator[Session]:
         if self.args.external:
             db = None
-        session = Session(self.args, db)
+        session = Session(self.args, db, extra_args)
         try:
             yield session
         except BaseException:
@@ -1390,7 +1404,7 @@ class Bench:
             with self.session(self.fresh_db(f"empty-{protocol}")) as session:
                 empty = session.measure(protocol, "empty-db", self.templates(protocol), clients=args.clients)
         timer = QueryTimer(db, info["sample_trace_ids"])
-        with self.session(db) as session:
+        with self.session(db, ("--retention-max-age", "0")) as session:  # the prefill goes back 30 days
             run = session.measure(
                 protocol, "large-db", self.templates(protocol), clients=args.clients, during=timer.run_until
             )
@@ -1404,7 +1418,68 @@ class Bench:
                 ratio = run.spans_per_s / empty.spans_per_s if empty.spans_per_s else 0
                 run.notes.append(f"ingest with the prefilled database = {ratio:.0%} of the empty-database rate")
 
+    def mode_retention(self, protocol: str) -> None:
+        """``max`` without retention, then ``max`` with a ``retention.max_size`` a third of what that run
+        stored, so that retention deletes through most of the window: throughput with and without."""
+        without_db = self.fresh_db(f"no-retention-{protocol}")
+        with self.session(without_db, ("--retention-max-age", "0")) as session:
+            baseline = session.measure(protocol, "max", self.templates(protocol), clients=self.args.clients)
+        max_size = storage.retention_size(storage.database_bytes(without_db), self.args.retention_max_size)
+        options = ("--retention-max-age", "0", "--retention-max-size", str(max_size))
+        with self.session(self.fresh_db(f"retention-{protocol}"), options) as session:
+            run = session.measure(protocol, "max+retention", self.templates(protocol), clients=self.args.clients)
+            if session.daemon:
+                session.deleted_spans = storage.settled_deletions(session.daemon.ports["admin"])
+            ratio = run.spans_per_s / baseline.spans_per_s if baseline.spans_per_s else 0
+            run.notes.append(
+                f"retention.max_size {max_size / 2**20:,.0f} MiB; {session.deleted_spans:,} spans deleted by retention "
+                f"during the run; {ratio:.0%} of the {baseline.spans_per_s:,.0f} spans/s without retention"
+            )
+            self.extra.setdefault("retention", {})[protocol] = {
+                "max_size_bytes": max_size,
+                "deleted_spans": session.deleted_spans,
+                "spans_per_s_without": baseline.spans_per_s,
+                "spans_per_s_with": run.spans_per_s,
+                "ratio": round(ratio, 3),
+            }
+
+    def mode_resource(self, protocol: str) -> None:
+        """Requests whose resource carries ``--resource-bytes`` of attributes, shared by ``-n`` spans:
+        how much the database grows per byte received."""
+        if protocol == "grpc":
+            print("bench: resource mode sends OTLP/HTTP protobuf; skipping grpc", file=sys.stderr)
+            return
+        args = self.args
+        db = self.fresh_db(f"resource-{protocol}")
+        session = Session(args, db)
+        assert session.daemon is not None
+        try:
+            sent = storage.send_large_resources(
+                session.daemon.targets("http-protobuf"),
+                args.resource_bytes,
+                args.spans_per_request,
+                args.resource_requests,
+            )
+        finally:
+            session.daemon.stop()
+        figures = {
+            "resource_bytes": args.resource_bytes,
+            "spans_per_request": args.spans_per_request,
+            "requests": args.resource_requests,
+            **storage.amplification(db, sent, 0),
+            **storage.storage_figures(db),
+        }
+        self.extra.setdefault("resource", {})[protocol] = figures
+        print(
+            f"  resource: {args.resource_requests} requests of {args.spans_per_request} spans sharing a resource of "
+            f"{args.resource_bytes / 2**20:.2f} MiB ({sent / 2**20:.1f} MiB sent) grew the database by "
+            f"{figures['database_growth_bytes'] / 2**20:.1f} MiB: x{figures['amplification']}",
+            file=sys.stderr,
+        )
+
     def run(self) -> None:
+        if self.args.mode == "resource":
+            self.args.protocols = ["http-protobuf"]
         for protocol in self.args.protocols:
             print(f"bench: {self.args.mode} over {protocol}", file=sys.stderr)
             getattr(self, "mode_" + self.args.mode.replace("-", "_"))(protocol)
@@ -1495,6 +1570,12 @@ def table(runs: list[Run]) -> str:
             details.append(
                 f"RSS during the window {run.daemon_rss_mb['start']} -> {run.daemon_rss_mb['end']} MB (max {run.daemon_rss_mb['max']})"
             )
+        if run.storage and run.storage.get("bytes_per_span"):
+            details.append(
+                f"database {run.storage['database_bytes'] / 2**20:,.1f} MiB for {run.storage['spans']:,} spans: "
+                f"{run.storage['bytes_per_span']:,.0f} bytes per span "
+                f"({run.storage['used_bytes_per_span']:,.0f} in pages in use)"
+            )
         if run.slowest:
             details.append("slowest " + ", ".join(f"{r['ms']:,.0f} ms at {r['at_s']} s" for r in run.slowest))
         details.append(
@@ -1572,7 +1653,11 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         epilog="Arguments after -- go to `genai-collector serve` (as does each --daemon-arg).",
     )
     parser.add_argument(
-        "mode", nargs="?", choices=MODES, default="max", help="max (default), rate, overload or large-db"
+        "mode",
+        nargs="?",
+        choices=MODES,
+        default="max",
+        help="max (default), rate, overload, large-db, retention or resource",
     )
     parser.add_argument(
         "-p",
@@ -1623,6 +1708,21 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         "--no-baseline", action="store_true", help="large-db: skip the empty-database run of each protocol"
     )
     parser.add_argument(
+        "--retention-max-size",
+        type=int,
+        help="retention: retention.max_size in bytes of the run with retention (default: a third of what the run "
+        "without retention stored, at least 16 MiB)",
+    )
+    parser.add_argument(
+        "--resource-bytes",
+        type=int,
+        default=1024 * 1024,
+        help="resource: bytes of resource attributes per request (default 1 MiB)",
+    )
+    parser.add_argument(
+        "--resource-requests", type=int, default=10, help="resource: requests sent (default 10)"
+    )
+    parser.add_argument(
         "--endpoint", help="send OTLP/HTTP to this collector (http://host:4318) instead of starting one"
     )
     parser.add_argument("--grpc-target", help="send OTLP/gRPC to this collector (host:4317) instead of starting one")
@@ -1665,8 +1765,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         args.duration, args.warmup, args.clients, args.spans_per_request, args.templates = 1.5, 0.3, 2, 20, 4
     args.protocols = list(dict.fromkeys(args.protocols or PROTOCOLS))
     if args.external:
-        if args.mode == "large-db":
-            parser.error("large-db prefills a database of ours; it cannot run against --endpoint/--grpc-target")
+        if args.mode in ("large-db", "retention", "resource"):
+            parser.error(f"{args.mode} needs a collector of ours; it cannot run against --endpoint/--grpc-target")
         missing = [
             p for p in args.protocols if (p == "grpc" and not args.grpc_target) or (p != "grpc" and not args.endpoint)
         ]

@@ -14,7 +14,7 @@ import os
 import signal
 import socket
 import sys
-from pathlib import Path
+import time
 
 import apsw
 import grpc
@@ -83,6 +83,8 @@ class Collector:
         self._grpc: grpc.aio.Server | None = None
         self._http_servers: list[tuple[_Server, asyncio.Task[None]]] = []
         self._security: ListenerSecurity | None = None
+        self._next_retention = self._next_settle = 0.0
+        self._retention_more = self._settle_more = False
 
     @property
     def pipeline(self) -> Pipeline:
@@ -109,6 +111,39 @@ class Collector:
         for records in batch:
             if records.evaluations:
                 self.genai_metrics.observe_evaluations(records.evaluations)
+
+    def _maintain(self) -> bool:
+        """On the writer thread between batches: retention when due, then settling when due; each that
+        has more to do than one round (more traces to delete, or due to settle) runs again after the
+        next batch instead of waiting for its interval. True asks the pipeline to come back so."""
+        assert self._writer is not None
+        now = time.monotonic()
+        try:
+            if self._retention_more or now >= self._next_retention:
+                self._next_retention = now + self.settings.retention.interval
+                self._retention_more = False  # stays so if the step fails: back to the interval
+                self._retention_more = self._apply_retention()
+        finally:
+            if self._settle_more or now >= self._next_settle:
+                self._next_settle = now + self.settings.snapshots.interval
+                self._settle_more = False
+                self._settle_more = self._settle_traces()
+        return self._retention_more or self._settle_more
+
+    def _apply_retention(self) -> bool:
+        assert self._writer is not None
+        metrics = self.metrics
+        more = False
+        for deleted in self._writer.retain():
+            more = more or deleted.more
+            if deleted.traces or deleted.spans:
+                metrics.retention_deleted_traces.labels(deleted.reason).inc(deleted.traces)
+                metrics.retention_deleted_spans.labels(deleted.reason).inc(deleted.spans)
+            if deleted.snapshots:
+                metrics.retention_deleted_snapshots.inc(deleted.snapshots)
+            if deleted.reclaimed_bytes > 0:
+                metrics.retention_reclaimed_bytes.inc(deleted.reclaimed_bytes)
+        return more
 
     def _settle_traces(self) -> bool:
         """On the writer thread: settle quiet traces, write their snapshots, count them and their breaches.
@@ -159,8 +194,10 @@ class Collector:
     async def start(self) -> None:
         settings = self.settings
         self._secure()
-        self._writer = _open_writer(settings.db, settings.sqlite_synchronous)
+        self._writer = _open_writer(settings)
         self.metrics.watch_database(settings.db)
+        retention = self._writer.retention
+        self.metrics.watch_retention(settings.retention.max_size, lambda: retention.oldest_trace_ns)
         self._pipeline = Pipeline(
             self._writer,
             self.metrics,
@@ -168,7 +205,7 @@ class Collector:
             batch_size=settings.batch_size,
             batch_max_age=settings.batch_max_age,
             on_commit=self._observe_committed,
-            tick=(settings.snapshots.interval, self._settle_traces),
+            tick=(min(settings.snapshots.interval, settings.retention.interval), self._maintain),
         )
         self._pipeline.start()
         self._ingest = ingest = Ingest(
@@ -299,10 +336,11 @@ class Collector:
         return drained
 
 
-def _open_writer(path: Path, synchronous: str) -> SpanWriter:
+def _open_writer(settings: Settings) -> SpanWriter:
+    path = settings.db
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        return SpanWriter(path, synchronous=synchronous)
+        return SpanWriter(path, synchronous=settings.sqlite_synchronous, retention=settings.retention)
     except OSError as error:
         raise StartupError(f"cannot create the database directory {path.parent}: {error.strerror}") from None
     except apsw.Error as error:

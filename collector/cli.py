@@ -33,6 +33,24 @@ SECTIONS = {
 OPTIONS = [name for name in Settings.model_fields if name not in SECTIONS]
 
 
+def _is_scalar(annotation: Any) -> bool:
+    """Whether one flag value can set the option: not a list, mapping or nested section, nor a secret
+    (a flag shows in the process list; secrets come from the environment or the file)."""
+    text = str(annotation)
+    return not any(marker in text for marker in ("tuple", "dict", "list", "Secret")) and not (
+        isinstance(annotation, type) and issubclass(annotation, Section)
+    )
+
+
+# The scalar options of sections also have flags: --retention-max-age sets retention.max_age.
+SECTION_OPTIONS = [
+    (section, option)
+    for section in sorted(SECTIONS)
+    for option, field in Settings.model_fields[section].annotation.model_fields.items()  # type: ignore[union-attr]
+    if _is_scalar(field.annotation)
+]
+
+
 def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
@@ -43,7 +61,12 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="run the collector")
     check = commands.add_parser("check-config", help="validate and print the effective configuration")
-    for sub in (serve, check):
+    vacuum = commands.add_parser(
+        "vacuum",
+        help="with the collector stopped: rewrite the database so that retention can return freed space "
+        "to the file system (databases created before retention existed), and compact it",
+    )
+    for sub in (serve, check, vacuum):
         sub.add_argument("--config", type=Path, help="YAML config file (env: GENAI_COLLECTOR_CONFIG)")
         for name in OPTIONS:
             field = Settings.model_fields[name]
@@ -54,6 +77,16 @@ def build_parser() -> argparse.ArgumentParser:
                 default=None,
                 metavar=name.upper(),
                 help=f"{field.description} (env: {ENV_PREFIX}{name.upper()}; default: {_show_default(default)})",
+            )
+        for section, option in SECTION_OPTIONS:
+            field = Settings.model_fields[section].annotation.model_fields[option]  # type: ignore[union-attr]
+            env = f"{ENV_PREFIX}{section.upper()}{NESTED_ENV_SEPARATOR}{option.upper()}"
+            sub.add_argument(
+                _flag(f"{section}_{option}"),
+                dest=f"{section}{NESTED_ENV_SEPARATOR}{option}",
+                default=None,
+                metavar=option.upper(),
+                help=f"{field.description} (env: {env}; default: {_show_default(field.default)})",
             )
     _add_demo(commands.add_parser("demo", help="run a simulated agent that sends traces to a collector"))
     return parser
@@ -179,6 +212,13 @@ def merge_sources(args: argparse.Namespace, environ: Mapping[str, str]) -> dict[
         from_flag = getattr(args, name, None)
         if from_flag is not None:
             values[name] = _split_list(from_flag) if name in _LIST_OPTIONS else from_flag
+    for section, option in SECTION_OPTIONS:
+        from_flag = getattr(args, f"{section}{NESTED_ENV_SEPARATOR}{option}", None)
+        if from_flag is not None:
+            nested = values.setdefault(section, {})
+            if not isinstance(nested, dict):
+                raise ConfigError(f"{section} must be a mapping of option: value")
+            nested[option] = from_flag
     return values
 
 
@@ -203,9 +243,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "check-config":
         print(yaml.safe_dump(settings.model_dump(mode="json"), sort_keys=False), end="")
         return 0
+    if args.command == "vacuum":
+        return _vacuum(settings.db)
     from collector.app import run
 
     return run(settings)
+
+
+def _vacuum(db: Path) -> int:
+    import apsw
+
+    from collector.storage.retention import convert_to_incremental
+
+    if not db.exists():
+        print(f"genai-collector: no database at {db}", file=sys.stderr)
+        return 1
+    try:
+        before, after = convert_to_incremental(db)
+    except apsw.BusyError:
+        print(f"genai-collector: {db} is in use; stop the collector first", file=sys.stderr)
+        return 1
+    except apsw.Error as error:
+        print(f"genai-collector: cannot vacuum {db}: {error}", file=sys.stderr)
+        return 1
+    print(f"{db}: {before:,} bytes before, {after:,} after; freed pages now go back to the file system")
+    return 0
 
 
 if __name__ == "__main__":

@@ -25,12 +25,12 @@ from pydantic import (
     model_validator,
 )
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
-_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
 
 
 def parse_duration(value: Any) -> float:
-    """Seconds from ``250ms``, ``10s``, ``5m``, ``1h`` or a bare number of seconds."""
+    """Seconds from ``250ms``, ``10s``, ``5m``, ``1h``, ``7d`` or a bare number of seconds."""
     if isinstance(value, bool):
         raise ValueError("expected a duration such as 250ms, 10s or 5m")
     if isinstance(value, int | float):
@@ -38,7 +38,7 @@ def parse_duration(value: Any) -> float:
     else:
         match = _DURATION.match(str(value))
         if not match:
-            raise ValueError(f"{value!r} is not a duration; write it as 250ms, 10s, 5m or 1h")
+            raise ValueError(f"{value!r} is not a duration; write it as 250ms, 10s, 5m, 1h or 7d")
         seconds = float(match.group(1)) * _DURATION_UNITS[match.group(2)]
     if seconds < 0:
         raise ValueError("a duration cannot be negative")
@@ -75,7 +75,8 @@ class Endpoint(BaseModel):
 
 
 RedactionMode = Literal["mask", "hash", "drop"]
-DETECTORS = ("email", "phone", "card", "ipv4", "secret")
+DETECTORS = ("email", "phone", "card", "iban", "ssn", "ipv4", "ipv6", "secret")
+RedactionScope = Literal["all", "content"]
 
 
 class Section(BaseModel):
@@ -102,18 +103,37 @@ class RedactionRule(Section):
 
 
 class RedactionSettings(Section):
-    enabled: bool = Field(True, description="Redact PII and secrets from content before storing it.")
+    enabled: bool = Field(True, description="Redact PII and secrets before storing anything.")
+    scope: RedactionScope = Field(
+        "all",
+        description="all: every stored string (attributes of spans, events, links, logs and resources, span "
+        "names, status messages, log bodies); content: prompt and completion content only.",
+    )
+    allow_keys: tuple[str, ...] = Field(
+        (),
+        description="Attribute keys never scanned, added to the built-in list of ids, model names, enums and "
+        "token counts; a trailing * makes a prefix (myapp.ids.*).",
+    )
     capture_content: bool = Field(
         True, description="Keep prompt and completion content at all; false drops every content attribute."
     )
     mode: RedactionMode = Field("mask", description="Mode of the built-in detectors.")
     detectors: dict[str, RedactionMode | Literal["off"]] = Field(
-        default_factory=dict, description="Per-detector mode (email, phone, card, ipv4, secret) or off."
+        default_factory=dict,
+        description="Per-detector mode (email, phone, card, iban, ssn, ipv4, ipv6, secret) or off.",
     )
     rules: tuple[RedactionRule, ...] = Field((), description="User-defined rules, applied after the detectors.")
     hash_key: SecretStr | None = Field(
         None, description="Key of the keyed hash (hash mode); required when any detector or rule hashes."
     )
+
+    @field_validator("allow_keys", mode="before")
+    @classmethod
+    def _comma_separated(cls, keys: Any) -> Any:
+        """From the environment (GENAI_COLLECTOR_REDACTION__ALLOW_KEYS) the keys come comma-separated."""
+        if isinstance(keys, str):
+            return tuple(key.strip() for key in keys.split(",") if key.strip())
+        return keys
 
     @field_validator("detectors", mode="before")
     @classmethod
@@ -364,6 +384,44 @@ class TlsSettings(TlsFiles):
         if files["cert_file"] is None and files["key_file"] is None and files["client_ca_file"] is None:
             return None
         return TlsFiles(**files)
+class RetentionSettings(Section):
+    """How much the database keeps: whole traces by age and by size; snapshots by their own age."""
+
+    max_age: Duration = Field(
+        "7d", description="Traces whose last span arrived longer ago are deleted, whole; 0 keeps them forever."
+    )
+    max_size: ByteSize | None = Field(
+        None,
+        description="Bound on the database files (main + WAL): past it the oldest traces are deleted "
+        "down to low_water_mark; unset (or 0) means no bound, and a full disk refuses spans until space returns.",
+    )
+    low_water_mark: float = Field(
+        0.9, ge=0.5, lt=1.0, description="Share of max_size that deletion by size brings the database back to."
+    )
+    snapshots_max_age: Duration = Field(
+        "30d", description="metric_snapshots rows computed longer ago are deleted; 0 keeps them forever."
+    )
+    interval: Duration = Field("1s", description="How often the writer checks the age and size bounds.")
+
+    @field_validator("max_size", mode="before")
+    @classmethod
+    def _zero_is_unset(cls, max_size: Any) -> Any:
+        """``0`` or an empty value (as an environment variable can only say) means no bound."""
+        return None if max_size in (0, "0", "") else max_size
+
+    @field_validator("max_size")
+    @classmethod
+    def _large_enough(cls, max_size: ByteSize | None) -> ByteSize | None:
+        if max_size is not None and max_size < 1024 * 1024:
+            raise ValueError("max_size must be at least 1MiB (or unset for no bound)")
+        return max_size
+
+    @field_validator("interval")
+    @classmethod
+    def _positive(cls, interval: float) -> float:
+        if interval <= 0:
+            raise ValueError("interval must be more than 0")
+        return interval
 
 
 class Settings(BaseModel):
@@ -445,6 +503,9 @@ class Settings(BaseModel):
     metrics: MetricsSettings = Field(default_factory=MetricsSettings, description="Prometheus GenAI metrics.")
     auth: AuthSettings = Field(default_factory=AuthSettings, description="API keys and their scopes.")
     tls: TlsSettings = Field(default_factory=TlsSettings, description="TLS on every listener.")
+    retention: RetentionSettings = Field(
+        default_factory=RetentionSettings, description="What the database keeps: by age and by size."
+    )
 
     @model_validator(mode="after")
     def _check_combinations(self) -> Settings:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
@@ -239,6 +239,49 @@ class CollectorMetrics:
     def _oldest_unsettled_age(self) -> float:
         oldest = self.oldest_unsettled_at
         return 0.0 if oldest is None else max(0.0, (time.time_ns() - oldest) / 1e9)
+
+    def watch_retention(self, max_size: int | None, oldest_trace_ns: Callable[[], int | None]) -> None:
+        """The retention gauges: the age of the oldest stored trace, and the size bound when there is one
+        (absent otherwise, so that an alert comparing the database size with it never fires)."""
+        self.retention_deleted_traces = Counter(
+            PREFIX + "retention_deleted_traces",
+            "Traces deleted by retention, by reason (age, size, disk_full).",
+            ["reason"],
+            registry=self.registry,
+        )
+        self.retention_deleted_spans = Counter(
+            PREFIX + "retention_deleted_spans",
+            "Spans deleted by retention with their traces, by reason (age, size, disk_full).",
+            ["reason"],
+            registry=self.registry,
+        )
+        self.retention_deleted_snapshots = Counter(
+            PREFIX + "retention_deleted_snapshots",
+            "metric_snapshots rows deleted past retention.snapshots_max_age.",
+            registry=self.registry,
+        )
+        self.retention_reclaimed_bytes = Counter(
+            PREFIX + "retention_reclaimed_bytes",
+            "Bytes of database file handed back to the file system after deletions.",
+            registry=self.registry,
+        )
+        oldest_age = Gauge(
+            PREFIX + "retention_oldest_trace_age_seconds",
+            "Time since the oldest stored trace got its last span (0 when no trace is stored).",
+            registry=self.registry,
+        )
+
+        def age() -> float:
+            oldest = oldest_trace_ns()
+            return 0.0 if oldest is None else max(0.0, time.time() - oldest / 1e9)
+
+        oldest_age.set_function(age)
+        if max_size is not None:
+            Gauge(
+                PREFIX + "retention_max_size_bytes",
+                "retention.max_size: the bound on genai_collector_database_size_bytes (main + wal).",
+                registry=self.registry,
+            ).set(max_size)
 
     def bounded_label(self, metric: str, label: str) -> BoundedLabel:
         return BoundedLabel(metric, label, self.label_cap, self.label_overflow)

@@ -89,6 +89,10 @@ class EvaluationRecord(NamedTuple):
     explanation: str | None
     source: str  # log, span_event or span_attribute
     time_unix_nano: int
+    # The resource and scope of the span or log record it came from (stored once, in ``resources``).
+    resource_attributes: Attributes | None = None
+    scope_name: str | None = None
+    scope_version: str | None = None
 
 
 @dataclass(slots=True)

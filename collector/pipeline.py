@@ -112,8 +112,8 @@ class Pipeline:
         """``on_commit`` sees every committed batch and what the writer made of it: the spans it stored for
         the first time, and those of them whose model call another span counts (``SpanWriter.write``);
         ``tick`` is (interval, work) run on the writer thread between batches, for work that needs the write
-        connection (settling traces); when the work returns True (more is due) it runs again after the next
-        batch."""
+        connection (settling traces, retention); when the work returns True (more is due) it runs again after
+        the next batch, so that it alternates with the batches rather than holding them up."""
         if batch_size > capacity:
             raise ValueError("batch_size cannot exceed capacity")
         self._writer = writer

@@ -1,7 +1,10 @@
-"""The per-record steps between decode and the queue: normalize, price, redact, then apply the limits.
+"""The per-record steps between decode and the queue: redact, normalize, price, then apply the limits.
 
-Normalization reads the attributes as they came (token counts and models are not content); redaction
-runs before truncation so that a cut can never leave half an e-mail address behind the detectors.
+Redaction comes first, over every string that will be stored (names, status messages, attributes of
+spans, events, links and resources, log bodies), so that the canonical columns and evaluations read
+from the attributes hold no PII either; the allow-listed keys normalization needs (models, token
+counts, ids) are never scanned. It runs before truncation so that a cut can never leave half an
+e-mail address behind the detectors. A resource shared by many records is redacted once per call.
 What happened is returned as ``TransformStats`` for the caller to count; nothing here does I/O.
 """
 
@@ -30,6 +33,14 @@ TRUNCATION_MARKER = "…[truncated {} chars]"
 PRICED_CATEGORIES = frozenset({"llm", "embedding"})
 
 
+# id of a resource's attributes -> (those attributes, kept alive so the id stays theirs; redacted; service name)
+_Resources = dict[int, tuple[Attributes, Attributes, str | None]]
+
+
+def _same(new: list[Any], old: list[Any]) -> bool:
+    return all(a is b for a, b in zip(new, old, strict=True))
+
+
 @dataclass
 class TransformStats:
     redactions: dict[str, int] = field(default_factory=dict)
@@ -41,20 +52,8 @@ class TransformStats:
     out_of_range: Counter[str] = field(default_factory=Counter)  # canonical fields left empty, by field
 
 
-def _evaluation_record(
-    evaluation: Evaluation, trace_id: str | None, span_id: str | None, source: str, time_unix_nano: int
-) -> EvaluationRecord:
-    return EvaluationRecord(
-        trace_id=trace_id,
-        span_id=span_id,
-        response_id=evaluation.response_id,
-        name=evaluation.name,
-        score=evaluation.score,
-        label=evaluation.label,
-        explanation=evaluation.explanation,
-        source=source,
-        time_unix_nano=time_unix_nano,
-    )
+# A record's resource as the writer stores it: attributes, scope name, scope version.
+Resource = tuple[Attributes, str | None, str | None]
 
 
 class Transform:
@@ -67,7 +66,13 @@ class Transform:
     def spans(self, spans: list[Span]) -> tuple[Records, TransformStats]:
         records = Records()
         stats = TransformStats()
-        for span in spans:
+        resources: _Resources = {}
+        limited_resources: dict[int, Attributes] = {}
+        for original in spans:
+            span = self._redact_span(original, resources)
+            span = span._replace(
+                resource_attributes=self._limit_resource(span.resource_attributes, limited_resources, stats)
+            )
             genai, rejected_fields = out_of_range(
                 normalize(span.attributes, span.name, span.start_time_unix_nano, span.events)
             )
@@ -77,15 +82,22 @@ class Transform:
             cost = genai.client_cost_usd
             if cost is None and genai.category in PRICED_CATEGORIES:
                 cost = self._price(genai, stats)
-            for evaluation in evaluations_from_attributes(span.attributes):
+            for evaluation in evaluations_from_attributes(original.attributes):
                 records.evaluations.append(
-                    _evaluation_record(evaluation, span.trace_id, span.span_id, "span_attribute", span.end_time_unix_nano)
+                    self._evaluation_record(
+                        evaluation,
+                        span.trace_id,
+                        span.span_id,
+                        "span_attribute",
+                        span.end_time_unix_nano,
+                        (span.resource_attributes, span.scope_name, span.scope_version),
+                    )
                 )
-            attributes, dropped_attributes = self._limit(self._redactor.attributes(span.attributes), stats)
+            attributes, dropped_attributes = self._limit(span.attributes, stats)
             events = span.events
             dropped_events = 0
             if events:
-                events, dropped_events = self._span_events(span, records, stats)
+                events, dropped_events = self._span_events(span, original.events, records, stats)
             records.spans.append(
                 span._replace(
                     attributes=attributes,
@@ -106,25 +118,143 @@ class Transform:
         """GenAI events (and, when configured, other log records), redacted; evaluations split out."""
         records = Records()
         stats = TransformStats()
+        resources: _Resources = {}
+        limited_resources: dict[int, Attributes] = {}
+        redactor = self._redactor
         for event in events:
             is_genai = event.name in GENAI_EVENT_NAMES
             if not is_genai and not self._logs.keep_other:
                 stats.dropped_log_records += 1
                 continue
+            resource_attributes, service_name = self._resource(event.resource_attributes, event.service_name, resources)
+            resource_attributes = self._limit_resource(resource_attributes, limited_resources, stats)
+            scope_name = redactor.text(event.scope_name)
             if event.name == EVALUATION_EVENT:
                 evaluation = evaluation_from_event(event.attributes)
                 if evaluation is not None:
                     records.evaluations.append(
-                        _evaluation_record(evaluation, event.trace_id, event.span_id, "log", event.time_unix_nano)
+                        self._evaluation_record(
+                            evaluation,
+                            event.trace_id,
+                            event.span_id,
+                            "log",
+                            event.time_unix_nano,
+                            (resource_attributes, scope_name, None),
+                        )
                     )
+            attributes, _ = self._limit(redactor.attributes(event.attributes, all_content=is_genai), stats)
             body = event.body
-            if body is not None and is_genai:
-                body = self._redactor.value(body)
-                body = None if body is DROP else self._truncate(body, stats)
-            attributes, _ = self._limit(self._redactor.attributes(event.attributes, all_content=is_genai), stats)
-            records.events.append(event._replace(body=body, attributes=attributes))
+            if body is not None:
+                body = redactor.value(body) if is_genai else redactor.other(body)
+                body = None if body is DROP else self._truncate(body, stats) if is_genai else body
+            records.events.append(
+                event._replace(
+                    name=redactor.text(event.name),
+                    body=body,
+                    attributes=attributes,
+                    resource_attributes=resource_attributes,
+                    service_name=service_name,
+                    scope_name=scope_name,
+                )
+            )
         stats.redactions = self._redactor.take_counts()
         return records, stats
+
+    def _redact_span(self, span: Span, resources: _Resources) -> Span:
+        """Every string of the span that will be stored, redacted (the same span when nothing changed)."""
+        redactor = self._redactor
+        if redactor.unchanged:
+            return span
+        resource_attributes, service_name = self._resource(span.resource_attributes, span.service_name, resources)
+        events = span.events
+        if events:
+            kept = events[: self._limits.max_events]  # the rest is dropped by _span_events
+            redacted_events = [self._redact_event(event) for event in kept]
+            if not _same(redacted_events, kept):
+                events = redacted_events + events[len(kept):]
+        links = span.links
+        if links:
+            redacted_links = [
+                link if (attributes := redactor.attributes(link["attributes"])) is link["attributes"]
+                else {**link, "attributes": attributes}
+                for link in links
+            ]
+            if not _same(redacted_links, links):
+                links = redacted_links
+        name, status_message, scope_name = (
+            redactor.text(span.name), redactor.text(span.status_message), redactor.text(span.scope_name)
+        )
+        attributes = redactor.attributes(span.attributes)
+        if (
+            name is span.name and status_message is span.status_message and scope_name is span.scope_name
+            and attributes is span.attributes and resource_attributes is span.resource_attributes
+            and service_name is span.service_name and events is span.events and links is span.links
+        ):
+            return span
+        return span._replace(
+            name=name,
+            status_message=status_message,
+            scope_name=scope_name,
+            resource_attributes=resource_attributes,
+            service_name=service_name,
+            attributes=attributes,
+            events=events,
+            links=links,
+        )
+
+    def _redact_event(self, event: dict[str, Any]) -> dict[str, Any]:
+        name = event["name"]
+        attributes = self._redactor.attributes(event["attributes"], all_content=name in GENAI_EVENT_NAMES)
+        redacted_name = self._redactor.text(name)
+        if attributes is event["attributes"] and redacted_name is name:
+            return event
+        return {**event, "name": redacted_name, "attributes": attributes}
+
+    def _resource(
+        self, attributes: Attributes, service_name: str | None, resources: _Resources
+    ) -> tuple[Attributes, str | None]:
+        """A resource's attributes and service name redacted once per call, however many records share it."""
+        known = resources.get(id(attributes))
+        if known is None or known[0] is not attributes:
+            known = (attributes, self._redactor.attributes(attributes), self._redactor.text(service_name))
+            resources[id(attributes)] = known
+        return known[1], known[2]
+
+    def _limit_resource(
+        self, attributes: Attributes, limited: dict[int, Attributes], stats: TransformStats
+    ) -> Attributes:
+        """A resource's attributes within the limits, cut once per request: its records keep sharing one
+        dict, which the writer stores once."""
+        found = limited.get(id(attributes))
+        if found is None:
+            found = limited[id(attributes)] = self._limit(attributes, stats)[0]
+        return found
+
+    def _evaluation_record(
+        self,
+        evaluation: Evaluation,
+        trace_id: str | None,
+        span_id: str | None,
+        source: str,
+        time_unix_nano: int,
+        resource: Resource,
+    ) -> EvaluationRecord:
+        """Read from the attributes as they came (content capture off must not lose scores), stored redacted."""
+        text = self._redactor.text
+        return EvaluationRecord(
+            trace_id=trace_id,
+            span_id=span_id,
+            response_id=evaluation.response_id,
+            name=text(evaluation.name) or evaluation.name,
+            score=evaluation.score,
+            label=text(evaluation.label),
+            explanation=text(evaluation.explanation),
+            source=source,
+            time_unix_nano=time_unix_nano,
+            resource_attributes=resource[0],
+            scope_name=resource[1],
+            scope_version=resource[2],
+        )
 
     def _price(self, genai: Any, stats: TransformStats) -> float | None:
         model = genai.response_model or genai.request_model
@@ -143,22 +273,25 @@ class Transform:
         )
 
     def _span_events(
-        self, span: Span, records: Records, stats: TransformStats
+        self, span: Span, original_events: list[dict[str, Any]], records: Records, stats: TransformStats
     ) -> tuple[list[dict[str, Any]], int]:
         kept = span.events[: self._limits.max_events]
         events = []
-        for event in kept:
-            name = event["name"]
-            if name == EVALUATION_EVENT:
-                evaluation = evaluation_from_event(event["attributes"])
+        for event, original in zip(kept, original_events, strict=False):
+            if original["name"] == EVALUATION_EVENT:
+                evaluation = evaluation_from_event(original["attributes"])
                 if evaluation is not None:
                     records.evaluations.append(
-                        _evaluation_record(
-                            evaluation, span.trace_id, span.span_id, "span_event", event["time_unix_nano"]
+                        self._evaluation_record(
+                            evaluation,
+                            span.trace_id,
+                            span.span_id,
+                            "span_event",
+                            event["time_unix_nano"],
+                            (span.resource_attributes, span.scope_name, span.scope_version),
                         )
                     )
-            redacted = self._redactor.attributes(event["attributes"], all_content=name in GENAI_EVENT_NAMES)
-            attributes, _ = self._limit(redacted, stats)
+            attributes, _ = self._limit(event["attributes"], stats)
             events.append(event if attributes is event["attributes"] else {**event, "attributes": attributes})
         dropped = len(span.events) - len(kept)
         stats.dropped_events += dropped

@@ -264,15 +264,25 @@ class LoadClient(threading.Thread):
     """Sends trace requests over one transport until ``stop`` is set, keeping the spans of every
     acknowledged request (HTTP 200 / gRPC OK) and a tally of every outcome."""
 
-    def __init__(self, transport: str, target: str, stop: threading.Event, *, spans_per_request: int = 10) -> None:
+    def __init__(
+        self,
+        transport: str,
+        target: str,
+        stop: threading.Event,
+        *,
+        spans_per_request: int = 10,
+        attributes: dict[str, Any] | None = None,
+    ) -> None:
         super().__init__(name=f"load-{transport}", daemon=True)
         assert transport in ("http", "grpc")
         self.transport = transport
         self.target = target
         self.stop = stop
         self.spans_per_request = spans_per_request
+        self.attributes = attributes
         self.sent: list[tuple[str, str]] = []
         self.acknowledged: list[tuple[str, str]] = []
+        self.acknowledged_traces: list[tuple[str, float]] = []  # (trace id, wall-clock time of the answer), in order
         self.outcomes: collections.Counter[str] = collections.Counter()
         self.error: BaseException | None = None
 
@@ -290,13 +300,14 @@ class LoadClient(threading.Thread):
 
     def _send_until_stopped(self, send: Callable[[ExportTraceServiceRequest], str]) -> None:
         while not self.stop.is_set():
-            request = otlp_request(self.spans_per_request, service=f"load-{self.transport}")
+            request = otlp_request(self.spans_per_request, service=f"load-{self.transport}", attributes=self.attributes)
             keys = span_keys(request)
             self.sent.extend(keys)
             outcome = send(request)
             self.outcomes[outcome] += 1
             if outcome in ("http 200", "grpc OK"):
                 self.acknowledged.extend(keys)
+                self.acknowledged_traces.append((keys[0][0], time.time()))
             else:
                 self.stop.wait(0.01)  # refused or unreachable: do not spin
 
@@ -328,11 +339,12 @@ def acknowledged_by(clients: list[LoadClient]) -> int:
 
 
 @contextlib.contextmanager
-def load(daemon: Daemon, per_transport: int = 2) -> Iterator[list[LoadClient]]:
-    """``per_transport`` OTLP/HTTP and as many OTLP/gRPC clients sending for the duration of the block."""
+def load(daemon: Any, per_transport: int = 2, **client_options: Any) -> Iterator[list[LoadClient]]:
+    """``per_transport`` OTLP/HTTP and as many OTLP/gRPC clients sending for the duration of the block
+    (to a ``Daemon`` or an in-process collector; ``client_options`` go to each ``LoadClient``)."""
     stop = threading.Event()
-    clients = [LoadClient("http", daemon.http_url, stop) for _ in range(per_transport)]
-    clients += [LoadClient("grpc", daemon.grpc_target, stop) for _ in range(per_transport)]
+    clients = [LoadClient("http", daemon.http_url, stop, **client_options) for _ in range(per_transport)]
+    clients += [LoadClient("grpc", daemon.grpc_target, stop, **client_options) for _ in range(per_transport)]
     for client in clients:
         client.start()
     try:

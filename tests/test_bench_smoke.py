@@ -79,3 +79,43 @@ def test_hostile_bench_smoke_runs(tmp_path: Path) -> None:
     assert [run["status"] for run in figures["requests"]] == [200, 413, 200]
     assert all(run["healthz_failures"] == 0 for run in figures["requests"])
     assert figures["settle"]["ingested_traces_per_s"] > 0
+
+
+def test_redaction_bench_quick_reports_its_figures() -> None:
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "redaction.py"), "--quick"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    figures = json.loads(result.stdout.splitlines()[-1])
+    assert figures["transform_us_per_span"] > 0 and figures["normal_mb_s"] > 0
+    assert set(figures["adversarial_mb_s"]) and figures["addresses"]["count"] == 4_000
+
+
+def test_bench_retention_and_resource_modes_report_their_figures(tmp_path: Path) -> None:
+    """The storage figures of issue 10: ingest with retention deleting (stored + deleted = acknowledged),
+    bytes per span, and the growth a large shared resource causes."""
+
+    def bench(*arguments: str) -> dict[str, object]:
+        report = tmp_path / "bench.json"
+        result = subprocess.run(
+            [sys.executable, str(ROOT / "bench" / "ingest.py"), *arguments]
+            + ["--json", str(report), "--db-dir", str(tmp_path)],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+        return json.loads(report.read_text())
+
+    small = ("-p", "http-protobuf", "-d", "1.5", "--warmup", "0.3", "-c", "2", "-n", "20", "--templates", "4")
+    retention = bench("retention", *small, "--retention-max-size", str(2 * 1024 * 1024))
+    assert [run["phase"] for run in retention["runs"]] == ["max", "max+retention"]
+    assert all(run["stored_check"] == "ok" for run in retention["runs"])
+    assert retention["retention"]["http-protobuf"]["deleted_spans"] > 0
+    assert all(run["storage"]["bytes_per_span"] > 0 for run in retention["runs"])
+
+    resource = bench("resource", "-n", "50", "--resource-requests", "2")["resource"]["http-protobuf"]
+    assert resource["spans"] == 100
+    assert resource["amplification"] < 1  # the 1 MiB resource is stored once, not once per span

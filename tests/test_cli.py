@@ -289,3 +289,56 @@ def test_serve_on_port_0_logs_the_ports_it_chose(tmp_path: Path) -> None:
         assert f"database {tmp_path / 'collector.db'}" in daemon.stderr
         daemon.process.send_signal(signal.SIGTERM)
         assert daemon.process.wait(timeout=15) == 0
+
+
+def test_redaction_scope_and_allow_list_from_the_environment_and_the_file(tmp_path: Path) -> None:
+    config = effective_config(
+        env={"GENAI_COLLECTOR_REDACTION__SCOPE": "content", "GENAI_COLLECTOR_REDACTION__ALLOW_KEYS": "tenant.id, myapp.*"}
+    )
+    assert config["redaction"]["scope"] == "content"
+    assert config["redaction"]["allow_keys"] == ["tenant.id", "myapp.*"]
+    path = write_config(tmp_path / "c.yaml", {"redaction": {"allow_keys": ["tenant.id"], "detectors": {"ipv6": "off"}}})
+    from_file = effective_config("--config", str(path))["redaction"]
+    assert from_file["allow_keys"] == ["tenant.id"] and from_file["scope"] == "all"
+    assert from_file["detectors"] == {"ipv6": "off"}
+    assert "scope" in config_error(env={"GENAI_COLLECTOR_REDACTION__SCOPE": "everything"})
+
+
+# --- retention: its section's flags and environment, and the vacuum command ----------------------
+
+
+def test_retention_options_come_from_flags_environment_and_file(tmp_path: Path) -> None:
+    assert effective_config()["retention"] == {
+        "max_age": 7 * 86400.0,
+        "max_size": None,
+        "low_water_mark": 0.9,
+        "snapshots_max_age": 30 * 86400.0,
+        "interval": 1.0,
+    }
+    config_file = write_config(tmp_path / "collector.yaml", {"retention": {"max_age": "2d", "max_size": "1GiB"}})
+    env = {"GENAI_COLLECTOR_RETENTION__MAX_SIZE": "10GiB", "GENAI_COLLECTOR_RETENTION__LOW_WATER_MARK": "0.8"}
+    retention = effective_config("--config", str(config_file), "--retention-max-age", "0", env=env)["retention"]
+    assert retention["max_age"] == 0  # the flag, over the file
+    assert retention["max_size"] == 10 * 2**30  # the environment, over the file
+    assert retention["low_water_mark"] == 0.8
+    assert effective_config(env={"GENAI_COLLECTOR_RETENTION__MAX_SIZE": ""})["retention"]["max_size"] is None
+    assert "retention.max_size: max_size must be at least 1MiB" in config_error("--retention-max-size", "1000")
+    assert "retention.max_age" in config_error("--retention-max-age", "a week")
+    assert "--redaction-hash-key" not in run_cli("serve", "--help").stdout  # secrets never on a command line
+
+
+def test_vacuum_converts_an_old_database_so_that_freed_pages_go_back(tmp_path: Path) -> None:
+    import apsw
+
+    db = tmp_path / "old.db"
+    old = apsw.Connection(str(db))  # as made before auto_vacuum=INCREMENTAL
+    old.pragma("journal_mode", "wal")
+    old.execute("CREATE TABLE filler (x); INSERT INTO filler VALUES (1)")
+    old.close()
+    result = run_cli("vacuum", "--db", str(db))
+    assert result.returncode == 0, result.stderr
+    assert "bytes before" in result.stdout
+    converted = apsw.Connection(str(db))
+    assert converted.pragma("auto_vacuum") == 2
+    assert converted.execute("SELECT x FROM filler").fetchall() == [(1,)]
+    assert refusal(run_cli("vacuum", "--db", str(tmp_path / "missing.db"))).startswith("genai-collector: no database")

@@ -245,6 +245,7 @@ RECEIVE_TIME_COLUMNS = {
     "events": {"id", "received_at_unix_nano"},
     "evaluations": {"id", "received_at_unix_nano"},
     "metric_snapshots": {"id", "computed_at"},
+    "resources": {"id"},  # numbered in arrival order; the hash says what a resource is
 }
 
 
@@ -257,7 +258,11 @@ def table_rows(db: Path) -> dict[str, list[tuple[Any, ...]]]:
         for table in tables:
             skipped = RECEIVE_TIME_COLUMNS.get(table, set())
             columns = [column[1] for column in connection.execute(f"PRAGMA table_info({table})")]
-            kept = ", ".join(column for column in columns if column not in skipped)
+            kept = ", ".join(
+                "(SELECT hash FROM resources WHERE resources.id = resource_id)" if column == "resource_id" else column
+                for column in columns
+                if column not in skipped
+            )
             rows[table] = sorted(connection.execute(f"SELECT {kept} FROM {table}"), key=repr)
         return rows
     finally:

@@ -7,6 +7,7 @@ The disk fills for real: the database lives on a small tmpfs (needs root to moun
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 import time
 from pathlib import Path
@@ -177,6 +178,43 @@ def test_full_disk_fails_requests_retryably_and_recovers(start_collector: Any, s
     assert retried.status_code == 200
     assert httpx.get(running.admin_url + "/readyz").status_code == 200
     assert running.query("SELECT count(*) FROM spans") == [(25,)]
+
+
+def send(running: Any, request: Any) -> httpx.Response:
+    return httpx.post(running.http_url + "/v1/traces", content=request.SerializeToString(), headers=PROTOBUF)
+
+
+def test_full_disk_with_max_size_frees_space_and_ingest_resumes_without_the_operator(
+    start_collector: Any, small_disk: Path
+) -> None:
+    running = start_collector(db=small_disk / "collector.db", retention={"max_size": "8MiB", "interval": "100ms"})
+    traces = []
+    for _ in range(12):  # about 2 MiB of the 4 MiB disk (0.8 MiB more is the reserve): 12 traces of 4 spans
+        request = otlp_request(4, attributes={"gen_ai.prompt": os.urandom(20_000).hex()})
+        traces.append(request.resource_spans[0].scope_spans[0].spans[0].trace_id.hex())
+        assert send(running, request).status_code == 200
+    time.sleep(0.5)  # a retention pass checkpoints the WAL into the database file
+    filler = fill_disk(small_disk)
+
+    statuses: list[int] = []
+    for _ in range(50):  # until the disk is full for real (the WAL and free pages hold a little more)
+        request = otlp_request(2, attributes={"gen_ai.prompt": os.urandom(20_000).hex()})
+        statuses.append(send(running, request).status_code)
+        if statuses[-1] != 200:
+            break
+    assert statuses[-1] == 503, statuses
+    deadline = time.monotonic() + 30
+    while statuses[-1] != 200:  # the client retries after each 503, as SDKs do
+        assert time.monotonic() < deadline, f"never stored again: {statuses}"
+        time.sleep(1)
+        statuses.append(send(running, request).status_code)
+    assert filler.exists()
+    assert httpx.get(running.admin_url + "/readyz").status_code == 200
+    stored = {row[0] for row in running.query("SELECT trace_id FROM traces")}
+    assert request.resource_spans[0].scope_spans[0].spans[0].trace_id.hex() in stored
+    assert traces[0] not in stored and traces[-1] in stored  # the oldest made room
+    metrics = httpx.get(running.admin_url + "/metrics").text
+    assert metric_value(metrics, "genai_collector_retention_deleted_traces_total", reason="disk_full") >= 1
 
 
 def test_requests_past_max_concurrent_requests_are_refused_before_being_read(start_collector: Any) -> None:

@@ -76,7 +76,7 @@ def test_sdk_exporter_spans_read_back_intact(
         for row in collector.query(
             "SELECT span_id, trace_id, parent_span_id, name, kind, start_time_unix_nano, end_time_unix_nano,"
             " duration_ns, status_code, status_message, service_name, scope_name, scope_version,"
-            " resource_attributes, attributes, events, links FROM spans"
+            " resource_attributes, attributes, events, links FROM spans_with_resource"
         )
     }
     assert len(rows) == 3

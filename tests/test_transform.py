@@ -72,6 +72,18 @@ def test_attribute_and_event_limits_are_counted_on_the_span() -> None:
     assert stored.dropped_events_count == 3 and stats.dropped_events == 3
 
 
+def test_resource_attributes_obey_the_limits_once_per_request_and_stay_shared() -> None:
+    resource = {"service.name": "svc", "host.name": "h" * 500, **{f"r{index}": index for index in range(10)}}
+    spans, _ = decode_spans(otlp_request(3))
+    spans = [span._replace(resource_attributes=resource) for span in spans]
+    records, stats = transform(limits={"max_attributes": 4, "max_attribute_length": 100}).spans(spans)
+    limited = records.spans[0].resource_attributes
+    assert list(limited) == ["service.name", "host.name", "r0", "r1"]
+    assert limited["host.name"].startswith("h" * 100 + "…[truncated 400 chars]")
+    assert all(span.resource_attributes is limited for span in records.spans)  # the writer stores it once
+    assert stats.dropped_attributes == 8 and stats.truncated_values == 1  # counted once, not per span
+
+
 def test_evaluations_come_from_span_events_and_openinference_attributes() -> None:
     events = [
         {
@@ -87,6 +99,10 @@ def test_evaluations_come_from_span_events_and_openinference_attributes() -> Non
     found = {(evaluation.name, evaluation.score, evaluation.source) for evaluation in records.evaluations}
     assert found == {("faithfulness", 0.8, "span_event"), ("relevance", 0.4, "span_attribute")}
     assert all(evaluation.trace_id == span.trace_id for evaluation in records.evaluations)
+    assert all(  # stored with the resource of the span they came from
+        (evaluation.resource_attributes, evaluation.scope_name) == (span.resource_attributes, span.scope_name)
+        for evaluation in records.evaluations
+    )
 
 
 def log_event(name: str | None, body: Any) -> LogEvent:
@@ -138,3 +154,55 @@ def test_canonical_text_columns_obey_the_attribute_length_limit() -> None:
         assert value[:101] == value[0] * 100 + "…" and value.endswith("chars]")
     assert stored.genai.agent_name == "a" * 80
     assert stats.truncated_values == 3
+
+
+def test_evaluations_survive_content_capture_off_and_are_redacted() -> None:
+    events = [
+        {
+            "name": "gen_ai.evaluation.result",
+            "time_unix_nano": 7,
+            "attributes": {
+                "gen_ai.evaluation.name": "faithfulness",
+                "gen_ai.evaluation.score.value": 0.8,
+                "gen_ai.evaluation.explanation": "answer cites jane@example.com",
+            },
+        }
+    ]
+    records, _ = transform(redaction={"capture_content": False}).spans([one_span({}, events=events)])
+    (evaluation,) = records.evaluations
+    assert (evaluation.name, evaluation.score) == ("faithfulness", 0.8)
+    assert evaluation.explanation == "answer cites [REDACTED:email]"
+    assert records.spans[0].events[0]["attributes"] == {}
+
+
+def test_every_stored_string_of_a_span_is_redacted() -> None:
+    resource = {"service.name": "bot", "owner.email": "ops@example.com"}
+    span = one_span({"user.email": "jane@example.com", "gen_ai.request.model": "gpt-4o-2024-08-06"})._replace(
+        name="notify bob@example.org",
+        status_message="failed for 10.1.2.3",
+        resource_attributes=resource,
+        events=[{"name": "exception", "time_unix_nano": 1, "attributes": {"exception.message": "SSN 078-05-1120"}}],
+        links=[{"trace_id": "ab" * 16, "span_id": "cd" * 8, "attributes": {"why": "call 415-555-0132"}}],
+    )
+    records, stats = transform().spans([span, span._replace(span_id="ef" * 8)])
+    stored = records.spans[0]
+    assert stored.name == "notify [REDACTED:email]"
+    assert stored.status_message == "failed for [REDACTED:ipv4]"
+    assert stored.attributes == {"user.email": "[REDACTED:email]", "gen_ai.request.model": "gpt-4o-2024-08-06"}
+    assert stored.genai.request_model == "gpt-4o-2024-08-06"
+    assert stored.resource_attributes == {"service.name": "bot", "owner.email": "[REDACTED:email]"}
+    assert records.spans[1].resource_attributes is stored.resource_attributes  # one resource, redacted once
+    assert stored.events[0]["attributes"] == {"exception.message": "SSN [REDACTED:ssn]"}
+    assert stored.links[0]["attributes"] == {"why": "call [REDACTED:phone]"}
+    assert stats.redactions == {"email": 5, "ipv4": 2, "ssn": 2, "phone": 2}  # the resource counts once
+
+
+def test_kept_log_records_are_redacted_everywhere() -> None:
+    event = log_event("app.audit", "login by jane@example.com")._replace(
+        attributes={"client.address": "2001:db8:85a3::8a2e:370:7334"}, resource_attributes={"host.ip": "10.0.0.7"}
+    )
+    records, _ = transform(logs={"keep_other": True}).log_events([event])
+    (stored,) = records.events
+    assert stored.body == "login by [REDACTED:email]"
+    assert stored.attributes == {"client.address": "[REDACTED:ipv6]"}
+    assert stored.resource_attributes == {"host.ip": "[REDACTED:ipv4]"}

@@ -11,6 +11,7 @@ import apsw
 import apsw.bestpractice
 
 BUSY_TIMEOUT_MS = 5_000
+WAL_SIZE_LIMIT = 64 * 1024 * 1024
 
 
 def _wal(connection: apsw.Connection) -> None:
@@ -33,12 +34,18 @@ def open_connection(path: Path | str, *, synchronous: str = "full", readonly: bo
 
     WAL lets readers on other connections run while the writer commits; ``synchronous``
     is ``full`` (every commit fsynced) or ``normal`` (durable across a crash of this process).
+    A new database gets ``auto_vacuum=INCREMENTAL`` (it can only be set before the first table, and
+    before WAL mode), so that retention can hand freed pages back to the file system; on an existing
+    database the pragma only takes effect at the next ``VACUUM`` (``genai-collector vacuum``).
+    ``journal_size_limit`` cuts the ``-wal`` file back after a checkpoint has emptied it.
     """
     flags = apsw.SQLITE_OPEN_READONLY if readonly else apsw.SQLITE_OPEN_READWRITE | apsw.SQLITE_OPEN_CREATE
     connection = apsw.Connection(str(path), flags=flags)
     apsw.bestpractice.connection_busy_timeout(connection, BUSY_TIMEOUT_MS)
     if not readonly:
+        connection.pragma("auto_vacuum", "incremental")  # before WAL: a new file is created with it
         _wal(connection)
+        connection.pragma("journal_size_limit", WAL_SIZE_LIMIT)
     apsw.bestpractice.connection_enable_foreign_keys(connection)
     apsw.bestpractice.connection_dqs(connection)
     connection.pragma("synchronous", synchronous)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import apsw
 
 from collector.storage.connection import write_transaction
+from collector.storage.resources import register_functions
 
 # Canonical GenAI columns of ``spans``, filled by normalization; NULL where no source gives a value.
 GENAI_COLUMNS = (
@@ -159,6 +160,57 @@ CREATE INDEX traces_unsettled ON traces (last_span_at_unix_nano) WHERE settled_a
     """
 ALTER TABLE spans ADD COLUMN duplicate_of TEXT;
 """,
+    # 5: each resource (attributes + instrumentation scope) stored once and referenced by id; what
+    # retention needs to find the oldest traces, and the rows that belong to no trace.
+    # ``resource_key`` is the Python function of ``storage.resources``, registered by ``migrate``.
+    """
+CREATE TABLE resources (
+    id INTEGER PRIMARY KEY,
+    hash BLOB NOT NULL UNIQUE,
+    resource_attributes TEXT NOT NULL,
+    scope_name TEXT,
+    scope_version TEXT
+);
+INSERT INTO resources (hash, resource_attributes, scope_name, scope_version)
+SELECT resource_key(resource_attributes, scope_name, scope_version), resource_attributes, scope_name, scope_version
+FROM (
+    SELECT resource_attributes, scope_name, scope_version FROM spans
+    UNION SELECT resource_attributes, scope_name, NULL FROM events
+)
+WHERE true ON CONFLICT (hash) DO NOTHING;
+
+ALTER TABLE spans ADD COLUMN resource_id INTEGER;
+UPDATE spans SET resource_id = (
+    SELECT id FROM resources WHERE hash = resource_key(spans.resource_attributes, spans.scope_name, spans.scope_version)
+);
+ALTER TABLE spans DROP COLUMN resource_attributes;
+ALTER TABLE spans DROP COLUMN scope_name;
+ALTER TABLE spans DROP COLUMN scope_version;
+
+ALTER TABLE events ADD COLUMN resource_id INTEGER;
+UPDATE events SET resource_id = (
+    SELECT id FROM resources WHERE hash = resource_key(events.resource_attributes, events.scope_name, NULL)
+);
+ALTER TABLE events DROP COLUMN resource_attributes;
+ALTER TABLE events DROP COLUMN scope_name;
+
+ALTER TABLE evaluations ADD COLUMN resource_id INTEGER;
+
+CREATE INDEX spans_resource ON spans (resource_id);
+CREATE INDEX events_resource ON events (resource_id);
+CREATE INDEX evaluations_resource ON evaluations (resource_id) WHERE resource_id IS NOT NULL;
+CREATE INDEX traces_last_span ON traces (last_span_at_unix_nano);
+CREATE INDEX events_received ON events (received_at_unix_nano);
+CREATE INDEX evaluations_received ON evaluations (received_at_unix_nano);
+
+CREATE VIEW spans_with_resource AS
+SELECT spans.*, resources.resource_attributes, resources.scope_name, resources.scope_version
+FROM spans LEFT JOIN resources ON resources.id = spans.resource_id;
+
+CREATE VIEW events_with_resource AS
+SELECT events.*, resources.resource_attributes, resources.scope_name
+FROM events LEFT JOIN resources ON resources.id = events.resource_id;
+""",
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -172,6 +224,7 @@ def migrate(connection: apsw.Connection) -> int:
             f"database schema version {found} is newer than this genai-collector understands ({SCHEMA_VERSION}); "
             "upgrade genai-collector"
         )
+    register_functions(connection)
     for version in range(found + 1, SCHEMA_VERSION + 1):
         with write_transaction(connection):
             if connection.pragma("user_version") >= version:  # another connection (an exporter) took this step

@@ -15,9 +15,11 @@ from typing import Any, NamedTuple
 
 import apsw
 
-from collector.config import SnapshotSettings
+from collector.config import RetentionSettings, SnapshotSettings
 from collector.model import EvaluationRecord, LogEvent, Records, Span
-from collector.storage.connection import open_connection
+from collector.storage.connection import open_connection, write_transaction
+from collector.storage.resources import resource_id
+from collector.storage.retention import Deleted, Retention
 from collector.storage.rollups import mark_repeated_calls, roll_up
 from collector.storage.schema import GENAI_COLUMNS, migrate
 from collector.storage.settle import Settled, settle_traces
@@ -38,9 +40,7 @@ _SPAN_COLUMNS = (
     "status_code",
     "status_message",
     "service_name",
-    "scope_name",
-    "scope_version",
-    "resource_attributes",
+    "resource_id",
     "attributes",
     "events",
     "links",
@@ -52,25 +52,18 @@ _SPAN_COLUMNS = (
 )
 _NO_GENAI = (None,) * (len(GENAI_COLUMNS) - 1)
 
-_RESOURCE_ATTRIBUTES = _SPAN_COLUMNS.index("resource_attributes")
 # GenAI's fields match GENAI_COLUMNS but for the last: the client's cost, where the row has the span's.
 _GENAI_FIELDS = len(GENAI_COLUMNS) - 1
 
 
-def _span_value(index: int) -> str:
-    if index == _RESOURCE_ATTRIBUTES:
-        return f"?2 ->> (row.value ->> {index})"
-    return f"row.value ->> {index}"
-
-
 # A span sent twice (a client retrying after a timeout) is stored once: the first copy stays.
-# ?1 is the rows, ?2 the resource attributes they point to (see ``_span_document``). ``->>`` gives SQL
-# values for scalars and the (minified) JSON text of objects and arrays; ``jsonb_each`` hands each row
-# on as JSONB, which ``->>`` reads without parsing it again (``json_each`` costs three times as much).
+# ?1 is the rows (see ``_span_documents``). ``->>`` gives SQL values for scalars and the (minified)
+# JSON text of objects and arrays; ``jsonb_each`` hands each row on as JSONB, which ``->>`` reads
+# without parsing it again (``json_each`` costs three times as much).
 # (``WHERE true`` is SQLite's required disambiguation of an upsert after INSERT ... SELECT.)
 INSERT_SPANS = (
     f"INSERT INTO spans ({', '.join(_SPAN_COLUMNS)}) "
-    f"SELECT {', '.join(_span_value(index) for index in range(len(_SPAN_COLUMNS)))} "
+    f"SELECT {', '.join(f'row.value ->> {index}' for index in range(len(_SPAN_COLUMNS)))} "
     "FROM jsonb_each(?1) AS row WHERE true "
     "ON CONFLICT (trace_id, span_id) DO NOTHING"
 )
@@ -88,8 +81,7 @@ _EVENT_COLUMNS = (
     "body",
     "attributes",
     "service_name",
-    "scope_name",
-    "resource_attributes",
+    "resource_id",
     "received_at_unix_nano",
     "dedup_key",
 )
@@ -103,6 +95,7 @@ _EVALUATION_COLUMNS = (
     "explanation",
     "source",
     "time_unix_nano",
+    "resource_id",
     "received_at_unix_nano",
     "dedup_key",
 )
@@ -132,21 +125,27 @@ def _digest(*parts: Any) -> str:
     return hashlib.blake2b(_to_json(parts).encode(), digest_size=16).hexdigest()
 
 
-class _JsonCache:
-    """Encodes attribute dicts shared by many records (a resource's) once per batch."""
+class ResourceIds:
+    """The ``resources`` row of each (resource attributes, scope) of one batch, found or added once.
 
-    def __init__(self) -> None:
-        self._encoded: dict[int, str] = {}
+    Records of one resource share its attributes dict, so the dict's identity finds the row again
+    without encoding or hashing the attributes a second time.
+    """
 
-    def __call__(self, attributes: dict[str, Any]) -> str:
-        encoded = self._encoded.get(id(attributes))
-        if encoded is None:
-            encoded = self._encoded[id(attributes)] = _to_json(attributes)
-        return encoded
+    def __init__(self, connection: apsw.Connection) -> None:
+        self._connection = connection
+        self._ids: dict[tuple[int, str | None, str | None], int] = {}
+
+    def __call__(self, attributes: dict[str, Any] | None, scope_name: str | None, scope_version: str | None) -> int:
+        key = (id(attributes), scope_name, scope_version)
+        found = self._ids.get(key)
+        if found is None:
+            attributes_json = _to_json(attributes or {})
+            found = self._ids[key] = resource_id(self._connection, attributes_json, scope_name, scope_version)
+        return found
 
 
-def event_rows(events: Sequence[LogEvent], received_at: int) -> list[tuple[Any, ...]]:
-    resource_json = _JsonCache()
+def event_rows(events: Sequence[LogEvent], received_at: int, resources: ResourceIds) -> list[tuple[Any, ...]]:
     rows = []
     for event in events:
         body = _to_json(event.body) if event.body is not None else None
@@ -164,8 +163,7 @@ def event_rows(events: Sequence[LogEvent], received_at: int) -> list[tuple[Any, 
                 body,
                 attributes,
                 event.service_name,
-                event.scope_name,
-                resource_json(event.resource_attributes),
+                resources(event.resource_attributes, event.scope_name, None),
                 received_at,
                 _digest(event.trace_id, event.span_id, event.time_unix_nano, event.name, body, attributes),
             )
@@ -173,10 +171,23 @@ def event_rows(events: Sequence[LogEvent], received_at: int) -> list[tuple[Any, 
     return rows
 
 
-def evaluation_rows(evaluations: Sequence[EvaluationRecord], received_at: int) -> list[tuple[Any, ...]]:
+def evaluation_rows(
+    evaluations: Sequence[EvaluationRecord], received_at: int, resources: ResourceIds
+) -> list[tuple[Any, ...]]:
     return [
         (
-            *evaluation,
+            evaluation.trace_id,
+            evaluation.span_id,
+            evaluation.response_id,
+            evaluation.name,
+            evaluation.score,
+            evaluation.label,
+            evaluation.explanation,
+            evaluation.source,
+            evaluation.time_unix_nano,
+            None
+            if evaluation.resource_attributes is None
+            else resources(evaluation.resource_attributes, evaluation.scope_name, evaluation.scope_version),
             received_at,
             _digest(
                 evaluation.trace_id,
@@ -191,22 +202,11 @@ def evaluation_rows(evaluations: Sequence[EvaluationRecord], received_at: int) -
     ]
 
 
-def _span_documents(spans: Sequence[Span], received_at: int) -> tuple[str, str]:
-    """The batch as the two JSON documents ``INSERT_SPANS`` takes: rows, and resources.
-
-    A row holds the span's values in ``_SPAN_COLUMNS`` order, JSON columns as nested JSON (encoded
-    once, with the rest); resource attributes shared by many spans are in ``resources`` once and a
-    row holds their index.
-    """
-    resources: list[dict[str, Any]] = []
-    resource_index: dict[int, int] = {}
+def _span_documents(spans: Sequence[Span], received_at: int, resources: ResourceIds) -> str:
+    """The batch as the JSON document ``INSERT_SPANS`` takes: one row per span, in ``_SPAN_COLUMNS``
+    order, JSON columns as nested JSON (encoded once, with the rest)."""
     rows = []
     for span in spans:
-        resource = span.resource_attributes
-        index = resource_index.get(id(resource))
-        if index is None:
-            index = resource_index[id(resource)] = len(resources)
-            resources.append(resource)
         genai = span.genai
         rows.append(
             (
@@ -223,9 +223,7 @@ def _span_documents(spans: Sequence[Span], received_at: int) -> tuple[str, str]:
                 span.status_code,
                 span.status_message,
                 span.service_name,
-                span.scope_name,
-                span.scope_version,
-                index,
+                resources(span.resource_attributes, span.scope_name, span.scope_version),
                 span.attributes,
                 span.events,
                 span.links,
@@ -237,17 +235,22 @@ def _span_documents(spans: Sequence[Span], received_at: int) -> tuple[str, str]:
                 span.cost_usd,
             )
         )
-    return _to_json(rows, check_circular=False), _to_json(resources, check_circular=False)
+    return _to_json(rows, check_circular=False)
 
 
-def insert_spans(connection: apsw.Connection, spans: Sequence[Span], received_at: int) -> None:
-    """Insert a batch of spans with one statement (duplicates are ignored).
+def insert_spans(
+    connection: apsw.Connection, spans: Sequence[Span], received_at: int, resources: ResourceIds | None = None
+) -> int:
+    """Insert a batch of spans with one statement; returns how many were new (duplicates are ignored).
 
     One statement, not ``executemany``: apsw releases the GIL around every ``sqlite3_step``, and
     winning it back once per row cost the writer a third of its time; one step lets SQLite run the
     whole insert while the event loop decodes the next requests.
     """
-    connection.execute(INSERT_SPANS, _span_documents(spans, received_at))
+    document = _span_documents(spans, received_at, resources or ResourceIds(connection))
+    before = connection.total_changes()  # after the resource rows the document may have added
+    connection.execute(INSERT_SPANS, (document,))
+    return connection.total_changes() - before
 
 
 # The spans of a batch that were already stored by an earlier transaction (their received_at differs).
@@ -290,11 +293,12 @@ NOTHING_WRITTEN = Written([], frozenset())
 class SpanWriter:
     """Commits batches of spans; one transaction per batch."""
 
-    def __init__(self, path: Path, *, synchronous: str = "full") -> None:
+    def __init__(self, path: Path, *, synchronous: str = "full", retention: RetentionSettings | None = None) -> None:
         self.path = path
         self.connection = open_connection(path, synchronous=synchronous)
         migrate(self.connection)
         self._received_at = 0
+        self.retention = Retention(self.connection, path, retention or RetentionSettings())
 
     def write(self, batch: Sequence[Records]) -> Written:
         """Insert and commit in one transaction; returns the spans that were new (duplicates are ignored)
@@ -308,22 +312,31 @@ class SpanWriter:
         spans = [span for records in batch for span in records.spans]
         events = [event for records in batch for event in records.events]
         evaluations = [evaluation for records in batch for evaluation in records.evaluations]
+        try:
+            return self._write(spans, events, evaluations, received_at)
+        except apsw.FullError:
+            self.retention.disk_full()  # with a size bound, retention makes room before the client retries
+            raise
+
+    def _write(
+        self, spans: list[Span], events: list[LogEvent], evaluations: list[EvaluationRecord], received_at: int
+    ) -> Written:
         connection = self.connection
-        with connection:
+        with write_transaction(connection):  # the resources are looked up (read) before anything is written
+            resources = ResourceIds(connection)
             stored: list[Span] = []
             if spans:
-                before = connection.total_changes()
-                insert_spans(connection, spans, received_at)
-                stored = new_spans(connection, spans, received_at, connection.total_changes() - before)
+                inserted = insert_spans(connection, spans, received_at, resources)
+                stored = new_spans(connection, spans, received_at, inserted)
             repeated_calls: frozenset[tuple[str, str]] = frozenset()
             if stored:
                 trace_ids = {span.trace_id for span in stored}
                 repeated_calls = mark_repeated_calls(connection, trace_ids, received_at)
                 roll_up(connection, trace_ids)
             if events:
-                connection.executemany(INSERT_EVENT, event_rows(events, received_at))
+                connection.executemany(INSERT_EVENT, event_rows(events, received_at, resources))
             if evaluations:
-                connection.executemany(INSERT_EVALUATION, evaluation_rows(evaluations, received_at))
+                connection.executemany(INSERT_EVALUATION, evaluation_rows(evaluations, received_at, resources))
             response_ids = {span.genai.response_id for span in spans if span.genai and span.genai.response_id}
             response_ids.update(e.response_id for e in evaluations if e.trace_id is None and e.response_id)
             if response_ids:
@@ -345,6 +358,10 @@ class SpanWriter:
         """When the longest-quiet unsettled trace got its last span (unix ns), or None when all are settled."""
         ((oldest,),) = self.connection.execute(OLDEST_UNSETTLED)
         return oldest
+
+    def retain(self) -> list[Deleted]:
+        """Delete what the retention settings say is too old or too much, a small piece at a time."""
+        return self.retention.step(time.time_ns())
 
     def close(self) -> None:
         self.connection.close()

@@ -68,6 +68,7 @@ EVERYTHING_ON: dict[str, Any] = {
             ],
         },
         "metrics": {"max_label_values": 100, "dimensions": ["service", "agent"]},
+        "retention": {"max_age": "3d", "max_size": "40GiB", "low_water_mark": 0.85, "snapshots_max_age": "90d"},
     },
 }
 

@@ -168,6 +168,8 @@ def test_more_than_one_replica_is_refused_in_sqlite_mode() -> None:
             "additional properties 'hash_key' not allowed",
         ),
         ({"image": {"pullPolicy": "Sometimes"}}, "at '/image/pullPolicy': value must be one of"),
+        ({"config": {"retention": {"max_sise": "1GiB"}}}, "additional properties 'max_sise' not allowed"),
+        ({"config": {"retention": {"max_age": "a week"}}}, "'a week' does not match"),
     ],
 )
 def test_a_typo_in_values_is_refused_by_the_schema(values: dict[str, Any], complaint: str) -> None:
@@ -253,6 +255,10 @@ def test_rendered_config_is_accepted_by_the_daemon(tmp_path: Path) -> None:
         "eval:faithfulness",
     ]
     assert effective["metrics"]["dimensions"] == ["service", "agent"]
+    assert effective["retention"] == {
+        "max_age": 3 * 86400.0, "max_size": 40 * 2**30, "low_water_mark": 0.85, "snapshots_max_age": 90 * 86400.0,
+        "interval": 1.0,
+    }
 
 
 def test_default_config_is_accepted_by_the_daemon(tmp_path: Path) -> None:
@@ -260,6 +266,7 @@ def test_default_config_is_accepted_by_the_daemon(tmp_path: Path) -> None:
     config_file.write_text(collector_file(render()))
     effective = check_config(collector_environment(GENAI_COLLECTOR_CONFIG=str(config_file)))
     assert effective["log_format"] == "json"
+    assert effective["retention"]["max_size"] == 8 * 2**30  # under the default 10Gi volume
 
 
 def test_service_monitor_scrapes_the_admin_port_of_this_service() -> None:

@@ -97,7 +97,7 @@ def alert_rules() -> list[dict[str, Any]]:
 
 
 def test_dashboard_queries_and_alert_rules_on_a_real_prometheus(start_collector: Any, prometheus: Any) -> None:
-    collector = start_collector(snapshots=SNAPSHOTS)
+    collector = start_collector(snapshots=SNAPSHOTS, retention={"max_size": "64MiB"})  # every alert's metrics exist
     send_genai_traffic(collector)
     server = prometheus(collector.admin_url.removeprefix("http://"))
 

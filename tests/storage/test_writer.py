@@ -16,7 +16,9 @@ def test_batch_is_committed_and_readable_from_another_connection(tmp_path: Path)
     spans, _ = decode_spans(otlp_request(3, service="billing", attributes={"gen_ai.request.model": "gpt-4o"}))
     assert len(writer.write([Records(spans=spans)]).stored) == 3
     reader = SpanWriter(tmp_path / "spans.db").connection
-    rows = list(reader.execute("SELECT service_name, attributes, resource_attributes, duration_ns FROM spans"))
+    rows = list(
+        reader.execute("SELECT service_name, attributes, resource_attributes, duration_ns FROM spans_with_resource")
+    )
     assert len(rows) == 3
     service, attributes, resource, duration = rows[0]
     assert service == "billing"
@@ -50,3 +52,23 @@ def test_a_retried_span_does_not_unsettle_its_trace(tmp_path: Path) -> None:
     writer.write([Records(spans=spans[:1])])
     assert list(writer.connection.execute("SELECT settled_at_unix_nano FROM traces")) == [(1,)]
     assert writer.oldest_unsettled() is None
+
+
+def test_a_resource_is_stored_once_for_its_spans_and_evaluations_across_batches(tmp_path: Path) -> None:
+    from collector.config import Settings
+    from collector.transform import Transform
+
+    writer = SpanWriter(tmp_path / "spans.db")
+    transform = Transform(Settings())
+    evaluation = {"evaluations.0.evaluation.name": "relevance", "evaluations.0.evaluation.score": 0.4}
+    for _ in range(3):  # three requests from one process: the same resource each time
+        spans, _ = decode_spans(otlp_request(5, service="billing", attributes=evaluation))
+        records, _ = transform.spans(spans)
+        writer.write([records])
+    connection = writer.connection
+    assert connection.execute("SELECT count(*) FROM resources").fetchall() == [(1,)]
+    assert connection.execute("SELECT count(DISTINCT resource_id), count(*) FROM spans").fetchall() == [(1, 15)]
+    assert connection.execute(
+        "SELECT count(*) FROM evaluations e JOIN spans s USING (trace_id, span_id) WHERE e.resource_id = s.resource_id"
+    ).fetchall() == [(15,)]
+    assert connection.execute("SELECT DISTINCT scope_name FROM spans_with_resource").fetchall() == [("tests",)]
