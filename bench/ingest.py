@@ -1634,7 +1634,11 @@ def secure_collector_config(directory: Path) -> tuple[str, str, Path]:
     )
     api_key = base64.urlsafe_b64encode(os.urandom(24)).decode()
     config = {
-        "tls": {"cert_file": str(directory / "server.crt"), "key_file": str(directory / "server.key"), "admin": {"enabled": False}},
+        "tls": {
+            "cert_file": str(directory / "server.crt"),
+            "key_file": str(directory / "server.key"),
+            "admin": {"enabled": False},
+        },
         "auth": {"api_keys": [{"name": "bench", "key": api_key, "scopes": ["ingest"]}]},
     }
     (directory / "collector.yaml").write_text(json.dumps(config))  # JSON is YAML
@@ -1741,7 +1745,9 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         help="serve both OTLP listeners of the collector we start with TLS and an API key made for the run; "
         "the clients verify the certificate and send the key",
     )
-    parser.add_argument("--ca-file", help="with --endpoint https://... or --grpc-target: the CA to verify the collector with (TLS)")
+    parser.add_argument(
+        "--ca-file", help="with --endpoint https://... or --grpc-target: the CA to verify the collector with (TLS)"
+    )
     parser.add_argument("--api-key", help="with --endpoint/--grpc-target: send Authorization: Bearer <key>")
     parser.add_argument("--db-dir", help="where temporary databases go (default: the system temp directory)")
     parser.add_argument("--keep", action="store_true", help="keep the databases after the run")
@@ -1758,7 +1764,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     args.daemon_args = [*args.daemon_arg, *daemon_args]
     args.external = bool(args.endpoint or args.grpc_target)
     if args.secure and args.external:
-        parser.error("--secure configures the collector the bench starts; against another one give --ca-file and --api-key")
+        parser.error("--secure configures the collector the bench starts; against another give --ca-file and --api-key")
     if args.smoke:
         args.mode = "max"
         args.protocols = args.protocols or list(PROTOCOLS)

@@ -191,7 +191,9 @@ def expand_references(value: Any, environ: Mapping[str, str], path: Path) -> Any
 def merge_sources(args: argparse.Namespace, environ: Mapping[str, str]) -> dict[str, Any]:
     """Option values by precedence: flag > environment > config file (defaults are the model's)."""
     config_path = args.config or (Path(environ[f"{ENV_PREFIX}CONFIG"]) if f"{ENV_PREFIX}CONFIG" in environ else None)
-    values: dict[str, Any] = expand_references(read_config_file(config_path), environ, config_path) if config_path else {}
+    values: dict[str, Any] = {}
+    if config_path:
+        values = expand_references(read_config_file(config_path), environ, config_path)
     known = {f"{ENV_PREFIX}CONFIG", *(ENV_PREFIX + name.upper() for name in OPTIONS)}
     for key, value in environ.items():
         if not key.startswith(ENV_PREFIX) or key in known:

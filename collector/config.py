@@ -274,7 +274,9 @@ class ApiKey(Section):
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$", description="Shown in logs and metrics, never the key.")
     key: SecretStr | None = Field(None, description="The key itself (at least 16 characters).")
     key_sha256: str | None = Field(None, description="The key's SHA-256 digest in hex, so the file holds no secret.")
-    key_file: Path | None = Field(None, description="A file holding the key (a mounted Kubernetes Secret), read at start.")
+    key_file: Path | None = Field(
+        None, description="A file holding the key (a mounted Kubernetes Secret), read at start."
+    )
     scopes: tuple[Scope, ...] = Field(min_length=1, description="ingest (OTLP), read (query API), admin (/metrics).")
 
     @field_validator("key")

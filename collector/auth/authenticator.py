@@ -144,7 +144,14 @@ class Authenticator:
         return None
 
     def refuse(
-        self, listener: str, reason: str, address: str, *, scope: str = "", key: str = "", retry_after: int | None = None
+        self,
+        listener: str,
+        reason: str,
+        address: str,
+        *,
+        scope: str = "",
+        key: str = "",
+        retry_after: int | None = None,
     ) -> Refusal:
         status, message = REASONS[reason]
         self.metrics.failures.labels(listener, reason).inc()

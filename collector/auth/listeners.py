@@ -53,7 +53,9 @@ class ListenerSecurity:
             keys = KeyRing(settings.auth.api_keys)
         except KeyFileError as error:
             raise SecurityError(str(error)) from None
-        self.authenticator = Authenticator(keys, registry, max_failures_per_minute=settings.auth.max_failures_per_minute)
+        self.authenticator = Authenticator(
+            keys, registry, max_failures_per_minute=settings.auth.max_failures_per_minute
+        )
         self.sessions = Sessions(settings.auth.session_ttl)
 
     @property
@@ -124,7 +126,9 @@ class ListenerSecurity:
                     "could read every prompt and completion. Add an auth.api_keys entry with the read scope, "
                     "listen on 127.0.0.1, or set auth.allow_unauthenticated_reads: true"
                 )
-            log.warning("query listens on %s and serves reads without a key (auth.allow_unauthenticated_reads)", endpoint)
+            log.warning(
+                "query listens on %s and serves reads without a key (auth.allow_unauthenticated_reads)", endpoint
+            )
         elif listener in ("otlp_grpc", "otlp_http") and not self.auth.scoped("ingest"):
             log.warning(
                 "%s listens on %s with no API key: anyone who reaches it can write spans "

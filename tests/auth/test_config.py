@@ -50,7 +50,11 @@ def test_keys_are_held_as_digests_from_each_form(tmp_path: Path) -> None:
             "auth": {
                 "api_keys": [
                     {"name": "plain", "key": KEY, "scopes": ["ingest"]},
-                    {"name": "digest", "key_sha256": hashlib.sha256(b"another-key-0123456789").hexdigest(), "scopes": ["read"]},
+                    {
+                        "name": "digest",
+                        "key_sha256": hashlib.sha256(b"another-key-0123456789").hexdigest(),
+                        "scopes": ["read"],
+                    },
                     {"name": "file", "key_file": str(key_file), "scopes": ["admin"]},
                 ]
             }

@@ -13,7 +13,8 @@ EVERY_INTERFACE = "0.0.0.0:0"
 
 
 def warnings_of(caplog: pytest.LogCaptureFixture) -> str:
-    return "\n".join(r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and r.name.startswith("collector.auth"))
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING and r.name.startswith("collector.auth")]
+    return "\n".join(record.getMessage() for record in warnings)
 
 
 def test_open_listeners_on_every_interface_are_named(start_collector: Any, caplog: pytest.LogCaptureFixture) -> None:
@@ -28,6 +29,9 @@ def test_open_listeners_on_every_interface_are_named(start_collector: Any, caplo
 def test_guarded_listeners_are_not_named(start_collector: Any, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.WARNING)
     start_collector(
-        grpc_endpoint=EVERY_INTERFACE, http_endpoint=EVERY_INTERFACE, admin_endpoint=EVERY_INTERFACE, auth={"api_keys": API_KEYS}
+        grpc_endpoint=EVERY_INTERFACE,
+        http_endpoint=EVERY_INTERFACE,
+        admin_endpoint=EVERY_INTERFACE,
+        auth={"api_keys": API_KEYS},
     )
     assert warnings_of(caplog) == ""

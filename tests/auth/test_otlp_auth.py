@@ -162,15 +162,20 @@ def test_wrong_keys_from_one_address_are_refused_for_the_rest_of_the_minute(star
             )
     assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     exposition = httpx.get(f"{running.admin_url}/metrics").text
-    assert metric_value(exposition, "genai_collector_auth_failures_total", listener="otlp_http", reason="rate_limited") == 1
-    assert metric_value(exposition, "genai_collector_auth_failures_total", listener="otlp_grpc", reason="rate_limited") == 1
-    assert metric_value(exposition, "genai_collector_auth_requests_total", listener="otlp_http", key="checkout-app") == 1
+    failures = "genai_collector_auth_failures_total"
+    assert metric_value(exposition, failures, listener="otlp_http", reason="rate_limited") == 1
+    assert metric_value(exposition, failures, listener="otlp_grpc", reason="rate_limited") == 1
+    authenticated = "genai_collector_auth_requests_total"
+    assert metric_value(exposition, authenticated, listener="otlp_http", key="checkout-app") == 1
 
 
 def test_protected_metrics_need_an_admin_key(start_collector: Any) -> None:
     admin_key = "admin-key-0123456789abcdef"
     running = start_collector(
-        auth={"api_keys": [*API_KEYS, {"name": "prometheus", "key": admin_key, "scopes": ["admin"]}], "protect_metrics": True}
+        auth={
+            "api_keys": [*API_KEYS, {"name": "prometheus", "key": admin_key, "scopes": ["admin"]}],
+            "protect_metrics": True,
+        }
     )
     assert httpx.get(f"{running.admin_url}/metrics").status_code == 401
     refused = httpx.get(f"{running.admin_url}/metrics", headers={"authorization": f"Bearer {INGEST_KEY}"})
@@ -178,6 +183,7 @@ def test_protected_metrics_need_an_admin_key(start_collector: Any) -> None:
     assert refused.json()["error"]["code"] == "missing_scope"
     scraped = httpx.get(f"{running.admin_url}/metrics", headers={"authorization": f"Bearer {admin_key}"})
     assert scraped.status_code == 200
-    assert metric_value(scraped.text, "genai_collector_auth_failures_total", listener="admin", reason="missing_key") == 1
+    failures = "genai_collector_auth_failures_total"
+    assert metric_value(scraped.text, failures, listener="admin", reason="missing_key") == 1
     assert httpx.get(f"{running.admin_url}/healthz").status_code == 200
     assert httpx.get(f"{running.admin_url}/readyz").status_code == 200

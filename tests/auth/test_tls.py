@@ -54,7 +54,9 @@ def served_serial(port: int, ca: TestCA, alpn: list[str] | None = None) -> int:
     return serial_of(certificate)
 
 
-def grpc_export(target: str, credentials: grpc.ChannelCredentials | None, key: str | None = INGEST_KEY) -> grpc.StatusCode:
+def grpc_export(
+    target: str, credentials: grpc.ChannelCredentials | None, key: str | None = INGEST_KEY
+) -> grpc.StatusCode:
     metadata = [("authorization", f"Bearer {key}")] if key else []
     channel = grpc.secure_channel(target, credentials) if credentials else grpc.insecure_channel(target)
     with channel:
@@ -88,7 +90,9 @@ def test_sdk_with_otel_exporter_otlp_certificate_stores_spans(
 def test_plaintext_clients_are_refused(start_collector: Any, server_cert: Issued) -> None:
     running = start_collector(tls=tls_settings(server_cert))
     with pytest.raises(httpx.TransportError):
-        httpx.post(f"{running.http_url}/v1/traces", content=b"", headers={"content-type": "application/json"}, timeout=5)
+        httpx.post(
+            f"{running.http_url}/v1/traces", content=b"", headers={"content-type": "application/json"}, timeout=5
+        )
     with pytest.raises(httpx.TransportError):
         httpx.get(f"{running.admin_url}/healthz", timeout=5)
     assert grpc_export(running.grpc_target, None) == grpc.StatusCode.UNAVAILABLE
@@ -104,7 +108,12 @@ def test_tls_can_be_turned_off_for_one_listener(start_collector: Any, ca: TestCA
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)
 def test_mutual_tls_refuses_a_client_without_a_certificate(
-    start_collector: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, ca: TestCA, server_cert: Issued, protocol: str
+    start_collector: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    ca: TestCA,
+    server_cert: Issued,
+    protocol: str,
 ) -> None:
     running = start_collector(tls=tls_settings(server_cert, client_ca_file=str(ca.cert_file)))
     https = endpoint_of(running, protocol, "https")
@@ -148,7 +157,9 @@ def rotate(ca: TestCA, current: Issued) -> Issued:
 def test_a_rotated_certificate_is_served_without_restart_or_dropped_connections(
     start_collector: Any, ca: TestCA, server_cert: Issued
 ) -> None:
-    running = start_collector(tls=tls_settings(server_cert), auth={"api_keys": [{"name": "app", "key": INGEST_KEY, "scopes": ["ingest"]}]})
+    running = start_collector(
+        tls=tls_settings(server_cert), auth={"api_keys": [{"name": "app", "key": INGEST_KEY, "scopes": ["ingest"]}]}
+    )
     http_port, grpc_port = running.collector.ports["otlp_http"], running.collector.ports["otlp_grpc"]
     assert served_serial(http_port, ca) == server_cert.serial
     assert served_serial(grpc_port, ca, ["h2"]) == server_cert.serial
@@ -163,7 +174,9 @@ def test_a_rotated_certificate_is_served_without_restart_or_dropped_connections(
 
         rotated = rotate(ca, server_cert)
         assert served_serial(http_port, ca) == rotated.serial
-        wait_until(lambda: served_serial(grpc_port, ca, ["h2"]) == rotated.serial, 10, "gRPC to serve the new certificate")
+        wait_until(
+            lambda: served_serial(grpc_port, ca, ["h2"]) == rotated.serial, 10, "gRPC to serve the new certificate"
+        )
 
         # the connections opened before the rotation carry on
         assert kept_open.post(https, content=otlp_request(1).SerializeToString(), headers=headers).status_code == 200
@@ -173,7 +186,9 @@ def test_a_rotated_certificate_is_served_without_restart_or_dropped_connections(
     assert stored_spans(running) == 4
 
 
-def test_half_written_files_keep_the_previous_certificate(start_collector: Any, ca: TestCA, server_cert: Issued) -> None:
+def test_half_written_files_keep_the_previous_certificate(
+    start_collector: Any, ca: TestCA, server_cert: Issued
+) -> None:
     running = start_collector(tls=tls_settings(server_cert))
     port = running.collector.ports["otlp_http"]
     other = ca.issue("other")

@@ -399,7 +399,9 @@ def test_keys_and_tls_come_from_existing_secrets(tmp_path: Path) -> None:
 
     config = yaml.safe_load(collector_file(manifests))
     assert config["auth"]["api_keys"][0] == {
-        "name": "checkout-app", "key_file": "/var/run/secrets/genai-collector/keys/checkout-app/key", "scopes": ["ingest"]
+        "name": "checkout-app",
+        "key_file": "/var/run/secrets/genai-collector/keys/checkout-app/key",
+        "scopes": ["ingest"],
     }
     assert config["tls"]["otlp_http"] == {"client_ca_file": "/var/run/secrets/genai-collector/tls/ca.crt"}
     assert "admin" not in config["tls"]  # the kubelet's probes carry no client certificate
