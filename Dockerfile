@@ -5,7 +5,24 @@
 #
 # BASE_IMAGE is any Debian-like image with python3 (3.11+), its venv module, and useradd: the official
 # slim image by default, or Debian's own python3 and python3-venv (tests/deploy/test_image.py builds one).
+# The dashboard is built in a Node stage (DASHBOARD=node); a builder that cannot pull a Node image can take the
+# build `make dashboard` made in collector/query/ui instead (DASHBOARD=prebuilt; tests/deploy/test_image.py does).
 ARG BASE_IMAGE=python:3.11-slim
+ARG NODE_IMAGE=node:20-slim
+ARG DASHBOARD=node
+
+FROM ${NODE_IMAGE} AS dashboard-node
+WORKDIR /src/dashboard
+COPY dashboard/package.json dashboard/package-lock.json ./
+RUN npm ci --no-audit --no-fund --loglevel=error
+COPY dashboard ./
+# vite writes the build to ../collector/query/ui
+RUN npm run build
+
+FROM scratch AS dashboard-prebuilt
+COPY collector/query/ui /src/collector/query/ui
+
+FROM dashboard-${DASHBOARD} AS dashboard
 
 FROM ${BASE_IMAGE} AS build
 # pip reads these from the environment when they are given: a private index or mirror, and the CA bundle
@@ -17,7 +34,9 @@ RUN python3 -m venv /opt/venv
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY collector ./collector
-RUN /opt/venv/bin/python3 -m pip install --no-cache-dir --disable-pip-version-check . \
+COPY --from=dashboard /src/collector/query/ui /tmp/ui
+RUN rm -rf collector/query/ui && mv /tmp/ui collector/query/ui && test -f collector/query/ui/index.html \
+    && /opt/venv/bin/python3 -m pip install --no-cache-dir --disable-pip-version-check . \
     && /opt/venv/bin/python3 -m pip uninstall --yes --quiet pip setuptools \
     && /opt/venv/bin/genai-collector --version
 

@@ -4,7 +4,29 @@ VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
 
-.PHONY: serve test clean
+.PHONY: serve test clean dashboard openapi
+
+# The dashboard (dashboard/, React + Vite) is built into the package, git-ignored, when the build is missing or
+# older than its sources. Without npm, `make serve` still starts the collector (it logs that the dashboard is
+# not built).
+NPM ?= npm
+DASHBOARD_BUILD := collector/query/ui/index.html
+DASHBOARD_SOURCES := $(shell find dashboard/src -type f ! -name '*.gen.ts' ! -name '*.test.*' 2>/dev/null) \
+	dashboard/index.html dashboard/package.json dashboard/vite.config.ts dashboard/tsconfig.json dashboard/openapi.json
+HAVE_NPM := $(shell command -v $(NPM) 2>/dev/null)
+
+dashboard/node_modules/.package-lock.json: dashboard/package-lock.json
+	cd dashboard && $(NPM) ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+$(DASHBOARD_BUILD): $(DASHBOARD_SOURCES) dashboard/node_modules/.package-lock.json
+	cd dashboard && $(NPM) run --silent build
+
+dashboard: $(DASHBOARD_BUILD)
+
+# The OpenAPI snapshot the dashboard's types are generated from (tests/query/test_openapi_snapshot.py checks it).
+openapi: $(BIN)/.installed
+	$(BIN)/python -m collector.query.openapi > dashboard/openapi.json
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -12,11 +34,12 @@ $(BIN)/.installed: pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $@
 
-serve: $(BIN)/.installed
+serve: $(BIN)/.installed $(if $(HAVE_NPM),$(DASHBOARD_BUILD))
+	$(if $(HAVE_NPM),,@echo "npm is not installed: serving without the dashboard (install Node.js 20+ to build it)")
 	$(BIN)/genai-collector serve $(ARGS)
 
 test: $(BIN)/.installed
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache
+	rm -rf $(VENV) build *.egg-info .pytest_cache collector/query/ui dashboard/node_modules

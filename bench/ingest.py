@@ -736,6 +736,8 @@ class Daemon:
                 "127.0.0.1:0",
                 "--admin-endpoint",
                 "127.0.0.1:0",
+                "--query-endpoint",
+                "127.0.0.1:0",
                 *arguments,
             ],
             cwd=ROOT,
@@ -1166,9 +1168,12 @@ def _copier(columns: list[str]) -> Callable[[tuple[Any, ...], str, int], tuple[A
     return copy
 
 
-def prefill(db: Path, total: int, spans_per_request: int, transaction_rows: int) -> dict[str, Any]:
+def prefill(
+    db: Path, total: int, spans_per_request: int, transaction_rows: int, *, spread_s: float = 30 * 86400
+) -> dict[str, Any]:
     """Write ``total`` spans and their ``traces`` rows straight into a new database, fast: the collector's
-    schema, rows and INSERT, big transactions, no journal while filling; WAL at the end."""
+    schema, rows and INSERT, big transactions, no journal while filling; WAL at the end. The traces end an
+    hour ago and go back ``spread_s`` seconds, evenly spread."""
     sys.path.insert(0, str(ROOT))
     from collector.storage.schema import migrate
 
@@ -1204,9 +1209,8 @@ def prefill(db: Path, total: int, spans_per_request: int, transaction_rows: int)
     connection.pragma("journal_mode", "off")
     connection.pragma("synchronous", "off")
     connection.pragma("cache_size", -1_000_000)  # KiB
-    # The prefilled traces end an hour ago and go back 30 days, evenly spread.
     now = time.time_ns()
-    newest, oldest = now - 3600 * 10**9, now - 30 * 86400 * 10**9
+    newest, oldest = now - 3600 * 10**9, now - 3600 * 10**9 - int(spread_s * 10**9)
     step = (newest - oldest) // max(1, math.ceil(total / (len(span_template) / len(templates))))
     written = copies = 0
     sample_ids: list[str] = []

@@ -31,6 +31,7 @@ from collector.genai_metrics import GenAIMetrics
 from collector.metrics import RECEIVER, CollectorMetrics
 from collector.model import Records
 from collector.pipeline import Pipeline
+from collector.query.server import QueryServer
 from collector.receive.http_protocol import header_timeout_protocol
 from collector.receive.ingest import Ingest
 from collector.receive.otlp_grpc import OtlpGrpcReceiver, retry_metadata, serving_health
@@ -85,6 +86,7 @@ class Collector:
         self._security: ListenerSecurity | None = None
         self._next_retention = self._next_settle = 0.0
         self._retention_more = self._settle_more = False
+        self._query: QueryServer | None = None
 
     @property
     def pipeline(self) -> Pipeline:
@@ -111,6 +113,8 @@ class Collector:
         for records in batch:
             if records.evaluations:
                 self.genai_metrics.observe_evaluations(records.evaluations)
+        if self._query is not None:
+            self._query.live.observe_committed(written.stored, written.repeated_calls)
 
     def _maintain(self) -> bool:
         """On the writer thread between batches: retention when due, then settling when due; each that
@@ -151,6 +155,8 @@ class Collector:
         batch instead of waiting for the interval, so settling keeps up with any ingest rate."""
         assert self._writer is not None
         settled_now = self._writer.settle(self.settings.snapshots, limit=SETTLE_CHUNK)
+        if self._query is not None:
+            self._query.live.notify_settled([settled.figures.trace_id for settled in settled_now])
         for settled in settled_now:
             figures = settled.figures
             self.metrics.settled_traces.inc()
@@ -183,6 +189,7 @@ class Collector:
             "otlp_grpc": settings.grpc_endpoint,
             "otlp_http": settings.http_endpoint,
             "admin": settings.admin_endpoint,
+            "query": settings.query.endpoint,
         }
 
     def _tls(self, listener: str) -> WatchedTls | None:
@@ -232,18 +239,23 @@ class Collector:
             )
             admin = admin_app(self.registry, self.unready_reasons)
             await self._start_http("admin", settings.admin_endpoint, self.security.guard("admin", admin))
+            self._query = QueryServer(settings.db, settings.query, self.registry, settings.snapshots.rules)
+            await self._query.start()
+            await self._start_http("query", settings.query.endpoint, self.security.guard("query", self._query.app))
         except BaseException:
             await self.stop()
             raise
         self._started = True
         log.info(
-            "genai-collector listening: otlp-grpc %s:%d, otlp-http %s:%d, admin %s:%d; database %s",
+            "genai-collector listening: otlp-grpc %s:%d, otlp-http %s:%d, admin %s:%d, query %s:%d; database %s",
             settings.grpc_endpoint.host,
             self.ports["otlp_grpc"],
             settings.http_endpoint.host,
             self.ports["otlp_http"],
             settings.admin_endpoint.host,
             self.ports["admin"],
+            settings.query.endpoint.host,
+            self.ports["query"],
             settings.db,
         )
 
@@ -280,7 +292,7 @@ class Collector:
         self, name: str, endpoint: Endpoint, app: ASGIApp, *, protocol: type[asyncio.Protocol] | None = None
     ) -> None:
         tls = self._tls(name)
-        sock = _listen(f"{name.replace('otlp_', '')}_endpoint", endpoint)
+        sock = _listen("query.endpoint" if name == "query" else f"{name.replace('otlp_', '')}_endpoint", endpoint)
         self.ports[name] = sock.getsockname()[1]
         config = uvicorn.Config(
             app,
@@ -311,11 +323,15 @@ class Collector:
         if self._grpc is not None:
             await self._health.enter_graceful_shutdown()
             waits.append(asyncio.ensure_future(self._grpc.stop(grace=self.settings.shutdown_timeout)))
+        if self._query is not None:
+            await self._query.stop_feeds()
         for server, task in otlp_servers:
             server.should_exit = True
             waits.append(task)
         if waits:
             await asyncio.wait(waits, timeout=max(0.0, deadline - loop.time()))
+        if self._query is not None:  # its read connections close before the writer's, whose close checkpoints
+            await self._query.stop()
         drained = True
         if self._pipeline is not None:
             drained = await asyncio.to_thread(self._pipeline.close, max(0.0, deadline - loop.time()))

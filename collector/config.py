@@ -426,6 +426,28 @@ class RetentionSettings(Section):
         return interval
 
 
+class QuerySettings(Section):
+    """The query server: REST API, live feed and Jaeger-compatible API (docs/query-api.md)."""
+
+    endpoint: Endpoint = Field(
+        "127.0.0.1:16686",
+        description="Query API listen address; any other than loopback needs a key with the read scope "
+        "(or auth.allow_unauthenticated_reads).",
+    )
+    read_connections: int = Field(4, ge=1, le=32, description="Read-only database connections (queries at once).")
+    statement_timeout: Duration = Field(
+        "5s", description="A query running longer is stopped and refused as too broad (400)."
+    )
+    live_queue_limit: int = Field(
+        256, ge=1, description="Live-feed messages held per client; past it the oldest are dropped."
+    )
+    live_send_timeout: Duration = Field("10s", description="A live-feed client whose send takes longer is disconnected.")
+    live_heartbeat: Duration = Field("15s", description="Interval of the live feed's heartbeat message.")
+    dashboard: Path | None = Field(
+        None, description="Directory of a built dashboard to serve at /; default: the one shipped in the package."
+    )
+
+
 class Settings(BaseModel):
     """Everything the daemon can be told. Field descriptions are the reference in the README."""
 
@@ -508,6 +530,7 @@ class Settings(BaseModel):
     retention: RetentionSettings = Field(
         default_factory=RetentionSettings, description="What the database keeps: by age and by size."
     )
+    query: QuerySettings = Field(default_factory=QuerySettings, description="Query API server.")
 
     @model_validator(mode="after")
     def _check_combinations(self) -> Settings:
@@ -524,6 +547,8 @@ class Settings(BaseModel):
         ports = [e.port for e in (self.grpc_endpoint, self.http_endpoint, self.admin_endpoint) if e.port]
         if len(ports) != len(set(ports)):
             raise ValueError("grpc_endpoint, http_endpoint and admin_endpoint must use different ports")
+        if self.query.endpoint.port in ports:
+            raise ValueError("query.endpoint must use a port of its own (not one of the other endpoints')")
         return self
 
 

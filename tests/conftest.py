@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import socket
 import subprocess
 import threading
@@ -20,6 +21,14 @@ from collector.config import Settings
 from tests.helpers import require_tool
 
 LOOPBACK_PORT_0 = "127.0.0.1:0"
+REPO = Path(__file__).resolve().parents[1]
+
+
+def missing(reason: str) -> None:
+    """A tool the test needs is missing: skipped on a developer's machine, a failure in CI."""
+    if os.environ.get("CI"):
+        pytest.fail(f"{reason}; CI needs it (.ci/run installs it)")
+    pytest.skip(reason)
 
 
 class RunningCollector:
@@ -56,6 +65,10 @@ class RunningCollector:
     def admin_url(self) -> str:
         return f"http://127.0.0.1:{self.collector.ports['admin']}"
 
+    @property
+    def query_url(self) -> str:
+        return f"http://127.0.0.1:{self.collector.ports['query']}"
+
     def query(self, sql: str, *bindings: Any) -> list[tuple[Any, ...]]:
         """Read the database the way a user would: a separate connection."""
         connection = apsw.Connection(str(self.settings.db), flags=apsw.SQLITE_OPEN_READONLY)
@@ -71,9 +84,11 @@ def collector_settings(tmp_path: Path, **overrides: Any) -> Settings:
         "grpc_endpoint": LOOPBACK_PORT_0,
         "http_endpoint": LOOPBACK_PORT_0,
         "admin_endpoint": LOOPBACK_PORT_0,
+        "query": {"endpoint": LOOPBACK_PORT_0},
         "batch_max_age": "5ms",
         "shutdown_timeout": "10s",
     }
+    values["query"] = {**values["query"], **overrides.pop("query", {})}
     values.update(overrides)
     return Settings.model_validate(values)
 
@@ -150,3 +165,16 @@ def prometheus_server(tmp_path: Path) -> Iterator[Callable[[dict[str, Any]], str
     for process in processes:
         process.terminate()
         process.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def dashboard_build() -> Path:
+    """The built dashboard, made with the Makefile's rule (npm ci + npm run build when missing or stale)."""
+    if shutil.which("npm") is None:
+        missing("npm is not installed: the dashboard cannot be built")
+    result = subprocess.run(["make", "--no-print-directory", "dashboard"], cwd=REPO, capture_output=True, text=True,
+                            timeout=600)
+    assert result.returncode == 0, f"building the dashboard failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    bundle = REPO / "collector" / "query" / "ui"
+    assert (bundle / "index.html").is_file()
+    return bundle

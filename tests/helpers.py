@@ -183,6 +183,7 @@ class Daemon:
                 "--grpc-endpoint", "127.0.0.1:0",
                 "--http-endpoint", "127.0.0.1:0",
                 "--admin-endpoint", "127.0.0.1:0",
+                "--query-endpoint", "127.0.0.1:0",
                 *arguments,
             ),
             stdin=subprocess.DEVNULL,

@@ -16,7 +16,10 @@ import yaml
 from collector.config import Settings
 from tests.helpers import Daemon, collector_command, collector_environment
 
-PORT_0 = ("--grpc-endpoint", "127.0.0.1:0", "--http-endpoint", "127.0.0.1:0", "--admin-endpoint", "127.0.0.1:0")
+PORT_0 = (
+    "--grpc-endpoint", "127.0.0.1:0", "--http-endpoint", "127.0.0.1:0", "--admin-endpoint", "127.0.0.1:0",
+    "--query-endpoint", "127.0.0.1:0",
+)
 
 
 def run_cli(*arguments: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -342,3 +345,22 @@ def test_vacuum_converts_an_old_database_so_that_freed_pages_go_back(tmp_path: P
     assert converted.pragma("auto_vacuum") == 2
     assert converted.execute("SELECT x FROM filler").fetchall() == [(1,)]
     assert refusal(run_cli("vacuum", "--db", str(tmp_path / "missing.db"))).startswith("genai-collector: no database")
+
+
+# --- the query API's endpoint ------------------------------------------------------------------
+
+
+def test_query_endpoint_from_its_flag_and_the_environment() -> None:
+    assert effective_config()["query"]["endpoint"] == "127.0.0.1:16686"
+    from_env = {"GENAI_COLLECTOR_QUERY__ENDPOINT": "127.0.0.1:9001"}
+    assert effective_config(env=from_env)["query"]["endpoint"] == "127.0.0.1:9001"
+    assert effective_config("--query-endpoint", "0.0.0.0:9000", env=from_env)["query"]["endpoint"] == "0.0.0.0:9000"
+    result = run_cli("check-config", "--query-endpoint", "127.0.0.1:4318", "--http-endpoint", "127.0.0.1:4318")
+    assert "query.endpoint must use a port of its own" in refusal(result)
+
+
+def test_serve_fails_fast_when_the_query_port_is_in_use(tmp_path: Path, busy_port: int) -> None:
+    result, elapsed = serve(tmp_path, "--query-endpoint", f"127.0.0.1:{busy_port}")
+    line = refusal(result)
+    assert line.startswith(f"genai-collector: cannot listen on query.endpoint 127.0.0.1:{busy_port}: ")
+    assert elapsed < 15

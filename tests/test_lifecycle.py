@@ -189,11 +189,12 @@ def test_database_is_in_wal_mode_and_an_open_reader_does_not_block_ingest(collec
         reader.execute("BEGIN")
         assert reader.execute("SELECT count(*) FROM spans").get == 5  # the read transaction holds its snapshot
 
-        started = time.monotonic()
+        # A writer blocked by the reader would wait out the busy timeout (5 s) and then answer 503; each send
+        # is timed alone, so a slow machine adding up 20 quick sends cannot fail the test.
         for _ in range(20):
+            started = time.monotonic()
             send(5)
-        # A writer blocked by the reader would wait out the busy timeout (5 s) and then fail.
-        assert time.monotonic() - started < 4
+            assert time.monotonic() - started < 4
 
         assert reader.execute("SELECT count(*) FROM spans").get == 5
         assert collector.query("SELECT count(*) FROM spans") == [(105,)]

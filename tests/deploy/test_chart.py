@@ -148,6 +148,25 @@ def test_service_ports() -> None:
     assert service["spec"]["selector"].items() <= pod_labels.items()
 
 
+def test_query_api_stays_in_the_pod_unless_exposed() -> None:
+    """No authentication yet: loopback by default (no env, no port); exposed, a port on every interface."""
+    default = by_kind(render())
+    [container] = default["StatefulSet"]["spec"]["template"]["spec"]["containers"]
+    assert "GENAI_COLLECTOR_QUERY__ENDPOINT" not in {variable["name"] for variable in container["env"]}
+    assert Settings().query.endpoint.host == "127.0.0.1"
+    assert "http-query" not in {port["name"] for port in default["Service"]["spec"]["ports"]}
+
+    exposed = by_kind(render({"queryApi": {"expose": True}, "networkPolicy": {"enabled": True}}))
+    [container] = exposed["StatefulSet"]["spec"]["template"]["spec"]["containers"]
+    environment = {variable["name"]: variable.get("value") for variable in container["env"]}
+    assert environment["GENAI_COLLECTOR_QUERY__ENDPOINT"] == "0.0.0.0:16686"
+    assert {"name": "http-query", "containerPort": 16686, "protocol": "TCP"} in container["ports"]
+    assert {"name": "http-query", "port": 16686, "targetPort": "http-query", "protocol": "TCP",
+            "appProtocol": "http"} in exposed["Service"]["spec"]["ports"]
+    rules = exposed["NetworkPolicy"]["spec"]["ingress"]
+    assert [port["port"] for port in rules[-1]["ports"]] == ["http-query"]
+
+
 def test_more_than_one_replica_is_refused_in_sqlite_mode() -> None:
     with pytest.raises(helm.HelmError) as refused:
         render({"replicaCount": 2})
@@ -351,8 +370,9 @@ def test_config_schema_knows_exactly_the_daemon_options() -> None:
     for name, field in Settings.model_fields.items():
         section = field.annotation
         if isinstance(section, type) and issubclass(section, Section) and name not in chart_owned:
-            secrets = {"redaction": {"hash_key"}, "auth": {"api_keys"}}.get(name, set())
-            assert set(schema[name]["properties"]) == set(section.model_fields) - secrets, name
+            # secrets, or set by the chart
+            chart_set = {"redaction": {"hash_key"}, "auth": {"api_keys"}, "query": {"endpoint"}}.get(name, set())
+            assert set(schema[name]["properties"]) == set(section.model_fields) - chart_set, name
 
 
 def leaf_keys(values: dict[str, Any], prefix: str = "") -> list[str]:

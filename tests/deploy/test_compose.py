@@ -21,7 +21,9 @@ def test_compose_file_follows_the_compose_specification() -> None:
 def test_collector_is_built_from_the_repository_and_exposes_the_image_ports() -> None:
     collector = yaml.safe_load(COMPOSE.read_text())["services"]["collector"]
     assert (DEPLOY / collector["build"]["context"]).resolve() == REPO
-    assert collector["ports"] == ["4317:4317", "4318:4318", "8888:8888"]
+    assert collector["ports"] == ["4317:4317", "4318:4318", "8888:8888", "127.0.0.1:16686:16686"]
+    # the query API on the compose network for Grafana, published on the host's loopback only
+    assert collector["environment"]["GENAI_COLLECTOR_QUERY__ENDPOINT"] == "0.0.0.0:16686"
     assert "collector-data:/data" in collector["volumes"]
 
 

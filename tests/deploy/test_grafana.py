@@ -75,3 +75,25 @@ def test_provisioning_points_at_the_dashboard_and_the_compose_prometheus() -> No
     )
     assert mounts["./grafana/provisioning"] == "/etc/grafana/provisioning"
     assert mounts["./grafana/genai-collector.json"] == f"{provider['options']['path']}/genai-collector.json"
+
+
+def test_the_collector_is_a_jaeger_data_source_and_exemplars_link_to_it() -> None:
+    """A latency spike leads to its trace in one click: exemplars carry trace_id, Prometheus links it to the
+    collector's Jaeger API (served on query.endpoint, port 16686, in compose)."""
+    [jaeger] = yaml.safe_load((GRAFANA / "provisioning" / "datasources" / "jaeger.yml").read_text())["datasources"]
+    assert jaeger["type"] == "jaeger" and jaeger["url"] == "http://collector:16686"
+    [prometheus] = yaml.safe_load((GRAFANA / "provisioning" / "datasources" / "prometheus.yml").read_text())[
+        "datasources"
+    ]
+    assert prometheus["jsonData"]["exemplarTraceIdDestinations"] == [
+        {"name": "trace_id", "datasourceUid": jaeger["uid"]}
+    ]
+    histogram_targets = [
+        target
+        for panel in board.panels(board.load())
+        for target in panel.get("targets", [])
+        if "_bucket" in target.get("expr", "") and "genai_collector_commit" not in target["expr"]
+        and "request_duration" not in target["expr"]
+    ]
+    assert len(histogram_targets) >= 9
+    assert all(target.get("exemplar") is True for target in histogram_targets)

@@ -23,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -219,12 +220,16 @@ def buildah(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Buildah]:
 
 
 @pytest.fixture(scope="module")
-def image(buildah: Buildah) -> dict[str, Any]:
-    """The image built from the repository's Dockerfile on the debootstrap base; its inspect record."""
+def image(buildah: Buildah, dashboard_build: Path) -> dict[str, Any]:
+    """The image built from the repository's Dockerfile on the debootstrap base; its inspect record.
+
+    The Dockerfile's Node stage needs a Node image from a registry this build cannot reach: the image takes the
+    dashboard that ``make dashboard`` built here instead (``DASHBOARD=prebuilt``)."""
     import_base_image(buildah, base_rootfs())
     buildah(
         "build", "--isolation", "chroot", "--format", "docker", "--pull=never", "--layers=false",
-        "--file", str(REPO / "Dockerfile"), "--build-arg", f"BASE_IMAGE={BASE_IMAGE}", *pip_build_options(),
+        "--file", str(REPO / "Dockerfile"), "--build-arg", f"BASE_IMAGE={BASE_IMAGE}",
+        "--build-arg", "DASHBOARD=prebuilt", *pip_build_options(),
         "--tag", IMAGE, str(REPO),
         what="image build", timeout=900,
     )
@@ -298,6 +303,7 @@ class Container:
             "GENAI_COLLECTOR_GRPC_ENDPOINT": f"0.0.0.0:{ports['grpc']}",
             "GENAI_COLLECTOR_HTTP_ENDPOINT": f"0.0.0.0:{ports['http']}",
             "GENAI_COLLECTOR_ADMIN_ENDPOINT": f"0.0.0.0:{ports['admin']}",
+            "GENAI_COLLECTOR_QUERY__ENDPOINT": f"127.0.0.1:{ports['query']}",
         }
 
     def run_command(self, command: list[str]) -> list[str]:
@@ -353,11 +359,22 @@ def send_spans(ports: dict[str, int]) -> list[ReadableSpan]:
     return [llm_span, tool_span]
 
 
+def check_dashboard(url: str) -> None:
+    """The image carries the built dashboard: index.html at / and the hashed script it loads."""
+    index = urllib.request.urlopen(f"{url}/traces", timeout=10).read().decode()
+    assert '<div id="root">' in index and '<base href="./">' in index
+    script = re.search(r'src="\./(assets/index-[\w-]+\.js)"', index)
+    assert script, index
+    with urllib.request.urlopen(f"{url}/{script.group(1)}", timeout=10) as asset:
+        assert asset.headers["Cache-Control"] == "public, max-age=31536000, immutable"
+        assert len(asset.read()) > 10_000
+
+
 def test_container_stores_spans_sent_to_it(buildah: Buildah, image: dict[str, Any], tmp_path: Path) -> None:
     data = tmp_path / "data"
     data.mkdir()
     os.chown(data, IMAGE_UID, IMAGE_UID)  # what a volume for the image's user needs
-    ports = dict(zip(("grpc", "http", "admin"), free_ports(3), strict=True))
+    ports = dict(zip(("grpc", "http", "admin", "query"), free_ports(4), strict=True))
     container = Container(buildah, image, data, ports)
     log_path = tmp_path / "container.log"
     with container.serving(log_path) as process:
@@ -375,6 +392,7 @@ def test_container_stores_spans_sent_to_it(buildah: Buildah, image: dict[str, An
 
         sent = send_spans(ports)
         assert container.health_check() == 0
+        check_dashboard(f"http://127.0.0.1:{ports['query']}")
 
         os.kill(collector_pid, signal.SIGTERM)  # buildah kills rather than forwards: signal the collector itself
         assert process.wait(timeout=60) == 0, log_path.read_text(errors="replace")

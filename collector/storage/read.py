@@ -1,0 +1,322 @@
+"""The read side of storage: what the query API asks, as a protocol any backend implements.
+
+The query server (REST, Jaeger, live feed) reads only through ``TraceReader``; the SQLite implementation
+is ``storage.sqlite_read``. Shapes here are plain typed records; the pure depth-first ordering of a trace's
+spans is shared by every backend.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol, TypedDict
+
+TraceSort = Literal["start_time", "duration", "cost"]
+Order = Literal["asc", "desc"]
+LatencyOf = Literal["trace", "span", "llm", "ttft"]
+LatencyGroup = Literal["none", "service", "model", "operation", "agent"]
+CostGroup = Literal["none", "model", "provider", "service", "user", "agent"]
+
+# A keyset position: (sort value, id) of the last row of the previous page.
+Keyset = tuple[Any, Any]
+
+
+class QueryTooBroad(Exception):
+    """A query that would scan too much (or ran past the statement timeout); the message says what to narrow."""
+
+
+class ReadBusy(Exception):
+    """Every read connection is busy and the wait list is full; retry shortly."""
+
+
+@dataclass(frozen=True, slots=True)
+class TraceQuery:
+    start_ns: int | None = None
+    end_ns: int | None = None
+    service: str | None = None
+    root_name: str | None = None
+    status: Literal["error", "ok"] | None = None
+    model: str | None = None
+    provider: str | None = None
+    agent: str | None = None
+    min_duration_ns: int | None = None
+    max_duration_ns: int | None = None
+    min_cost_usd: float | None = None
+    max_cost_usd: float | None = None
+    breached: bool | None = None
+    breached_metric: str | None = None
+    evaluation: str | None = None
+    evaluation_below: float | None = None
+    conversation_id: str | None = None
+    user_id: str | None = None
+    attributes: tuple[tuple[str, Any], ...] = ()
+    sort: TraceSort = "start_time"
+    order: Order = "desc"
+    limit: int = 50
+    after: Keyset | None = None
+
+    @property
+    def reads_spans(self) -> bool:
+        """Filters that look inside the trace's spans (or its evaluations): they need a bounded time range."""
+        return bool(
+            self.provider or self.conversation_id or self.user_id or self.attributes or self.evaluation_below is not None
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class SpanSearch:
+    """Jaeger's search: traces with at least one span matching every criterion."""
+
+    start_ns: int
+    end_ns: int
+    service: str | None = None
+    operation: str | None = None
+    kind: str | None = None
+    error: bool | None = None
+    attributes: tuple[tuple[str, Any], ...] = ()
+    min_duration_ns: int | None = None
+    max_duration_ns: int | None = None
+    limit: int = 20
+
+
+@dataclass(frozen=True, slots=True)
+class BreachQuery:
+    start_ns: int | None = None
+    end_ns: int | None = None
+    metric: str | None = None
+    rule: str | None = None
+    service: str | None = None
+    trace_id: str | None = None
+    services: tuple[str, ...] | None = None
+    breached: bool = True
+    order: Order = "desc"
+    limit: int = 100
+    after: Keyset | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class EvaluationQuery:
+    start_ns: int | None = None
+    end_ns: int | None = None
+    name: str | None = None
+    trace_id: str | None = None
+    span_id: str | None = None
+    below: float | None = None
+    limit: int = 100
+    after: Keyset | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StatsRange:
+    start_ns: int
+    end_ns: int
+    bucket_ns: int
+    service: str | None = None
+    model: str | None = None
+    provider: str | None = None
+    name: str | None = None
+    thresholds: dict[str, float] = field(default_factory=dict)
+
+
+class Breach(TypedDict):
+    metric: str
+    rule: str | None
+    value: float | None
+    threshold: float | None
+
+
+class TraceSummary(TypedDict):
+    trace_id: str
+    root_span_name: str | None
+    service_name: str | None
+    start_time_unix_nano: int
+    end_time_unix_nano: int
+    duration_ms: float
+    span_count: int
+    error_count: int
+    llm_calls: int
+    input_tokens: int
+    output_tokens: int
+    total_tokens: int
+    cache_read_tokens: int
+    cache_write_tokens: int
+    reasoning_tokens: int
+    cost_usd: float | None
+    models: list[str]
+    agents: list[str]
+    has_root: bool
+    settled: bool
+    breaches: list[Breach]
+
+
+class SkeletonSpan(TypedDict):
+    span_id: str
+    parent_span_id: str | None
+    depth: int
+    orphan: bool
+    child_count: int
+    name: str
+    kind: str
+    status_code: str
+    status_message: str | None
+    service_name: str | None
+    start_time_unix_nano: int
+    end_time_unix_nano: int
+    duration_ms: float
+    category: str | None
+    operation: str | None
+    provider: str | None
+    model: str | None
+    input_tokens: int | None
+    output_tokens: int | None
+    total_tokens: int | None
+    cache_read_tokens: int | None
+    reasoning_tokens: int | None
+    cost_usd: float | None
+    ttft_ms: float | None
+    agent_name: str | None
+    tool_name: str | None
+    duplicate_of: str | None  # the span that counts this span's model call, when another one does
+
+
+class Resource(TypedDict):
+    attributes: dict[str, Any]
+    scope_name: str | None
+    scope_version: str | None
+
+
+class StoredSpan(TypedDict):
+    """A span with everything stored about it (the Jaeger API and the detail call read this)."""
+
+    trace_id: str
+    span_id: str
+    parent_span_id: str | None
+    trace_state: str | None
+    flags: int
+    name: str
+    kind: str
+    start_time_unix_nano: int
+    end_time_unix_nano: int
+    status_code: str
+    status_message: str | None
+    service_name: str | None
+    attributes: dict[str, Any]
+    events: list[dict[str, Any]]
+    links: list[dict[str, Any]]
+    dropped_attributes_count: int
+    dropped_events_count: int
+    dropped_links_count: int
+    genai: dict[str, Any]
+    resource: Resource
+
+
+class BreachItem(TypedDict):
+    id: int
+    trace_id: str
+    service_name: str | None
+    root_span_name: str | None
+    metric: str
+    value: float | None
+    threshold: float | None
+    breached: bool
+    rule: str | None
+    computed_at_unix_nano: int
+
+
+class EvaluationItem(TypedDict):
+    id: int
+    trace_id: str | None
+    span_id: str | None
+    response_id: str | None
+    name: str
+    score: float | None
+    label: str | None
+    explanation: str | None
+    source: str
+    time_unix_nano: int
+
+
+class Page(TypedDict):
+    """A page of a keyset-paginated list: the rows, and the position after the last one if more follow."""
+
+    data: list[Any]
+    after: Keyset | None
+
+
+class TraceReader(Protocol):
+    """Every read the query API makes. Implementations run on connections of their own, bound concurrency,
+    and raise ``QueryTooBroad`` past their statement timeout and ``ReadBusy`` when saturated."""
+
+    async def traces(self, query: TraceQuery) -> Page: ...
+
+    async def trace_summaries(self, trace_ids: Sequence[str]) -> list[TraceSummary]: ...
+
+    async def trace_skeleton(self, trace_id: str) -> tuple[TraceSummary, list[SkeletonSpan]] | None: ...
+
+    async def span_detail(self, trace_id: str, span_id: str) -> dict[str, Any] | None: ...
+
+    async def trace_spans(self, trace_ids: Sequence[str]) -> dict[str, list[StoredSpan]]: ...
+
+    async def search_traces(self, search: SpanSearch) -> list[str]: ...
+
+    async def latency(self, stats: StatsRange, of: LatencyOf, group_by: LatencyGroup) -> list[dict[str, Any]]: ...
+
+    async def cost(self, stats: StatsRange, group_by: CostGroup) -> list[dict[str, Any]]: ...
+
+    async def evaluation_stats(self, stats: StatsRange) -> list[dict[str, Any]]: ...
+
+    async def breaches(self, query: BreachQuery) -> Page: ...
+
+    async def evaluations(self, query: EvaluationQuery) -> Page: ...
+
+    async def services(self) -> list[str]: ...
+
+    async def operations(self, service: str, kind: str | None = None) -> list[tuple[str, str]]: ...
+
+    async def models(self, start_ns: int, end_ns: int) -> list[dict[str, Any]]: ...
+
+    async def dependencies(self, start_ns: int, end_ns: int) -> list[tuple[str, str, int]]: ...
+
+    async def spend_by_model(self, start_ns: int) -> list[dict[str, Any]]: ...
+
+    def close(self) -> None: ...
+
+
+def depth_first(spans: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The spans in depth-first order with ``depth``, ``orphan`` and ``child_count`` set: children by start
+    time then span id; a span whose parent is not among them is a root (an orphan if it names a parent)."""
+    by_id = {span["span_id"]: span for span in spans}
+    children: dict[str | None, list[dict[str, Any]]] = {}
+    roots: list[dict[str, Any]] = []
+    for span in spans:
+        parent = span["parent_span_id"]
+        if parent is not None and parent in by_id and parent != span["span_id"]:
+            children.setdefault(parent, []).append(span)
+        else:
+            span["orphan"] = parent is not None
+            roots.append(span)
+
+    def key(span: dict[str, Any]) -> tuple[int, str]:
+        return (span["start_time_unix_nano"], span["span_id"])
+
+    ordered: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    stack = [(span, 0) for span in sorted(roots, key=key, reverse=True)]
+    while stack:
+        span, depth = stack.pop()
+        if span["span_id"] in seen:
+            continue
+        seen.add(span["span_id"])
+        kids = children.get(span["span_id"], [])
+        span["depth"] = depth
+        span["child_count"] = len(kids)
+        span.setdefault("orphan", False)
+        ordered.append(span)
+        stack.extend((kid, depth + 1) for kid in sorted(kids, key=key, reverse=True))
+    # A cycle of parents (a hostile or broken client) leaves spans unreached: show them as roots.
+    for span in sorted((s for s in spans if s["span_id"] not in seen), key=key):
+        span.update(depth=0, orphan=True, child_count=0)
+        ordered.append(span)
+        seen.add(span["span_id"])
+    return ordered
+
