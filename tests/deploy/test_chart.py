@@ -149,14 +149,19 @@ def test_service_ports() -> None:
 
 
 def test_query_api_stays_in_the_pod_unless_exposed() -> None:
-    """No authentication yet: loopback by default (no env, no port); exposed, a port on every interface."""
+    """Loopback by default (no env, no port); exposed, a port on every interface (reads then need a key)."""
     default = by_kind(render())
     [container] = default["StatefulSet"]["spec"]["template"]["spec"]["containers"]
     assert "GENAI_COLLECTOR_QUERY__ENDPOINT" not in {variable["name"] for variable in container["env"]}
     assert Settings().query.endpoint.host == "127.0.0.1"
     assert "http-query" not in {port["name"] for port in default["Service"]["spec"]["ports"]}
 
-    exposed = by_kind(render({"queryApi": {"expose": True}, "networkPolicy": {"enabled": True}}))
+    with pytest.raises(helm.HelmError, match="add an apiKeys entry with the read scope"):
+        render({"queryApi": {"expose": True}})
+    read_key = {"name": "grafana", "existingSecret": "query-keys", "secretKey": "grafana", "scopes": ["read"]}
+    render({"queryApi": {"expose": True}, "apiKeys": [read_key]})
+    exposed = by_kind(render({"queryApi": {"expose": True}, "networkPolicy": {"enabled": True},
+                              "config": {"auth": {"allow_unauthenticated_reads": True}}}))
     [container] = exposed["StatefulSet"]["spec"]["template"]["spec"]["containers"]
     environment = {variable["name"]: variable.get("value") for variable in container["env"]}
     assert environment["GENAI_COLLECTOR_QUERY__ENDPOINT"] == "0.0.0.0:16686"

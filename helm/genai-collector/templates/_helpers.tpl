@@ -127,6 +127,11 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- if has .name $names }}{{ fail (printf "apiKeys has the name %s twice; names must be unique" .name) }}{{ end }}
 {{- $names = append $names .name }}
 {{- end }}
+{{- $readKey := false }}
+{{- range .Values.apiKeys }}{{ if has "read" .scopes }}{{ $readKey = true }}{{ end }}{{ end }}
+{{- if and .Values.queryApi.expose (not $readKey) (not (get $auth "allow_unauthenticated_reads")) }}
+{{- fail "queryApi.expose serves every prompt and completion to the cluster: add an apiKeys entry with the read scope, or set config.auth.allow_unauthenticated_reads: true" }}
+{{- end }}
 {{- if and .Values.tls.clientAuth (not .Values.tls.existingSecret) }}
 {{- fail "tls.clientAuth needs tls.existingSecret (its ca.crt signs the clients' certificates)" }}
 {{- end }}
