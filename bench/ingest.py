@@ -7,6 +7,7 @@ OTLP/HTTP JSON and OTLP/gRPC, against a daemon it starts itself or any OTLP endp
     .venv/bin/python bench/ingest.py large-db --prefill 10000000
     .venv/bin/python bench/ingest.py --smoke                   # CI: a few seconds, stored == acknowledged
     .venv/bin/python bench/ingest.py max --endpoint http://host:4318 --grpc-target host:4317
+    .venv/bin/python bench/ingest.py max --secure              # TLS and an API key on both OTLP listeners
 
 Requests are built and encoded before the clock starts; each send only writes a fresh nonce into the
 trace ids of a pre-encoded body (the collector stores a span sent twice once), so the generator costs
@@ -32,6 +33,7 @@ import resource
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -417,13 +419,18 @@ OK, PARTIAL, REFUSED, REFUSED_NO_HINT, TIMEOUT = "ok", "partial", "refused", "re
 class HttpSender:
     """One keep-alive HTTP/1.1 connection (http.client: a fraction of httpx's CPU per request)."""
 
-    def __init__(self, url: str, content_type: str, timeout: float) -> None:
+    def __init__(
+        self, url: str, content_type: str, timeout: float, ca_file: str | None = None, api_key: str | None = None
+    ) -> None:
         parsed = urlsplit(url)
-        self._connection_type = http.client.HTTPSConnection if parsed.scheme == "https" else http.client.HTTPConnection
+        self._secure = parsed.scheme == "https"
+        self._tls = ssl.create_default_context(cafile=ca_file) if self._secure else None
         self._host = parsed.hostname or "127.0.0.1"
-        self._port = parsed.port or (443 if parsed.scheme == "https" else 80)
+        self._port = parsed.port or (443 if self._secure else 80)
         self._path = parsed.path or "/v1/traces"
         self._headers = {"Content-Type": content_type}
+        if api_key:
+            self._headers["Authorization"] = f"Bearer {api_key}"
         self._json = content_type == "application/json"
         self._timeout = timeout
         self._connection: http.client.HTTPConnection | None = None
@@ -434,7 +441,11 @@ class HttpSender:
             reused = self._connection is not None
             try:
                 if self._connection is None:
-                    self._connection = self._connection_type(self._host, self._port, timeout=self._timeout)
+                    self._connection = (
+                        http.client.HTTPSConnection(self._host, self._port, timeout=self._timeout, context=self._tls)
+                        if self._secure
+                        else http.client.HTTPConnection(self._host, self._port, timeout=self._timeout)
+                    )
                     self._connection.connect()
                     # As urllib3 (the OTel SDK's HTTP exporter) does: no Nagle delay on the request's last segment.
                     self._connection.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -491,21 +502,24 @@ class GrpcSender:
 
     RETRY_KEYS = ("grpc-status-details-bin", "google.rpc.retryinfo-bin")
 
-    def __init__(self, target: str, timeout: float) -> None:
-        self._channel = grpc.insecure_channel(
-            target,
-            options=[
-                ("grpc.use_local_subchannel_pool", 1),
-                ("grpc.max_send_message_length", -1),
-                ("grpc.max_receive_message_length", -1),
-            ],
-        )
+    def __init__(self, target: str, timeout: float, ca_file: str | None = None, api_key: str | None = None) -> None:
+        options = [
+            ("grpc.use_local_subchannel_pool", 1),
+            ("grpc.max_send_message_length", -1),
+            ("grpc.max_receive_message_length", -1),
+        ]
+        if ca_file:
+            credentials = grpc.ssl_channel_credentials(Path(ca_file).read_bytes())
+            self._channel = grpc.secure_channel(target, credentials, options=options)
+        else:
+            self._channel = grpc.insecure_channel(target, options=options)
         self._export = self._channel.unary_unary(GRPC_EXPORT)  # no serializers: bytes in, bytes out
         self._timeout = timeout
+        self._metadata = (("authorization", f"Bearer {api_key}"),) if api_key else None
 
     def send(self, body: bytes, spans: int) -> tuple[str, int]:
         try:
-            payload = self._export(body, timeout=self._timeout)
+            payload = self._export(body, timeout=self._timeout, metadata=self._metadata)
         except grpc.RpcError as error:
             code = error.code()
             if code == grpc.StatusCode.DEADLINE_EXCEEDED:
@@ -539,13 +553,15 @@ class LoadPlan:
     rate: float | None  # requests per second across every process; None: each client sends back to back
     timeout: float
     salt: int
+    ca_file: str | None = None  # TLS: the CA that signed the collector's certificate
+    api_key: str | None = None  # sent as Authorization: Bearer
 
 
 def _sender(plan: LoadPlan) -> HttpSender | GrpcSender:
     if plan.protocol == "grpc":
-        return GrpcSender(plan.target, plan.timeout)
+        return GrpcSender(plan.target, plan.timeout, plan.ca_file, plan.api_key)
     content_type = "application/json" if plan.protocol == "http-json" else "application/x-protobuf"
-    return HttpSender(plan.target, content_type, plan.timeout)
+    return HttpSender(plan.target, content_type, plan.timeout, plan.ca_file, plan.api_key)
 
 
 def _client_thread(
@@ -762,10 +778,10 @@ class Daemon:
         self.kill()
         raise SystemExit("bench: the collector never became ready:\n" + "\n".join(self.lines[-20:]))
 
-    def targets(self, protocol: str) -> str:
+    def targets(self, protocol: str, scheme: str = "http") -> str:
         if protocol == "grpc":
             return f"127.0.0.1:{self.ports['grpc']}"
-        return f"http://127.0.0.1:{self.ports['http']}/v1/traces"
+        return f"{scheme}://127.0.0.1:{self.ports['http']}/v1/traces"
 
     def stop(self, timeout: float = 60.0) -> int | None:
         """SIGTERM and wait for the drain; the exit code, or None if it had to be killed."""
@@ -894,6 +910,8 @@ def measure(
         rate,
         args.timeout,
         random.getrandbits(16),
+        args.ca_file,
+        args.api_key,
     )
     samples: dict[str, Any] = {}
     sampler = RssSampler(pid) if pid else None
@@ -1018,7 +1036,7 @@ class Session:
 
     def target(self, protocol: str) -> str:
         if self.daemon:
-            return self.daemon.targets(protocol)
+            return self.daemon.targets(protocol, "https" if self.args.secure else "http")
         if protocol == "grpc":
             return self.args.grpc_target
         return self.args.endpoint.rstrip("/") + (
@@ -1295,6 +1313,9 @@ class Bench:
         self.extra: dict[str, Any] = {}
         self.workdir = Path(tempfile.mkdtemp(prefix="genai-bench-", dir=args.db_dir))
         self._templates: dict[str, list[Template]] = {}
+        if args.secure:
+            args.ca_file, args.api_key, config = secure_collector_config(self.workdir)
+            args.daemon_args = ["--config", str(config), *args.daemon_args]
 
     def templates(self, protocol: str) -> list[Template]:
         if protocol not in self._templates:
@@ -1579,6 +1600,55 @@ def table(runs: list[Run]) -> str:
     return "\n".join(lines)
 
 
+def secure_collector_config(directory: Path) -> tuple[str, str, Path]:
+    """A CA, a server certificate for 127.0.0.1 and an ingest key made for this run, and a collector config
+    serving both OTLP listeners with them (admin stays plaintext for the readiness check)."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    def name(text: str) -> x509.Name:
+        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, text)])
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+    ca_key, server_key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca = (
+        x509.CertificateBuilder().subject_name(name("bench CA")).issuer_name(name("bench CA"))
+        .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )
+    server = (
+        x509.CertificateBuilder().subject_name(name("127.0.0.1")).issuer_name(ca.subject)
+        .public_key(server_key.public_key()).serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    pem = serialization.Encoding.PEM
+    (directory / "ca.crt").write_bytes(ca.public_bytes(pem))
+    (directory / "server.crt").write_bytes(server.public_bytes(pem))
+    (directory / "server.key").write_bytes(
+        server_key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    api_key = base64.urlsafe_b64encode(os.urandom(24)).decode()
+    config = {
+        "tls": {
+            "cert_file": str(directory / "server.crt"),
+            "key_file": str(directory / "server.key"),
+            "admin": {"enabled": False},
+        },
+        "auth": {"api_keys": [{"name": "bench", "key": api_key, "scopes": ["ingest"]}]},
+    }
+    (directory / "collector.yaml").write_text(json.dumps(config))  # JSON is YAML
+    return str(directory / "ca.crt"), api_key, directory / "collector.yaml"
+
+
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     argv = list(argv)
     daemon_args: list[str] = []
@@ -1673,6 +1743,16 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         default=[],
         help="a flag for the collector we start, e.g. --daemon-arg=--queue-capacity=50000",
     )
+    parser.add_argument(
+        "--secure",
+        action="store_true",
+        help="serve both OTLP listeners of the collector we start with TLS and an API key made for the run; "
+        "the clients verify the certificate and send the key",
+    )
+    parser.add_argument(
+        "--ca-file", help="with --endpoint https://... or --grpc-target: the CA to verify the collector with (TLS)"
+    )
+    parser.add_argument("--api-key", help="with --endpoint/--grpc-target: send Authorization: Bearer <key>")
     parser.add_argument("--db-dir", help="where temporary databases go (default: the system temp directory)")
     parser.add_argument("--keep", action="store_true", help="keep the databases after the run")
     parser.add_argument("--json", type=Path, help="also write the results as JSON to this file")
@@ -1687,6 +1767,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     args = parser.parse_args(argv)
     args.daemon_args = [*args.daemon_arg, *daemon_args]
     args.external = bool(args.endpoint or args.grpc_target)
+    if args.secure and args.external:
+        parser.error("--secure configures the collector the bench starts; against another give --ca-file and --api-key")
     if args.smoke:
         args.mode = "max"
         args.protocols = args.protocols or list(PROTOCOLS)
@@ -1740,6 +1822,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 else "collector started by the bench"
             ),
             "daemon_args": args.daemon_args,
+            "secure": args.secure or bool(args.ca_file or args.api_key),
         },
         "runs": [asdict(run) for run in bench.runs],
         **{key: {k: v for k, v in value.items() if k != "sample_trace_ids"} for key, value in bench.extra.items()},

@@ -24,6 +24,8 @@ from starlette.types import ASGIApp
 
 from collector import logs
 from collector.admin import admin_app
+from collector.auth.listeners import ListenerSecurity, SecurityError
+from collector.auth.tls import WatchedTls
 from collector.config import Endpoint, Settings
 from collector.genai_metrics import GenAIMetrics
 from collector.metrics import RECEIVER, CollectorMetrics
@@ -32,7 +34,7 @@ from collector.pipeline import Pipeline
 from collector.query.server import QueryServer
 from collector.receive.http_protocol import header_timeout_protocol
 from collector.receive.ingest import Ingest
-from collector.receive.otlp_grpc import OtlpGrpcReceiver, serving_health
+from collector.receive.otlp_grpc import OtlpGrpcReceiver, retry_metadata, serving_health
 from collector.receive.otlp_http import TRANSPORT as HTTP_TRANSPORT
 from collector.receive.otlp_http import OtlpHttpReceiver
 from collector.storage.writer import SpanWriter, Written
@@ -81,6 +83,7 @@ class Collector:
         self._ingest: Ingest | None = None
         self._grpc: grpc.aio.Server | None = None
         self._http_servers: list[tuple[_Server, asyncio.Task[None]]] = []
+        self._security: ListenerSecurity | None = None
         self._next_retention = self._next_settle = 0.0
         self._retention_more = self._settle_more = False
         self._query: QueryServer | None = None
@@ -165,8 +168,39 @@ class Collector:
         self.metrics.oldest_unsettled_at = self._writer.oldest_unsettled()
         return len(settled_now) == SETTLE_CHUNK
 
+    @property
+    def security(self) -> ListenerSecurity:
+        assert self._security is not None, "the collector has not started"
+        return self._security
+
+    def _secure(self) -> None:
+        """Keys read, certificates loaded and every listener's exposure checked, before anything opens."""
+        settings = self.settings
+        try:
+            self._security = ListenerSecurity(settings, self.registry)
+            for listener, endpoint in self._endpoints().items():
+                self._security.check_exposure(listener, endpoint)
+        except SecurityError as error:
+            raise StartupError(str(error)) from None
+
+    def _endpoints(self) -> dict[str, Endpoint]:
+        settings = self.settings
+        return {
+            "otlp_grpc": settings.grpc_endpoint,
+            "otlp_http": settings.http_endpoint,
+            "admin": settings.admin_endpoint,
+            "query": settings.query.endpoint,
+        }
+
+    def _tls(self, listener: str) -> WatchedTls | None:
+        try:
+            return self.security.tls(listener)
+        except SecurityError as error:
+            raise StartupError(str(error)) from None
+
     async def start(self) -> None:
         settings = self.settings
+        self._secure()
         self._writer = _open_writer(settings)
         self.metrics.watch_database(settings.db)
         retention = self._writer.retention
@@ -199,13 +233,15 @@ class Collector:
                 read_budget=settings.max_concurrent_requests * settings.max_request_size,
             )
             protocol = header_timeout_protocol(settings.header_read_timeout, self._header_timed_out)
+            guard = lambda app: self.security.guard("otlp_http", app, http.refusal_response)  # noqa: E731
             await self._start_http(
-                "otlp_http", settings.http_endpoint, http.app(settings.cors_origins), protocol=protocol
+                "otlp_http", settings.http_endpoint, http.app(settings.cors_origins, guard), protocol=protocol
             )
-            await self._start_http("admin", settings.admin_endpoint, admin_app(self.registry, self.unready_reasons))
+            admin = admin_app(self.registry, self.unready_reasons)
+            await self._start_http("admin", settings.admin_endpoint, self.security.guard("admin", admin))
             self._query = QueryServer(settings.db, settings.query, self.registry, settings.snapshots.rules)
             await self._query.start()
-            await self._start_http("query", settings.query.endpoint, self._query.app)
+            await self._start_http("query", settings.query.endpoint, self.security.guard("query", self._query.app))
         except BaseException:
             await self.stop()
             raise
@@ -234,9 +270,13 @@ class Collector:
         if endpoint.port:  # find out the real reason a port cannot be had before gRPC hides it
             _listen("grpc_endpoint", endpoint).close()
         self._health = await serving_health()
-        self._grpc = receiver.server(self._health)
+        tls = self._tls("otlp_grpc")
+        self._grpc = receiver.server(self._health, self.security.grpc_interceptors(retry_metadata))
         try:
-            port = self._grpc.add_insecure_port(str(endpoint))
+            if tls is None:
+                port = self._grpc.add_insecure_port(str(endpoint))
+            else:
+                port = self._grpc.add_secure_port(str(endpoint), tls.grpc_credentials())
         except RuntimeError:
             port = 0
         if port == 0:
@@ -251,6 +291,7 @@ class Collector:
     async def _start_http(
         self, name: str, endpoint: Endpoint, app: ASGIApp, *, protocol: type[asyncio.Protocol] | None = None
     ) -> None:
+        tls = self._tls(name)
         sock = _listen("query.endpoint" if name == "query" else f"{name.replace('otlp_', '')}_endpoint", endpoint)
         self.ports[name] = sock.getsockname()[1]
         config = uvicorn.Config(
@@ -261,6 +302,7 @@ class Collector:
             server_header=False,
             timeout_graceful_shutdown=max(1, int(self.settings.shutdown_timeout)),
             **({"http": protocol} if protocol is not None else {}),
+            **({"ssl_context_factory": lambda config, default: tls.context} if tls is not None else {}),
         )
         server = _Server(config)
         task = asyncio.create_task(server.serve(sockets=[sock]), name=f"uvicorn-{name}")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -163,10 +164,36 @@ def _yaml_problem(error: yaml.YAMLError) -> str:
     return f"{problem} at line {mark.line + 1}, column {mark.column + 1}"
 
 
+_REFERENCE = re.compile(r"\$(\$?)\{(?:env:)?([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def expand_references(value: Any, environ: Mapping[str, str], path: Path) -> Any:
+    """``${NAME}`` (or ``${env:NAME}``) in the file's strings becomes that environment variable, so that a
+    secret such as an API key stays out of the file; ``$${NAME}`` is a literal ``${NAME}``."""
+    if isinstance(value, dict):
+        return {key: expand_references(item, environ, path) for key, item in value.items()}
+    if isinstance(value, list):
+        return [expand_references(item, environ, path) for item in value]
+    if not isinstance(value, str) or "${" not in value:
+        return value
+
+    def substitute(match: re.Match[str]) -> str:
+        escaped, name = match.groups()
+        if escaped:
+            return match.group(0)[1:]
+        if name not in environ:
+            raise ConfigError(f"config file {path} refers to ${{{name}}}, which is not set in the environment")
+        return environ[name]
+
+    return _REFERENCE.sub(substitute, value)
+
+
 def merge_sources(args: argparse.Namespace, environ: Mapping[str, str]) -> dict[str, Any]:
     """Option values by precedence: flag > environment > config file (defaults are the model's)."""
     config_path = args.config or (Path(environ[f"{ENV_PREFIX}CONFIG"]) if f"{ENV_PREFIX}CONFIG" in environ else None)
-    values: dict[str, Any] = read_config_file(config_path) if config_path else {}
+    values: dict[str, Any] = {}
+    if config_path:
+        values = expand_references(read_config_file(config_path), environ, config_path)
     known = {f"{ENV_PREFIX}CONFIG", *(ENV_PREFIX + name.upper() for name in OPTIONS)}
     for key, value in environ.items():
         if not key.startswith(ENV_PREFIX) or key in known:

@@ -11,6 +11,7 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+import yaml
 from pydantic import (
     BaseModel,
     BeforeValidator,
@@ -262,6 +263,129 @@ class MetricsSettings(Section):
     )
 
 
+Scope = Literal["ingest", "read", "admin"]
+MIN_KEY_LENGTH = 16
+LISTENERS = ("otlp_grpc", "otlp_http", "admin")  # the query server adds "query"
+
+
+class ApiKey(Section):
+    """One API key: a name for logs and metrics, the secret in one of three forms, and what it may do."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$", description="Shown in logs and metrics, never the key.")
+    key: SecretStr | None = Field(None, description="The key itself (at least 16 characters).")
+    key_sha256: str | None = Field(None, description="The key's SHA-256 digest in hex, so the file holds no secret.")
+    key_file: Path | None = Field(
+        None, description="A file holding the key (a mounted Kubernetes Secret), read at start."
+    )
+    scopes: tuple[Scope, ...] = Field(min_length=1, description="ingest (OTLP), read (query API), admin (/metrics).")
+
+    @field_validator("key")
+    @classmethod
+    def _long_enough(cls, key: SecretStr | None) -> SecretStr | None:
+        if key is not None and len(key.get_secret_value()) < MIN_KEY_LENGTH:
+            raise ValueError(f"a key must be at least {MIN_KEY_LENGTH} characters (try `openssl rand -hex 24`)")
+        return key
+
+    @field_validator("key_sha256")
+    @classmethod
+    def _hex_digest(cls, digest: str | None) -> str | None:
+        if digest is not None and not re.fullmatch(r"[0-9a-fA-F]{64}", digest.strip()):
+            raise ValueError("key_sha256 must be 64 hex digits (`printf %s KEY | sha256sum`)")
+        return digest.strip().lower() if digest is not None else None
+
+    @model_validator(mode="after")
+    def _one_secret(self) -> ApiKey:
+        given = [form for form in ("key", "key_sha256", "key_file") if getattr(self, form) is not None]
+        if len(given) != 1:
+            raise ValueError(f"api key {self.name!r} needs exactly one of key, key_sha256 or key_file")
+        return self
+
+
+class AuthSettings(Section):
+    api_keys: tuple[ApiKey, ...] = Field(
+        (), description="API keys; a scope is enforced on its listeners as soon as one key carries it."
+    )
+    protect_metrics: bool = Field(False, description="Require a key with the admin scope on /metrics.")
+    allow_unauthenticated_reads: bool = Field(
+        False, description="Serve the query API without a key, even on a non-loopback address."
+    )
+    max_failures_per_minute: int = Field(
+        30, ge=0, description="Requests with a wrong key one address may send per minute; then 429 (0: no limit)."
+    )
+    session_ttl: Duration = Field("12h", description="How long a dashboard login lasts.")
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _yaml_text(cls, keys: Any) -> Any:
+        """From the environment (GENAI_COLLECTOR_AUTH__API_KEYS) the list arrives as YAML or JSON text."""
+        if isinstance(keys, str):
+            try:
+                return yaml.safe_load(keys) or ()
+            except yaml.YAMLError:
+                raise ValueError("not a YAML or JSON list of keys") from None
+        return keys
+
+    @field_validator("api_keys")
+    @classmethod
+    def _distinct_names(cls, keys: tuple[ApiKey, ...]) -> tuple[ApiKey, ...]:
+        names = [key.name for key in keys]
+        for name in names:
+            if names.count(name) > 1:
+                raise ValueError(f"api key name {name!r} is used twice; names must be unique")
+        return keys
+
+    @model_validator(mode="after")
+    def _metrics_need_admin(self) -> AuthSettings:
+        if self.protect_metrics and not self.scoped("admin"):
+            raise ValueError("protect_metrics needs an api key with the admin scope, or nobody could scrape /metrics")
+        return self
+
+    def scoped(self, scope: Scope) -> bool:
+        return any(scope in key.scopes for key in self.api_keys)
+
+
+class TlsFiles(Section):
+    cert_file: Path | None = Field(None, description="PEM certificate chain served to clients.")
+    key_file: Path | None = Field(None, description="PEM private key of the certificate.")
+    client_ca_file: Path | None = Field(
+        None, description="PEM CA bundle; when set, clients must present a certificate it signed (mutual TLS)."
+    )
+
+
+class ListenerTls(TlsFiles):
+    """One listener's TLS: any file given here replaces the top-level one; enabled: false serves plaintext."""
+
+    enabled: bool = True
+
+
+class TlsSettings(TlsFiles):
+    """TLS for every listener (files reloaded when they change), overridable per listener."""
+
+    otlp_grpc: ListenerTls = Field(default_factory=ListenerTls)
+    otlp_http: ListenerTls = Field(default_factory=ListenerTls)
+    admin: ListenerTls = Field(default_factory=ListenerTls)
+    query: ListenerTls = Field(default_factory=ListenerTls)
+
+    @model_validator(mode="after")
+    def _pairs(self) -> TlsSettings:
+        for listener in (*LISTENERS, "query"):
+            files = self.for_listener(listener)
+            if files is not None and (files.cert_file is None or files.key_file is None):
+                raise ValueError(f"tls for {listener} needs both cert_file and key_file")
+        return self
+
+    def for_listener(self, listener: str) -> TlsFiles | None:
+        """The files a listener serves TLS with, or None for plaintext."""
+        override: ListenerTls = getattr(self, listener)
+        if not override.enabled:
+            return None
+        files = {
+            name: getattr(override, name) if getattr(override, name) is not None else getattr(self, name)
+            for name in TlsFiles.model_fields
+        }
+        if files["cert_file"] is None and files["key_file"] is None and files["client_ca_file"] is None:
+            return None
+        return TlsFiles(**files)
 class RetentionSettings(Section):
     """How much the database keeps: whole traces by age and by size; snapshots by their own age."""
 
@@ -306,7 +430,9 @@ class QuerySettings(Section):
     """The query server: REST API, live feed and Jaeger-compatible API (docs/query-api.md)."""
 
     endpoint: Endpoint = Field(
-        "127.0.0.1:16686", description="Query API listen address (loopback by default: it has no authentication)."
+        "127.0.0.1:16686",
+        description="Query API listen address; any other than loopback needs a key with the read scope "
+        "(or auth.allow_unauthenticated_reads).",
     )
     read_connections: int = Field(4, ge=1, le=32, description="Read-only database connections (queries at once).")
     statement_timeout: Duration = Field(
@@ -399,6 +525,8 @@ class Settings(BaseModel):
     logs: LogsSettings = Field(default_factory=LogsSettings, description="OTLP log records.")
     snapshots: SnapshotSettings = Field(default_factory=SnapshotSettings, description="Trace thresholds.")
     metrics: MetricsSettings = Field(default_factory=MetricsSettings, description="Prometheus GenAI metrics.")
+    auth: AuthSettings = Field(default_factory=AuthSettings, description="API keys and their scopes.")
+    tls: TlsSettings = Field(default_factory=TlsSettings, description="TLS on every listener.")
     retention: RetentionSettings = Field(
         default_factory=RetentionSettings, description="What the database keeps: by age and by size."
     )

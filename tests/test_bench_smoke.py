@@ -38,6 +38,25 @@ def test_bench_smoke_stores_every_acknowledged_span(tmp_path: Path) -> None:
         assert run["stored_check"] == "ok", run
 
 
+def test_bench_smoke_with_tls_and_an_api_key(tmp_path: Path) -> None:
+    """--secure: the collector serves OTLP with TLS and a key; the clients verify it and send the key."""
+    report = tmp_path / "bench.json"
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "ingest.py"), "--smoke", "--secure", "-p", "http-protobuf", "-p", "grpc",
+         "--json", str(report), "--db-dir", str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    document = json.loads(report.read_text())
+    assert document["settings"]["secure"] is True
+    for run in document["runs"]:
+        assert run["errors"] == 0 and run["acknowledged_spans"] > 0, run
+        assert run["stored_check"] == "ok", run
+
+
 def test_hostile_bench_smoke_runs(tmp_path: Path) -> None:
     report = tmp_path / "hostile.json"
     result = subprocess.run(

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import grpc
@@ -33,14 +33,16 @@ class GrpcError(Exception):
         self.code, self.reason = code, reason
 
 
-def retry_metadata(seconds: float, message: str) -> tuple[tuple[str, bytes], ...]:
+def retry_metadata(
+    seconds: float, message: str, code: int = code_pb2.UNAVAILABLE
+) -> tuple[tuple[str, bytes], ...]:
     """Trailers carrying a RetryInfo: inside ``grpc-status-details-bin`` (the gRPC standard, read by
     the Go exporters) and as ``google.rpc.retryinfo-bin`` (read by the Python exporter)."""
     whole = math.floor(seconds)
     retry_info = error_details_pb2.RetryInfo(
         retry_delay=duration_pb2.Duration(seconds=whole, nanos=int((seconds - whole) * 1e9))
     )
-    status = status_pb2.Status(code=code_pb2.UNAVAILABLE, message=message)
+    status = status_pb2.Status(code=code, message=message)
     status.details.add().Pack(retry_info)
     return (
         ("grpc-status-details-bin", status.SerializeToString()),
@@ -55,8 +57,11 @@ class OtlpGrpcReceiver:
         self._limit = max_receive_size
         self._retry_after = retry_after
 
-    def server(self, health: health_aio.HealthServicer) -> grpc.aio.Server:
+    def server(
+        self, health: health_aio.HealthServicer, interceptors: Sequence[grpc.aio.ServerInterceptor] = ()
+    ) -> grpc.aio.Server:
         server = grpc.aio.server(
+            interceptors=interceptors,
             options=[
                 ("grpc.max_receive_message_length", self._limit * HARD_LIMIT_FACTOR),
                 ("grpc.so_reuseport", 0),  # a port in use must fail start-up, not be shared

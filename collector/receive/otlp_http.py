@@ -11,18 +11,20 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from google.protobuf import json_format
 from google.protobuf.message import Message
 from google.rpc import code_pb2, status_pb2
 from starlette.applications import Starlette
+from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import ASGIApp
 
 from collector.decode import PayloadError, parse_json, parse_otlp_protobuf, parse_protobuf
 from collector.logs import rate_limited
@@ -31,6 +33,9 @@ from collector.pipeline import Backpressure, InvalidData, TooManyRequests
 from collector.receive.compression import CorruptBody, TooLarge, UnsupportedEncoding, decompress
 from collector.receive.ingest import SIGNALS as INGEST_SIGNALS
 from collector.receive.ingest import Ingest, Signal, TooManySpans
+
+if TYPE_CHECKING:
+    from collector.auth.authenticator import Refusal
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +60,7 @@ CODECS = {"application/x-protobuf": PROTOBUF, "application/protobuf": PROTOBUF, 
 
 
 SIGNALS = {f"/v1/{signal.name}": signal for signal in INGEST_SIGNALS}
+_REFUSAL_CODES = {401: code_pb2.UNAUTHENTICATED, 403: code_pb2.PERMISSION_DENIED}
 
 
 class HttpError(Exception):
@@ -98,7 +104,8 @@ class OtlpHttpReceiver:
         self._read_budget = read_budget or 64 * max_request_size
         self._reading = 0  # bytes of bodies being received; touched only on the event loop
 
-    def app(self, cors_origins: tuple[str, ...] = ()) -> Starlette:
+    def app(self, cors_origins: tuple[str, ...] = (), guard: Callable[[ASGIApp], ASGIApp] | None = None) -> Starlette:
+        """``guard`` wraps the routes in authentication, inside CORS so that refusals carry its headers."""
         middleware = []
         if cors_origins:
             middleware.append(
@@ -110,6 +117,8 @@ class OtlpHttpReceiver:
                     max_age=7200,
                 )
             )
+        if guard is not None:
+            middleware.append(Middleware(guard))
         routes = [Route(path, self.export, methods=["POST"]) for path in SIGNALS]
         return Starlette(
             routes=routes,
@@ -139,6 +148,12 @@ class OtlpHttpReceiver:
         signal = SIGNALS.get(request.url.path)
         self._metrics.requests.labels(TRANSPORT, signal.name if signal else "unknown", str(error.status)).inc()
         return status_response(codec_of(request.headers.get("content-type")) or JSON, error)
+
+    def refusal_response(self, refusal: Refusal, request_headers: Headers, headers: dict[str, str]) -> Response:
+        """An authentication refusal (401, 403, 429) as a Status in the request's encoding."""
+        code = _REFUSAL_CODES.get(refusal.status, code_pb2.RESOURCE_EXHAUSTED)
+        error = HttpError(refusal.status, code, refusal.reason, refusal.message, headers)
+        return status_response(codec_of(request_headers.get("content-type")) or JSON, error)
 
     async def export(self, request: Request) -> Response:
         signal = SIGNALS[request.url.path]

@@ -36,12 +36,13 @@ EVERYTHING_ON: dict[str, Any] = {
         "queryFrom": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}],
     },
     "podDisruptionBudget": {"enabled": True},
-    "queryApi": {"expose": True},
+    "queryApi": {"expose": True},  # reads without a key: config.auth.allow_unauthenticated_reads below
     "redactionHashKey": {"existingSecret": "genai-collector-redaction"},
     "persistence": {"storageClass": "fast-ssd", "retentionPolicy": {"whenDeleted": "Retain", "whenScaled": "Retain"}},
     "podAnnotations": {"example.com/team": "ai"},
     "extraEnv": [{"name": "GENAI_COLLECTOR_LOG_LEVEL", "value": "debug"}],
     "config": {
+        "auth": {"allow_unauthenticated_reads": True},
         "queue_capacity": 50_000,
         "batch_size": 5_000,
         "shutdown_timeout": "20s",

@@ -32,6 +32,17 @@ INFO = 1  # helm lint severities: 1 info, 2 warning, 3 error; clean means none a
 # The oldest Kubernetes the chart supports (Chart.yaml kubeVersion) and the newest with shipped schemas.
 KUBERNETES_VERSIONS = ("1.27", kubernetes_validate.latest_version())
 
+# API keys and TLS from existing Secrets, mutual TLS on OTLP, /metrics behind the admin key.
+KEYS_AND_TLS: dict[str, Any] = {
+    "apiKeys": [
+        {"name": "checkout-app", "existingSecret": "otlp-keys", "secretKey": "checkout", "scopes": ["ingest"]},
+        {"name": "prometheus", "existingSecret": "scrape-key", "secretKey": "key", "scopes": ["admin"]},
+    ],
+    "tls": {"existingSecret": "collector-tls", "clientAuth": True},
+    "serviceMonitor": {"enabled": True, "tlsConfig": {"insecureSkipVerify": True}},
+    "config": {"auth": {"protect_metrics": True, "max_failures_per_minute": 10}},
+}
+
 COMBINATIONS: dict[str, dict[str, Any]] = {
     "default": {},
     "service-monitor": {"serviceMonitor": {"enabled": True}, "prometheusRule": {"enabled": True}},
@@ -40,6 +51,7 @@ COMBINATIONS: dict[str, dict[str, Any]] = {
     "no-persistence": {"persistence": {"enabled": False}},
     "existing-claim": {"persistence": {"existingClaim": "collector-data"}},
     "everything-on": EVERYTHING_ON,
+    "keys-and-tls": KEYS_AND_TLS,
 }
 
 
@@ -137,14 +149,19 @@ def test_service_ports() -> None:
 
 
 def test_query_api_stays_in_the_pod_unless_exposed() -> None:
-    """No authentication yet: loopback by default (no env, no port); exposed, a port on every interface."""
+    """Loopback by default (no env, no port); exposed, a port on every interface (reads then need a key)."""
     default = by_kind(render())
     [container] = default["StatefulSet"]["spec"]["template"]["spec"]["containers"]
     assert "GENAI_COLLECTOR_QUERY__ENDPOINT" not in {variable["name"] for variable in container["env"]}
     assert Settings().query.endpoint.host == "127.0.0.1"
     assert "http-query" not in {port["name"] for port in default["Service"]["spec"]["ports"]}
 
-    exposed = by_kind(render({"queryApi": {"expose": True}, "networkPolicy": {"enabled": True}}))
+    with pytest.raises(helm.HelmError, match="add an apiKeys entry with the read scope"):
+        render({"queryApi": {"expose": True}})
+    read_key = {"name": "grafana", "existingSecret": "query-keys", "secretKey": "grafana", "scopes": ["read"]}
+    render({"queryApi": {"expose": True}, "apiKeys": [read_key]})
+    exposed = by_kind(render({"queryApi": {"expose": True}, "networkPolicy": {"enabled": True},
+                              "config": {"auth": {"allow_unauthenticated_reads": True}}}))
     [container] = exposed["StatefulSet"]["spec"]["template"]["spec"]["containers"]
     environment = {variable["name"]: variable.get("value") for variable in container["env"]}
     assert environment["GENAI_COLLECTOR_QUERY__ENDPOINT"] == "0.0.0.0:16686"
@@ -353,12 +370,13 @@ def test_the_strict_schemas_do_catch_a_misspelled_field() -> None:
 def test_config_schema_knows_exactly_the_daemon_options() -> None:
     """values.schema.json's `config` has every daemon option but those the chart sets, and nothing else."""
     schema = yaml.safe_load((CHART / "values.schema.json").read_text())["properties"]["config"]["properties"]
-    chart_owned = {"db", "grpc_endpoint", "http_endpoint", "admin_endpoint"}
+    chart_owned = {"db", "grpc_endpoint", "http_endpoint", "admin_endpoint", "tls"}  # tls: from tls.existingSecret
     assert set(schema) == set(Settings.model_fields) - chart_owned
     for name, field in Settings.model_fields.items():
         section = field.annotation
-        if isinstance(section, type) and issubclass(section, Section):
-            chart_set = {"redaction": {"hash_key"}, "query": {"endpoint"}}.get(name, set())  # secret / chart-owned
+        if isinstance(section, type) and issubclass(section, Section) and name not in chart_owned:
+            # secrets, or set by the chart
+            chart_set = {"redaction": {"hash_key"}, "auth": {"api_keys"}, "query": {"endpoint"}}.get(name, set())
             assert set(schema[name]["properties"]) == set(section.model_fields) - chart_set, name
 
 
@@ -386,3 +404,54 @@ def test_every_schema_property_has_a_default_in_values() -> None:
     schema = yaml.safe_load((CHART / "values.schema.json").read_text())
     values = yaml.safe_load((CHART / "values.yaml").read_text())
     assert set(schema["properties"]) == set(values)
+
+
+def test_keys_and_tls_come_from_existing_secrets(tmp_path: Path) -> None:
+    manifests = render(KEYS_AND_TLS)
+    kinds = by_kind(manifests)
+    pod = kinds["StatefulSet"]["spec"]["template"]["spec"]
+    [container] = pod["containers"]
+    volumes = {volume["name"]: volume for volume in pod["volumes"]}
+    assert volumes["api-key-0"]["secret"] == {"secretName": "otlp-keys", "items": [{"key": "checkout", "path": "key"}]}
+    assert volumes["tls"]["secret"] == {"secretName": "collector-tls"}
+    mounts = {mount["name"]: mount for mount in container["volumeMounts"]}
+    assert mounts["api-key-1"] == {
+        "name": "api-key-1", "mountPath": "/var/run/secrets/genai-collector/keys/prometheus", "readOnly": True
+    }
+    assert mounts["tls"]["mountPath"] == "/var/run/secrets/genai-collector/tls"
+    for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+        assert container[probe]["httpGet"]["scheme"] == "HTTPS"
+
+    config = yaml.safe_load(collector_file(manifests))
+    assert config["auth"]["api_keys"][0] == {
+        "name": "checkout-app",
+        "key_file": "/var/run/secrets/genai-collector/keys/checkout-app/key",
+        "scopes": ["ingest"],
+    }
+    assert config["tls"]["otlp_http"] == {"client_ca_file": "/var/run/secrets/genai-collector/tls/ca.crt"}
+    assert "admin" not in config["tls"]  # the kubelet's probes carry no client certificate
+
+    [endpoint] = kinds["ServiceMonitor"]["spec"]["endpoints"]
+    assert endpoint["scheme"] == "https" and endpoint["tlsConfig"] == {"insecureSkipVerify": True}
+    assert endpoint["authorization"] == {"type": "Bearer", "credentials": {"name": "scrape-key", "key": "key"}}
+
+    config_file = tmp_path / "collector.yaml"
+    config_file.write_text(collector_file(manifests))
+    effective = check_config(collector_environment(GENAI_COLLECTOR_CONFIG=str(config_file)))
+    assert effective["auth"]["protect_metrics"] is True
+    assert effective["tls"]["cert_file"] == "/var/run/secrets/genai-collector/tls/tls.crt"
+
+
+@pytest.mark.parametrize(
+    ("values", "complaint"),
+    [
+        ({"config": {"auth": {"protect_metrics": True}}}, "needs an apiKeys entry with the admin scope"),
+        ({"tls": {"clientAuth": True}}, "tls.clientAuth needs tls.existingSecret"),
+        ({"apiKeys": [KEYS_AND_TLS["apiKeys"][0]] * 2}, "apiKeys has the name checkout-app twice"),
+        ({"config": {"auth": {"api_keys": []}}}, "additional properties 'api_keys' not allowed"),
+    ],
+)
+def test_impossible_key_and_tls_values_are_refused(values: dict[str, Any], complaint: str) -> None:
+    with pytest.raises(helm.HelmError) as refused:
+        render(values)
+    assert complaint in str(refused.value)

@@ -50,6 +50,44 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 /etc/genai-collector/collector.yaml
 {{- end }}
 
+{{/* Where the Secrets of apiKeys and tls are mounted (outside the ConfigMap's read-only mount). */}}
+{{- define "genai-collector.secretsPath" -}}
+/var/run/secrets/genai-collector
+{{- end }}
+
+{{/* The first apiKeys entry with the admin scope (the ServiceMonitor scrapes with it), as YAML, or "". */}}
+{{- define "genai-collector.adminKey" -}}
+{{- $found := "" }}
+{{- range .Values.apiKeys }}
+{{- if and (not $found) (has "admin" .scopes) }}{{ $found = toYaml . }}{{ end }}
+{{- end }}
+{{- $found }}
+{{- end }}
+
+{{/* The daemon's config file: the config value, plus the key files and TLS files the chart mounts. */}}
+{{- define "genai-collector.configFile" -}}
+{{- $config := deepCopy (.Values.config | default dict) }}
+{{- $secrets := include "genai-collector.secretsPath" . }}
+{{- if .Values.apiKeys }}
+{{- $keys := list }}
+{{- range .Values.apiKeys }}
+{{- $keys = append $keys (dict "name" .name "key_file" (printf "%s/keys/%s/key" $secrets .name) "scopes" .scopes) }}
+{{- end }}
+{{- $auth := deepCopy (get $config "auth" | default dict) }}
+{{- $_ := set $auth "api_keys" $keys }}
+{{- $_ := set $config "auth" $auth }}
+{{- end }}
+{{- if .Values.tls.existingSecret }}
+{{- $tls := dict "cert_file" (printf "%s/tls/tls.crt" $secrets) "key_file" (printf "%s/tls/tls.key" $secrets) }}
+{{- if .Values.tls.clientAuth }}
+{{- $_ := set $tls "otlp_grpc" (dict "client_ca_file" (printf "%s/tls/ca.crt" $secrets)) }}
+{{- $_ := set $tls "otlp_http" (dict "client_ca_file" (printf "%s/tls/ca.crt" $secrets)) }}
+{{- end }}
+{{- $_ := set $config "tls" $tls }}
+{{- end }}
+{{- toYaml $config }}
+{{- end }}
+
 {{/* "true" when redaction is on and a detector or rule hashes, which needs redaction.hash_key. */}}
 {{- define "genai-collector.hashModeUsed" -}}
 {{- $redaction := get (.Values.config | default dict) "redaction" | default dict }}
@@ -79,5 +117,22 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- if not (or .Values.redactionHashKey.existingSecret $fromEnv .Values.extraEnvFrom) }}
 {{- fail "config.redaction uses the hash mode, which needs a key: set redactionHashKey.existingSecret to a Secret holding it (key redactionHashKey.secretKey)" }}
 {{- end }}
+{{- end }}
+{{- $auth := get (.Values.config | default dict) "auth" | default dict }}
+{{- if and (get $auth "protect_metrics") (not (include "genai-collector.adminKey" .)) }}
+{{- fail "config.auth.protect_metrics needs an apiKeys entry with the admin scope, or nothing could scrape /metrics" }}
+{{- end }}
+{{- $names := list }}
+{{- range .Values.apiKeys }}
+{{- if has .name $names }}{{ fail (printf "apiKeys has the name %s twice; names must be unique" .name) }}{{ end }}
+{{- $names = append $names .name }}
+{{- end }}
+{{- $readKey := false }}
+{{- range .Values.apiKeys }}{{ if has "read" .scopes }}{{ $readKey = true }}{{ end }}{{ end }}
+{{- if and .Values.queryApi.expose (not $readKey) (not (get $auth "allow_unauthenticated_reads")) }}
+{{- fail "queryApi.expose serves every prompt and completion to the cluster: add an apiKeys entry with the read scope, or set config.auth.allow_unauthenticated_reads: true" }}
+{{- end }}
+{{- if and .Values.tls.clientAuth (not .Values.tls.existingSecret) }}
+{{- fail "tls.clientAuth needs tls.existingSecret (its ca.crt signs the clients' certificates)" }}
 {{- end }}
 {{- end }}

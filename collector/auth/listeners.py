@@ -1,0 +1,144 @@
+"""Which scope each listener needs, the guards that enforce it, and safe defaults at start-up.
+
+A scope is enforced as soon as one configured key carries it: ``ingest`` on OTLP over HTTP and gRPC,
+``read`` on the query API and live feed (unless ``allow_unauthenticated_reads``), ``admin`` on ``/metrics``
+when ``protect_metrics`` is set. ``/healthz``, ``/readyz``, gRPC health and the dashboard's static files stay
+open. A listener on a non-loopback address that nobody guards is logged at start; the query server refuses
+to start there unless reads are explicitly allowed without a key.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+from collections.abc import Callable
+
+import grpc
+from prometheus_client import CollectorRegistry
+from starlette.types import ASGIApp
+
+from collector.auth.authenticator import Authenticator
+from collector.auth.grpc import AuthInterceptor
+from collector.auth.http import AuthMiddleware, Render, json_refusal
+from collector.auth.keys import KeyFileError, KeyRing
+from collector.auth.sessions import LOGIN_PATH, LOGOUT_PATH, SessionEndpoints, Sessions
+from collector.auth.tls import TlsError, WatchedTls
+from collector.config import Endpoint, Scope, Settings
+
+log = logging.getLogger(__name__)
+
+QUERY_API_PREFIX = "/api/"
+
+
+class SecurityError(Exception):
+    """Keys, certificates or an exposure the collector will not start with; the message says what to change."""
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a host name other than localhost may resolve anywhere
+
+
+class ListenerSecurity:
+    """Built once at start: the keys, the one authenticator, the sessions, and per listener its guard and TLS."""
+
+    def __init__(self, settings: Settings, registry: CollectorRegistry) -> None:
+        self.auth = settings.auth
+        self.tls_settings = settings.tls
+        try:
+            keys = KeyRing(settings.auth.api_keys)
+        except KeyFileError as error:
+            raise SecurityError(str(error)) from None
+        self.authenticator = Authenticator(
+            keys, registry, max_failures_per_minute=settings.auth.max_failures_per_minute
+        )
+        self.sessions = Sessions(settings.auth.session_ttl)
+
+    @property
+    def reads_guarded(self) -> bool:
+        return self.auth.scoped("read") and not self.auth.allow_unauthenticated_reads
+
+    def guarded(self, listener: str) -> bool:
+        """Whether any request to ``listener`` needs a key."""
+        if listener in ("otlp_http", "otlp_grpc"):
+            return self.auth.scoped("ingest")
+        if listener == "admin":
+            return self.auth.protect_metrics
+        return self.reads_guarded
+
+    def scope_for(self, listener: str) -> Callable[[str], Scope | None]:
+        """The scope a path of ``listener`` needs (None: open)."""
+        if listener in ("otlp_http", "otlp_grpc"):
+            ingest: Scope | None = "ingest" if self.auth.scoped("ingest") else None
+            return lambda path: ingest
+        if listener == "admin":
+            metrics: Scope | None = "admin" if self.auth.protect_metrics else None
+            return lambda path: metrics if path == "/metrics" else None
+        if listener == "query":
+            read: Scope | None = "read" if self.reads_guarded else None
+            open_paths = (LOGIN_PATH, LOGOUT_PATH)
+            return lambda path: read if path.startswith(QUERY_API_PREFIX) and path not in open_paths else None
+        raise ValueError(f"unknown listener {listener}")
+
+    def guard(self, listener: str, app: ASGIApp, render: Render = json_refusal) -> ASGIApp:
+        """``app`` behind the listener's authentication (the query listener also answers login and logout)."""
+        if not self.guarded(listener):
+            return app
+        if listener == "query":
+            app = SessionEndpoints(app, sessions=self.sessions, authenticator=self.authenticator, listener=listener)
+        return AuthMiddleware(
+            app,
+            authenticator=self.authenticator,
+            listener=listener,
+            scope_for=self.scope_for(listener),
+            render=render,
+            sessions=self.sessions if listener == "query" else None,
+        )
+
+    def grpc_interceptors(
+        self, retry_metadata: Callable[..., tuple[tuple[str, bytes], ...]]
+    ) -> list[grpc.aio.ServerInterceptor]:
+        if not self.guarded("otlp_grpc"):
+            return []
+        return [AuthInterceptor(self.authenticator, "otlp_grpc", "ingest", retry_metadata)]
+
+    def tls(self, listener: str) -> WatchedTls | None:
+        files = self.tls_settings.for_listener(listener)
+        if files is None:
+            return None
+        try:
+            return WatchedTls(listener, files)
+        except TlsError as error:
+            raise SecurityError(str(error)) from None
+
+    def check_exposure(self, listener: str, endpoint: Endpoint) -> None:
+        """Warn about a listener anyone on the network can use; refuse it for the query server."""
+        if is_loopback(endpoint.host):
+            return
+        if listener == "query" and not self.reads_guarded:
+            if not self.auth.allow_unauthenticated_reads:
+                raise SecurityError(
+                    f"the query server will not listen on {endpoint} without an API key: anyone reaching it "
+                    "could read every prompt and completion. Add an auth.api_keys entry with the read scope, "
+                    "listen on 127.0.0.1, or set auth.allow_unauthenticated_reads: true"
+                )
+            log.warning(
+                "query listens on %s and serves reads without a key (auth.allow_unauthenticated_reads)", endpoint
+            )
+        elif listener in ("otlp_grpc", "otlp_http") and not self.auth.scoped("ingest"):
+            log.warning(
+                "%s listens on %s with no API key: anyone who reaches it can write spans "
+                "(add an auth.api_keys entry with the ingest scope)",
+                listener,
+                endpoint,
+            )
+        elif listener == "admin" and not self.auth.api_keys:
+            log.warning(
+                "admin listens on %s with no API key: anyone who reaches it can read /metrics "
+                "(set auth.protect_metrics with a key of the admin scope)",
+                endpoint,
+            )
