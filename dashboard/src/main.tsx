@@ -11,6 +11,9 @@ import { CostPage } from "./pages/CostPage";
 import { LatencyPage } from "./pages/LatencyPage";
 import { QualityPage } from "./pages/QualityPage";
 import { BreachesPage } from "./pages/BreachesPage";
+import { LoginForm } from "./components/LoginForm";
+import { ApiError } from "./api/client";
+import { useAccess } from "./api/session";
 
 /** The server puts a <base href> on index.html that leads to the app's root, whatever prefix a proxy adds. */
 function basename(): string {
@@ -38,13 +41,25 @@ const router = createBrowserRouter(
 );
 
 const queryClient = new QueryClient({
-  defaultOptions: { queries: { staleTime: 10_000, refetchOnWindowFocus: false, retry: 1 } },
+  defaultOptions: {
+    queries: {
+      staleTime: 10_000,
+      refetchOnWindowFocus: false,
+      // a refused read is not retried: it shows the login form
+      retry: (failures, error) => failures < 1 && !(error instanceof ApiError && error.status === 401),
+    },
+  },
 });
+
+/** The app, or the login form while the query server refuses reads. */
+function App() {
+  return useAccess() === "login" ? <LoginForm /> : <RouterProvider router={router} />;
+}
 
 createRoot(document.getElementById("root")!).render(
   <StrictMode>
     <QueryClientProvider client={queryClient}>
-      <RouterProvider router={router} />
+      <App />
     </QueryClientProvider>
   </StrictMode>,
 );

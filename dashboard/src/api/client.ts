@@ -1,6 +1,7 @@
 /** The typed API client: paths, parameters and answers come from the OpenAPI document
  * (openapi.json, checked against the server by tests/query/test_openapi_snapshot.py). */
 import type { paths } from "./schema.gen";
+import { refused } from "./session";
 
 type GetPath = { [P in keyof paths]: paths[P] extends { get: object } ? P : never }[keyof paths];
 type Operation<P extends GetPath> = paths[P]["get"];
@@ -47,6 +48,7 @@ export async function apiGet<P extends GetPath>(
   );
   const response = await fetch(apiUrl(concrete, options.query ?? {}), { signal });
   if (!response.ok) {
+    if (response.status === 401) refused(); // the app shows the login form
     let message = `${response.status} ${response.statusText}`;
     try {
       const body = await response.json();

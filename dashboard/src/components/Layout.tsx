@@ -1,6 +1,7 @@
 import { createContext, useContext } from "react";
 import { NavLink, Outlet } from "react-router";
 import { useTheme, type Theme } from "../theme";
+import { logout, signedIn } from "../api/session";
 
 const ThemeContext = createContext<Theme>("light");
 export const useCurrentTheme = () => useContext(ThemeContext);
@@ -31,6 +32,11 @@ export function Layout() {
           <button onClick={toggleTheme} title="Switch between light and dark" data-testid="theme-toggle">
             {theme === "dark" ? "☀ Light" : "☾ Dark"}
           </button>
+          {signedIn() && (
+            <button onClick={() => void logout()} title="End this browser's session" data-testid="sign-out">
+              Sign out
+            </button>
+          )}
         </header>
         <Outlet />
       </div>
