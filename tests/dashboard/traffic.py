@@ -36,8 +36,9 @@ def hex_span(span: trace.Span) -> str:
 class Traffic:
     """One TracerProvider per service, exporting to the collector; queues big enough for a 10,000-span trace."""
 
-    def __init__(self, target: str) -> None:
+    def __init__(self, target: str, headers: dict[str, str] | None = None) -> None:
         self.target = target
+        self.headers = headers  # e.g. an ingest key's authorization header
         self.providers: dict[str, TracerProvider] = {}
 
     def tracer(self, service: str) -> trace.Tracer:
@@ -45,7 +46,7 @@ class Traffic:
             provider = TracerProvider(resource=Resource.create({"service.name": service, "service.version": "1.4.2"}))
             provider.add_span_processor(
                 BatchSpanProcessor(
-                    OTLPSpanExporter(endpoint=self.target, insecure=True),
+                    OTLPSpanExporter(endpoint=self.target, insecure=True, headers=self.headers),
                     max_queue_size=20_000,
                     max_export_batch_size=1_000,
                     schedule_delay_millis=50,
