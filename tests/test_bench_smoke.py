@@ -7,30 +7,29 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 PROTOCOLS = {"http-protobuf", "http-json", "grpc"}
 
 
-def test_bench_smoke_stores_every_acknowledged_span(tmp_path: Path) -> None:
-    report = tmp_path / "bench.json"
+def run_bench(script: str, *arguments: str, tmp_path: Path, timeout: float) -> dict[str, Any]:
+    """Run ``bench/<script>`` with a JSON report in ``tmp_path``; fail with its output unless it exits 0."""
+    report = tmp_path / f"{script}.json"
     result = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "bench" / "ingest.py"),
-            "--smoke",
-            "--json",
-            str(report),
-            "--db-dir",
-            str(tmp_path),
-        ],
+        [sys.executable, str(ROOT / "bench" / script), *arguments, "--json", str(report), "--db-dir", str(tmp_path)],
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=30,
+        timeout=timeout,
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    runs = json.loads(report.read_text())["runs"]
+    report_document: dict[str, Any] = json.loads(report.read_text())
+    return report_document
+
+
+def test_bench_smoke_stores_every_acknowledged_span(tmp_path: Path) -> None:
+    runs = run_bench("ingest.py", "--smoke", tmp_path=tmp_path, timeout=30)["runs"]
     assert {run["protocol"] for run in runs} == PROTOCOLS
     for run in runs:
         assert run["acknowledged_spans"] > 0, run
@@ -40,17 +39,9 @@ def test_bench_smoke_stores_every_acknowledged_span(tmp_path: Path) -> None:
 
 def test_bench_smoke_with_tls_and_an_api_key(tmp_path: Path) -> None:
     """--secure: the collector serves OTLP with TLS and a key; the clients verify it and send the key."""
-    report = tmp_path / "bench.json"
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "ingest.py"), "--smoke", "--secure", "-p", "http-protobuf", "-p", "grpc",
-         "--json", str(report), "--db-dir", str(tmp_path)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
+    document = run_bench(
+        "ingest.py", "--smoke", "--secure", "-p", "http-protobuf", "-p", "grpc", tmp_path=tmp_path, timeout=60
     )
-    assert result.returncode == 0, result.stdout + result.stderr
-    document = json.loads(report.read_text())
     assert document["settings"]["secure"] is True
     for run in document["runs"]:
         assert run["errors"] == 0 and run["acknowledged_spans"] > 0, run
@@ -58,24 +49,7 @@ def test_bench_smoke_with_tls_and_an_api_key(tmp_path: Path) -> None:
 
 
 def test_hostile_bench_smoke_runs(tmp_path: Path) -> None:
-    report = tmp_path / "hostile.json"
-    result = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "bench" / "hostile.py"),
-            "--smoke",
-            "--json",
-            str(report),
-            "--db-dir",
-            str(tmp_path),
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    figures = json.loads(report.read_text())
+    figures = run_bench("hostile.py", "--smoke", tmp_path=tmp_path, timeout=120)
     assert [run["status"] for run in figures["requests"]] == [200, 413, 200]
     assert all(run["healthz_failures"] == 0 for run in figures["requests"])
     assert figures["settle"]["ingested_traces_per_s"] > 0
@@ -96,18 +70,8 @@ def test_bench_retention_and_resource_modes_report_their_figures(tmp_path: Path)
     """The storage figures of issue 10: ingest with retention deleting (stored + deleted = acknowledged),
     bytes per span, and the growth a large shared resource causes."""
 
-    def bench(*arguments: str) -> dict[str, object]:
-        report = tmp_path / "bench.json"
-        result = subprocess.run(
-            [sys.executable, str(ROOT / "bench" / "ingest.py"), *arguments]
-            + ["--json", str(report), "--db-dir", str(tmp_path)],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        assert result.returncode == 0, result.stdout + result.stderr
-        return json.loads(report.read_text())
+    def bench(*arguments: str) -> dict[str, Any]:
+        return run_bench("ingest.py", *arguments, tmp_path=tmp_path, timeout=120)
 
     small = ("-p", "http-protobuf", "-d", "1.5", "--warmup", "0.3", "-c", "2", "-n", "20", "--templates", "4")
     retention = bench("retention", *small, "--retention-max-size", str(2 * 1024 * 1024))
