@@ -253,9 +253,7 @@ def _traces(db: Path) -> tuple[int, int]:
     connection = apsw.Connection(str(db), flags=apsw.SQLITE_OPEN_READONLY)
     try:
         connection.set_busy_timeout(2000)
-        return connection.execute(
-            "SELECT count(*), count(settled_at_unix_nano) FROM traces"
-        ).fetchone()  # type: ignore[return-value]
+        return connection.execute("SELECT count(*), count(settled_at_unix_nano) FROM traces").fetchone()  # type: ignore[return-value]
     finally:
         connection.close()
 
@@ -287,8 +285,15 @@ def settle_at_max(args: argparse.Namespace) -> SettleRun:
             templates = build_templates(8 if args.smoke else 32, 100, args.protocol)
             start_at = time.monotonic() + 0.5
             plan = LoadPlan(
-                args.protocol, daemon.targets(args.protocol), args.clients, 1, start_at, start_at + duration,
-                None, 30.0, random.getrandbits(16),
+                args.protocol,
+                daemon.targets(args.protocol),
+                args.clients,
+                1,
+                start_at,
+                start_at + duration,
+                None,
+                30.0,
+                random.getrandbits(16),
             )
             load = Load(plan, templates)
             samples = []

@@ -60,6 +60,7 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Status
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))  # bench/storage.py, also when this file is loaded by its path
 import storage  # noqa: E402
+
 PROTOCOLS = ("http-protobuf", "http-json", "grpc")
 MODES = ("max", "rate", "overload", "large-db", "retention", "resource")
 GRPC_EXPORT = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
@@ -1617,16 +1618,24 @@ def secure_collector_config(directory: Path) -> tuple[str, str, Path]:
     now = datetime.datetime.now(datetime.timezone.utc)
     ca_key, server_key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
     ca = (
-        x509.CertificateBuilder().subject_name(name("bench CA")).issuer_name(name("bench CA"))
-        .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=1))
+        x509.CertificateBuilder()
+        .subject_name(name("bench CA"))
+        .issuer_name(name("bench CA"))
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .sign(ca_key, hashes.SHA256())
     )
     server = (
-        x509.CertificateBuilder().subject_name(name("127.0.0.1")).issuer_name(ca.subject)
-        .public_key(server_key.public_key()).serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=1))
+        x509.CertificateBuilder()
+        .subject_name(name("127.0.0.1"))
+        .issuer_name(ca.subject)
+        .public_key(server_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
         .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
         .sign(ca_key, hashes.SHA256())
     )
@@ -1727,9 +1736,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         default=1024 * 1024,
         help="resource: bytes of resource attributes per request (default 1 MiB)",
     )
-    parser.add_argument(
-        "--resource-requests", type=int, default=10, help="resource: requests sent (default 10)"
-    )
+    parser.add_argument("--resource-requests", type=int, default=10, help="resource: requests sent (default 10)")
     parser.add_argument(
         "--endpoint", help="send OTLP/HTTP to this collector (http://host:4318) instead of starting one"
     )

@@ -129,8 +129,12 @@ class Readers:
 
     def summary(self) -> dict[str, Any]:
         return {
-            name: {**ingest._ms(sorted(values)), "count": len(values), "errors": self.errors.get(name, 0),
-                   "target_p95_ms": FIGURES[name]}
+            name: {
+                **ingest._ms(sorted(values)),
+                "count": len(values),
+                "errors": self.errors.get(name, 0),
+                "target_p95_ms": FIGURES[name],
+            }
             for name, values in self.timings.items()
         }
 
@@ -178,8 +182,13 @@ def main(argv: list[str] | None = None) -> int:
         ingest.prefill(db, args.prefill, args.spans, 20_000, spread_s=24 * 3600)
     templates = ingest.build_templates(args.templates, args.spans, args.protocol)
     daemon = ingest.Daemon(db, [])
-    report: dict[str, Any] = {"database": str(db), "protocol": args.protocol, "readers": args.readers,
-                              "reader_pause_s": args.reader_pause, "runs": {}}
+    report: dict[str, Any] = {
+        "database": str(db),
+        "protocol": args.protocol,
+        "readers": args.readers,
+        "reader_pause_s": args.reader_pause,
+        "runs": {},
+    }
     try:
         daemon.wait_ready()
         query_port = int(next(m for line in daemon.lines if (m := QUERY_PORT.search(line))).group(2))
@@ -193,12 +202,18 @@ def main(argv: list[str] | None = None) -> int:
         target = daemon.targets(args.protocol)
 
         def run(phase: str, **options: Any) -> ingest.Run:
-            result = ingest.measure(args.protocol, phase, templates, target, daemon.pid, args,
-                                    clients=args.clients, **options)
-            report["runs"][phase] = {"spans_per_s": result.spans_per_s, "latency_ms": result.latency_ms,
-                                     "refused": result.refused, "errors": result.errors}
-            print(f"bench: {phase}: {result.spans_per_s:,.0f} spans/s, p99 {result.latency_ms['p99']} ms",
-                  file=sys.stderr)
+            result = ingest.measure(
+                args.protocol, phase, templates, target, daemon.pid, args, clients=args.clients, **options
+            )
+            report["runs"][phase] = {
+                "spans_per_s": result.spans_per_s,
+                "latency_ms": result.latency_ms,
+                "refused": result.refused,
+                "errors": result.errors,
+            }
+            print(
+                f"bench: {phase}: {result.spans_per_s:,.0f} spans/s, p99 {result.latency_ms['p99']} ms", file=sys.stderr
+            )
             return result
 
         reference = run("max")

@@ -74,6 +74,7 @@ def normal_text(size: int, seed: int = 7) -> str:
 
 def adversarial_texts(size: int) -> dict[str, str]:
     """Shapes that make a careless engine backtrack or rescan: dense matches and near-misses."""
+
     def fill(unit: str) -> str:
         return (unit * (size // len(unit) + 1))[:size]
 
@@ -132,9 +133,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="smaller inputs, a few seconds")
     args = parser.parse_args(argv)
     figures = run(args.quick)
-    print(f"transform per span ({figures['spans']} corpus spans): {figures['transform_us_per_span']} µs, "
-          f"{figures['transform_us_per_span_redaction_off']} µs with redaction off "
-          f"-> redaction {figures['redaction_us_per_span']} µs per span")
+    print(
+        f"transform per span ({figures['spans']} corpus spans): {figures['transform_us_per_span']} µs, "
+        f"{figures['transform_us_per_span_redaction_off']} µs with redaction off "
+        f"-> redaction {figures['redaction_us_per_span']} µs per span"
+    )
     print(f"normal text: {figures['normal_mb_s']} MB/s")
     for name, rate in figures["adversarial_mb_s"].items():
         print(f"adversarial, {name}: {rate} MB/s")

@@ -108,4 +108,3 @@ def _depth(span_id: str, enclosing: Mapping[str, str]) -> int:
     while span_id in enclosing and depth < MAX_DEPTH:
         span_id, depth = enclosing[span_id], depth + 1
     return depth
-

@@ -214,7 +214,9 @@ EVAL_PREFIX = "eval:"
 class SnapshotRule(Section):
     """A threshold on one trace metric, optionally scoped to a service, model or agent."""
 
-    metric: str = Field(description="latency_ms, cost_usd, total_tokens, error_count, llm_calls, ttft_ms or eval:<name>")
+    metric: str = Field(
+        description="latency_ms, cost_usd, total_tokens, error_count, llm_calls, ttft_ms or eval:<name>"
+    )
     above: float | None = Field(None, description="Breached when the value is greater than this.")
     below: float | None = Field(None, description="Breached when the value is less than this.")
     service: str | None = None
@@ -386,6 +388,8 @@ class TlsSettings(TlsFiles):
         if files["cert_file"] is None and files["key_file"] is None and files["client_ca_file"] is None:
             return None
         return TlsFiles(**files)
+
+
 class RetentionSettings(Section):
     """How much the database keeps: whole traces by age and by size; snapshots by their own age."""
 
@@ -441,7 +445,9 @@ class QuerySettings(Section):
     live_queue_limit: int = Field(
         256, ge=1, description="Live-feed messages held per client; past it the oldest are dropped."
     )
-    live_send_timeout: Duration = Field("10s", description="A live-feed client whose send takes longer is disconnected.")
+    live_send_timeout: Duration = Field(
+        "10s", description="A live-feed client whose send takes longer is disconnected."
+    )
     live_heartbeat: Duration = Field("15s", description="Interval of the live feed's heartbeat message.")
     dashboard: Path | None = Field(
         None, description="Directory of a built dashboard to serve at /; default: the one shipped in the package."
@@ -463,9 +469,7 @@ class Settings(BaseModel):
     http_endpoint: Endpoint = Field(
         "127.0.0.1:4318", description="OTLP/HTTP listen address (POST /v1/traces, /v1/logs, /v1/metrics)."
     )
-    admin_endpoint: Endpoint = Field(
-        "127.0.0.1:8888", description="Admin listen address: /metrics, /healthz, /readyz."
-    )
+    admin_endpoint: Endpoint = Field("127.0.0.1:8888", description="Admin listen address: /metrics, /healthz, /readyz.")
     queue_capacity: int = Field(
         20_000,
         ge=1,
@@ -535,9 +539,7 @@ class Settings(BaseModel):
     @model_validator(mode="after")
     def _check_combinations(self) -> Settings:
         if self.batch_size > self.queue_capacity:
-            raise ValueError(
-                f"batch_size ({self.batch_size}) cannot exceed queue_capacity ({self.queue_capacity})"
-            )
+            raise ValueError(f"batch_size ({self.batch_size}) cannot exceed queue_capacity ({self.queue_capacity})")
         if self.body_read_timeout <= 0 or self.header_read_timeout <= 0:
             raise ValueError("body_read_timeout and header_read_timeout must be more than 0")
         if self.max_request_size < 1024:

@@ -47,6 +47,7 @@ class TooDeep(PayloadError):
 
 # --- parsing -------------------------------------------------------------------------------
 
+
 def parse_protobuf(body: bytes, message_type: type[RequestT]) -> RequestT:
     try:
         return message_type.FromString(body)
@@ -255,6 +256,7 @@ def _shallow_json_value(value: Any, level: int, cut: list[int]) -> Any:
 
 # --- attributes ----------------------------------------------------------------------------
 
+
 def _double(value: float) -> float | str:
     return value if math.isfinite(value) else str(value)
 
@@ -293,6 +295,7 @@ def attributes(key_values: Iterable[KeyValue]) -> Attributes:
 
 
 # --- spans ---------------------------------------------------------------------------------
+
 
 def _span_ids(
     trace_id: bytes, span_id: bytes, parent: bytes, link_ids: Iterable[tuple[bytes, bytes]]
@@ -776,6 +779,7 @@ def decode_json_spans(document: dict[str, Any]) -> tuple[list[Span], Rejection]:
 
 
 # --- log records ---------------------------------------------------------------------------
+
 
 def _log_ids(record: Any) -> tuple[str | None, str | None] | str:
     trace_id, span_id = record.trace_id, record.span_id

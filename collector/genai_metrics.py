@@ -26,7 +26,20 @@ from collector.normalize import GenAI
 from collector.transform import PRICED_CATEGORIES
 
 TOKEN_BUCKETS = (
-    1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864,
+    1,
+    4,
+    16,
+    64,
+    256,
+    1024,
+    4096,
+    16384,
+    65536,
+    262144,
+    1048576,
+    4194304,
+    16777216,
+    67108864,
 )
 OPERATION_BUCKETS = (0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92)
 TRACE_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0)
@@ -160,9 +173,7 @@ class GenAIMetrics:
         self._tokens = Children(self.token_usage)
         self._costs = Children(self.cost)
 
-    def observe_spans(
-        self, spans: Sequence[Span], repeated_calls: Container[tuple[str, str]] = frozenset()
-    ) -> None:
+    def observe_spans(self, spans: Sequence[Span], repeated_calls: Container[tuple[str, str]] = frozenset()) -> None:
         """Observe the GenAI operations of a committed batch; other spans cost one check each.
 
         ``repeated_calls`` holds the (trace id, span id) of spans whose model call another span

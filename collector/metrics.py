@@ -139,9 +139,7 @@ class CollectorMetrics:
         self.queue_size = Gauge(
             PREFIX + "queue_size", "Spans accepted into the queue and not yet committed.", registry=registry
         )
-        self.queue_capacity = Gauge(
-            PREFIX + "queue_capacity", "Spans the queue holds at most.", registry=registry
-        )
+        self.queue_capacity = Gauge(PREFIX + "queue_capacity", "Spans the queue holds at most.", registry=registry)
         self.batch_send_size = Histogram(
             PREFIX + "batch_send_size",
             "Spans per committed transaction.",

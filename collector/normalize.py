@@ -73,6 +73,7 @@ Coerce = Callable[[Any], Any]
 
 # --- coercions: an attribute value to the field's type, or None when empty or unusable -------
 
+
 def _text(value: Any) -> str | None:
     if type(value) is str:
         value = value.strip()
@@ -229,7 +230,7 @@ def _provider(value: Any) -> str | None:
     name = _PROVIDER_NAMES.get(name, name)
     for old, new in _PROVIDER_PREFIXES:
         if name.startswith(old):
-            name = new + name[len(old):]
+            name = new + name[len(old) :]
     return name
 
 
@@ -307,21 +308,37 @@ _USAGE_DETAILS_KEYS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("input_tokens", ("input", "prompt_tokens", "input_tokens")),
     ("output_tokens", ("output", "completion_tokens", "output_tokens")),
     ("total_tokens", ("total", "total_tokens")),
-    ("cache_read_tokens", (
-        "cache_read_input_tokens", "input_cached_tokens", "input_cache_read",
-        "prompt_tokens_details.cached_tokens", "input_tokens_details.cached_tokens",
-    )),
+    (
+        "cache_read_tokens",
+        (
+            "cache_read_input_tokens",
+            "input_cached_tokens",
+            "input_cache_read",
+            "prompt_tokens_details.cached_tokens",
+            "input_tokens_details.cached_tokens",
+        ),
+    ),
     ("cache_write_tokens", ("cache_creation_input_tokens", "input_cache_creation", "input_cache_write")),
-    ("reasoning_tokens", (
-        "output_reasoning_tokens", "completion_tokens_details.reasoning_tokens",
-        "output_tokens_details.reasoning_tokens",
-    )),
+    (
+        "reasoning_tokens",
+        (
+            "output_reasoning_tokens",
+            "completion_tokens_details.reasoning_tokens",
+            "output_tokens_details.reasoning_tokens",
+        ),
+    ),
 )
 # Cache counts that Langfuse's and Anthropic's keys report beside the input count, not within it (OpenAI's
 # nested cached_tokens is within): they are added to it, since our input_tokens includes cached tokens.
 _USAGE_BESIDE_INPUT = frozenset(
-    {"cache_read_input_tokens", "input_cached_tokens", "input_cache_read",
-     "cache_creation_input_tokens", "input_cache_creation", "input_cache_write"}
+    {
+        "cache_read_input_tokens",
+        "input_cached_tokens",
+        "input_cache_read",
+        "cache_creation_input_tokens",
+        "input_cache_creation",
+        "input_cache_write",
+    }
 )
 
 
@@ -381,9 +398,17 @@ def _cost_details(value: Any) -> float | None:
 # which is the model that answered); Langfuse v3+ observations (langfuse.observation.*).
 _USAGE = "langfuse.observation.usage_details"
 _SOURCES: tuple[tuple[str, Coerce, tuple[str, ...]], ...] = (
-    ("provider", _provider, (
-        "gen_ai.provider.name", "gen_ai.system", "llm.provider", "llm.system", "ai.model.provider",
-    )),
+    (
+        "provider",
+        _provider,
+        (
+            "gen_ai.provider.name",
+            "gen_ai.system",
+            "llm.provider",
+            "llm.system",
+            "ai.model.provider",
+        ),
+    ),
     ("request_model", _text, ("gen_ai.request.model", "llm.request.model_name")),
     ("request_model", _json_field("model", _text), ("llm.invocation_parameters",)),
     ("request_model", _text, ("llm.model_name", "ai.model.id", "langfuse.observation.model.name")),
@@ -394,44 +419,92 @@ _SOURCES: tuple[tuple[str, Coerce, tuple[str, ...]], ...] = (
     ("operation", _mapped(_TRACELOOP_KINDS), ("traceloop.span.kind",)),
     ("operation", _mapped(_AI_SDK_OPERATIONS_LOWER), ("ai.operationId",)),
     ("operation", _mapped(_LANGFUSE_OBSERVATION_TYPES), ("langfuse.observation.type",)),
-    ("input_tokens", _count, (
-        "gen_ai.usage.input_tokens", "gen_ai.usage.prompt_tokens", "llm.token_count.prompt",
-        "ai.usage.promptTokens", "ai.usage.inputTokens",
-    )),
+    (
+        "input_tokens",
+        _count,
+        (
+            "gen_ai.usage.input_tokens",
+            "gen_ai.usage.prompt_tokens",
+            "llm.token_count.prompt",
+            "ai.usage.promptTokens",
+            "ai.usage.inputTokens",
+        ),
+    ),
     ("input_tokens", _usage_details("input_tokens"), (_USAGE,)),
-    ("output_tokens", _count, (
-        "gen_ai.usage.output_tokens", "gen_ai.usage.completion_tokens", "llm.token_count.completion",
-        "ai.usage.completionTokens", "ai.usage.outputTokens",
-    )),
+    (
+        "output_tokens",
+        _count,
+        (
+            "gen_ai.usage.output_tokens",
+            "gen_ai.usage.completion_tokens",
+            "llm.token_count.completion",
+            "ai.usage.completionTokens",
+            "ai.usage.outputTokens",
+        ),
+    ),
     ("output_tokens", _usage_details("output_tokens"), (_USAGE,)),
-    ("total_tokens", _count, (
-        "gen_ai.usage.total_tokens", "llm.usage.total_tokens", "llm.token_count.total", "ai.usage.tokens",
-        "ai.usage.totalTokens",
-    )),
+    (
+        "total_tokens",
+        _count,
+        (
+            "gen_ai.usage.total_tokens",
+            "llm.usage.total_tokens",
+            "llm.token_count.total",
+            "ai.usage.tokens",
+            "ai.usage.totalTokens",
+        ),
+    ),
     ("total_tokens", _usage_details("total_tokens"), (_USAGE,)),
-    ("cache_read_tokens", _count, (
-        "gen_ai.usage.cache_read.input_tokens", "gen_ai.usage.cache_read_input_tokens",
-        "llm.token_count.prompt_details.cache_read", "ai.usage.inputTokenDetails.cacheReadTokens",
-        "ai.usage.cachedInputTokens",
-    )),
+    (
+        "cache_read_tokens",
+        _count,
+        (
+            "gen_ai.usage.cache_read.input_tokens",
+            "gen_ai.usage.cache_read_input_tokens",
+            "llm.token_count.prompt_details.cache_read",
+            "ai.usage.inputTokenDetails.cacheReadTokens",
+            "ai.usage.cachedInputTokens",
+        ),
+    ),
     ("cache_read_tokens", _usage_details("cache_read_tokens"), (_USAGE,)),
-    ("cache_write_tokens", _count, (
-        "gen_ai.usage.cache_creation.input_tokens", "gen_ai.usage.cache_write.input_tokens",
-        "gen_ai.usage.cache_creation_input_tokens", "llm.token_count.prompt_details.cache_write",
-        "ai.usage.inputTokenDetails.cacheWriteTokens",
-    )),
+    (
+        "cache_write_tokens",
+        _count,
+        (
+            "gen_ai.usage.cache_creation.input_tokens",
+            "gen_ai.usage.cache_write.input_tokens",
+            "gen_ai.usage.cache_creation_input_tokens",
+            "llm.token_count.prompt_details.cache_write",
+            "ai.usage.inputTokenDetails.cacheWriteTokens",
+        ),
+    ),
     ("cache_write_tokens", _usage_details("cache_write_tokens"), (_USAGE,)),
-    ("reasoning_tokens", _count, (
-        "gen_ai.usage.reasoning.output_tokens", "gen_ai.usage.reasoning_tokens", "llm.usage.reasoning_tokens",
-        "llm.token_count.completion_details.reasoning", "ai.usage.outputTokenDetails.reasoningTokens",
-        "ai.usage.reasoningTokens",
-    )),
+    (
+        "reasoning_tokens",
+        _count,
+        (
+            "gen_ai.usage.reasoning.output_tokens",
+            "gen_ai.usage.reasoning_tokens",
+            "llm.usage.reasoning_tokens",
+            "llm.token_count.completion_details.reasoning",
+            "ai.usage.outputTokenDetails.reasoningTokens",
+            "ai.usage.reasoningTokens",
+        ),
+    ),
     ("reasoning_tokens", _usage_details("reasoning_tokens"), (_USAGE,)),
-    ("finish_reasons", _reasons, (
-        "gen_ai.response.finish_reasons", "gen_ai.response.finish_reason", "llm.response.finish_reason",
-        "llm.finish_reason", "anthropic.message.stop_reason", "ai.response.finishReason",
-        "langfuse.observation.metadata.finish_reason",
-    )),
+    (
+        "finish_reasons",
+        _reasons,
+        (
+            "gen_ai.response.finish_reasons",
+            "gen_ai.response.finish_reason",
+            "llm.response.finish_reason",
+            "llm.finish_reason",
+            "anthropic.message.stop_reason",
+            "ai.response.finishReason",
+            "langfuse.observation.metadata.finish_reason",
+        ),
+    ),
     ("response_id", _text, ("gen_ai.response.id",)),
     ("ttft_ms", _seconds_as_ms, ("gen_ai.response.time_to_first_chunk",)),
     ("ttft_ms", _amount, ("ai.response.msToFirstChunk", "ai.stream.msToFirstChunk")),
@@ -494,6 +567,7 @@ _NO_SOURCE = sum(len(keys) for _, _, keys in _SOURCES)  # a priority below every
 
 
 # --- normalization -------------------------------------------------------------------------
+
 
 def normalize(
     attributes: Mapping[str, Any],

@@ -286,9 +286,7 @@ class Pipeline:
 
     def _invalid_data(self, failure: apsw.Error) -> InvalidData:
         self._metrics.write_failures.labels(type(failure).__name__).inc()
-        rate_limited(
-            log, logging.WARNING, "the database refused a request's data (%s); answered as invalid", failure
-        )
+        rate_limited(log, logging.WARNING, "the database refused a request's data (%s); answered as invalid", failure)
         return InvalidData(f"the database refused this request's data: {failure}; it cannot be stored as sent")
 
     def _tick(self) -> None:

@@ -166,8 +166,5 @@ def cost_usd(
     uncached = max((input_tokens or 0) - cache_read - cache_write, 0)
     output = max(output_tokens or 0, 0)
     return (
-        uncached * price.input
-        + cache_read * price.cache_read
-        + cache_write * price.cache_write
-        + output * price.output
+        uncached * price.input + cache_read * price.cache_read + cache_write * price.cache_write + output * price.output
     ) / 1_000_000

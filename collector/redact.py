@@ -53,30 +53,60 @@ CONTENT_DROPPED = "content_dropped"
 
 # --- which attributes are content ----------------------------------------------------------
 
-CONTENT_KEYS: Final = frozenset({
-    # OpenTelemetry GenAI (current, and the deprecated event attributes)
-    "gen_ai.input.messages", "gen_ai.output.messages", "gen_ai.system_instructions",
-    "gen_ai.tool.call.arguments", "gen_ai.tool.call.result", "gen_ai.tool.definitions",
-    "gen_ai.prompt", "gen_ai.completion",
-    # OpenInference (the flattened forms are prefixes below)
-    "input.value", "output.value", "llm.prompt_template.variables",
-    "llm.input_messages", "llm.output_messages", "llm.prompts", "llm.choices",
-    # OpenLLMetry / Traceloop
-    "traceloop.entity.input", "traceloop.entity.output",
-    # Vercel AI SDK: prompt, generated text/object/reasoning, tool calls and their results, embedded values
-    "ai.prompt", "ai.prompt.messages", "ai.prompt.tools",
-    "ai.response.text", "ai.response.object", "ai.response.toolCalls", "ai.response.reasoning",
-    "ai.toolCall.args", "ai.toolCall.result", "ai.value", "ai.values",
-    # Langfuse explicit keys
-    "langfuse.observation.input", "langfuse.observation.output", "langfuse.trace.input", "langfuse.trace.output",
-})
+CONTENT_KEYS: Final = frozenset(
+    {
+        # OpenTelemetry GenAI (current, and the deprecated event attributes)
+        "gen_ai.input.messages",
+        "gen_ai.output.messages",
+        "gen_ai.system_instructions",
+        "gen_ai.tool.call.arguments",
+        "gen_ai.tool.call.result",
+        "gen_ai.tool.definitions",
+        "gen_ai.prompt",
+        "gen_ai.completion",
+        # OpenInference (the flattened forms are prefixes below)
+        "input.value",
+        "output.value",
+        "llm.prompt_template.variables",
+        "llm.input_messages",
+        "llm.output_messages",
+        "llm.prompts",
+        "llm.choices",
+        # OpenLLMetry / Traceloop
+        "traceloop.entity.input",
+        "traceloop.entity.output",
+        # Vercel AI SDK: prompt, generated text/object/reasoning, tool calls and their results, embedded values
+        "ai.prompt",
+        "ai.prompt.messages",
+        "ai.prompt.tools",
+        "ai.response.text",
+        "ai.response.object",
+        "ai.response.toolCalls",
+        "ai.response.reasoning",
+        "ai.toolCall.args",
+        "ai.toolCall.result",
+        "ai.value",
+        "ai.values",
+        # Langfuse explicit keys
+        "langfuse.observation.input",
+        "langfuse.observation.output",
+        "langfuse.trace.input",
+        "langfuse.trace.output",
+    }
+)
 
 # Flattened message lists (Traceloop ``gen_ai.prompt.0.content``, OpenInference
 # ``llm.input_messages.0.message.content``...): content, except the metadata leaves below.
 _CONTENT_PREFIXES: Final = (
-    "gen_ai.prompt.", "gen_ai.completion.",
-    "llm.input_messages.", "llm.output_messages.", "llm.prompts.", "llm.choices.", "llm.tools.",
-    "retrieval.documents.", "embedding.embeddings.",
+    "gen_ai.prompt.",
+    "gen_ai.completion.",
+    "llm.input_messages.",
+    "llm.output_messages.",
+    "llm.prompts.",
+    "llm.choices.",
+    "llm.tools.",
+    "retrieval.documents.",
+    "embedding.embeddings.",
 )
 _METADATA_LEAVES: Final = frozenset({"role", "finish_reason", "id", "tool_call_id", "type", "name"})
 
@@ -94,37 +124,113 @@ def is_content_key(key: str) -> bool:
 
 # Keys whose values are never scanned: ids, model and provider names, enums, token counts. Normalization
 # reads most of them; a detector could only ever corrupt them (a model name is not PII).
-ALLOWED_KEYS: Final = frozenset({
-    # ids
-    "trace_id", "span_id", "parent_span_id", "trace.id", "span.id",
-    "gen_ai.response.id", "gen_ai.conversation.id", "gen_ai.tool.call.id", "gen_ai.agent.id",
-    "gen_ai.data_source.id", "langfuse.observation.id", "langfuse.trace.id", "ai.response.id",
-    # models and providers
-    "gen_ai.request.model", "gen_ai.response.model", "gen_ai.system", "gen_ai.provider.name",
-    "llm.model_name", "llm.provider", "llm.system", "ai.model.id", "ai.model.provider", "ai.response.model",
-    "langfuse.observation.model.name",
-    # enums
-    "gen_ai.operation.name", "gen_ai.output.type", "gen_ai.response.finish_reasons", "gen_ai.token.type",
-    "gen_ai.request.encoding_formats", "llm.request.type", "openinference.span.kind", "traceloop.span.kind",
-    "langfuse.observation.type", "operation.name", "ai.operationId", "ai.response.finishReason",
-    "input.mime_type", "output.mime_type", "error.type", "exception.type", "otel.status_code", "span.kind",
-    "http.method", "http.request.method", "http.status_code", "http.response.status_code", "http.scheme",
-    "http.flavor", "network.protocol.name", "network.protocol.version", "network.transport",
-    "rpc.system", "rpc.grpc.status_code", "db.system", "db.system.name", "messaging.system",
-    "telemetry.sdk.name", "telemetry.sdk.language", "telemetry.sdk.version", "service.version",
-    "deployment.environment", "deployment.environment.name", "process.runtime.name", "process.runtime.version",
-    "os.type", "host.arch", "cloud.provider", "cloud.platform", "cloud.region",
-})
+ALLOWED_KEYS: Final = frozenset(
+    {
+        # ids
+        "trace_id",
+        "span_id",
+        "parent_span_id",
+        "trace.id",
+        "span.id",
+        "gen_ai.response.id",
+        "gen_ai.conversation.id",
+        "gen_ai.tool.call.id",
+        "gen_ai.agent.id",
+        "gen_ai.data_source.id",
+        "langfuse.observation.id",
+        "langfuse.trace.id",
+        "ai.response.id",
+        # models and providers
+        "gen_ai.request.model",
+        "gen_ai.response.model",
+        "gen_ai.system",
+        "gen_ai.provider.name",
+        "llm.model_name",
+        "llm.provider",
+        "llm.system",
+        "ai.model.id",
+        "ai.model.provider",
+        "ai.response.model",
+        "langfuse.observation.model.name",
+        # enums
+        "gen_ai.operation.name",
+        "gen_ai.output.type",
+        "gen_ai.response.finish_reasons",
+        "gen_ai.token.type",
+        "gen_ai.request.encoding_formats",
+        "llm.request.type",
+        "openinference.span.kind",
+        "traceloop.span.kind",
+        "langfuse.observation.type",
+        "operation.name",
+        "ai.operationId",
+        "ai.response.finishReason",
+        "input.mime_type",
+        "output.mime_type",
+        "error.type",
+        "exception.type",
+        "otel.status_code",
+        "span.kind",
+        "http.method",
+        "http.request.method",
+        "http.status_code",
+        "http.response.status_code",
+        "http.scheme",
+        "http.flavor",
+        "network.protocol.name",
+        "network.protocol.version",
+        "network.transport",
+        "rpc.system",
+        "rpc.grpc.status_code",
+        "db.system",
+        "db.system.name",
+        "messaging.system",
+        "telemetry.sdk.name",
+        "telemetry.sdk.language",
+        "telemetry.sdk.version",
+        "service.version",
+        "deployment.environment",
+        "deployment.environment.name",
+        "process.runtime.name",
+        "process.runtime.version",
+        "os.type",
+        "host.arch",
+        "cloud.provider",
+        "cloud.platform",
+        "cloud.region",
+    }
+)
 # Prefixes of allow-listed keys: token counts and request parameters (numbers, and enums).
 ALLOWED_PREFIXES: Final = ("gen_ai.usage.", "llm.token_count.", "llm.usage.", "ai.usage.", "gen_ai.request.")
 
 # The last segment of a key that names a secret (lower case, '-' read as '_'): the whole value is masked.
-SECRET_KEY_NAMES: Final = frozenset({
-    "password", "passwd", "pwd", "secret", "client_secret", "api_key", "apikey", "x_api_key",
-    "access_token", "refresh_token", "id_token", "auth_token", "session_token", "token", "bearer_token",
-    "authorization", "proxy_authorization", "cookie", "set_cookie", "private_key",
-    "secret_access_key", "aws_secret_access_key", "secret_key",
-})
+SECRET_KEY_NAMES: Final = frozenset(
+    {
+        "password",
+        "passwd",
+        "pwd",
+        "secret",
+        "client_secret",
+        "api_key",
+        "apikey",
+        "x_api_key",
+        "access_token",
+        "refresh_token",
+        "id_token",
+        "auth_token",
+        "session_token",
+        "token",
+        "bearer_token",
+        "authorization",
+        "proxy_authorization",
+        "cookie",
+        "set_cookie",
+        "private_key",
+        "secret_access_key",
+        "aws_secret_access_key",
+        "secret_key",
+    }
+)
 
 
 def is_secret_key(key: str) -> bool:
@@ -140,6 +246,7 @@ def allow_list(extra: tuple[str, ...]) -> tuple[frozenset[str], tuple[str, ...]]
 
 
 # --- detectors -----------------------------------------------------------------------------
+
 
 def _has_digit(text: str) -> bool:
     return any(char.isdigit() for char in text)
@@ -217,13 +324,32 @@ _IBAN_REACH = 34  # the letters of an IBAN (GB82 WEST ...) may stand that far fr
 # Query parameters and key=value pairs whose value is a credential. Each name is checked by a
 # fixed-width lookbehind after the '=', so the regex starts on a literal and re skips ahead to it.
 _SECRET_PARAMETERS: Final = (
-    "api_key", "api-key", "apikey", "access_token", "refresh_token", "id_token", "auth_token", "token",
-    "password", "passwd", "pwd", "secret", "client_secret", "x-amz-signature", "x-amz-security-token",
-    "x-amz-credential", "x-goog-signature", "x-goog-credential", "signature", "sig",
+    "api_key",
+    "api-key",
+    "apikey",
+    "access_token",
+    "refresh_token",
+    "id_token",
+    "auth_token",
+    "token",
+    "password",
+    "passwd",
+    "pwd",
+    "secret",
+    "client_secret",
+    "x-amz-signature",
+    "x-amz-security-token",
+    "x-amz-credential",
+    "x-goog-signature",
+    "x-goog-credential",
+    "signature",
+    "sig",
 )
-_SECRET_PARAMETER = "=(?:" + "|".join(
-    f"(?<={re.escape(name)}=)(?<![\\w-]{re.escape(name)}=)" for name in _SECRET_PARAMETERS
-) + r")(?P<token>[^\s&#;,'\"<>]+)"
+_SECRET_PARAMETER = (
+    "=(?:"
+    + "|".join(f"(?<={re.escape(name)}=)(?<![\\w-]{re.escape(name)}=)" for name in _SECRET_PARAMETERS)
+    + r")(?P<token>[^\s&#;,'\"<>]+)"
+)
 
 # Secret regexes start with a literal (re then skips ahead with a fast substring search); the
 # "not preceded by a token character" check comes right after the literal, as a lookbehind.
@@ -232,11 +358,18 @@ _DETECTORS: Final[dict[str, tuple[_Pattern, ...]]] = {
         # user:password in a URL (the user too: it is often an e-mail address or a key)
         _Pattern(_compile(r"://(?P<token>[^\s/?#@:'\"<>]{1,256}:[^\s/?#@'\"<>]{1,256})@"), "has_at", group="token"),
         _Pattern(_compile(_SECRET_PARAMETER, re.IGNORECASE), group="token"),
-        _Pattern(_compile(  # PEM private keys; the body cannot hold "-----", so a lone header costs little
-            r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY-----(?:(?!-----)[\s\S]){0,8192}-----END (?:[A-Z0-9]+ )*PRIVATE KEY-----"
-        ), "token"),
-        _Pattern(_compile(r"earer(?<=[Bb]earer)[ \t]+(?P<token>[A-Za-z0-9._~+/-]{16,}=*)"), "token",
-                 valid=_has_digit, group="token"),
+        _Pattern(
+            _compile(  # PEM private keys; the body cannot hold "-----", so a lone header costs little
+                r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY-----(?:(?!-----)[\s\S]){0,8192}-----END (?:[A-Z0-9]+ )*PRIVATE KEY-----"
+            ),
+            "token",
+        ),
+        _Pattern(
+            _compile(r"earer(?<=[Bb]earer)[ \t]+(?P<token>[A-Za-z0-9._~+/-]{16,}=*)"),
+            "token",
+            valid=_has_digit,
+            group="token",
+        ),
         _Pattern(_compile(r"sk-(?<![\w-]sk-)[\w-]{20,}"), "token", valid=_has_digit),  # OpenAI, Anthropic
         _Pattern(_compile(r"eyJ(?<![\w-]eyJ)[\w-]{5,}\.[\w-]{5,}\.[\w-]*"), "token"),  # JWT
         _Pattern(_compile(r"AKIA(?<!\wAKIA)[A-Z0-9]{16}(?!\w)"), "token"),  # AWS access key ids
@@ -248,25 +381,37 @@ _DETECTORS: Final[dict[str, tuple[_Pattern, ...]]] = {
         _Pattern(_compile(r"[rs]k_(?<![\w-][rs]k_)(?:live|test)_[A-Za-z0-9]{16,}"), "token"),  # Stripe
         _Pattern(_compile(r"hf_(?<![\w-]hf_)[A-Za-z0-9]{30,}"), "token"),  # Hugging Face
         # AWS secret access keys: 40 characters of base64 near a key id or the word "secret"
-        _Pattern(_compile(r"(?<![A-Za-z0-9/+])[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+=])"), "aws",
-                 valid=_mixed_case_and_digits),
+        _Pattern(
+            _compile(r"(?<![A-Za-z0-9/+])[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+=])"), "aws", valid=_mixed_case_and_digits
+        ),
     ),
     # Country, check digits, then 11 to 30 letters and digits, plain or in groups of 4; mod-97 checked.
     "iban": (
-        _Pattern(_compile(
-            r"[A-Z][A-Z](?<![A-Za-z0-9][A-Z]{2})\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?(?![A-Za-z0-9])"
-        ), "digits", 4, _iban, reach=_IBAN_REACH),
+        _Pattern(
+            _compile(
+                r"[A-Z][A-Z](?<![A-Za-z0-9][A-Z]{2})\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?(?![A-Za-z0-9])"
+            ),
+            "digits",
+            4,
+            _iban,
+            reach=_IBAN_REACH,
+        ),
     ),
     # 13-19 digits, plain or in groups of 4 (Amex 4-6-5), from a network's range (2-6: not a
     # millisecond or nanosecond timestamp), and Luhn-valid.
     "card": (
-        _Pattern(_compile(
-            r"(?<![\d.-])(?<!\d[ -])"
-            r"(?:[2-6]\d{12,18}"
-            r"|[2-6]\d{3}(?P<sep>[ -])\d{4}(?P=sep)\d{4}(?P=sep)\d{1,4}(?:(?P=sep)\d{1,3})?"
-            r"|3\d{3}(?P<amex>[ -])\d{6}(?P=amex)\d{4,5})"
-            r"(?![ -]?\d)"
-        ), "digits", 13, _luhn_card),
+        _Pattern(
+            _compile(
+                r"(?<![\d.-])(?<!\d[ -])"
+                r"(?:[2-6]\d{12,18}"
+                r"|[2-6]\d{3}(?P<sep>[ -])\d{4}(?P=sep)\d{4}(?P=sep)\d{1,4}(?:(?P=sep)\d{1,3})?"
+                r"|3\d{3}(?P<amex>[ -])\d{6}(?P=amex)\d{4,5})"
+                r"(?![ -]?\d)"
+            ),
+            "digits",
+            13,
+            _luhn_card,
+        ),
     ),
     # US social security numbers, dashed, without the numbers never issued (000, 666, 9xx; 00; 0000).
     "ssn": (
@@ -274,43 +419,56 @@ _DETECTORS: Final[dict[str, tuple[_Pattern, ...]]] = {
     ),
     # Unicode-aware (jürgen@beispiel.de): an ASCII-only local part would leave "jü" in front of the marker.
     "email": (
-        _Pattern(re.compile(
-            r"(?<![\w.%+-])[\w.%+-]{1,64}@(?:[^\W_](?:[\w-]{0,61}[^\W_])?\.)+[^\W\d_]{2,24}(?![\w-])"
-        ), "at", valid=_not_a_file_name),
+        _Pattern(
+            re.compile(r"(?<![\w.%+-])[\w.%+-]{1,64}@(?:[^\W_](?:[\w-]{0,61}[^\W_])?\.)+[^\W\d_]{2,24}(?![\w-])"),
+            "at",
+            valid=_not_a_file_name,
+        ),
     ),
     # International (+CC ...), North American ((415) 555-0132, 415-555-0132, 1-800-555-0199) and
     # trunk-prefixed national (020 7946 0958) forms; separators are required outside the +CC form,
     # so a plain run of digits (a timestamp, a count) is never a phone number.
     "phone": (
-        _Pattern(_compile(
-            r"(?<![\w+])\+[1-9]\d{0,2}(?:[ .-]?\(?\d{1,4}+\)?){2,6}(?![\w]|[.:-]\d)"
-            r"|(?<![\w.+-])(?:1[ .-])?(?:\(\d{3}\)[ .-]?|\d{3}(?P<sep>[ .-]))\d{3}(?(sep)(?P=sep)|[ .-])\d{4}"
-            r"(?![\w]|[.:-]\d)"
-            r"|(?<![\w.+-])(?:\(0\d{1,4}\)|0\d{1,4})[ -]\d{3,4}[ -]?\d{3,4}(?![\w]|[.:-]\d)"
-        ), "digits", 8, _phone_digits),
+        _Pattern(
+            _compile(
+                r"(?<![\w+])\+[1-9]\d{0,2}(?:[ .-]?\(?\d{1,4}+\)?){2,6}(?![\w]|[.:-]\d)"
+                r"|(?<![\w.+-])(?:1[ .-])?(?:\(\d{3}\)[ .-]?|\d{3}(?P<sep>[ .-]))\d{3}(?(sep)(?P=sep)|[ .-])\d{4}"
+                r"(?![\w]|[.:-]\d)"
+                r"|(?<![\w.+-])(?:\(0\d{1,4}\)|0\d{1,4})[ -]\d{3,4}[ -]?\d{3,4}(?![\w]|[.:-]\d)"
+            ),
+            "digits",
+            8,
+            _phone_digits,
+        ),
     ),
     # Four octets 0-255 without leading zeros, not part of a longer dotted run (1.2.3.4.5, v1.2.3.4).
     "ipv4": (
-        _Pattern(_compile(
-            r"(?<![\w.])(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(?![\w]|\.\d)"
-        ), "digits", 4),
+        _Pattern(
+            _compile(
+                r"(?<![\w.])(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(?![\w]|\.\d)"
+            ),
+            "digits",
+            4,
+        ),
     ),
     # Eight groups, or fewer around one '::'; checked by ``ipaddress``.
     "ipv6": (
-        _Pattern(_compile(
-            r"(?<![\w:.])(?:(?:[0-9A-Fa-f]{1,4}:){7}[0-9A-Fa-f]{1,4}"
-            r"|(?:[0-9A-Fa-f]{1,4}:){1,7}:(?:[0-9A-Fa-f]{1,4}(?::[0-9A-Fa-f]{1,4}){0,6})?"
-            r"|::[0-9A-Fa-f]{1,4}(?::[0-9A-Fa-f]{1,4}){0,6})(?![\w:]|\.\d)"
-        ), "colons", valid=_ipv6),
+        _Pattern(
+            _compile(
+                r"(?<![\w:.])(?:(?:[0-9A-Fa-f]{1,4}:){7}[0-9A-Fa-f]{1,4}"
+                r"|(?:[0-9A-Fa-f]{1,4}:){1,7}:(?:[0-9A-Fa-f]{1,4}(?::[0-9A-Fa-f]{1,4}){0,6})?"
+                r"|::[0-9A-Fa-f]{1,4}(?::[0-9A-Fa-f]{1,4}){0,6})(?![\w:]|\.\d)"
+            ),
+            "colons",
+            valid=_ipv6,
+        ),
     ),
 }
 assert tuple(sorted(_DETECTORS)) == tuple(sorted(DETECTORS)), "config.DETECTORS and redact._DETECTORS differ"
 
 # Byte tables over the text encoded as ASCII with '?' for anything else (one byte per character,
 # so offsets are the text's): digits, the separators of numbers, and token characters.
-_DIGIT_CLASSES: Final = bytes(
-    0x30 if 0x30 <= b <= 0x39 else 0x20 if b in b" .-()+/" else 0x78 for b in range(256)
-)
+_DIGIT_CLASSES: Final = bytes(0x30 if 0x30 <= b <= 0x39 else 0x20 if b in b" .-()+/" else 0x78 for b in range(256))
 _TOKEN_CLASSES: Final = bytes(0x61 if b < 128 and (chr(b).isalnum() or b in b"_-") else 0x20 for b in range(256))
 # Digit runs at most 3 separators apart, at least 7 characters long (the lookahead, placed after the
 # literal so that re can still skip ahead to the next digit, rejects most short numbers in C).
@@ -333,8 +491,8 @@ _AWS_CONTEXT_REACH = 120  # characters around a key id or "secret" where a secre
 # parameters), a cluster of digits (cards, phones, IPs, IBANs, SSNs), '::' or ':h:' (IPv6), and for
 # every secret a run of 16 token characters. The detector tests run every true positive through it.
 _TRIGGER_CLASSES: Final = bytes(
-    b if b in b"@=:" else 0x30 if 0x30 <= b <= 0x39 else 0x61 if b < 128 and (chr(b).isalpha() or b in b"_-")
-    else 0x20 for b in range(256)
+    b if b in b"@=:" else 0x30 if 0x30 <= b <= 0x39 else 0x61 if b < 128 and (chr(b).isalpha() or b in b"_-") else 0x20
+    for b in range(256)
 )
 
 
@@ -437,11 +595,13 @@ class _Hints:
         for match in _DIGIT_CLUSTER.finditer(classes):
             start, end = match.span()
             if end - start >= _SHORTEST_CLUSTER:
-                clusters.append((
-                    max(0, start - _WINDOW_MARGIN),
-                    min(size, end + _WINDOW_MARGIN),
-                    classes.count(b"0", start, end),
-                ))
+                clusters.append(
+                    (
+                        max(0, start - _WINDOW_MARGIN),
+                        min(size, end + _WINDOW_MARGIN),
+                        classes.count(b"0", start, end),
+                    )
+                )
         return clusters
 
 
@@ -452,9 +612,7 @@ def _find_all(text: str, needle: str) -> Iterator[int]:
         at = text.find(needle, at + 1)
 
 
-def _merged_windows(
-    spans: Iterable[tuple[int, int]], before: int, after: int, size: int
-) -> list[tuple[int, int]]:
+def _merged_windows(spans: Iterable[tuple[int, int]], before: int, after: int, size: int) -> list[tuple[int, int]]:
     """``(start - before, end + after)`` around each span (in order), overlapping windows merged."""
     windows: list[tuple[int, int]] = []
     for start, end in spans:
@@ -467,6 +625,7 @@ def _merged_windows(
 
 
 # --- the redactor ----------------------------------------------------------------------------
+
 
 @dataclass(frozen=True, slots=True)
 class _Rule:
@@ -532,7 +691,8 @@ class Redactor:
         self._groups = tuple(
             (group[0].pattern, group)
             for group in (
-                tuple(same) for _, same in itertools.groupby(
+                tuple(same)
+                for _, same in itertools.groupby(
                     rules, key=lambda rule: (rule.pattern.hint, rule.pattern.min_digits, rule.pattern.reach)
                 )
             )

@@ -171,24 +171,32 @@ class Transform:
             kept = events[: self._limits.max_events]  # the rest is dropped by _span_events
             redacted_events = [self._redact_event(event) for event in kept]
             if not _same(redacted_events, kept):
-                events = redacted_events + events[len(kept):]
+                events = redacted_events + events[len(kept) :]
         links = span.links
         if links:
             redacted_links = [
-                link if (attributes := redactor.attributes(link["attributes"])) is link["attributes"]
+                link
+                if (attributes := redactor.attributes(link["attributes"])) is link["attributes"]
                 else {**link, "attributes": attributes}
                 for link in links
             ]
             if not _same(redacted_links, links):
                 links = redacted_links
         name, status_message, scope_name = (
-            redactor.text(span.name), redactor.text(span.status_message), redactor.text(span.scope_name)
+            redactor.text(span.name),
+            redactor.text(span.status_message),
+            redactor.text(span.scope_name),
         )
         attributes = redactor.attributes(span.attributes)
         if (
-            name is span.name and status_message is span.status_message and scope_name is span.scope_name
-            and attributes is span.attributes and resource_attributes is span.resource_attributes
-            and service_name is span.service_name and events is span.events and links is span.links
+            name is span.name
+            and status_message is span.status_message
+            and scope_name is span.scope_name
+            and attributes is span.attributes
+            and resource_attributes is span.resource_attributes
+            and service_name is span.service_name
+            and events is span.events
+            and links is span.links
         ):
             return span
         return span._replace(

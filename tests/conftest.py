@@ -172,8 +172,9 @@ def dashboard_build() -> Path:
     """The built dashboard, made with the Makefile's rule (npm ci + npm run build when missing or stale)."""
     if shutil.which("npm") is None:
         missing("npm is not installed: the dashboard cannot be built")
-    result = subprocess.run(["make", "--no-print-directory", "dashboard"], cwd=REPO, capture_output=True, text=True,
-                            timeout=600)
+    result = subprocess.run(
+        ["make", "--no-print-directory", "dashboard"], cwd=REPO, capture_output=True, text=True, timeout=600
+    )
     assert result.returncode == 0, f"building the dashboard failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
     bundle = REPO / "collector" / "query" / "ui"
     assert (bundle / "index.html").is_file()

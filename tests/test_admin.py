@@ -29,7 +29,9 @@ def test_metrics_exposition_passes_promtool(collector: Any) -> None:
     assert metric_value(exposition, "genai_collector_queue_capacity") == collector.settings.queue_capacity
     assert metric_value(exposition, "genai_collector_database_size_bytes", file="main") > 0
     assert "_created" not in exposition
-    checked = subprocess.run([require_tool("promtool"), "check", "metrics"], input=exposition, capture_output=True, text=True)
+    checked = subprocess.run(
+        [require_tool("promtool"), "check", "metrics"], input=exposition, capture_output=True, text=True
+    )
     assert checked.returncode == 0, checked.stdout + checked.stderr
 
 

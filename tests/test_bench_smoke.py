@@ -58,7 +58,10 @@ def test_hostile_bench_smoke_runs(tmp_path: Path) -> None:
 def test_redaction_bench_quick_reports_its_figures() -> None:
     result = subprocess.run(
         [sys.executable, str(ROOT / "bench" / "redaction.py"), "--quick"],
-        cwd=ROOT, capture_output=True, text=True, timeout=120,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     figures = json.loads(result.stdout.splitlines()[-1])

@@ -68,7 +68,9 @@ def test_over_budget_trace_is_a_breached_snapshot_and_a_breach_in_metrics(start_
     wait_until(lambda: len(snapshot_rows()) == 2, timeout=5)
     assert time.monotonic() - sent_at < 0.5 + 3  # the quiet period plus a few seconds
     assert snapshot_rows() == [("cost_usd", 0.05, 0, "cost_usd > 0.05"), ("latency_ms", 50.0, 1, BREACH_RULE)]
-    breaches = collector.query("SELECT trace_id, metric FROM metric_snapshots WHERE breached = 1 AND computed_at > ?", 0)
+    breaches = collector.query(
+        "SELECT trace_id, metric FROM metric_snapshots WHERE breached = 1 AND computed_at > ?", 0
+    )
     assert breaches == [(trace_id, "latency_ms")]
 
     exposition = httpx.get(collector.admin_url + "/metrics").text
@@ -104,8 +106,10 @@ def test_a_late_span_recomputes_without_a_second_breach(start_collector: Any) ->
     assert response.status_code == 200
     wait_until(lambda: collector.query("SELECT settled_at_unix_nano IS NOT NULL FROM traces") == [(1,)], timeout=5)
     wait_until(
-        lambda: collector.query("SELECT span_count FROM traces") == [(3,)]
-        and collector.query("SELECT settled_at_unix_nano IS NOT NULL FROM traces") == [(1,)],
+        lambda: (
+            collector.query("SELECT span_count FROM traces") == [(3,)]
+            and collector.query("SELECT settled_at_unix_nano IS NOT NULL FROM traces") == [(1,)]
+        ),
         timeout=5,
     )
     assert collector.query("SELECT count(*) FROM metric_snapshots") == [(2,)]
@@ -119,9 +123,12 @@ def test_hostile_model_names_keep_series_bounded(start_collector: Any) -> None:
         request = otlp_request(0)
         scope = request.resource_spans[0].scope_spans[0]
         for index in range(start, start + 1_000):
-            span = otlp_request(
-                1, attributes={"gen_ai.request.model": f"model-{index}", "gen_ai.usage.input_tokens": 5}
-            ).resource_spans[0].scope_spans[0].spans[0]
+            span = (
+                otlp_request(1, attributes={"gen_ai.request.model": f"model-{index}", "gen_ai.usage.input_tokens": 5})
+                .resource_spans[0]
+                .scope_spans[0]
+                .spans[0]
+            )
             scope.spans.append(span)
         response = httpx.post(
             collector.http_url + "/v1/traces",
@@ -152,7 +159,10 @@ def test_real_prometheus_scrapes_breaches_and_exemplars(start_collector: Any, pr
         {
             "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
             "scrape_configs": [
-                {"job_name": "genai-collector", "static_configs": [{"targets": [collector.admin_url.removeprefix("http://")]}]}
+                {
+                    "job_name": "genai-collector",
+                    "static_configs": [{"targets": [collector.admin_url.removeprefix("http://")]}],
+                }
             ],
         }
     )

@@ -58,12 +58,8 @@ def node(
             {},
             id="a-tool-between-makes-a-new-call",
         ),
-        pytest.param(
-            [node("a", None, "agent"), node("b", "a", "llm")], {}, id="llm-under-agent-is-its-own-call"
-        ),
-        pytest.param(
-            [node("a", None, "embedding"), node("b", "a", "llm")], {}, id="different-categories"
-        ),
+        pytest.param([node("a", None, "agent"), node("b", "a", "llm")], {}, id="llm-under-agent-is-its-own-call"),
+        pytest.param([node("a", None, "embedding"), node("b", "a", "llm")], {}, id="different-categories"),
         pytest.param(
             [node("a", None, "embedding"), node("b", "a", "embedding")], {"a": "b"}, id="embedding-under-embedding"
         ),
@@ -73,20 +69,29 @@ def node(
             id="two-inner-spans-the-later-counts",
         ),
         pytest.param(
-            [node("r", None, "other"), node("a", "r", "llm", start=1, response_id="msg_1"),
-             node("b", "r", "llm", start=2, response_id="msg_1")],
+            [
+                node("r", None, "other"),
+                node("a", "r", "llm", start=1, response_id="msg_1"),
+                node("b", "r", "llm", start=2, response_id="msg_1"),
+            ],
             {"a": "b"},
             id="siblings-with-one-response-id-the-later-counts",
         ),
         pytest.param(
-            [node("r", None, "workflow"), node("a", "r", "llm", response_id="msg_1"),
-             node("b", "r", "llm", response_id="msg_2")],
+            [
+                node("r", None, "workflow"),
+                node("a", "r", "llm", response_id="msg_1"),
+                node("b", "r", "llm", response_id="msg_2"),
+            ],
             {},
             id="siblings-with-different-response-ids",
         ),
         pytest.param(
-            [node("a", None, "llm", start=1, response_id="msg_1"), node("b", "a", "llm", start=2),
-             node("c", None, "llm", start=3, response_id="msg_1")],
+            [
+                node("a", None, "llm", start=1, response_id="msg_1"),
+                node("b", "a", "llm", start=2),
+                node("c", None, "llm", start=3, response_id="msg_1"),
+            ],
             {"a": "b", "c": "b"},
             id="nesting-and-response-id-together",
         ),

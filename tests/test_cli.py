@@ -17,8 +17,14 @@ from collector.config import Settings
 from tests.helpers import Daemon, collector_command, collector_environment
 
 PORT_0 = (
-    "--grpc-endpoint", "127.0.0.1:0", "--http-endpoint", "127.0.0.1:0", "--admin-endpoint", "127.0.0.1:0",
-    "--query-endpoint", "127.0.0.1:0",
+    "--grpc-endpoint",
+    "127.0.0.1:0",
+    "--http-endpoint",
+    "127.0.0.1:0",
+    "--admin-endpoint",
+    "127.0.0.1:0",
+    "--query-endpoint",
+    "127.0.0.1:0",
 )
 
 
@@ -79,7 +85,9 @@ def test_check_config_prints_the_defaults_as_yaml() -> None:
 
 
 def test_check_config_output_is_a_config_file_that_reproduces_itself(tmp_path: Path) -> None:
-    printed = run_cli("check-config", "--queue-capacity", "500", "--batch-size", "50", "--cors-origins", "https://a.example")
+    printed = run_cli(
+        "check-config", "--queue-capacity", "500", "--batch-size", "50", "--cors-origins", "https://a.example"
+    )
     assert printed.returncode == 0, printed.stderr
     saved = tmp_path / "effective.yaml"
     saved.write_text(printed.stdout, encoding="utf-8")
@@ -296,7 +304,10 @@ def test_serve_on_port_0_logs_the_ports_it_chose(tmp_path: Path) -> None:
 
 def test_redaction_scope_and_allow_list_from_the_environment_and_the_file(tmp_path: Path) -> None:
     config = effective_config(
-        env={"GENAI_COLLECTOR_REDACTION__SCOPE": "content", "GENAI_COLLECTOR_REDACTION__ALLOW_KEYS": "tenant.id, myapp.*"}
+        env={
+            "GENAI_COLLECTOR_REDACTION__SCOPE": "content",
+            "GENAI_COLLECTOR_REDACTION__ALLOW_KEYS": "tenant.id, myapp.*",
+        }
     )
     assert config["redaction"]["scope"] == "content"
     assert config["redaction"]["allow_keys"] == ["tenant.id", "myapp.*"]

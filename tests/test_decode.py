@@ -71,6 +71,7 @@ SPEC_EXAMPLE = {
 
 # --- builders ------------------------------------------------------------------------------
 
+
 def json_request(*spans: dict[str, Any], resource: dict[str, Any] | None = None) -> dict[str, Any]:
     """An OTLP/JSON trace request document with ``spans`` under one resource and scope."""
     resource_spans: dict[str, Any] = {"scopeSpans": [{"scope": {"name": "tests"}, "spans": list(spans)}]}
@@ -145,6 +146,7 @@ def rejection_of(span: trace_pb2.Span) -> Rejection:
 
 
 # --- OTLP/JSON -----------------------------------------------------------------------------
+
 
 def test_spec_example_json_decodes_to_one_server_span() -> None:
     spans, rejection = decode_json(SPEC_EXAMPLE)
@@ -413,6 +415,7 @@ def test_json_logs_and_metrics_parse_with_hex_ids() -> None:
 
 # --- protobuf ------------------------------------------------------------------------------
 
+
 def test_protobuf_round_trip() -> None:
     request = proto_request(proto_span("a", parent_span_id=bytes.fromhex(PARENT_HEX)))
     parsed = parse_protobuf(request.SerializeToString(), ExportTraceServiceRequest)
@@ -516,6 +519,7 @@ def test_json_parent_span_id(parent: str | None, expected: str | None) -> None:
 
 # --- attributes, events, links -------------------------------------------------------------
 
+
 @pytest.mark.parametrize(
     "value, expected",
     [
@@ -569,6 +573,7 @@ def test_events_and_links() -> None:
 
 
 # --- resource, scope, kind and status ------------------------------------------------------
+
 
 @pytest.mark.parametrize(
     "service_name, expected",
@@ -625,6 +630,7 @@ def test_status_names(code: int, message: str, expected: tuple[str, str | None])
 
 
 # --- partial rejection ---------------------------------------------------------------------
+
 
 def test_mixed_good_and_bad_spans_keep_the_good_ones_and_name_the_first_bad_one() -> None:
     request = proto_request(
@@ -684,6 +690,7 @@ def test_mixed_json_request_with_base64_and_hex_ids() -> None:
 
 # --- logs and metrics ----------------------------------------------------------------------
 
+
 def test_count_log_records_and_data_points() -> None:
     logs = ExportLogsServiceRequest()
     for count in (2, 3):
@@ -706,6 +713,7 @@ def test_count_log_records_and_data_points() -> None:
 
 
 # --- OTLP/JSON straight to records: the same spans as through a protobuf message -------------
+
 
 def _load_bench() -> Any:
     """bench/ingest.py, for its realistic agent traces."""
@@ -989,6 +997,7 @@ def test_json_lone_surrogate_is_refused_both_ways() -> None:
 
 
 # --- hostile values: each costs its own span at most ---------------------------------------
+
 
 @pytest.mark.parametrize("field", ["start_time_unix_nano", "end_time_unix_nano"])
 def test_a_time_past_int64_rejects_its_span_alone(field: str) -> None:

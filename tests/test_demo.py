@@ -142,4 +142,3 @@ def test_demo_command_writes_a_database_in_process(tmp_path: Path, capsys: Any) 
     assert summary
     assert query_db(db, "SELECT count(*) FROM spans") == [(int(summary["spans"]),)]
     assert query_db(db, "SELECT count(*) FROM evaluations") == [(int(summary["evaluations"]),)]
-

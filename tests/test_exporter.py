@@ -195,11 +195,14 @@ def test_a_trace_the_exporter_settled_is_not_settled_again_by_a_daemon(tmp_path:
 
     daemon = start_collector(db=db, snapshots=QUICK_SETTLING)
     marker = otlp_request(1)  # a trace of the daemon's own: once it is settled, the daemon has looked
-    assert httpx.post(
-        daemon.http_url + "/v1/traces",
-        content=marker.SerializeToString(),
-        headers={"content-type": "application/x-protobuf"},
-    ).status_code == 200
+    assert (
+        httpx.post(
+            daemon.http_url + "/v1/traces",
+            content=marker.SerializeToString(),
+            headers={"content-type": "application/x-protobuf"},
+        ).status_code
+        == 200
+    )
     wait_until(lambda: query_db(db, "SELECT count(*) FROM traces WHERE settled_at_unix_nano IS NULL") == [(0,)], 10)
     assert query_db(db, "SELECT settled_at_unix_nano FROM traces WHERE trace_id = ?", trace_id) == settled
     assert query_db(db, snapshots_sql, trace_id) == snapshots

@@ -27,9 +27,7 @@ class Fixture:
     def __init__(self, **settings: Any) -> None:
         self.registry = CollectorRegistry()
         self.collector_metrics = CollectorMetrics(self.registry)
-        self.metrics = GenAIMetrics(
-            self.registry, MetricsSettings(**settings), self.collector_metrics.label_overflow
-        )
+        self.metrics = GenAIMetrics(self.registry, MetricsSettings(**settings), self.collector_metrics.label_overflow)
 
     def value(self, name: str, **labels: str) -> float:
         return self.registry.get_sample_value(name, labels) or 0.0
@@ -142,8 +140,13 @@ def test_token_usage_prefers_the_response_model_and_counts_model_calls_only(fixt
     fixture.metrics.observe_spans(
         [
             llm_span(request_model="gpt-4o", response_model="gpt-4o-2024-08-06"),
-            llm_span(category="embedding", operation="embeddings", request_model="text-embedding-3-small",
-                     input_tokens=8, output_tokens=None),
+            llm_span(
+                category="embedding",
+                operation="embeddings",
+                request_model="text-embedding-3-small",
+                input_tokens=8,
+                output_tokens=None,
+            ),
             # An agent span repeating its children's totals must not count them twice.
             llm_span(category="agent", operation="invoke_agent", input_tokens=100, output_tokens=5_000),
         ]
@@ -158,10 +161,14 @@ def test_token_usage_prefers_the_response_model_and_counts_model_calls_only(fixt
         for labels in fixture.label_sets("gen_ai_client_token_usage")
     } == {("chat", "input"), ("chat", "output"), ("embeddings", "input")}
     # The agent operation still has a duration.
-    assert fixture.value(
-        "gen_ai_client_operation_duration_seconds_count", **{**CHAT, "gen_ai_operation_name": "invoke_agent"},
-        error_type="",
-    ) == 1
+    assert (
+        fixture.value(
+            "gen_ai_client_operation_duration_seconds_count",
+            **{**CHAT, "gen_ai_operation_name": "invoke_agent"},
+            error_type="",
+        )
+        == 1
+    )
 
 
 def test_operation_duration_and_time_to_first_chunk(fixture: Fixture) -> None:
@@ -385,12 +392,19 @@ def test_ten_thousand_models_keep_the_series_bounded(fixture: Fixture) -> None:
     assert len(fixture.label_sets("gen_ai_client_token_usage")) == 2 * (cap + 1)
     folded = 10_000 - cap
     assert fixture.overflow("gen_ai_client", "gen_ai_request_model") == folded
-    assert fixture.value(
-        "gen_ai_client_operation_duration_seconds_count", **{**CHAT, "gen_ai_request_model": OTHER}, error_type=""
-    ) == folded
+    assert (
+        fixture.value(
+            "gen_ai_client_operation_duration_seconds_count", **{**CHAT, "gen_ai_request_model": OTHER}, error_type=""
+        )
+        == folded
+    )
     # Every observation is still counted, folded or not.
-    assert fixture.value("genai_collector_cost_usd_total", service_name="checkout", gen_ai_provider_name="openai",
-                         gen_ai_request_model=OTHER) == pytest.approx(folded * 0.001)
+    assert fixture.value(
+        "genai_collector_cost_usd_total",
+        service_name="checkout",
+        gen_ai_provider_name="openai",
+        gen_ai_request_model=OTHER,
+    ) == pytest.approx(folded * 0.001)
 
 
 def test_dimensions_allowlist_adds_labels_to_the_gen_ai_client_histograms_only() -> None:
@@ -406,8 +420,11 @@ def test_dimensions_allowlist_adds_labels_to_the_gen_ai_client_histograms_only()
     assert fixture.label_names("gen_ai_client_operation_duration_seconds") == [*CHAT, *added, "error_type"]
     assert fixture.label_names("gen_ai_client_operation_time_to_first_chunk_seconds") == [*CHAT, *added]
     assert fixture.label_names("gen_ai_client_token_usage") == [*CHAT, *added, "gen_ai_token_type"]
-    assert fixture.label_names("genai_collector_cost_usd") == ["service_name", "gen_ai_provider_name",
-                                                               "gen_ai_request_model"]
+    assert fixture.label_names("genai_collector_cost_usd") == [
+        "service_name",
+        "gen_ai_provider_name",
+        "gen_ai_request_model",
+    ]
     dimensions = {"service_name": "checkout", "gen_ai_agent_name": "planner", "gen_ai_category": "llm"}
     assert fixture.value("gen_ai_client_token_usage_sum", **CHAT, **dimensions, gen_ai_token_type="input") == 100
 
@@ -415,17 +432,29 @@ def test_dimensions_allowlist_adds_labels_to_the_gen_ai_client_histograms_only()
 def test_tool_dimension_labels_tool_spans() -> None:
     fixture = Fixture(dimensions=("tool",))
     fixture.metrics.observe_spans(
-        [llm_span(category="tool", operation="execute_tool", tool_name="web_search", provider=None,
-                  request_model=None, input_tokens=None, output_tokens=None)]
+        [
+            llm_span(
+                category="tool",
+                operation="execute_tool",
+                tool_name="web_search",
+                provider=None,
+                request_model=None,
+                input_tokens=None,
+                output_tokens=None,
+            )
+        ]
     )
-    assert fixture.value(
-        "gen_ai_client_operation_duration_seconds_count",
-        gen_ai_provider_name="unknown",
-        gen_ai_request_model="unknown",
-        gen_ai_operation_name="execute_tool",
-        gen_ai_tool_name="web_search",
-        error_type="",
-    ) == 1
+    assert (
+        fixture.value(
+            "gen_ai_client_operation_duration_seconds_count",
+            gen_ai_provider_name="unknown",
+            gen_ai_request_model="unknown",
+            gen_ai_operation_name="execute_tool",
+            gen_ai_tool_name="web_search",
+            error_type="",
+        )
+        == 1
+    )
 
 
 def test_none_values_become_a_fixed_placeholder() -> None:
@@ -443,7 +472,9 @@ def test_none_values_become_a_fixed_placeholder() -> None:
     assert fixture.value("gen_ai_client_operation_duration_seconds_count", **unknown, error_type="") == 1
     assert fixture.value("gen_ai_client_token_usage_count", **unknown, gen_ai_token_type="output") == 1
     assert fixture.value(
-        "genai_collector_cost_usd_total", service_name="unknown", gen_ai_provider_name="unknown",
+        "genai_collector_cost_usd_total",
+        service_name="unknown",
+        gen_ai_provider_name="unknown",
         gen_ai_request_model="unknown",
     ) == pytest.approx(0.3)
 
@@ -467,11 +498,24 @@ def test_no_ids_or_content_become_labels(fixture: Fixture) -> None:
 
     labels = {**CHAT, "gen_ai_request_model": "gpt-4o-2024-08-06", "gen_ai_token_type": "input"}
     assert fixture.value("gen_ai_client_token_usage_count", **labels) == 3
-    assert fixture.value("genai_collector_cost_usd_total", service_name="test-service", gen_ai_provider_name="openai",
-                         gen_ai_request_model="gpt-4o-2024-08-06") > 0
+    assert (
+        fixture.value(
+            "genai_collector_cost_usd_total",
+            service_name="test-service",
+            gen_ai_provider_name="openai",
+            gen_ai_request_model="gpt-4o-2024-08-06",
+        )
+        > 0
+    )
     text = generate_latest(fixture.registry).decode()
-    for private in ("chatcmpl", "conversation-4711", "user-0815", "plan my trip", decoded[0].trace_id,
-                    decoded[0].span_id):
+    for private in (
+        "chatcmpl",
+        "conversation-4711",
+        "user-0815",
+        "plan my trip",
+        decoded[0].trace_id,
+        decoded[0].span_id,
+    ):
         assert private not in text
 
 
@@ -481,7 +525,12 @@ def test_a_span_repeating_a_call_already_counted_is_not_observed(fixture: Fixtur
     fixture.metrics.observe_spans([counted, repeated], {(repeated.trace_id, repeated.span_id)})
     assert fixture.value("gen_ai_client_token_usage_count", **CHAT, gen_ai_token_type="input") == 1
     assert fixture.value("gen_ai_client_operation_duration_seconds_count", **CHAT, error_type="") == 1
-    assert fixture.value(
-        "genai_collector_cost_usd_total", service_name="checkout", gen_ai_provider_name="openai",
-        gen_ai_request_model="gpt-4o",
-    ) == 0.5
+    assert (
+        fixture.value(
+            "genai_collector_cost_usd_total",
+            service_name="checkout",
+            gen_ai_provider_name="openai",
+            gen_ai_request_model="gpt-4o",
+        )
+        == 0.5
+    )

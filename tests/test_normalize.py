@@ -230,36 +230,78 @@ CONVENTIONS: list[tuple[str, dict[str, Any], str, GenAI, tuple[str, ...]]] = [
         "otel-deprecated",
         OTEL_DEPRECATED,
         "chat o4-mini",
-        CALL._replace(
-            cache_read_tokens=None, reasoning_tokens=None, ttft_ms=None, conversation_id=None, user_id=None
+        CALL._replace(cache_read_tokens=None, reasoning_tokens=None, ttft_ms=None, conversation_id=None, user_id=None),
+        (
+            "category",
+            "provider",
+            "request_model",
+            "response_model",
+            "operation",
+            "input_tokens",
+            "output_tokens",
+            "total_tokens",
+            "finish_reasons",
+            "response_id",
         ),
-        ("category", "provider", "request_model", "response_model", "operation", "input_tokens",
-         "output_tokens", "total_tokens", "finish_reasons", "response_id"),
     ),
     (
         "openinference",
         OPENINFERENCE,
         "ChatCompletion",
         CALL._replace(finish_reasons=None, response_id=None, ttft_ms=None),
-        ("category", "provider", "request_model", "response_model", "operation", "input_tokens", "output_tokens",
-         "total_tokens", "cache_read_tokens", "reasoning_tokens", "conversation_id", "user_id"),
+        (
+            "category",
+            "provider",
+            "request_model",
+            "response_model",
+            "operation",
+            "input_tokens",
+            "output_tokens",
+            "total_tokens",
+            "cache_read_tokens",
+            "reasoning_tokens",
+            "conversation_id",
+            "user_id",
+        ),
     ),
     (
         "openllmetry-0.4",
         OPENLLMETRY_LEGACY,
         "openai.chat",
         CALL._replace(reasoning_tokens=None, response_id=None, ttft_ms=None, conversation_id=None),
-        ("category", "provider", "request_model", "response_model", "operation", "input_tokens",
-         "output_tokens", "total_tokens", "cache_read_tokens", "finish_reasons", "user_id"),
+        (
+            "category",
+            "provider",
+            "request_model",
+            "response_model",
+            "operation",
+            "input_tokens",
+            "output_tokens",
+            "total_tokens",
+            "cache_read_tokens",
+            "finish_reasons",
+            "user_id",
+        ),
     ),
     (
         "openllmetry-0.5",
         OPENLLMETRY_05,
         "openai.chat",
         CALL._replace(ttft_ms=None, conversation_id=None, user_id=None),
-        ("category", "provider", "request_model", "response_model", "operation", "input_tokens",
-         "output_tokens", "total_tokens", "cache_read_tokens", "reasoning_tokens", "finish_reasons",
-         "response_id"),
+        (
+            "category",
+            "provider",
+            "request_model",
+            "response_model",
+            "operation",
+            "input_tokens",
+            "output_tokens",
+            "total_tokens",
+            "cache_read_tokens",
+            "reasoning_tokens",
+            "finish_reasons",
+            "response_id",
+        ),
     ),
     (
         "vercel-ai-sdk",
@@ -275,8 +317,18 @@ CONVENTIONS: list[tuple[str, dict[str, Any], str, GenAI, tuple[str, ...]]] = [
         CALL._replace(
             cache_read_tokens=None, reasoning_tokens=None, finish_reasons=None, response_id=None, ttft_ms=None
         ),
-        ("category", "provider", "request_model", "response_model", "operation", "input_tokens",
-         "output_tokens", "total_tokens", "conversation_id", "user_id"),
+        (
+            "category",
+            "provider",
+            "request_model",
+            "response_model",
+            "operation",
+            "input_tokens",
+            "output_tokens",
+            "total_tokens",
+            "conversation_id",
+            "user_id",
+        ),
     ),
 ]
 
@@ -635,6 +687,7 @@ def test_operations_and_categories(attributes: dict[str, Any], span_name: str, e
 
 # --- precedence ----------------------------------------------------------------------------------
 
+
 def test_current_keys_win_over_deprecated_and_other_conventions_on_one_span() -> None:
     mixed = {
         "gen_ai.provider.name": "anthropic",
@@ -704,34 +757,52 @@ def test_current_keys_win_over_deprecated_and_other_conventions_on_one_span() ->
         pytest.param({"gen_ai.request.model": "", "ai.model.id": "gpt-4o"}, "request_model", "gpt-4o", id="model"),
         pytest.param(
             {"gen_ai.response.finish_reasons": [], "llm.finish_reason": "stop"},
-            "finish_reasons", ("stop",), id="empty-list",
+            "finish_reasons",
+            ("stop",),
+            id="empty-list",
         ),
         pytest.param(
             {"gen_ai.response.finish_reasons": ["", ""], "gen_ai.response.finish_reason": "length"},
-            "finish_reasons", ("length",), id="list-of-empty-strings",
+            "finish_reasons",
+            ("length",),
+            id="list-of-empty-strings",
         ),
         pytest.param(
-            {"gen_ai.usage.input_tokens": "n/a", "llm.token_count.prompt": 7}, "input_tokens", 7, id="garbage",
+            {"gen_ai.usage.input_tokens": "n/a", "llm.token_count.prompt": 7},
+            "input_tokens",
+            7,
+            id="garbage",
         ),
         pytest.param(
-            {"gen_ai.usage.input_tokens": -1, "gen_ai.usage.prompt_tokens": 7}, "input_tokens", 7, id="negative",
+            {"gen_ai.usage.input_tokens": -1, "gen_ai.usage.prompt_tokens": 7},
+            "input_tokens",
+            7,
+            id="negative",
         ),
         pytest.param(
-            {"gen_ai.response.time_to_first_chunk": -0.1, "ai.response.msToFirstChunk": 120}, "ttft_ms", 120.0,
+            {"gen_ai.response.time_to_first_chunk": -0.1, "ai.response.msToFirstChunk": 120},
+            "ttft_ms",
+            120.0,
             id="negative-ttft",
         ),
         pytest.param({"llm.cost.total": "free", "gen_ai.usage.cost": 0.01}, "client_cost_usd", 0.01, id="cost"),
         pytest.param(
             {"traceloop.span.kind": "agent", "traceloop.entity.name": "fallback", "agent.name": "Named"},
-            "agent_name", "Named", id="agent-name-before-entity-name",
+            "agent_name",
+            "Named",
+            id="agent-name-before-entity-name",
         ),
         pytest.param(
             {"gen_ai.operation.name": "", "llm.request.type": "unknown", "openinference.span.kind": "llm"},
-            "operation", "chat", id="operation-unmapped-values-are-absent",
+            "operation",
+            "chat",
+            id="operation-unmapped-values-are-absent",
         ),
         pytest.param(
             {"openinference.span.kind": "Tool", "traceloop.span.kind": "agent"},
-            "operation", "execute_tool", id="openinference-kind-is-case-insensitive",
+            "operation",
+            "execute_tool",
+            id="openinference-kind-is-case-insensitive",
         ),
     ],
 )
@@ -740,6 +811,7 @@ def test_first_non_empty_valid_source_wins(attributes: dict[str, Any], field: st
 
 
 # --- value mappings and coercions ----------------------------------------------------------------
+
 
 @pytest.mark.parametrize(
     ("raw", "provider"),
@@ -900,15 +972,25 @@ def test_no_derived_time_to_first_chunk_without_the_span_start() -> None:
         ),
         pytest.param(
             '{"input": 176, "input_cached_tokens": 1024, "output": 85, "output_reasoning_tokens": 10, "total": 1285}',
-            {"input_tokens": 1200, "output_tokens": 85, "total_tokens": 1285, "cache_read_tokens": 1024,
-             "reasoning_tokens": 10},
+            {
+                "input_tokens": 1200,
+                "output_tokens": 85,
+                "total_tokens": 1285,
+                "cache_read_tokens": 1024,
+                "reasoning_tokens": 10,
+            },
             id="langfuse-openai-keys",
         ),
         pytest.param(
             '{"prompt_tokens": 1200, "completion_tokens": 85, "total_tokens": 1285,'
             ' "prompt_tokens_details": {"cached_tokens": 1024}, "completion_tokens_details": {"reasoning_tokens": 0}}',
-            {"input_tokens": 1200, "output_tokens": 85, "total_tokens": 1285, "cache_read_tokens": 1024,
-             "reasoning_tokens": 0},
+            {
+                "input_tokens": 1200,
+                "output_tokens": 85,
+                "total_tokens": 1285,
+                "cache_read_tokens": 1024,
+                "reasoning_tokens": 0,
+            },
             id="openai-usage-object-cache-within-input",
         ),
         pytest.param(
@@ -963,12 +1045,16 @@ def test_langfuse_cost_details(cost_details: str, cost: float | None) -> None:
     ("attributes", "model"),
     [
         ({"llm.model_name": "gpt-4o-2024-08-06", "llm.invocation_parameters": '{"model": "gpt-4o"}'}, "gpt-4o"),
-        ({"llm.model_name": "gpt-4o-2024-08-06", "llm.invocation_parameters": '{"temperature": 0}'},
-         "gpt-4o-2024-08-06"),
+        (
+            {"llm.model_name": "gpt-4o-2024-08-06", "llm.invocation_parameters": '{"temperature": 0}'},
+            "gpt-4o-2024-08-06",
+        ),
         ({"llm.model_name": "gpt-4o-2024-08-06", "llm.invocation_parameters": "{broken"}, "gpt-4o-2024-08-06"),
         ({"llm.model_name": "gpt-4o-2024-08-06", "llm.invocation_parameters": '{"model": null}'}, "gpt-4o-2024-08-06"),
-        ({"llm.request.model_name": "claude-sonnet-4-5", "llm.invocation_parameters": '{"model": "x"}'},
-         "claude-sonnet-4-5"),
+        (
+            {"llm.request.model_name": "claude-sonnet-4-5", "llm.invocation_parameters": '{"model": "x"}'},
+            "claude-sonnet-4-5",
+        ),
         ({"gen_ai.request.model": "o4-mini", "llm.invocation_parameters": '{"model": "x"}'}, "o4-mini"),
         ({"langfuse.observation.model.name": "claude-sonnet-4-5"}, "claude-sonnet-4-5"),
     ],
@@ -1075,11 +1161,16 @@ def test_total_tokens_is_derived_only_when_both_sides_are_known() -> None:
     assert normalize({"gen_ai.usage.input_tokens": 5}).total_tokens is None
     assert normalize({"gen_ai.usage.output_tokens": 5}).total_tokens is None
     assert normalize({"gen_ai.usage.input_tokens": 5, "gen_ai.usage.output_tokens": 0}).total_tokens == 5
-    assert normalize({"gen_ai.usage.input_tokens": 5, "gen_ai.usage.output_tokens": 1, "llm.usage.total_tokens": 9}
-                     ).total_tokens == 9
+    assert (
+        normalize(
+            {"gen_ai.usage.input_tokens": 5, "gen_ai.usage.output_tokens": 1, "llm.usage.total_tokens": 9}
+        ).total_tokens
+        == 9
+    )
 
 
 # --- spans that are not GenAI --------------------------------------------------------------------
+
 
 @pytest.mark.parametrize(
     ("attributes", "span_name"),
@@ -1123,6 +1214,7 @@ def test_the_fields_are_the_storage_columns() -> None:
 
 
 # --- evaluations ---------------------------------------------------------------------------------
+
 
 def test_evaluations_from_openinference_attributes() -> None:
     span = {

@@ -92,14 +92,21 @@ def test_full_queue_answers_503_with_retry_after_and_unavailable_with_retry_info
     waiting.join(timeout=10)
     metrics = httpx.get(running.admin_url + "/metrics").text
     for transport in ("http", "grpc"):  # the queue was full: refused at the door, before being read
-        assert metric_value(
-            metrics, "genai_collector_receiver_refused_requests_total",
-            receiver="otlp", transport=transport, reason="queue_full",
-        ) == 1
+        assert (
+            metric_value(
+                metrics,
+                "genai_collector_receiver_refused_requests_total",
+                receiver="otlp",
+                transport=transport,
+                reason="queue_full",
+            )
+            == 1
+        )
     assert metric_value(metrics, "genai_collector_requests_total", transport="http", signal="traces", status="503") == 1
-    assert metric_value(
-        metrics, "genai_collector_requests_total", transport="grpc", signal="traces", status="UNAVAILABLE"
-    ) == 1
+    assert (
+        metric_value(metrics, "genai_collector_requests_total", transport="grpc", signal="traces", status="UNAVAILABLE")
+        == 1
+    )
     assert running.query("SELECT count(*) FROM spans") == [(10,)]
 
 
@@ -113,7 +120,7 @@ def test_sdk_exporters_retry_refusals_until_every_span_is_stored_once(
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_TIMEOUT", "30")
     exporter_type = GrpcSpanExporter if protocol == "grpc" else HttpSpanExporter
     spans = finished_spans(120)
-    batches = [spans[start:start + 20] for start in range(0, len(spans), 20)]
+    batches = [spans[start : start + 20] for start in range(0, len(spans), 20)]
     results: list[SpanExportResult] = []
 
     def export(batch: list[ReadableSpan]) -> None:
@@ -126,6 +133,7 @@ def test_sdk_exporters_retry_refusals_until_every_span_is_stored_once(
         for client in clients:
             client.start()
         transport = "grpc" if protocol == "grpc" else "http"
+
         def refusals() -> float:  # at the door (queue full) or at reservation (not enough room left)
             exposition = httpx.get(running.admin_url + "/metrics").text
             return sum(
@@ -165,13 +173,23 @@ def test_full_disk_fails_requests_retryably_and_recovers(start_collector: Any, s
     ready = httpx.get(running.admin_url + "/readyz")
     assert ready.status_code == 503 and "the last database write failed" in ready.json()["reasons"]
     metrics = httpx.get(running.admin_url + "/metrics").text
-    assert sum(
-        metric_value(metrics, "genai_collector_write_failures_total", error=error)
-        for error in ("FullError", "IOError")
-    ) >= 1
-    assert metric_value(
-        metrics, "genai_collector_receiver_refused_spans_total", receiver="otlp", transport="http", reason="write_failed"
-    ) == 20
+    assert (
+        sum(
+            metric_value(metrics, "genai_collector_write_failures_total", error=error)
+            for error in ("FullError", "IOError")
+        )
+        >= 1
+    )
+    assert (
+        metric_value(
+            metrics,
+            "genai_collector_receiver_refused_spans_total",
+            receiver="otlp",
+            transport="http",
+            reason="write_failed",
+        )
+        == 20
+    )
 
     filler.unlink()  # the cause goes away: the daemon recovers without a restart
     retried = send(20)
@@ -240,10 +258,16 @@ def test_requests_past_max_concurrent_requests_are_refused_before_being_read(sta
     waiting.join(timeout=10)
     metrics = httpx.get(running.admin_url + "/metrics").text
     for transport in ("http", "grpc"):
-        assert metric_value(
-            metrics, "genai_collector_receiver_refused_requests_total",
-            receiver="otlp", transport=transport, reason="too_many_requests",
-        ) == 1
+        assert (
+            metric_value(
+                metrics,
+                "genai_collector_receiver_refused_requests_total",
+                receiver="otlp",
+                transport=transport,
+                reason="too_many_requests",
+            )
+            == 1
+        )
     assert running.query("SELECT count(*) FROM spans") == [(3,)]
     after = httpx.post(running.http_url + "/v1/traces", content=otlp_request(2).SerializeToString(), headers=PROTOBUF)
     assert after.status_code == 200  # the place is free again once the first request was answered

@@ -32,35 +32,76 @@ def hmac16(key: str, text: str) -> str:
 
 # --- which attributes are content ------------------------------------------------------------
 
-@pytest.mark.parametrize("key", [
-    "gen_ai.input.messages", "gen_ai.output.messages", "gen_ai.system_instructions",
-    "gen_ai.tool.call.arguments", "gen_ai.tool.call.result", "gen_ai.tool.definitions",
-    "gen_ai.prompt", "gen_ai.completion", "gen_ai.prompt.0.content", "gen_ai.completion.1.content",
-    "gen_ai.completion.0.tool_calls.0.arguments",
-    "llm.input_messages.0.message.content", "llm.output_messages.0.message.content",
-    "llm.input_messages.0.message.contents.0.message_content.text",
-    "llm.output_messages.0.message.tool_calls.0.tool_call.function.arguments",
-    "llm.prompts.0.prompt.text", "llm.prompts", "llm.choices.0.completion.text", "llm.tools.0.tool.json_schema",
-    "input.value", "output.value", "llm.prompt_template.variables",
-    "traceloop.entity.input", "traceloop.entity.output",
-    "ai.prompt", "ai.prompt.messages", "ai.response.text", "ai.response.object", "ai.response.toolCalls",
-    "ai.toolCall.args", "ai.toolCall.result",
-    "retrieval.documents.0.document.content", "langfuse.observation.input",
-])
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "gen_ai.input.messages",
+        "gen_ai.output.messages",
+        "gen_ai.system_instructions",
+        "gen_ai.tool.call.arguments",
+        "gen_ai.tool.call.result",
+        "gen_ai.tool.definitions",
+        "gen_ai.prompt",
+        "gen_ai.completion",
+        "gen_ai.prompt.0.content",
+        "gen_ai.completion.1.content",
+        "gen_ai.completion.0.tool_calls.0.arguments",
+        "llm.input_messages.0.message.content",
+        "llm.output_messages.0.message.content",
+        "llm.input_messages.0.message.contents.0.message_content.text",
+        "llm.output_messages.0.message.tool_calls.0.tool_call.function.arguments",
+        "llm.prompts.0.prompt.text",
+        "llm.prompts",
+        "llm.choices.0.completion.text",
+        "llm.tools.0.tool.json_schema",
+        "input.value",
+        "output.value",
+        "llm.prompt_template.variables",
+        "traceloop.entity.input",
+        "traceloop.entity.output",
+        "ai.prompt",
+        "ai.prompt.messages",
+        "ai.response.text",
+        "ai.response.object",
+        "ai.response.toolCalls",
+        "ai.toolCall.args",
+        "ai.toolCall.result",
+        "retrieval.documents.0.document.content",
+        "langfuse.observation.input",
+    ],
+)
 def test_content_keys(key: str) -> None:
     assert is_content_key(key)
 
 
-@pytest.mark.parametrize("key", [
-    "gen_ai.prompt.0.role", "gen_ai.completion.0.finish_reason", "gen_ai.completion.0.role",
-    "gen_ai.completion.0.tool_calls.0.name", "gen_ai.completion.0.tool_calls.0.id",
-    "llm.input_messages.0.message.role", "llm.output_messages.0.message.tool_calls.0.tool_call.function.name",
-    "llm.input_messages.0.message.contents.0.message_content.type",
-    "gen_ai.request.model", "gen_ai.usage.input_tokens", "gen_ai.response.finish_reasons",
-    "gen_ai.prompt_template.name", "input.mime_type", "llm.model_name", "llm.token_count.prompt",
-    "ai.prompt.format", "ai.response.finishReason", "ai.response.model", "ai.usage.promptTokens",
-    "user.id", "session.id", "http.url",
-])
+@pytest.mark.parametrize(
+    "key",
+    [
+        "gen_ai.prompt.0.role",
+        "gen_ai.completion.0.finish_reason",
+        "gen_ai.completion.0.role",
+        "gen_ai.completion.0.tool_calls.0.name",
+        "gen_ai.completion.0.tool_calls.0.id",
+        "llm.input_messages.0.message.role",
+        "llm.output_messages.0.message.tool_calls.0.tool_call.function.name",
+        "llm.input_messages.0.message.contents.0.message_content.type",
+        "gen_ai.request.model",
+        "gen_ai.usage.input_tokens",
+        "gen_ai.response.finish_reasons",
+        "gen_ai.prompt_template.name",
+        "input.mime_type",
+        "llm.model_name",
+        "llm.token_count.prompt",
+        "ai.prompt.format",
+        "ai.response.finishReason",
+        "ai.response.model",
+        "ai.usage.promptTokens",
+        "user.id",
+        "session.id",
+        "http.url",
+    ],
+)
 def test_metadata_keys_are_not_content(key: str) -> None:
     assert not is_content_key(key)
 
@@ -121,12 +162,24 @@ DETECTED = [
 # (detector, text, what is left of it): the credential goes, what names it stays.
 DETECTED_INSIDE = [
     ("secret", "https://bob:hunter2@db.example.com:5432/app", "https://[REDACTED:secret]@db.example.com:5432/app"),
-    ("secret", "https://api.example.com/v1?api_key=abc123XYZ&page=2", "https://api.example.com/v1?api_key=[REDACTED:secret]&page=2"),
+    (
+        "secret",
+        "https://api.example.com/v1?api_key=abc123XYZ&page=2",
+        "https://api.example.com/v1?api_key=[REDACTED:secret]&page=2",
+    ),
     ("secret", "GET /cb?code=1&token=Zm9vYmFy&state=x", "GET /cb?code=1&token=[REDACTED:secret]&state=x"),
     ("secret", "connect host=db password=s3cr3t! user=app", "connect host=db password=[REDACTED:secret] user=app"),
-    ("secret", "https://s3.amazonaws.com/b/k?X-Amz-Signature=fe5f80f77d5fa3beca038a248ff027d0", "https://s3.amazonaws.com/b/k?X-Amz-Signature=[REDACTED:secret]"),
+    (
+        "secret",
+        "https://s3.amazonaws.com/b/k?X-Amz-Signature=fe5f80f77d5fa3beca038a248ff027d0",
+        "https://s3.amazonaws.com/b/k?X-Amz-Signature=[REDACTED:secret]",
+    ),
     ("secret", "AKIAIOSFODNN7EXAMPLE wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", "[REDACTED:secret] [REDACTED:secret]"),
-    ("secret", "aws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", "aws_secret_access_key = [REDACTED:secret]"),
+    (
+        "secret",
+        "aws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+        "aws_secret_access_key = [REDACTED:secret]",
+    ),
 ]
 
 
@@ -151,9 +204,7 @@ def test_detector_masks_match(rule: str, pii: str) -> None:
 
 def test_bearer_token_keeps_the_scheme() -> None:
     text = "curl -H 'Authorization: Bearer 8f14e45fceea167a5a36dedd4bea2543' https://api.example.com"
-    assert redactor().value(text) == (
-        "curl -H 'Authorization: Bearer [REDACTED:secret]' https://api.example.com"
-    )
+    assert redactor().value(text) == ("curl -H 'Authorization: Bearer [REDACTED:secret]' https://api.example.com")
 
 
 NOT_DETECTED = [
@@ -197,11 +248,24 @@ def test_phone_stops_before_a_time_of_day() -> None:
     assert redactor().value("call +1 415 555 0132 at 10:30") == "call [REDACTED:phone] at 10:30"
 
 
-@pytest.mark.parametrize("text", [
-    "1" * 65536, "1 " * 32768, "+1234567890123456789012345 " * 2400, "1." * 32768, "a" * 65536 + "@",
-    "a@" * 32768, "a@" + "b." * 32768, "sk-" * 21000, "eyJ" + "a" * 65536,
-    "-----BEGIN PRIVATE KEY-----\n" * 2300, "Bearer " * 9000, "4111 " * 13000, "(415) " * 11000,
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "1" * 65536,
+        "1 " * 32768,
+        "+1234567890123456789012345 " * 2400,
+        "1." * 32768,
+        "a" * 65536 + "@",
+        "a@" * 32768,
+        "a@" + "b." * 32768,
+        "sk-" * 21000,
+        "eyJ" + "a" * 65536,
+        "-----BEGIN PRIVATE KEY-----\n" * 2300,
+        "Bearer " * 9000,
+        "4111 " * 13000,
+        "(415) " * 11000,
+    ],
+)
 def test_pathological_text_is_scanned_in_linear_time(text: str) -> None:
     """64 KB (the default attribute limit) of each shape that makes a careless pattern backtrack."""
     redactor().value(text)
@@ -228,15 +292,34 @@ def test_many_matches_cost_linear_time() -> None:
 
 
 ADVERSARIAL_UNITS = [
-    "u1@ex1.io ", "a@", "b.", "4111 1111 1111 1112 ", "+1 (415) 555-01", "sk-eyJAKIA", "a", "fe80:ab:", "::",
-    "?token=&api_key=", "token=x", "://a:b", "DE89 ", "123-45-", "AKIA secret ", "Ab1/", '{"a":"b@c.de"},',
-    "2001:db8::1 ", "Bearer ", "1.2.3.4.", "-----BEGIN PRIVATE KEY-----",
+    "u1@ex1.io ",
+    "a@",
+    "b.",
+    "4111 1111 1111 1112 ",
+    "+1 (415) 555-01",
+    "sk-eyJAKIA",
+    "a",
+    "fe80:ab:",
+    "::",
+    "?token=&api_key=",
+    "token=x",
+    "://a:b",
+    "DE89 ",
+    "123-45-",
+    "AKIA secret ",
+    "Ab1/",
+    '{"a":"b@c.de"},',
+    "2001:db8::1 ",
+    "Bearer ",
+    "1.2.3.4.",
+    "-----BEGIN PRIVATE KEY-----",
 ]
 
 
 @pytest.mark.parametrize("unit", ADVERSARIAL_UNITS)
 def test_adversarial_text_costs_linear_time(unit: str) -> None:
     """Bounded work per character whatever the content: four times the text, about four times the time."""
+
     def text(size: int) -> str:
         return (unit * (size // len(unit) + 1))[:size]
 
@@ -268,13 +351,12 @@ def test_many_matches_in_one_long_text() -> None:
     text = f"{filler}a@example.com {filler}415-555-0132 {filler}{OPENAI_KEY} {filler}"
     r = redactor()
     redacted = r.value(text)
-    assert redacted == (
-        f"{filler}[REDACTED:email] {filler}[REDACTED:phone] {filler}[REDACTED:secret] {filler}"
-    )
+    assert redacted == (f"{filler}[REDACTED:email] {filler}[REDACTED:phone] {filler}[REDACTED:secret] {filler}")
     assert r.take_counts() == {"email": 1, "phone": 1, "secret": 1}
 
 
 # --- modes -----------------------------------------------------------------------------------
+
 
 def test_hash_mode_is_keyed_and_stable() -> None:
     text = "mail jane.doe@example.com"
@@ -300,8 +382,11 @@ def test_hash_of_bearer_covers_the_token_only() -> None:
 
 def test_drop_mode_removes_the_attribute() -> None:
     r = redactor(mode="drop")
-    attributes = {"gen_ai.prompt.0.content": "call 415-555-0132", "gen_ai.prompt.0.role": "user",
-                  "gen_ai.prompt.1.content": "hello"}
+    attributes = {
+        "gen_ai.prompt.0.content": "call 415-555-0132",
+        "gen_ai.prompt.0.role": "user",
+        "gen_ai.prompt.1.content": "hello",
+    }
     assert r.attributes(attributes) == {"gen_ai.prompt.0.role": "user", "gen_ai.prompt.1.content": "hello"}
     assert r.value("call 415-555-0132") is DROP
     assert r.take_counts() == {"phone": 2}
@@ -334,11 +419,15 @@ def test_hash_mode_without_a_key_is_refused() -> None:
 
 # --- user rules ------------------------------------------------------------------------------
 
-@pytest.mark.parametrize(("mode", "expected"), [
-    ("mask", "see [REDACTED:ticket] now"),
-    ("hash", f"see [HASH:ticket:{hmac16('correlation-key-0', 'TICKET-123456')}] now"),
-    ("drop", DROP),
-])
+
+@pytest.mark.parametrize(
+    ("mode", "expected"),
+    [
+        ("mask", "see [REDACTED:ticket] now"),
+        ("hash", f"see [HASH:ticket:{hmac16('correlation-key-0', 'TICKET-123456')}] now"),
+        ("drop", DROP),
+    ],
+)
 def test_user_rule_modes(mode: str, expected: object) -> None:
     r = redactor(rules=[{"name": "ticket", "pattern": r"TICKET-\d{6}", "mode": mode}], hash_key="correlation-key-0")
     assert r.value("see TICKET-123456 now") == expected
@@ -363,6 +452,7 @@ def test_user_rules_apply_inside_json_leaves_only() -> None:
 
 # --- enabled / capture_content ----------------------------------------------------------------
 
+
 def test_disabled_returns_the_same_objects() -> None:
     r = redactor(enabled=False)
     attributes = {"input.value": "a@example.com"}
@@ -375,12 +465,18 @@ def test_disabled_returns_the_same_objects() -> None:
 def test_capture_content_off_drops_every_content_attribute(enabled: bool) -> None:
     r = redactor(capture_content=False, enabled=enabled)
     attributes = {
-        "gen_ai.input.messages": "[]", "gen_ai.prompt.0.content": "hi", "gen_ai.prompt.0.role": "user",
-        "gen_ai.completion.0.finish_reason": "stop", "gen_ai.request.model": "gpt-4o", "user.id": "u1",
+        "gen_ai.input.messages": "[]",
+        "gen_ai.prompt.0.content": "hi",
+        "gen_ai.prompt.0.role": "user",
+        "gen_ai.completion.0.finish_reason": "stop",
+        "gen_ai.request.model": "gpt-4o",
+        "user.id": "u1",
     }
     assert r.attributes(attributes) == {
-        "gen_ai.prompt.0.role": "user", "gen_ai.completion.0.finish_reason": "stop",
-        "gen_ai.request.model": "gpt-4o", "user.id": "u1",
+        "gen_ai.prompt.0.role": "user",
+        "gen_ai.completion.0.finish_reason": "stop",
+        "gen_ai.request.model": "gpt-4o",
+        "user.id": "u1",
     }
     assert r.attributes({"content": "hi", "index": 0}, all_content=True) == {}
     assert r.value({"content": "hi"}) is DROP
@@ -395,15 +491,22 @@ def test_content_scope_leaves_other_attributes_alone() -> None:
 
 def test_every_attribute_is_scanned_by_default() -> None:
     attributes = {
-        "gen_ai.request.model": "gpt-4o", "user.email": "jane@example.com", "server.address": "10.0.0.1",
-        "http.url": "https://api.example.com/v1?api_key=abc123XYZ", "db.statement": "WHERE card = '4111111111111111'",
-        "exception.message": f"invalid key {OPENAI_KEY}", "count": 3,
+        "gen_ai.request.model": "gpt-4o",
+        "user.email": "jane@example.com",
+        "server.address": "10.0.0.1",
+        "http.url": "https://api.example.com/v1?api_key=abc123XYZ",
+        "db.statement": "WHERE card = '4111111111111111'",
+        "exception.message": f"invalid key {OPENAI_KEY}",
+        "count": 3,
     }
     r = redactor()
     assert r.attributes(attributes) == {
-        "gen_ai.request.model": "gpt-4o", "user.email": "[REDACTED:email]", "server.address": "[REDACTED:ipv4]",
+        "gen_ai.request.model": "gpt-4o",
+        "user.email": "[REDACTED:email]",
+        "server.address": "[REDACTED:ipv4]",
         "http.url": "https://api.example.com/v1?api_key=[REDACTED:secret]",
-        "db.statement": "WHERE card = '[REDACTED:card]'", "exception.message": "invalid key [REDACTED:secret]",
+        "db.statement": "WHERE card = '[REDACTED:card]'",
+        "exception.message": "invalid key [REDACTED:secret]",
         "count": 3,
     }
     assert r.take_counts() == {"email": 1, "ipv4": 1, "secret": 2, "card": 1}
@@ -411,25 +514,47 @@ def test_every_attribute_is_scanned_by_default() -> None:
 
 def test_allow_listed_keys_are_never_scanned() -> None:
     attributes = {
-        "gen_ai.response.id": "chatcmpl-4111111111111111", "gen_ai.request.model": "ft:gpt-4o:acme:jane@example.com",
-        "gen_ai.usage.input_tokens": 812, "myapp.ticket": "415-555-0132", "myapp.ids.customer": "jane@example.com",
+        "gen_ai.response.id": "chatcmpl-4111111111111111",
+        "gen_ai.request.model": "ft:gpt-4o:acme:jane@example.com",
+        "gen_ai.usage.input_tokens": 812,
+        "myapp.ticket": "415-555-0132",
+        "myapp.ids.customer": "jane@example.com",
     }
     assert redactor(allow_keys=["myapp.ticket", "myapp.ids.*"]).attributes(attributes) is attributes
     assert redactor().attributes(attributes)["myapp.ticket"] == "[REDACTED:phone]"
 
 
-@pytest.mark.parametrize("key", [
-    "db.password", "http.request.header.authorization", "http.request.header.x-api-key", "aws.secret_access_key",
-    "app.API_KEY", "token", "oauth.refresh_token", "http.request.header.cookie",
-])
+@pytest.mark.parametrize(
+    "key",
+    [
+        "db.password",
+        "http.request.header.authorization",
+        "http.request.header.x-api-key",
+        "aws.secret_access_key",
+        "app.API_KEY",
+        "token",
+        "oauth.refresh_token",
+        "http.request.header.cookie",
+    ],
+)
 def test_keys_named_like_secrets_are_masked_whole(key: str) -> None:
     r = redactor()
     assert r.attributes({key: "plain words", "ok": "plain words"}) == {key: "[REDACTED:secret]", "ok": "plain words"}
     assert r.attributes({key: ["a", "b"]}) == {key: ["[REDACTED:secret]", "[REDACTED:secret]"]}
 
 
-@pytest.mark.parametrize("key", ["gen_ai.usage.input_tokens", "gen_ai.request.max_tokens", "llm.token_count.prompt",
-                                 "gen_ai.token.type", "keyword", "tokenizer", "monkey"])
+@pytest.mark.parametrize(
+    "key",
+    [
+        "gen_ai.usage.input_tokens",
+        "gen_ai.request.max_tokens",
+        "llm.token_count.prompt",
+        "gen_ai.token.type",
+        "keyword",
+        "tokenizer",
+        "monkey",
+    ],
+)
 def test_keys_that_only_contain_a_secret_word_are_not_secrets(key: str) -> None:
     assert redactor().attributes({key: "plain words"}) == {key: "plain words"}
 
@@ -437,7 +562,8 @@ def test_keys_that_only_contain_a_secret_word_are_not_secrets(key: str) -> None:
 def test_secret_keys_inside_maps() -> None:
     value = {"headers": {"Authorization": "opaque", "accept": "json"}, "password": "hunter2"}
     assert redactor().value(value) == {
-        "headers": {"Authorization": "[REDACTED:secret]", "accept": "json"}, "password": "[REDACTED:secret]"
+        "headers": {"Authorization": "[REDACTED:secret]", "accept": "json"},
+        "password": "[REDACTED:secret]",
     }
 
 
@@ -464,23 +590,33 @@ def test_non_string_values_pass_through() -> None:
 
 # --- conventions -----------------------------------------------------------------------------
 
+
 def test_semconv_messages_stay_valid_json() -> None:
     messages = [
         {"role": "system", "parts": [{"type": "text", "content": "Réponds en français."}]},
-        {"role": "user", "parts": [
-            {"type": "text", "content": "Mail jane@example.com, call +44 20 7946 0958"},
-            {"type": "tool_call_response", "id": "call_1", "response": {"ip": "10.1.2.3", "n": 4111111111111111}},
-        ]},
+        {
+            "role": "user",
+            "parts": [
+                {"type": "text", "content": "Mail jane@example.com, call +44 20 7946 0958"},
+                {"type": "tool_call_response", "id": "call_1", "response": {"ip": "10.1.2.3", "n": 4111111111111111}},
+            ],
+        },
     ]
     r = redactor()
     redacted = r.attributes({"gen_ai.input.messages": json.dumps(messages)})["gen_ai.input.messages"]
     assert json.loads(redacted) == [
         {"role": "system", "parts": [{"type": "text", "content": "Réponds en français."}]},
-        {"role": "user", "parts": [
-            {"type": "text", "content": "Mail [REDACTED:email], call [REDACTED:phone]"},
-            {"type": "tool_call_response", "id": "call_1",
-             "response": {"ip": "[REDACTED:ipv4]", "n": 4111111111111111}},
-        ]},
+        {
+            "role": "user",
+            "parts": [
+                {"type": "text", "content": "Mail [REDACTED:email], call [REDACTED:phone]"},
+                {
+                    "type": "tool_call_response",
+                    "id": "call_1",
+                    "response": {"ip": "[REDACTED:ipv4]", "n": 4111111111111111},
+                },
+            ],
+        },
     ]
     assert "Réponds" in redacted  # not \u-escaped
     assert r.take_counts() == {"email": 1, "phone": 1, "ipv4": 1}
@@ -514,9 +650,7 @@ def test_text_that_only_looks_like_json() -> None:
 def test_drop_inside_json_drops_the_whole_attribute() -> None:
     r = redactor(detectors={"secret": "drop"})
     value = json.dumps([{"role": "user", "parts": [{"type": "text", "content": f"key {OPENAI_KEY}"}]}])
-    assert r.attributes({"gen_ai.input.messages": value, "gen_ai.request.model": "m"}) == {
-        "gen_ai.request.model": "m"
-    }
+    assert r.attributes({"gen_ai.input.messages": value, "gen_ai.request.model": "m"}) == {"gen_ai.request.model": "m"}
     assert r.take_counts() == {"secret": 1}
 
 
@@ -561,19 +695,28 @@ def test_traceloop_content_redacted_role_kept() -> None:
 def test_array_values_are_walked() -> None:
     attributes = {"ai.values": ["hello", "mail a@example.com"], "llm.prompts": ["call 415-555-0132"]}
     assert redactor().attributes(attributes) == {
-        "ai.values": ["hello", "mail [REDACTED:email]"], "llm.prompts": ["call [REDACTED:phone]"],
+        "ai.values": ["hello", "mail [REDACTED:email]"],
+        "llm.prompts": ["call [REDACTED:phone]"],
     }
 
 
 # --- GenAI events and log records ------------------------------------------------------------
 
+
 def test_event_body_dict() -> None:
-    body = {"content": "mail a@example.com", "role": "user",
-            "tool_calls": [{"id": "c1", "function": {"arguments": '{"ip": "10.0.0.1"}'}}], "index": 0}
+    body = {
+        "content": "mail a@example.com",
+        "role": "user",
+        "tool_calls": [{"id": "c1", "function": {"arguments": '{"ip": "10.0.0.1"}'}}],
+        "index": 0,
+    }
     redacted = redactor().value(body)
-    assert redacted == {"content": "mail [REDACTED:email]", "role": "user",
-                        "tool_calls": [{"id": "c1", "function": {"arguments": '{"ip": "[REDACTED:ipv4]"}'}}],
-                        "index": 0}
+    assert redacted == {
+        "content": "mail [REDACTED:email]",
+        "role": "user",
+        "tool_calls": [{"id": "c1", "function": {"arguments": '{"ip": "[REDACTED:ipv4]"}'}}],
+        "index": 0,
+    }
     assert body["content"] == "mail a@example.com"
 
 
@@ -589,21 +732,28 @@ def test_event_body_dropped() -> None:
 
 
 def test_event_attributes_all_content() -> None:
-    attributes = {"gen_ai.evaluation.explanation": "user a@example.com was rude", "gen_ai.evaluation.score.value": 0.2,
-                  "event.name": "gen_ai.evaluation.result"}
+    attributes = {
+        "gen_ai.evaluation.explanation": "user a@example.com was rude",
+        "gen_ai.evaluation.score.value": 0.2,
+        "event.name": "gen_ai.evaluation.result",
+    }
     assert redactor().attributes(attributes, all_content=True) == {
-        "gen_ai.evaluation.explanation": "user [REDACTED:email] was rude", "gen_ai.evaluation.score.value": 0.2,
+        "gen_ai.evaluation.explanation": "user [REDACTED:email] was rude",
+        "gen_ai.evaluation.score.value": 0.2,
         "event.name": "gen_ai.evaluation.result",
     }
 
 
 # --- counts ----------------------------------------------------------------------------------
 
+
 def test_counts_by_rule_and_take_counts_resets() -> None:
     r = redactor(rules=[{"name": "ticket", "pattern": r"TICKET-\d+"}])
-    r.attributes({
-        "input.value": f"a@example.com b@example.com 415-555-0132 {OPENAI_KEY} TICKET-9",
-        "output.value": "4111 1111 1111 1111 from 10.0.0.1",
-    })
+    r.attributes(
+        {
+            "input.value": f"a@example.com b@example.com 415-555-0132 {OPENAI_KEY} TICKET-9",
+            "output.value": "4111 1111 1111 1111 from 10.0.0.1",
+        }
+    )
     assert r.take_counts() == {"email": 2, "phone": 1, "secret": 1, "ticket": 1, "card": 1, "ipv4": 1}
     assert r.take_counts() == {}

@@ -51,9 +51,31 @@ QUERY_KEY = "Qx7rT2mZ9vL4"
 DB_PASSWORD = "correct-horse-battery"
 
 LITERALS = [
-    EMAIL, RESOURCE_EMAIL, NAME_EMAIL, STATUS_EMAIL, PHONE, CARD, DB_CARD, IBAN, SSN, IPV4, IPV6, OPENAI_KEY,
-    ANTHROPIC_KEY, GOOGLE_KEY, GITHUB_TOKEN, SLACK_TOKEN, STRIPE_KEY, HUGGINGFACE_TOKEN, AWS_KEY_ID, AWS_SECRET,
-    JWT, BEARER_TOKEN, URL_PASSWORD, QUERY_KEY, DB_PASSWORD,
+    EMAIL,
+    RESOURCE_EMAIL,
+    NAME_EMAIL,
+    STATUS_EMAIL,
+    PHONE,
+    CARD,
+    DB_CARD,
+    IBAN,
+    SSN,
+    IPV4,
+    IPV6,
+    OPENAI_KEY,
+    ANTHROPIC_KEY,
+    GOOGLE_KEY,
+    GITHUB_TOKEN,
+    SLACK_TOKEN,
+    STRIPE_KEY,
+    HUGGINGFACE_TOKEN,
+    AWS_KEY_ID,
+    AWS_SECRET,
+    JWT,
+    BEARER_TOKEN,
+    URL_PASSWORD,
+    QUERY_KEY,
+    DB_PASSWORD,
 ]
 MODEL = "gpt-4o-2024-08-06"
 RESPONSE_ID = "chatcmpl-4111111111111111"  # allow-listed: a card-shaped id stays as it came
@@ -63,32 +85,46 @@ CONVERSATION_ID = "conv_4155550132"
 def emit_spans(provider: TracerProvider) -> None:
     tracer = provider.get_tracer("support.agent", "2.0.1")
     with tracer.start_as_current_span(f"notify {NAME_EMAIL}", kind=SpanKind.INTERNAL) as root:
-        root.set_attributes({
-            "user.email": EMAIL,
-            "client.address": IPV4,
-            "network.peer.address": IPV6,
-            "app.openai_key": OPENAI_KEY,
-            "app.config": f"AWS_ACCESS_KEY_ID={AWS_KEY_ID} AWS_SECRET_ACCESS_KEY={AWS_SECRET}",
-            "app.jwt": JWT,
-            "app.tokens": [GOOGLE_KEY, GITHUB_TOKEN, SLACK_TOKEN, STRIPE_KEY, HUGGINGFACE_TOKEN],
-            "http.request.header.authorization": [f"Bearer {BEARER_TOKEN}"],
-            "app.curl": f"curl -H 'Authorization: Bearer {BEARER_TOKEN}' https://api.example.com",
-            "gen_ai.conversation.id": CONVERSATION_ID,
-        })
+        root.set_attributes(
+            {
+                "user.email": EMAIL,
+                "client.address": IPV4,
+                "network.peer.address": IPV6,
+                "app.openai_key": OPENAI_KEY,
+                "app.config": f"AWS_ACCESS_KEY_ID={AWS_KEY_ID} AWS_SECRET_ACCESS_KEY={AWS_SECRET}",
+                "app.jwt": JWT,
+                "app.tokens": [GOOGLE_KEY, GITHUB_TOKEN, SLACK_TOKEN, STRIPE_KEY, HUGGINGFACE_TOKEN],
+                "http.request.header.authorization": [f"Bearer {BEARER_TOKEN}"],
+                "app.curl": f"curl -H 'Authorization: Bearer {BEARER_TOKEN}' https://api.example.com",
+                "gen_ai.conversation.id": CONVERSATION_ID,
+            }
+        )
         root.set_status(Status(StatusCode.ERROR, f"delivery to {STATUS_EMAIL} failed"))
         with tracer.start_as_current_span("chat gpt-4o", kind=SpanKind.CLIENT) as llm:
-            llm.set_attributes({
-                "gen_ai.operation.name": "chat",
-                "gen_ai.provider.name": "openai",
-                "gen_ai.request.model": MODEL,
-                "gen_ai.response.id": RESPONSE_ID,
-                "gen_ai.usage.input_tokens": 812,
-                "gen_ai.usage.output_tokens": 64,
-                "gen_ai.input.messages": json.dumps([{"role": "user", "parts": [{
-                    "type": "text", "content": f"My IBAN is {IBAN}, SSN {SSN}, call {PHONE}",
-                }]}]),
-                "http.url": f"https://api.example.com/v1/items?api_key={QUERY_KEY}&page=2",
-            })
+            llm.set_attributes(
+                {
+                    "gen_ai.operation.name": "chat",
+                    "gen_ai.provider.name": "openai",
+                    "gen_ai.request.model": MODEL,
+                    "gen_ai.response.id": RESPONSE_ID,
+                    "gen_ai.usage.input_tokens": 812,
+                    "gen_ai.usage.output_tokens": 64,
+                    "gen_ai.input.messages": json.dumps(
+                        [
+                            {
+                                "role": "user",
+                                "parts": [
+                                    {
+                                        "type": "text",
+                                        "content": f"My IBAN is {IBAN}, SSN {SSN}, call {PHONE}",
+                                    }
+                                ],
+                            }
+                        ]
+                    ),
+                    "http.url": f"https://api.example.com/v1/items?api_key={QUERY_KEY}&page=2",
+                }
+            )
             try:
                 raise PermissionError(f"key {ANTHROPIC_KEY} refused for {EMAIL}, SSN {SSN}")
             except PermissionError as error:
@@ -96,11 +132,13 @@ def emit_spans(provider: TracerProvider) -> None:
         with tracer.start_as_current_span(
             "query orders", links=[Link(llm.get_span_context(), {"reason": f"retry for {PHONE}"})]
         ) as query:
-            query.set_attributes({
-                "db.statement": f"SELECT * FROM payments WHERE card = '{DB_CARD}'",
-                "db.connection_string": f"postgres://admin:{URL_PASSWORD}@db.internal:5432/app",
-                "db.password": DB_PASSWORD,
-            })
+            query.set_attributes(
+                {
+                    "db.statement": f"SELECT * FROM payments WHERE card = '{DB_CARD}'",
+                    "db.connection_string": f"postgres://admin:{URL_PASSWORD}@db.internal:5432/app",
+                    "db.password": DB_PASSWORD,
+                }
+            )
 
 
 def emit_logs(provider: LoggerProvider) -> None:

@@ -61,7 +61,9 @@ def test_sdk_exporter_spans_read_back_intact(
 ) -> None:
     port = collector.collector.ports["otlp_grpc" if protocol == "grpc" else "otlp_http"]
     exporter = exporter_from_environment(monkeypatch, f"http://127.0.0.1:{port}", protocol, **extra_environment)
-    provider = TracerProvider(resource=Resource.create({"service.name": "checkout-bot", "deployment.environment": "test"}))
+    provider = TracerProvider(
+        resource=Resource.create({"service.name": "checkout-bot", "deployment.environment": "test"})
+    )
     provider.add_span_processor(BatchSpanProcessor(exporter))
     memory = InMemorySpanExporter()  # what the SDK believes it sent, to compare with what was stored
     provider.add_span_processor(SimpleSpanProcessor(memory))
@@ -83,8 +85,25 @@ def test_sdk_exporter_spans_read_back_intact(
     for span in sent:
         context = span.get_span_context()
         row = rows[f"{context.span_id:016x}"]
-        (_, trace_id, parent, name, kind, start, end, duration, status, status_message, service, scope,
-         scope_version, resource, attributes, events, links) = row
+        (
+            _,
+            trace_id,
+            parent,
+            name,
+            kind,
+            start,
+            end,
+            duration,
+            status,
+            status_message,
+            service,
+            scope,
+            scope_version,
+            resource,
+            attributes,
+            events,
+            links,
+        ) = row
         assert trace_id == f"{context.trace_id:032x}"
         assert parent == (f"{span.parent.span_id:016x}" if span.parent else None)
         assert name == span.name

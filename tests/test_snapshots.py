@@ -54,7 +54,9 @@ def test_equal_specificity_takes_the_first_rule_in_the_file() -> None:
 
 
 def test_above_and_below_comparisons_and_always_recorded_metrics() -> None:
-    snapshots = {s.metric: s for s in evaluate(figures(latency_ms=6_000, cost_usd=0.002, **{"eval:faithfulness": 0.62}), RULES)}
+    snapshots = {
+        s.metric: s for s in evaluate(figures(latency_ms=6_000, cost_usd=0.002, **{"eval:faithfulness": 0.62}), RULES)
+    }
     assert set(snapshots) == {"latency_ms", "cost_usd", "eval:faithfulness"}
     assert snapshots["latency_ms"].breached and snapshots["latency_ms"].threshold == 5_000
     assert not snapshots["cost_usd"].breached and snapshots["cost_usd"].threshold == 0.01

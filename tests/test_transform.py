@@ -120,7 +120,9 @@ def test_log_records_other_than_genai_events_are_dropped_unless_kept() -> None:
 
 
 def test_capture_content_off_drops_prompts_but_keeps_metadata() -> None:
-    span = one_span({"gen_ai.prompt.0.content": "secret plan", "gen_ai.prompt.0.role": "user", "gen_ai.system": "openai"})
+    span = one_span(
+        {"gen_ai.prompt.0.content": "secret plan", "gen_ai.prompt.0.role": "user", "gen_ai.system": "openai"}
+    )
     records, stats = transform(redaction={"capture_content": False}).spans([span])
     assert records.spans[0].attributes == {"gen_ai.prompt.0.role": "user", "gen_ai.system": "openai"}
     assert stats.redactions == {"content_dropped": 1}

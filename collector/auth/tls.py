@@ -84,8 +84,11 @@ class WatchedTls:
                 context = self._load()
             except (OSError, ssl.SSLError) as error:
                 rate_limited(
-                    log, logging.WARNING, "%s: new TLS files not loaded, still serving the previous ones: %s",
-                    self.listener, _describe(error),
+                    log,
+                    logging.WARNING,
+                    "%s: new TLS files not loaded, still serving the previous ones: %s",
+                    self.listener,
+                    _describe(error),
                 )
                 return None
             self._stamp = stamp

@@ -104,9 +104,7 @@ class Demo:
     ) -> None:
         if rate <= 0:
             raise ValueError("rate must be a positive number of traces per second")
-        self._services = {
-            agent.service: _Service(agent.service, [make() for make in exporters]) for agent in AGENTS
-        }
+        self._services = {agent.service: _Service(agent.service, [make() for make in exporters]) for agent in AGENTS}
         self._rate = rate
         self._seed = seed
         self._pace = pace

@@ -111,8 +111,7 @@ AGENTS = (
             "Hi, I'm Maria Lopez (maria.lopez@example.com). Find me a flight from {a} to {b} next Friday and a "
             "hotel for two nights.",
             "Can you plan a weekend in {b}? I'm flying from {a}. Send the itinerary to jonas.weber@example.org.",
-            "What's the cheapest way to get from {a} to {b} in March, and will it rain? Reply to "
-            "priya.n@example.net",
+            "What's the cheapest way to get from {a} to {b} in March, and will it rain? Reply to priya.n@example.net",
         ),
     ),
     Agent(

@@ -114,9 +114,7 @@ def jaeger_trace(trace_id: str, spans: Sequence[StoredSpan]) -> dict[str, Any]:
 
 def jaeger_answer(data: Any, status: int = 200, errors: list[dict[str, Any]] | None = None) -> JSONResponse:
     total = len(data) if isinstance(data, list) else 0
-    return JSONResponse(
-        {"data": data, "total": total, "limit": 0, "offset": 0, "errors": errors}, status_code=status
-    )
+    return JSONResponse({"data": data, "total": total, "limit": 0, "offset": 0, "errors": errors}, status_code=status)
 
 
 def jaeger_error(status: int, message: str) -> JSONResponse:
@@ -167,8 +165,11 @@ def _otlp_span(span: StoredSpan) -> dict[str, Any]:
             for event in span["events"]
         ],
         "links": [
-            {"traceId": link.get("trace_id", ""), "spanId": link.get("span_id", ""),
-             "attributes": otlp_attributes(link.get("attributes") or {})}
+            {
+                "traceId": link.get("trace_id", ""),
+                "spanId": link.get("span_id", ""),
+                "attributes": otlp_attributes(link.get("attributes") or {}),
+            }
             for link in span["links"]
         ],
         "status": {"code": STATUS_CODES.get(span["status_code"], 0), "message": span["status_message"] or ""},
@@ -227,7 +228,7 @@ def search_tags(tags: str | None, pairs: Sequence[str]) -> dict[str, str]:
         except ValueError:
             raise BadRequest(f"tags is not a JSON map: {tags!r}") from None
         if not isinstance(parsed, dict):
-            raise BadRequest("tags must be a JSON map such as {\"error\":\"true\"}")
+            raise BadRequest('tags must be a JSON map such as {"error":"true"}')
         found.update({str(key): str(value) for key, value in parsed.items()})
     for pair in pairs:
         key, separator, value = pair.partition(":")
@@ -394,9 +395,7 @@ def router() -> APIRouter:
         end_ns = end_ms * _MS if end_ms is not None else time.time_ns()
         start_ns = end_ns - (lookback_ms * _MS if lookback_ms is not None else 86_400 * 1_000 * _MS)
         edges = await reader(request).dependencies(start_ns, end_ns)
-        return jaeger_answer(
-            [{"parent": parent, "child": child, "callCount": count} for parent, child, count in edges]
-        )
+        return jaeger_answer([{"parent": parent, "child": child, "callCount": count} for parent, child, count in edges])
 
     # -- api_v3 --
 

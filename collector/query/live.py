@@ -376,7 +376,7 @@ class LiveFeed:
                 try:
                     message = json.loads(text)
                     if not isinstance(message, dict) or message.get("type") != "subscribe":
-                        raise ValueError("expected {\"type\": \"subscribe\", ...}")
+                        raise ValueError('expected {"type": "subscribe", ...}')
                     await self._subscribe(client, message)
                 except ValueError as error:
                     client.offer(json.dumps({"type": "error", "message": str(error)}))
@@ -415,7 +415,10 @@ class LiveFeed:
         while position is not None:
             page = await self.reader.breaches(BreachQuery(order="asc", limit=500, after=position, services=services))
             for breach in page["data"]:
-                if self._breach_after is not None and (breach["computed_at_unix_nano"], breach["id"]) > self._breach_after:
+                if (
+                    self._breach_after is not None
+                    and (breach["computed_at_unix_nano"], breach["id"]) > self._breach_after
+                ):
                     return  # the live publisher sends these
                 cursor = encode_cursor(BREACH_CURSOR, (breach["computed_at_unix_nano"], breach["id"]))
                 client.offer(json.dumps({"type": "breach", "breach": breach, "cursor": cursor}))

@@ -43,8 +43,17 @@ def parse_time(value: str | int) -> int:
 
 
 _GO_DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h|d)")
-_GO_UNITS = {"ns": 1, "us": 1_000, "µs": 1_000, "μs": 1_000, "ms": 1_000_000, "s": NS_PER_SECOND,
-             "m": 60 * NS_PER_SECOND, "h": 3_600 * NS_PER_SECOND, "d": 86_400 * NS_PER_SECOND}
+_GO_UNITS = {
+    "ns": 1,
+    "us": 1_000,
+    "µs": 1_000,
+    "μs": 1_000,
+    "ms": 1_000_000,
+    "s": NS_PER_SECOND,
+    "m": 60 * NS_PER_SECOND,
+    "h": 3_600 * NS_PER_SECOND,
+    "d": 86_400 * NS_PER_SECOND,
+}
 
 
 def parse_go_duration(value: str) -> int:

@@ -102,8 +102,15 @@ def _cost_figures(points: list[dict[str, Any]]) -> JSONResponse:
     costs = [point["cost_usd"] for point in points if point["cost_usd"] is not None]
     figures: dict[str, Any] = {
         key: sum(point[key] for point in points)
-        for key in ("input_tokens", "output_tokens", "cache_read_tokens", "reasoning_tokens", "total_tokens",
-                    "llm_requests", "unpriced_calls")
+        for key in (
+            "input_tokens",
+            "output_tokens",
+            "cache_read_tokens",
+            "reasoning_tokens",
+            "total_tokens",
+            "llm_requests",
+            "unpriced_calls",
+        )
     }
     figures["cost_usd"] = sum(costs) if costs else None
     return _with_cost_per_1k(figures)
@@ -200,17 +207,17 @@ def router(snapshot_rules: tuple[SnapshotRule, ...]) -> APIRouter:
                 raise BadRequest("cursor is not one this API gave")
         page = spans[offset : offset + limit]
         more = offset + limit < len(spans)
-        return _answer({
-            "trace": summary,
-            "spans": page,
-            "total_spans": len(spans),
-            "truncated": more,
-            "next_cursor": encode_cursor(f"skeleton:{trace_id.lower()}", (None, offset + limit)) if more else None,
-        })
+        return _answer(
+            {
+                "trace": summary,
+                "spans": page,
+                "total_spans": len(spans),
+                "truncated": more,
+                "next_cursor": encode_cursor(f"skeleton:{trace_id.lower()}", (None, offset + limit)) if more else None,
+            }
+        )
 
-    @api.get(
-        "/traces/{trace_id}/spans/{span_id}", response_model=models.SpanDetail, summary="One span in full"
-    )
+    @api.get("/traces/{trace_id}/spans/{span_id}", response_model=models.SpanDetail, summary="One span in full")
     async def span_detail(reader: Reader, trace_id: HexTraceId, span_id: HexSpanId) -> JSONResponse:
         span = await reader.span_detail(trace_id.lower(), span_id.lower())
         if span is None:
@@ -256,12 +263,14 @@ def router(snapshot_rules: tuple[SnapshotRule, ...]) -> APIRouter:
             for point in entry["points"]:
                 _with_cost_per_1k(point)
             entry["totals"] = _cost_figures(entry["points"])
-        return _answer({
-            "group_by": group_by,
-            "bucket_seconds": bucket_ns / NS_PER_SECOND,
-            "totals": _cost_figures([point for entry in series for point in entry["points"]]),
-            "series": series,
-        })
+        return _answer(
+            {
+                "group_by": group_by,
+                "bucket_seconds": bucket_ns / NS_PER_SECOND,
+                "totals": _cost_figures([point for entry in series for point in entry["points"]]),
+                "series": series,
+            }
+        )
 
     @api.get("/stats/evaluations", response_model=models.EvaluationStats, summary="Evaluation scores over time")
     async def evaluation_stats(
@@ -278,9 +287,7 @@ def router(snapshot_rules: tuple[SnapshotRule, ...]) -> APIRouter:
             if name is None:
                 raise BadRequest("threshold needs name (the evaluation it applies to)")
             chosen[name] = threshold
-        series = await reader.evaluation_stats(
-            StatsRange(start_ns, end_ns, bucket_ns, name=name, thresholds=chosen)
-        )
+        series = await reader.evaluation_stats(StatsRange(start_ns, end_ns, bucket_ns, name=name, thresholds=chosen))
         return _answer({"bucket_seconds": bucket_ns / NS_PER_SECOND, "series": series})
 
     @api.get("/breaches", response_model=models.BreachPage, summary="The metric_snapshots feed")
@@ -341,29 +348,33 @@ def router(snapshot_rules: tuple[SnapshotRule, ...]) -> APIRouter:
                 after=decode_cursor("evaluations", cursor) if cursor else None,
             )
         )
-        return _answer({
-            "data": page["data"],
-            "next_cursor": encode_cursor("evaluations", page["after"]) if page["after"] else None,
-        })
+        return _answer(
+            {
+                "data": page["data"],
+                "next_cursor": encode_cursor("evaluations", page["after"]) if page["after"] else None,
+            }
+        )
 
     @api.get("/config/thresholds", response_model=models.ThresholdList, summary="The configured snapshot rules")
     async def config_thresholds() -> JSONResponse:
-        return _answer({
-            "data": [
-                {**rule.model_dump(include={"metric", "above", "below", "service", "model", "agent"}),
-                 "rule": rule.describe()}
-                for rule in snapshot_rules
-            ]
-        })
+        return _answer(
+            {
+                "data": [
+                    {
+                        **rule.model_dump(include={"metric", "above", "below", "service", "model", "agent"}),
+                        "rule": rule.describe(),
+                    }
+                    for rule in snapshot_rules
+                ]
+            }
+        )
 
     @api.get("/services", response_model=models.ServiceList, summary="Every service with stored spans")
     async def services(reader: Reader) -> JSONResponse:
         return _answer({"data": [{"name": name} for name in await reader.services()]})
 
     @api.get("/models", response_model=models.ModelList, summary="Models of LLM and embedding calls")
-    async def list_models(
-        reader: Reader, start: TimeParam | None = None, end: TimeParam | None = None
-    ) -> JSONResponse:
+    async def list_models(reader: Reader, start: TimeParam | None = None, end: TimeParam | None = None) -> JSONResponse:
         start, end = _range(start, end, 7 * DAY_NS)
         assert start is not None
         return _answer({"data": await reader.models(start, end if end is not None else _now_ns())})

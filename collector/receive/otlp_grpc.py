@@ -33,9 +33,7 @@ class GrpcError(Exception):
         self.code, self.reason = code, reason
 
 
-def retry_metadata(
-    seconds: float, message: str, code: int = code_pb2.UNAVAILABLE
-) -> tuple[tuple[str, bytes], ...]:
+def retry_metadata(seconds: float, message: str, code: int = code_pb2.UNAVAILABLE) -> tuple[tuple[str, bytes], ...]:
     """Trailers carrying a RetryInfo: inside ``grpc-status-details-bin`` (the gRPC standard, read by
     the Go exporters) and as ``google.rpc.retryinfo-bin`` (read by the Python exporter)."""
     whole = math.floor(seconds)
@@ -65,7 +63,7 @@ class OtlpGrpcReceiver:
             options=[
                 ("grpc.max_receive_message_length", self._limit * HARD_LIMIT_FACTOR),
                 ("grpc.so_reuseport", 0),  # a port in use must fail start-up, not be shared
-            ]
+            ],
         )
         server.add_generic_rpc_handlers([self._handlers(signal) for signal in SIGNALS])
         health_pb2_grpc.add_HealthServicer_to_server(health, server)

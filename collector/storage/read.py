@@ -59,7 +59,11 @@ class TraceQuery:
     def reads_spans(self) -> bool:
         """Filters that look inside the trace's spans (or its evaluations): they need a bounded time range."""
         return bool(
-            self.provider or self.conversation_id or self.user_id or self.attributes or self.evaluation_below is not None
+            self.provider
+            or self.conversation_id
+            or self.user_id
+            or self.attributes
+            or self.evaluation_below is not None
         )
 
 
@@ -319,4 +323,3 @@ def depth_first(spans: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         ordered.append(span)
         seen.add(span["span_id"])
     return ordered
-

@@ -357,7 +357,7 @@ def cost_sql(stats: StatsRange, group_by: CostGroup) -> tuple[str, dict[str, Any
     coalesce(sum(s.cache_read_tokens), 0), coalesce(sum(s.reasoning_tokens), 0), coalesce(sum(s.total_tokens), 0),
     count(*) FILTER (WHERE s.category = 'llm'),
     count(*) FILTER (WHERE s.cost_usd IS NULL AND (s.input_tokens IS NOT NULL OR s.output_tokens IS NOT NULL))
-FROM spans s WHERE {' AND '.join(where)} GROUP BY bucket, grp ORDER BY grp, bucket"""
+FROM spans s WHERE {" AND ".join(where)} GROUP BY bucket, grp ORDER BY grp, bucket"""
     return sql, params
 
 
@@ -396,7 +396,7 @@ def breaches_sql(query: BreachQuery) -> tuple[str, dict[str, Any]]:
         params["after_key"], params["after_id"] = query.after
     sql = f"""SELECT m.id, m.trace_id, m.service_name, t.root_span_name, m.metric, m.value, m.threshold, m.breached,
 m.rule, m.computed_at FROM metric_snapshots m LEFT JOIN traces t ON t.trace_id = m.trace_id
-WHERE {' AND '.join(where)} ORDER BY m.computed_at {direction}, m.id {direction} LIMIT :limit"""
+WHERE {" AND ".join(where)} ORDER BY m.computed_at {direction}, m.id {direction} LIMIT :limit"""
     return sql, params
 
 
@@ -415,7 +415,7 @@ def evaluations_sql(query: EvaluationQuery) -> tuple[str, dict[str, Any]]:
         where.append("(time_unix_nano, id) < (:after_key, :after_id)")
         params["after_key"], params["after_id"] = query.after
     sql = f"""SELECT id, trace_id, span_id, response_id, name, score, label, explanation, source, time_unix_nano
-FROM evaluations WHERE {' AND '.join(where)} ORDER BY time_unix_nano DESC, id DESC LIMIT :limit"""
+FROM evaluations WHERE {" AND ".join(where)} ORDER BY time_unix_nano DESC, id DESC LIMIT :limit"""
     return sql, params
 
 
@@ -735,8 +735,18 @@ class SqliteTraceReader:
 
     async def evaluations(self, query: EvaluationQuery) -> Page:
         sql, params = evaluations_sql(query)
-        names = ("id", "trace_id", "span_id", "response_id", "name", "score", "label", "explanation", "source",
-                 "time_unix_nano")
+        names = (
+            "id",
+            "trace_id",
+            "span_id",
+            "response_id",
+            "name",
+            "score",
+            "label",
+            "explanation",
+            "source",
+            "time_unix_nano",
+        )
 
         def work(connection: apsw.Connection) -> Page:
             rows = [dict(zip(names, row, strict=True)) for row in connection.execute(sql, params)]
@@ -775,8 +785,13 @@ class SqliteTraceReader:
     async def spend_by_model(self, start_ns: int) -> list[dict[str, Any]]:
         def work(connection: apsw.Connection) -> list[dict[str, Any]]:
             return [
-                {"model": model, "cost_usd": cost, "input_tokens": tokens_in, "output_tokens": tokens_out,
-                 "llm_requests": requests}
+                {
+                    "model": model,
+                    "cost_usd": cost,
+                    "input_tokens": tokens_in,
+                    "output_tokens": tokens_out,
+                    "llm_requests": requests,
+                }
                 for model, cost, tokens_in, tokens_out, requests in connection.execute(_SPEND_BY_MODEL, (start_ns,))
             ]
 

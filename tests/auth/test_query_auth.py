@@ -74,7 +74,9 @@ def test_dashboard_login_sets_a_strict_http_only_session_cookie(guarded: Any) ->
     with httpx.Client(base_url=guarded.query_url) as browser:
         assert browser.post("/api/v1/login", json={"key": WRONG_KEY}).status_code == 401
         assert browser.post("/api/v1/login", json={"key": INGEST_KEY}).status_code == 403
-        form = browser.post("/api/v1/login", content=f"key={READ_KEY}", headers={"content-type": "application/x-www-form-urlencoded"})
+        form = browser.post(
+            "/api/v1/login", content=f"key={READ_KEY}", headers={"content-type": "application/x-www-form-urlencoded"}
+        )
         assert form.status_code == 415  # a page on another site can post a form, not JSON
         assert browser.get("/api/v1/traces").status_code == 401
 
@@ -110,7 +112,9 @@ def test_login_over_tls_sets_a_secure_cookie(start_collector: Any, tmp_path: Any
         auth={"api_keys": API_KEYS}, tls={"cert_file": str(server.cert_file), "key_file": str(server.key_file)}
     )
     url = running.query_url.replace("http://", "https://")
-    login = httpx.post(url + "/api/v1/login", json={"key": READ_KEY}, verify=ssl.create_default_context(cafile=ca.cert_file))
+    login = httpx.post(
+        url + "/api/v1/login", json={"key": READ_KEY}, verify=ssl.create_default_context(cafile=ca.cert_file)
+    )
     assert login.status_code == 200
     assert "secure" in {part.strip().lower() for part in login.headers["set-cookie"].split(";")}
 

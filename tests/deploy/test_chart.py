@@ -160,14 +160,26 @@ def test_query_api_stays_in_the_pod_unless_exposed() -> None:
         render({"queryApi": {"expose": True}})
     read_key = {"name": "grafana", "existingSecret": "query-keys", "secretKey": "grafana", "scopes": ["read"]}
     render({"queryApi": {"expose": True}, "apiKeys": [read_key]})
-    exposed = by_kind(render({"queryApi": {"expose": True}, "networkPolicy": {"enabled": True},
-                              "config": {"auth": {"allow_unauthenticated_reads": True}}}))
+    exposed = by_kind(
+        render(
+            {
+                "queryApi": {"expose": True},
+                "networkPolicy": {"enabled": True},
+                "config": {"auth": {"allow_unauthenticated_reads": True}},
+            }
+        )
+    )
     [container] = exposed["StatefulSet"]["spec"]["template"]["spec"]["containers"]
     environment = {variable["name"]: variable.get("value") for variable in container["env"]}
     assert environment["GENAI_COLLECTOR_QUERY__ENDPOINT"] == "0.0.0.0:16686"
     assert {"name": "http-query", "containerPort": 16686, "protocol": "TCP"} in container["ports"]
-    assert {"name": "http-query", "port": 16686, "targetPort": "http-query", "protocol": "TCP",
-            "appProtocol": "http"} in exposed["Service"]["spec"]["ports"]
+    assert {
+        "name": "http-query",
+        "port": 16686,
+        "targetPort": "http-query",
+        "protocol": "TCP",
+        "appProtocol": "http",
+    } in exposed["Service"]["spec"]["ports"]
     rules = exposed["NetworkPolicy"]["spec"]["ingress"]
     assert [port["port"] for port in rules[-1]["ports"]] == ["http-query"]
 
@@ -280,7 +292,10 @@ def test_rendered_config_is_accepted_by_the_daemon(tmp_path: Path) -> None:
     ]
     assert effective["metrics"]["dimensions"] == ["service", "agent"]
     assert effective["retention"] == {
-        "max_age": 3 * 86400.0, "max_size": 40 * 2**30, "low_water_mark": 0.85, "snapshots_max_age": 90 * 86400.0,
+        "max_age": 3 * 86400.0,
+        "max_size": 40 * 2**30,
+        "low_water_mark": 0.85,
+        "snapshots_max_age": 90 * 86400.0,
         "interval": 1.0,
     }
 
@@ -416,7 +431,9 @@ def test_keys_and_tls_come_from_existing_secrets(tmp_path: Path) -> None:
     assert volumes["tls"]["secret"] == {"secretName": "collector-tls"}
     mounts = {mount["name"]: mount for mount in container["volumeMounts"]}
     assert mounts["api-key-1"] == {
-        "name": "api-key-1", "mountPath": "/var/run/secrets/genai-collector/keys/prometheus", "readOnly": True
+        "name": "api-key-1",
+        "mountPath": "/var/run/secrets/genai-collector/keys/prometheus",
+        "readOnly": True,
     }
     assert mounts["tls"]["mountPath"] == "/var/run/secrets/genai-collector/tls"
     for probe in ("startupProbe", "livenessProbe", "readinessProbe"):

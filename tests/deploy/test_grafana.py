@@ -92,7 +92,8 @@ def test_the_collector_is_a_jaeger_data_source_and_exemplars_link_to_it() -> Non
         target
         for panel in board.panels(board.load())
         for target in panel.get("targets", [])
-        if "_bucket" in target.get("expr", "") and "genai_collector_commit" not in target["expr"]
+        if "_bucket" in target.get("expr", "")
+        and "genai_collector_commit" not in target["expr"]
         and "request_duration" not in target["expr"]
     ]
     assert len(histogram_targets) >= 9

@@ -151,8 +151,14 @@ def base_rootfs() -> Path:
         rootfs = Path(scratch) / "rootfs"
         try:
             run(
-                ["debootstrap", "--variant=minbase", f"--include={','.join(BASE_PACKAGES)}", DEBIAN_RELEASE,
-                 str(rootfs), mirror],
+                [
+                    "debootstrap",
+                    "--variant=minbase",
+                    f"--include={','.join(BASE_PACKAGES)}",
+                    DEBIAN_RELEASE,
+                    str(rootfs),
+                    mirror,
+                ],
                 f"debootstrap {DEBIAN_RELEASE} from {mirror}",
                 timeout=900,
             )
@@ -170,8 +176,16 @@ def base_rootfs() -> Path:
 def import_base_image(buildah: Buildah, rootfs_tar: Path) -> None:
     container = buildah("from", "--quiet", "scratch").strip()
     buildah("add", container, str(rootfs_tar), "/", what="import of the base root filesystem", timeout=300)
-    buildah("config", "--env", "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-            "--env", "LANG=C.UTF-8", "--cmd", "/bin/bash", container)
+    buildah(
+        "config",
+        "--env",
+        "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        "--env",
+        "LANG=C.UTF-8",
+        "--cmd",
+        "/bin/bash",
+        container,
+    )
     buildah("commit", "--quiet", "--rm", container, BASE_IMAGE, timeout=300)
 
 
@@ -227,11 +241,25 @@ def image(buildah: Buildah, dashboard_build: Path) -> dict[str, Any]:
     dashboard that ``make dashboard`` built here instead (``DASHBOARD=prebuilt``)."""
     import_base_image(buildah, base_rootfs())
     buildah(
-        "build", "--isolation", "chroot", "--format", "docker", "--pull=never", "--layers=false",
-        "--file", str(REPO / "Dockerfile"), "--build-arg", f"BASE_IMAGE={BASE_IMAGE}",
-        "--build-arg", "DASHBOARD=prebuilt", *pip_build_options(),
-        "--tag", IMAGE, str(REPO),
-        what="image build", timeout=900,
+        "build",
+        "--isolation",
+        "chroot",
+        "--format",
+        "docker",
+        "--pull=never",
+        "--layers=false",
+        "--file",
+        str(REPO / "Dockerfile"),
+        "--build-arg",
+        f"BASE_IMAGE={BASE_IMAGE}",
+        "--build-arg",
+        "DASHBOARD=prebuilt",
+        *pip_build_options(),
+        "--tag",
+        IMAGE,
+        str(REPO),
+        what="image build",
+        timeout=900,
     )
     return buildah.inspect(IMAGE)
 
@@ -309,8 +337,17 @@ class Container:
     def run_command(self, command: list[str]) -> list[str]:
         environment = [option for key, value in self.environment.items() for option in ("--env", f"{key}={value}")]
         return self.buildah.command(
-            "run", "--isolation", "chroot", "--network", "host", "--volume", f"{self.data}:/data", *environment,
-            self.name, "--", *command,
+            "run",
+            "--isolation",
+            "chroot",
+            "--network",
+            "host",
+            "--volume",
+            f"{self.data}:/data",
+            *environment,
+            self.name,
+            "--",
+            *command,
         )
 
     def health_check(self) -> int:
@@ -325,7 +362,9 @@ class Container:
         with log_path.open("wb") as output:
             process = subprocess.Popen(
                 self.run_command(config["Entrypoint"] + config["Cmd"]),
-                stdout=output, stderr=subprocess.STDOUT, start_new_session=True,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
         try:
             yield process
@@ -342,8 +381,14 @@ def send_spans(ports: dict[str, int]) -> list[ReadableSpan]:
     provider.add_span_processor(SimpleSpanProcessor(memory))
     tracer = provider.get_tracer("tests.deploy")
     with tracer.start_as_current_span("chat gpt-4o") as llm:
-        llm.set_attributes({"gen_ai.operation.name": "chat", "gen_ai.request.model": "gpt-4o",
-                            "gen_ai.usage.input_tokens": 812, "gen_ai.usage.output_tokens": 64})
+        llm.set_attributes(
+            {
+                "gen_ai.operation.name": "chat",
+                "gen_ai.request.model": "gpt-4o",
+                "gen_ai.usage.input_tokens": 812,
+                "gen_ai.usage.output_tokens": 64,
+            }
+        )
     with tracer.start_as_current_span("execute_tool lookup_order") as tool:
         tool.set_attribute("gen_ai.tool.name", "lookup_order")
     provider.shutdown()
@@ -381,7 +426,9 @@ def test_container_stores_spans_sent_to_it(buildah: Buildah, image: dict[str, An
         started = time.monotonic()
         listening = wait_until(
             lambda: process.poll() is not None or LISTENING.search(log_path.read_text(errors="replace")),
-            timeout=120, what="the container's collector to listen", interval=0.2,
+            timeout=120,
+            what="the container's collector to listen",
+            interval=0.2,
         )
         assert process.poll() is None, f"the container exited:\n{log_path.read_text(errors='replace')}"
         log.info("container listening after %.1fs", time.monotonic() - started)
@@ -404,9 +451,9 @@ def test_container_stores_spans_sent_to_it(buildah: Buildah, image: dict[str, An
     assert database.stat().st_uid == IMAGE_UID
     connection = apsw.Connection(str(database), flags=apsw.SQLITE_OPEN_READONLY)
     try:
-        rows = set(connection.execute(
-            "SELECT span_id, name, service_name, request_model, tool_name, input_tokens FROM spans"
-        ))
+        rows = set(
+            connection.execute("SELECT span_id, name, service_name, request_model, tool_name, input_tokens FROM spans")
+        )
     finally:
         connection.close()
     assert rows == {

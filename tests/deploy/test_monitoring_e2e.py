@@ -152,4 +152,3 @@ def test_dashboard_queries_and_alert_rules_on_a_real_prometheus(start_collector:
                 wanted = (board.grouping_labels(expr) | board.legend_labels(target.get("legendFormat", ""))) - {"le"}
                 assert wanted <= labels, f"{panel['title']}: {expr} groups by labels its series lack"
         assert shown, f"panel {panel['title']!r} shows nothing after GenAI traffic"
-

@@ -46,9 +46,25 @@ from tests.libraries.fake_llm import (
 DRIVER_TIMEOUT = 180  # seconds
 
 COLUMNS = (
-    "category", "provider", "request_model", "response_model", "operation", "input_tokens", "output_tokens",
-    "total_tokens", "cache_read_tokens", "cache_write_tokens", "reasoning_tokens", "finish_reasons",
-    "response_id", "ttft_ms", "conversation_id", "user_id", "agent_name", "tool_name", "cost_usd",
+    "category",
+    "provider",
+    "request_model",
+    "response_model",
+    "operation",
+    "input_tokens",
+    "output_tokens",
+    "total_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "reasoning_tokens",
+    "finish_reasons",
+    "response_id",
+    "ttft_ms",
+    "conversation_id",
+    "user_id",
+    "agent_name",
+    "tool_name",
+    "cost_usd",
 )
 ALWAYS = frozenset({"category", "operation", "input_tokens", "output_tokens", "total_tokens", "cost_usd"})
 
@@ -81,39 +97,87 @@ MATRIX: dict[str, Instrumentation] = {
         quirks=(("stream", "finish_reasons", None),),
     ),
     "openinference.instrumentation.openai": Instrumentation(
-        columns("provider", "request_model", "response_model", "cache_read_tokens", "reasoning_tokens",
-                "finish_reasons", "ttft_ms:stream"),
+        columns(
+            "provider",
+            "request_model",
+            "response_model",
+            "cache_read_tokens",
+            "reasoning_tokens",
+            "finish_reasons",
+            "ttft_ms:stream",
+        ),
     ),
     "openinference.instrumentation.anthropic": Instrumentation(
-        columns("provider", "request_model", "response_model", "cache_read_tokens", "cache_write_tokens",
-                "finish_reasons"),
+        columns(
+            "provider", "request_model", "response_model", "cache_read_tokens", "cache_write_tokens", "finish_reasons"
+        ),
         zero_is_absent=frozenset({"cache_read_tokens", "cache_write_tokens"}),
     ),
     "opentelemetry.instrumentation.openai.v1": Instrumentation(
-        columns("provider", "request_model", "response_model", "cache_read_tokens", "reasoning_tokens",
-                "finish_reasons", "response_id", "ttft_ms:stream"),
+        columns(
+            "provider",
+            "request_model",
+            "response_model",
+            "cache_read_tokens",
+            "reasoning_tokens",
+            "finish_reasons",
+            "response_id",
+            "ttft_ms:stream",
+        ),
         quirks=(("stream", "reasoning_tokens", None),),
         finish_reasons={"chat": "stop", "stream": "stop", "tool_call": "tool_call", "tool_answer": "stop"},
     ),
     "opentelemetry.instrumentation.anthropic": Instrumentation(
-        columns("provider", "request_model", "response_model", "cache_read_tokens", "cache_write_tokens",
-                "finish_reasons", "response_id"),
+        columns(
+            "provider",
+            "request_model",
+            "response_model",
+            "cache_read_tokens",
+            "cache_write_tokens",
+            "finish_reasons",
+            "response_id",
+        ),
         # It adds message_start's placeholder output count (1) to message_delta's total; the Anthropic SDK's
         # span beside it has the right count, and is the one counted.
         quirks=(("stream", "output_tokens", REPLIES["anthropic", "stream"].usage.output + 1),),
         finish_reasons={"chat": "stop", "stream": "stop", "tool_call": "tool_call", "tool_answer": "stop"},
     ),
     "com.anthropic.sdk.python": Instrumentation(
-        columns("provider", "request_model", "response_model", "cache_read_tokens", "cache_write_tokens",
-                "finish_reasons", "response_id", "ttft_ms:stream"),
+        columns(
+            "provider",
+            "request_model",
+            "response_model",
+            "cache_read_tokens",
+            "cache_write_tokens",
+            "finish_reasons",
+            "response_id",
+            "ttft_ms:stream",
+        ),
     ),
     "langfuse-sdk": Instrumentation(
-        columns("request_model", "cache_read_tokens", "cache_write_tokens", "reasoning_tokens", "finish_reasons",
-                "ttft_ms:stream", "conversation_id", "user_id"),
+        columns(
+            "request_model",
+            "cache_read_tokens",
+            "cache_write_tokens",
+            "reasoning_tokens",
+            "finish_reasons",
+            "ttft_ms:stream",
+            "conversation_id",
+            "user_id",
+        ),
     ),
     "ai": Instrumentation(
-        columns("provider", "request_model", "response_model", "cache_read_tokens", "cache_write_tokens",
-                "reasoning_tokens", "finish_reasons", "response_id", "ttft_ms:stream"),
+        columns(
+            "provider",
+            "request_model",
+            "response_model",
+            "cache_read_tokens",
+            "cache_write_tokens",
+            "reasoning_tokens",
+            "finish_reasons",
+            "response_id",
+            "ttft_ms:stream",
+        ),
         finish_reasons={"chat": "stop", "stream": "stop", "tool_call": "tool-calls", "tool_answer": "stop"},
     ),
 }
@@ -131,21 +195,36 @@ class Library:
 LIBRARIES = (
     Library("openai-v2", "openai-v2", "drive_openai_v2.py", ("openai",), ("opentelemetry.instrumentation.openai_v2",)),
     Library(
-        "openinference", "openinference", "drive_openinference.py", ("openai", "anthropic"),
+        "openinference",
+        "openinference",
+        "drive_openinference.py",
+        ("openai", "anthropic"),
         ("openinference.instrumentation.openai", "openinference.instrumentation.anthropic", "com.anthropic.sdk.python"),
     ),
     Library(
-        "openllmetry", "openllmetry", "drive_openllmetry.py", ("openai", "anthropic"),
-        ("opentelemetry.instrumentation.openai.v1", "opentelemetry.instrumentation.anthropic",
-         "com.anthropic.sdk.python"),
+        "openllmetry",
+        "openllmetry",
+        "drive_openllmetry.py",
+        ("openai", "anthropic"),
+        (
+            "opentelemetry.instrumentation.openai.v1",
+            "opentelemetry.instrumentation.anthropic",
+            "com.anthropic.sdk.python",
+        ),
     ),
     Library("anthropic-sdk", "anthropic-sdk", "drive_anthropic_sdk.py", ("anthropic",), ("com.anthropic.sdk.python",)),
     Library(
-        "langfuse-v3", "langfuse-v3", "drive_langfuse_sdk.py", ("openai", "anthropic"),
+        "langfuse-v3",
+        "langfuse-v3",
+        "drive_langfuse_sdk.py",
+        ("openai", "anthropic"),
         ("langfuse-sdk", "com.anthropic.sdk.python"),
     ),
     Library(
-        "langfuse-v5", "langfuse-v5", "drive_langfuse_sdk.py", ("openai", "anthropic"),
+        "langfuse-v5",
+        "langfuse-v5",
+        "drive_langfuse_sdk.py",
+        ("openai", "anthropic"),
         ("langfuse-sdk", "com.anthropic.sdk.python"),
     ),
     Library("vercel-ai", None, "driver.mjs", ("openai", "anthropic"), ("ai",)),
@@ -214,7 +293,11 @@ def run_driver(library: Library, tmp: Path, fake_llm: str) -> Run:
     }
     environment.pop("VIRTUAL_ENV", None)
     driven = subprocess.run(
-        command, env=environment, cwd=command[1].rpartition("/")[0], capture_output=True, text=True,
+        command,
+        env=environment,
+        cwd=command[1].rpartition("/")[0],
+        capture_output=True,
+        text=True,
         timeout=DRIVER_TIMEOUT,
     )
     assert driven.returncode == 0, f"{library.name} driver failed:\n{driven.stdout}\n{driven.stderr}"
@@ -249,8 +332,9 @@ def expected_columns(library: Library, scope: str, api: str, kind: str, trace_du
         instrumentation = LANGFUSE_OPENAI
     usage = REPLIES[api, kind].usage
     request_model, response_model = (
-        (OPENAI_REQUEST_MODEL, OPENAI_RESPONSE_MODEL) if api == "openai" else
-        (ANTHROPIC_REQUEST_MODEL, ANTHROPIC_RESPONSE_MODEL)
+        (OPENAI_REQUEST_MODEL, OPENAI_RESPONSE_MODEL)
+        if api == "openai"
+        else (ANTHROPIC_REQUEST_MODEL, ANTHROPIC_RESPONSE_MODEL)
     )
     if instrumentation.request_model_is_response_model:
         request_model = response_model
@@ -342,11 +426,14 @@ def test_every_canonical_column_and_one_count_per_call(
         "SELECT trace_id, duration_ns FROM traces WHERE root_span_name = ?", f"scenario {api}.{scenario}"
     )
     names = SPAN_COLUMNS.split(", ")
-    spans = [dict(zip(names, row)) for row in run.query(
-        f"SELECT {SPAN_COLUMNS} FROM spans_with_resource"
-        " WHERE trace_id = ? AND category = 'llm' ORDER BY start_time_unix_nano",
-        trace_id,
-    )]
+    spans = [
+        dict(zip(names, row))
+        for row in run.query(
+            f"SELECT {SPAN_COLUMNS} FROM spans_with_resource"
+            " WHERE trace_id = ? AND category = 'llm' ORDER BY start_time_unix_nano",
+            trace_id,
+        )
+    ]
     kinds = SCENARIOS[scenario]
 
     # Every model-call span, of the library and of a client SDK under it, says what the server answered.
@@ -376,7 +463,9 @@ def test_every_canonical_column_and_one_count_per_call(
         trace_id,
     )
     assert (llm_calls, input_tokens, output_tokens) == (
-        len(kinds), sum(usage.input for usage in usages), sum(usage.output for usage in usages)
+        len(kinds),
+        sum(usage.input for usage in usages),
+        sum(usage.output for usage in usages),
     )
     assert cache_read == sum(span["cache_read_tokens"] or 0 for span in counted)
     assert cache_write == sum(span["cache_write_tokens"] or 0 for span in counted)

@@ -56,9 +56,7 @@ class Sender:
 
     def tracer(self, service: str, version: str = "1.0") -> trace.Tracer:
         if service not in self.providers:
-            provider = TracerProvider(
-                resource=Resource.create({"service.name": service, "service.version": version})
-            )
+            provider = TracerProvider(resource=Resource.create({"service.name": service, "service.version": version}))
             provider.add_span_processor(
                 BatchSpanProcessor(OTLPSpanExporter(endpoint=self.target, insecure=True), schedule_delay_millis=50)
             )
@@ -114,8 +112,11 @@ def send_dataset(sender: Sender, base_ns: int) -> Dataset:
         "execute_tool lookup", context=context, kind=SpanKind.SERVER, start_time=base_ns + 70 * MS
     )
     tool.set_attributes({"gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": "lookup", "retry": 3})
-    tool.add_event("exception", {"exception.type": "TimeoutError", "exception.message": "inventory timed out"},
-                   timestamp=base_ns + 100 * MS)
+    tool.add_event(
+        "exception",
+        {"exception.type": "TimeoutError", "exception.message": "inventory timed out"},
+        timestamp=base_ns + 100 * MS,
+    )
     tool.set_status(Status(StatusCode.ERROR, "inventory timed out"))
     tool.end(end_time=base_ns + 110 * MS)
     root.end(end_time=base_ns + 120 * MS)

@@ -26,8 +26,13 @@ def bundle(tmp_path: Path) -> Path:
 
 def test_index_and_app_paths_get_index_html_with_a_base_to_the_root(start_collector: Any, bundle: Path) -> None:
     url = start_collector(query={"dashboard": str(bundle)}).query_url
-    for path, base in [("/", "./"), ("/traces", "./"), ("/traces/", "../"), ("/traces/5b8e?span=ee", "../"),
-                       ("/a/b/c", "../../")]:
+    for path, base in [
+        ("/", "./"),
+        ("/traces", "./"),
+        ("/traces/", "../"),
+        ("/traces/5b8e?span=ee", "../"),
+        ("/a/b/c", "../../"),
+    ]:
         response = httpx.get(url + path, timeout=10)
         assert response.status_code == 200, path
         assert response.headers["cache-control"] == "no-cache"

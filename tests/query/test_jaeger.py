@@ -73,8 +73,11 @@ def test_trace_by_id_has_jaegers_shape(seeded: Seeded) -> None:
     assert_grafana_trace(trace)
     by_name = {span["operationName"]: span for span in trace["spans"]}
     services = {name: trace["processes"][span["processID"]]["serviceName"] for name, span in by_name.items()}
-    assert services == {"invoke_agent checkout": "checkout-bot", "chat gpt-4o": "checkout-bot",
-                        "execute_tool lookup": "inventory-svc"}
+    assert services == {
+        "invoke_agent checkout": "checkout-bot",
+        "chat gpt-4o": "checkout-bot",
+        "execute_tool lookup": "inventory-svc",
+    }
     root, llm, tool = by_name["invoke_agent checkout"], by_name["chat gpt-4o"], by_name["execute_tool lookup"]
     assert root["references"] == [] and root["startTime"] == data.base_ns // 1000 and root["duration"] == 120_000
     assert llm["references"] == [{"refType": "CHILD_OF", "traceID": data.agent, "spanID": data.agent_spans["root"]}]
@@ -124,13 +127,18 @@ def test_search(seeded: Seeded) -> None:
     assert get(collector, "/api/traces", service="checkout-bot", lookback="1m")["data"] == []
     assert len(get(collector, "/api/traces", service="checkout-bot")["data"]) == 1  # default lookback: 2 days
     assert [t["traceID"] for t in get(collector, "/api/traces", service="checkout-bot", lookback="2h")["data"]] == [
-        data.agent]
+        data.agent
+    ]
 
 
 @pytest.mark.parametrize(
     ("params", "words"),
-    [({"minDuration": "fast"}, "duration"), ({"tags": "not json"}, "JSON"), ({"start": "yesterday"}, "integer"),
-     ({"tag": "no-colon"}, "key:value")],
+    [
+        ({"minDuration": "fast"}, "duration"),
+        ({"tags": "not json"}, "JSON"),
+        ({"start": "yesterday"}, "integer"),
+        ({"tag": "no-colon"}, "key:value"),
+    ],
 )
 def test_search_errors_in_jaegers_shape(seeded: Seeded, params: dict[str, Any], words: str) -> None:
     collector, _ = seeded
@@ -147,11 +155,17 @@ def test_dependencies(seeded: Seeded) -> None:
 
 def test_v3_services_operations_and_trace(seeded: Seeded) -> None:
     collector, data = seeded
-    assert get(collector, "/api/v3/services")["services"] == ["batch-svc", "checkout-bot", "inventory-svc",
-                                                              "search-svc"]
+    assert get(collector, "/api/v3/services")["services"] == [
+        "batch-svc",
+        "checkout-bot",
+        "inventory-svc",
+        "search-svc",
+    ]
     operations = get(collector, "/api/v3/operations", service="checkout-bot")["operations"]
-    assert operations == [{"name": "chat gpt-4o", "spanKind": "client"},
-                          {"name": "invoke_agent checkout", "spanKind": "server"}]
+    assert operations == [
+        {"name": "chat gpt-4o", "spanKind": "client"},
+        {"name": "invoke_agent checkout", "spanKind": "server"},
+    ]
     result = get(collector, f"/api/v3/traces/{data.agent}")["result"]
     services = {}
     spans = {}
@@ -162,7 +176,11 @@ def test_v3_services_operations_and_trace(seeded: Seeded) -> None:
             for span in scope_spans["spans"]:
                 services[span["name"]] = attributes["service.name"]["stringValue"]
                 spans[span["name"]] = span
-    assert services == {"invoke_agent checkout": "checkout-bot", "chat gpt-4o": "checkout-bot", "execute_tool lookup": "inventory-svc"}
+    assert services == {
+        "invoke_agent checkout": "checkout-bot",
+        "chat gpt-4o": "checkout-bot",
+        "execute_tool lookup": "inventory-svc",
+    }
     tool = spans["execute_tool lookup"]
     assert tool["traceId"] == data.agent and tool["parentSpanId"] == data.agent_spans["root"]
     assert tool["startTimeUnixNano"] == str(data.base_ns + 70 * MS) and tool["kind"] == 2
@@ -180,16 +198,25 @@ def test_v3_search(seeded: Seeded) -> None:
     def rfc3339(ns: int) -> str:
         return datetime.fromtimestamp(ns / 1e9, tz=UTC).isoformat().replace("+00:00", "Z")
 
-    params = {"query.service_name": "search-svc", "query.start_time_min": rfc3339(data.base_ns - 60_000 * MS),
-              "query.start_time_max": rfc3339(data.base_ns + 3_600_000 * MS)}
+    params = {
+        "query.service_name": "search-svc",
+        "query.start_time_min": rfc3339(data.base_ns - 60_000 * MS),
+        "query.start_time_max": rfc3339(data.base_ns + 3_600_000 * MS),
+    }
     result = get(collector, "/api/v3/traces", **params)["result"]
     trace_ids = {span["traceId"] for rs in result["resourceSpans"] for ss in rs["scopeSpans"] for span in ss["spans"]}
     assert trace_ids == {data.search}
-    camel = {"query.serviceName": "checkout-bot", "query.startTimeMin": params["query.start_time_min"],
-             "query.durationMin": "100ms"}
+    camel = {
+        "query.serviceName": "checkout-bot",
+        "query.startTimeMin": params["query.start_time_min"],
+        "query.durationMin": "100ms",
+    }
     result = get(collector, "/api/v3/traces", **camel)["result"]
     assert {span["name"] for rs in result["resourceSpans"] for ss in rs["scopeSpans"] for span in ss["spans"]} == {
-        "invoke_agent checkout", "chat gpt-4o", "execute_tool lookup"}
+        "invoke_agent checkout",
+        "chat gpt-4o",
+        "execute_tool lookup",
+    }
     missing = get(collector, "/api/v3/traces", status=404, **{**params, "query.service_name": "nobody"})
     assert missing == {"error": {"httpCode": 404, "message": "No traces found"}}
 

@@ -51,14 +51,18 @@ def test_subscriber_sees_settled_trace_breach_and_cost_within_a_second(start_col
         def settled(messages: list[dict[str, Any]]) -> bool:
             traces = {message["trace"]["trace_id"] for message in of_type(messages, "trace")}
             breaches = {message["breach"]["metric"] for message in of_type(messages, "breach")}
-            return data.agent in traces and breaches == {"latency_ms", "eval:faithfulness"} and any(
-                tick["last_minute"]["llm_requests"] >= 42 for tick in of_type(messages, "cost_tick"))
+            return (
+                data.agent in traces
+                and breaches == {"latency_ms", "eval:faithfulness"}
+                and any(tick["last_minute"]["llm_requests"] >= 42 for tick in of_type(messages, "cost_tick"))
+            )
 
         received = receive_until(everything, settled)
         (settled_at,) = collector.query("SELECT settled_at_unix_nano FROM traces WHERE trace_id = ?", data.agent)[0]
         arrivals = {
             message.get("trace", message.get("breach", {})).get("trace_id"): arrived
-            for arrived, message in received if message["type"] in ("trace", "breach")
+            for arrived, message in received
+            if message["type"] in ("trace", "breach")
         }
         assert arrivals[data.agent] - settled_at < 1_000 * MS, "the trace came more than a second after settling"
         for arrived, message in received:
@@ -94,8 +98,10 @@ def test_a_reconnecting_client_resumes_breaches_from_its_cursor(start_collector:
         received = receive_until(websocket, lambda messages: len(of_type(messages, "breach")) == 2)
         # A span of the agent trace that came after it settled settles it again (its breaches move forward):
         # take the cursor once everything has settled for good.
-        wait_until(lambda: collector.query("SELECT count(*) FROM traces WHERE settled_at_unix_nano IS NULL")
-                   == [(0,)], timeout=10)
+        wait_until(
+            lambda: collector.query("SELECT count(*) FROM traces WHERE settled_at_unix_nano IS NULL") == [(0,)],
+            timeout=10,
+        )
         time.sleep(0.5)
         with contextlib.suppress(TimeoutError):
             while True:
@@ -123,8 +129,10 @@ def stalled_client(port: int) -> socket.socket:
     sock.connect(("127.0.0.1", port))
     key = base64.b64encode(os.urandom(16)).decode()
     sock.sendall(
-        (f"GET /api/v1/live HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-         f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n").encode()
+        (
+            f"GET /api/v1/live HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        ).encode()
     )
     return sock
 
@@ -136,8 +144,10 @@ def test_a_stalled_subscriber_is_dropped_and_ingest_goes_on(start_collector: Any
     )
     stalled = stalled_client(collector.collector.ports["query"])
     try:
-        wait_until(lambda: metric_value(httpx.get(collector.admin_url + "/metrics").text,
-                                        "genai_collector_live_clients") == 1, timeout=5)
+        wait_until(
+            lambda: metric_value(httpx.get(collector.admin_url + "/metrics").text, "genai_collector_live_clients") == 1,
+            timeout=5,
+        )
         durations = []
         for _ in range(20):  # 20 requests of 250 one-span traces: 5,000 trace summaries for the stalled client
             request = otlp_request(0, service="flood")
@@ -145,17 +155,23 @@ def test_a_stalled_subscriber_is_dropped_and_ingest_goes_on(start_collector: Any
             for _ in range(250):
                 scope.spans.extend(otlp_request(1, service="flood").resource_spans[0].scope_spans[0].spans)
             started = time.monotonic()
-            response = httpx.post(collector.http_url + "/v1/traces", content=request.SerializeToString(),
-                                  headers={"content-type": "application/x-protobuf"}, timeout=10)
+            response = httpx.post(
+                collector.http_url + "/v1/traces",
+                content=request.SerializeToString(),
+                headers={"content-type": "application/x-protobuf"},
+                timeout=10,
+            )
             durations.append(time.monotonic() - started)
             assert response.status_code == 200
         assert max(durations) < 2, durations
 
         def dropped() -> bool:
             exposition = httpx.get(collector.admin_url + "/metrics").text
-            return (metric_value(exposition, "genai_collector_live_clients") == 0
-                    and metric_value(exposition, "genai_collector_live_dropped_messages_total") > 0
-                    and metric_value(exposition, "genai_collector_live_disconnected_clients_total") == 1)
+            return (
+                metric_value(exposition, "genai_collector_live_clients") == 0
+                and metric_value(exposition, "genai_collector_live_dropped_messages_total") > 0
+                and metric_value(exposition, "genai_collector_live_disconnected_clients_total") == 1
+            )
 
         wait_until(dropped, timeout=20, what="the stalled client to be disconnected")
         assert collector.query("SELECT count(*) FROM spans") == [(5_000,)]

@@ -29,8 +29,12 @@ def post_traces(http_url: str, starts_and_durations: list[tuple[int, int]]) -> l
         span.start_time_unix_nano = start
         span.end_time_unix_nano = start + duration
         ids.append(span.trace_id.hex())
-    response = httpx.post(f"{http_url}/v1/traces", content=request.SerializeToString(),
-                          headers={"content-type": "application/x-protobuf"}, timeout=10)
+    response = httpx.post(
+        f"{http_url}/v1/traces",
+        content=request.SerializeToString(),
+        headers={"content-type": "application/x-protobuf"},
+        timeout=10,
+    )
     assert response.status_code == 200, response.text
     return ids
 
@@ -41,8 +45,11 @@ def test_pages_have_no_duplicates_or_gaps_while_ingest_inserts(start_collector: 
     base = time.time_ns() - 3_600 * SECOND
     rng = random.Random(7)
     # Equal start times and durations in places, so that the tie on the trace id matters.
-    existing = set(post_traces(collector.http_url, [(base + (i // 3) * SECOND, rng.randrange(1, 50) * 1_000_000)
-                                                    for i in range(300)]))
+    existing = set(
+        post_traces(
+            collector.http_url, [(base + (i // 3) * SECOND, rng.randrange(1, 50) * 1_000_000) for i in range(300)]
+        )
+    )
     wait_until(lambda: collector.query("SELECT count(*) FROM traces") == [(300,)], timeout=10)
 
     stop = threading.Event()
@@ -50,15 +57,24 @@ def test_pages_have_no_duplicates_or_gaps_while_ingest_inserts(start_collector: 
 
     def insert_more() -> None:
         while not stop.is_set():
-            inserted.extend(post_traces(collector.http_url, [(base + rng.randrange(0, 100) * SECOND,
-                                                              rng.randrange(1, 50) * 1_000_000) for _ in range(5)]))
+            inserted.extend(
+                post_traces(
+                    collector.http_url,
+                    [(base + rng.randrange(0, 100) * SECOND, rng.randrange(1, 50) * 1_000_000) for _ in range(5)],
+                )
+            )
             time.sleep(0.005)
 
     inserter = threading.Thread(target=insert_more, daemon=True)
     inserter.start()
     seen: list[str] = []
-    params: dict[str, Any] = {"start": base - SECOND, "end": base + 200 * SECOND, "sort": sort, "order": order,
-                              "limit": 9}
+    params: dict[str, Any] = {
+        "start": base - SECOND,
+        "end": base + 200 * SECOND,
+        "sort": sort,
+        "order": order,
+        "limit": 9,
+    }
     try:
         while True:
             page = httpx.get(collector.query_url + "/api/v1/traces", params=params, timeout=10).json()
@@ -84,6 +100,9 @@ def test_a_query_past_the_statement_timeout_is_refused_as_too_broad(start_collec
     error = response.json()["error"]
     assert error["code"] == "query_too_broad" and "statement timeout" in error["message"]
     # the reader's connection is still usable afterwards, and ingest was never affected
-    ingest = httpx.post(f"{collector.http_url}/v1/traces", content=otlp_request(3).SerializeToString(),
-                        headers={"content-type": "application/x-protobuf"})
+    ingest = httpx.post(
+        f"{collector.http_url}/v1/traces",
+        content=otlp_request(3).SerializeToString(),
+        headers={"content-type": "application/x-protobuf"},
+    )
     assert ingest.status_code == 200

@@ -40,8 +40,16 @@ def test_bad_times(text: str) -> None:
 
 @pytest.mark.parametrize(
     ("text", "nanoseconds"),
-    [("100ms", 100_000_000), ("1.5s", 1_500_000_000), ("1m30s", 90 * SECOND), ("500us", 500_000),
-     ("500µs", 500_000), ("2h", 7200 * SECOND), ("1d", 86_400 * SECOND), ("250ns", 250)],
+    [
+        ("100ms", 100_000_000),
+        ("1.5s", 1_500_000_000),
+        ("1m30s", 90 * SECOND),
+        ("500us", 500_000),
+        ("500µs", 500_000),
+        ("2h", 7200 * SECOND),
+        ("1d", 86_400 * SECOND),
+        ("250ns", 250),
+    ],
 )
 def test_go_durations(text: str, nanoseconds: int) -> None:
     assert parse_go_duration(text) == nanoseconds
@@ -64,9 +72,16 @@ def test_cursors_round_trip_and_refuse_another_list() -> None:
 
 @pytest.mark.parametrize(
     ("pair", "parsed"),
-    [("retry:3", ("retry", 3)), ("cached:true", ("cached", True)), ("score:0.5", ("score", 0.5)),
-     ("model:gpt-4o", ("model", "gpt-4o")), ("url:http://x:1", ("url", "http://x:1")),
-     ('name:"quoted"', ("name", "quoted")), ("list:[1,2]", ("list", "[1,2]")), ("empty:", ("empty", ""))],
+    [
+        ("retry:3", ("retry", 3)),
+        ("cached:true", ("cached", True)),
+        ("score:0.5", ("score", 0.5)),
+        ("model:gpt-4o", ("model", "gpt-4o")),
+        ("url:http://x:1", ("url", "http://x:1")),
+        ('name:"quoted"', ("name", "quoted")),
+        ("list:[1,2]", ("list", "[1,2]")),
+        ("empty:", ("empty", "")),
+    ],
 )
 def test_attribute_pairs(pair: str, parsed: tuple[str, object]) -> None:
     assert parse_attribute(pair) == parsed

@@ -93,8 +93,9 @@ def test_time_range_accepts_rfc3339_and_nanoseconds(seeded: Seeded) -> None:
     assert trace_ids(collector, start=data.base_ns + 1_500 * MS, end=data.base_ns + 2_500 * MS) == by_text
 
 
-@pytest.mark.parametrize(("sort", "key"), [("start_time", "start_time_unix_nano"), ("duration", "duration_ms"),
-                                           ("cost", "cost_usd")])
+@pytest.mark.parametrize(
+    ("sort", "key"), [("start_time", "start_time_unix_nano"), ("duration", "duration_ms"), ("cost", "cost_usd")]
+)
 @pytest.mark.parametrize("order", ["desc", "asc"])
 def test_sorted_pages_cover_every_trace_once(seeded: Seeded, sort: str, key: str, order: str) -> None:
     collector, data = seeded
@@ -191,8 +192,9 @@ def test_unknown_trace_and_span_are_404(seeded: Seeded) -> None:
         ("/api/v1/evaluations", {"below": "low"}, 422, "below"),
     ],
 )
-def test_bad_parameters_get_a_message(seeded: Seeded, path: str, params: dict[str, Any], status: int,
-                                      words: str) -> None:
+def test_bad_parameters_get_a_message(
+    seeded: Seeded, path: str, params: dict[str, Any], status: int, words: str
+) -> None:
     collector, _ = seeded
     response = httpx.get(collector.query_url + path, params=params)
     assert response.status_code == status, response.text
@@ -204,16 +206,19 @@ def test_bad_parameters_get_a_message(seeded: Seeded, path: str, params: dict[st
 def test_a_cursor_of_another_sort_is_refused(seeded: Seeded) -> None:
     collector, data = seeded
     page = get(collector, "/api/v1/traces", limit=1)
-    response = httpx.get(collector.query_url + "/api/v1/traces",
-                         params={"limit": 1, "order": "asc", "cursor": page["next_cursor"]})
+    response = httpx.get(
+        collector.query_url + "/api/v1/traces", params={"limit": 1, "order": "asc", "cursor": page["next_cursor"]}
+    )
     assert response.status_code == 400 and "another list" in response.json()["error"]["message"]
 
 
 def test_breaches_feed_and_filters(seeded: Seeded) -> None:
     collector, data = seeded
     breaches = get(collector, "/api/v1/breaches")["data"]
-    assert {(b["trace_id"], b["metric"]) for b in breaches} == {(data.agent, "latency_ms"),
-                                                                 (data.agent, "eval:faithfulness")}
+    assert {(b["trace_id"], b["metric"]) for b in breaches} == {
+        (data.agent, "latency_ms"),
+        (data.agent, "eval:faithfulness"),
+    }
     latency = get(collector, "/api/v1/breaches", metric="latency_ms")["data"]
     assert len(latency) == 1 and latency[0]["rule"] == "latency_ms > 50 [service=checkout-bot]"
     assert latency[0]["value"] == pytest.approx(120.0) and latency[0]["threshold"] == 50.0
@@ -233,7 +238,11 @@ def test_evaluations_list(seeded: Seeded) -> None:
     collector, data = seeded
     (evaluation,) = get(collector, "/api/v1/evaluations")["data"]
     assert (evaluation["name"], evaluation["score"], evaluation["trace_id"], evaluation["span_id"]) == (
-        "faithfulness", 0.6, data.agent, data.agent_spans["llm"])
+        "faithfulness",
+        0.6,
+        data.agent,
+        data.agent_spans["llm"],
+    )
     assert get(collector, "/api/v1/evaluations", below=0.5)["data"] == []
     assert len(get(collector, "/api/v1/evaluations", name="faithfulness", trace_id=data.agent)["data"]) == 1
 
@@ -254,9 +263,18 @@ def test_services_and_models(seeded: Seeded) -> None:
 def test_openapi_document_and_docs(seeded: Seeded) -> None:
     collector, _ = seeded
     document = get(collector, "/api/v1/openapi.json")
-    for path in ("/api/v1/traces", "/api/v1/traces/{trace_id}", "/api/v1/traces/{trace_id}/spans/{span_id}",
-                 "/api/v1/stats/latency", "/api/v1/stats/cost", "/api/v1/stats/evaluations", "/api/v1/breaches",
-                 "/api/v1/evaluations", "/api/v1/services", "/api/v1/models"):
+    for path in (
+        "/api/v1/traces",
+        "/api/v1/traces/{trace_id}",
+        "/api/v1/traces/{trace_id}/spans/{span_id}",
+        "/api/v1/stats/latency",
+        "/api/v1/stats/cost",
+        "/api/v1/stats/evaluations",
+        "/api/v1/breaches",
+        "/api/v1/evaluations",
+        "/api/v1/services",
+        "/api/v1/models",
+    ):
         assert path in document["paths"], path
     assert "TraceSummary" in document["components"]["schemas"]
     assert httpx.get(collector.query_url + "/api/v1/docs").status_code == 200
@@ -288,10 +306,31 @@ def test_answers_match_the_documented_models(seeded: Seeded) -> None:
 def test_config_thresholds_lists_the_configured_rules(seeded: Seeded) -> None:
     collector, _ = seeded
     assert get(collector, "/api/v1/config/thresholds")["data"] == [
-        {"metric": "latency_ms", "above": 50.0, "below": None, "service": "checkout-bot", "model": None,
-         "agent": None, "rule": "latency_ms > 50 [service=checkout-bot]"},
-        {"metric": "cost_usd", "above": 0.05, "below": None, "service": None, "model": None, "agent": None,
-         "rule": "cost_usd > 0.05"},
-        {"metric": "eval:faithfulness", "above": None, "below": 0.85, "service": None, "model": None, "agent": None,
-         "rule": "eval:faithfulness < 0.85"},
+        {
+            "metric": "latency_ms",
+            "above": 50.0,
+            "below": None,
+            "service": "checkout-bot",
+            "model": None,
+            "agent": None,
+            "rule": "latency_ms > 50 [service=checkout-bot]",
+        },
+        {
+            "metric": "cost_usd",
+            "above": 0.05,
+            "below": None,
+            "service": None,
+            "model": None,
+            "agent": None,
+            "rule": "cost_usd > 0.05",
+        },
+        {
+            "metric": "eval:faithfulness",
+            "above": None,
+            "below": 0.85,
+            "service": None,
+            "model": None,
+            "agent": None,
+            "rule": "eval:faithfulness < 0.85",
+        },
     ]

@@ -63,10 +63,18 @@ def window(data: Dataset) -> dict[str, Any]:
         ("trace", "model", "SELECT m.value, start_time_unix_nano, duration_ns / 1e6 FROM traces, json_each(models) m"),
         ("span", "service", "SELECT service_name, start_time_unix_nano, duration_ns / 1e6 FROM spans"),
         ("span", "operation", "SELECT operation, start_time_unix_nano, duration_ns / 1e6 FROM spans"),
-        ("llm", "model", "SELECT coalesce(response_model, request_model), start_time_unix_nano, duration_ns / 1e6 "
-                         "FROM spans WHERE category = 'llm'"),
-        ("ttft", "model", "SELECT coalesce(response_model, request_model), start_time_unix_nano, ttft_ms "
-                          "FROM spans WHERE ttft_ms IS NOT NULL"),
+        (
+            "llm",
+            "model",
+            "SELECT coalesce(response_model, request_model), start_time_unix_nano, duration_ns / 1e6 "
+            "FROM spans WHERE category = 'llm'",
+        ),
+        (
+            "ttft",
+            "model",
+            "SELECT coalesce(response_model, request_model), start_time_unix_nano, ttft_ms "
+            "FROM spans WHERE ttft_ms IS NOT NULL",
+        ),
         ("span", "agent", "SELECT agent_name, start_time_unix_nano, duration_ns / 1e6 FROM spans"),
     ],
 )
@@ -82,15 +90,24 @@ def test_latency_percentiles_match_the_stored_durations(seeded: Seeded, of: str,
 
 
 def _approx(expected: dict[Any, dict[int, dict[str, Any]]]) -> Any:
-    return {group: {bucket: pytest.approx(figures) for bucket, figures in buckets.items()}
-            for group, buckets in expected.items()}
+    return {
+        group: {bucket: pytest.approx(figures) for bucket, figures in buckets.items()}
+        for group, buckets in expected.items()
+    }
 
 
 def test_latency_of_the_batch_is_what_was_sent(seeded: Seeded) -> None:
     """40 traces of 5, 10 ... 200 ms: nearest-rank p50 is the 20th (100 ms), p95 the 38th, p99 the 40th."""
     collector, data = seeded
-    stats = get(collector, "/api/v1/stats/latency", of="trace", service="batch-svc",
-                start=data.base_ns, end=data.base_ns + 3_600_000 * MS, bucket="1h")
+    stats = get(
+        collector,
+        "/api/v1/stats/latency",
+        of="trace",
+        service="batch-svc",
+        start=data.base_ns,
+        end=data.base_ns + 3_600_000 * MS,
+        bucket="1h",
+    )
     points = [point for series in stats["series"] for point in series["points"]]
     assert sum(point["count"] for point in points) == 40
     if len(points) == 1:  # the hour did not split the batch
@@ -115,7 +132,11 @@ def test_cost_by_model_and_per_thousand_requests(seeded: Seeded) -> None:
     assert set(by_model) == {row[0] for row in rows}
     for model, cost, tokens_in, tokens_out, calls in rows:
         totals = by_model[model]
-        assert (totals["input_tokens"], totals["output_tokens"], totals["llm_requests"]) == (tokens_in, tokens_out, calls)
+        assert (totals["input_tokens"], totals["output_tokens"], totals["llm_requests"]) == (
+            tokens_in,
+            tokens_out,
+            calls,
+        )
         assert totals["cost_usd"] == pytest.approx(cost)
         assert totals["cost_per_1k_llm_requests_usd"] == pytest.approx(1000 * cost / calls)
     total_cost = sum(row[1] for row in rows)
@@ -126,9 +147,15 @@ def test_cost_by_model_and_per_thousand_requests(seeded: Seeded) -> None:
     assert sum(point["llm_requests"] for point in points) == 42
 
 
-@pytest.mark.parametrize(("group_by", "groups"), [("provider", {"openai", "anthropic"}),
-                                                   ("service", {"checkout-bot", "search-svc", "batch-svc"}),
-                                                   ("user", {"user-1", None}), ("none", {None})])
+@pytest.mark.parametrize(
+    ("group_by", "groups"),
+    [
+        ("provider", {"openai", "anthropic"}),
+        ("service", {"checkout-bot", "search-svc", "batch-svc"}),
+        ("user", {"user-1", None}),
+        ("none", {None}),
+    ],
+)
 def test_cost_groups(seeded: Seeded, group_by: str, groups: set[Any]) -> None:
     collector, data = seeded
     stats = get(collector, "/api/v1/stats/cost", group_by=group_by, **window(data))

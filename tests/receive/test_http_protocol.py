@@ -165,7 +165,13 @@ def test_bodies_being_received_have_a_memory_budget(start_collector: Any) -> Non
         )
         assert small.status_code == 200
     metrics = httpx.get(running.admin_url + "/metrics").text
-    assert metric_value(
-        metrics, "genai_collector_receiver_refused_requests_total",
-        receiver="otlp", transport="http", reason="too_many_requests",
-    ) == 1
+    assert (
+        metric_value(
+            metrics,
+            "genai_collector_receiver_refused_requests_total",
+            receiver="otlp",
+            transport="http",
+            reason="too_many_requests",
+        )
+        == 1
+    )

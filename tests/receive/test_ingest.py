@@ -97,10 +97,16 @@ def test_more_spans_than_max_spans_per_request_are_refused_over_both_transports(
     assert post(running, otlp_request(100)).status_code == 200
     metrics = scrape(running)
     for transport in ("http", "grpc"):
-        assert metric_value(
-            metrics, "genai_collector_receiver_refused_spans_total",
-            receiver="otlp", transport=transport, reason="too_many_spans",
-        ) == 101
+        assert (
+            metric_value(
+                metrics,
+                "genai_collector_receiver_refused_spans_total",
+                receiver="otlp",
+                transport=transport,
+                reason="too_many_spans",
+            )
+            == 101
+        )
     assert running.query("SELECT count(*) FROM spans") == [(200,)]
 
 
@@ -149,10 +155,16 @@ def test_a_span_id_repeated_with_other_content_is_rejected_and_counted(collector
     assert answer.partial_success.rejected_spans == 1
     assert "repeated" in answer.partial_success.error_message
     assert collector.query("SELECT name FROM spans") == [("span 0",)]
-    assert metric_value(
-        scrape(collector), "genai_collector_receiver_refused_spans_total",
-        receiver="otlp", transport="http", reason="duplicate_span_id",
-    ) == 1
+    assert (
+        metric_value(
+            scrape(collector),
+            "genai_collector_receiver_refused_spans_total",
+            receiver="otlp",
+            transport="http",
+            reason="duplicate_span_id",
+        )
+        == 1
+    )
 
 
 def test_label_values_from_clients_are_short_and_columns_obey_the_attribute_limit(start_collector: Any) -> None:

@@ -65,6 +65,7 @@ def counter(exposition: str, name: str, **labels: str) -> float:
 
 # --- success -------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("compression", [grpc.Compression.NoCompression, grpc.Compression.Gzip], ids=["plain", "gzip"])
 def test_export_is_stored_before_the_answer(collector: Any, channel: grpc.Channel, compression: Any) -> None:
     request = otlp_request(3, service="agent")
@@ -178,6 +179,7 @@ def test_genai_events_over_grpc_land_with_their_span(collector: Any, channel: gr
 
 # --- refusals ------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("body", [b"\xff\xff\xff\xff", b"\x0a\x05ab"], ids=["bad-tag", "truncated"])
 def test_corrupt_bytes_are_invalid_argument(collector: Any, channel: grpc.Channel, body: bytes) -> None:
     with pytest.raises(grpc.RpcError) as raised:
@@ -240,6 +242,7 @@ def test_unknown_method_is_unimplemented(channel: grpc.Channel) -> None:
 
 
 # --- health --------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize(
     "service",

@@ -40,6 +40,7 @@ APP_ORIGIN = "http://app.example"
 
 # --- helpers -------------------------------------------------------------------------------
 
+
 def post(
     running: Any,
     body: bytes | Iterator[bytes],
@@ -112,6 +113,7 @@ def small_collector(start_collector: Any) -> Any:
 
 # --- bad input: one table, exact status and body, and the counters that record it ----------
 
+
 class BadInput(NamedTuple):
     method: str
     path: str
@@ -133,82 +135,208 @@ def _chunks(size: int) -> Iterator[bytes]:
 
 BAD_INPUTS = {
     "get": BadInput(
-        "GET", "/v1/traces", {}, b"", 405, code_pb2.UNIMPLEMENTED,
-        "method GET not allowed; OTLP/HTTP export uses POST", "method_not_allowed", "traces", JSON,
+        "GET",
+        "/v1/traces",
+        {},
+        b"",
+        405,
+        code_pb2.UNIMPLEMENTED,
+        "method GET not allowed; OTLP/HTTP export uses POST",
+        "method_not_allowed",
+        "traces",
+        JSON,
     ),
     "put-protobuf": BadInput(
-        "PUT", "/v1/logs", {"content-type": PROTOBUF}, b"", 405, code_pb2.UNIMPLEMENTED,
-        "method PUT not allowed; OTLP/HTTP export uses POST", "method_not_allowed", "logs", PROTOBUF,
+        "PUT",
+        "/v1/logs",
+        {"content-type": PROTOBUF},
+        b"",
+        405,
+        code_pb2.UNIMPLEMENTED,
+        "method PUT not allowed; OTLP/HTTP export uses POST",
+        "method_not_allowed",
+        "logs",
+        PROTOBUF,
     ),
     "unknown-path": BadInput(
-        "POST", "/v1/spans", {"content-type": PROTOBUF}, b"", 404, code_pb2.NOT_FOUND,
-        "no such path /v1/spans; use /v1/traces, /v1/logs or /v1/metrics", "not_found", "unknown", PROTOBUF,
+        "POST",
+        "/v1/spans",
+        {"content-type": PROTOBUF},
+        b"",
+        404,
+        code_pb2.NOT_FOUND,
+        "no such path /v1/spans; use /v1/traces, /v1/logs or /v1/metrics",
+        "not_found",
+        "unknown",
+        PROTOBUF,
     ),
     "unknown-path-json": BadInput(
-        "POST", "/v1/traces/extra", {"content-type": JSON}, b"{}", 404, code_pb2.NOT_FOUND,
-        "no such path /v1/traces/extra; use /v1/traces, /v1/logs or /v1/metrics", "not_found", "unknown", JSON,
+        "POST",
+        "/v1/traces/extra",
+        {"content-type": JSON},
+        b"{}",
+        404,
+        code_pb2.NOT_FOUND,
+        "no such path /v1/traces/extra; use /v1/traces, /v1/logs or /v1/metrics",
+        "not_found",
+        "unknown",
+        JSON,
     ),
     "wrong-content-type": BadInput(
-        "POST", "/v1/traces", {"content-type": "text/plain"}, b"hello", 415, code_pb2.INVALID_ARGUMENT,
+        "POST",
+        "/v1/traces",
+        {"content-type": "text/plain"},
+        b"hello",
+        415,
+        code_pb2.INVALID_ARGUMENT,
         "unsupported Content-Type 'text/plain'; use application/x-protobuf or application/json",
-        "unsupported_media_type", "traces", JSON,
+        "unsupported_media_type",
+        "traces",
+        JSON,
     ),
     "no-content-type": BadInput(
-        "POST", "/v1/traces", {}, b"", 415, code_pb2.INVALID_ARGUMENT,
-        "missing Content-Type; use application/x-protobuf or application/json", "unsupported_media_type", "traces", JSON,
+        "POST",
+        "/v1/traces",
+        {},
+        b"",
+        415,
+        code_pb2.INVALID_ARGUMENT,
+        "missing Content-Type; use application/x-protobuf or application/json",
+        "unsupported_media_type",
+        "traces",
+        JSON,
     ),
     "corrupt-protobuf": BadInput(
-        "POST", "/v1/traces", {"content-type": PROTOBUF}, b"\xff\xff\xff\xff", 400, code_pb2.INVALID_ARGUMENT,
-        "body is not a valid protobuf ExportTraceServiceRequest: ...", "malformed", "traces", PROTOBUF,
+        "POST",
+        "/v1/traces",
+        {"content-type": PROTOBUF},
+        b"\xff\xff\xff\xff",
+        400,
+        code_pb2.INVALID_ARGUMENT,
+        "body is not a valid protobuf ExportTraceServiceRequest: ...",
+        "malformed",
+        "traces",
+        PROTOBUF,
     ),
     "invalid-json": BadInput(
-        "POST", "/v1/traces", {"content-type": JSON}, b"not json", 400, code_pb2.INVALID_ARGUMENT,
-        "body is not valid JSON: Expecting value: line 1 column 1 (char 0)", "malformed", "traces", JSON,
+        "POST",
+        "/v1/traces",
+        {"content-type": JSON},
+        b"not json",
+        400,
+        code_pb2.INVALID_ARGUMENT,
+        "body is not valid JSON: Expecting value: line 1 column 1 (char 0)",
+        "malformed",
+        "traces",
+        JSON,
     ),
     "json-not-otlp": BadInput(
-        "POST", "/v1/metrics", {"content-type": JSON}, b'{"resourceMetrics": 1}', 400, code_pb2.INVALID_ARGUMENT,
-        "body is not a valid OTLP/JSON ExportMetricsServiceRequest: ...", "malformed", "metrics", JSON,
+        "POST",
+        "/v1/metrics",
+        {"content-type": JSON},
+        b'{"resourceMetrics": 1}',
+        400,
+        code_pb2.INVALID_ARGUMENT,
+        "body is not a valid OTLP/JSON ExportMetricsServiceRequest: ...",
+        "malformed",
+        "metrics",
+        JSON,
     ),
     "json-traces-not-a-list": BadInput(
-        "POST", "/v1/traces", {"content-type": JSON}, b'{"resourceSpans": 1}', 400, code_pb2.INVALID_ARGUMENT,
+        "POST",
+        "/v1/traces",
+        {"content-type": JSON},
+        b'{"resourceSpans": 1}',
+        400,
+        code_pb2.INVALID_ARGUMENT,
         "body is not a valid OTLP/JSON ExportTraceServiceRequest: resourceSpans: expected a list, not int",
-        "malformed", "traces", JSON,
+        "malformed",
+        "traces",
+        JSON,
     ),
     "json-span-not-otlp": BadInput(
-        "POST", "/v1/traces", {"content-type": JSON},
+        "POST",
+        "/v1/traces",
+        {"content-type": JSON},
         b'{"resourceSpans": [{"scopeSpans": [{"spans": [{"startTimeUnixNano": "soon"}]}]}]}',
-        400, code_pb2.INVALID_ARGUMENT,
+        400,
+        code_pb2.INVALID_ARGUMENT,
         "body is not a valid OTLP/JSON ExportTraceServiceRequest: startTimeUnixNano: not an integer: 'soon'",
-        "malformed", "traces", JSON,
+        "malformed",
+        "traces",
+        JSON,
     ),
     "deeply-nested-json": BadInput(
-        "POST", "/v1/traces", {"content-type": JSON}, b"[" * 20_000 + b"]" * 20_000, 400, code_pb2.INVALID_ARGUMENT,
-        "body is not valid OTLP/JSON: nested too deeply", "malformed", "traces", JSON,
+        "POST",
+        "/v1/traces",
+        {"content-type": JSON},
+        b"[" * 20_000 + b"]" * 20_000,
+        400,
+        code_pb2.INVALID_ARGUMENT,
+        "body is not valid OTLP/JSON: nested too deeply",
+        "malformed",
+        "traces",
+        JSON,
     ),
     "unknown-encoding": BadInput(
-        "POST", "/v1/traces", {"content-type": PROTOBUF, "content-encoding": "br"}, b"\x0b\x00\x80", 400,
-        code_pb2.INVALID_ARGUMENT, "unsupported Content-Encoding 'br'; use gzip, deflate, zstd or identity",
-        "unsupported_encoding", "traces", PROTOBUF,
+        "POST",
+        "/v1/traces",
+        {"content-type": PROTOBUF, "content-encoding": "br"},
+        b"\x0b\x00\x80",
+        400,
+        code_pb2.INVALID_ARGUMENT,
+        "unsupported Content-Encoding 'br'; use gzip, deflate, zstd or identity",
+        "unsupported_encoding",
+        "traces",
+        PROTOBUF,
     ),
     "truncated-gzip": BadInput(
-        "POST", "/v1/traces", {"content-type": PROTOBUF, "content-encoding": "gzip"},
-        gzip.compress(otlp_request(5).SerializeToString())[:-4], 400, code_pb2.INVALID_ARGUMENT,
-        "compressed body is truncated", "corrupt_body", "traces", PROTOBUF,
+        "POST",
+        "/v1/traces",
+        {"content-type": PROTOBUF, "content-encoding": "gzip"},
+        gzip.compress(otlp_request(5).SerializeToString())[:-4],
+        400,
+        code_pb2.INVALID_ARGUMENT,
+        "compressed body is truncated",
+        "corrupt_body",
+        "traces",
+        PROTOBUF,
     ),
     "truncated-zstd": BadInput(
-        "POST", "/v1/traces", {"content-type": JSON, "content-encoding": "zstd"},
-        zstandard.ZstdCompressor().compress(b"{}" + b" " * 1000)[:-3], 400, code_pb2.INVALID_ARGUMENT,
-        "compressed body is truncated", "corrupt_body", "traces", JSON,
+        "POST",
+        "/v1/traces",
+        {"content-type": JSON, "content-encoding": "zstd"},
+        zstandard.ZstdCompressor().compress(b"{}" + b" " * 1000)[:-3],
+        400,
+        code_pb2.INVALID_ARGUMENT,
+        "compressed body is truncated",
+        "corrupt_body",
+        "traces",
+        JSON,
     ),
     "oversize": BadInput(
-        "POST", "/v1/traces", {"content-type": PROTOBUF}, b"\x00" * (SMALL_LIMIT + 1), 413,
-        code_pb2.RESOURCE_EXHAUSTED, "body of 65537 bytes is larger than the 65536-byte limit",
-        "too_large", "traces", PROTOBUF,
+        "POST",
+        "/v1/traces",
+        {"content-type": PROTOBUF},
+        b"\x00" * (SMALL_LIMIT + 1),
+        413,
+        code_pb2.RESOURCE_EXHAUSTED,
+        "body of 65537 bytes is larger than the 65536-byte limit",
+        "too_large",
+        "traces",
+        PROTOBUF,
     ),
     "oversize-json": BadInput(
-        "POST", "/v1/traces", {"content-type": JSON}, b" " * (SMALL_LIMIT + 1), 413,
-        code_pb2.RESOURCE_EXHAUSTED, "body of 65537 bytes is larger than the 65536-byte limit",
-        "too_large", "traces", JSON,
+        "POST",
+        "/v1/traces",
+        {"content-type": JSON},
+        b" " * (SMALL_LIMIT + 1),
+        413,
+        code_pb2.RESOURCE_EXHAUSTED,
+        "body of 65537 bytes is larger than the 65536-byte limit",
+        "too_large",
+        "traces",
+        JSON,
     ),
 }
 
@@ -271,6 +399,7 @@ def test_gzip_bomb_is_refused_quickly(small_collector: Any) -> None:
 
 
 # --- success -------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize(
     "encoding, compress",
@@ -401,6 +530,7 @@ def test_resending_the_same_request_does_not_duplicate_rows(collector: Any) -> N
 
 # --- logs and metrics: GenAI events stored; other records and metrics counted, not stored ----
 
+
 def logs_request(count: int, event_name: str = "app.audit", body: str = "entry {}") -> ExportLogsServiceRequest:
     request = ExportLogsServiceRequest()
     records = request.resource_logs.add().scope_logs.add().log_records
@@ -422,8 +552,12 @@ def logs_json(request_: Message) -> bytes:
 @pytest.mark.parametrize("content_type", [PROTOBUF, JSON])
 def test_genai_events_from_logs_are_stored_redacted_with_their_span(collector: Any, content_type: str) -> None:
     request_ = logs_request(2, event_name="gen_ai.user.message", body="call me at +1 415 555 0132, item {}")
-    evaluation = request_.resource_logs[0].scope_logs[0].log_records.add(
-        event_name="gen_ai.evaluation.result", trace_id=bytes(range(1, 17)), span_id=bytes(range(1, 9))
+    evaluation = (
+        request_.resource_logs[0]
+        .scope_logs[0]
+        .log_records.add(
+            event_name="gen_ai.evaluation.result", trace_id=bytes(range(1, 17)), span_id=bytes(range(1, 9))
+        )
     )
     evaluation.time_unix_nano = 1_700_000_000_000_000_009
     evaluation.attributes.extend(
@@ -482,6 +616,7 @@ def test_logs_and_metrics_are_accepted_and_counted_as_dropped(
 
 
 # --- CORS ----------------------------------------------------------------------------------
+
 
 def preflight(running: Any, origin: str) -> httpx.Response:
     return httpx.options(

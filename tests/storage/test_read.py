@@ -37,7 +37,6 @@ def test_deep_traces_do_not_recurse() -> None:
     assert rows[-1] == ("19999", 19_999, False, 0)
 
 
-
 def test_the_stats_of_model_calls_read_only_their_covering_index() -> None:
     """Percentiles and cost over a day must not read the wide span rows (see migration 6)."""
     import apsw
@@ -49,8 +48,11 @@ def test_the_stats_of_model_calls_read_only_their_covering_index() -> None:
     connection = apsw.Connection(":memory:")
     migrate(connection)
     day = StatsRange(0, 86_400 * 10**9, 3_600 * 10**9)
-    queries = [latency_sql(day, of, group) for of in ("llm", "ttft") for group in ("none", "model", "service",
-                                                                                   "operation", "agent")]
+    queries = [
+        latency_sql(day, of, group)
+        for of in ("llm", "ttft")
+        for group in ("none", "model", "service", "operation", "agent")
+    ]
     queries += [cost_sql(day, group) for group in ("none", "model", "provider", "service", "user", "agent")]
     for sql, params in queries:
         plan = " ".join(row[3] for row in connection.execute("EXPLAIN QUERY PLAN " + sql, params))

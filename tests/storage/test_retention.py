@@ -104,7 +104,7 @@ def test_size_deletes_the_oldest_traces_down_to_the_low_water_mark_and_hands_the
     assert size.file_bytes <= max_size
     by_age = "SELECT trace_id FROM traces ORDER BY last_span_at_unix_nano"
     stored = [row[0] for row in writer.connection.execute(by_age)]
-    assert stored == traces[-len(stored):]  # the newest kept, whole
+    assert stored == traces[-len(stored) :]  # the newest kept, whole
     assert count(writer, "SELECT count(*) FROM spans") == 10 * len(stored)
     assert 0.5 * max_size < size.used_bytes <= 0.8 * max_size
     writer.close()

@@ -35,13 +35,25 @@ def llm(span_id: bytes, input_tokens: int, output_tokens: int, model: str = "gpt
 
 
 AGENT_TRACE = [
-    {"span_id": ROOT, "name": "invoke_agent support", "start": 1_000_000_000, "end": 9_000_000_000,
-     "attributes": {"gen_ai.operation.name": "invoke_agent", "gen_ai.agent.name": "support"}},
+    {
+        "span_id": ROOT,
+        "name": "invoke_agent support",
+        "start": 1_000_000_000,
+        "end": 9_000_000_000,
+        "attributes": {"gen_ai.operation.name": "invoke_agent", "gen_ai.agent.name": "support"},
+    },
     {"span_id": PLAN, "parent": ROOT, "name": "plan", "start": 1_500_000_000, "end": 8_000_000_000},
     llm(LLM_1, 1_000, 100),
     llm(LLM_2, 2_000, 300, model="claude-3-5-sonnet-20241022"),
-    {"span_id": TOOL, "parent": PLAN, "name": "execute_tool search", "start": 4_000_000_000,
-     "end": 9_500_000_000, "error": True, "attributes": {"gen_ai.operation.name": "execute_tool"}},
+    {
+        "span_id": TOOL,
+        "parent": PLAN,
+        "name": "execute_tool search",
+        "start": 4_000_000_000,
+        "end": 9_500_000_000,
+        "error": True,
+        "attributes": {"gen_ai.operation.name": "execute_tool"},
+    },
 ]
 
 ROLLUP_COLUMNS = (
@@ -49,11 +61,22 @@ ROLLUP_COLUMNS = (
     " error_count, llm_calls, input_tokens, output_tokens, total_tokens, round(cost_usd, 9), models, agents"
 )
 EXPECTED = (
-    "agent-service", "invoke_agent support", 1, 1_000_000_000, 9_500_000_000, 8_500_000_000, 5, 1, 2, 3_000, 400,
+    "agent-service",
+    "invoke_agent support",
+    1,
+    1_000_000_000,
+    9_500_000_000,
+    8_500_000_000,
+    5,
+    1,
+    2,
+    3_000,
+    400,
     3_400,
     # gpt-4o-mini: 1,000 x $0.15 + 100 x $0.60; claude-3-5-sonnet: 2,000 x $3 + 300 x $15 (per million).
     round((1_000 * 0.15 + 100 * 0.60 + 2_000 * 3.0 + 300 * 15.0) / 1e6, 9),
-    '["claude-3-5-sonnet-20241022","gpt-4o-mini"]', '["support"]',
+    '["claude-3-5-sonnet-20241022","gpt-4o-mini"]',
+    '["support"]',
 )
 
 
@@ -116,7 +139,9 @@ RULES = SnapshotSettings.model_validate(
 
 
 def snapshots(writer: SpanWriter) -> list[tuple[Any, ...]]:
-    return list(writer.connection.execute("SELECT metric, value, threshold, breached FROM metric_snapshots ORDER BY metric"))
+    return list(
+        writer.connection.execute("SELECT metric, value, threshold, breached FROM metric_snapshots ORDER BY metric")
+    )
 
 
 def test_a_quiet_rooted_trace_settles_and_a_late_span_recomputes_in_place(store: Any) -> None:
@@ -146,9 +171,15 @@ def test_a_trace_without_root_waits_for_max_wait(store: Any) -> None:
 def test_evaluation_scores_breach_below_their_threshold(store: Any) -> None:
     writer = store.writer
     evaluation_span = {
-        "span_id": os.urandom(8), "parent": PLAN, "name": "judge",
-        "attributes": {"evaluations.0.evaluation.name": "faithfulness", "evaluations.0.evaluation.score": 0.62,
-                       "evaluations.1.evaluation.name": "faithfulness", "evaluations.1.evaluation.score": 0.97},
+        "span_id": os.urandom(8),
+        "parent": PLAN,
+        "name": "judge",
+        "attributes": {
+            "evaluations.0.evaluation.name": "faithfulness",
+            "evaluations.0.evaluation.score": 0.62,
+            "evaluations.1.evaluation.name": "faithfulness",
+            "evaluations.1.evaluation.score": 0.97,
+        },
     }
     store(AGENT_TRACE + [evaluation_span])
     rules = SnapshotSettings.model_validate(

@@ -103,8 +103,19 @@ def test_a_version_3_database_keeps_every_row_and_every_resource_through_the_vie
                 " duration_ns, status_code, service_name, scope_name, scope_version, resource_attributes, attributes,"
                 " events, links, received_at_unix_nano, request_model, input_tokens)"
                 " VALUES (?, ?, ?, 'client', ?, ?, 5, 'unset', ?, ?, ?, ?, '{\"a\":1}', '[]', '[]', ?, 'gpt-4o', ?)",
-                (trace_id, span_id, f"span {index}", index, index + 5, json.loads(resource).get("service.name"),
-                 scope_name, scope_version, resource, 10_000 + index, index),
+                (
+                    trace_id,
+                    span_id,
+                    f"span {index}",
+                    index,
+                    index + 5,
+                    json.loads(resource).get("service.name"),
+                    scope_name,
+                    scope_version,
+                    resource,
+                    10_000 + index,
+                    index,
+                ),
             )
             expected_spans[(trace_id, span_id)] = (resource, scope_name, scope_version, f"span {index}", index)
         expected_events = {}

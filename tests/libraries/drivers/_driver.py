@@ -88,6 +88,7 @@ def run(
 
 # --- the scenarios, with the real client SDKs -------------------------------------------------
 
+
 def openai_client() -> Any:
     import openai
 
@@ -155,9 +156,7 @@ def anthropic_tool(client: Any = None) -> None:
     use = next(block for block in first.content if block.type == "tool_use")
     assert use.name == "get_weather"
     messages.append({"role": "assistant", "content": [block.model_dump(exclude_none=True) for block in first.content]})
-    messages.append(
-        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": use.id, "content": "sunny"}]}
-    )
+    messages.append({"role": "user", "content": [{"type": "tool_result", "tool_use_id": use.id, "content": "sunny"}]})
     second = client.messages.create(model=ANTHROPIC_MODEL, max_tokens=256, messages=messages, tools=ANTHROPIC_TOOLS)
     assert second.content[0].text
 
