@@ -1113,10 +1113,10 @@ def _template_rows(
     and the ``traces`` rows its rollup makes of them, read back from a scratch in-memory database."""
     sys.path.insert(0, str(ROOT))
     from collector.config import load_settings
-    from collector.decode import decode_spans
-    from collector.storage.schema import migrate
-    from collector.storage.writer import insert_spans
-    from collector.transform import Transform
+    from collector.genai.transform import Transform
+    from collector.otlp import decode_spans
+    from collector.storage.sqlite.schema import migrate
+    from collector.storage.sqlite.writer import insert_spans
 
     transform = Transform(load_settings({}))
     builder = TraceBuilder(seed=7, base_time_ns=0)
@@ -1129,7 +1129,7 @@ def _template_rows(
             insert_spans(scratch, records.spans, 30 * 10**9)  # received 30 s after the start
         trace_ids = [row[0] for row in scratch.execute("SELECT DISTINCT trace_id FROM spans")]
         try:
-            from collector.storage.rollups import roll_up
+            from collector.storage.sqlite.rollups import roll_up
         except ImportError:
             print("bench: this collector has no trace rollups; the traces table stays empty", file=sys.stderr)
         else:
@@ -1176,7 +1176,7 @@ def prefill(
     schema, rows and INSERT, big transactions, no journal while filling; WAL at the end. The traces end an
     hour ago and go back ``spread_s`` seconds, evenly spread."""
     sys.path.insert(0, str(ROOT))
-    from collector.storage.schema import migrate
+    from collector.storage.sqlite.schema import migrate
 
     started = time.monotonic()
     span_columns, span_template, trace_columns, trace_template = _template_rows(spans_per_request, 64)

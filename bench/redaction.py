@@ -26,13 +26,14 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run as a script: bench/ is sys.path[0]; a PYTHONPATH checkout still wins
     sys.path.append(str(ROOT))
 
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest  # noqa: E402
+
 from bench.ingest import PII, WORDS, build_templates  # noqa: E402
 from collector.config import RedactionSettings, Settings  # noqa: E402
-from collector.decode import decode_spans, parse_protobuf  # noqa: E402
+from collector.genai.redact import Redactor  # noqa: E402
+from collector.genai.transform import Transform  # noqa: E402
 from collector.model import Span  # noqa: E402
-from collector.redact import Redactor  # noqa: E402
-from collector.transform import Transform  # noqa: E402
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest  # noqa: E402
+from collector.otlp import decode_spans, parse_protobuf  # noqa: E402
 
 
 def corpus_spans(requests: int, spans_per_request: int) -> list[Span]:

@@ -247,7 +247,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.command == "vacuum":
         return _vacuum(settings.db)
-    from collector.app import run
+    from collector.service import run
 
     return run(settings)
 
@@ -255,7 +255,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _vacuum(db: Path) -> int:
     import apsw
 
-    from collector.storage.retention import convert_to_incremental
+    from collector.storage.sqlite.retention import convert_to_incremental
 
     if not db.exists():
         print(f"genai-collector: no database at {db}", file=sys.stderr)

@@ -32,11 +32,11 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from collector.cli import read_config_file
 from collector.config import ConfigError, Settings, load_settings, parse_duration
-from collector.decode import decode_log_records, decode_spans
-from collector.logs import rate_limited
+from collector.genai.transform import Transform
 from collector.model import Records
-from collector.storage.writer import SpanWriter
-from collector.transform import Transform
+from collector.observability.logs import rate_limited
+from collector.otlp import decode_log_records, decode_spans
+from collector.storage.sqlite.writer import SpanWriter
 
 log = logging.getLogger(__name__)
 

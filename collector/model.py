@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 if TYPE_CHECKING:
-    from collector.normalize import GenAI
+    from collector.genai.normalize import GenAI
 
 Attributes = dict[str, Any]
 

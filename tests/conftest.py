@@ -16,8 +16,8 @@ import apsw
 import pytest
 import yaml
 
-from collector.app import Collector
 from collector.config import Settings
+from collector.service import Collector
 from tests.helpers import require_tool
 
 LOOPBACK_PORT_0 = "127.0.0.1:0"

@@ -18,13 +18,13 @@ from typing import Any, TypeVar
 import apsw
 import grpc
 import httpx
+import pytest
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
 )
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, ArrayValue, KeyValue
-import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 T = TypeVar("T")

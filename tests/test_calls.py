@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from collector.calls import SpanNode, same_calls
+from collector.genai.calls import SpanNode, same_calls
 
 
 def node(

@@ -18,7 +18,8 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.trace.v1 import trace_pb2
 
-from collector.decode import (
+from collector.model import NO_REJECTION, Rejection, Span
+from collector.otlp import (
     PayloadError,
     count_data_points,
     count_json_spans,
@@ -31,7 +32,6 @@ from collector.decode import (
     parse_protobuf,
     without_conflicting_duplicates,
 )
-from collector.model import NO_REJECTION, Rejection, Span
 from tests.helpers import otlp_request, trace_request
 
 TRACE_HEX = "5b8efff798038103d269b633813fc60c"

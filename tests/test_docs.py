@@ -21,9 +21,9 @@ def test_quickstart_has_exactly_two_commands() -> None:
 
 
 def test_every_config_example_in_the_readme_is_valid() -> None:
-    from collector.config import load_settings
-
     import yaml
+
+    from collector.config import load_settings
 
     blocks = [block.split("```", 1)[0] for block in README.split("```yaml")[1:]]
     checked = 0

@@ -1,7 +1,7 @@
 """docs/genai-conventions.md is the normalization table of the code, not a copy that drifts from it.
 
 Its generated sections (between ``<!-- generated: NAME -->`` and ``<!-- end generated -->``) are
-rendered here from ``collector.normalize``'s tables and from the library matrix that
+rendered here from ``collector.genai.normalize``'s tables and from the library matrix that
 tests/libraries verifies; the test fails when the document differs. After changing a table, rewrite
 the document with ``.venv/bin/python -m tests.test_genai_conventions``.
 """
@@ -14,9 +14,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from collector import calls, normalize
-from collector.storage.schema import GENAI_COLUMNS
-from tests.libraries.test_libraries import COLUMNS, LIBRARIES, MATRIX, LANGFUSE_OPENAI, Instrumentation
+from collector.genai import calls, normalize
+from collector.storage.sqlite.schema import GENAI_COLUMNS
+from tests.libraries.test_libraries import COLUMNS, LANGFUSE_OPENAI, LIBRARIES, MATRIX, Instrumentation
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "genai-conventions.md"
 SECTION = re.compile(r"(<!-- generated: (?P<name>[a-z-]+) -->\n)(?P<body>.*?)(<!-- end generated -->)", re.S)

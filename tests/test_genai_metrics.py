@@ -12,12 +12,12 @@ from prometheus_client.openmetrics.parser import text_string_to_metric_families 
 from prometheus_client.parser import text_string_to_metric_families
 
 from collector.config import MetricsSettings, Settings, SnapshotRule
-from collector.decode import decode_spans
-from collector.genai_metrics import OPERATION_BUCKETS, SCORE_BUCKETS, TOKEN_BUCKETS, GenAIMetrics
-from collector.metrics import OTHER, CollectorMetrics
+from collector.genai.normalize import NOT_GENAI
+from collector.genai.transform import Transform
 from collector.model import EvaluationRecord, Span
-from collector.normalize import NOT_GENAI
-from collector.transform import Transform
+from collector.observability.genai_metrics import OPERATION_BUCKETS, SCORE_BUCKETS, TOKEN_BUCKETS, GenAIMetrics
+from collector.observability.metrics import OTHER, CollectorMetrics
+from collector.otlp import decode_spans
 from tests.helpers import otlp_request, require_tool
 
 START = 1_700_000_000_000_000_000

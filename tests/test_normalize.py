@@ -12,8 +12,7 @@ from typing import Any
 import pytest
 from opentelemetry.proto.common.v1.common_pb2 import KeyValue
 
-from collector.decode import attributes as decode_attributes
-from collector.normalize import (
+from collector.genai.normalize import (
     GENAI_EVENT_NAMES,
     NOT_GENAI,
     Evaluation,
@@ -22,7 +21,8 @@ from collector.normalize import (
     evaluations_from_attributes,
     normalize,
 )
-from collector.storage.schema import GENAI_COLUMNS
+from collector.otlp import attributes as decode_attributes
+from collector.storage.sqlite.schema import GENAI_COLUMNS
 from tests.helpers import otlp_value
 
 

@@ -26,12 +26,12 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from prometheus_client import CollectorRegistry
 
-from collector.decode import decode_spans
-from collector.metrics import CollectorMetrics
+from collector.genai.normalize import normalize
 from collector.model import Records
-from collector.normalize import normalize
+from collector.observability.metrics import CollectorMetrics
+from collector.otlp import decode_spans
 from collector.pipeline import InvalidData, Pipeline
-from collector.storage.writer import SpanWriter
+from collector.storage.sqlite.writer import SpanWriter
 from tests.helpers import fill_disk, metric_value, otlp_request, write_lock_held
 
 PROTOBUF = {"content-type": "application/x-protobuf"}

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from collector.config import ModelPrice, PricingSettings
-from collector.pricing import Price, PriceTable, cost_usd
+from collector.genai.pricing import Price, PriceTable, cost_usd
 
 SHIPPED = PriceTable.load()
 

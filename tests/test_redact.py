@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from collector.config import RedactionSettings
-from collector.redact import DROP, Redactor, _maybe, is_content_key
+from collector.genai.redact import DROP, Redactor, _maybe, is_content_key
 
 JWT = (
     "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxMjM0NTY3ODkwIiwiaWF0IjoxNTE2MjM5MDIyfQ"

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from collector.config import SnapshotRule
-from collector.snapshots import TraceFigures, evaluate, select_rule
+from collector.maintenance.snapshots import TraceFigures, evaluate, select_rule
 
 
 def rule(**fields: Any) -> SnapshotRule:

@@ -7,9 +7,9 @@ from typing import Any
 import pytest
 
 from collector.config import Settings
-from collector.decode import decode_spans
+from collector.genai.transform import Transform
 from collector.model import LogEvent, Span
-from collector.transform import Transform
+from collector.otlp import decode_spans
 from tests.helpers import otlp_request
 
 

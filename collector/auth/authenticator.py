@@ -20,8 +20,8 @@ from prometheus_client import CollectorRegistry, Counter
 
 from collector.auth.keys import KeyRing, StoredKey
 from collector.config import Scope
-from collector.logs import rate_limited
-from collector.metrics import PREFIX
+from collector.observability.logs import rate_limited
+from collector.observability.metrics import PREFIX
 
 log = logging.getLogger(__name__)
 

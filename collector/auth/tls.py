@@ -19,7 +19,7 @@ from pathlib import Path
 import grpc
 
 from collector.config import TlsFiles
-from collector.logs import rate_limited
+from collector.observability.logs import rate_limited
 
 log = logging.getLogger(__name__)
 

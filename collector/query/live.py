@@ -23,8 +23,8 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
-from collector.metrics import PREFIX
 from collector.model import Span
+from collector.observability.metrics import PREFIX
 from collector.query.params import decode_cursor, encode_cursor
 from collector.storage.read import BreachQuery, QueryTooBroad, ReadBusy, TraceReader
 

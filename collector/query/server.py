@@ -20,7 +20,7 @@ from collector.query.dashboard import BUNDLE, mount_dashboard
 from collector.query.live import LiveFeed
 from collector.query.params import BadRequest, InvalidParameter
 from collector.storage.read import QueryTooBroad, ReadBusy, TraceReader
-from collector.storage.sqlite_read import SqliteTraceReader
+from collector.storage.sqlite.read import SqliteTraceReader
 
 _JAEGER_PREFIXES = ("/api/services", "/api/operations", "/api/traces", "/api/dependencies")
 

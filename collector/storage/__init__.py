@@ -1,1 +1,1 @@
-"""The only code that speaks SQL: connection setup, schema migrations, the span writer."""
+"""Storage: the engine-neutral read protocol (``read``) and one folder per engine (``sqlite``)."""

@@ -13,7 +13,7 @@ import pytest
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
-from collector.app import StartupError
+from collector.service import StartupError
 from tests.auth.certs import TestCA
 from tests.auth.test_otlp_auth import API_KEYS, INGEST_KEY, READ_KEY, WRONG_KEY
 from tests.helpers import metric_value

@@ -199,7 +199,7 @@ def test_half_written_files_keep_the_previous_certificate(
 
 
 def test_unusable_certificate_files_stop_start_up(start_collector: Any, tmp_path: Path, server_cert: Issued) -> None:
-    from collector.app import StartupError
+    from collector.service import StartupError
 
     with pytest.raises(StartupError, match=r"cannot serve TLS on otlp_grpc: .*missing\.pem"):
         start_collector(tls={"cert_file": str(tmp_path / "missing.pem"), "key_file": str(server_cert.key_file)})

@@ -25,7 +25,7 @@ from typing import Any
 import httpx
 import pytest
 
-from collector.pricing import PriceTable
+from collector.genai.pricing import PriceTable
 from tests.conftest import RunningCollector, collector_settings
 from tests.helpers import metric_value
 from tests.libraries import environments

@@ -12,7 +12,7 @@ from collections.abc import Callable
 import pytest
 import zstandard
 
-from collector.receive.compression import CorruptBody, TooLarge, UnsupportedEncoding, decompress
+from collector.receivers.compression import CorruptBody, TooLarge, UnsupportedEncoding, decompress
 
 MiB = 1024 * 1024
 LIMIT = MiB

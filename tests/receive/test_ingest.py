@@ -15,7 +15,7 @@ from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
-from collector.decode import DEEP_VALUE_MARKER, MAX_VALUE_DEPTH
+from collector.otlp import DEEP_VALUE_MARKER, MAX_VALUE_DEPTH
 from tests.helpers import metric_value, otlp_request
 from tests.receive.test_otlp_http import as_json
 

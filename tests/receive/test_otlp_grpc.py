@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import os
-
 import gzip
+import os
 import time
 from collections.abc import Iterator
 from typing import Any

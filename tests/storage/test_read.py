@@ -42,8 +42,8 @@ def test_the_stats_of_model_calls_read_only_their_covering_index() -> None:
     import apsw
 
     from collector.storage.read import StatsRange
-    from collector.storage.schema import migrate
-    from collector.storage.sqlite_read import cost_sql, latency_sql
+    from collector.storage.sqlite.read import cost_sql, latency_sql
+    from collector.storage.sqlite.schema import migrate
 
     connection = apsw.Connection(":memory:")
     migrate(connection)

@@ -8,10 +8,10 @@ import time
 from pathlib import Path
 
 from collector.config import RetentionSettings
-from collector.decode import decode_spans
 from collector.model import EvaluationRecord, LogEvent, Records
-from collector.storage.retention import measure
-from collector.storage.writer import SpanWriter
+from collector.otlp import decode_spans
+from collector.storage.sqlite.retention import measure
+from collector.storage.sqlite.writer import SpanWriter
 from tests.helpers import otlp_request, trace_request
 
 HOUR_NS = 3600 * 10**9

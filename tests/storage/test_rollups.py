@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 
 from collector.config import Settings, SnapshotSettings
-from collector.decode import decode_spans
-from collector.storage.writer import SpanWriter
-from collector.transform import Transform
+from collector.genai.transform import Transform
+from collector.otlp import decode_spans
+from collector.storage.sqlite.writer import SpanWriter
 from tests.helpers import trace_request
 
 TRACE = os.urandom(16)

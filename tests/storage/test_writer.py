@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from collector.decode import decode_spans
 from collector.model import Records
-from collector.storage.writer import SpanWriter
+from collector.otlp import decode_spans
+from collector.storage.sqlite.writer import SpanWriter
 from tests.helpers import otlp_request
 
 
@@ -56,7 +56,7 @@ def test_a_retried_span_does_not_unsettle_its_trace(tmp_path: Path) -> None:
 
 def test_a_resource_is_stored_once_for_its_spans_and_evaluations_across_batches(tmp_path: Path) -> None:
     from collector.config import Settings
-    from collector.transform import Transform
+    from collector.genai.transform import Transform
 
     writer = SpanWriter(tmp_path / "spans.db")
     transform = Transform(Settings())

@@ -26,13 +26,13 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
-from collector.decode import PayloadError, parse_json, parse_otlp_protobuf, parse_protobuf
-from collector.logs import rate_limited
-from collector.metrics import RECEIVER, CollectorMetrics
+from collector.observability.logs import rate_limited
+from collector.observability.metrics import RECEIVER, CollectorMetrics
+from collector.otlp import PayloadError, parse_json, parse_otlp_protobuf, parse_protobuf
 from collector.pipeline import Backpressure, InvalidData, TooManyRequests
-from collector.receive.compression import CorruptBody, TooLarge, UnsupportedEncoding, decompress
-from collector.receive.ingest import SIGNALS as INGEST_SIGNALS
-from collector.receive.ingest import Ingest, Signal, TooManySpans
+from collector.receivers.compression import CorruptBody, TooLarge, UnsupportedEncoding, decompress
+from collector.receivers.ingest import SIGNALS as INGEST_SIGNALS
+from collector.receivers.ingest import Ingest, Signal, TooManySpans
 
 if TYPE_CHECKING:
     from collector.auth.authenticator import Refusal

@@ -19,7 +19,7 @@ from pathlib import Path
 import apsw
 
 from collector.config import RetentionSettings
-from collector.storage.connection import WAL_SIZE_LIMIT, write_transaction
+from collector.storage.sqlite.connection import WAL_SIZE_LIMIT, write_transaction
 
 ROWS_PER_TRANSACTION = 2_000  # spans deleted per transaction at most (a single larger trace goes alone)
 VACUUM_PAGES_PER_STEP = 2_048  # pages handed back to the file system per transaction at most
@@ -350,8 +350,8 @@ def convert_to_incremental(path: Path) -> tuple[int, int]:
     ``VACUUM`` copies the whole database: it needs the collector stopped and free space about the
     size of the database; it also compacts a database that already is incremental.
     """
-    from collector.storage.connection import open_connection
-    from collector.storage.schema import migrate
+    from collector.storage.sqlite.connection import open_connection
+    from collector.storage.sqlite.schema import migrate
 
     connection = open_connection(path)
     try:

@@ -23,7 +23,10 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceResponse,
 )
 
-from collector.decode import (
+from collector.genai.transform import Transform, TransformStats
+from collector.model import NO_REJECTION, LogEvent, Records, Rejection, Span
+from collector.observability.metrics import RECEIVER, CollectorMetrics
+from collector.otlp import (
     TooDeep,
     count_data_points,
     count_json_spans,
@@ -35,10 +38,7 @@ from collector.decode import (
     shallow_json_values,
     without_conflicting_duplicates,
 )
-from collector.metrics import RECEIVER, CollectorMetrics
-from collector.model import NO_REJECTION, LogEvent, Records, Rejection, Span
 from collector.pipeline import Backpressure, InvalidData, Pipeline, Reservation, TooManyRequests
-from collector.transform import Transform, TransformStats
 
 T = TypeVar("T")
 

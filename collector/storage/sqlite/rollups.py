@@ -4,7 +4,7 @@ Recomputing (rather than adding deltas) makes a rollup right whatever the order,
 requests, or the duplicates its spans arrived with. A trace that gets a span after it settled is
 marked unsettled again, so its snapshots are recomputed in place.
 
-A model call described by two nested spans counts once (``collector.calls``): ``mark_repeated_calls``
+A model call described by two nested spans counts once (``collector.genai.calls``): ``mark_repeated_calls``
 sets ``spans.duplicate_of`` from the stored spans first, and the sums leave those spans out.
 """
 
@@ -15,7 +15,7 @@ from collections.abc import Iterable
 
 import apsw
 
-from collector.calls import MAX_DEPTH, SpanNode, same_calls
+from collector.genai.calls import MAX_DEPTH, SpanNode, same_calls
 
 # Token and cost sums count LLM and embedding calls only: an agent or workflow span that carries the
 # sum of its children (the Vercel AI SDK's outer spans do) must not count them twice.

@@ -18,10 +18,10 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 
-from collector.decode import PayloadError, parse_otlp_protobuf
-from collector.metrics import CollectorMetrics
+from collector.observability.metrics import CollectorMetrics
+from collector.otlp import PayloadError, parse_otlp_protobuf
 from collector.pipeline import Backpressure, InvalidData
-from collector.receive.ingest import SIGNALS, Ingest, Signal, TooManySpans
+from collector.receivers.ingest import SIGNALS, Ingest, Signal, TooManySpans
 
 TRANSPORT = "grpc"
 HARD_LIMIT_FACTOR = 4

@@ -19,7 +19,6 @@ from typing import Any, TypeVar
 
 import apsw
 
-from collector.storage.connection import open_connection
 from collector.storage.read import (
     BreachQuery,
     CostGroup,
@@ -38,7 +37,8 @@ from collector.storage.read import (
     TraceSummary,
     depth_first,
 )
-from collector.storage.schema import GENAI_COLUMNS
+from collector.storage.sqlite.connection import open_connection
+from collector.storage.sqlite.schema import GENAI_COLUMNS
 
 T = TypeVar("T")
 

@@ -17,12 +17,12 @@ import apsw
 
 from collector.config import RetentionSettings, SnapshotSettings
 from collector.model import EvaluationRecord, LogEvent, Records, Span
-from collector.storage.connection import open_connection, write_transaction
-from collector.storage.resources import resource_id
-from collector.storage.retention import Deleted, Retention
-from collector.storage.rollups import mark_repeated_calls, roll_up
-from collector.storage.schema import GENAI_COLUMNS, migrate
-from collector.storage.settle import Settled, settle_traces
+from collector.storage.sqlite.connection import open_connection, write_transaction
+from collector.storage.sqlite.resources import resource_id
+from collector.storage.sqlite.retention import Deleted, Retention
+from collector.storage.sqlite.rollups import mark_repeated_calls, roll_up
+from collector.storage.sqlite.schema import GENAI_COLUMNS, migrate
+from collector.storage.sqlite.settle import Settled, settle_traces
 
 _to_json = partial(json.dumps, ensure_ascii=False, separators=(",", ":"))
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import apsw
 
-from collector.storage.connection import write_transaction
-from collector.storage.resources import register_functions
+from collector.storage.sqlite.connection import write_transaction
+from collector.storage.sqlite.resources import register_functions
 
 # Canonical GenAI columns of ``spans``, filled by normalization; NULL where no source gives a value.
 GENAI_COLUMNS = (

@@ -14,8 +14,8 @@ from typing import NamedTuple
 import apsw
 
 from collector.config import EVAL_PREFIX, SnapshotRule
-from collector.storage.connection import write_transaction
-from collector.snapshots import Snapshot, TraceFigures, evaluate, evaluation_names
+from collector.maintenance.snapshots import Snapshot, TraceFigures, evaluate, evaluation_names
+from collector.storage.sqlite.connection import write_transaction
 
 UNSETTLED = """
 SELECT trace_id, service_name, models, agents, duration_ns, cost_usd, total_tokens, error_count, llm_calls

@@ -18,10 +18,10 @@ from dataclasses import dataclass, field
 
 import apsw
 
-from collector.logs import rate_limited
-from collector.metrics import CollectorMetrics
 from collector.model import Records
-from collector.storage.writer import NOTHING_WRITTEN, SpanWriter, Written
+from collector.observability.logs import rate_limited
+from collector.observability.metrics import CollectorMetrics
+from collector.storage.sqlite.writer import NOTHING_WRITTEN, SpanWriter, Written
 
 log = logging.getLogger(__name__)
 

@@ -15,8 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from collector.config import LimitsSettings, LogsSettings, Settings
-from collector.model import Attributes, EvaluationRecord, LogEvent, Records, Span
-from collector.normalize import (
+from collector.genai.normalize import (
     GENAI_EVENT_NAMES,
     Evaluation,
     GenAI,
@@ -25,8 +24,9 @@ from collector.normalize import (
     normalize,
     out_of_range,
 )
-from collector.pricing import PriceTable, cost_usd
-from collector.redact import DROP, Redactor
+from collector.genai.pricing import PriceTable, cost_usd
+from collector.genai.redact import DROP, Redactor
+from collector.model import Attributes, EvaluationRecord, LogEvent, Records, Span
 
 EVALUATION_EVENT = "gen_ai.evaluation.result"
 TRUNCATION_MARKER = "…[truncated {} chars]"

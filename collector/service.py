@@ -22,23 +22,23 @@ import uvicorn
 from prometheus_client import CollectorRegistry
 from starlette.types import ASGIApp
 
-from collector import logs
-from collector.admin import admin_app
 from collector.auth.listeners import ListenerSecurity, SecurityError
 from collector.auth.tls import WatchedTls
 from collector.config import Endpoint, Settings
-from collector.genai_metrics import GenAIMetrics
-from collector.metrics import RECEIVER, CollectorMetrics
+from collector.genai.transform import Transform
 from collector.model import Records
+from collector.observability import logs
+from collector.observability.admin import admin_app
+from collector.observability.genai_metrics import GenAIMetrics
+from collector.observability.metrics import RECEIVER, CollectorMetrics
 from collector.pipeline import Pipeline
 from collector.query.server import QueryServer
-from collector.receive.http_protocol import header_timeout_protocol
-from collector.receive.ingest import Ingest
-from collector.receive.otlp_grpc import OtlpGrpcReceiver, retry_metadata, serving_health
-from collector.receive.otlp_http import TRANSPORT as HTTP_TRANSPORT
-from collector.receive.otlp_http import OtlpHttpReceiver
-from collector.storage.writer import SpanWriter, Written
-from collector.transform import Transform
+from collector.receivers.http_protocol import header_timeout_protocol
+from collector.receivers.ingest import Ingest
+from collector.receivers.otlp_grpc import OtlpGrpcReceiver, retry_metadata, serving_health
+from collector.receivers.otlp_http import TRANSPORT as HTTP_TRANSPORT
+from collector.receivers.otlp_http import OtlpHttpReceiver
+from collector.storage.sqlite.writer import SpanWriter, Written
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +108,7 @@ class Collector:
 
     def _observe_committed(self, batch: list[Records], written: Written) -> None:
         """On the writer thread, after a commit: the spans stored for the first time feed the GenAI metrics
-        (a span a client sent again is not counted again), each model call once (``collector.calls``)."""
+        (a span a client sent again is not counted again), each model call once (``collector.genai.calls``)."""
         self.genai_metrics.observe_spans(written.stored, written.repeated_calls)
         for records in batch:
             if records.evaluations:

@@ -20,10 +20,10 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from collector.config import MetricsSettings
-from collector.metrics import PREFIX, BoundedLabel
+from collector.genai.normalize import GenAI
+from collector.genai.transform import PRICED_CATEGORIES
 from collector.model import EvaluationRecord, Span
-from collector.normalize import GenAI
-from collector.transform import PRICED_CATEGORIES
+from collector.observability.metrics import PREFIX, BoundedLabel
 
 TOKEN_BUCKETS = (
     1,
@@ -177,7 +177,7 @@ class GenAIMetrics:
         """Observe the GenAI operations of a committed batch; other spans cost one check each.
 
         ``repeated_calls`` holds the (trace id, span id) of spans whose model call another span
-        counts (``collector.calls``): they are not observed, so that a call is counted once.
+        counts (``collector.genai.calls``): they are not observed, so that a call is counted once.
         """
         for span in spans:
             genai = span.genai

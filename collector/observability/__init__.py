@@ -1,0 +1,1 @@
+"""The daemon watching itself: its own metrics, GenAI metrics, the admin endpoint, logging."""
