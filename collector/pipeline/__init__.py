@@ -1,17 +1,15 @@
 """The bounded queue between the receivers and storage: batching, backpressure, acknowledgement after commit."""
 
-from collector.pipeline.queue import (
-    SATURATION,
+from collector.pipeline.errors import (
     Backpressure,
     InvalidData,
-    Pipeline,
     QueueFull,
-    Reservation,
     ShuttingDown,
     TooManyRequests,
     WriteFailed,
     is_data_error,
 )
+from collector.pipeline.queue import SATURATION, Pipeline, Reservation
 
 __all__ = [
     "SATURATION",
