@@ -17,7 +17,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from tests.helpers import metric_value, otlp_request
-from tests.test_sdk_exporters import emit_agent_trace, exporter_from_environment
+from tests.e2e.test_sdk_exporters import emit_agent_trace, exporter_from_environment
 
 INGEST_KEY = "ingest-key-0123456789abcdef"
 READ_KEY = "read-key-0123456789abcdef"

@@ -59,7 +59,7 @@ class Reply:
 
 # By (API, reply kind). OpenAI reports no cache writes; Anthropic reports both cache kinds.
 REPLIES: dict[tuple[str, str], Reply] = {
-    # An answer with a customer's e-mail address in it, for the redaction tests (tests/test_instrumentations.py).
+    # An answer with a customer's e-mail address in it, for the redaction tests (tests/genai/test_instrumentations.py).
     ("openai", "chat"): Reply(
         "Sorry about that! I have refunded it and written to jane.doe@example.com.", Usage(176, 1024, 0, 85, 0)
     ),

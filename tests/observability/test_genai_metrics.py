@@ -520,7 +520,7 @@ def test_no_ids_or_content_become_labels(fixture: Fixture) -> None:
 
 
 def test_a_span_repeating_a_call_already_counted_is_not_observed(fixture: Fixture) -> None:
-    """The writer names the spans whose model call another span counts (collector/calls.py)."""
+    """The writer names the spans whose model call another span counts (collector/genai/calls.py)."""
     counted, repeated = llm_span(index=1, cost=0.5), llm_span(index=2, cost=0.5)
     fixture.metrics.observe_spans([counted, repeated], {(repeated.trace_id, repeated.span_id)})
     assert fixture.value("gen_ai_client_token_usage_count", **CHAT, gen_ai_token_type="input") == 1

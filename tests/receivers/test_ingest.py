@@ -17,7 +17,7 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
 from collector.otlp import DEEP_VALUE_MARKER, MAX_VALUE_DEPTH
 from tests.helpers import metric_value, otlp_request
-from tests.receive.test_otlp_http import as_json
+from tests.receivers.test_otlp_http import as_json
 
 PROTOBUF = {"content-type": "application/x-protobuf"}
 

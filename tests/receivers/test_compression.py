@@ -1,4 +1,4 @@
-"""collector/receive/compression.py: every Content-Encoding we accept, corrupt bodies, and bombs."""
+"""collector/receivers/compression.py: every Content-Encoding we accept, corrupt bodies, and bombs."""
 
 from __future__ import annotations
 

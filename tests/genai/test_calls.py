@@ -1,4 +1,4 @@
-"""Which spans of a trace describe a model call another span counts (collector/calls.py)."""
+"""Which spans of a trace describe a model call another span counts (collector/genai/calls.py)."""
 
 from __future__ import annotations
 

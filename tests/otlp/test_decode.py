@@ -1,4 +1,4 @@
-"""collector/decode.py: OTLP protobuf and OTLP/JSON to spans, as pure functions (tables of cases)."""
+"""collector/otlp/: OTLP protobuf and OTLP/JSON to spans, as pure functions (tables of cases)."""
 
 from __future__ import annotations
 
@@ -717,7 +717,7 @@ def test_count_log_records_and_data_points() -> None:
 
 def _load_bench() -> Any:
     """bench/ingest.py, for its realistic agent traces."""
-    path = Path(__file__).resolve().parents[1] / "bench" / "ingest.py"
+    path = Path(__file__).resolve().parents[2] / "bench" / "ingest.py"
     spec = importlib.util.spec_from_file_location("bench_ingest", path)
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
@@ -835,7 +835,7 @@ CORPUS = _corpus()
 def otlp_json(
     request: ExportTraceServiceRequest, *, enum_names: bool = False, int64_numbers: bool = False, upper: bool = False
 ) -> bytes:
-    """OTLP/JSON of a request, as tests/receive/test_otlp_http.py writes it (link ids hex too), with the
+    """OTLP/JSON of a request, as tests/receivers/test_otlp_http.py writes it (link ids hex too), with the
     liberties protobuf's JSON mapping allows: enum names, int64 as numbers, upper-case hex."""
     document = json_format.MessageToDict(request, use_integers_for_enums=not enum_names)
 

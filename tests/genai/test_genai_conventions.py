@@ -3,7 +3,7 @@
 Its generated sections (between ``<!-- generated: NAME -->`` and ``<!-- end generated -->``) are
 rendered here from ``collector.genai.normalize``'s tables and from the library matrix that
 tests/libraries verifies; the test fails when the document differs. After changing a table, rewrite
-the document with ``.venv/bin/python -m tests.test_genai_conventions``.
+the document with ``.venv/bin/python -m tests.genai.test_genai_conventions``.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from collector.genai import calls, normalize
 from collector.storage.sqlite.schema import GENAI_COLUMNS
 from tests.libraries.test_libraries import COLUMNS, LANGFUSE_OPENAI, LIBRARIES, MATRIX, Instrumentation
 
-DOC = Path(__file__).resolve().parent.parent / "docs" / "genai-conventions.md"
+DOC = Path(__file__).resolve().parents[2] / "docs" / "genai-conventions.md"
 SECTION = re.compile(r"(<!-- generated: (?P<name>[a-z-]+) -->\n)(?P<body>.*?)(<!-- end generated -->)", re.S)
 
 # How a coercion reads its key, where it does more than take the value as it is.
@@ -162,8 +162,8 @@ def test_the_document_has_every_generated_section() -> None:
 def test_the_document_is_the_code_table() -> None:
     document = DOC.read_text(encoding="utf-8")
     assert document == rendered(document), (
-        "docs/genai-conventions.md differs from collector/normalize.py's tables: "
-        "run .venv/bin/python -m tests.test_genai_conventions"
+        "docs/genai-conventions.md differs from collector/genai/normalize.py's tables: "
+        "run .venv/bin/python -m tests.genai.test_genai_conventions"
     )
 
 
