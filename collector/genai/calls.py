@@ -15,7 +15,7 @@ for one streamed call. Summing every LLM span counts such a call twice. The rule
   wrapper starts before what it wraps), then the smallest span id. When none reports usage, the
   outermost counts. The others are marked as repeating it.
 
-Pure, no I/O: ``storage.rollups`` feeds it the stored spans of the traces a batch touched, so the answer
+Pure, no I/O: ``storage.sqlite.rollups`` feeds it the stored spans of the traces a batch touched, so the answer
 is the same whatever order or requests the spans came in.
 """
 

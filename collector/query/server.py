@@ -1,5 +1,5 @@
 """The query server: one ASGI app (REST, live feed, Jaeger API) over a ``TraceReader``, as a component
-with ``start`` and ``stop``. ``app.py`` serves it on ``query.endpoint`` like the other listeners."""
+with ``start`` and ``stop``. ``service.py`` serves it on ``query.endpoint`` like the other listeners."""
 
 from __future__ import annotations
 

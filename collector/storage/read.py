@@ -1,7 +1,7 @@
 """The read side of storage: what the query API asks, as a protocol any backend implements.
 
 The query server (REST, Jaeger, live feed) reads only through ``TraceReader``; the SQLite implementation
-is ``storage.sqlite_read``. Shapes here are plain typed records; the pure depth-first ordering of a trace's
+is ``storage.sqlite.read``. Shapes here are plain typed records; the pure depth-first ordering of a trace's
 spans is shared by every backend.
 """
 

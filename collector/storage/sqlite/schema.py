@@ -156,13 +156,13 @@ UPDATE traces SET first_span_at_unix_nano = last_span_at_unix_nano;
 CREATE INDEX traces_unsettled ON traces (last_span_at_unix_nano) WHERE settled_at_unix_nano IS NULL;
 """,
     # 4: one model call described by two nested spans (an instrumentation library's around the client
-    # SDK's own) is counted once; the other span names the one counted (collector/calls.py).
+    # SDK's own) is counted once; the other span names the one counted (collector/genai/calls.py).
     """
 ALTER TABLE spans ADD COLUMN duplicate_of TEXT;
 """,
     # 5: each resource (attributes + instrumentation scope) stored once and referenced by id; what
     # retention needs to find the oldest traces, and the rows that belong to no trace.
-    # ``resource_key`` is the Python function of ``storage.resources``, registered by ``migrate``.
+    # ``resource_key`` is the Python function of ``storage.sqlite.resources``, registered by ``migrate``.
     """
 CREATE TABLE resources (
     id INTEGER PRIMARY KEY,

@@ -302,7 +302,7 @@ class SpanWriter:
 
     def write(self, batch: Sequence[Records]) -> Written:
         """Insert and commit in one transaction; returns the spans that were new (duplicates are ignored)
-        and those of them whose model call another span counts (``storage.rollups.mark_repeated_calls``).
+        and those of them whose model call another span counts (``storage.sqlite.rollups.mark_repeated_calls``).
 
         Only traces that got a new span are rolled up again: a retried span changes nothing, so its
         trace does not settle (and get counted) a second time.
@@ -344,7 +344,7 @@ class SpanWriter:
         return Written(stored, repeated_calls)
 
     def settle(self, settings: SnapshotSettings, *, limit: int = 500) -> list[Settled]:
-        """Settle up to ``limit`` quiet traces and write their snapshots (see ``storage.settle``)."""
+        """Settle up to ``limit`` quiet traces and write their snapshots (see ``storage.sqlite.settle``)."""
         return settle_traces(
             self.connection,
             settings.rules,
