@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
-import socket
 import subprocess
 import threading
 from collections.abc import Callable, Iterator
@@ -18,17 +16,9 @@ import yaml
 
 from collector.config import Settings
 from collector.service import Collector
-from tests.helpers import require_tool
+from tests.helpers import REPO, free_ports, require_tool
 
 LOOPBACK_PORT_0 = "127.0.0.1:0"
-REPO = Path(__file__).resolve().parents[1]
-
-
-def missing(reason: str) -> None:
-    """A tool the test needs is missing: skipped on a developer's machine, a failure in CI."""
-    if os.environ.get("CI"):
-        pytest.fail(f"{reason}; CI needs it (.ci/run installs it)")
-    pytest.skip(reason)
 
 
 class RunningCollector:
@@ -129,12 +119,6 @@ def collector(start_collector: Any) -> RunningCollector:
     return start_collector()
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture
 def prometheus_server(tmp_path: Path) -> Iterator[Callable[[dict[str, Any]], str]]:
     """Start a real Prometheus server (Debian's package) with the given configuration; returns its URL.
@@ -145,7 +129,7 @@ def prometheus_server(tmp_path: Path) -> Iterator[Callable[[dict[str, Any]], str
     def start(config: dict[str, Any]) -> str:
         path = tmp_path / "prometheus.yml"
         path.write_text(yaml.safe_dump(config))
-        port = free_port()
+        port = free_ports(1)[0]
         processes.append(
             subprocess.Popen(
                 [
@@ -170,8 +154,7 @@ def prometheus_server(tmp_path: Path) -> Iterator[Callable[[dict[str, Any]], str
 @pytest.fixture(scope="session")
 def dashboard_build() -> Path:
     """The built dashboard, made with the Makefile's rule (npm ci + npm run build when missing or stale)."""
-    if shutil.which("npm") is None:
-        missing("npm is not installed: the dashboard cannot be built")
+    require_tool("npm")
     result = subprocess.run(
         ["make", "--no-print-directory", "dashboard"], cwd=REPO, capture_output=True, text=True, timeout=600
     )

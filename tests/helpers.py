@@ -7,13 +7,14 @@ import contextlib
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import apsw
 import grpc
@@ -28,6 +29,7 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, ArrayValue, KeyVa
 from prometheus_client.parser import text_string_to_metric_families
 
 T = TypeVar("T")
+REPO = Path(__file__).resolve().parents[1]
 
 
 def otlp_value(value: Any) -> AnyValue:
@@ -81,6 +83,11 @@ def metric_value(exposition: str, sample_name: str, **labels: str) -> float:
             if sample.name == sample_name and all(sample.labels.get(k) == v for k, v in labels.items()):
                 return sample.value
     return 0.0
+
+
+def scrape(collector: Any) -> str:
+    """The Prometheus exposition of a running collector's ``/metrics`` (anything with an ``admin_url``)."""
+    return httpx.get(collector.admin_url + "/metrics", timeout=30).text
 
 
 def span_keys(request: ExportTraceServiceRequest) -> list[tuple[str, str]]:
@@ -160,6 +167,19 @@ def collector_environment(**variables: str) -> dict[str, str]:
     return environment
 
 
+# Every listener of ``serve`` on an ephemeral loopback port.
+PORT_0 = (
+    "--grpc-endpoint",
+    "127.0.0.1:0",
+    "--http-endpoint",
+    "127.0.0.1:0",
+    "--admin-endpoint",
+    "127.0.0.1:0",
+    "--query-endpoint",
+    "127.0.0.1:0",
+)
+
+
 def collector_command(*arguments: str) -> list[str]:
     return [sys.executable, "-m", "collector", *arguments]
 
@@ -177,20 +197,7 @@ class Daemon:
         self._eof = False
         self._changed = threading.Condition()
         self.process = subprocess.Popen(
-            collector_command(
-                "serve",
-                "--db",
-                str(db),
-                "--grpc-endpoint",
-                "127.0.0.1:0",
-                "--http-endpoint",
-                "127.0.0.1:0",
-                "--admin-endpoint",
-                "127.0.0.1:0",
-                "--query-endpoint",
-                "127.0.0.1:0",
-                *arguments,
-            ),
+            collector_command("serve", "--db", str(db), *PORT_0, *arguments),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
@@ -388,12 +395,28 @@ def trace_request(trace_id: bytes, spans: list[dict[str, Any]], *, service: str 
     return request
 
 
-def require_tool(name: str) -> str:
-    """The path of a command the test needs: skipped on a developer's machine without it, a failure in CI
-    (``.ci/run`` installs it)."""
+def missing(reason: str) -> NoReturn:
+    """A tool the test needs is missing: skipped on a developer's machine, a failure in CI."""
+    if os.environ.get("CI"):
+        pytest.fail(f"{reason}; CI needs it (.ci/run installs it)")
+    pytest.skip(reason)
+
+
+def require_tool(name: str, package: str | None = None) -> str:
+    """The path of a command the test needs (``package``: the Debian package that has it), or ``missing``."""
     path = shutil.which(name)
     if path is None:
-        if os.environ.get("CI"):
-            pytest.fail(f"{name} is required in CI (.ci/run installs it)")
-        pytest.skip(f"{name} is not installed")
+        missing(f"{name} is not installed" + (f" (Debian package {package})" if package else ""))
     return path
+
+
+def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
+    """``count`` distinct ports free on ``host`` right now, for a process that cannot be given port 0."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind((host, 0))
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()

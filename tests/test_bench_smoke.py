@@ -9,7 +9,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.helpers import REPO
+
 PROTOCOLS = {"http-protobuf", "http-json", "grpc"}
 
 
@@ -17,8 +18,8 @@ def run_bench(script: str, *arguments: str, tmp_path: Path, timeout: float) -> d
     """Run ``bench/<script>`` with a JSON report in ``tmp_path``; fail with its output unless it exits 0."""
     report = tmp_path / f"{script}.json"
     result = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / script), *arguments, "--json", str(report), "--db-dir", str(tmp_path)],
-        cwd=ROOT,
+        [sys.executable, str(REPO / "bench" / script), *arguments, "--json", str(report), "--db-dir", str(tmp_path)],
+        cwd=REPO,
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -57,8 +58,8 @@ def test_hostile_bench_smoke_runs(tmp_path: Path) -> None:
 
 def test_redaction_bench_quick_reports_its_figures() -> None:
     result = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "redaction.py"), "--quick"],
-        cwd=ROOT,
+        [sys.executable, str(REPO / "bench" / "redaction.py"), "--quick"],
+        cwd=REPO,
         capture_output=True,
         text=True,
         timeout=120,

@@ -14,18 +14,7 @@ import pytest
 import yaml
 
 from collector.config import Settings
-from tests.helpers import Daemon, collector_command, collector_environment
-
-PORT_0 = (
-    "--grpc-endpoint",
-    "127.0.0.1:0",
-    "--http-endpoint",
-    "127.0.0.1:0",
-    "--admin-endpoint",
-    "127.0.0.1:0",
-    "--query-endpoint",
-    "127.0.0.1:0",
-)
+from tests.helpers import PORT_0, Daemon, collector_command, collector_environment
 
 
 def run_cli(*arguments: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

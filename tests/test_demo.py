@@ -14,9 +14,9 @@ import yaml
 from collector.cli import main
 from collector.demo.runner import Counts, Demo, otlp_http_exporters
 from collector.demo.scenario import plan_trace
-from tests.helpers import collector_command, collector_environment, query_db, wait_until
+from tests.helpers import REPO, collector_command, collector_environment, query_db, wait_until
 
-DEMO_CONFIG = Path(__file__).resolve().parent.parent / "examples" / "demo.yaml"
+DEMO_CONFIG = REPO / "examples" / "demo.yaml"
 SUMMARY = re.compile(r"(?P<traces>\d+) traces, (?P<spans>\d+) spans, (?P<evaluations>\d+) evaluations emitted")
 
 

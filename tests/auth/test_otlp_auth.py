@@ -16,8 +16,8 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from tests.helpers import metric_value, otlp_request
 from tests.e2e.test_sdk_exporters import emit_agent_trace, exporter_from_environment
+from tests.helpers import metric_value, otlp_request, scrape
 
 INGEST_KEY = "ingest-key-0123456789abcdef"
 READ_KEY = "read-key-0123456789abcdef"
@@ -100,7 +100,7 @@ def test_http_refusal_is_a_status_in_the_request_encoding(
         assert answer.code == code
     else:
         assert response.json()["code"] == code
-    exposition = httpx.get(f"{guarded.admin_url}/metrics").text
+    exposition = scrape(guarded)
     assert metric_value(exposition, "genai_collector_auth_failures_total", listener="otlp_http", reason=reason) == 1
     for secret in (INGEST_KEY, READ_KEY, WRONG_KEY):
         assert secret not in exposition
@@ -161,7 +161,7 @@ def test_wrong_keys_from_one_address_are_refused_for_the_rest_of_the_minute(star
                 otlp_request(1), metadata=[("authorization", f"Bearer {INGEST_KEY}")], timeout=10
             )
     assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
-    exposition = httpx.get(f"{running.admin_url}/metrics").text
+    exposition = scrape(running)
     failures = "genai_collector_auth_failures_total"
     assert metric_value(exposition, failures, listener="otlp_http", reason="rate_limited") == 1
     assert metric_value(exposition, failures, listener="otlp_grpc", reason="rate_limited") == 1

@@ -16,7 +16,7 @@ from websockets.sync.client import connect
 from collector.service import StartupError
 from tests.auth.certs import TestCA
 from tests.auth.test_otlp_auth import API_KEYS, INGEST_KEY, READ_KEY, WRONG_KEY
-from tests.helpers import metric_value
+from tests.helpers import metric_value, scrape
 
 LIVE = "/api/v1/live"
 
@@ -44,7 +44,7 @@ def test_reads_need_a_read_key(guarded: Any, path: str) -> None:
     assert httpx.get(url, headers=bearer(WRONG_KEY)).status_code == 401
     assert httpx.get(url, headers=bearer(INGEST_KEY)).status_code == 403
     assert httpx.get(url, headers=bearer(READ_KEY)).status_code == 200
-    exposition = httpx.get(f"{guarded.admin_url}/metrics").text
+    exposition = scrape(guarded)
     assert metric_value(exposition, "genai_collector_auth_requests_total", listener="query", key="dashboard") == 1
 
 

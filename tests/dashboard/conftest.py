@@ -15,7 +15,9 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import REPO, RunningCollector, collector_settings, missing
+from tests.conftest import RunningCollector, collector_settings
+from tests.helpers import REPO
+from tests.helpers import missing
 from tests.dashboard.traffic import AgentTrace, Traffic, send_agent_trace, send_history
 from tests.helpers import wait_until
 

@@ -13,7 +13,8 @@ from urllib.parse import parse_qs, urlparse
 import httpx
 import pytest
 
-from tests.dashboard.conftest import REPO, Site
+from tests.dashboard.conftest import Site
+from tests.helpers import REPO
 from tests.dashboard.traffic import ANSWER, QUESTION, send_agent_trace, send_wide_trace
 from tests.helpers import wait_until
 

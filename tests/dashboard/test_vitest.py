@@ -7,7 +7,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from tests.dashboard.conftest import REPO
+from tests.helpers import REPO
 
 
 def test_vitest_passes(dashboard_build: Path) -> None:

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
 
 import helm_python as helm
-import pytest
 import yaml
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.helpers import REPO, require_tool
+
 CHART = REPO / "helm" / "genai-collector"
 DEPLOY = REPO / "deploy"
 ALERTS = CHART / "files" / "alerts.yml"  # deploy/prometheus/alerts.yml links to it
@@ -95,20 +93,14 @@ def collector_file(manifests: list[dict[str, Any]]) -> str:
     return by_kind(manifests)["ConfigMap"]["data"]["collector.yaml"]
 
 
-def required_tool(name: str) -> str:
-    """The path of a Debian prometheus package binary: CI must have it, elsewhere the test skips."""
-    path = shutil.which(name)
-    if path is None:
-        if os.environ.get("CI"):
-            pytest.fail(f"{name} is required in CI (.ci/run installs Debian's prometheus package)")
-        pytest.skip(f"{name} not installed (Debian package prometheus)")
-    return path
-
-
 def promtool(*arguments: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     """Runs promtool; a failure shows its whole output."""
     result = subprocess.run(
-        [required_tool("promtool"), *arguments], capture_output=True, text=True, cwd=cwd, timeout=60
+        [require_tool("promtool", package="prometheus"), *arguments],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=60,
     )
     assert result.returncode == 0, f"promtool {' '.join(arguments)} failed:\n{result.stdout}\n{result.stderr}"
     return result

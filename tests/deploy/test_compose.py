@@ -7,7 +7,8 @@ from pathlib import Path
 import yaml
 from compose_spec import PyCompose
 
-from tests.deploy.helpers import DEPLOY, REPO
+from tests.deploy.helpers import DEPLOY
+from tests.helpers import REPO
 
 COMPOSE = DEPLOY / "docker-compose.yml"
 

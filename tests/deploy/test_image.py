@@ -18,7 +18,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -38,11 +37,10 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from tests.helpers import LISTENING, wait_until
+from tests.helpers import LISTENING, REPO, free_ports, wait_until
 
 log = logging.getLogger(__name__)
 
-REPO = Path(__file__).resolve().parents[2]
 FLAG = "GENAI_COLLECTOR_IMAGE_TEST"
 TOOLS = ("buildah", "debootstrap", "tar")
 
@@ -283,17 +281,6 @@ def test_image_config(image: dict[str, Any]) -> None:
     assert config["Healthcheck"]["Test"][:2] == ["CMD", "python3"]
 
 
-def free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for sock in sockets:
-            sock.bind(("0.0.0.0", 0))
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
-
-
 def innermost_process(pid: int) -> int:
     """The end of the chain of single children under ``pid`` (buildah, its chroot runtime and exec helper, then
     the container's process): chroot isolation shares the host's process table."""
@@ -419,7 +406,7 @@ def test_container_stores_spans_sent_to_it(buildah: Buildah, image: dict[str, An
     data = tmp_path / "data"
     data.mkdir()
     os.chown(data, IMAGE_UID, IMAGE_UID)  # what a volume for the image's user needs
-    ports = dict(zip(("grpc", "http", "admin", "query"), free_ports(4), strict=True))
+    ports = dict(zip(("grpc", "http", "admin", "query"), free_ports(4, host="0.0.0.0"), strict=True))
     container = Container(buildah, image, data, ports)
     log_path = tmp_path / "container.log"
     with container.serving(log_path) as process:

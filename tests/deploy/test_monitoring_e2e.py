@@ -15,7 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.deploy import dashboard as board
 from tests.deploy.helpers import ALERTS, DEPLOY
-from tests.helpers import trace_request, wait_until
+from tests.helpers import scrape, trace_request, wait_until
 
 SNAPSHOTS = {
     "settle_after": "200ms",
@@ -133,7 +133,7 @@ def test_dashboard_queries_and_alert_rules_on_a_real_prometheus(start_collector:
     rules = [rule for group in groups for rule in group["rules"]]
     assert len(rules) == len(alert_rules()) and all(rule["health"] == "ok" for rule in rules), rules
 
-    exposition = httpx.get(collector.admin_url + "/metrics", timeout=10).text
+    exposition = scrape(collector)
     exposed = exposed_names(exposition)
     for rule in alert_rules():
         names = board.metric_names(rule["expr"])

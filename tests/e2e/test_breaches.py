@@ -17,7 +17,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from prometheus_client.openmetrics.parser import text_string_to_metric_families
 
-from tests.helpers import metric_value, otlp_request, wait_until
+from tests.helpers import metric_value, otlp_request, scrape, wait_until
 
 SNAPSHOTS = {
     "settle_after": "500ms",
@@ -73,7 +73,7 @@ def test_over_budget_trace_is_a_breached_snapshot_and_a_breach_in_metrics(start_
     )
     assert breaches == [(trace_id, "latency_ms")]
 
-    exposition = httpx.get(collector.admin_url + "/metrics").text
+    exposition = scrape(collector)
     assert metric_value(exposition, "genai_collector_breaches_total", rule=BREACH_RULE, metric="latency_ms") == 1
     assert metric_value(exposition, "gen_ai_client_token_usage_count", gen_ai_token_type="input") == 1
     assert metric_value(exposition, "genai_collector_cost_usd_total", service_name="checkout-bot") == pytest.approx(
@@ -113,7 +113,7 @@ def test_a_late_span_recomputes_without_a_second_breach(start_collector: Any) ->
         timeout=5,
     )
     assert collector.query("SELECT count(*) FROM metric_snapshots") == [(2,)]
-    exposition = httpx.get(collector.admin_url + "/metrics").text
+    exposition = scrape(collector)
     assert metric_value(exposition, "genai_collector_breaches_total", rule=BREACH_RULE, metric="latency_ms") == 1
 
 
@@ -136,7 +136,7 @@ def test_hostile_model_names_keep_series_bounded(start_collector: Any) -> None:
             headers={"content-type": "application/x-protobuf"},
         )
         assert response.status_code == 200
-    exposition = httpx.get(collector.admin_url + "/metrics").text
+    exposition = scrape(collector)
     models = {
         line.split('gen_ai_request_model="', 1)[1].split('"', 1)[0]
         for line in exposition.splitlines()

@@ -27,6 +27,7 @@ from tests.helpers import (
     metric_value,
     otlp_request,
     outcomes_of,
+    scrape,
     span_keys,
     stored_span_keys,
     wait_until,
@@ -170,7 +171,7 @@ def test_resent_request_is_stored_once(collector: Any) -> None:
 
     assert collector.query("SELECT count(*) FROM spans WHERE trace_id = ?", trace_id) == [(6,)]
     assert collector.query("SELECT count(*) FROM spans") == [(6,)]
-    exposition = httpx.get(f"{collector.admin_url}/metrics").text
+    exposition = scrape(collector)
     assert metric_value(exposition, "genai_collector_duplicate_spans_total") == 12
 
 

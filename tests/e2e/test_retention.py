@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 
-from tests.helpers import load, metric_value, trace_request, wait_until
+from tests.helpers import load, metric_value, scrape, trace_request, wait_until
 
 PROTOBUF = {"content-type": "application/x-protobuf"}
 
@@ -59,7 +59,7 @@ def test_age_deletes_exactly_the_traces_past_the_age_while_ingest_continues(star
                 assert trace_id not in traces, trace_id
                 checked += 1
     assert checked > 10
-    metrics = httpx.get(running.admin_url + "/metrics").text
+    metrics = scrape(running)
     assert metric_value(metrics, "genai_collector_retention_deleted_traces_total", reason="age") >= 1
     assert metric_value(metrics, "genai_collector_retention_deleted_spans_total", reason="age") >= 2
     assert 0 < metric_value(metrics, "genai_collector_retention_oldest_trace_age_seconds") <= max_age + 1.5
@@ -91,7 +91,7 @@ def test_size_keeps_the_files_under_max_size_during_ingest_several_times_larger(
 
     assert max(samples) <= max_size, f"peak {max(samples)} bytes for a bound of {max_size}"
     wait_until(lambda: file_bytes(db) <= max_size, 10, "the files back under max_size")
-    metrics = httpx.get(running.admin_url + "/metrics").text
+    metrics = scrape(running)
     assert metric_value(metrics, "genai_collector_retention_deleted_traces_total", reason="size") > 0
     assert metric_value(metrics, "genai_collector_retention_reclaimed_bytes_total") > 0
     assert metric_value(metrics, "genai_collector_retention_max_size_bytes") == max_size

@@ -11,14 +11,14 @@ from __future__ import annotations
 import re
 import sys
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from collector.genai import calls, normalize
 from collector.storage.sqlite.schema import GENAI_COLUMNS
+from tests.helpers import REPO
 from tests.libraries.test_libraries import COLUMNS, LANGFUSE_OPENAI, LIBRARIES, MATRIX, Instrumentation
 
-DOC = Path(__file__).resolve().parents[2] / "docs" / "genai-conventions.md"
+DOC = REPO / "docs" / "genai-conventions.md"
 SECTION = re.compile(r"(<!-- generated: (?P<name>[a-z-]+) -->\n)(?P<body>.*?)(<!-- end generated -->)", re.S)
 
 # How a coercion reads its key, where it does more than take the value as it is.

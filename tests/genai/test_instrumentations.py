@@ -10,7 +10,6 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
-import httpx
 import openai
 import pytest
 from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
@@ -21,7 +20,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
-from tests.helpers import metric_value
+from tests.helpers import metric_value, scrape
 from tests.libraries.fake_llm import fake_llm_server, response_id
 
 CUSTOMER_EMAIL = "jane.doe@example.com"
@@ -114,7 +113,7 @@ def test_opentelemetry_openai_v2_spans_and_content_events(
         assert span_id in span_ids and trace_id
     stored = " ".join(str(row[3]) + str(row[4]) for row in events)
     assert "[REDACTED:email]" in stored and "[REDACTED:card]" in stored
-    metrics = httpx.get(collector.admin_url + "/metrics").text
+    metrics = scrape(collector)
     assert metric_value(metrics, "genai_collector_redactions_total", rule="email") >= 2
     assert_no_pii_in_database(collector)
 

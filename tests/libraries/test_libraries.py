@@ -22,12 +22,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from collector.genai.pricing import PriceTable
 from tests.conftest import RunningCollector, collector_settings
-from tests.helpers import metric_value
+from tests.helpers import metric_value, scrape
 from tests.libraries import environments
 from tests.libraries.fake_llm import (
     ANTHROPIC_REQUEST_MODEL,
@@ -306,7 +305,7 @@ def run_driver(library: Library, tmp: Path, fake_llm: str) -> Run:
     while len(collector.query("SELECT trace_id FROM traces WHERE has_root")) < expected_roots:
         assert time.monotonic() < deadline, f"{library.name}: not every scenario's trace arrived"
         time.sleep(0.05)
-    metrics = httpx.get(collector.admin_url + "/metrics").text
+    metrics = scrape(collector)
     return Run(library, collector, metrics)
 
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import httpx
 
-from tests.helpers import metric_value, otlp_request, require_tool
+from tests.helpers import metric_value, otlp_request, require_tool, scrape
 
 
 def test_healthz_and_readyz_answer_while_running(collector: Any) -> None:
@@ -24,7 +24,7 @@ def test_metrics_exposition_passes_promtool(collector: Any) -> None:
         headers={"content-type": "application/x-protobuf"},
     )
     assert answer.status_code == 200
-    exposition = httpx.get(collector.admin_url + "/metrics").text
+    exposition = scrape(collector)
     assert metric_value(exposition, "genai_collector_receiver_accepted_spans_total", transport="http") == 3
     assert metric_value(exposition, "genai_collector_queue_capacity") == collector.settings.queue_capacity
     assert metric_value(exposition, "genai_collector_database_size_bytes", file="main") > 0

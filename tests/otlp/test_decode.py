@@ -7,7 +7,6 @@ import importlib.util
 import json
 import math
 import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -32,7 +31,7 @@ from collector.otlp import (
     parse_protobuf,
     without_conflicting_duplicates,
 )
-from tests.helpers import otlp_request, trace_request
+from tests.helpers import REPO, otlp_request, trace_request
 
 TRACE_HEX = "5b8efff798038103d269b633813fc60c"
 SPAN_HEX = "eee19b7ec3c1b174"
@@ -717,7 +716,7 @@ def test_count_log_records_and_data_points() -> None:
 
 def _load_bench() -> Any:
     """bench/ingest.py, for its realistic agent traces."""
-    path = Path(__file__).resolve().parents[2] / "bench" / "ingest.py"
+    path = REPO / "bench" / "ingest.py"
     spec = importlib.util.spec_from_file_location("bench_ingest", path)
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)

@@ -32,17 +32,9 @@ from collector.observability.metrics import CollectorMetrics
 from collector.otlp import decode_spans
 from collector.pipeline import InvalidData, Pipeline
 from collector.storage.sqlite.writer import SpanWriter
-from tests.helpers import fill_disk, metric_value, otlp_request, write_lock_held
+from tests.helpers import fill_disk, metric_value, otlp_request, scrape, wait_until, write_lock_held
 
 PROTOBUF = {"content-type": "application/x-protobuf"}
-
-
-def wait_until(predicate: Any, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        time.sleep(0.02)
 
 
 def finished_spans(count: int) -> list[ReadableSpan]:
@@ -66,7 +58,7 @@ def test_full_queue_answers_503_with_retry_after_and_unavailable_with_retry_info
             kwargs={"content": otlp_request(10).SerializeToString(), "headers": PROTOBUF, "timeout": 30},
         )
         waiting.start()
-        wait_until(lambda: running.collector.pipeline.held_spans == 10)
+        wait_until(lambda: running.collector.pipeline.held_spans == 10, 10.0, "10 spans held")
 
         refused = httpx.post(
             running.http_url + "/v1/traces", content=otlp_request(5).SerializeToString(), headers=PROTOBUF
@@ -90,7 +82,7 @@ def test_full_queue_answers_503_with_retry_after_and_unavailable_with_retry_info
         ready = httpx.get(running.admin_url + "/readyz")
         assert ready.status_code == 503 and "the queue is saturated" in ready.json()["reasons"]
     waiting.join(timeout=10)
-    metrics = httpx.get(running.admin_url + "/metrics").text
+    metrics = scrape(running)
     for transport in ("http", "grpc"):  # the queue was full: refused at the door, before being read
         assert (
             metric_value(
@@ -135,7 +127,7 @@ def test_sdk_exporters_retry_refusals_until_every_span_is_stored_once(
         transport = "grpc" if protocol == "grpc" else "http"
 
         def refusals() -> float:  # at the door (queue full) or at reservation (not enough room left)
-            exposition = httpx.get(running.admin_url + "/metrics").text
+            exposition = scrape(running)
             return sum(
                 metric_value(exposition, name, receiver="otlp", transport=transport, reason="queue_full")
                 for name in (
@@ -144,7 +136,7 @@ def test_sdk_exporters_retry_refusals_until_every_span_is_stored_once(
                 )
             )
 
-        wait_until(lambda: refusals() > 0)
+        wait_until(lambda: refusals() > 0, 10.0, "a refusal")
     for client in clients:
         client.join(timeout=60)
 
@@ -172,7 +164,7 @@ def test_full_disk_fails_requests_retryably_and_recovers(start_collector: Any, s
     assert "database write failed" in status_pb2.Status.FromString(refused.content).message
     ready = httpx.get(running.admin_url + "/readyz")
     assert ready.status_code == 503 and "the last database write failed" in ready.json()["reasons"]
-    metrics = httpx.get(running.admin_url + "/metrics").text
+    metrics = scrape(running)
     assert (
         sum(
             metric_value(metrics, "genai_collector_write_failures_total", error=error)
@@ -231,7 +223,7 @@ def test_full_disk_with_max_size_frees_space_and_ingest_resumes_without_the_oper
     stored = {row[0] for row in running.query("SELECT trace_id FROM traces")}
     assert request.resource_spans[0].scope_spans[0].spans[0].trace_id.hex() in stored
     assert traces[0] not in stored and traces[-1] in stored  # the oldest made room
-    metrics = httpx.get(running.admin_url + "/metrics").text
+    metrics = scrape(running)
     assert metric_value(metrics, "genai_collector_retention_deleted_traces_total", reason="disk_full") >= 1
 
 
@@ -244,7 +236,7 @@ def test_requests_past_max_concurrent_requests_are_refused_before_being_read(sta
             kwargs={"content": otlp_request(3).SerializeToString(), "headers": PROTOBUF, "timeout": 30},
         )
         waiting.start()
-        wait_until(lambda: running.collector.pipeline.held_spans == 3)
+        wait_until(lambda: running.collector.pipeline.held_spans == 3, 10.0, "3 spans held")
         refused = httpx.post(
             running.http_url + "/v1/traces", content=otlp_request(2).SerializeToString(), headers=PROTOBUF
         )
@@ -256,7 +248,7 @@ def test_requests_past_max_concurrent_requests_are_refused_before_being_read(sta
         assert raised.value.code() == grpc.StatusCode.UNAVAILABLE
         assert "google.rpc.retryinfo-bin" in dict(raised.value.trailing_metadata())
     waiting.join(timeout=10)
-    metrics = httpx.get(running.admin_url + "/metrics").text
+    metrics = scrape(running)
     for transport in ("http", "grpc"):
         assert (
             metric_value(

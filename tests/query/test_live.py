@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 from websockets.sync.client import ClientConnection, connect
 
-from tests.helpers import metric_value, otlp_request, wait_until
+from tests.helpers import metric_value, otlp_request, scrape, wait_until
 from tests.query.conftest import MS, SNAPSHOTS, Sender, send_dataset
 
 
@@ -86,7 +86,7 @@ def test_subscriber_sees_settled_trace_breach_and_cost_within_a_second(start_col
             except TimeoutError:
                 break
         assert others and {message["type"] for message in others} <= {"cost_tick", "heartbeat"}
-        exposition = httpx.get(collector.admin_url + "/metrics").text
+        exposition = scrape(collector)
         assert metric_value(exposition, "genai_collector_live_clients") == 2
 
 
@@ -145,7 +145,7 @@ def test_a_stalled_subscriber_is_dropped_and_ingest_goes_on(start_collector: Any
     stalled = stalled_client(collector.collector.ports["query"])
     try:
         wait_until(
-            lambda: metric_value(httpx.get(collector.admin_url + "/metrics").text, "genai_collector_live_clients") == 1,
+            lambda: metric_value(scrape(collector), "genai_collector_live_clients") == 1,
             timeout=5,
         )
         durations = []
@@ -166,7 +166,7 @@ def test_a_stalled_subscriber_is_dropped_and_ingest_goes_on(start_collector: Any
         assert max(durations) < 2, durations
 
         def dropped() -> bool:
-            exposition = httpx.get(collector.admin_url + "/metrics").text
+            exposition = scrape(collector)
             return (
                 metric_value(exposition, "genai_collector_live_clients") == 0
                 and metric_value(exposition, "genai_collector_live_dropped_messages_total") > 0

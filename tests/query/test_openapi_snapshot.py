@@ -4,13 +4,13 @@ serves, so an API change that the dashboard has not caught up with fails here (r
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import httpx
 
 from tests.conftest import RunningCollector
+from tests.helpers import REPO
 
-SNAPSHOT = Path(__file__).resolve().parents[2] / "dashboard" / "openapi.json"
+SNAPSHOT = REPO / "dashboard" / "openapi.json"
 
 
 def test_the_dashboards_openapi_snapshot_is_what_the_server_serves(collector: RunningCollector) -> None:

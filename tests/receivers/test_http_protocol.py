@@ -16,7 +16,7 @@ import pytest
 from google.rpc import code_pb2, status_pb2
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc
 
-from tests.helpers import metric_value, otlp_request, wait_until
+from tests.helpers import metric_value, otlp_request, scrape, wait_until
 
 PROTOBUF = {"content-type": "application/x-protobuf"}
 
@@ -38,14 +38,14 @@ def connection(running: Any) -> Iterator[socket.socket]:
 
 
 def bad_requests(running: Any, reason: str) -> float:
-    metrics = httpx.get(running.admin_url + "/metrics").text
+    metrics = scrape(running)
     return metric_value(
         metrics, "genai_collector_receiver_bad_requests_total", receiver="otlp", transport="http", reason=reason
     )
 
 
 def requests_answered(running: Any, status: str) -> float:
-    metrics = httpx.get(running.admin_url + "/metrics").text
+    metrics = scrape(running)
     return metric_value(metrics, "genai_collector_requests_total", transport="http", signal="traces", status=status)
 
 
@@ -164,7 +164,7 @@ def test_bodies_being_received_have_a_memory_budget(start_collector: Any) -> Non
             running.http_url + "/v1/traces", content=otlp_request(1).SerializeToString(), headers=PROTOBUF, timeout=10
         )
         assert small.status_code == 200
-    metrics = httpx.get(running.admin_url + "/metrics").text
+    metrics = scrape(running)
     assert (
         metric_value(
             metrics,

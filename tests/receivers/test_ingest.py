@@ -16,7 +16,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
 from collector.otlp import DEEP_VALUE_MARKER, MAX_VALUE_DEPTH
-from tests.helpers import metric_value, otlp_request
+from tests.helpers import metric_value, otlp_request, scrape
 from tests.receivers.test_otlp_http import as_json
 
 PROTOBUF = {"content-type": "application/x-protobuf"}
@@ -26,10 +26,6 @@ def post(running: Any, request: Any, timeout: float = 60) -> httpx.Response:
     return httpx.post(
         running.http_url + "/v1/traces", content=request.SerializeToString(), headers=PROTOBUF, timeout=timeout
     )
-
-
-def scrape(running: Any) -> str:
-    return httpx.get(running.admin_url + "/metrics", timeout=30).text
 
 
 def heavy_request(spans: int) -> Any:

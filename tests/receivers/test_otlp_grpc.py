@@ -9,7 +9,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import grpc
-import httpx
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from opentelemetry.proto.collector.logs.v1 import logs_service_pb2, logs_service_pb2_grpc
@@ -17,7 +16,7 @@ from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2, metric
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from tests.helpers import metric_value, otlp_request, span_keys
+from tests.helpers import metric_value, otlp_request, scrape, span_keys
 
 TRACE_EXPORT = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
 SMALL_LIMIT = 64 * 1024
@@ -28,10 +27,6 @@ RETRY_TRAILERS = ("grpc-status-details-bin", "google.rpc.retryinfo-bin")
 def channel(collector: Any) -> Iterator[grpc.Channel]:
     with grpc.insecure_channel(collector.grpc_target) as opened:
         yield opened
-
-
-def scrape(running: Any) -> str:
-    return httpx.get(running.admin_url + "/metrics").text
 
 
 def stored_keys(running: Any) -> set[tuple[str, str]]:

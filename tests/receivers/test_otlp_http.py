@@ -30,7 +30,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceResponse,
 )
 
-from tests.helpers import key_values, metric_value, otlp_request, span_keys
+from tests.helpers import key_values, metric_value, otlp_request, scrape, span_keys
 
 PROTOBUF = "application/x-protobuf"
 JSON = "application/json"
@@ -78,10 +78,6 @@ def parse_answer(response: httpx.Response, message_type: type[Message]) -> Any:
 
 def rpc_status(response: httpx.Response) -> status_pb2.Status:
     return parse_answer(response, status_pb2.Status)
-
-
-def scrape(running: Any) -> str:
-    return httpx.get(running.admin_url + "/metrics").text
 
 
 def counter(exposition: str, name: str, **labels: str) -> float:

@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from tests.helpers import metric_value, otlp_request, wait_until
+from tests.helpers import metric_value, otlp_request, scrape, wait_until
 
 PROTOBUF = {"content-type": "application/x-protobuf"}
 
@@ -26,7 +26,7 @@ def settled(running: Any) -> int:
 
 
 def oldest_unsettled_age(running: Any) -> float:
-    metrics = httpx.get(running.admin_url + "/metrics").text
+    metrics = scrape(running)
     return metric_value(metrics, "genai_collector_oldest_unsettled_trace_age_seconds")
 
 
@@ -40,7 +40,7 @@ def test_a_backlog_of_traces_settles_in_one_interval_not_500_per_interval(start_
     sent = time.monotonic()
     wait_until(lambda: settled(running) == 1800, 3.5, "1,800 traces to settle within one interval")
     assert time.monotonic() - sent < 3.5
-    metrics = httpx.get(running.admin_url + "/metrics").text
+    metrics = scrape(running)
     assert metric_value(metrics, "genai_collector_settled_traces_total") == 1800
     assert oldest_unsettled_age(running) == 0
 
