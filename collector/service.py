@@ -1,110 +1,252 @@
-"""Wires the pieces together and owns start and stop.
+"""One service that starts the collector's components in dependency order and stops them in reverse.
 
-Start: open and migrate the database, start the writer thread, bind every port (any failure stops
-start-up with one readable line). Stop (SIGTERM/SIGINT): turn unready, stop accepting, let the
-requests in flight get their commit, drain the queue, close the database, exit 0 within the deadline.
+Start: check keys, certificates and exposure; open and migrate the database; bind the admin endpoint;
+start the maintenance scheduler and the writer thread; bind every OTLP and query listener (any failure
+stops start-up with one readable line, and what started is stopped). Stop (SIGTERM/SIGINT), within
+``shutdown_timeout``: turn unready, stop accepting on every listener at once and let the requests in flight
+get their commit, drain the queue, stop the admin endpoint, close the database last (only once drained: a
+writer still writing keeps it); exit 1 when spans were left uncommitted, and at once on a second signal.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import signal
-import socket
 import sys
-import time
+from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 import apsw
-import grpc
-import uvicorn
 from prometheus_client import CollectorRegistry
-from starlette.types import ASGIApp
 
 from collector.auth.listeners import ListenerSecurity, SecurityError
-from collector.auth.tls import WatchedTls
-from collector.config import Endpoint, Settings
+from collector.component import Component, Deadline, StartupError, Together
+from collector.config import Settings
 from collector.genai.transform import Transform
+from collector.maintenance.retention import RetentionJob
+from collector.maintenance.scheduler import Scheduler
+from collector.maintenance.settle import SettleJob
 from collector.model import Records
 from collector.observability import logs
 from collector.observability.admin import admin_app
 from collector.observability.genai_metrics import GenAIMetrics
 from collector.observability.metrics import RECEIVER, CollectorMetrics
-from collector.pipeline import Pipeline
+from collector.pipeline import Pipeline, WriterWork
 from collector.query.server import QueryServer
 from collector.receivers.http_protocol import header_timeout_protocol
 from collector.receivers.ingest import Ingest
-from collector.receivers.otlp_grpc import OtlpGrpcReceiver, retry_metadata, serving_health
+from collector.receivers.otlp_grpc import OtlpGrpcReceiver, OtlpGrpcServer
 from collector.receivers.otlp_http import TRANSPORT as HTTP_TRANSPORT
 from collector.receivers.otlp_http import OtlpHttpReceiver
+from collector.server import HttpServer
 from collector.storage.sqlite.writer import SpanWriter, Written
+
+__all__ = ["Service", "StartupError", "run", "serve"]
 
 log = logging.getLogger(__name__)
 
-SETTLE_CHUNK = 500  # traces settled per transaction; more rounds follow at once while traces are due
+C = TypeVar("C", bound=Component)
 
 
-class StartupError(Exception):
-    """The collector cannot start; the message says what to change."""
+class _Database:
+    """The write connection as a component: opened first, closed last, and only once nothing will write."""
+
+    name = "database"
+
+    def __init__(self, settings: Settings, in_use: Callable[[], bool]) -> None:
+        self._settings = settings
+        self._in_use = in_use
+        self.writer: SpanWriter | None = None
+
+    async def start(self) -> None:
+        self.writer = _open_writer(self._settings)
+
+    async def stop(self, deadline: Deadline) -> None:
+        writer, self.writer = self.writer, None
+        if writer is not None and not self._in_use():
+            writer.close()
 
 
-class _Server(uvicorn.Server):
-    """A uvicorn server that leaves signal handling to the collector (several servers share one loop)."""
+class _Writing:
+    """The pipeline's writer thread as a component: ``stop`` refuses new requests and drains the queue."""
 
-    def capture_signals(self) -> contextlib.AbstractContextManager[None]:  # type: ignore[override]
-        return contextlib.nullcontext()
+    name = "pipeline"
+
+    def __init__(self, pipeline: Pipeline) -> None:
+        self.pipeline = pipeline
+        self.drained = True
+        self._started = False
+
+    async def start(self) -> None:
+        self.pipeline.start()
+        self._started = True
+
+    async def stop(self, deadline: Deadline) -> None:
+        if not self._started:
+            return
+        self._started = False
+        self.drained = await asyncio.to_thread(self.pipeline.close, deadline.remaining())
+        if not self.drained:
+            log.error(
+                "shutdown deadline passed with %d spans not committed; clients will resend them",
+                self.pipeline.held_spans,
+            )
 
 
-def _listen(name: str, endpoint: Endpoint) -> socket.socket:
-    family = socket.AF_INET6 if ":" in endpoint.host else socket.AF_INET
-    try:
-        sock = socket.create_server((endpoint.host, endpoint.port), family=family, backlog=1024)
-    except OSError as error:
-        reason = os.strerror(error.errno) if error.errno else str(error)
-        raise StartupError(f"cannot listen on {name} {endpoint}: {reason.lower()}") from None
-    # Accepted sockets inherit it (Linux): a response body written after its headers goes out at once
-    # instead of waiting ~40 ms for the client's delayed ACK.
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    return sock
+class Service:
+    """The running collector: its components, started in dependency order and stopped in reverse."""
 
-
-class Collector:
     def __init__(self, settings: Settings, registry: CollectorRegistry | None = None) -> None:
         self.settings = settings
         self.registry = registry or CollectorRegistry()
         self.metrics = CollectorMetrics(self.registry, label_cap=settings.metrics.max_label_values)
         self.genai_metrics = GenAIMetrics(self.registry, settings.metrics, self.metrics.label_overflow)
-        self.ports: dict[str, int] = {}
+        self._components: list[Component] = []  # started (or starting), in order
         self._stopping = False
         self._started = False
-        self._writer: SpanWriter | None = None
-        self._pipeline: Pipeline | None = None
-        self._ingest: Ingest | None = None
-        self._grpc: grpc.aio.Server | None = None
-        self._http_servers: list[tuple[_Server, asyncio.Task[None]]] = []
         self._security: ListenerSecurity | None = None
-        self._next_retention = self._next_settle = 0.0
-        self._retention_more = self._settle_more = False
+        self._writing: _Writing | None = None
         self._query: QueryServer | None = None
+        self._listeners: list[HttpServer | OtlpGrpcServer | QueryServer] = []
 
     @property
     def pipeline(self) -> Pipeline:
-        assert self._pipeline is not None, "the collector has not started"
-        return self._pipeline
+        assert self._writing is not None, "the collector has not started"
+        return self._writing.pipeline
+
+    @property
+    def ports(self) -> dict[str, int]:
+        """The port each listener got (port 0 in the settings asks the kernel for one)."""
+        return {listener.name: listener.port for listener in self._listeners if listener.port}
+
+    @property
+    def security(self) -> ListenerSecurity:
+        assert self._security is not None, "the collector has not started"
+        return self._security
 
     def unready_reasons(self) -> list[str]:
         reasons = []
         if self._stopping:
             reasons.append("shutting down")
-        if self._pipeline is None:
+        if self._writing is None:
             reasons.append("starting")
         else:
-            if not self._pipeline.healthy:
+            if not self.pipeline.healthy:
                 reasons.append("the last database write failed")
-            if self._pipeline.saturated:
+            if self.pipeline.saturated:
                 reasons.append("the queue is saturated")
         return reasons
+
+    async def _start(self, component: C) -> C:
+        self._components.append(component)  # stopped even if its start fails half-way
+        await component.start()
+        return component
+
+    async def start(self) -> None:
+        settings = self.settings
+        self._secure()
+        try:
+            await self._start_components()
+        except BaseException:
+            await self.stop()
+            raise
+        self._started = True
+        servers, ports = settings.servers, self.ports
+        log.info(
+            "genai-collector listening: otlp-grpc %s:%d, otlp-http %s:%d, admin %s:%d, query %s:%d; database %s",
+            *(
+                part
+                for name in ("otlp_grpc", "otlp_http", "admin", "query")
+                for part in (servers[name].endpoint.host, ports[name])
+            ),
+            settings.db,
+        )
+
+    async def _start_components(self) -> None:
+        settings, servers, metrics = self.settings, self.settings.servers, self.metrics
+        database = await self._start(_Database(settings, in_use=lambda: not self._drained))
+        writer = database.writer
+        assert writer is not None
+        metrics.watch_database(settings.db)
+        retention = writer.retention
+        metrics.watch_retention(settings.retention.max_size, lambda: retention.oldest_trace_ns)
+        admin = admin_app(self.registry, self.unready_reasons)
+        self._listeners.append(
+            await self._start(
+                HttpServer(
+                    servers["admin"],
+                    self.security.guard("admin", admin),
+                    self.security,
+                    shutdown_timeout=settings.shutdown_timeout,
+                )
+            )
+        )
+        scheduler = Scheduler(metrics)
+        scheduler.add(RetentionJob(writer, settings.retention, metrics))
+        scheduler.add(SettleJob(writer, settings.snapshots, metrics, self.genai_metrics, self._notify_settled))
+        await self._start(scheduler)
+        self._writing = await self._start(_Writing(self._pipeline(writer, scheduler)))
+        ingest = await self._start(
+            Ingest(
+                self.pipeline,
+                lambda: Transform(settings),
+                metrics,
+                max_concurrent_requests=settings.max_concurrent_requests,
+                max_spans_per_request=settings.max_spans_per_request,
+            )
+        )
+        grpc_receiver = OtlpGrpcReceiver(
+            ingest, metrics, max_receive_size=settings.grpc_max_receive_size, retry_after=settings.retry_after
+        )
+        http_receiver = OtlpHttpReceiver(
+            ingest,
+            metrics,
+            max_request_size=settings.max_request_size,
+            retry_after=settings.retry_after,
+            body_read_timeout=settings.body_read_timeout,
+            read_budget=settings.max_concurrent_requests * settings.max_request_size,
+        )
+        guard = lambda app: self.security.guard("otlp_http", app, http_receiver.refusal_response)  # noqa: E731
+        self._query = QueryServer(
+            settings.db,
+            settings.query,
+            servers["query"],
+            self.security,
+            self.registry,
+            settings.snapshots.rules,
+            shutdown_timeout=settings.shutdown_timeout,
+        )
+        listeners = [
+            OtlpGrpcServer(servers["otlp_grpc"], grpc_receiver, self.security),
+            HttpServer(
+                servers["otlp_http"],
+                http_receiver.app(settings.cors_origins, guard),
+                self.security,
+                shutdown_timeout=settings.shutdown_timeout,
+                protocol=header_timeout_protocol(settings.header_read_timeout, self._header_timed_out),
+            ),
+            self._query,
+        ]
+        self._listeners.extend(listeners)
+        await self._start(Together("listeners", listeners))
+
+    def _pipeline(self, writer: SpanWriter, between_batches: WriterWork) -> Pipeline:
+        settings = self.settings
+        return Pipeline(
+            writer,
+            self.metrics,
+            capacity=settings.queue_capacity,
+            batch_size=settings.batch_size,
+            batch_max_age=settings.batch_max_age,
+            on_commit=self._observe_committed,
+            between_batches=between_batches,
+        )
+
+    @property
+    def _drained(self) -> bool:
+        return self._writing is None or self._writing.drained
 
     def _observe_committed(self, batch: list[Records], written: Written) -> None:
         """On the writer thread, after a commit: the spans stored for the first time feed the GenAI metrics
@@ -113,243 +255,38 @@ class Collector:
         for records in batch:
             if records.evaluations:
                 self.genai_metrics.observe_evaluations(records.evaluations)
-        if self._query is not None:
-            self._query.live.observe_committed(written.stored, written.repeated_calls)
+        live = self._query.live if self._query is not None else None
+        if live is not None:
+            live.observe_committed(written.stored, written.repeated_calls)
 
-    def _maintain(self) -> bool:
-        """On the writer thread between batches: retention when due, then settling when due; each that
-        has more to do than one round (more traces to delete, or due to settle) runs again after the
-        next batch instead of waiting for its interval. True asks the pipeline to come back so."""
-        assert self._writer is not None
-        now = time.monotonic()
-        try:
-            if self._retention_more or now >= self._next_retention:
-                self._next_retention = now + self.settings.retention.interval
-                self._retention_more = False  # stays so if the step fails: back to the interval
-                self._retention_more = self._apply_retention()
-        finally:
-            if self._settle_more or now >= self._next_settle:
-                self._next_settle = now + self.settings.snapshots.interval
-                self._settle_more = False
-                self._settle_more = self._settle_traces()
-        return self._retention_more or self._settle_more
-
-    def _apply_retention(self) -> bool:
-        assert self._writer is not None
-        metrics = self.metrics
-        more = False
-        for deleted in self._writer.retain():
-            more = more or deleted.more
-            if deleted.traces or deleted.spans:
-                metrics.retention_deleted_traces.labels(deleted.reason).inc(deleted.traces)
-                metrics.retention_deleted_spans.labels(deleted.reason).inc(deleted.spans)
-            if deleted.snapshots:
-                metrics.retention_deleted_snapshots.inc(deleted.snapshots)
-            if deleted.reclaimed_bytes > 0:
-                metrics.retention_reclaimed_bytes.inc(deleted.reclaimed_bytes)
-        return more
-
-    def _settle_traces(self) -> bool:
-        """On the writer thread: settle quiet traces, write their snapshots, count them and their breaches.
-        True when more traces are due than one round settles: the pipeline then comes back after the next
-        batch instead of waiting for the interval, so settling keeps up with any ingest rate."""
-        assert self._writer is not None
-        settled_now = self._writer.settle(self.settings.snapshots, limit=SETTLE_CHUNK)
-        if self._query is not None:
-            self._query.live.notify_settled([settled.figures.trace_id for settled in settled_now])
-        for settled in settled_now:
-            figures = settled.figures
-            self.metrics.settled_traces.inc()
-            self.genai_metrics.observe_trace(figures.service_name, figures.duration_seconds, figures.trace_id)
-            for snapshot in settled.snapshots:
-                self.genai_metrics.observe_snapshot(
-                    snapshot.metric, snapshot.rule, breached_now=snapshot in settled.newly_breached
-                )
-        self.metrics.oldest_unsettled_at = self._writer.oldest_unsettled()
-        return len(settled_now) == SETTLE_CHUNK
-
-    @property
-    def security(self) -> ListenerSecurity:
-        assert self._security is not None, "the collector has not started"
-        return self._security
+    def _notify_settled(self, trace_ids: Sequence[str]) -> None:
+        live = self._query.live if self._query is not None else None
+        if live is not None:
+            live.notify_settled(trace_ids)
 
     def _secure(self) -> None:
         """Keys read, certificates loaded and every listener's exposure checked, before anything opens."""
-        settings = self.settings
         try:
-            self._security = ListenerSecurity(settings, self.registry)
-            for listener, endpoint in self._endpoints().items():
-                self._security.check_exposure(listener, endpoint)
+            self._security = ListenerSecurity(self.settings, self.registry)
+            for server in self.settings.servers.values():
+                self._security.check_exposure(server)
         except SecurityError as error:
             raise StartupError(str(error)) from None
-
-    def _endpoints(self) -> dict[str, Endpoint]:
-        settings = self.settings
-        return {
-            "otlp_grpc": settings.grpc_endpoint,
-            "otlp_http": settings.http_endpoint,
-            "admin": settings.admin_endpoint,
-            "query": settings.query.endpoint,
-        }
-
-    def _tls(self, listener: str) -> WatchedTls | None:
-        try:
-            return self.security.tls(listener)
-        except SecurityError as error:
-            raise StartupError(str(error)) from None
-
-    async def start(self) -> None:
-        settings = self.settings
-        self._secure()
-        self._writer = _open_writer(settings)
-        self.metrics.watch_database(settings.db)
-        retention = self._writer.retention
-        self.metrics.watch_retention(settings.retention.max_size, lambda: retention.oldest_trace_ns)
-        self._pipeline = Pipeline(
-            self._writer,
-            self.metrics,
-            capacity=settings.queue_capacity,
-            batch_size=settings.batch_size,
-            batch_max_age=settings.batch_max_age,
-            on_commit=self._observe_committed,
-            tick=(min(settings.snapshots.interval, settings.retention.interval), self._maintain),
-        )
-        self._pipeline.start()
-        self._ingest = ingest = Ingest(
-            self._pipeline,
-            lambda: Transform(settings),
-            self.metrics,
-            max_concurrent_requests=settings.max_concurrent_requests,
-            max_spans_per_request=settings.max_spans_per_request,
-        )
-        try:
-            await self._start_grpc(ingest)
-            http = OtlpHttpReceiver(
-                ingest,
-                self.metrics,
-                max_request_size=settings.max_request_size,
-                retry_after=settings.retry_after,
-                body_read_timeout=settings.body_read_timeout,
-                read_budget=settings.max_concurrent_requests * settings.max_request_size,
-            )
-            protocol = header_timeout_protocol(settings.header_read_timeout, self._header_timed_out)
-            guard = lambda app: self.security.guard("otlp_http", app, http.refusal_response)  # noqa: E731
-            await self._start_http(
-                "otlp_http", settings.http_endpoint, http.app(settings.cors_origins, guard), protocol=protocol
-            )
-            admin = admin_app(self.registry, self.unready_reasons)
-            await self._start_http("admin", settings.admin_endpoint, self.security.guard("admin", admin))
-            self._query = QueryServer(settings.db, settings.query, self.registry, settings.snapshots.rules)
-            await self._query.start()
-            await self._start_http("query", settings.query.endpoint, self.security.guard("query", self._query.app))
-        except BaseException:
-            await self.stop()
-            raise
-        self._started = True
-        log.info(
-            "genai-collector listening: otlp-grpc %s:%d, otlp-http %s:%d, admin %s:%d, query %s:%d; database %s",
-            settings.grpc_endpoint.host,
-            self.ports["otlp_grpc"],
-            settings.http_endpoint.host,
-            self.ports["otlp_http"],
-            settings.admin_endpoint.host,
-            self.ports["admin"],
-            settings.query.endpoint.host,
-            self.ports["query"],
-            settings.db,
-        )
-
-    async def _start_grpc(self, ingest: Ingest) -> None:
-        endpoint = self.settings.grpc_endpoint
-        receiver = OtlpGrpcReceiver(
-            ingest,
-            self.metrics,
-            max_receive_size=self.settings.grpc_max_receive_size,
-            retry_after=self.settings.retry_after,
-        )
-        if endpoint.port:  # find out the real reason a port cannot be had before gRPC hides it
-            _listen("grpc_endpoint", endpoint).close()
-        self._health = await serving_health()
-        tls = self._tls("otlp_grpc")
-        self._grpc = receiver.server(self._health, self.security.grpc_interceptors(retry_metadata))
-        try:
-            if tls is None:
-                port = self._grpc.add_insecure_port(str(endpoint))
-            else:
-                port = self._grpc.add_secure_port(str(endpoint), tls.grpc_credentials())
-        except RuntimeError:
-            port = 0
-        if port == 0:
-            self._grpc = None
-            raise StartupError(f"cannot listen on grpc_endpoint {endpoint}: address in use or not available")
-        self.ports["otlp_grpc"] = port
-        await self._grpc.start()
 
     def _header_timed_out(self) -> None:
         self.metrics.bad_requests.labels(RECEIVER, HTTP_TRANSPORT, "header_timeout").inc()
 
-    async def _start_http(
-        self, name: str, endpoint: Endpoint, app: ASGIApp, *, protocol: type[asyncio.Protocol] | None = None
-    ) -> None:
-        tls = self._tls(name)
-        sock = _listen("query.endpoint" if name == "query" else f"{name.replace('otlp_', '')}_endpoint", endpoint)
-        self.ports[name] = sock.getsockname()[1]
-        config = uvicorn.Config(
-            app,
-            log_config=None,
-            access_log=False,
-            lifespan="off",
-            server_header=False,
-            timeout_graceful_shutdown=max(1, int(self.settings.shutdown_timeout)),
-            **({"http": protocol} if protocol is not None else {}),
-            **({"ssl_context_factory": lambda config, default: tls.context} if tls is not None else {}),
-        )
-        server = _Server(config)
-        task = asyncio.create_task(server.serve(sockets=[sock]), name=f"uvicorn-{name}")
-        self._http_servers.append((server, task))
-        while not server.started:
-            if task.done():
-                task.result()
-                raise StartupError(f"{name} server stopped during start-up")
-            await asyncio.sleep(0.005)
-
     async def stop(self) -> bool:
-        """Stop within ``shutdown_timeout``; True when every accepted span was committed."""
-        self._stopping = True
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.settings.shutdown_timeout
-        otlp_servers = [(server, task) for server, task in self._http_servers if task.get_name() != "uvicorn-admin"]
-        waits = []
-        if self._grpc is not None:
-            await self._health.enter_graceful_shutdown()
-            waits.append(asyncio.ensure_future(self._grpc.stop(grace=self.settings.shutdown_timeout)))
-        if self._query is not None:
-            await self._query.stop_feeds()
-        for server, task in otlp_servers:
-            server.should_exit = True
-            waits.append(task)
-        if waits:
-            await asyncio.wait(waits, timeout=max(0.0, deadline - loop.time()))
-        if self._query is not None:  # its read connections close before the writer's, whose close checkpoints
-            await self._query.stop()
-        drained = True
-        if self._pipeline is not None:
-            drained = await asyncio.to_thread(self._pipeline.close, max(0.0, deadline - loop.time()))
-            if not drained:
-                log.error(
-                    "shutdown deadline passed with %d spans not committed; clients will resend them",
-                    self._pipeline.held_spans,
-                )
-        if self._writer is not None and drained:
-            self._writer.close()
-        if self._ingest is not None:
-            self._ingest.close()
-        for server, task in self._http_servers:
-            server.should_exit = True
-        await asyncio.gather(*(task for _, task in self._http_servers), return_exceptions=True)
+        """Stop within ``shutdown_timeout``, each component in reverse order of start; True when every
+        accepted span was committed. Safe without ``start``; a second call stops nothing more."""
+        self._stopping = True  # /readyz answers unready from now on
+        deadline = Deadline.after(self.settings.shutdown_timeout)
+        components, self._components = self._components, []
+        for component in reversed(components):
+            await component.stop(deadline)
         if self._started:
             log.info("genai-collector stopped")
-        return drained
+        return self._drained
 
 
 def _open_writer(settings: Settings) -> SpanWriter:
@@ -375,15 +312,15 @@ async def serve(settings: Settings) -> int:
 
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, on_signal)
-    collector = Collector(settings)
+    service = Service(settings)
     try:
-        await collector.start()
+        await service.start()
     except StartupError as error:
         print(f"genai-collector: {error}", file=sys.stderr)
         return 1
     await stop.wait()
     log.info("signal received: draining")
-    return 0 if await collector.stop() else 1
+    return 0 if await service.stop() else 1
 
 
 def run(settings: Settings) -> int:

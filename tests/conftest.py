@@ -15,18 +15,18 @@ import pytest
 import yaml
 
 from collector.config import Settings
-from collector.service import Collector
+from collector.service import Service
 from tests.helpers import REPO, free_ports, require_tool
 
 LOOPBACK_PORT_0 = "127.0.0.1:0"
 
 
 class RunningCollector:
-    """A started ``Collector`` and the addresses a client needs."""
+    """A started ``Service`` and the addresses a client needs."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.collector = Collector(settings)
+        self.collector = Service(settings)
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, name="collector-loop", daemon=True)
         self.stopped: bool | None = None

@@ -23,7 +23,7 @@ from collector.auth.http import AuthMiddleware, Render, json_refusal
 from collector.auth.keys import KeyFileError, KeyRing
 from collector.auth.sessions import LOGIN_PATH, LOGOUT_PATH, SessionEndpoints, Sessions
 from collector.auth.tls import TlsError, WatchedTls
-from collector.config import Endpoint, Scope, Settings
+from collector.config import Listener, Scope, ServerSettings, Settings
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +48,7 @@ class ListenerSecurity:
 
     def __init__(self, settings: Settings, registry: CollectorRegistry) -> None:
         self.auth = settings.auth
-        self.tls_settings = settings.tls
+        self.servers = settings.servers
         try:
             keys = KeyRing(settings.auth.api_keys)
         except KeyFileError as error:
@@ -58,33 +58,22 @@ class ListenerSecurity:
         )
         self.sessions = Sessions(settings.auth.session_ttl)
 
-    @property
-    def reads_guarded(self) -> bool:
-        return self.auth.scoped("read") and not self.auth.allow_unauthenticated_reads
-
-    def guarded(self, listener: str) -> bool:
+    def guarded(self, listener: Listener) -> bool:
         """Whether any request to ``listener`` needs a key."""
-        if listener in ("otlp_http", "otlp_grpc"):
-            return self.auth.scoped("ingest")
-        if listener == "admin":
-            return self.auth.protect_metrics
-        return self.reads_guarded
+        return self.servers[listener].auth is not None
 
-    def scope_for(self, listener: str) -> Callable[[str], Scope | None]:
-        """The scope a path of ``listener`` needs (None: open)."""
-        if listener in ("otlp_http", "otlp_grpc"):
-            ingest: Scope | None = "ingest" if self.auth.scoped("ingest") else None
-            return lambda path: ingest
+    def scope_for(self, listener: Listener) -> Callable[[str], Scope | None]:
+        """The scope a path of ``listener`` needs (None: open): on the admin listener only ``/metrics`` is
+        guarded, on the query listener the API but not its login and logout (nor the dashboard's files)."""
+        needed = self.servers[listener].auth
         if listener == "admin":
-            metrics: Scope | None = "admin" if self.auth.protect_metrics else None
-            return lambda path: metrics if path == "/metrics" else None
+            return lambda path: needed if path == "/metrics" else None
         if listener == "query":
-            read: Scope | None = "read" if self.reads_guarded else None
             open_paths = (LOGIN_PATH, LOGOUT_PATH)
-            return lambda path: read if path.startswith(QUERY_API_PREFIX) and path not in open_paths else None
-        raise ValueError(f"unknown listener {listener}")
+            return lambda path: needed if path.startswith(QUERY_API_PREFIX) and path not in open_paths else None
+        return lambda path: needed
 
-    def guard(self, listener: str, app: ASGIApp, render: Render = json_refusal) -> ASGIApp:
+    def guard(self, listener: Listener, app: ASGIApp, render: Render = json_refusal) -> ASGIApp:
         """``app`` behind the listener's authentication (the query listener also answers login and logout)."""
         if not self.guarded(listener):
             return app
@@ -106,8 +95,8 @@ class ListenerSecurity:
             return []
         return [AuthInterceptor(self.authenticator, "otlp_grpc", "ingest", retry_metadata)]
 
-    def tls(self, listener: str) -> WatchedTls | None:
-        files = self.tls_settings.for_listener(listener)
+    def tls(self, listener: Listener) -> WatchedTls | None:
+        files = self.servers[listener].tls
         if files is None:
             return None
         try:
@@ -115,11 +104,12 @@ class ListenerSecurity:
         except TlsError as error:
             raise SecurityError(str(error)) from None
 
-    def check_exposure(self, listener: str, endpoint: Endpoint) -> None:
+    def check_exposure(self, server: ServerSettings) -> None:
         """Warn about a listener anyone on the network can use; refuse it for the query server."""
+        listener, endpoint = server.name, server.endpoint
         if is_loopback(endpoint.host):
             return
-        if listener == "query" and not self.reads_guarded:
+        if listener == "query" and server.auth is None:
             if not self.auth.allow_unauthenticated_reads:
                 raise SecurityError(
                     f"the query server will not listen on {endpoint} without an API key: anyone reaching it "
@@ -129,7 +119,7 @@ class ListenerSecurity:
             log.warning(
                 "query listens on %s and serves reads without a key (auth.allow_unauthenticated_reads)", endpoint
             )
-        elif listener in ("otlp_grpc", "otlp_http") and not self.auth.scoped("ingest"):
+        elif listener in ("otlp_grpc", "otlp_http") and server.auth is None:
             log.warning(
                 "%s listens on %s with no API key: anyone who reaches it can write spans "
                 "(add an auth.api_keys entry with the ingest scope)",

@@ -233,6 +233,27 @@ class CollectorMetrics:
             registry=registry,
         )
         self.oldest_unsettled_age.set_function(self._oldest_unsettled_age)
+        # The label is job_name, not job: Prometheus keeps `job` for the scrape target's job and would
+        # rename ours to exported_job on scrape.
+        self.maintenance_last_run = Gauge(
+            PREFIX + "maintenance_last_run_timestamp_seconds",
+            "Unix time at which a maintenance job (settle, retention) last finished a round, failed or not.",
+            ["job_name"],
+            registry=registry,
+        )
+        self.maintenance_duration = Histogram(
+            PREFIX + "maintenance_duration_seconds",
+            "Time one round of a maintenance job took (on the writer thread, between batches).",
+            ["job_name"],
+            buckets=_LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.maintenance_errors = Counter(
+            PREFIX + "maintenance_errors",
+            "Rounds of a maintenance job that failed; the job runs again after its interval.",
+            ["job_name"],
+            registry=registry,
+        )
 
     def _oldest_unsettled_age(self) -> float:
         oldest = self.oldest_unsettled_at

@@ -9,7 +9,7 @@ from collector.pipeline.errors import (
     WriteFailed,
     is_data_error,
 )
-from collector.pipeline.queue import SATURATION, Pipeline, Reservation
+from collector.pipeline.queue import SATURATION, Pipeline, Reservation, WriterWork
 
 __all__ = [
     "SATURATION",
@@ -21,5 +21,6 @@ __all__ = [
     "ShuttingDown",
     "TooManyRequests",
     "WriteFailed",
+    "WriterWork",
     "is_data_error",
 ]

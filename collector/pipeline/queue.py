@@ -15,6 +15,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import apsw
 
@@ -36,6 +37,19 @@ class _Request:
     future: asyncio.Future[None]
     loop: asyncio.AbstractEventLoop
     enqueued_at: float = field(default_factory=time.monotonic)
+
+
+class WriterWork(Protocol):
+    """Work that needs the write connection (maintenance: settling, retention), which the writer thread runs
+    between batches so that it never competes with a commit for the connection."""
+
+    def due_at(self) -> float:
+        """``time.monotonic()`` from which some of the work is due (``math.inf``: none is)."""
+        ...
+
+    def run_due(self) -> None:
+        """Run what is due, and plan the next round; errors are the work's own to count and log."""
+        ...
 
 
 class Reservation:
@@ -68,13 +82,12 @@ class Pipeline:
         batch_size: int,
         batch_max_age: float,
         on_commit: Callable[[list[Records], Written], None] | None = None,
-        tick: tuple[float, Callable[[], bool]] | None = None,
+        between_batches: WriterWork | None = None,
     ) -> None:
         """``on_commit`` sees every committed batch and what the writer made of it: the spans it stored for
         the first time, and those of them whose model call another span counts (``SpanWriter.write``);
-        ``tick`` is (interval, work) run on the writer thread between batches, for work that needs the write
-        connection (settling traces, retention); when the work returns True (more is due) it runs again after
-        the next batch, so that it alternates with the batches rather than holding them up."""
+        ``between_batches`` is run on the writer thread whenever it is due, between two batches (work that is
+        behind becomes due at once, so that it alternates with the batches rather than holding them up)."""
         if batch_size > capacity:
             raise ValueError("batch_size cannot exceed capacity")
         self._writer = writer
@@ -89,8 +102,7 @@ class Pipeline:
         self._closing = False
         self.healthy = True  # False after a failed commit, until one succeeds
         self._on_commit = on_commit
-        self._tick_interval, self._tick_work = tick or (0.0, None)
-        self._next_tick = time.monotonic() + self._tick_interval
+        self._between_batches = between_batches
         self._thread = threading.Thread(target=self._run, name="span-writer", daemon=True)
         metrics.queue_capacity.set(capacity)
         metrics.queue_size.set_function(lambda: self.held_spans)
@@ -175,22 +187,23 @@ class Pipeline:
         while (batch := self._next_batch()) is not None:
             if batch:
                 self._commit(batch)
-            if self._tick_work is not None and time.monotonic() >= self._next_tick:
-                self._tick()
+            work = self._between_batches
+            if work is not None and time.monotonic() >= work.due_at():
+                work.run_due()
 
     def _next_batch(self) -> list[_Request] | None:
-        """The next batch to commit; empty when it is time for the tick; None once closed and drained."""
+        """The next batch to commit; empty when work between batches is due; None once closed and drained."""
         with self._condition:
             while not self._waiting:
                 if self._closing:
                     return None
-                if self._tick_work is None:
+                if self._between_batches is None:
                     self._condition.wait()
                     continue
-                until_tick = self._next_tick - time.monotonic()
-                if until_tick <= 0:
+                until_due = self._between_batches.due_at() - time.monotonic()
+                if until_due <= 0:
                     return []
-                self._condition.wait(until_tick)
+                self._condition.wait(min(until_due, threading.TIMEOUT_MAX))
             while not self._closing and self._waiting_spans < self._batch_size:
                 linger = self._waiting[0].enqueued_at + self._batch_max_age - time.monotonic()
                 if linger <= 0:
@@ -249,18 +262,6 @@ class Pipeline:
         self._metrics.write_failures.labels(type(failure).__name__).inc()
         rate_limited(log, logging.WARNING, "the database refused a request's data (%s); answered as invalid", failure)
         return InvalidData(f"the database refused this request's data: {failure}; it cannot be stored as sent")
-
-    def _tick(self) -> None:
-        self._next_tick = time.monotonic() + self._tick_interval
-        assert self._tick_work is not None
-        try:
-            if self._tick_work():
-                self._next_tick = time.monotonic()  # behind: run again right after the next batch
-        except apsw.Error as failure:
-            self._metrics.write_failures.labels(type(failure).__name__).inc()
-            rate_limited(log, logging.ERROR, "periodic database work failed: %s", failure)
-        except Exception:
-            log.exception("unexpected error in periodic database work")
 
     def _write_failed(self, kind: str, message: str) -> WriteFailed:
         self.healthy = False

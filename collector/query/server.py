@@ -1,5 +1,5 @@
-"""The query server: one ASGI app (REST, live feed, Jaeger API) over a ``TraceReader``, as a component
-with ``start`` and ``stop``. ``service.py`` serves it on ``query.endpoint`` like the other listeners."""
+"""The query server: one ASGI app (REST, live feed, Jaeger API) over a ``TraceReader``, served on
+``query.endpoint`` as a component with ``start`` and ``stop``."""
 
 from __future__ import annotations
 
@@ -14,11 +14,14 @@ from prometheus_client import CollectorRegistry
 from starlette.exceptions import HTTPException
 
 from collector import __version__
-from collector.config import QuerySettings, SnapshotRule
+from collector.auth.listeners import ListenerSecurity
+from collector.component import Deadline
+from collector.config import QuerySettings, ServerSettings, SnapshotRule
 from collector.query import jaeger, rest
 from collector.query.dashboard import BUNDLE, mount_dashboard
 from collector.query.live import LiveFeed
 from collector.query.params import BadRequest, InvalidParameter
+from collector.server import HttpServer
 from collector.storage.read import QueryTooBroad, ReadBusy, TraceReader
 from collector.storage.sqlite.read import SqliteTraceReader
 
@@ -109,34 +112,67 @@ def query_app(
 
 
 class QueryServer:
-    """The read side as a component: its reader (own connections), the live feed, and the ASGI app."""
+    """The read side as a component: its reader (own connections, never the writer's), the live feed, and
+    the ASGI app on the query listener. ``stop`` disconnects the live-feed clients first, so that the
+    listener stops without waiting for them, then stops the listener, then closes the read connections."""
+
+    name = "query"
 
     def __init__(
-        self, db: Path, settings: QuerySettings, registry: CollectorRegistry, snapshot_rules: tuple[SnapshotRule, ...]
+        self,
+        db: Path,
+        settings: QuerySettings,
+        server: ServerSettings,
+        security: ListenerSecurity,
+        registry: CollectorRegistry,
+        snapshot_rules: tuple[SnapshotRule, ...],
+        *,
+        shutdown_timeout: float,
     ) -> None:
+        self._db = db
+        self._settings = settings
+        self._server_settings = server
+        self._security = security
+        self._registry = registry
+        self._snapshot_rules = snapshot_rules
+        self._shutdown_timeout = shutdown_timeout
+        self.reader: SqliteTraceReader | None = None
+        self.live: LiveFeed | None = None
+        self._listener: HttpServer | None = None
+
+    @property
+    def port(self) -> int:
+        return self._listener.port if self._listener is not None else 0
+
+    async def start(self) -> None:
+        settings = self._settings
         self.reader = SqliteTraceReader(
-            db, connections=settings.read_connections, statement_timeout=settings.statement_timeout
+            self._db, connections=settings.read_connections, statement_timeout=settings.statement_timeout
         )
-        self.live = LiveFeed(
+        live = LiveFeed(
             self.reader,
-            registry,
+            self._registry,
             queue_limit=settings.live_queue_limit,
             send_timeout=settings.live_send_timeout,
             heartbeat=settings.live_heartbeat,
         )
-        self.app = query_app(self.reader, self.live, snapshot_rules, settings.dashboard or BUNDLE)
-        self._started = False
+        app = query_app(self.reader, live, self._snapshot_rules, settings.dashboard or BUNDLE)
+        await live.start()
+        self.live = live
+        self._listener = HttpServer(
+            self._server_settings,
+            self._security.guard(self.name, app),
+            self._security,
+            shutdown_timeout=self._shutdown_timeout,
+        )
+        await self._listener.start()
 
-    async def start(self) -> None:
-        await self.live.start()
-        self._started = True
-
-    async def stop_feeds(self) -> None:
-        """Disconnect the live-feed clients, so that the listener can stop without waiting for them."""
-        if self._started:
-            await self.live.stop()
-
-    async def stop(self) -> None:
-        """Safe without ``start``; the read connections are closed when it returns."""
-        await self.stop_feeds()
-        await asyncio.to_thread(self.reader.close)
+    async def stop(self, deadline: Deadline) -> None:
+        live, listener, reader = self.live, self._listener, self.reader
+        self.live = self._listener = self.reader = None
+        if live is not None:
+            await live.stop()
+        if listener is not None:
+            await listener.stop(deadline)
+        if reader is not None:  # its read connections close before the writer's, whose close checkpoints
+            await asyncio.to_thread(reader.close)

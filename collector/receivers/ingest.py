@@ -23,6 +23,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceResponse,
 )
 
+from collector.component import Deadline
 from collector.genai.transform import Transform, TransformStats
 from collector.model import NO_REJECTION, LogEvent, Records, Rejection, Span
 from collector.observability.metrics import RECEIVER, CollectorMetrics
@@ -99,7 +100,12 @@ class Ingest:
         self._workers = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ingest")
         self._local = threading.local()
 
-    def close(self) -> None:
+    name = "ingest"
+
+    async def start(self) -> None:
+        """The worker threads start with the first request."""
+
+    async def stop(self, deadline: Deadline) -> None:
         self._workers.shutdown(wait=False, cancel_futures=True)
 
     async def offload(self, work: Callable[..., T], *args: Any) -> T:

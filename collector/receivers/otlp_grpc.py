@@ -7,6 +7,7 @@ gRPC itself (gzip included) enforces a hard ceiling of ``HARD_LIMIT_FACTOR`` tim
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -18,10 +19,14 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 
+from collector.auth.listeners import ListenerSecurity
+from collector.component import Deadline, StartupError
+from collector.config import ServerSettings
 from collector.observability.metrics import CollectorMetrics
 from collector.otlp import PayloadError, parse_otlp_protobuf
 from collector.pipeline import Backpressure, InvalidData
 from collector.receivers.ingest import SIGNALS, Ingest, Signal, TooManySpans
+from collector.server import bind, listener_tls
 
 TRANSPORT = "grpc"
 HARD_LIMIT_FACTOR = 4
@@ -130,3 +135,47 @@ async def serving_health() -> health_aio.HealthServicer:
     for signal in SIGNALS:
         await health.set(signal.grpc_service, health_pb2.HealthCheckResponse.SERVING)
     return health
+
+
+class OtlpGrpcServer:
+    """The OTLP/gRPC listener as a component. ``stop`` turns the health service to NOT_SERVING, stops
+    accepting and lets the calls in flight finish until the deadline."""
+
+    name = "otlp_grpc"
+
+    def __init__(self, server: ServerSettings, receiver: OtlpGrpcReceiver, security: ListenerSecurity) -> None:
+        self.settings = server
+        self.port = 0
+        self._receiver = receiver
+        self._security = security
+        self._server: grpc.aio.Server | None = None
+        self._health: health_aio.HealthServicer | None = None
+
+    async def start(self) -> None:
+        endpoint = self.settings.endpoint
+        if endpoint.port:  # find out the real reason a port cannot be had before gRPC hides it
+            bind(self.settings).close()
+        self._health = await serving_health()
+        tls = listener_tls(self._security, self.settings)
+        server = self._receiver.server(self._health, self._security.grpc_interceptors(retry_metadata))
+        try:
+            if tls is None:
+                port = server.add_insecure_port(str(endpoint))
+            else:
+                port = server.add_secure_port(str(endpoint), tls.grpc_credentials())
+        except RuntimeError:
+            port = 0
+        if port == 0:
+            raise StartupError(f"cannot listen on {self.settings.option} {endpoint}: address in use or not available")
+        self.port = port
+        self._server = server
+        await server.start()
+
+    async def stop(self, deadline: Deadline) -> None:
+        server, self._server = self._server, None
+        if server is None:
+            return
+        assert self._health is not None
+        await self._health.enter_graceful_shutdown()
+        stopping = asyncio.ensure_future(server.stop(grace=deadline.remaining()))
+        await asyncio.wait([stopping], timeout=deadline.remaining())

@@ -1,0 +1,99 @@
+"""Maintenance jobs (settling traces, retention; later partition upkeep) run at their intervals.
+
+With SQLite the jobs need the write connection, so the scheduler does not run them itself: the pipeline's
+writer thread asks it between batches (``Pipeline(between_batches=...)``). A job whose round left more to do
+(more traces due than one round settles, more to delete) is due again at once: it runs after the next batch
+instead of waiting for its interval, so it keeps up with any ingest rate without holding the batches up.
+
+Each job's last run, duration and errors are metrics labelled ``job_name``; a failing job is counted and
+logged and never stops the others.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from typing import Protocol
+
+import apsw
+
+from collector.component import Deadline
+from collector.observability.logs import rate_limited
+from collector.observability.metrics import CollectorMetrics
+
+log = logging.getLogger(__name__)
+
+
+class Job(Protocol):
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def interval(self) -> float:
+        """Seconds between two rounds while the job keeps up."""
+        ...
+
+    def run(self) -> bool:
+        """One round; True when more is due than one round does."""
+        ...
+
+
+class Scheduler:
+    """The registered jobs and when each is due; a component, started before the pipeline that runs it.
+
+    The first round comes one shortest interval after start and runs every job; after that each job keeps
+    its own interval."""
+
+    name = "maintenance"
+
+    def __init__(self, metrics: CollectorMetrics) -> None:
+        self._metrics = metrics
+        self._jobs: list[Job] = []
+        self._due: dict[str, float] = {}
+        self._running = False
+
+    def add(self, job: Job) -> None:
+        if job.name in self._due or self._running:
+            raise ValueError(f"job {job.name} is already registered, or the scheduler has started")
+        self._jobs.append(job)
+        self._due[job.name] = math.inf
+
+    async def start(self) -> None:
+        if not self._jobs:
+            return
+        first = time.monotonic() + min(job.interval for job in self._jobs)
+        self._due = dict.fromkeys(self._due, first)
+        self._running = True
+
+    async def stop(self, deadline: Deadline) -> None:
+        self._running = False
+
+    def due_at(self) -> float:
+        return min(self._due.values(), default=math.inf) if self._running else math.inf
+
+    def run_due(self) -> None:
+        """On the writer thread: each due job, in the order they were added."""
+        now = time.monotonic()
+        for job in self._jobs:
+            if self._running and self._due[job.name] <= now:
+                self._due[job.name] = now + job.interval
+                if self._run(job):
+                    self._due[job.name] = time.monotonic()  # behind: again right after the next batch
+
+    def _run(self, job: Job) -> bool:
+        metrics = self._metrics
+        started = time.perf_counter()
+        more = False
+        try:
+            more = job.run()
+        except apsw.Error as failure:
+            metrics.maintenance_errors.labels(job.name).inc()
+            metrics.write_failures.labels(type(failure).__name__).inc()
+            rate_limited(log, logging.ERROR, "periodic database work failed: %s", failure)
+        except Exception:
+            metrics.maintenance_errors.labels(job.name).inc()
+            log.exception("unexpected error in periodic database work (%s)", job.name)
+        metrics.maintenance_duration.labels(job.name).observe(time.perf_counter() - started)
+        metrics.maintenance_last_run.labels(job.name).set(time.time())
+        return more
