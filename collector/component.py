@@ -58,4 +58,9 @@ class Together:
 
     async def stop(self, deadline: Deadline) -> None:
         started, self._started = self._started, []
-        await asyncio.gather(*(component.stop(deadline) for component in reversed(started)))
+        outcomes = await asyncio.gather(
+            *(component.stop(deadline) for component in reversed(started)), return_exceptions=True
+        )
+        for outcome in outcomes:  # every member got its chance to stop; then the first failure surfaces
+            if isinstance(outcome, BaseException):
+                raise outcome

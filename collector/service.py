@@ -117,6 +117,11 @@ class Service:
         return self._writing.pipeline
 
     @property
+    def components(self) -> tuple[Component, ...]:
+        """The components started (or starting), in the order they started."""
+        return tuple(self._components)
+
+    @property
     def ports(self) -> dict[str, int]:
         """The port each listener got (port 0 in the settings asks the kernel for one)."""
         return {listener.name: listener.port for listener in self._listeners if listener.port}
@@ -130,9 +135,9 @@ class Service:
         reasons = []
         if self._stopping:
             reasons.append("shutting down")
-        if self._writing is None:
+        if not self._started:
             reasons.append("starting")
-        else:
+        if self._writing is not None:
             if not self.pipeline.healthy:
                 reasons.append("the last database write failed")
             if self.pipeline.saturated:
@@ -270,6 +275,8 @@ class Service:
             self._security = ListenerSecurity(self.settings, self.registry)
             for server in self.settings.servers.values():
                 self._security.check_exposure(server)
+            for server in self.settings.servers.values():
+                self._security.tls(server.name)
         except SecurityError as error:
             raise StartupError(str(error)) from None
 

@@ -49,6 +49,7 @@ class ListenerSecurity:
     def __init__(self, settings: Settings, registry: CollectorRegistry) -> None:
         self.auth = settings.auth
         self.servers = settings.servers
+        self._tls: dict[Listener, WatchedTls | None] = {}
         try:
             keys = KeyRing(settings.auth.api_keys)
         except KeyFileError as error:
@@ -96,13 +97,14 @@ class ListenerSecurity:
         return [AuthInterceptor(self.authenticator, "otlp_grpc", "ingest", retry_metadata)]
 
     def tls(self, listener: Listener) -> WatchedTls | None:
-        files = self.servers[listener].tls
-        if files is None:
-            return None
-        try:
-            return WatchedTls(listener, files)
-        except TlsError as error:
-            raise SecurityError(str(error)) from None
+        """The listener's certificates (None: plaintext), loaded on the first call and kept."""
+        if listener not in self._tls:
+            files = self.servers[listener].tls
+            try:
+                self._tls[listener] = None if files is None else WatchedTls(listener, files)
+            except TlsError as error:
+                raise SecurityError(str(error)) from None
+        return self._tls[listener]
 
     def check_exposure(self, server: ServerSettings) -> None:
         """Warn about a listener anyone on the network can use; refuse it for the query server."""
