@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import os
 import socket
+from typing import Any
 
 import uvicorn
 from starlette.types import ASGIApp
@@ -73,6 +74,11 @@ class HttpServer:
         tls = listener_tls(self._security, self.settings)
         sock = bind(self.settings)
         self.port = sock.getsockname()[1]
+        options: dict[str, Any] = {}
+        if self._protocol is not None:
+            options["http"] = self._protocol
+        if tls is not None:
+            options["ssl_context_factory"] = lambda config, default: tls.context
         config = uvicorn.Config(
             self._app,
             log_config=None,
@@ -80,8 +86,7 @@ class HttpServer:
             lifespan="off",
             server_header=False,
             timeout_graceful_shutdown=max(1, int(self._shutdown_timeout)),
-            **({"http": self._protocol} if self._protocol is not None else {}),
-            **({"ssl_context_factory": lambda config, default: tls.context} if tls is not None else {}),
+            **options,
         )
         self._server = server = _Uvicorn(config)
         self._task = task = asyncio.create_task(server.serve(sockets=[sock]), name=f"uvicorn-{self.name}")

@@ -223,7 +223,7 @@ class Service:
             settings.snapshots.rules,
             shutdown_timeout=settings.shutdown_timeout,
         )
-        listeners = [
+        listeners: list[HttpServer | OtlpGrpcServer | QueryServer] = [
             OtlpGrpcServer(servers["otlp_grpc"], grpc_receiver, self.security),
             HttpServer(
                 servers["otlp_http"],

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from fastapi import FastAPI, Request, WebSocket
 from fastapi.exceptions import RequestValidationError
@@ -116,7 +116,7 @@ class QueryServer:
     the ASGI app on the query listener. ``stop`` disconnects the live-feed clients first, so that the
     listener stops without waiting for them, then stops the listener, then closes the read connections."""
 
-    name = "query"
+    name: Final = "query"
 
     def __init__(
         self,
