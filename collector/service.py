@@ -158,16 +158,12 @@ class Service:
             await self.stop()
             raise
         self._started = True
-        servers, ports = settings.servers, self.ports
-        log.info(
-            "genai-collector listening: otlp-grpc %s:%d, otlp-http %s:%d, admin %s:%d, query %s:%d; database %s",
-            *(
-                part
-                for name in ("otlp_grpc", "otlp_http", "admin", "query")
-                for part in (servers[name].endpoint.host, ports[name])
-            ),
-            settings.db,
+        ports = self.ports
+        listening = ", ".join(
+            f"{name.replace('_', '-')} {server.endpoint.host}:{ports[name]}"
+            for name, server in settings.servers.items()
         )
+        log.info("genai-collector listening: %s; database %s", listening, settings.db)
 
     async def _start_components(self) -> None:
         settings, servers, metrics = self.settings, self.settings.servers, self.metrics
