@@ -24,7 +24,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import NamedTuple
 
-CALL_CATEGORIES = frozenset({"llm", "embedding"})
+from collector.model import CALL_CATEGORIES
+
 NOT_GENAI = "other"
 MAX_DEPTH = 256  # a guard against parent cycles in hostile input, far deeper than any real trace
 

@@ -26,11 +26,10 @@ from collector.genai.normalize import (
 )
 from collector.genai.pricing import PriceTable, cost_usd
 from collector.genai.redact import DROP, Redactor
-from collector.model import Attributes, EvaluationRecord, LogEvent, Records, Span
+from collector.model import CALL_CATEGORIES, Attributes, EvaluationRecord, LogEvent, Records, Span
 
 EVALUATION_EVENT = "gen_ai.evaluation.result"
 TRUNCATION_MARKER = "…[truncated {} chars]"
-PRICED_CATEGORIES = frozenset({"llm", "embedding"})
 
 
 # id of a resource's attributes -> (those attributes, kept alive so the id stays theirs; redacted; service name)
@@ -80,7 +79,7 @@ class Transform:
                 stats.out_of_range.update(rejected_fields)
             genai = self._bounded_columns(genai, stats)
             cost = genai.client_cost_usd
-            if cost is None and genai.category in PRICED_CATEGORIES:
+            if cost is None and genai.category in CALL_CATEGORIES:
                 cost = self._price(genai, stats)
             for evaluation in evaluations_from_attributes(original.attributes):
                 records.evaluations.append(

@@ -21,8 +21,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from collector.config import MetricsSettings
 from collector.genai.normalize import GenAI
-from collector.genai.transform import PRICED_CATEGORIES
-from collector.model import EvaluationRecord, Span
+from collector.model import CALL_CATEGORIES, EvaluationRecord, Span
 from collector.observability.metrics import PREFIX, BoundedLabel
 
 TOKEN_BUCKETS = (
@@ -199,7 +198,7 @@ class GenAIMetrics:
                 self._ttfts[labels].observe(genai.ttft_ms / 1000, exemplar)
 
             # Only model calls: agent and workflow spans may repeat their children's totals.
-            if genai.category not in PRICED_CATEGORIES:
+            if genai.category not in CALL_CATEGORIES:
                 continue
             if genai.input_tokens is not None:
                 self._tokens[(*labels, "input")].observe(genai.input_tokens, exemplar)

@@ -23,7 +23,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
-from collector.model import Span
+from collector.model import CALL_CATEGORIES, Span
 from collector.observability.metrics import PREFIX
 from collector.query.params import decode_cursor, encode_cursor
 from collector.storage.read import BreachQuery, QueryTooBroad, ReadBusy, TraceReader
@@ -31,7 +31,6 @@ from collector.storage.read import BreachQuery, QueryTooBroad, ReadBusy, TraceRe
 log = logging.getLogger(__name__)
 
 BREACH_CURSOR = "breaches:asc"
-_GENAI_CALLS = ("llm", "embedding")
 NS_PER_SECOND = 1_000_000_000
 
 
@@ -79,7 +78,7 @@ class CostTracker:
             current = self._seconds[-1][1]
             for span in spans:
                 genai = span.genai
-                if genai is None or genai.category not in _GENAI_CALLS:
+                if genai is None or genai.category not in CALL_CATEGORIES:
                     continue
                 if repeated_calls and (span.trace_id, span.span_id) in repeated_calls:
                     continue

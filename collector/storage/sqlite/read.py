@@ -38,14 +38,13 @@ from collector.storage.read import (
     depth_first,
 )
 from collector.storage.sqlite.connection import open_connection
-from collector.storage.sqlite.schema import GENAI_COLUMNS
+from collector.storage.sqlite.schema import GENAI_CALLS, GENAI_COLUMNS, genai_calls
 
 T = TypeVar("T")
 
 # Token and cost figures count LLM and embedding calls only, each model call once (as the rollups do); written
 # as the partial index spans_genai_calls is, so that the stats can use it.
-GENAI_CALLS = "category IN ('llm', 'embedding') AND duplicate_of IS NULL"
-_GENAI_CALLS_OF_S = "s.category IN ('llm', 'embedding') AND s.duplicate_of IS NULL"
+_GENAI_CALLS_OF_S = genai_calls("s.")
 MODEL = "coalesce(response_model, request_model)"
 _PROGRESS_STEPS = 1_000
 OPERATIONS_SCAN = 50_000

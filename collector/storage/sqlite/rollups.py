@@ -16,67 +16,54 @@ from collections.abc import Iterable
 import apsw
 
 from collector.genai.calls import MAX_DEPTH, SpanNode, same_calls
+from collector.genai.normalize import GenAI
+from collector.storage.sqlite.schema import GENAI_CALLS, MODEL_CALL
 
 # Token and cost sums count LLM and embedding calls only: an agent or workflow span that carries the
 # sum of its children (the Vercel AI SDK's outer spans do) must not count them twice.
-_GENAI_CALL = "category IN ('llm', 'embedding') AND duplicate_of IS NULL"
 _MODEL = "coalesce(response_model, request_model)"
+_ROOT = "parent_span_id IS NULL"
+TOKEN_COLUMNS = tuple(name for name in GenAI._fields if name.endswith("_tokens"))
 
-ROLL_UP = f"""
-INSERT INTO traces (
-    trace_id, service_name, root_span_name, has_root, start_time_unix_nano, end_time_unix_nano, duration_ns,
-    span_count, error_count, llm_calls, input_tokens, output_tokens, total_tokens, cache_read_tokens,
-    cache_write_tokens, reasoning_tokens, cost_usd, models, agents, first_span_at_unix_nano,
-    last_span_at_unix_nano, settled_at_unix_nano
+# Each column of ``traces`` but its key, and how it is computed from the trace's spans; the token sums follow
+# the token fields of the record (``GenAI``), as the ``spans`` columns do.
+ROLLUP_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("service_name", f"coalesce(max(service_name) FILTER (WHERE {_ROOT}), min(service_name))"),
+    ("root_span_name", f"max(name) FILTER (WHERE {_ROOT})"),
+    ("has_root", f"count(*) FILTER (WHERE {_ROOT}) > 0"),
+    ("start_time_unix_nano", "min(start_time_unix_nano)"),
+    ("end_time_unix_nano", "max(end_time_unix_nano)"),
+    ("duration_ns", "max(end_time_unix_nano) - min(start_time_unix_nano)"),
+    ("span_count", "count(*)"),
+    ("error_count", "count(*) FILTER (WHERE status_code = 'error')"),
+    ("llm_calls", "count(*) FILTER (WHERE category = 'llm' AND duplicate_of IS NULL)"),
+    *((name, f"coalesce(sum({name}) FILTER (WHERE {GENAI_CALLS}), 0)") for name in TOKEN_COLUMNS),
+    ("cost_usd", f"sum(cost_usd) FILTER (WHERE {GENAI_CALLS})"),
+    (
+        "models",
+        f"coalesce(json_group_array(DISTINCT {_MODEL} ORDER BY {_MODEL}) FILTER (WHERE {_MODEL} IS NOT NULL), '[]')",
+    ),
+    (
+        "agents",
+        "coalesce(json_group_array(DISTINCT agent_name ORDER BY agent_name) FILTER (WHERE agent_name IS NOT NULL), "
+        "'[]')",
+    ),
+    ("first_span_at_unix_nano", "min(received_at_unix_nano)"),
+    ("last_span_at_unix_nano", "max(received_at_unix_nano)"),
+    ("settled_at_unix_nano", "NULL"),  # a trace that gets a span after it settled is settled again
 )
+
+_SEPARATOR = ",\n    "
+ROLL_UP = f"""
+INSERT INTO traces (trace_id, {", ".join(name for name, _ in ROLLUP_COLUMNS)})
 SELECT
     trace_id,
-    coalesce(max(service_name) FILTER (WHERE parent_span_id IS NULL), min(service_name)),
-    max(name) FILTER (WHERE parent_span_id IS NULL),
-    count(*) FILTER (WHERE parent_span_id IS NULL) > 0,
-    min(start_time_unix_nano),
-    max(end_time_unix_nano),
-    max(end_time_unix_nano) - min(start_time_unix_nano),
-    count(*),
-    count(*) FILTER (WHERE status_code = 'error'),
-    count(*) FILTER (WHERE category = 'llm' AND duplicate_of IS NULL),
-    coalesce(sum(input_tokens) FILTER (WHERE {_GENAI_CALL}), 0),
-    coalesce(sum(output_tokens) FILTER (WHERE {_GENAI_CALL}), 0),
-    coalesce(sum(total_tokens) FILTER (WHERE {_GENAI_CALL}), 0),
-    coalesce(sum(cache_read_tokens) FILTER (WHERE {_GENAI_CALL}), 0),
-    coalesce(sum(cache_write_tokens) FILTER (WHERE {_GENAI_CALL}), 0),
-    coalesce(sum(reasoning_tokens) FILTER (WHERE {_GENAI_CALL}), 0),
-    sum(cost_usd) FILTER (WHERE {_GENAI_CALL}),
-    coalesce(json_group_array(DISTINCT {_MODEL} ORDER BY {_MODEL}) FILTER (WHERE {_MODEL} IS NOT NULL), '[]'),
-    coalesce(json_group_array(DISTINCT agent_name ORDER BY agent_name) FILTER (WHERE agent_name IS NOT NULL), '[]'),
-    min(received_at_unix_nano),
-    max(received_at_unix_nano),
-    NULL
+    {_SEPARATOR.join(expression for _, expression in ROLLUP_COLUMNS)}
 FROM spans
 WHERE trace_id IN (SELECT value FROM json_each(?))
 GROUP BY trace_id
 ON CONFLICT (trace_id) DO UPDATE SET
-    service_name = excluded.service_name,
-    root_span_name = excluded.root_span_name,
-    has_root = excluded.has_root,
-    start_time_unix_nano = excluded.start_time_unix_nano,
-    end_time_unix_nano = excluded.end_time_unix_nano,
-    duration_ns = excluded.duration_ns,
-    span_count = excluded.span_count,
-    error_count = excluded.error_count,
-    llm_calls = excluded.llm_calls,
-    input_tokens = excluded.input_tokens,
-    output_tokens = excluded.output_tokens,
-    total_tokens = excluded.total_tokens,
-    cache_read_tokens = excluded.cache_read_tokens,
-    cache_write_tokens = excluded.cache_write_tokens,
-    reasoning_tokens = excluded.reasoning_tokens,
-    cost_usd = excluded.cost_usd,
-    models = excluded.models,
-    agents = excluded.agents,
-    first_span_at_unix_nano = excluded.first_span_at_unix_nano,
-    last_span_at_unix_nano = excluded.last_span_at_unix_nano,
-    settled_at_unix_nano = NULL
+    {_SEPARATOR.join(f"{name} = excluded.{name}" for name, _ in ROLLUP_COLUMNS)}
 """
 
 
@@ -88,11 +75,11 @@ def roll_up(connection: apsw.Connection, trace_ids: Iterable[str]) -> None:
 # The traces where one call may be described by two spans: a model-call span whose nearest GenAI
 # ancestor (up through spans that are not GenAI) has its category, or two model-call spans with one
 # response id. Most traces have neither, and are done with in SQL.
-_CANDIDATE_TRACES = """
+_CANDIDATE_TRACES = f"""
 WITH RECURSIVE
 calls(trace_id, span_id, parent_span_id, category, response_id) AS (
     SELECT trace_id, span_id, parent_span_id, category, response_id FROM spans
-    WHERE trace_id IN (SELECT value FROM json_each(?1)) AND category IN ('llm', 'embedding')
+    WHERE trace_id IN (SELECT value FROM json_each(?1)) AND {MODEL_CALL}
 ),
 up(trace_id, category, ancestor, depth) AS (
     SELECT trace_id, category, parent_span_id, 0 FROM calls WHERE parent_span_id IS NOT NULL

@@ -10,50 +10,37 @@ import json
 import time
 from collections.abc import Sequence
 from functools import partial
+from operator import attrgetter
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import apsw
 
 from collector.config import RetentionSettings, SnapshotSettings
+from collector.genai.normalize import GenAI
 from collector.model import EvaluationRecord, LogEvent, Records, Span
 from collector.storage.sqlite.connection import open_connection, write_transaction
 from collector.storage.sqlite.resources import resource_id
 from collector.storage.sqlite.retention import Deleted, Retention
 from collector.storage.sqlite.rollups import mark_repeated_calls, roll_up
-from collector.storage.sqlite.schema import GENAI_COLUMNS, migrate
+from collector.storage.sqlite.schema import migrate
 from collector.storage.sqlite.settle import Settled, settle_traces
 
 _to_json = partial(json.dumps, ensure_ascii=False, separators=(",", ":"))
 
-_SPAN_COLUMNS = (
-    "trace_id",
-    "span_id",
-    "parent_span_id",
-    "trace_state",
-    "flags",
-    "name",
-    "kind",
-    "start_time_unix_nano",
-    "end_time_unix_nano",
-    "duration_ns",
-    "status_code",
-    "status_message",
-    "service_name",
-    "resource_id",
-    "attributes",
-    "events",
-    "links",
-    "dropped_attributes_count",
-    "dropped_events_count",
-    "dropped_links_count",
-    "received_at_unix_nano",
-    *(name for name, _ in GENAI_COLUMNS),
-)
-_NO_GENAI = (None,) * (len(GENAI_COLUMNS) - 1)
+# The ``spans`` columns, from the record types: every field of ``Span`` but those stored once in ``resources``
+# (referenced by ``resource_id``) and the two below, then the canonical GenAI fields (``GenAI`` but for the
+# client's cost: the row has the span's ``cost_usd``), then what the writer adds. ``duplicate_of`` is set
+# later, by ``rollups.mark_repeated_calls``. tests/storage/sqlite/test_writer.py holds this to the schema.
+_IN_RESOURCES = ("resource_attributes", "scope_name", "scope_version")
+_SPAN_FIELDS = tuple(name for name in Span._fields if name not in (*_IN_RESOURCES, "genai", "cost_usd"))
+_GENAI_FIELDS = tuple(name for name in GenAI._fields if name != "client_cost_usd")
+_ADDED_COLUMNS = ("cost_usd", "duration_ns", "resource_id", "received_at_unix_nano")
+SPAN_COLUMNS = (*_SPAN_FIELDS, *_GENAI_FIELDS, *_ADDED_COLUMNS)
 
-# GenAI's fields match GENAI_COLUMNS but for the last: the client's cost, where the row has the span's.
-_GENAI_FIELDS = len(GENAI_COLUMNS) - 1
+_span_values = attrgetter(*_SPAN_FIELDS)
+_genai_values = attrgetter(*_GENAI_FIELDS)
+_NO_GENAI = (None,) * len(_GENAI_FIELDS)
 
 
 # A span sent twice (a client retrying after a timeout) is stored once: the first copy stays.
@@ -62,8 +49,8 @@ _GENAI_FIELDS = len(GENAI_COLUMNS) - 1
 # without parsing it again (``json_each`` costs three times as much).
 # (``WHERE true`` is SQLite's required disambiguation of an upsert after INSERT ... SELECT.)
 INSERT_SPANS = (
-    f"INSERT INTO spans ({', '.join(_SPAN_COLUMNS)}) "
-    f"SELECT {', '.join(f'row.value ->> {index}' for index in range(len(_SPAN_COLUMNS)))} "
+    f"INSERT INTO spans ({', '.join(SPAN_COLUMNS)}) "
+    f"SELECT {', '.join(f'row.value ->> {index}' for index in range(len(SPAN_COLUMNS)))} "
     "FROM jsonb_each(?1) AS row WHERE true "
     "ON CONFLICT (trace_id, span_id) DO NOTHING"
 )
@@ -203,36 +190,19 @@ def evaluation_rows(
 
 
 def _span_documents(spans: Sequence[Span], received_at: int, resources: ResourceIds) -> str:
-    """The batch as the JSON document ``INSERT_SPANS`` takes: one row per span, in ``_SPAN_COLUMNS``
+    """The batch as the JSON document ``INSERT_SPANS`` takes: one row per span, in ``SPAN_COLUMNS``
     order, JSON columns as nested JSON (encoded once, with the rest)."""
     rows = []
     for span in spans:
         genai = span.genai
         rows.append(
             (
-                span.trace_id,
-                span.span_id,
-                span.parent_span_id,
-                span.trace_state,
-                span.flags,
-                span.name,
-                span.kind,
-                span.start_time_unix_nano,
-                span.end_time_unix_nano,
-                span.end_time_unix_nano - span.start_time_unix_nano,
-                span.status_code,
-                span.status_message,
-                span.service_name,
-                resources(span.resource_attributes, span.scope_name, span.scope_version),
-                span.attributes,
-                span.events,
-                span.links,
-                span.dropped_attributes_count,
-                span.dropped_events_count,
-                span.dropped_links_count,
-                received_at,
-                *(_NO_GENAI if genai is None else genai[:_GENAI_FIELDS]),
+                *_span_values(span),
+                *(_NO_GENAI if genai is None else _genai_values(genai)),
                 span.cost_usd,
+                span.end_time_unix_nano - span.start_time_unix_nano,
+                resources(span.resource_attributes, span.scope_name, span.scope_version),
+                received_at,
             )
         )
     return _to_json(rows, check_circular=False)

@@ -166,3 +166,10 @@ def test_a_new_database_hands_freed_pages_back(tmp_path: Path) -> None:
     connection = open_connection(tmp_path / "fresh.db")
     migrate(connection)
     assert connection.pragma("auto_vacuum") == 2  # incremental
+
+
+def test_the_model_call_condition_is_written_as_the_partial_index_is() -> None:
+    """SQLite uses the partial index spans_genai_calls only for a condition written exactly as its own."""
+    from collector.storage.sqlite.schema import GENAI_CALLS
+
+    assert f"WHERE {GENAI_CALLS};" in MIGRATIONS[5]

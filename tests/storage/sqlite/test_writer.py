@@ -72,3 +72,13 @@ def test_a_resource_is_stored_once_for_its_spans_and_evaluations_across_batches(
         "SELECT count(*) FROM evaluations e JOIN spans s USING (trace_id, span_id) WHERE e.resource_id = s.resource_id"
     ).fetchall() == [(15,)]
     assert connection.execute("SELECT DISTINCT scope_name FROM spans_with_resource").fetchall() == [("tests",)]
+
+
+def test_the_span_columns_derived_from_the_records_are_the_schemas(tmp_path: Path) -> None:
+    """The insert's columns come from ``Span`` and ``GenAI``; the SQL contract must not move with them."""
+    from collector.storage.sqlite.writer import SPAN_COLUMNS
+
+    connection = SpanWriter(tmp_path / "spans.db").connection
+    schema = [row[1] for row in connection.execute("PRAGMA table_info(spans)")]
+    assert sorted(SPAN_COLUMNS) == sorted(set(schema) - {"duplicate_of"})
+    assert len(SPAN_COLUMNS) == len(set(SPAN_COLUMNS))
