@@ -16,12 +16,12 @@ import time
 from collections.abc import Callable
 from typing import NamedTuple
 
-from prometheus_client import CollectorRegistry, Counter
+from prometheus_client import CollectorRegistry
 
 from collector.auth.keys import KeyRing, StoredKey
 from collector.config import Scope
 from collector.observability.logs import rate_limited
-from collector.observability.metrics import PREFIX
+from collector.observability.metrics import AuthMetrics
 
 log = logging.getLogger(__name__)
 
@@ -44,23 +44,6 @@ class Refusal(NamedTuple):
     reason: str  # a key of REASONS: the metrics label
     message: str
     retry_after: int | None = None
-
-
-class AuthMetrics:
-    def __init__(self, registry: CollectorRegistry) -> None:
-        self.failures = Counter(
-            PREFIX + "auth_failures",
-            "Requests refused by authentication, by listener and reason "
-            "(missing_key, malformed, unknown_key, expired_session, missing_scope, rate_limited).",
-            ["listener", "reason"],
-            registry=registry,
-        )
-        self.authenticated = Counter(
-            PREFIX + "auth_requests",
-            "Requests let through with an API key (or a dashboard session), by listener and key name.",
-            ["listener", "key"],
-            registry=registry,
-        )
 
 
 class FailureLimiter:

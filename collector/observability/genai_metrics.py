@@ -22,27 +22,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from collector.config import MetricsSettings
 from collector.genai.normalize import GenAI
 from collector.model import CALL_CATEGORIES, EvaluationRecord, Span
-from collector.observability.metrics import PREFIX, BoundedLabel
-
-TOKEN_BUCKETS = (
-    1,
-    4,
-    16,
-    64,
-    256,
-    1024,
-    4096,
-    16384,
-    65536,
-    262144,
-    1048576,
-    4194304,
-    16777216,
-    67108864,
-)
-OPERATION_BUCKETS = (0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92)
-TRACE_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0)
-SCORE_BUCKETS = tuple(step / 10 for step in range(1, 11))
+from collector.observability.metrics import BoundedLabel, GenAIInstruments
 
 # Spans normalize placed in one of these categories are GenAI operations; "other" (a session id alone,
 # an operation name it does not know) is not observed, which also keeps gen_ai_operation_name small.
@@ -106,62 +86,15 @@ class GenAIMetrics:
         dimension_labels = [DIMENSIONS[name][0] for name in chosen]
         client_labels = [*CLIENT_LABELS, *dimension_labels]
 
-        self.token_usage = Histogram(
-            "gen_ai_client_token_usage",
-            "Number of input and output tokens used per model call ({token}).",
-            [*client_labels, "gen_ai_token_type"],
-            buckets=TOKEN_BUCKETS,
-            registry=registry,
-        )
-        self.operation_duration = Histogram(
-            "gen_ai_client_operation_duration",
-            "GenAI operation duration (span end minus start); error_type is empty unless the span failed.",
-            [*client_labels, "error_type"],
-            unit="seconds",
-            buckets=OPERATION_BUCKETS,
-            registry=registry,
-        )
-        self.time_to_first_chunk = Histogram(
-            "gen_ai_client_operation_time_to_first_chunk",
-            "Time from the request to the first chunk of a streamed response.",
-            client_labels,
-            unit="seconds",
-            buckets=OPERATION_BUCKETS,
-            registry=registry,
-        )
-        self.cost = Counter(
-            PREFIX + "cost_usd",
-            "Cost of model calls in US dollars, as reported by the client or priced from the token counts.",
-            ["service_name", "gen_ai_provider_name", "gen_ai_request_model"],
-            registry=registry,
-        )
-        self.trace_duration = Histogram(
-            PREFIX + "trace_duration",
-            "Duration of settled traces, first span start to last span end.",
-            ["service_name"],
-            unit="seconds",
-            buckets=TRACE_BUCKETS,
-            registry=registry,
-        )
-        self.snapshots = Counter(
-            PREFIX + "snapshots",
-            "Trace snapshots written, by snapshot metric.",
-            ["metric"],
-            registry=registry,
-        )
-        self.breaches = Counter(
-            PREFIX + "breaches",
-            "Threshold rules that went from met to breached, by rule and snapshot metric.",
-            ["rule", "metric"],
-            registry=registry,
-        )
-        self.evaluation_score = Histogram(
-            PREFIX + "evaluation_score",
-            "Evaluation scores (gen_ai.evaluation.score.value), by evaluation name.",
-            ["gen_ai_evaluation_name"],
-            buckets=SCORE_BUCKETS,
-            registry=registry,
-        )
+        instruments = GenAIInstruments(registry, client_labels)
+        self.token_usage = instruments.token_usage
+        self.operation_duration = instruments.operation_duration
+        self.time_to_first_chunk = instruments.time_to_first_chunk
+        self.cost = instruments.cost
+        self.trace_duration = instruments.trace_duration
+        self.snapshots = instruments.snapshots
+        self.breaches = instruments.breaches
+        self.evaluation_score = instruments.evaluation_score
         self._trace_service = bounded("trace_duration_seconds", "service_name")
         self._snapshot_metric = bounded("snapshots", "metric")
         self._rule = bounded("breaches", "rule")

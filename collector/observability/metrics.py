@@ -1,4 +1,6 @@
-"""The daemon's own Prometheus metrics, on an injected registry.
+"""Every Prometheus metric of the daemon is declared here, on an injected registry: its own (``CollectorMetrics``),
+the GenAI metrics (``GenAIInstruments``, observed by ``observability.genai_metrics``), authentication's and the
+live feed's. Components get the class of theirs and never declare a metric themselves.
 
 Names mirror the reference collector's (``receiver_accepted_spans`` ...) with the prefix ``genai_collector_``.
 Labels are fixed, small sets: never ids or payload text.
@@ -9,7 +11,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
@@ -24,6 +26,25 @@ RECEIVER = "otlp"
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 _BATCH_BUCKETS = (1, 10, 50, 100, 250, 500, 1000, 2000, 5000, 10000)
+TOKEN_BUCKETS = (
+    1,
+    4,
+    16,
+    64,
+    256,
+    1024,
+    4096,
+    16384,
+    65536,
+    262144,
+    1048576,
+    4194304,
+    16777216,
+    67108864,
+)
+OPERATION_BUCKETS = (0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92)
+TRACE_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0)
+SCORE_BUCKETS = tuple(step / 10 for step in range(1, 11))
 
 
 class DatabaseSize(Collector):
@@ -307,3 +328,103 @@ class CollectorMetrics:
 
     def watch_database(self, path: Path) -> None:
         self.registry.register(DatabaseSize(path))
+
+
+class GenAIInstruments:
+    """The GenAI metrics (``observability.genai_metrics`` observes them): the OpenTelemetry GenAI client
+    histograms, named as the semantic conventions say (no prefix), with ``client_labels`` (the default labels and
+    the configured ``metrics.dimensions``), and the collector's figures of cost, settled traces and evaluations."""
+
+    def __init__(self, registry: CollectorRegistry, client_labels: Sequence[str]) -> None:
+        self.token_usage = Histogram(
+            "gen_ai_client_token_usage",
+            "Number of input and output tokens used per model call ({token}).",
+            [*client_labels, "gen_ai_token_type"],
+            buckets=TOKEN_BUCKETS,
+            registry=registry,
+        )
+        self.operation_duration = Histogram(
+            "gen_ai_client_operation_duration",
+            "GenAI operation duration (span end minus start); error_type is empty unless the span failed.",
+            [*client_labels, "error_type"],
+            unit="seconds",
+            buckets=OPERATION_BUCKETS,
+            registry=registry,
+        )
+        self.time_to_first_chunk = Histogram(
+            "gen_ai_client_operation_time_to_first_chunk",
+            "Time from the request to the first chunk of a streamed response.",
+            client_labels,
+            unit="seconds",
+            buckets=OPERATION_BUCKETS,
+            registry=registry,
+        )
+        self.cost = Counter(
+            PREFIX + "cost_usd",
+            "Cost of model calls in US dollars, as reported by the client or priced from the token counts.",
+            ["service_name", "gen_ai_provider_name", "gen_ai_request_model"],
+            registry=registry,
+        )
+        self.trace_duration = Histogram(
+            PREFIX + "trace_duration",
+            "Duration of settled traces, first span start to last span end.",
+            ["service_name"],
+            unit="seconds",
+            buckets=TRACE_BUCKETS,
+            registry=registry,
+        )
+        self.snapshots = Counter(
+            PREFIX + "snapshots",
+            "Trace snapshots written, by snapshot metric.",
+            ["metric"],
+            registry=registry,
+        )
+        self.breaches = Counter(
+            PREFIX + "breaches",
+            "Threshold rules that went from met to breached, by rule and snapshot metric.",
+            ["rule", "metric"],
+            registry=registry,
+        )
+        self.evaluation_score = Histogram(
+            PREFIX + "evaluation_score",
+            "Evaluation scores (gen_ai.evaluation.score.value), by evaluation name.",
+            ["gen_ai_evaluation_name"],
+            buckets=SCORE_BUCKETS,
+            registry=registry,
+        )
+
+
+class AuthMetrics:
+    """API-key authentication on every listener (``collector.auth``)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.failures = Counter(
+            PREFIX + "auth_failures",
+            "Requests refused by authentication, by listener and reason "
+            "(missing_key, malformed, unknown_key, expired_session, missing_scope, rate_limited).",
+            ["listener", "reason"],
+            registry=registry,
+        )
+        self.authenticated = Counter(
+            PREFIX + "auth_requests",
+            "Requests let through with an API key (or a dashboard session), by listener and key name.",
+            ["listener", "key"],
+            registry=registry,
+        )
+
+
+class LiveMetrics:
+    """The WebSocket live feed (``collector.query.live``)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.clients = Gauge(PREFIX + "live_clients", "WebSocket live-feed clients connected.", registry=registry)
+        self.dropped = Counter(
+            PREFIX + "live_dropped_messages",
+            "Live-feed messages dropped because a client read too slowly.",
+            registry=registry,
+        )
+        self.disconnected = Counter(
+            PREFIX + "live_disconnected_clients",
+            "Live-feed clients disconnected for falling too far behind or a send timing out.",
+            registry=registry,
+        )

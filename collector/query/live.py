@@ -20,11 +20,11 @@ from collections.abc import Iterable, Sequence, Set
 from datetime import UTC, datetime
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client import CollectorRegistry
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from collector.model import CALL_CATEGORIES, Span
-from collector.observability.metrics import PREFIX
+from collector.observability.metrics import LiveMetrics
 from collector.query.params import decode_cursor, encode_cursor
 from collector.storage.read import BreachQuery, QueryTooBroad, ReadBusy, TraceReader
 
@@ -136,21 +136,6 @@ def _spend(by_model: dict[str, list[float]]) -> dict[str, Any]:
         "llm_requests": sum(row["llm_requests"] for row in rows),
         "by_model": rows,
     }
-
-
-class LiveMetrics:
-    def __init__(self, registry: CollectorRegistry) -> None:
-        self.clients = Gauge(PREFIX + "live_clients", "WebSocket live-feed clients connected.", registry=registry)
-        self.dropped = Counter(
-            PREFIX + "live_dropped_messages",
-            "Live-feed messages dropped because a client read too slowly.",
-            registry=registry,
-        )
-        self.disconnected = Counter(
-            PREFIX + "live_disconnected_clients",
-            "Live-feed clients disconnected for falling too far behind or a send timing out.",
-            registry=registry,
-        )
 
 
 class LiveClient:

@@ -15,8 +15,8 @@ from collector.config import MetricsSettings, Settings, SnapshotRule
 from collector.genai.normalize import NOT_GENAI
 from collector.genai.transform import Transform
 from collector.model import EvaluationRecord, Span
-from collector.observability.genai_metrics import OPERATION_BUCKETS, SCORE_BUCKETS, TOKEN_BUCKETS, GenAIMetrics
-from collector.observability.metrics import OTHER, CollectorMetrics
+from collector.observability.genai_metrics import GenAIMetrics
+from collector.observability.metrics import OPERATION_BUCKETS, OTHER, SCORE_BUCKETS, TOKEN_BUCKETS, CollectorMetrics
 from collector.otlp import decode_spans
 from tests.helpers import otlp_request, require_tool
 
