@@ -6,6 +6,7 @@ Handlers validate their parameters, ask the ``TraceReader`` and shape the answer
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
@@ -83,7 +84,7 @@ def _stats_range(start: int | None, end: int | None, bucket: int | None, default
     return start, end, auto_bucket(start, end, bucket)
 
 
-def _answer(content: dict[str, Any]) -> JSONResponse:
+def _answer(content: Mapping[str, Any]) -> JSONResponse:
     """The reader's typed records are already in the response model's shape: serialize them once, without
     validating them again (the models document the answer in OpenAPI and are checked by the tests)."""
     return JSONResponse(content)

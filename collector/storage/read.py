@@ -3,13 +3,20 @@
 The query server (REST, Jaeger, live feed) reads only through ``TraceReader``; the SQLite implementation
 is ``storage.sqlite.read``. Shapes here are plain typed records; the pure depth-first ordering of a trace's
 spans is shared by every backend.
+
+The records the reader returns are the query API's answers as they are served: each shape is defined here once,
+as a ``TypedDict`` (a plain dict at run time, serialized without being validated again), and the REST API's
+response models (``query.models``) document them in OpenAPI from these same classes. ``typing_extensions``'
+``TypedDict``, which pydantic needs on Python 3.11.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol, TypedDict
+from typing import Any, Literal, Protocol
+
+from typing_extensions import TypedDict
 
 TraceSort = Literal["start_time", "duration", "cost"]
 Order = Literal["asc", "desc"]
@@ -122,7 +129,7 @@ class StatsRange:
     thresholds: dict[str, float] = field(default_factory=dict)
 
 
-class Breach(TypedDict):
+class BreachRef(TypedDict):  # a rule a trace breached, as its summary lists it
     metric: str
     rule: str | None
     value: float | None
@@ -150,7 +157,7 @@ class TraceSummary(TypedDict):
     agents: list[str]
     has_root: bool
     settled: bool
-    breaches: list[Breach]
+    breaches: list[BreachRef]
 
 
 class SkeletonSpan(TypedDict):
@@ -214,7 +221,66 @@ class StoredSpan(TypedDict):
     resource: Resource
 
 
-class BreachItem(TypedDict):
+class GenAIEvent(TypedDict):
+    name: str | None
+    time_unix_nano: int
+    source: str
+    body: Any
+    attributes: dict[str, Any]
+    severity_text: str | None
+
+
+class SpanEvaluation(TypedDict):
+    name: str
+    score: float | None
+    label: str | None
+    explanation: str | None
+    source: str
+    time_unix_nano: int
+
+
+class SpanDetail(StoredSpan):
+    """One span in full: everything stored about it, its GenAI events and its evaluations."""
+
+    duration_ms: float
+    genai_events: list[GenAIEvent]
+    evaluations: list[SpanEvaluation]
+
+
+class LatencyPoint(TypedDict):
+    time_unix_nano: int
+    count: int
+    p50_ms: float | None
+    p95_ms: float | None
+    p99_ms: float | None
+
+
+class LatencySeries(TypedDict):
+    group: str | None
+    points: list[LatencyPoint]
+
+
+class EvaluationPoint(TypedDict):
+    time_unix_nano: int
+    count: int
+    mean: float | None
+    p50: float | None
+    share_below: float | None
+
+
+class EvaluationSeries(TypedDict):
+    name: str
+    threshold: float | None
+    points: list[EvaluationPoint]
+
+
+class Model(TypedDict):
+    name: str
+    provider: str | None
+    calls: int
+
+
+class Breach(TypedDict):  # a row of the metric_snapshots feed
     id: int
     trace_id: str
     service_name: str | None
@@ -227,7 +293,7 @@ class BreachItem(TypedDict):
     computed_at_unix_nano: int
 
 
-class EvaluationItem(TypedDict):
+class Evaluation(TypedDict):
     id: int
     trace_id: str | None
     span_id: str | None
@@ -257,17 +323,17 @@ class TraceReader(Protocol):
 
     async def trace_skeleton(self, trace_id: str) -> tuple[TraceSummary, list[SkeletonSpan]] | None: ...
 
-    async def span_detail(self, trace_id: str, span_id: str) -> dict[str, Any] | None: ...
+    async def span_detail(self, trace_id: str, span_id: str) -> SpanDetail | None: ...
 
     async def trace_spans(self, trace_ids: Sequence[str]) -> dict[str, list[StoredSpan]]: ...
 
     async def search_traces(self, search: SpanSearch) -> list[str]: ...
 
-    async def latency(self, stats: StatsRange, of: LatencyOf, group_by: LatencyGroup) -> list[dict[str, Any]]: ...
+    async def latency(self, stats: StatsRange, of: LatencyOf, group_by: LatencyGroup) -> list[LatencySeries]: ...
 
     async def cost(self, stats: StatsRange, group_by: CostGroup) -> list[dict[str, Any]]: ...
 
-    async def evaluation_stats(self, stats: StatsRange) -> list[dict[str, Any]]: ...
+    async def evaluation_stats(self, stats: StatsRange) -> list[EvaluationSeries]: ...
 
     async def breaches(self, query: BreachQuery) -> Page: ...
 
@@ -277,7 +343,7 @@ class TraceReader(Protocol):
 
     async def operations(self, service: str, kind: str | None = None) -> list[tuple[str, str]]: ...
 
-    async def models(self, start_ns: int, end_ns: int) -> list[dict[str, Any]]: ...
+    async def models(self, start_ns: int, end_ns: int) -> list[Model]: ...
 
     async def dependencies(self, start_ns: int, end_ns: int) -> list[tuple[str, str, int]]: ...
 

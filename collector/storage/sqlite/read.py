@@ -12,7 +12,7 @@ import asyncio
 import json
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
@@ -23,13 +23,17 @@ from collector.storage.read import (
     BreachQuery,
     CostGroup,
     EvaluationQuery,
+    EvaluationSeries,
     LatencyGroup,
     LatencyOf,
+    LatencySeries,
+    Model,
     Page,
     QueryTooBroad,
     ReadBusy,
     Resource,
     SkeletonSpan,
+    SpanDetail,
     SpanSearch,
     StatsRange,
     StoredSpan,
@@ -49,6 +53,15 @@ MODEL = "coalesce(response_model, request_model)"
 _PROGRESS_STEPS = 1_000
 OPERATIONS_SCAN = 50_000
 _WAITING_PER_CONNECTION = 16
+
+
+def named_rows(cursor: apsw.Cursor) -> Iterator[dict[str, Any]]:
+    """The rows of an executed statement as dicts by column name: the SQL's aliases name the record's fields."""
+    names: list[str] | None = None
+    for row in cursor:
+        if names is None:
+            names = [name for name, _ in cursor.get_description()]
+        yield dict(zip(names, row, strict=True))
 
 
 # --- resource attributes: read in one place ----------------------------------------------------------
@@ -73,10 +86,11 @@ def read_resources(connection: apsw.Connection, trace_ids: Sequence[str]) -> dic
 
 # --- trace summaries ------------------------------------------------------------------------------
 
+# In ``TraceSummary`` order, named as its fields are.
 _SUMMARY_COLUMNS = """t.trace_id, t.root_span_name, t.service_name, t.start_time_unix_nano, t.end_time_unix_nano,
-t.duration_ns, t.span_count, t.error_count, t.llm_calls, t.input_tokens, t.output_tokens, t.total_tokens,
-t.cache_read_tokens, t.cache_write_tokens, t.reasoning_tokens, t.cost_usd, t.models, t.agents, t.has_root,
-t.settled_at_unix_nano IS NOT NULL"""
+t.duration_ns / 1e6 AS duration_ms, t.span_count, t.error_count, t.llm_calls, t.input_tokens, t.output_tokens,
+t.total_tokens, t.cache_read_tokens, t.cache_write_tokens, t.reasoning_tokens, t.cost_usd, t.models, t.agents,
+t.has_root, t.settled_at_unix_nano IS NOT NULL AS settled"""
 
 _BREACHES_OF = """SELECT trace_id, metric, rule, value, threshold FROM metric_snapshots
 WHERE breached AND trace_id IN (SELECT value FROM json_each(?)) ORDER BY trace_id, metric"""
@@ -88,40 +102,23 @@ _SORT_KEYS = {
 }
 
 
-def _summaries(connection: apsw.Connection, rows: list[tuple[Any, ...]]) -> list[TraceSummary]:
+def _summaries(connection: apsw.Connection, rows: list[dict[str, Any]]) -> list[TraceSummary]:
+    """Rows of ``_SUMMARY_COLUMNS`` made summaries, in place: JSON columns decoded, flags made booleans, and the
+    trace's breaches added."""
     breaches: dict[str, list[Any]] = {}
     if rows:
-        ids = json.dumps([row[0] for row in rows])
+        ids = json.dumps([row["trace_id"] for row in rows])
         for trace_id, metric, rule, value, threshold in connection.execute(_BREACHES_OF, (ids,)):
             breaches.setdefault(trace_id, []).append(
                 {"metric": metric, "rule": rule, "value": value, "threshold": threshold}
             )
-    return [
-        TraceSummary(
-            trace_id=row[0],
-            root_span_name=row[1],
-            service_name=row[2],
-            start_time_unix_nano=row[3],
-            end_time_unix_nano=row[4],
-            duration_ms=row[5] / 1e6,
-            span_count=row[6],
-            error_count=row[7],
-            llm_calls=row[8],
-            input_tokens=row[9],
-            output_tokens=row[10],
-            total_tokens=row[11],
-            cache_read_tokens=row[12],
-            cache_write_tokens=row[13],
-            reasoning_tokens=row[14],
-            cost_usd=row[15],
-            models=json.loads(row[16]),
-            agents=json.loads(row[17]),
-            has_root=bool(row[18]),
-            settled=bool(row[19]),
-            breaches=breaches.get(row[0], []),
-        )
-        for row in rows
-    ]
+    for row in rows:
+        row["models"] = json.loads(row["models"])
+        row["agents"] = json.loads(row["agents"])
+        row["has_root"] = bool(row["has_root"])
+        row["settled"] = bool(row["settled"])
+        row["breaches"] = breaches.get(row["trace_id"], [])
+    return rows  # type: ignore[return-value]
 
 
 def _json_path(key: str) -> str:
@@ -217,7 +214,7 @@ def trace_list_sql(query: TraceQuery) -> tuple[str, dict[str, Any]]:
         where.append(f"{key} {before} :after_key AND ({key} {strictly} :after_key OR t.trace_id {strictly} :after_id)")
         params["after_key"], params["after_id"] = query.after
     sql = (
-        f"SELECT {_SUMMARY_COLUMNS}, {key} FROM traces t WHERE {' AND '.join(where)} "
+        f"SELECT {_SUMMARY_COLUMNS}, {key} AS sort_key FROM traces t WHERE {' AND '.join(where)} "
         f"ORDER BY {key} {direction}, t.trace_id {direction} LIMIT :limit"
     )
     return sql, params
@@ -225,9 +222,11 @@ def trace_list_sql(query: TraceQuery) -> tuple[str, dict[str, Any]]:
 
 # --- spans -----------------------------------------------------------------------------------------
 
+# Named as ``SkeletonSpan``'s fields are (``depth_first`` adds depth, orphan and child_count).
 _SKELETON = f"""SELECT span_id, parent_span_id, name, kind, status_code, status_message, service_name,
-start_time_unix_nano, end_time_unix_nano, duration_ns, category, operation, provider, {MODEL}, input_tokens,
-output_tokens, total_tokens, cache_read_tokens, reasoning_tokens, cost_usd, ttft_ms, agent_name, tool_name, duplicate_of
+start_time_unix_nano, end_time_unix_nano, duration_ns / 1e6 AS duration_ms, category, operation, provider,
+{MODEL} AS model, input_tokens, output_tokens, total_tokens, cache_read_tokens, reasoning_tokens, cost_usd, ttft_ms,
+agent_name, tool_name, duplicate_of
 FROM spans WHERE trace_id = ?"""
 
 _GENAI_NAMES = tuple(name for name, _ in GENAI_COLUMNS)
@@ -238,32 +237,19 @@ _SPAN_COLUMNS = (
 )
 
 
-def _stored_span(row: tuple[Any, ...], resources: dict[tuple[str, str], Resource]) -> StoredSpan:
-    genai = dict(zip(_GENAI_NAMES, row[18:], strict=True))
+def _stored_span(row: dict[str, Any], resources: dict[tuple[str, str], Resource]) -> StoredSpan:
+    """A row of ``_SPAN_COLUMNS`` made a ``StoredSpan``, in place: JSON columns decoded, the GenAI columns
+    gathered into ``genai``, the resource added."""
+    genai = {name: row.pop(name) for name in _GENAI_NAMES}
     if genai["finish_reasons"] is not None:
         genai["finish_reasons"] = json.loads(genai["finish_reasons"])
-    return StoredSpan(
-        trace_id=row[0],
-        span_id=row[1],
-        parent_span_id=row[2],
-        trace_state=row[3],
-        flags=row[4],
-        name=row[5],
-        kind=row[6],
-        start_time_unix_nano=row[7],
-        end_time_unix_nano=row[8],
-        status_code=row[9],
-        status_message=row[10],
-        service_name=row[11],
-        attributes=json.loads(row[12]),
-        events=json.loads(row[13]),
-        links=json.loads(row[14]),
-        dropped_attributes_count=row[15],
-        dropped_events_count=row[16],
-        dropped_links_count=row[17],
-        genai=genai,
-        resource=resources.get((row[0], row[1]), Resource(attributes={}, scope_name=None, scope_version=None)),
+    for name in ("attributes", "events", "links"):
+        row[name] = json.loads(row[name])
+    row["genai"] = genai
+    row["resource"] = resources.get(
+        (row["trace_id"], row["span_id"]), Resource(attributes={}, scope_name=None, scope_version=None)
     )
+    return row  # type: ignore[return-value]
 
 
 # --- stats -----------------------------------------------------------------------------------------
@@ -528,68 +514,44 @@ class SqliteTraceReader:
         sql, params = trace_list_sql(query)
 
         def work(connection: apsw.Connection) -> Page:
-            rows = list(connection.execute(sql, params))
+            rows = list(named_rows(connection.execute(sql, params)))
             more = len(rows) > query.limit
             rows = rows[: query.limit]
-            after = (rows[-1][-1], rows[-1][0]) if more and rows else None
-            return Page(data=_summaries(connection, [row[:-1] for row in rows]), after=after)
+            after = (rows[-1]["sort_key"], rows[-1]["trace_id"]) if more and rows else None
+            for row in rows:
+                del row["sort_key"]
+            return Page(data=_summaries(connection, rows), after=after)
 
         return await self._run(work)
 
     async def trace_summaries(self, trace_ids: Sequence[str]) -> list[TraceSummary]:
         sql = f"SELECT {_SUMMARY_COLUMNS} FROM traces t WHERE t.trace_id IN (SELECT value FROM json_each(?))"
         ids = json.dumps(list(trace_ids))
-        return await self._run(lambda connection: _summaries(connection, list(connection.execute(sql, (ids,)))))
+        return await self._run(
+            lambda connection: _summaries(connection, list(named_rows(connection.execute(sql, (ids,)))))
+        )
 
     async def trace_skeleton(self, trace_id: str) -> tuple[TraceSummary, list[SkeletonSpan]] | None:
         summary_sql = f"SELECT {_SUMMARY_COLUMNS} FROM traces t WHERE t.trace_id = ?"
 
         def work(connection: apsw.Connection) -> tuple[TraceSummary, list[SkeletonSpan]] | None:
-            summaries = _summaries(connection, list(connection.execute(summary_sql, (trace_id,))))
+            summaries = _summaries(connection, list(named_rows(connection.execute(summary_sql, (trace_id,)))))
             if not summaries:
                 return None
-            spans = [
-                {
-                    "span_id": row[0],
-                    "parent_span_id": row[1],
-                    "name": row[2],
-                    "kind": row[3],
-                    "status_code": row[4],
-                    "status_message": row[5],
-                    "service_name": row[6],
-                    "start_time_unix_nano": row[7],
-                    "end_time_unix_nano": row[8],
-                    "duration_ms": row[9] / 1e6,
-                    "category": row[10],
-                    "operation": row[11],
-                    "provider": row[12],
-                    "model": row[13],
-                    "input_tokens": row[14],
-                    "output_tokens": row[15],
-                    "total_tokens": row[16],
-                    "cache_read_tokens": row[17],
-                    "reasoning_tokens": row[18],
-                    "cost_usd": row[19],
-                    "ttft_ms": row[20],
-                    "agent_name": row[21],
-                    "tool_name": row[22],
-                    "duplicate_of": row[23],
-                }
-                for row in connection.execute(_SKELETON, (trace_id,))
-            ]
+            spans = list(named_rows(connection.execute(_SKELETON, (trace_id,))))
             return summaries[0], depth_first(spans)  # type: ignore[return-value]
 
         return await self._run(work)
 
-    async def span_detail(self, trace_id: str, span_id: str) -> dict[str, Any] | None:
+    async def span_detail(self, trace_id: str, span_id: str) -> SpanDetail | None:
         span_sql = f"SELECT {_SPAN_COLUMNS} FROM spans WHERE trace_id = ? AND span_id = ?"
         events_sql = """SELECT name, time_unix_nano, source, body, attributes, severity_text FROM events
             WHERE trace_id = ? AND span_id = ? ORDER BY time_unix_nano, id"""
         evaluations_sql = """SELECT name, score, label, explanation, source, time_unix_nano FROM evaluations
             WHERE trace_id = ? AND span_id = ? ORDER BY time_unix_nano, id"""
 
-        def work(connection: apsw.Connection) -> dict[str, Any] | None:
-            rows = list(connection.execute(span_sql, (trace_id, span_id)))
+        def work(connection: apsw.Connection) -> SpanDetail | None:
+            rows = list(named_rows(connection.execute(span_sql, (trace_id, span_id))))
             if not rows:
                 return None
             resources = {
@@ -614,7 +576,7 @@ class SqliteTraceReader:
                 dict(zip(("name", "score", "label", "explanation", "source", "time_unix_nano"), row, strict=True))
                 for row in connection.execute(evaluations_sql, (trace_id, span_id))
             ]
-            return span
+            return span  # type: ignore[return-value]
 
         return await self._run(work)
 
@@ -627,8 +589,8 @@ class SqliteTraceReader:
         def work(connection: apsw.Connection) -> dict[str, list[StoredSpan]]:
             resources = read_resources(connection, trace_ids)
             found: dict[str, list[StoredSpan]] = {}
-            for row in connection.execute(sql, (json.dumps(list(trace_ids)),)):
-                found.setdefault(row[0], []).append(_stored_span(row, resources))
+            for row in named_rows(connection.execute(sql, (json.dumps(list(trace_ids)),))):
+                found.setdefault(row["trace_id"], []).append(_stored_span(row, resources))
             return found
 
         return await self._run(work)
@@ -649,11 +611,11 @@ class SqliteTraceReader:
 
     # -- stats --
 
-    async def latency(self, stats: StatsRange, of: LatencyOf, group_by: LatencyGroup) -> list[dict[str, Any]]:
+    async def latency(self, stats: StatsRange, of: LatencyOf, group_by: LatencyGroup) -> list[LatencySeries]:
         sql, params = latency_sql(stats, of, group_by)
 
-        def work(connection: apsw.Connection) -> list[dict[str, Any]]:
-            series: dict[Any, list[dict[str, Any]]] = {}
+        def work(connection: apsw.Connection) -> list[LatencySeries]:
+            series: dict[Any, list[Any]] = {}
             for bucket, group, count, p50, p95, p99 in connection.execute(sql, params):
                 series.setdefault(group, []).append(
                     {"time_unix_nano": bucket, "count": count, "p50_ms": p50, "p95_ms": p95, "p99_ms": p99}
@@ -684,7 +646,7 @@ class SqliteTraceReader:
 
         return await self._run(work)
 
-    async def evaluation_stats(self, stats: StatsRange) -> list[dict[str, Any]]:
+    async def evaluation_stats(self, stats: StatsRange) -> list[EvaluationSeries]:
         params = {
             "start_ns": stats.start_ns,
             "end_ns": stats.end_ns,
@@ -693,8 +655,8 @@ class SqliteTraceReader:
             "thresholds": json.dumps(stats.thresholds),
         }
 
-        def work(connection: apsw.Connection) -> list[dict[str, Any]]:
-            series: dict[str, dict[str, Any]] = {}
+        def work(connection: apsw.Connection) -> list[EvaluationSeries]:
+            series: dict[str, Any] = {}
             for bucket, name, count, mean, p50, threshold, below in connection.execute(_EVALUATION_STATS, params):
                 entry = series.setdefault(name, {"name": name, "threshold": threshold, "points": []})
                 entry["points"].append(
@@ -769,10 +731,10 @@ class SqliteTraceReader:
         params = (service, kind, OPERATIONS_SCAN) if kind else (service, OPERATIONS_SCAN)
         return await self._run(lambda connection: sorted(set(connection.execute(sql, params))))
 
-    async def models(self, start_ns: int, end_ns: int) -> list[dict[str, Any]]:
-        def work(connection: apsw.Connection) -> list[dict[str, Any]]:
+    async def models(self, start_ns: int, end_ns: int) -> list[Model]:
+        def work(connection: apsw.Connection) -> list[Model]:
             return [
-                {"name": model, "provider": provider, "calls": calls}
+                Model(name=model, provider=provider, calls=calls)
                 for model, provider, calls in connection.execute(_MODELS, (start_ns, end_ns))
             ]
 
