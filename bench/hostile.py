@@ -6,18 +6,16 @@
     .venv/bin/python bench/hostile.py --smoke         # a few seconds, small sizes: the code still runs
 
 Each scenario starts its own `genai-collector serve` (default settings unless said) on a fresh database,
-with the helpers of bench/ingest.py. See bench/README.md.
+with the shared bench modules (bench/__init__.py). See bench/README.md.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import http.client
 import json
 import os
 import random
-import statistics
 import sys
 import tempfile
 import threading
@@ -25,20 +23,16 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
 
 import apsw
-from ingest import (
-    PROTOCOLS,
-    Daemon,
-    Load,
-    LoadPlan,
-    build_templates,
-    machine,
-    percentile,
-    proc_memory_kib,
-)
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+if str(Path(__file__).resolve().parent.parent) not in sys.path:  # run by its path: bench/ is sys.path[0]
+    sys.path.append(str(Path(__file__).resolve().parent.parent))
+
+from bench.daemon import Daemon, proc_memory_kib  # noqa: E402
+from bench.drivers import PROTOCOLS, Load, LoadPlan  # noqa: E402
+from bench.report import machine, percentile  # noqa: E402
+from bench.traces import build_templates  # noqa: E402
 
 SCENARIOS = ("requests", "settle")
 PAUSE = 0.02  # between two /healthz probes

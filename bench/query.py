@@ -32,8 +32,14 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import ingest  # noqa: E402  (the ingest benchmark's load, daemon and prefill)
+if str(Path(__file__).resolve().parent.parent) not in sys.path:  # run by its path: bench/ is sys.path[0]
+    sys.path.append(str(Path(__file__).resolve().parent.parent))
+
+from bench.daemon import Daemon  # noqa: E402
+from bench.measure import measure  # noqa: E402
+from bench.prefill import prefill  # noqa: E402
+from bench.report import Run, percentiles_ms  # noqa: E402
+from bench.traces import build_templates  # noqa: E402
 
 QUERY_PORT = re.compile(r"query (\S+):(\d+)")
 HOUR_NS = 3_600 * 10**9
@@ -130,7 +136,7 @@ class Readers:
     def summary(self) -> dict[str, Any]:
         return {
             name: {
-                **ingest._ms(sorted(values)),
+                **percentiles_ms(sorted(values)),
                 "count": len(values),
                 "errors": self.errors.get(name, 0),
                 "target_p95_ms": FIGURES[name],
@@ -179,9 +185,9 @@ def main(argv: list[str] | None = None) -> int:
     workdir = Path(args.db_dir or "/tmp")
     db = args.prefilled_db or workdir / f"genai-query-bench-{os.getpid()}.db"
     if not db.exists():
-        ingest.prefill(db, args.prefill, args.spans, 20_000, spread_s=24 * 3600)
-    templates = ingest.build_templates(args.templates, args.spans, args.protocol)
-    daemon = ingest.Daemon(db, [])
+        prefill(db, args.prefill, args.spans, 20_000, spread_s=24 * 3600)
+    templates = build_templates(args.templates, args.spans, args.protocol)
+    daemon = Daemon(db, [])
     report: dict[str, Any] = {
         "database": str(db),
         "protocol": args.protocol,
@@ -201,10 +207,8 @@ def main(argv: list[str] | None = None) -> int:
         service = next((name for name in services if name != "bench-big-trace"), service)
         target = daemon.targets(args.protocol)
 
-        def run(phase: str, **options: Any) -> ingest.Run:
-            result = ingest.measure(
-                args.protocol, phase, templates, target, daemon.pid, args, clients=args.clients, **options
-            )
+        def run(phase: str, **options: Any) -> Run:
+            result = measure(args.protocol, phase, templates, target, daemon.pid, args, clients=args.clients, **options)
             report["runs"][phase] = {
                 "spans_per_s": result.spans_per_s,
                 "latency_ms": result.latency_ms,

@@ -22,13 +22,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:  # run as a script: bench/ is sys.path[0]; a PYTHONPATH checkout still wins
-    sys.path.append(str(ROOT))
+if str(Path(__file__).resolve().parent.parent) not in sys.path:  # run by its path: bench/ is sys.path[0]
+    sys.path.append(str(Path(__file__).resolve().parent.parent))
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest  # noqa: E402
 
-from bench.ingest import PII, WORDS, build_templates  # noqa: E402
+from bench.traces import PII, WORDS, build_templates  # noqa: E402
 from collector.config import RedactionSettings, Settings  # noqa: E402
 from collector.genai.redact import Redactor  # noqa: E402
 from collector.genai.transform import Transform  # noqa: E402

@@ -1,5 +1,5 @@
 """What the bench measures of storage: bytes per stored span, ingest with retention deleting, and the
-amplification of a request whose resource is large. Imported by ``bench/ingest.py``.
+amplification of a request whose resource is large. Imported by ``bench/ingest.py`` as ``bench.storage``.
 
 Works against any version of the collector (the bytes per span of one before ``resources`` existed
 are what they are), so that the same script measures before and after a storage change.

@@ -6,7 +6,6 @@ import base64
 import importlib.util
 import json
 import math
-import sys
 from typing import Any
 
 import pytest
@@ -31,7 +30,7 @@ from collector.otlp import (
     parse_protobuf,
     without_conflicting_duplicates,
 )
-from tests.helpers import REPO, otlp_request, trace_request
+from tests.helpers import otlp_request, trace_request
 
 TRACE_HEX = "5b8efff798038103d269b633813fc60c"
 SPAN_HEX = "eee19b7ec3c1b174"
@@ -715,14 +714,8 @@ def test_count_log_records_and_data_points() -> None:
 
 
 def _load_bench() -> Any:
-    """bench/ingest.py, for its realistic agent traces."""
-    path = REPO / "bench" / "ingest.py"
-    spec = importlib.util.spec_from_file_location("bench_ingest", path)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
+    """bench/traces.py, for its realistic agent traces."""
+    return importlib.import_module("bench.traces")
 
 
 def _every_value_type() -> list[KeyValue]:
