@@ -29,10 +29,10 @@ import apsw
 if str(Path(__file__).resolve().parent.parent) not in sys.path:  # run by its path: bench/ is sys.path[0]
     sys.path.append(str(Path(__file__).resolve().parent.parent))
 
-from bench.daemon import Daemon, proc_memory_kib  # noqa: E402
-from bench.drivers import PROTOCOLS, Load, LoadPlan  # noqa: E402
-from bench.report import machine, percentile  # noqa: E402
-from bench.traces import build_templates  # noqa: E402
+from bench.daemon import Daemon, proc_memory_kib
+from bench.drivers import PROTOCOLS, Load, LoadPlan
+from bench.report import machine, percentile
+from bench.traces import build_templates
 
 SCENARIOS = ("requests", "settle")
 PAUSE = 0.02  # between two /healthz probes

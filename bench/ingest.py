@@ -36,13 +36,13 @@ import apsw
 if str(Path(__file__).resolve().parent.parent) not in sys.path:  # run by its path: bench/ is sys.path[0]
     sys.path.append(str(Path(__file__).resolve().parent.parent))
 
-from bench import storage  # noqa: E402
-from bench.daemon import Daemon, count_spans, secure_collector_config  # noqa: E402
-from bench.drivers import PROTOCOLS  # noqa: E402
-from bench.measure import measure  # noqa: E402
-from bench.prefill import prefill  # noqa: E402
-from bench.report import Run, machine, percentiles_ms, table  # noqa: E402
-from bench.traces import Template, build_templates  # noqa: E402
+from bench import storage
+from bench.daemon import Daemon, count_spans, secure_collector_config
+from bench.drivers import PROTOCOLS
+from bench.measure import measure
+from bench.prefill import prefill
+from bench.report import Run, machine, percentiles_ms, table
+from bench.traces import Template, build_templates
 
 MODES = ("max", "rate", "overload", "large-db", "retention", "resource")
 

@@ -35,11 +35,11 @@ from urllib.parse import urlencode
 if str(Path(__file__).resolve().parent.parent) not in sys.path:  # run by its path: bench/ is sys.path[0]
     sys.path.append(str(Path(__file__).resolve().parent.parent))
 
-from bench.daemon import Daemon  # noqa: E402
-from bench.measure import measure  # noqa: E402
-from bench.prefill import prefill  # noqa: E402
-from bench.report import Run, percentiles_ms  # noqa: E402
-from bench.traces import build_templates  # noqa: E402
+from bench.daemon import Daemon
+from bench.measure import measure
+from bench.prefill import prefill
+from bench.report import Run, percentiles_ms
+from bench.traces import build_templates
 
 QUERY_PORT = re.compile(r"query (\S+):(\d+)")
 HOUR_NS = 3_600 * 10**9

@@ -45,8 +45,10 @@ ROLLUP_COLUMNS: tuple[tuple[str, str], ...] = (
     ),
     (
         "agents",
-        "coalesce(json_group_array(DISTINCT agent_name ORDER BY agent_name) FILTER (WHERE agent_name IS NOT NULL), "
-        "'[]')",
+        (
+            "coalesce(json_group_array(DISTINCT agent_name ORDER BY agent_name) FILTER (WHERE agent_name IS NOT NULL), "
+            "'[]')"
+        ),
     ),
     ("first_span_at_unix_nano", "min(received_at_unix_nano)"),
     ("last_span_at_unix_nano", "max(received_at_unix_nano)"),
