@@ -33,15 +33,16 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from collector.cli import read_config_file
 from collector.config import ConfigError, Settings, load_settings, parse_duration
 from collector.genai.transform import Transform
+from collector.maintenance.settle import SETTLE_CHUNK, settle
 from collector.model import Records
 from collector.observability.logs import rate_limited
 from collector.otlp import decode_log_records, decode_spans
+from collector.storage.errors import StorageError
 from collector.storage.sqlite.writer import SpanWriter
 
 log = logging.getLogger(__name__)
 
 DEFAULT_BUSY_TIMEOUT = "5s"
-_SETTLE_LIMIT = 500  # traces settled per transaction, as the daemon does
 
 
 def exporter_settings(path: str | os.PathLike[str], config: str | os.PathLike[str] | None, **options: Any) -> Settings:
@@ -99,7 +100,7 @@ class _SQLiteExporter:
                 return True
             try:
                 self._writer.write([records])
-            except apsw.Error as error:
+            except StorageError as error:
                 rate_limited(log, logging.ERROR, "storing %ss in %s failed: %s", what, self.settings.db, error)
                 return False
         return True
@@ -168,10 +169,10 @@ class SQLiteSpanExporter(_SQLiteExporter, SpanExporter):
         try:
             if self._shut_down:
                 return True
-            while len(self._writer.settle(self.settings.snapshots, limit=_SETTLE_LIMIT)) == _SETTLE_LIMIT:
+            while len(settle(self._writer, self.settings.snapshots, limit=SETTLE_CHUNK)) == SETTLE_CHUNK:
                 pass
             return True
-        except apsw.Error as error:
+        except StorageError as error:
             rate_limited(log, logging.ERROR, "settling traces in %s failed: %s", self.settings.db, error)
             return False
         finally:

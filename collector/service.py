@@ -18,7 +18,6 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
-import apsw
 from prometheus_client import CollectorRegistry
 
 from collector.auth.listeners import ListenerSecurity, SecurityError
@@ -41,7 +40,7 @@ from collector.receivers.otlp_grpc import OtlpGrpcReceiver, OtlpGrpcServer
 from collector.receivers.otlp_http import TRANSPORT as HTTP_TRANSPORT
 from collector.receivers.otlp_http import OtlpHttpReceiver
 from collector.server import HttpServer
-from collector.storage.sqlite.writer import SpanWriter, Written
+from collector.storage import StorageError, Store, Written, open_store
 
 __all__ = ["Service", "StartupError", "run", "serve"]
 
@@ -58,10 +57,10 @@ class _Database:
     def __init__(self, settings: Settings, in_use: Callable[[], bool]) -> None:
         self._settings = settings
         self._in_use = in_use
-        self.writer: SpanWriter | None = None
+        self.writer: Store | None = None
 
     async def start(self) -> None:
-        self.writer = _open_writer(self._settings)
+        self.writer = _open_store(self._settings)
 
     async def stop(self, deadline: Deadline) -> None:
         writer, self.writer = self.writer, None
@@ -170,9 +169,8 @@ class Service:
         database = await self._start(_Database(settings, in_use=lambda: not self._drained))
         writer = database.writer
         assert writer is not None
-        metrics.watch_database(settings.db)
-        retention = writer.retention
-        metrics.watch_retention(settings.retention.max_size, lambda: retention.oldest_trace_ns)
+        metrics.watch_database(writer.disk_usage)
+        metrics.watch_retention(settings.retention.max_size, lambda: writer.oldest_trace_ns)
         admin = admin_app(self.registry, self.unready_reasons)
         self._listeners.append(
             await self._start(
@@ -233,7 +231,7 @@ class Service:
         self._listeners.extend(listeners)
         await self._start(Together("listeners", listeners))
 
-    def _pipeline(self, writer: SpanWriter, between_batches: WriterWork) -> Pipeline:
+    def _pipeline(self, writer: Store, between_batches: WriterWork) -> Pipeline:
         settings = self.settings
         return Pipeline(
             writer,
@@ -292,15 +290,11 @@ class Service:
         return self._drained
 
 
-def _open_writer(settings: Settings) -> SpanWriter:
-    path = settings.db
+def _open_store(settings: Settings) -> Store:
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        return SpanWriter(path, synchronous=settings.sqlite_synchronous, retention=settings.retention)
-    except OSError as error:
-        raise StartupError(f"cannot create the database directory {path.parent}: {error.strerror}") from None
-    except apsw.Error as error:
-        raise StartupError(f"cannot open the database {path} for writing: {error}") from None
+        return open_store(settings)
+    except StorageError as error:
+        raise StartupError(str(error)) from None
 
 
 async def serve(settings: Settings) -> int:

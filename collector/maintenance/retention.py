@@ -1,17 +1,17 @@
 """The retention job: traces past ``retention.max_age`` or beyond ``retention.max_size`` deleted, whole
-(``SpanWriter.retain``), and the deletions counted."""
+(``Maintenance.retain``), and the deletions counted."""
 
 from __future__ import annotations
 
 from collector.config import RetentionSettings
 from collector.observability.metrics import CollectorMetrics
-from collector.storage.sqlite.writer import SpanWriter
+from collector.storage.store import Maintenance
 
 
 class RetentionJob:
     name = "retention"
 
-    def __init__(self, writer: SpanWriter, settings: RetentionSettings, metrics: CollectorMetrics) -> None:
+    def __init__(self, writer: Maintenance, settings: RetentionSettings, metrics: CollectorMetrics) -> None:
         self._writer = writer
         self._settings = settings
         self._metrics = metrics

@@ -16,11 +16,10 @@ import math
 import time
 from typing import Protocol
 
-import apsw
-
 from collector.component import Deadline
 from collector.observability.logs import rate_limited
 from collector.observability.metrics import CollectorMetrics
+from collector.storage.errors import StorageError
 
 log = logging.getLogger(__name__)
 
@@ -87,9 +86,9 @@ class Scheduler:
         more = False
         try:
             more = job.run()
-        except apsw.Error as failure:
+        except StorageError as failure:
             metrics.maintenance_errors.labels(job.name).inc()
-            metrics.write_failures.labels(type(failure).__name__).inc()
+            metrics.write_failures.labels(failure.kind).inc()
             rate_limited(log, logging.ERROR, "periodic database work failed: %s", failure)
         except Exception:
             metrics.maintenance_errors.labels(job.name).inc()

@@ -1,16 +1,74 @@
-"""The settling job: quiet traces get their snapshots (``SpanWriter.settle``), are counted, and feed the
-GenAI metrics and the live feed."""
+"""Settling: what a quiet trace measured, judged against the rules, through any store's ``Maintenance``; and
+the settling job, which counts the settled traces and feeds the GenAI metrics and the live feed.
+
+The store reads the traces due and writes the snapshots; the figures and the snapshots are worked out
+here, by pure functions (``trace_figures``, ``snapshots.evaluate``), the same whatever the engine.
+"""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
+from typing import NamedTuple
 
-from collector.config import SnapshotSettings
+from collector.config import EVAL_PREFIX, SnapshotSettings
+from collector.maintenance.snapshots import Snapshot, TraceFigures, evaluate, evaluation_names
 from collector.observability.genai_metrics import GenAIMetrics
 from collector.observability.metrics import CollectorMetrics
-from collector.storage.sqlite.writer import SpanWriter
+from collector.storage.store import Maintenance, SettleWindow, UnsettledTrace
 
 SETTLE_CHUNK = 500  # traces settled per transaction; more rounds follow at once while traces are due
+
+
+class Settled(NamedTuple):
+    figures: TraceFigures
+    snapshots: list[Snapshot]
+    newly_breached: list[Snapshot]  # breached now, and not already breached before this settling
+
+
+def trace_figures(trace: UnsettledTrace) -> TraceFigures:
+    """What a settled trace measured, by metric name (``eval:<name>`` for its lowest score of each name)."""
+    return TraceFigures(
+        trace_id=trace.trace_id,
+        service_name=trace.service_name,
+        models=trace.models,
+        agents=trace.agents,
+        duration_seconds=trace.duration_ns / 1e9,
+        values={
+            "latency_ms": trace.duration_ns / 1e6,
+            "cost_usd": trace.cost_usd,
+            "total_tokens": trace.total_tokens,
+            "error_count": trace.error_count,
+            "llm_calls": trace.llm_calls,
+            "ttft_ms": trace.worst_ttft_ms,
+            **{EVAL_PREFIX + name: score for name, score in trace.lowest_scores.items()},
+        },
+    )
+
+
+def settle(
+    store: Maintenance, settings: SnapshotSettings, *, limit: int = SETTLE_CHUNK, now_ns: int | None = None
+) -> list[Settled]:
+    """Settle up to ``limit`` quiet traces and write their snapshots, in one transaction of ``store``."""
+    rules = settings.rules
+    window = SettleWindow(
+        now_ns=time.time_ns() if now_ns is None else now_ns,
+        settle_after_ns=int(settings.settle_after * 1e9),
+        max_wait_ns=int(settings.max_wait * 1e9),
+        limit=limit,
+        evaluation_names=evaluation_names(rules),
+        ttft=any(rule.metric == "ttft_ms" for rule in rules),
+    )
+    figures: dict[str, TraceFigures] = {}
+
+    def judge(trace: UnsettledTrace) -> list[Snapshot]:
+        measured = figures[trace.trace_id] = trace_figures(trace)
+        return evaluate(measured, rules)
+
+    return [
+        Settled(figures[done.trace.trace_id], done.snapshots, done.newly_breached)
+        for done in store.settle(window, judge)
+    ]
 
 
 class SettleJob:
@@ -18,7 +76,7 @@ class SettleJob:
 
     def __init__(
         self,
-        writer: SpanWriter,
+        writer: Maintenance,
         settings: SnapshotSettings,
         metrics: CollectorMetrics,
         genai_metrics: GenAIMetrics,
@@ -38,7 +96,7 @@ class SettleJob:
     def run(self) -> bool:
         """Settle up to ``SETTLE_CHUNK`` traces; True when more are due, so that settling keeps up with any
         ingest rate."""
-        settled_now = self._writer.settle(self._settings, limit=SETTLE_CHUNK)
+        settled_now = settle(self._writer, self._settings, limit=SETTLE_CHUNK)
         self._on_settled([settled.figures.trace_id for settled in settled_now])
         for settled in settled_now:
             figures = settled.figures

@@ -8,11 +8,9 @@ Labels are fixed, small sets: never ids or payload text.
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
 from prometheus_client.core import GaugeMetricFamily
@@ -48,20 +46,17 @@ SCORE_BUCKETS = tuple(step / 10 for step in range(1, 11))
 
 
 class DatabaseSize(Collector):
-    """Bytes on disk of the SQLite file and its write-ahead log, read at scrape time."""
+    """Bytes on disk of the database, by file, as the store reports them at scrape time."""
 
-    def __init__(self, path: Path) -> None:
-        self._path = path
+    def __init__(self, disk_usage: Callable[[], dict[str, int]]) -> None:
+        self._disk_usage = disk_usage
 
     def collect(self) -> Iterable[GaugeMetricFamily]:
         family = GaugeMetricFamily(
-            PREFIX + "database_size_bytes", "Size of the SQLite database files on disk.", labels=["file"]
+            PREFIX + "database_size_bytes", "Size of the database files on disk.", labels=["file"]
         )
-        for label, suffix in (("main", ""), ("wal", "-wal")):
-            try:
-                family.add_metric([label], os.stat(f"{self._path}{suffix}").st_size)
-            except OSError:
-                family.add_metric([label], 0)
+        for label, size in self._disk_usage().items():
+            family.add_metric([label], size)
         yield family
 
 
@@ -326,8 +321,9 @@ class CollectorMetrics:
     def bounded_label(self, metric: str, label: str) -> BoundedLabel:
         return BoundedLabel(metric, label, self.label_cap, self.label_overflow)
 
-    def watch_database(self, path: Path) -> None:
-        self.registry.register(DatabaseSize(path))
+    def watch_database(self, disk_usage: Callable[[], dict[str, int]]) -> None:
+        """``genai_collector_database_size_bytes``: ``disk_usage`` gives the bytes by file (the store's)."""
+        self.registry.register(DatabaseSize(disk_usage))
 
 
 class GenAIInstruments:

@@ -7,7 +7,6 @@ from collector.pipeline.errors import (
     ShuttingDown,
     TooManyRequests,
     WriteFailed,
-    is_data_error,
 )
 from collector.pipeline.queue import SATURATION, Pipeline, Reservation, WriterWork
 
@@ -22,5 +21,4 @@ __all__ = [
     "TooManyRequests",
     "WriteFailed",
     "WriterWork",
-    "is_data_error",
 ]

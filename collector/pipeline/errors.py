@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import apsw
-
 
 class Backpressure(Exception):
     """The request was not stored and may be retried; ``reason`` labels the refusal in metrics."""
@@ -28,15 +26,6 @@ class InvalidData(Exception):
     it is answered 400 / INVALID_ARGUMENT, and the requests that shared its batch are committed without it."""
 
     reason = "invalid_data"
-
-
-# Errors caused by the rows written, not by the disk or a lock: the request that caused one is isolated.
-_DATA_ERRORS = (apsw.ConstraintError, apsw.MismatchError, apsw.TooBigError, apsw.RangeError)
-
-
-def is_data_error(failure: apsw.Error) -> bool:
-    """Whether the rows written caused ``failure`` (an integer overflow in a sum is a generic SQLError)."""
-    return isinstance(failure, _DATA_ERRORS) or (isinstance(failure, apsw.SQLError) and "overflow" in str(failure))
 
 
 class TooManyRequests(Backpressure):

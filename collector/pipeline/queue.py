@@ -1,7 +1,7 @@
 """Bounded queue, batching and acknowledgement after commit.
 
 Request handlers on the event loop call ``submit``; one writer thread takes batches (flushed on
-size or on the age of the oldest waiting span), commits them through the ``SpanWriter`` it owns,
+size or on the age of the oldest waiting span), commits them through the ``SpanStore`` it owns,
 and only then resolves the requests' futures. When the queue cannot take a request it is refused
 at once (the transports answer 503 / UNAVAILABLE with a retry hint): old data is never dropped.
 """
@@ -17,13 +17,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
-import apsw
-
 from collector.model import Records
 from collector.observability.logs import rate_limited
 from collector.observability.metrics import CollectorMetrics
-from collector.pipeline.errors import Backpressure, InvalidData, QueueFull, ShuttingDown, WriteFailed, is_data_error
-from collector.storage.sqlite.writer import NOTHING_WRITTEN, SpanWriter, Written
+from collector.pipeline.errors import Backpressure, InvalidData, QueueFull, ShuttingDown, WriteFailed
+from collector.storage.errors import RowsRefused, StorageError
+from collector.storage.store import NOTHING_WRITTEN, SpanStore, Written
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +74,7 @@ class Reservation:
 class Pipeline:
     def __init__(
         self,
-        writer: SpanWriter,
+        writer: SpanStore,
         metrics: CollectorMetrics,
         *,
         capacity: int,
@@ -85,7 +84,7 @@ class Pipeline:
         between_batches: WriterWork | None = None,
     ) -> None:
         """``on_commit`` sees every committed batch and what the writer made of it: the spans it stored for
-        the first time, and those of them whose model call another span counts (``SpanWriter.write``);
+        the first time, and those of them whose model call another span counts (``SpanStore.write``);
         ``between_batches`` is run on the writer thread whenever it is due, between two batches (work that is
         behind becomes due at once, so that it alternates with the batches rather than holding them up)."""
         if batch_size > capacity:
@@ -226,14 +225,13 @@ class Pipeline:
         written = NOTHING_WRITTEN
         try:
             written = self._writer.write([request.records for request in batch])
-        except apsw.Error as failure:
-            if not is_data_error(failure):
-                error = self._write_failed(type(failure).__name__, f"database write failed: {failure}")
-            elif len(batch) > 1:
+        except RowsRefused as failure:
+            if len(batch) > 1:
                 self._isolate(batch)
                 return
-            else:
-                error = self._invalid_data(failure)
+            error = self._invalid_data(failure)
+        except StorageError as failure:
+            error = self._write_failed(failure.kind, f"database write failed: {failure}")
         except Exception:  # a bug of ours: keep the daemon up, fail the batch loudly
             log.exception("unexpected error while writing a batch of %d records", count)
             error = self._write_failed("internal", "internal error while storing spans")
@@ -258,8 +256,8 @@ class Pipeline:
         for request in batch:
             self._commit([request])
 
-    def _invalid_data(self, failure: apsw.Error) -> InvalidData:
-        self._metrics.write_failures.labels(type(failure).__name__).inc()
+    def _invalid_data(self, failure: RowsRefused) -> InvalidData:
+        self._metrics.write_failures.labels(failure.kind).inc()
         rate_limited(log, logging.WARNING, "the database refused a request's data (%s); answered as invalid", failure)
         return InvalidData(f"the database refused this request's data: {failure}; it cannot be stored as sent")
 

@@ -22,8 +22,8 @@ from collector.query.dashboard import BUNDLE, mount_dashboard
 from collector.query.live import LiveFeed
 from collector.query.params import BadRequest, InvalidParameter
 from collector.server import HttpServer
+from collector.storage import open_reader
 from collector.storage.read import QueryTooBroad, ReadBusy, TraceReader
-from collector.storage.sqlite.read import SqliteTraceReader
 
 _JAEGER_PREFIXES = ("/api/services", "/api/operations", "/api/traces", "/api/dependencies")
 
@@ -136,7 +136,7 @@ class QueryServer:
         self._registry = registry
         self._snapshot_rules = snapshot_rules
         self._shutdown_timeout = shutdown_timeout
-        self.reader: SqliteTraceReader | None = None
+        self.reader: TraceReader | None = None
         self.live: LiveFeed | None = None
         self._listener: HttpServer | None = None
 
@@ -146,9 +146,7 @@ class QueryServer:
 
     async def start(self) -> None:
         settings = self._settings
-        self.reader = SqliteTraceReader(
-            self._db, connections=settings.read_connections, statement_timeout=settings.statement_timeout
-        )
+        self.reader = open_reader(self._db, settings)
         live = LiveFeed(
             self.reader,
             self._registry,

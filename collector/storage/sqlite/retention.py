@@ -20,6 +20,7 @@ import apsw
 
 from collector.config import RetentionSettings
 from collector.storage.sqlite.connection import WAL_SIZE_LIMIT, write_transaction
+from collector.storage.store import Deleted
 
 ROWS_PER_TRANSACTION = 2_000  # spans deleted per transaction at most (a single larger trace goes alone)
 VACUUM_PAGES_PER_STEP = 2_048  # pages handed back to the file system per transaction at most
@@ -102,16 +103,23 @@ class DatabaseSize:
         return self.file_bytes if self.incremental else self.used_bytes
 
 
-def measure(connection: apsw.Connection, path: Path) -> DatabaseSize:
+def file_sizes(path: Path) -> dict[str, int]:
+    """Bytes on disk of the database file (``main``) and its write-ahead log (``wal``); 0 for one missing."""
+
     def size(file: str) -> int:
         try:
             return os.stat(file).st_size
         except OSError:
             return 0
 
+    return {"main": size(str(path)), "wal": size(f"{path}-wal")}
+
+
+def measure(connection: apsw.Connection, path: Path) -> DatabaseSize:
+    files = file_sizes(path)
     return DatabaseSize(
-        main_bytes=size(str(path)),
-        wal_bytes=size(f"{path}-wal"),
+        main_bytes=files["main"],
+        wal_bytes=files["wal"],
         page_size=connection.pragma("page_size"),
         free_pages=connection.pragma("freelist_count"),
         incremental=connection.pragma("auto_vacuum") == 2,
@@ -127,18 +135,6 @@ class _Chosen:
     @property
     def anything(self) -> bool:
         return bool(self.traces) or any(self.orphans.values())
-
-
-@dataclass
-class Deleted:
-    """What one step removed and gave back; ``more`` asks to be called again after the next batch."""
-
-    reason: str = ""  # age, size or disk_full
-    traces: int = 0
-    spans: int = 0
-    snapshots: int = 0
-    reclaimed_bytes: int = 0
-    more: bool = False
 
 
 @dataclass

@@ -1,21 +1,19 @@
-"""Settling traces: find the quiet ones, measure them, write their ``metric_snapshots`` rows.
+"""Settling traces on SQLite: read the quiet ones, write the ``metric_snapshots`` rows they were judged to get.
 
 A trace is settled once its root span has arrived and no span came for ``settle_after``, or once
 ``max_wait`` has passed since its first span without a root. Snapshots are upserted per
-(trace, metric), so a trace that settles again after a late span is recomputed in place.
+(trace, metric), so a trace that settles again after a late span is recomputed in place. What the
+snapshots say is decided outside storage (``collector.maintenance.settle``).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
-from typing import NamedTuple
 
 import apsw
 
-from collector.config import EVAL_PREFIX, SnapshotRule
-from collector.maintenance.snapshots import Snapshot, TraceFigures, evaluate, evaluation_names
 from collector.storage.sqlite.connection import write_transaction
+from collector.storage.store import Judge, SettledTrace, SettleWindow, UnsettledTrace
 
 UNSETTLED = """
 SELECT trace_id, service_name, models, agents, duration_ns, cost_usd, total_tokens, error_count, llm_calls
@@ -58,70 +56,58 @@ ON CONFLICT (trace_id, metric) DO UPDATE SET
 MARK_SETTLED = "UPDATE traces SET settled_at_unix_nano = ? WHERE trace_id IN (SELECT value FROM json_each(?))"
 
 
-class Settled(NamedTuple):
-    figures: TraceFigures
-    snapshots: list[Snapshot]
-    newly_breached: list[Snapshot]  # breached now, and not already breached before this settling
-
-
-def settle_traces(
-    connection: apsw.Connection,
-    rules: Sequence[SnapshotRule],
-    *,
-    now_ns: int,
-    settle_after_ns: int,
-    max_wait_ns: int,
-    limit: int,
-) -> list[Settled]:
-    """Settle up to ``limit`` quiet traces in one transaction.
+def settle_traces(connection: apsw.Connection, window: SettleWindow, judge: Judge) -> list[SettledTrace]:
+    """Settle up to ``window.limit`` quiet traces in one transaction.
 
     It holds the write lock from its start, so that another writer of the file (an in-process exporter
     beside the daemon) makes it wait rather than fail; a trace it settles is marked settled in the same
     transaction, so no writer settles it again.
     """
+    now_ns = window.now_ns
     with write_transaction(connection):
         candidates = list(
             connection.execute(
                 UNSETTLED,
-                {"quiet_since": now_ns - settle_after_ns, "waited_since": now_ns - max_wait_ns, "limit": limit},
+                {
+                    "quiet_since": now_ns - window.settle_after_ns,
+                    "waited_since": now_ns - window.max_wait_ns,
+                    "limit": window.limit,
+                },
             )
         )
         if not candidates:
             return []
         ids = json.dumps([row[0] for row in candidates])
-        ttft = dict(connection.execute(WORST_TTFT, (ids,))) if any(r.metric == "ttft_ms" for r in rules) else {}
-        evaluations: dict[str, dict[str, float]] = {}
-        names = evaluation_names(rules)
-        if names:
-            for trace_id, name, score in connection.execute(LOWEST_EVALUATIONS, (ids, json.dumps(names))):
-                evaluations.setdefault(trace_id, {})[EVAL_PREFIX + name] = score
+        ttft = dict(connection.execute(WORST_TTFT, (ids,))) if window.ttft else {}
+        scores: dict[str, dict[str, float]] = {}
+        if window.evaluation_names:
+            names = json.dumps(window.evaluation_names)
+            for trace_id, name, score in connection.execute(LOWEST_EVALUATIONS, (ids, names)):
+                scores.setdefault(trace_id, {})[name] = score
         already_breached = set(connection.execute(PREVIOUS_BREACHES, (ids,)))
         settled = []
-        rows = []
+        rows: list[tuple[object, ...]] = []
         for trace_id, service, models, agents, duration_ns, cost, total_tokens, errors, llm_calls in candidates:
-            figures = TraceFigures(
+            trace = UnsettledTrace(
                 trace_id=trace_id,
                 service_name=service,
                 models=tuple(json.loads(models)),
                 agents=tuple(json.loads(agents)),
-                duration_seconds=duration_ns / 1e9,
-                values={
-                    "latency_ms": duration_ns / 1e6,
-                    "cost_usd": cost,
-                    "total_tokens": total_tokens,
-                    "error_count": errors,
-                    "llm_calls": llm_calls,
-                    "ttft_ms": ttft.get(trace_id),
-                    **evaluations.get(trace_id, {}),
-                },
+                duration_ns=duration_ns,
+                cost_usd=cost,
+                total_tokens=total_tokens,
+                error_count=errors,
+                llm_calls=llm_calls,
+                worst_ttft_ms=ttft.get(trace_id),
+                lowest_scores=scores.get(trace_id, {}),
             )
-            snapshots = evaluate(figures, rules)
+            snapshots = judge(trace)
             rows.extend(
                 (s.trace_id, s.service_name, s.metric, s.value, s.threshold, int(s.breached), s.rule, now_ns)
                 for s in snapshots
             )
             newly = [s for s in snapshots if s.breached and (s.trace_id, s.metric) not in already_breached]
-            settled.append(Settled(figures, snapshots, newly))
+            settled.append(SettledTrace(trace, snapshots, newly))
         connection.executemany(UPSERT_SNAPSHOT, rows)
         connection.execute(MARK_SETTLED, (now_ns, ids))
     return settled

@@ -12,19 +12,21 @@ from collections.abc import Sequence
 from functools import partial
 from operator import attrgetter
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import apsw
 
-from collector.config import RetentionSettings, SnapshotSettings
+from collector.config import RetentionSettings
 from collector.genai.normalize import GenAI
 from collector.model import EvaluationRecord, LogEvent, Records, Span
 from collector.storage.sqlite.connection import open_connection, write_transaction
+from collector.storage.sqlite.errors import translated
 from collector.storage.sqlite.resources import resource_id
-from collector.storage.sqlite.retention import Deleted, Retention
+from collector.storage.sqlite.retention import Retention, file_sizes
 from collector.storage.sqlite.rollups import mark_repeated_calls, roll_up
 from collector.storage.sqlite.schema import migrate
-from collector.storage.sqlite.settle import Settled, settle_traces
+from collector.storage.sqlite.settle import settle_traces
+from collector.storage.store import Deleted, Judge, SettledTrace, SettleWindow, Written
 
 _to_json = partial(json.dumps, ensure_ascii=False, separators=(",", ":"))
 
@@ -250,18 +252,9 @@ def new_spans(connection: apsw.Connection, spans: Sequence[Span], received_at: i
 OLDEST_UNSETTLED = "SELECT min(last_span_at_unix_nano) FROM traces WHERE settled_at_unix_nano IS NULL"
 
 
-class Written(NamedTuple):
-    """What one committed batch stored."""
-
-    stored: list[Span]  # the spans stored for the first time (not those a client sent again)
-    repeated_calls: frozenset[tuple[str, str]]  # (trace id, span id) of those whose call another span counts
-
-
-NOTHING_WRITTEN = Written([], frozenset())
-
-
 class SpanWriter:
-    """Commits batches of spans; one transaction per batch."""
+    """The SQLite ``Store``: commits batches of spans, one transaction per batch, and does the maintenance
+    that needs the write connection. Its public methods raise ``StorageError``, never ``apsw.Error``."""
 
     def __init__(self, path: Path, *, synchronous: str = "full", retention: RetentionSettings | None = None) -> None:
         self.path = path
@@ -277,6 +270,10 @@ class SpanWriter:
         Only traces that got a new span are rolled up again: a retried span changes nothing, so its
         trace does not settle (and get counted) a second time.
         """
+        with translated():
+            return self._write_batch(batch)
+
+    def _write_batch(self, batch: Sequence[Records]) -> Written:
         # Strictly increasing, so that a batch's spans are told from earlier ones by their receipt time.
         received_at = self._received_at = max(time.time_ns(), self._received_at + 1)
         spans = [span for records in batch for span in records.spans]
@@ -313,25 +310,30 @@ class SpanWriter:
                 connection.execute(LINK_EVALUATIONS, (_to_json(sorted(response_ids)),))
         return Written(stored, repeated_calls)
 
-    def settle(self, settings: SnapshotSettings, *, limit: int = 500) -> list[Settled]:
-        """Settle up to ``limit`` quiet traces and write their snapshots (see ``storage.sqlite.settle``)."""
-        return settle_traces(
-            self.connection,
-            settings.rules,
-            now_ns=time.time_ns(),
-            settle_after_ns=int(settings.settle_after * 1e9),
-            max_wait_ns=int(settings.max_wait * 1e9),
-            limit=limit,
-        )
+    def settle(self, window: SettleWindow, judge: Judge) -> list[SettledTrace]:
+        """Settle the traces ``window`` makes due and write the snapshots ``judge`` gives them
+        (see ``storage.sqlite.settle``)."""
+        with translated():
+            return settle_traces(self.connection, window, judge)
 
     def oldest_unsettled(self) -> int | None:
         """When the longest-quiet unsettled trace got its last span (unix ns), or None when all are settled."""
-        ((oldest,),) = self.connection.execute(OLDEST_UNSETTLED)
-        return oldest
+        with translated():
+            ((oldest,),) = self.connection.execute(OLDEST_UNSETTLED)
+        return None if oldest is None else int(oldest)
 
-    def retain(self) -> list[Deleted]:
+    def retain(self, now_ns: int | None = None) -> list[Deleted]:
         """Delete what the retention settings say is too old or too much, a small piece at a time."""
-        return self.retention.step(time.time_ns())
+        with translated():
+            return self.retention.step(time.time_ns() if now_ns is None else now_ns)
+
+    @property
+    def oldest_trace_ns(self) -> int | None:
+        return self.retention.oldest_trace_ns
+
+    def disk_usage(self) -> dict[str, int]:
+        """The database file and its write-ahead log (``main`` and ``wal``)."""
+        return file_sizes(self.path)
 
     def close(self) -> None:
         self.connection.close()

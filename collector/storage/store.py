@@ -1,0 +1,124 @@
+"""The write and maintenance sides of storage, as protocols any backend implements.
+
+``SpanStore`` commits batches of records; ``Maintenance`` settles quiet traces, applies retention and
+reports the store's size; a ``Store`` is both, owned by the pipeline's writer thread (its methods are
+called from that one thread). The read side is ``storage.read.TraceReader``, on connections of its own.
+Records here are engine-neutral; what a settled trace measured is worked out by
+``collector.maintenance.settle``, not by the store, which only reads the rows and writes the snapshots.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, NamedTuple, Protocol
+
+from collector.model import Records, Span
+
+if TYPE_CHECKING:
+    from collector.maintenance.snapshots import Snapshot
+
+
+class Written(NamedTuple):
+    """What one committed batch stored."""
+
+    stored: list[Span]  # the spans stored for the first time (not those a client sent again)
+    repeated_calls: frozenset[tuple[str, str]]  # (trace id, span id) of those whose call another span counts
+
+
+NOTHING_WRITTEN = Written([], frozenset())
+
+
+@dataclass(frozen=True, slots=True)
+class SettleWindow:
+    """Which traces are due to settle at ``now_ns``, and what the rules need read of them."""
+
+    now_ns: int
+    settle_after_ns: int  # a rooted trace settles once no span came for this long
+    max_wait_ns: int  # a trace without root settles this long after its first span
+    limit: int  # traces per round (one transaction)
+    evaluation_names: tuple[str, ...] = ()  # the lowest score of each of these is read
+    ttft: bool = False  # whether the worst time to first token is read
+
+
+class UnsettledTrace(NamedTuple):
+    """A trace due to settle, as stored: its rollup and the figures of its spans the rules ask for."""
+
+    trace_id: str
+    service_name: str | None
+    models: tuple[str, ...]
+    agents: tuple[str, ...]
+    duration_ns: int
+    cost_usd: float | None
+    total_tokens: int
+    error_count: int
+    llm_calls: int
+    worst_ttft_ms: float | None
+    lowest_scores: Mapping[str, float]  # by evaluation name
+
+
+class SettledTrace(NamedTuple):
+    """What settling wrote for one trace."""
+
+    trace: UnsettledTrace
+    snapshots: list[Snapshot]
+    newly_breached: list[Snapshot]  # breached now, and not already breached before this settling
+
+
+# The snapshots of a trace due to settle: a pure function of what is stored (``maintenance.settle``).
+Judge = Callable[[UnsettledTrace], "list[Snapshot]"]
+
+
+@dataclass
+class Deleted:
+    """What one retention step removed and gave back; ``more`` asks to be called again after the next batch."""
+
+    reason: str = ""  # age, size or disk_full
+    traces: int = 0
+    spans: int = 0
+    snapshots: int = 0
+    reclaimed_bytes: int = 0
+    more: bool = False
+
+
+class SpanStore(Protocol):
+    """The write side: commit a batch of records in one transaction."""
+
+    def write(self, batch: Sequence[Records]) -> Written:
+        """Store and commit ``batch``; idempotent (a span, log record or evaluation sent again is stored
+        once). Returns the spans stored for the first time. Raises ``StorageError``: ``RowsRefused`` when
+        the rows themselves were refused (nothing of the batch is stored), ``StorageUnavailable`` otherwise."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class Maintenance(Protocol):
+    """Work on what is stored, run between batches on the writer's thread."""
+
+    def settle(self, window: SettleWindow, judge: Judge) -> list[SettledTrace]:
+        """In one transaction: read up to ``window.limit`` traces due to settle, write the snapshots
+        ``judge`` makes of each (upserted by trace and metric) and mark them settled."""
+        ...
+
+    def oldest_unsettled(self) -> int | None:
+        """When the longest-quiet unsettled trace got its last span (unix ns), or None when all are settled."""
+        ...
+
+    def retain(self, now_ns: int | None = None) -> list[Deleted]:
+        """A small piece of retention (by age, by size, the engine's own upkeep), as of ``now_ns`` (now)."""
+        ...
+
+    @property
+    def oldest_trace_ns(self) -> int | None:
+        """When the oldest stored trace got its last span, as of the last retention step."""
+        ...
+
+    def disk_usage(self) -> dict[str, int]:
+        """Bytes on disk by file (the ``file`` label of ``genai_collector_database_size_bytes``); safe to call
+        from any thread (it runs at scrape time)."""
+        ...
+
+
+class Store(SpanStore, Maintenance, Protocol):
+    """A storage engine's write connection: what the pipeline and the maintenance jobs use."""
