@@ -1,18 +1,20 @@
-"""Per-trace rollups and settling, on a real SQLite file through the span writer."""
+"""Per-trace rollups and settling, through the store's protocols: the rollup is the sum of its spans whatever
+the order, split or repetition of their delivery; a model call described by two spans counts once; settling
+writes each trace's snapshots, each breach found new once."""
 
 from __future__ import annotations
 
+import json
 import os
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from collector.config import Settings, SnapshotSettings
-from collector.genai.transform import Transform
-from collector.otlp import decode_spans
-from collector.storage.sqlite.writer import SpanWriter
+from collector.config import SnapshotSettings
+from collector.maintenance.settle import settle
+from collector.storage.read import BreachQuery
 from tests.helpers import trace_request
+from tests.storage.contract.conftest import Backend, run
 
 TRACE = os.urandom(16)
 ROOT, PLAN, LLM_1, LLM_2, TOOL = (os.urandom(8) for _ in range(5))
@@ -80,28 +82,46 @@ EXPECTED = (
 )
 
 
+def rollup(backend: Backend, trace_id: bytes = TRACE) -> list[tuple[Any, ...]]:
+    """The trace's rollup as the reader gives it, in the order of ``ROLLUP_COLUMNS``."""
+    return [
+        (
+            t["service_name"],
+            t["root_span_name"],
+            int(t["has_root"]),
+            t["start_time_unix_nano"],
+            t["end_time_unix_nano"],
+            round(t["duration_ms"] * 1e6),
+            t["span_count"],
+            t["error_count"],
+            t["llm_calls"],
+            t["input_tokens"],
+            t["output_tokens"],
+            t["total_tokens"],
+            None if t["cost_usd"] is None else round(t["cost_usd"], 9),
+            json.dumps(t["models"], separators=(",", ":")),
+            json.dumps(t["agents"], separators=(",", ":")),
+        )
+        for t in run(backend.reader().trace_summaries([trace_id.hex()]))
+    ]
+
+
 @pytest.fixture
-def store(tmp_path: Path) -> Any:
-    writer = SpanWriter(tmp_path / "rollups.db")
-    transform = Transform(Settings())
+def write(store: Backend) -> Any:
+    """Each argument one request (a group of spans of ``TRACE``), all of them one batch."""
 
     def write(*span_groups: list[dict[str, Any]]) -> None:
-        batch = []
-        for group in span_groups:
-            spans, _ = decode_spans(trace_request(TRACE, group))
-            batch.append(transform.spans(spans)[0])
-        writer.write(batch)
+        store.store.write([store.records(trace_request(TRACE, group)) for group in span_groups])
 
-    write.writer = writer  # type: ignore[attr-defined]
-    write.rollup = lambda: list(  # type: ignore[attr-defined]
-        writer.connection.execute(f"SELECT {ROLLUP_COLUMNS} FROM traces WHERE trace_id = ?", (TRACE.hex(),))
-    )
+    write.backend = store  # type: ignore[attr-defined]
+    write.store = store.store  # type: ignore[attr-defined]
+    write.rollup = lambda: rollup(store)  # type: ignore[attr-defined]
     return write
 
 
-def test_one_request_gives_the_whole_rollup(store: Any) -> None:
-    store(AGENT_TRACE)
-    assert store.rollup() == [EXPECTED]
+def test_one_request_gives_the_whole_rollup(write: Any) -> None:
+    write(AGENT_TRACE)
+    assert write.rollup() == [EXPECTED]
 
 
 @pytest.mark.parametrize(
@@ -115,21 +135,21 @@ def test_one_request_gives_the_whole_rollup(store: Any) -> None:
     ids=["reversed", "one-by-one", "root-last", "split-and-duplicated"],
 )
 def test_delivery_order_split_and_duplicates_do_not_change_the_rollup(
-    store: Any, deliveries: list[list[dict[str, Any]]]
+    write: Any, deliveries: list[list[dict[str, Any]]]
 ) -> None:
     for delivery in deliveries:
-        store(delivery)
-    assert store.rollup() == [EXPECTED]
+        write(delivery)
+    assert write.rollup() == [EXPECTED]
 
 
-def test_same_batch_many_requests(store: Any) -> None:
-    store(*[[span] for span in AGENT_TRACE])
-    assert store.rollup() == [EXPECTED]
+def test_same_batch_many_requests(write: Any) -> None:
+    write(*[[span] for span in AGENT_TRACE])
+    assert write.rollup() == [EXPECTED]
 
 
-def test_without_root_the_trace_is_not_marked_rooted(store: Any) -> None:
-    store(AGENT_TRACE[1:])
-    (row,) = store.rollup()
+def test_without_root_the_trace_is_not_marked_rooted(write: Any) -> None:
+    write(AGENT_TRACE[1:])
+    (row,) = write.rollup()
     assert row[2] == 0 and row[1] is None and row[6] == 4
 
 
@@ -138,38 +158,73 @@ RULES = SnapshotSettings.model_validate(
 )
 
 
-def snapshots(writer: SpanWriter) -> list[tuple[Any, ...]]:
-    return list(
-        writer.connection.execute("SELECT metric, value, threshold, breached FROM metric_snapshots ORDER BY metric")
-    )
+def snapshots(backend: Backend) -> list[tuple[Any, ...]]:
+    """Every snapshot of ``TRACE``, breached or not: (metric, value, threshold, breached)."""
+    reader = backend.reader()
+    found = [
+        (row["metric"], row["value"], row["threshold"], int(row["breached"]))
+        for breached in (True, False)
+        for row in run(reader.breaches(BreachQuery(trace_id=TRACE.hex(), breached=breached)))["data"]
+    ]
+    return sorted(found, key=lambda row: row[0])
 
 
-def test_a_quiet_rooted_trace_settles_and_a_late_span_recomputes_in_place(store: Any) -> None:
-    writer = store.writer
-    store(AGENT_TRACE[:4])
-    (settled,) = writer.settle(RULES)
+def test_a_quiet_rooted_trace_settles_and_a_late_span_recomputes_in_place(write: Any) -> None:
+    writer = write.store
+    write(AGENT_TRACE[:4])
+    (settled,) = settle(writer, RULES)
     assert [s.metric for s in settled.newly_breached] == ["latency_ms"]
-    assert snapshots(writer) == [("cost_usd", pytest.approx(EXPECTED[12]), None, 0), ("latency_ms", 8000.0, 5000.0, 1)]
-    assert writer.settle(RULES) == []  # nothing left to settle
+    assert snapshots(write.backend) == [
+        ("cost_usd", pytest.approx(EXPECTED[12]), None, 0),
+        ("latency_ms", 8000.0, 5000.0, 1),
+    ]
+    assert settle(writer, RULES) == []  # nothing left to settle
 
-    store(AGENT_TRACE[4:])  # the tool span comes late and makes the trace longer
-    assert list(writer.connection.execute("SELECT settled_at_unix_nano FROM traces")) == [(None,)]
-    (again,) = writer.settle(RULES)
+    write(AGENT_TRACE[4:])  # the tool span comes late and makes the trace longer
+    assert [t["settled"] for t in run(write.backend.reader().trace_summaries([TRACE.hex()]))] == [False]
+    (again,) = settle(writer, RULES)
     assert again.newly_breached == []  # still breached: not a new breach
-    assert snapshots(writer) == [("cost_usd", pytest.approx(EXPECTED[12]), None, 0), ("latency_ms", 8500.0, 5000.0, 1)]
-    assert list(writer.connection.execute("SELECT count(*) FROM metric_snapshots")) == [(2,)]
+    assert snapshots(write.backend) == [
+        ("cost_usd", pytest.approx(EXPECTED[12]), None, 0),
+        ("latency_ms", 8500.0, 5000.0, 1),
+    ]
+    assert len(snapshots(write.backend)) == 2
 
 
-def test_a_trace_without_root_waits_for_max_wait(store: Any) -> None:
-    writer = store.writer
-    store(AGENT_TRACE[1:])
-    assert writer.settle(RULES) == []
+def test_settling_returns_the_figures_of_each_trace(write: Any) -> None:
+    write(AGENT_TRACE)
+    (settled,) = settle(write.store, RULES)
+    figures = settled.figures
+    assert (figures.trace_id, figures.service_name, figures.models, figures.agents) == (
+        TRACE.hex(),
+        "agent-service",
+        ("claude-3-5-sonnet-20241022", "gpt-4o-mini"),
+        ("support",),
+    )
+    assert figures.duration_seconds == 8.5
+    assert figures.values == {
+        "latency_ms": 8500.0,
+        "cost_usd": pytest.approx(EXPECTED[12]),
+        "total_tokens": 3_400,
+        "error_count": 1,
+        "llm_calls": 2,
+        "ttft_ms": None,
+    }
+    assert [s.metric for s in settled.snapshots] == ["latency_ms", "cost_usd"]
+
+
+def test_a_trace_without_root_waits_for_max_wait(write: Any) -> None:
+    writer = write.store
+    write(AGENT_TRACE[1:])
+    assert settle(writer, RULES) == []
+    assert writer.oldest_unsettled() is not None
     impatient = RULES.model_copy(update={"max_wait": 0.0})
-    assert [settled.figures.trace_id for settled in writer.settle(impatient)] == [TRACE.hex()]
+    assert [settled.figures.trace_id for settled in settle(writer, impatient)] == [TRACE.hex()]
+    assert writer.oldest_unsettled() is None
 
 
-def test_evaluation_scores_breach_below_their_threshold(store: Any) -> None:
-    writer = store.writer
+def test_evaluation_scores_breach_below_their_threshold(write: Any) -> None:
+    writer = write.store
     evaluation_span = {
         "span_id": os.urandom(8),
         "parent": PLAN,
@@ -181,11 +236,11 @@ def test_evaluation_scores_breach_below_their_threshold(store: Any) -> None:
             "evaluations.1.evaluation.score": 0.97,
         },
     }
-    store(AGENT_TRACE + [evaluation_span])
+    write(AGENT_TRACE + [evaluation_span])
     rules = SnapshotSettings.model_validate(
         {"settle_after": "0s", "rules": [{"metric": "eval:faithfulness", "below": 0.85}]}
     )
-    (settled,) = writer.settle(rules)
+    (settled,) = settle(writer, rules)
     (faithfulness,) = [s for s in settled.snapshots if s.metric == "eval:faithfulness"]
     assert faithfulness.value == 0.62 and faithfulness.breached  # the lowest score of that name
 
@@ -233,34 +288,35 @@ EXPECTED_WRAPPED = (*EXPECTED[:6], 7, *EXPECTED[7:])  # two more spans, the same
     ids=["one-request", "reversed", "parent-first", "child-first", "link-last", "split-and-duplicated"],
 )
 def test_a_call_described_by_nested_spans_counts_once_whatever_the_order(
-    store: Any, deliveries: list[list[dict[str, Any]]]
+    write: Any, deliveries: list[list[dict[str, Any]]]
 ) -> None:
     for delivery in deliveries:
-        store(delivery)
-    assert store.rollup() == [EXPECTED_WRAPPED]
-    marks = dict(store.writer.connection.execute("SELECT span_id, duplicate_of FROM spans WHERE category = 'llm'"))
+        write(delivery)
+    assert write.rollup() == [EXPECTED_WRAPPED]
+    found = run(write.backend.reader().trace_skeleton(TRACE.hex()))
+    assert found is not None
+    marks = {span["span_id"]: span["duplicate_of"] for span in found[1] if span["category"] == "llm"}
     # The SDK's span is the innermost with usage: it counts, the wrapper names it.
     assert marks == {WRAPPER.hex(): SDK_SPAN.hex(), SDK_SPAN.hex(): None, LLM_2.hex(): None}
 
 
-def test_the_writer_reports_the_new_spans_of_a_call_already_counted(tmp_path: Path) -> None:
+def test_the_writer_reports_the_new_spans_of_a_call_already_counted(store: Backend) -> None:
     """What the GenAI metrics leave out: a call is observed with the first of its spans to be stored."""
-    transform = Transform(Settings())
 
     def spans(group: list[dict[str, Any]]) -> Any:
-        return transform.spans(decode_spans(trace_request(TRACE, group))[0])[0]
+        return store.records(trace_request(TRACE, group))
 
     wrapper, sdk = WRAPPED[2], WRAPPED[4]
-    child_first = SpanWriter(tmp_path / "child-first.db")
+    child_first = store.open("child-first")
     assert child_first.write([spans([sdk])]).repeated_calls == frozenset()
     assert child_first.write([spans([WRAPPED[3]])]).repeated_calls == frozenset()
     assert child_first.write([spans([wrapper])]).repeated_calls == {(TRACE.hex(), WRAPPER.hex())}
 
-    parent_first = SpanWriter(tmp_path / "parent-first.db")
+    parent_first = store.open("parent-first")
     assert parent_first.write([spans([wrapper, WRAPPED[3]])]).repeated_calls == frozenset()
     assert parent_first.write([spans([sdk])]).repeated_calls == {(TRACE.hex(), SDK_SPAN.hex())}
 
-    together = SpanWriter(tmp_path / "together.db")
+    together = store.open("together")
     assert together.write([spans(WRAPPED)]).repeated_calls == {(TRACE.hex(), WRAPPER.hex())}
 
 
