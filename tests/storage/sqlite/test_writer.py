@@ -1,4 +1,5 @@
-"""The span writer: one transaction per batch, JSON columns, duplicates stored once."""
+"""The SQLite writer's rows: JSON columns, the spans_with_resource view, resources stored once (idempotency,
+what was new and the rest of the write contract: tests/storage/contract)."""
 
 from __future__ import annotations
 
@@ -25,33 +26,6 @@ def test_batch_is_committed_and_readable_from_another_connection(tmp_path: Path)
     assert json.loads(attributes) == {"gen_ai.request.model": "gpt-4o"}
     assert json.loads(resource) == {"service.name": "billing"}
     assert duration == 1_000_000
-
-
-def test_a_span_written_twice_is_stored_once(tmp_path: Path) -> None:
-    writer = SpanWriter(tmp_path / "spans.db")
-    spans, _ = decode_spans(otlp_request(4))
-    assert writer.write([Records(spans=spans)]).stored == spans
-    assert writer.write([Records(spans=spans[1:]), Records(spans=spans[:1])]).stored == []
-    assert list(writer.connection.execute("SELECT count(*) FROM spans")) == [(4,)]
-
-
-def test_the_writer_names_the_spans_that_were_new(tmp_path: Path) -> None:
-    """Stored before, or twice in one batch: only the first copy is new (the GenAI metrics count only those)."""
-    writer = SpanWriter(tmp_path / "spans.db")
-    spans, _ = decode_spans(otlp_request(4))
-    writer.write([Records(spans=spans[:2])])
-    written = writer.write([Records(spans=[spans[1], spans[2]]), Records(spans=[spans[2], spans[3], spans[0]])])
-    assert written.stored == [spans[2], spans[3]]
-
-
-def test_a_retried_span_does_not_unsettle_its_trace(tmp_path: Path) -> None:
-    writer = SpanWriter(tmp_path / "spans.db")
-    spans, _ = decode_spans(otlp_request(2))
-    writer.write([Records(spans=spans)])
-    writer.connection.execute("UPDATE traces SET settled_at_unix_nano = 1")
-    writer.write([Records(spans=spans[:1])])
-    assert list(writer.connection.execute("SELECT settled_at_unix_nano FROM traces")) == [(1,)]
-    assert writer.oldest_unsettled() is None
 
 
 def test_a_resource_is_stored_once_for_its_spans_and_evaluations_across_batches(tmp_path: Path) -> None:
