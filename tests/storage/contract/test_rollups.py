@@ -318,12 +318,3 @@ def test_the_writer_reports_the_new_spans_of_a_call_already_counted(store: Backe
 
     together = store.open("together")
     assert together.write([spans(WRAPPED)]).repeated_calls == {(TRACE.hex(), WRAPPER.hex())}
-
-
-def test_the_rollup_writes_every_column_of_traces(tmp_path: Path) -> None:
-    """The rollup's columns are built from the records; the traces table of the SQL contract must not move."""
-    from collector.storage.sqlite.rollups import ROLLUP_COLUMNS
-
-    connection = SpanWriter(tmp_path / "spans.db").connection
-    schema = [row[1] for row in connection.execute("PRAGMA table_info(traces)")]
-    assert sorted(["trace_id", *(name for name, _ in ROLLUP_COLUMNS)]) == sorted(schema)
