@@ -1,0 +1,1 @@
+"""The PostgreSQL backend: several collector replicas sharing one database (docs/postgresql.md)."""

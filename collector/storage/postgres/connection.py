@@ -1,0 +1,83 @@
+"""Connections to PostgreSQL the one way this backend makes them, and the advisory locks replicas share.
+
+A DSN is anything libpq takes (``postgresql://user@host/db?sslmode=require``, or key=value words), with the
+usual ``PG*`` environment variables filling what it leaves out.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import time
+from collections.abc import Callable, Iterator
+from typing import TypeVar
+
+import psycopg
+from psycopg_pool import ConnectionPool
+
+from collector.storage.postgres.errors import is_conflict
+
+T = TypeVar("T")
+
+# Advisory lock keys, as (class, object): the class says "genai-collector", the object which job.
+_LOCK_CLASS = 0x47454E41  # "GENA"
+MIGRATIONS_LOCK = (_LOCK_CLASS, 1)  # held (waiting) while one replica migrates the schema
+MAINTENANCE_LOCK = (_LOCK_CLASS, 2)  # retention and partition upkeep: one replica at a time, the others skip
+RESOURCES_LOCK = (_LOCK_CLASS, 3)  # shared by writers, exclusive while unused resources are deleted
+
+CONFLICT_RETRIES = 5  # a batch rolled back for a deadlock or serialization failure is tried this many times more
+
+
+def connect(dsn: str) -> psycopg.Connection[tuple]:
+    """One connection outside any pool (migrations, tests), in autocommit: transactions are explicit."""
+    return psycopg.connect(dsn, autocommit=True)
+
+
+def open_pool(
+    dsn: str,
+    *,
+    name: str,
+    max_size: int = 2,
+    configure: Callable[[psycopg.Connection[tuple]], None] | None = None,
+    timeout: float = 10.0,
+) -> ConnectionPool[psycopg.Connection[tuple]]:
+    """A pool of autocommit connections (transactions are explicit, ``connection.transaction()``).
+
+    Each connection is checked when taken (an empty query), so that one cut while idle (a restart, a
+    failover) is replaced instead of failing the batch that takes it. Opening does not wait for the
+    server: a collector starts while PostgreSQL is still coming up, and its writes are retryable meanwhile.
+    """
+    return ConnectionPool(
+        dsn,
+        name=name,
+        min_size=1,
+        max_size=max_size,
+        kwargs={"autocommit": True},
+        configure=configure,
+        check=ConnectionPool.check_connection,
+        timeout=timeout,
+        reconnect_timeout=0,  # keep trying for ever: the database may be down for longer than any bound
+        open=True,
+    )
+
+
+def retry_conflicts(work: Callable[[], T], *, retries: int = CONFLICT_RETRIES) -> T:
+    """Run ``work`` (one whole transaction) again when the server rolled it back for a deadlock or a
+    serialization failure, after a short random pause so that the replicas involved do not meet again."""
+    for attempt in range(retries + 1):
+        try:
+            return work()
+        except psycopg.Error as failure:
+            if attempt == retries or not is_conflict(failure):
+                raise
+            time.sleep(random.uniform(0.001, 0.01) * 2**attempt)
+    raise AssertionError("unreachable")
+
+
+@contextlib.contextmanager
+def try_lock(connection: psycopg.Connection[tuple], key: tuple[int, int]) -> Iterator[bool]:
+    """A transaction holding ``key`` when the value is True; when another replica holds it, False at once
+    (the transaction is still open, and empty)."""
+    with connection.transaction():
+        row = connection.execute("SELECT pg_try_advisory_xact_lock(%s, %s)", key).fetchone()
+        yield bool(row and row[0])

@@ -1,0 +1,182 @@
+"""Per-trace rollups on PostgreSQL, recomputed from the spans under the trace's row lock.
+
+The same rollups as SQLite's (``storage.rollups``), with what several writers at once need: a batch locks
+the rows of the traces it added spans to, in trace id order (so that two replicas never wait for each other
+in a cycle), and only then reads the trace's spans. Under READ COMMITTED each statement sees what committed
+before it began, so the last writer to take a trace's lock sees every span of it, its own and those of the
+writers that held the lock before: the rollup is the sum of all the spans whatever the interleaving, and
+which span counts a repeated model call (``collector.calls``) is decided on all of them.
+
+A trace with no row yet is locked by inserting its row; when another writer inserted it first (both saw it
+missing), the insert gives way (ON CONFLICT DO NOTHING, after waiting for that writer to commit) and the
+trace is then locked, marked and recomputed as an existing one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable
+from typing import Any
+
+import psycopg
+
+from collector.calls import MAX_DEPTH, SpanNode, same_calls
+
+_GENAI_CALL = "category IN ('llm', 'embedding') AND duplicate_of IS NULL"
+_MODEL = "coalesce(response_model, request_model)"
+_ROLLUP_COLUMNS = (
+    "trace_id, service_name, root_span_name, has_root, start_time_unix_nano, end_time_unix_nano, duration_ns, "
+    "span_count, error_count, llm_calls, input_tokens, output_tokens, total_tokens, cache_read_tokens, "
+    "cache_write_tokens, reasoning_tokens, cost_usd, models, agents, first_span_at_unix_nano, "
+    "last_span_at_unix_nano, settled_at_unix_nano"
+)
+_ROLLUPS = f"""
+SELECT
+    trace_id,
+    coalesce(max(service_name) FILTER (WHERE parent_span_id IS NULL), min(service_name)),
+    max(name) FILTER (WHERE parent_span_id IS NULL),
+    (count(*) FILTER (WHERE parent_span_id IS NULL) > 0)::integer,
+    min(start_time_unix_nano),
+    max(end_time_unix_nano),
+    max(end_time_unix_nano) - min(start_time_unix_nano),
+    count(*),
+    count(*) FILTER (WHERE status_code = 'error'),
+    count(*) FILTER (WHERE category = 'llm' AND duplicate_of IS NULL),
+    coalesce(sum(input_tokens) FILTER (WHERE {_GENAI_CALL}), 0),
+    coalesce(sum(output_tokens) FILTER (WHERE {_GENAI_CALL}), 0),
+    coalesce(sum(total_tokens) FILTER (WHERE {_GENAI_CALL}), 0),
+    coalesce(sum(cache_read_tokens) FILTER (WHERE {_GENAI_CALL}), 0),
+    coalesce(sum(cache_write_tokens) FILTER (WHERE {_GENAI_CALL}), 0),
+    coalesce(sum(reasoning_tokens) FILTER (WHERE {_GENAI_CALL}), 0),
+    sum(cost_usd) FILTER (WHERE {_GENAI_CALL}),
+    coalesce(jsonb_agg(DISTINCT {_MODEL} ORDER BY {_MODEL}) FILTER (WHERE {_MODEL} IS NOT NULL), '[]'),
+    coalesce(jsonb_agg(DISTINCT agent_name ORDER BY agent_name) FILTER (WHERE agent_name IS NOT NULL), '[]'),
+    min(received_at_unix_nano),
+    max(received_at_unix_nano),
+    NULL::bigint
+FROM spans
+WHERE trace_id = ANY(%s)
+GROUP BY trace_id
+ORDER BY trace_id
+"""
+# The traces whose rows this transaction holds: recomputed in place.
+UPDATE_ROLLUPS = f"""
+INSERT INTO traces ({_ROLLUP_COLUMNS})
+{_ROLLUPS}
+ON CONFLICT (trace_id) DO UPDATE SET
+    service_name = excluded.service_name,
+    root_span_name = excluded.root_span_name,
+    has_root = excluded.has_root,
+    start_time_unix_nano = excluded.start_time_unix_nano,
+    end_time_unix_nano = excluded.end_time_unix_nano,
+    duration_ns = excluded.duration_ns,
+    span_count = excluded.span_count,
+    error_count = excluded.error_count,
+    llm_calls = excluded.llm_calls,
+    input_tokens = excluded.input_tokens,
+    output_tokens = excluded.output_tokens,
+    total_tokens = excluded.total_tokens,
+    cache_read_tokens = excluded.cache_read_tokens,
+    cache_write_tokens = excluded.cache_write_tokens,
+    reasoning_tokens = excluded.reasoning_tokens,
+    cost_usd = excluded.cost_usd,
+    models = excluded.models,
+    agents = excluded.agents,
+    first_span_at_unix_nano = excluded.first_span_at_unix_nano,
+    last_span_at_unix_nano = excluded.last_span_at_unix_nano,
+    settled_at_unix_nano = NULL
+"""
+# The traces that had no row: the ones another writer inserted meanwhile are not returned.
+INSERT_ROLLUPS = f"""
+INSERT INTO traces ({_ROLLUP_COLUMNS})
+{_ROLLUPS}
+ON CONFLICT (trace_id) DO NOTHING
+RETURNING trace_id
+"""
+LOCK_TRACES = "SELECT trace_id FROM traces WHERE trace_id = ANY(%s) ORDER BY trace_id FOR UPDATE"
+
+# The traces where one call may be described by two spans (see ``storage.rollups``).
+_CANDIDATE_TRACES = """
+WITH RECURSIVE
+calls AS (
+    SELECT trace_id, span_id, parent_span_id, category, response_id FROM spans
+    WHERE trace_id = ANY(%(traces)s) AND category IN ('llm', 'embedding')
+),
+up(trace_id, category, ancestor, depth) AS (
+    SELECT trace_id, category, parent_span_id, 0 FROM calls WHERE parent_span_id IS NOT NULL
+    UNION ALL
+    SELECT up.trace_id, up.category, spans.parent_span_id, up.depth + 1
+    FROM up JOIN spans ON spans.trace_id = up.trace_id AND spans.span_id = up.ancestor
+    WHERE coalesce(spans.category, 'other') = 'other' AND spans.parent_span_id IS NOT NULL
+      AND up.depth < %(max_depth)s
+)
+SELECT up.trace_id FROM up JOIN spans ON spans.trace_id = up.trace_id AND spans.span_id = up.ancestor
+WHERE spans.category = up.category
+UNION
+SELECT trace_id FROM calls WHERE response_id IS NOT NULL GROUP BY trace_id, response_id HAVING count(*) > 1
+"""
+_CALL_TREES = """
+SELECT trace_id, span_id, parent_span_id, category,
+       coalesce(input_tokens, output_tokens, total_tokens, cost_usd) IS NOT NULL,
+       start_time_unix_nano, response_id, duplicate_of
+FROM spans WHERE trace_id = ANY(%s)
+"""
+_SET_DUPLICATE_OF = """
+UPDATE spans SET duplicate_of = change.duplicate_of
+FROM unnest(%s::text[], %s::text[], %s::bigint[], %s::text[]) AS change(trace_id, span_id, start, duplicate_of)
+WHERE spans.trace_id = change.trace_id AND spans.span_id = change.span_id
+  AND spans.start_time_unix_nano = change.start
+"""
+
+
+def mark_repeated_calls(
+    cursor: psycopg.Cursor[Any], trace_ids: Collection[str], new: Collection[tuple[str, str]]
+) -> frozenset[tuple[str, str]]:
+    """Set ``duplicate_of`` on the spans of these (locked) traces that repeat another span's call; returns the
+    (trace id, span id) of the ``new`` spans whose call another span counts. As ``storage.rollups`` does."""
+    candidates = [
+        row[0] for row in cursor.execute(_CANDIDATE_TRACES, {"traces": list(trace_ids), "max_depth": MAX_DEPTH})
+    ]
+    if not candidates:
+        return frozenset()
+    trees: dict[str, list[SpanNode]] = {}
+    stored: dict[tuple[str, str], tuple[int, str | None]] = {}
+    for trace_id, span_id, parent, category, has_usage, start, response, duplicate_of in cursor.execute(
+        _CALL_TREES, (candidates,)
+    ):
+        trees.setdefault(trace_id, []).append(
+            SpanNode(span_id, parent, category, bool(has_usage), start, response, (trace_id, span_id) in new)
+        )
+        stored[trace_id, span_id] = (start, duplicate_of)
+    changes: list[tuple[str, str, int, str | None]] = []
+    already_counted: set[tuple[str, str]] = set()
+    for trace_id, spans in trees.items():
+        calls = same_calls(spans)
+        for span in spans:
+            duplicate_of = calls.repeats.get(span.span_id)
+            start, was = stored[trace_id, span.span_id]
+            if was != duplicate_of:
+                changes.append((trace_id, span.span_id, start, duplicate_of))
+        already_counted.update((trace_id, span_id) for span_id in calls.already_counted)
+    if changes:
+        cursor.execute(_SET_DUPLICATE_OF, [list(column) for column in zip(*sorted(changes), strict=True)])
+    return frozenset(already_counted)
+
+
+def roll_up(
+    cursor: psycopg.Cursor[Any], trace_ids: Iterable[str], new: Collection[tuple[str, str]]
+) -> frozenset[tuple[str, str]]:
+    """Lock, mark the repeated calls of, and recompute the rollups of these traces, in the transaction that
+    stored their ``new`` spans; returns what ``mark_repeated_calls`` does."""
+    pending = sorted(set(trace_ids))
+    already_counted: set[tuple[str, str]] = set()
+    while pending:
+        existing = [row[0] for row in cursor.execute(LOCK_TRACES, (pending,))]
+        missing = sorted(set(pending) - set(existing))
+        redone = set(pending)
+        already_counted = {key for key in already_counted if key[0] not in redone}
+        already_counted |= mark_repeated_calls(cursor, pending, new)
+        if existing:
+            cursor.execute(UPDATE_ROLLUPS, (existing,))
+        inserted = {row[0] for row in cursor.execute(INSERT_ROLLUPS, (missing,))} if missing else set()
+        pending = sorted(set(missing) - inserted)  # another writer made their rows first: lock and do them again
+    return frozenset(already_counted)

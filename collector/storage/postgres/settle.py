@@ -1,0 +1,107 @@
+"""Settling traces on PostgreSQL: as SQLite's ``storage.settle``, with replicas claiming different traces.
+
+The quiet traces are claimed with ``FOR UPDATE SKIP LOCKED``: a trace another replica is settling, or a writer
+is adding spans to, is left for later, so each trace is settled by one replica at a time and each breach is
+found new (``Settled.newly_breached``) once across all of them. The claim, the snapshots and the mark are one
+transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import psycopg
+
+from collector.config import EVAL_PREFIX, SnapshotRule
+from collector.snapshots import TraceFigures, evaluate, evaluation_names
+from collector.storage.settle import Settled
+
+__all__ = ["Settled", "settle_traces"]
+
+CLAIM_UNSETTLED = """
+SELECT trace_id, service_name, models, agents, duration_ns, cost_usd, total_tokens, error_count, llm_calls
+FROM traces
+WHERE settled_at_unix_nano IS NULL
+  AND ((has_root = 1 AND last_span_at_unix_nano <= %(quiet_since)s)
+    OR (has_root = 0 AND first_span_at_unix_nano <= %(waited_since)s))
+ORDER BY last_span_at_unix_nano
+LIMIT %(limit)s
+FOR UPDATE SKIP LOCKED
+"""
+WORST_TTFT = """
+SELECT trace_id, max(ttft_ms) FROM spans WHERE trace_id = ANY(%s) AND ttft_ms IS NOT NULL GROUP BY trace_id
+"""
+LOWEST_EVALUATIONS = """
+SELECT trace_id, name, min(score) FROM evaluations WHERE trace_id = ANY(%s) AND name = ANY(%s) GROUP BY trace_id, name
+"""
+PREVIOUS_BREACHES = "SELECT trace_id, metric FROM metric_snapshots WHERE trace_id = ANY(%s) AND breached = 1"
+UPSERT_SNAPSHOT = """
+INSERT INTO metric_snapshots (trace_id, service_name, metric, value, threshold, breached, rule, computed_at)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s)
+ON CONFLICT (trace_id, metric) DO UPDATE SET
+    service_name = excluded.service_name,
+    value = excluded.value,
+    threshold = excluded.threshold,
+    breached = excluded.breached,
+    rule = excluded.rule,
+    computed_at = excluded.computed_at
+"""
+MARK_SETTLED = "UPDATE traces SET settled_at_unix_nano = %s WHERE trace_id = ANY(%s)"
+
+
+def settle_traces(
+    connection: psycopg.Connection[tuple],
+    rules: Sequence[SnapshotRule],
+    *,
+    now_ns: int,
+    settle_after_ns: int,
+    max_wait_ns: int,
+    limit: int,
+) -> list[Settled]:
+    """Claim and settle up to ``limit`` quiet traces in one transaction (``connection`` in autocommit)."""
+    with connection.transaction(), connection.cursor() as cursor:
+        candidates = cursor.execute(
+            CLAIM_UNSETTLED,
+            {"quiet_since": now_ns - settle_after_ns, "waited_since": now_ns - max_wait_ns, "limit": limit},
+        ).fetchall()
+        if not candidates:
+            return []
+        ids = [row[0] for row in candidates]
+        ttft: dict[str, float] = {}
+        if any(rule.metric == "ttft_ms" for rule in rules):
+            ttft = dict(cursor.execute(WORST_TTFT, (ids,)).fetchall())
+        evaluations: dict[str, dict[str, float]] = {}
+        names = evaluation_names(rules)
+        if names:
+            for trace_id, name, score in cursor.execute(LOWEST_EVALUATIONS, (ids, list(names))):
+                evaluations.setdefault(trace_id, {})[EVAL_PREFIX + name] = score
+        already_breached = set(cursor.execute(PREVIOUS_BREACHES, (ids,)).fetchall())
+        settled = []
+        rows = []
+        for trace_id, service, models, agents, duration_ns, cost, total_tokens, errors, llm_calls in candidates:
+            figures = TraceFigures(
+                trace_id=trace_id,
+                service_name=service,
+                models=tuple(models),
+                agents=tuple(agents),
+                duration_seconds=duration_ns / 1e9,
+                values={
+                    "latency_ms": duration_ns / 1e6,
+                    "cost_usd": cost,
+                    "total_tokens": total_tokens,
+                    "error_count": errors,
+                    "llm_calls": llm_calls,
+                    "ttft_ms": ttft.get(trace_id),
+                    **evaluations.get(trace_id, {}),
+                },
+            )
+            snapshots = evaluate(figures, rules)
+            rows.extend(
+                (s.trace_id, s.service_name, s.metric, s.value, s.threshold, int(s.breached), s.rule, now_ns)
+                for s in snapshots
+            )
+            newly = [s for s in snapshots if s.breached and (s.trace_id, s.metric) not in already_breached]
+            settled.append(Settled(figures, snapshots, newly))
+        cursor.executemany(UPSERT_SNAPSHOT, sorted(rows, key=lambda row: (row[0], row[2])))
+        cursor.execute(MARK_SETTLED, (now_ns, ids))
+    return settled
