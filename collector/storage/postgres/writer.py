@@ -98,42 +98,61 @@ WHERE trace_id IS NULL AND response_id = ANY(%s)
 """
 OLDEST_UNSETTLED = "SELECT min(last_span_at_unix_nano) FROM traces WHERE settled_at_unix_nano IS NULL"
 
-FIND_RESOURCE = "SELECT id FROM resources WHERE hash = %s"
-ADD_RESOURCE = """
-INSERT INTO resources (hash, resource_attributes, scope_name, scope_version) VALUES (%s, %s, %s, %s)
-ON CONFLICT (hash) DO NOTHING RETURNING id
+FIND_RESOURCES = "SELECT hash, id FROM resources WHERE hash = ANY(%s)"
+ADD_RESOURCES = """
+INSERT INTO resources (hash, resource_attributes, scope_name, scope_version)
+SELECT * FROM unnest(%s::bytea[], %s::jsonb[], %s::text[], %s::text[]) ORDER BY 1
+ON CONFLICT (hash) DO NOTHING RETURNING hash, id
 """
 
 
 class ResourceIds:
-    """The ``resources`` row of each (resource attributes, scope) of one batch, found or added once (the
-    content key of SQLite's ``storage.resources``, so both engines key a resource alike)."""
+    """The ``resources`` row of each (resource attributes, scope) of one batch, found or added at once, in
+    hash order (two replicas adding the same new resources wait for each other without a cycle). The key is
+    SQLite's (``storage.resources``), so both engines key a resource alike.
+
+    Records of one resource share its attributes dict, so the dict's identity finds the row again without
+    encoding or hashing the attributes a second time.
+    """
 
     def __init__(self, cursor: psycopg.Cursor[Any], scrub: bool = False) -> None:
         self._cursor = cursor
         self._scrub = scrub
         self._ids: dict[tuple[int, str | None, str | None], int] = {}
 
-    def __call__(self, attributes: dict[str, Any] | None, scope_name: str | None, scope_version: str | None) -> int:
-        key = (id(attributes), scope_name, scope_version)
-        found = self._ids.get(key)
-        if found is None:
-            found = self._ids[key] = self._resolve(_to_json(attributes or {}), scope_name, scope_version)
-        return found
+    def resolve(self, spans: Sequence[Span], events: Sequence[LogEvent], evaluations: Sequence[EvaluationRecord]) -> None:
+        """Find or add the resources of a batch's records; call once, before ``__call__``."""
+        wanted: dict[tuple[int, str | None, str | None], tuple[Any, ...]] = {}
+        for attributes, scope_name, scope_version in (
+            *((span.resource_attributes, span.scope_name, span.scope_version) for span in spans),
+            *((event.resource_attributes, event.scope_name, None) for event in events),
+            *(
+                (e.resource_attributes, e.scope_name, e.scope_version)
+                for e in evaluations
+                if e.resource_attributes is not None
+            ),
+        ):
+            key = (id(attributes), scope_name, scope_version)
+            if key not in wanted:
+                attributes_json = _to_json(attributes or {})
+                row = (resource_key(attributes_json, scope_name, scope_version), attributes_json, scope_name, scope_version)
+                wanted[key] = scrub_row(row) if self._scrub else row
+        by_hash = {row[0]: row for row in wanted.values()}
+        found: dict[bytes, int] = {}
+        for attempt in range(3):  # found; added; found after another replica added them meanwhile
+            missing = sorted(set(by_hash) - set(found))
+            if not missing:
+                break
+            if attempt == 1:
+                rows = [by_hash[hash_] for hash_ in missing]
+                result = self._cursor.execute(ADD_RESOURCES, [list(column) for column in zip(*rows, strict=True)])
+            else:
+                result = self._cursor.execute(FIND_RESOURCES, (missing,))
+            found.update((bytes(hash_), int(id_)) for hash_, id_ in result)
+        self._ids = {key: found[row[0]] for key, row in wanted.items()}
 
-    def _resolve(self, attributes_json: str, scope_name: str | None, scope_version: str | None) -> int:
-        hash_ = resource_key(attributes_json, scope_name, scope_version)
-        if self._scrub:
-            attributes_json, scope_name, scope_version = scrub_row((attributes_json, scope_name, scope_version))
-        for _ in range(2):  # the second time, after another replica added the same resource meanwhile
-            for statement, parameters in (
-                (FIND_RESOURCE, (hash_,)),
-                (ADD_RESOURCE, (hash_, attributes_json, scope_name, scope_version)),
-            ):
-                row = self._cursor.execute(statement, parameters).fetchone()
-                if row is not None:
-                    return int(row[0])
-        raise AssertionError("a resource neither found nor added")
+    def __call__(self, attributes: dict[str, Any] | None, scope_name: str | None, scope_version: str | None) -> int:
+        return self._ids[id(attributes), scope_name, scope_version]
 
 
 def span_rows(spans: Sequence[Span], received_at: int, resources: ResourceIds) -> list[tuple[Any, ...]]:
@@ -235,6 +254,7 @@ class PostgresSpanWriter:
             # Held until commit: retention does not delete a resource this batch is about to point to.
             cursor.execute("SELECT pg_advisory_xact_lock_shared(%s, %s)", RESOURCES_LOCK)
             resources = ResourceIds(cursor, scrub)
+            resources.resolve(spans, events, evaluations)
             stored: list[Span] = []
             repeated_calls: frozenset[tuple[str, str]] = frozenset()
             if spans:
