@@ -59,6 +59,7 @@ class Cluster:
     def _run(self, *command: str) -> None:
         result = subprocess.run(
             command,
+            check=False,
             user=self._owner.pw_uid if self._owner else None,
             group=self._owner.pw_gid if self._owner else None,
             extra_groups=[] if self._owner else None,
@@ -89,23 +90,16 @@ class Cluster:
             "C.UTF-8",
             "--no-sync",
         )
-        options = " ".join(f"-c {name}={value}" for name, value in SETTINGS.items())
-        self._run(
-            str(self.binaries / "pg_ctl"),
-            "start",
-            "--pgdata",
-            str(self.data),
-            "--wait",
-            "--log",
-            str(self.root / "server.log"),
-            "-o",
-            f"{options} -c port={self.port} -c unix_socket_directories={self.socket_dir}",
-        )
+        self._start_server()
         return self
 
-    def restart(self) -> None:
-        """Stop at once (``immediate``: connections are cut as in a crash) and start again."""
-        self.stop(mode="immediate")
+    def restart(self, mode: str = "fast") -> None:
+        """Stop (every connection is cut) and start again. With ``immediate`` (a crash), transactions committed
+        in the last moments are lost: the cluster runs with ``synchronous_commit=off``."""
+        self.stop(mode=mode)
+        self._start_server()
+
+    def _start_server(self) -> None:
         options = " ".join(f"-c {name}={value}" for name, value in SETTINGS.items())
         self._run(
             str(self.binaries / "pg_ctl"),

@@ -10,7 +10,7 @@ import contextlib
 import random
 import time
 from collections.abc import Callable, Iterator
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import psycopg
 from psycopg_pool import ConnectionPool
@@ -18,6 +18,7 @@ from psycopg_pool import ConnectionPool
 from collector.storage.postgres.errors import is_conflict
 
 T = TypeVar("T")
+Connection = psycopg.Connection[tuple[Any, ...]]
 
 # Advisory lock keys, as (class, object): the class says "genai-collector", the object which job.
 _LOCK_CLASS = 0x47454E41  # "GENA"
@@ -28,7 +29,7 @@ RESOURCES_LOCK = (_LOCK_CLASS, 3)  # shared by writers, exclusive while unused r
 CONFLICT_RETRIES = 5  # a batch rolled back for a deadlock or serialization failure is tried this many times more
 
 
-def connect(dsn: str) -> psycopg.Connection[tuple]:
+def connect(dsn: str) -> Connection:
     """One connection outside any pool (migrations, tests), in autocommit: transactions are explicit."""
     return psycopg.connect(dsn, autocommit=True)
 
@@ -38,9 +39,9 @@ def open_pool(
     *,
     name: str,
     max_size: int = 2,
-    configure: Callable[[psycopg.Connection[tuple]], None] | None = None,
+    configure: Callable[[Connection], None] | None = None,
     timeout: float = 10.0,
-) -> ConnectionPool[psycopg.Connection[tuple]]:
+) -> ConnectionPool[Connection]:
     """A pool of autocommit connections (transactions are explicit, ``connection.transaction()``).
 
     Each connection is checked when taken (an empty query), so that one cut while idle (a restart, a
@@ -56,7 +57,9 @@ def open_pool(
         configure=configure,
         check=ConnectionPool.check_connection,
         timeout=timeout,
-        reconnect_timeout=0,  # keep trying for ever: the database may be down for longer than any bound
+        # A failed connection attempt is not retried in the background with a growing backoff (which could
+        # leave the collector waiting for a minute after the database is back): the next batch tries again.
+        reconnect_timeout=0,
         open=True,
     )
 
@@ -75,7 +78,7 @@ def retry_conflicts(work: Callable[[], T], *, retries: int = CONFLICT_RETRIES) -
 
 
 @contextlib.contextmanager
-def try_lock(connection: psycopg.Connection[tuple], key: tuple[int, int]) -> Iterator[bool]:
+def try_lock(connection: Connection, key: tuple[int, int]) -> Iterator[bool]:
     """A transaction holding ``key`` when the value is True; when another replica holds it, False at once
     (the transaction is still open, and empty)."""
     with connection.transaction():

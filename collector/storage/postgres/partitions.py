@@ -1,4 +1,5 @@
 """Day partitions of ``spans``: made ahead of time by upkeep, dropped whole by retention.
+from collector.storage.postgres.connection import Connection
 
 A partition holds the spans that started on one UTC day, ``spans_YYYYMMDD``; spans of a day without one
 (a client clock far off) go to ``spans_default``. Upkeep makes the partitions of yesterday to ``AHEAD_DAYS``
@@ -12,8 +13,9 @@ from __future__ import annotations
 import datetime as dt
 from typing import NamedTuple
 
-import psycopg
 from psycopg import sql
+
+from collector.storage.postgres.connection import Connection
 
 DAY_NS = 86_400 * 1_000_000_000
 AHEAD_DAYS = 3  # partitions made past today: a day of upkeep missed (no replica up) costs nothing
@@ -44,7 +46,7 @@ WHERE parent.relname = 'spans' AND parent.relnamespace = current_schema()::regna
 """
 
 
-def day_partitions(connection: psycopg.Connection[tuple]) -> list[Partition]:
+def day_partitions(connection: Connection) -> list[Partition]:
     """The day partitions of ``spans``, oldest first (the default partition is not one)."""
     partitions = []
     for (name,) in connection.execute(_LIST):
@@ -56,13 +58,11 @@ def day_partitions(connection: psycopg.Connection[tuple]) -> list[Partition]:
     return sorted(partitions, key=lambda partition: partition.lower)
 
 
-def create(connection: psycopg.Connection[tuple], partition: Partition) -> None:
+def create(connection: Connection, partition: Partition) -> None:
     """Make and attach one day's partition; call inside a transaction holding ``MAINTENANCE_LOCK`` (or
     ``MIGRATIONS_LOCK``)."""
     table = sql.Identifier(partition.name)
-    connection.execute(
-        sql.SQL("CREATE TABLE {} (LIKE spans INCLUDING DEFAULTS INCLUDING CONSTRAINTS)").format(table)
-    )
+    connection.execute(sql.SQL("CREATE TABLE {} (LIKE spans INCLUDING DEFAULTS INCLUDING CONSTRAINTS)").format(table))
     connection.execute(
         sql.SQL(
             "WITH moved AS (DELETE FROM spans_default WHERE start_time_unix_nano >= %s AND start_time_unix_nano < %s"
@@ -77,7 +77,7 @@ def create(connection: psycopg.Connection[tuple], partition: Partition) -> None:
     )
 
 
-def ensure(connection: psycopg.Connection[tuple], now_ns: int, *, ahead_days: int = AHEAD_DAYS) -> list[str]:
+def ensure(connection: Connection, now_ns: int, *, ahead_days: int = AHEAD_DAYS) -> list[str]:
     """Make the missing partitions from yesterday to ``ahead_days`` after today (never one older than the
     oldest there is: retention dropped those); returns their names. Call inside a transaction holding
     ``MAINTENANCE_LOCK``."""
@@ -96,7 +96,7 @@ def ensure(connection: psycopg.Connection[tuple], now_ns: int, *, ahead_days: in
     return made
 
 
-def covered_until(connection: psycopg.Connection[tuple]) -> int | None:
+def covered_until(connection: Connection) -> int | None:
     """The first start time past the newest partition: upkeep is due before the clock gets near it."""
     partitions = day_partitions(connection)
     return partitions[-1].upper if partitions else None

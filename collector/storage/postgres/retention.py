@@ -30,7 +30,7 @@ from psycopg_pool import ConnectionPool
 
 from collector.config import RetentionSettings
 from collector.storage.postgres import partitions
-from collector.storage.postgres.connection import MAINTENANCE_LOCK, RESOURCES_LOCK, try_lock
+from collector.storage.postgres.connection import MAINTENANCE_LOCK, RESOURCES_LOCK, Connection, try_lock
 from collector.storage.postgres.partitions import DAY_NS, Partition
 from collector.storage.retention import Deleted
 
@@ -95,7 +95,7 @@ SELECT coalesce(sum(pg_total_relation_size(to_regclass(name))), 0) FROM unnest(A
 """
 
 
-def database_size(connection: psycopg.Connection[tuple]) -> int:
+def database_size(connection: Connection) -> int:
     """The bytes of the collector's tables: rows, indexes and TOAST, every partition of ``spans`` included."""
     return sum(int(row[0]) for row in connection.execute(DATABASE_SIZE))
 
@@ -104,7 +104,7 @@ def database_size(connection: psycopg.Connection[tuple]) -> int:
 class Retention:
     """The retention and upkeep job of one replica (see the module's docstring); ``step`` does a piece."""
 
-    pool: ConnectionPool[psycopg.Connection[tuple]]
+    pool: ConnectionPool[Connection]
     settings: RetentionSettings
     rows_per_transaction: int = ROWS_PER_TRANSACTION
     oldest_trace_ns: int | None = None  # when the oldest stored trace got its last span, after the last step
@@ -161,7 +161,7 @@ class Retention:
             self.oldest_trace_ns = None if row is None else row[0]
         return done
 
-    def _by_age(self, connection: psycopg.Connection[tuple], cutoff_ns: int) -> Deleted:
+    def _by_age(self, connection: Connection, cutoff_ns: int) -> Deleted:
         days = partitions.day_partitions(connection)
         expired = [partition for partition in days if partition.upper <= cutoff_ns]
         if expired:
@@ -191,7 +191,7 @@ class Retention:
         self._delete_unused_resources(connection, resources)
         return result
 
-    def _by_size(self, connection: psycopg.Connection[tuple], now_ns: int) -> Deleted:
+    def _by_size(self, connection: Connection, now_ns: int) -> Deleted:
         size = database_size(connection)
         if self._disk_full and self._target is None:
             self._reason = "disk_full"
@@ -213,9 +213,9 @@ class Retention:
         self._target = None  # down to the mark, or nothing more can be dropped
         return Deleted()
 
-    def _drop(self, connection: psycopg.Connection[tuple], partition: Partition, reason: str) -> Deleted:
+    def _drop(self, connection: Connection, partition: Partition, reason: str) -> Deleted:
         """A piece of dropping ``partition``: its traces in a small transaction while there are more, then the
-        partition itself. ``more`` is True until it is gone."""
+        partition itself. ``more`` is True (the next step comes back to look for more work)."""
         result = Deleted(reason=reason, more=True)
         resources: set[int] = set()
         with try_lock(connection, MAINTENANCE_LOCK) as held, connection.cursor() as cursor:
@@ -245,13 +245,15 @@ class Retention:
                         )
                     )
                     # The traces writers started in it since the last piece.
-                    late = [row[0] for row in cursor.execute(TRACES_STARTED_IN, (partition.lower, partition.upper, None))]
+                    late = [
+                        row[0] for row in cursor.execute(TRACES_STARTED_IN, (partition.lower, partition.upper, None))
+                    ]
                     if late:
                         traces, spans = self._delete_traces(cursor, late, partition, resources)
                         result.traces += traces
                         result.spans += spans
                     cursor.execute(sql.SQL("DROP TABLE {}").format(table))
-                    result.more = False
+                    # more stays True: the next step looks for another day, and for the rows of no day
             except psycopg.errors.LockNotAvailable:
                 return result  # readers or writers held spans longer than lock_timeout: again at the next step
         self._delete_unused_resources(connection, resources)
@@ -276,12 +278,12 @@ class Retention:
             resources.update(_ids(cursor.execute(statement, (gone,))))
         return len(gone), sum(row[1] for row in deleted)
 
-    def _old_snapshots(self, connection: psycopg.Connection[tuple], before_ns: int) -> Deleted:
+    def _old_snapshots(self, connection: Connection, before_ns: int) -> Deleted:
         with try_lock(connection, MAINTENANCE_LOCK) as held:
             count = connection.execute(OLD_SNAPSHOTS, (before_ns, self.rows_per_transaction)).rowcount if held else 0
         return Deleted(reason="age", snapshots=count, more=count >= self.rows_per_transaction)
 
-    def _delete_unused_resources(self, connection: psycopg.Connection[tuple], resources: set[int]) -> None:
+    def _delete_unused_resources(self, connection: Connection, resources: set[int]) -> None:
         if not resources:
             return
         with connection.transaction():

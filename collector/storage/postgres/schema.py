@@ -16,9 +16,7 @@ and re-reads the version under it. Never edit a step that has shipped: append a 
 
 from __future__ import annotations
 
-import psycopg
-
-from collector.storage.postgres.connection import MIGRATIONS_LOCK
+from collector.storage.postgres.connection import MIGRATIONS_LOCK, Connection
 from collector.storage.schema import GENAI_COLUMNS
 
 TEXT = 'text COLLATE "C"'
@@ -178,12 +176,12 @@ CREATE TABLE IF NOT EXISTS schema_migrations (
 """
 
 
-def schema_version(connection: psycopg.Connection[tuple]) -> int:
+def schema_version(connection: Connection) -> int:
     row = connection.execute("SELECT coalesce(max(version), 0) FROM schema_migrations").fetchone()
     return int(row[0]) if row else 0
 
 
-def migrate(connection: psycopg.Connection[tuple]) -> int:
+def migrate(connection: Connection) -> int:
     """Bring the database to ``SCHEMA_VERSION``; returns the version it was at. ``connection`` is in autocommit."""
     found = None
     for version in range(1, SCHEMA_VERSION + 1):

@@ -10,10 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import psycopg
-
 from collector.config import EVAL_PREFIX, SnapshotRule
 from collector.snapshots import TraceFigures, evaluate, evaluation_names
+from collector.storage.postgres.connection import Connection
 from collector.storage.settle import Settled
 
 __all__ = ["Settled", "settle_traces"]
@@ -50,7 +49,7 @@ MARK_SETTLED = "UPDATE traces SET settled_at_unix_nano = %s WHERE trace_id = ANY
 
 
 def settle_traces(
-    connection: psycopg.Connection[tuple],
+    connection: Connection,
     rules: Sequence[SnapshotRule],
     *,
     now_ns: int,
@@ -77,7 +76,7 @@ def settle_traces(
                 evaluations.setdefault(trace_id, {})[EVAL_PREFIX + name] = score
         already_breached = set(cursor.execute(PREVIOUS_BREACHES, (ids,)).fetchall())
         settled = []
-        rows = []
+        rows: list[tuple[str, str | None, str, float | None, float | None, int, str | None, int]] = []
         for trace_id, service, models, agents, duration_ns, cost, total_tokens, errors, llm_calls in candidates:
             figures = TraceFigures(
                 trace_id=trace_id,
@@ -102,6 +101,7 @@ def settle_traces(
             )
             newly = [s for s in snapshots if s.breached and (s.trace_id, s.metric) not in already_breached]
             settled.append(Settled(figures, snapshots, newly))
-        cursor.executemany(UPSERT_SNAPSHOT, sorted(rows, key=lambda row: (row[0], row[2])))
+        rows.sort(key=lambda row: (row[0], row[2]))  # by (trace, metric): the order of the unique index
+        cursor.executemany(UPSERT_SNAPSHOT, rows)
         cursor.execute(MARK_SETTLED, (now_ns, ids))
     return settled

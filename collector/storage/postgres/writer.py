@@ -15,14 +15,14 @@ import re
 import time
 from collections.abc import Sequence
 from functools import partial
-from typing import Any
+from typing import Any, cast
 
 import psycopg
 from psycopg_pool import ConnectionPool
 
 from collector.config import RetentionSettings, SnapshotSettings
 from collector.model import EvaluationRecord, LogEvent, Records, Span
-from collector.storage.postgres.connection import RESOURCES_LOCK, connect, open_pool, retry_conflicts
+from collector.storage.postgres.connection import RESOURCES_LOCK, Connection, connect, open_pool, retry_conflicts
 from collector.storage.postgres.errors import is_data_error
 from collector.storage.postgres.retention import Retention
 from collector.storage.postgres.rollups import roll_up
@@ -31,14 +31,10 @@ from collector.storage.postgres.settle import Settled, settle_traces
 from collector.storage.resources import resource_key
 from collector.storage.retention import Deleted
 from collector.storage.schema import GENAI_COLUMNS
-from collector.storage.writer import (
-    _EVALUATION_COLUMNS as EVALUATION_COLUMNS,
-    _EVENT_COLUMNS as EVENT_COLUMNS,
-    NOTHING_WRITTEN,
-    Written,
-    evaluation_rows,
-    event_rows,
-)
+from collector.storage.writer import _EVALUATION_COLUMNS as EVALUATION_COLUMNS  # the order of evaluation_rows
+from collector.storage.writer import _EVENT_COLUMNS as EVENT_COLUMNS  # the order of event_rows
+from collector.storage.writer import NOTHING_WRITTEN, Written, evaluation_rows, event_rows
+from collector.storage.writer import ResourceIds as SqliteResourceIds
 
 _to_json = partial(json.dumps, ensure_ascii=False, separators=(",", ":"))
 
@@ -120,7 +116,9 @@ class ResourceIds:
         self._scrub = scrub
         self._ids: dict[tuple[int, str | None, str | None], int] = {}
 
-    def resolve(self, spans: Sequence[Span], events: Sequence[LogEvent], evaluations: Sequence[EvaluationRecord]) -> None:
+    def resolve(
+        self, spans: Sequence[Span], events: Sequence[LogEvent], evaluations: Sequence[EvaluationRecord]
+    ) -> None:
         """Find or add the resources of a batch's records; call once, before ``__call__``."""
         wanted: dict[tuple[int, str | None, str | None], tuple[Any, ...]] = {}
         for attributes, scope_name, scope_version in (
@@ -135,7 +133,12 @@ class ResourceIds:
             key = (id(attributes), scope_name, scope_version)
             if key not in wanted:
                 attributes_json = _to_json(attributes or {})
-                row = (resource_key(attributes_json, scope_name, scope_version), attributes_json, scope_name, scope_version)
+                row = (
+                    resource_key(attributes_json, scope_name, scope_version),
+                    attributes_json,
+                    scope_name,
+                    scope_version,
+                )
                 wanted[key] = scrub_row(row) if self._scrub else row
         by_hash = {row[0]: row for row in wanted.values()}
         found: dict[bytes, int] = {}
@@ -216,11 +219,9 @@ class PostgresSpanWriter:
     def __init__(self, dsn: str, *, retention: RetentionSettings | None = None) -> None:
         with connect(dsn) as connection:
             migrate(connection)
-        self.pool: ConnectionPool[psycopg.Connection[tuple]] = open_pool(
-            dsn, name="genai-collector-writer", configure=_prepare
-        )
+        self.pool: ConnectionPool[Connection] = open_pool(dsn, name="genai-collector-writer", configure=_prepare)
         self._received_at = 0
-        self.retention = Retention(self.pool, retention or RetentionSettings())
+        self.retention = Retention(self.pool, retention or RetentionSettings.model_validate({}))
         self.retention.upkeep(time.time_ns(), wait=True)
 
     def write(self, batch: Sequence[Records]) -> Written:
@@ -267,9 +268,11 @@ class PostgresSpanWriter:
             if stored:
                 new = {(span.trace_id, span.span_id) for span in stored}
                 repeated_calls = roll_up(cursor, {span.trace_id for span in stored}, new)
+            # SQLite's row builders (one definition of the dedup keys) only call their ``resources`` argument
+            lookup = cast(SqliteResourceIds, resources)
             for statement, rows in (
-                (INSERT_EVENT, event_rows(events, received_at, resources) if events else []),
-                (INSERT_EVALUATION, evaluation_rows(evaluations, received_at, resources) if evaluations else []),
+                (INSERT_EVENT, event_rows(events, received_at, lookup) if events else []),
+                (INSERT_EVALUATION, evaluation_rows(evaluations, received_at, lookup) if evaluations else []),
             ):
                 if rows:  # by dedup key: replicas storing the same records wait for each other without a cycle
                     rows.sort(key=lambda row: row[-1])
@@ -308,7 +311,7 @@ class PostgresSpanWriter:
         self.pool.close()
 
 
-def _prepare(connection: psycopg.Connection[tuple]) -> None:
+def _prepare(connection: Connection) -> None:
     """A new pooled connection's staging table (the pool hands it back idle: autocommit)."""
     connection.execute(CREATE_STAGING)
 

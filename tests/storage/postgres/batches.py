@@ -60,26 +60,51 @@ def agent_trace(rng: random.Random, base_ns: int) -> tuple[bytes, str, list[dict
         outer = _hex(rng, 8)
         kind = rng.random()
         spans.append(
-            {"span_id": outer, "parent": plan, "name": f"chat {model}", "start": clock, "end": clock + 5_000,
-             "error": rng.random() < 0.1, "attributes": _llm(rng, model, usage=kind < 0.7)}
+            {
+                "span_id": outer,
+                "parent": plan,
+                "name": f"chat {model}",
+                "start": clock,
+                "end": clock + 5_000,
+                "error": rng.random() < 0.1,
+                "attributes": _llm(rng, model, usage=kind < 0.7),
+            }
         )
         if kind < 0.4:  # the client SDK's span of the same call, inside the library's
             spans.append(
-                {"span_id": _hex(rng, 8), "parent": outer, "name": "chat", "start": clock + 1, "end": clock + 4_000,
-                 "attributes": _llm(rng, model)}
+                {
+                    "span_id": _hex(rng, 8),
+                    "parent": outer,
+                    "name": "chat",
+                    "start": clock + 1,
+                    "end": clock + 4_000,
+                    "attributes": _llm(rng, model),
+                }
             )
         elif kind < 0.55:  # a sibling with the same response id (OpenLLMetry beside the SDK)
             response_id = f"resp-{rng.getrandbits(40):010x}"
             spans[-1]["attributes"]["gen_ai.response.id"] = response_id
             spans.append(
-                {"span_id": _hex(rng, 8), "parent": plan, "name": "openai.chat", "start": clock + 2, "end": clock + 4_500,
-                 "attributes": _llm(rng, model, response_id=response_id)}
+                {
+                    "span_id": _hex(rng, 8),
+                    "parent": plan,
+                    "name": "openai.chat",
+                    "start": clock + 2,
+                    "end": clock + 4_500,
+                    "attributes": _llm(rng, model, response_id=response_id),
+                }
             )
         if rng.random() < 0.5:
             spans.append(
-                {"span_id": _hex(rng, 8), "parent": plan, "name": "execute_tool search", "start": clock + 6_000,
-                 "end": clock + 7_000, "error": rng.random() < 0.2,
-                 "attributes": {"gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": "search"}}
+                {
+                    "span_id": _hex(rng, 8),
+                    "parent": plan,
+                    "name": "execute_tool search",
+                    "start": clock + 6_000,
+                    "end": clock + 7_000,
+                    "error": rng.random() < 0.2,
+                    "attributes": {"gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": "search"},
+                }
             )
         clock += 10_000
     if rng.random() < 0.3:
@@ -152,18 +177,22 @@ def _evaluation(rng: random.Random, trace_id: str) -> EvaluationRecord:
 # What each table must hold alike on both engines: their own clocks (receipt times) and ids aside.
 COMPARED = {
     "spans_with_resource": (
-        "trace_id, span_id, parent_span_id, trace_state, flags, name, kind, start_time_unix_nano, end_time_unix_nano,"
-        " duration_ns, status_code, status_message, service_name, attributes, events, links, dropped_attributes_count,"
-        " dropped_events_count, dropped_links_count, category, provider, request_model, response_model, operation,"
-        " input_tokens, output_tokens, total_tokens, cache_read_tokens, cache_write_tokens, reasoning_tokens,"
-        " finish_reasons, response_id, ttft_ms, conversation_id, user_id, agent_name, tool_name, cost_usd,"
-        " duplicate_of, resource_attributes, scope_name, scope_version",
+        (
+            "trace_id, span_id, parent_span_id, trace_state, flags, name, kind, start_time_unix_nano, end_time_unix_nano,"
+            " duration_ns, status_code, status_message, service_name, attributes, events, links, dropped_attributes_count,"
+            " dropped_events_count, dropped_links_count, category, provider, request_model, response_model, operation,"
+            " input_tokens, output_tokens, total_tokens, cache_read_tokens, cache_write_tokens, reasoning_tokens,"
+            " finish_reasons, response_id, ttft_ms, conversation_id, user_id, agent_name, tool_name, cost_usd,"
+            " duplicate_of, resource_attributes, scope_name, scope_version"
+        ),
         "trace_id, span_id",
     ),
     "traces": (
-        "trace_id, service_name, root_span_name, has_root, start_time_unix_nano, end_time_unix_nano, duration_ns,"
-        " span_count, error_count, llm_calls, input_tokens, output_tokens, total_tokens, cache_read_tokens,"
-        " cache_write_tokens, reasoning_tokens, cost_usd, models, agents, settled_at_unix_nano IS NULL",
+        (
+            "trace_id, service_name, root_span_name, has_root, start_time_unix_nano, end_time_unix_nano, duration_ns,"
+            " span_count, error_count, llm_calls, input_tokens, output_tokens, total_tokens, cache_read_tokens,"
+            " cache_write_tokens, reasoning_tokens, cost_usd, models, agents, settled_at_unix_nano IS NULL"
+        ),
         "trace_id",
     ),
     "metric_snapshots": (
@@ -171,13 +200,17 @@ COMPARED = {
         "trace_id, metric",
     ),
     "events_with_resource": (
-        "trace_id, span_id, time_unix_nano, observed_time_unix_nano, name, source, severity_number, severity_text,"
-        " body, attributes, service_name, dedup_key, resource_attributes, scope_name",
+        (
+            "trace_id, span_id, time_unix_nano, observed_time_unix_nano, name, source, severity_number, severity_text,"
+            " body, attributes, service_name, dedup_key, resource_attributes, scope_name"
+        ),
         "dedup_key",
     ),
     "evaluations": (
-        "trace_id, span_id, response_id, name, score, label, explanation, source, time_unix_nano, dedup_key,"
-        " (SELECT hash FROM resources WHERE resources.id = evaluations.resource_id)",
+        (
+            "trace_id, span_id, response_id, name, score, label, explanation, source, time_unix_nano, dedup_key,"
+            " (SELECT hash FROM resources WHERE resources.id = evaluations.resource_id)"
+        ),
         "dedup_key",
     ),
     "resources": ("hash, resource_attributes, scope_name, scope_version", "hash"),

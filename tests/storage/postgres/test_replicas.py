@@ -7,6 +7,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -30,26 +31,16 @@ def database(postgres_cluster: Cluster) -> Iterator[str]:
 
 
 def run_at_once(work: list[Callable[[], Any]]) -> list[Any]:
-    """Run each callable on its own thread, started together; their results, or the first exception raised."""
-    results: list[Any] = [None] * len(work)
-    errors: list[BaseException] = []
+    """Run each callable on its own thread, started together; their results (an exception raised is raised here)."""
     start = threading.Barrier(len(work))
 
-    def run(index: int) -> None:
-        try:
-            start.wait()
-            results[index] = work[index]()
-        except BaseException as error:  # handed to the test's thread
-            errors.append(error)
+    def together(job: Callable[[], Any]) -> Any:
+        start.wait()
+        return job()
 
-    threads = [threading.Thread(target=run, args=(index,)) for index in range(len(work))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
-    if errors:
-        raise errors[0]
-    return results
+    with ThreadPoolExecutor(len(work)) as pool:
+        futures = [pool.submit(together, job) for job in work]
+        return [future.result(timeout=120) for future in futures]
 
 
 def deadlocks(dsn: str) -> int:
@@ -110,7 +101,9 @@ def test_replicas_settling_at_once_settle_each_trace_once_and_find_each_breach_n
     for batch in batches(5, traces=300, base_ns=time.time_ns(), split=False):
         writers[0].write(batch)
     settings = SnapshotSettings(
-        settle_after="0s", max_wait="0s", rules=[{"metric": "latency_ms", "above": 0}, {"metric": "error_count", "above": 0}]
+        settle_after="0s",
+        max_wait="0s",
+        rules=[{"metric": "latency_ms", "above": 0}, {"metric": "error_count", "above": 0}],
     )
 
     def settler(writer: PostgresSpanWriter) -> Callable[[], list[Any]]:

@@ -145,4 +145,3 @@ def test_a_request_with_data_the_database_refuses_fails_alone(writer: PostgresSp
             outcomes.append("data" if is_data_error(failure) else "other")
     assert outcomes == [2, "data", 2]
     assert query(writer, "SELECT count(*), sum(span_count) FROM (SELECT * FROM traces) t")[0][0] == 2
-

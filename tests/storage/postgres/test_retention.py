@@ -1,0 +1,190 @@
+"""Retention and partition upkeep on PostgreSQL: whole days dropped, whole traces deleted, one replica at a time."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from collector.config import RetentionSettings
+from collector.decode import decode_spans
+from collector.model import EvaluationRecord, LogEvent, Records
+from collector.storage.postgres.connection import MAINTENANCE_LOCK, connect
+from collector.storage.postgres.partitions import DAY_NS, day_partitions, day_start, for_day
+from collector.storage.postgres.retention import database_size
+from collector.storage.postgres.writer import PostgresSpanWriter
+from collector.storage.retention import Deleted
+from tests.helpers import trace_request
+from tests.postgres import Cluster
+
+TODAY = day_start(time.time_ns())
+YESTERDAY = TODAY - DAY_NS
+
+
+@pytest.fixture
+def database(postgres_cluster: Cluster) -> Iterator[str]:
+    with postgres_cluster.database() as dsn:
+        yield dsn
+
+
+def open_writer(database: str, **retention: Any) -> PostgresSpanWriter:
+    return PostgresSpanWriter(database, retention=RetentionSettings(**{"max_age": "1d", **retention}))
+
+
+def query(writer: PostgresSpanWriter, sql: str, *parameters: Any) -> list[tuple[Any, ...]]:
+    with writer.pool.connection() as connection:
+        return connection.execute(sql, parameters or None).fetchall()
+
+
+def write_trace(writer: PostgresSpanWriter, starts: list[int], *, service: str = "svc", size: int = 10) -> str:
+    """A trace whose spans start at ``starts`` (the first is the root), with an event and an evaluation."""
+    trace_id = os.urandom(16)
+    spans = [
+        {
+            "span_id": os.urandom(8),
+            "start": start,
+            "end": start + 1000,
+            "attributes": {"blob": os.urandom(size // 2).hex()},
+        }
+        for start in starts
+    ]
+    for span in spans[1:]:
+        span["parent"] = spans[0]["span_id"]
+    decoded, _ = decode_spans(trace_request(trace_id, spans, service=service))
+    event = LogEvent(
+        trace_id.hex(),
+        None,
+        1,
+        None,
+        "gen_ai.choice",
+        "log",
+        None,
+        None,
+        "hi",
+        {},
+        service,
+        "s",
+        {"service.name": service},
+    )
+    evaluation = EvaluationRecord(
+        trace_id.hex(), None, None, "relevance", 0.5, None, None, "log", 1, {"service.name": f"{service}-judge"}
+    )
+    writer.write([Records(spans=decoded, events=[event], evaluations=[evaluation])])
+    return trace_id.hex()
+
+
+def step_until_done(writer: PostgresSpanWriter, now_ns: int) -> list[Deleted]:
+    done: list[Deleted] = []
+    for _ in range(50):
+        results = writer.retention.step(now_ns)
+        done.extend(results)
+        if not any(result.more for result in results):
+            return done
+    raise AssertionError("retention kept asking for more")
+
+
+def test_new_database_has_partitions_from_yesterday_to_three_days_ahead(database: str) -> None:
+    writer = open_writer(database)
+    with connect(database) as connection:
+        days = [partition.lower for partition in day_partitions(connection)]
+    assert days == [YESTERDAY + day * DAY_NS for day in range(5)]
+    writer.close()
+
+
+def test_upkeep_makes_the_days_ahead_and_moves_their_spans_out_of_the_default_partition(database: str) -> None:
+    writer = open_writer(database)
+    far = TODAY + 10 * DAY_NS  # a client clock ten days ahead: no partition yet
+    trace = write_trace(writer, [far + 5, far + 6])
+    assert query(writer, "SELECT count(*) FROM spans_default") == [(2,)]
+    made = writer.retention.upkeep(far)
+    assert for_day(day_start(far)).name in made
+    assert query(writer, "SELECT count(*) FROM spans_default") == [(0,)]
+    assert query(writer, f"SELECT count(*) FROM {for_day(day_start(far)).name} WHERE trace_id = %s", trace) == [(2,)]
+    assert writer.retention.upkeep(far) == []  # covered for days: no work, not even a lock
+    writer.close()
+
+
+def test_age_drops_the_day_and_deletes_its_traces_whole(database: str) -> None:
+    writer = open_writer(database)
+    old = write_trace(writer, [YESTERDAY + 1_000, YESTERDAY + 2_000])
+    # started yesterday, went on today: deleted whole when yesterday goes
+    straddling = write_trace(writer, [TODAY - 1_000, TODAY + 1_000, TODAY + 2_000], service="other")
+    kept = write_trace(writer, [TODAY + 5_000, TODAY + 6_000], service="kept")
+    assert writer.retention.step(TODAY + DAY_NS // 2) == [Deleted(reason="age"), Deleted(reason="age")]  # not yet
+    done = step_until_done(writer, TODAY + DAY_NS + 1)  # yesterday ended a day (max_age) ago
+    assert sum(result.traces for result in done) == 2 and sum(result.spans for result in done) == 5
+    with connect(database) as connection:
+        assert YESTERDAY not in [partition.lower for partition in day_partitions(connection)]
+    assert query(writer, "SELECT trace_id FROM traces") == [(kept,)]
+    for table in ("spans", "events", "evaluations"):
+        assert query(writer, f"SELECT DISTINCT trace_id FROM {table}") == [(kept,)], table
+    # the resources of the deleted traces (service "other", the judges of old and straddling) went with them
+    services = query(writer, "SELECT DISTINCT resource_attributes ->> 'service.name' FROM resources ORDER BY 1")
+    assert services == [("kept",), ("kept-judge",)]
+    assert old != straddling
+    writer.close()
+
+
+def test_traces_in_the_default_partition_go_by_the_age_of_their_last_span(database: str) -> None:
+    """A client clock years behind: its spans go to the default partition, and are kept max_age after they
+    arrived, as on SQLite (never deleted at once for their timestamps)."""
+    writer = open_writer(database)
+    trace = write_trace(writer, [1_000_000, 2_000_000])
+    now = time.time_ns()
+    step_until_done(writer, now)
+    assert query(writer, "SELECT trace_id FROM traces") == [(trace,)]
+    done = step_until_done(writer, now + DAY_NS + 10**9)
+    assert sum(result.traces for result in done) == 1
+    assert query(writer, "SELECT count(*) FROM spans") == [(0,)]
+    assert query(writer, "SELECT count(*) FROM events") == [(0,)]
+    writer.close()
+
+
+def test_size_drops_the_oldest_days_but_never_today(database: str) -> None:
+    writer = open_writer(database, max_age="0", max_size="1MiB")
+    for _ in range(4):
+        write_trace(writer, [YESTERDAY + 1_000 + index for index in range(40)], size=20_000)
+    today = write_trace(writer, [TODAY + 1_000 + index for index in range(40)], size=20_000)
+    with connect(database) as connection:
+        before = database_size(connection)
+    assert before > 1024 * 1024
+    done = step_until_done(writer, time.time_ns())
+    assert {result.reason for result in done if result.traces} == {"size"}
+    assert sum(result.reclaimed_bytes for result in done) > 0
+    with connect(database) as connection:
+        lowers = [partition.lower for partition in day_partitions(connection)]
+    assert YESTERDAY not in lowers and TODAY in lowers
+    assert query(writer, "SELECT trace_id FROM traces") == [(today,)]
+    writer.close()
+
+
+def test_one_replica_at_a_time_the_others_skip(database: str) -> None:
+    writer = open_writer(database)
+    write_trace(writer, [YESTERDAY + 1_000])
+    with connect(database) as other, other.transaction():
+        other.execute("SELECT pg_advisory_xact_lock(%s, %s)", MAINTENANCE_LOCK)
+        started = time.monotonic()
+        writer.retention.step(TODAY + DAY_NS + 1)
+        assert time.monotonic() - started < 1  # skipped, not waited
+        assert query(writer, "SELECT count(*) FROM traces") == [(1,)]
+    step_until_done(writer, TODAY + DAY_NS + 1)
+    assert query(writer, "SELECT count(*) FROM traces") == [(0,)]
+    writer.close()
+
+
+def test_snapshots_go_by_their_own_age(database: str) -> None:
+    writer = open_writer(database, max_age="0", snapshots_max_age="1h")
+    query(
+        writer,
+        "INSERT INTO metric_snapshots (trace_id, metric, computed_at) VALUES ('a', 'latency_ms', %s), ('b', 'latency_ms', %s)"
+        " RETURNING 1",
+        TODAY,
+        TODAY + 2 * 3600 * 10**9,
+    )
+    done = writer.retention.step(TODAY + 2 * 3600 * 10**9)
+    assert sum(result.snapshots for result in done) == 1
+    assert query(writer, "SELECT trace_id FROM metric_snapshots") == [("b",)]
+    writer.close()
