@@ -165,7 +165,7 @@ class Retention:
         days = partitions.day_partitions(connection)
         expired = [partition for partition in days if partition.upper <= cutoff_ns]
         if expired:
-            return self._drop(connection, expired[0], "age")
+            return self._drop(connection, expired[0], "age") or Deleted(reason="age")
         result = Deleted(reason="age")
         lower = days[0].lower if days else cutoff_ns
         upper = days[-1].upper if days else cutoff_ns
@@ -207,20 +207,23 @@ class Retention:
             past = [p for p in partitions.day_partitions(connection) if p.upper <= partitions.day_start(now_ns)]
             if past:
                 deleted = self._drop(connection, past[0], self._reason)
+                if deleted is None:
+                    return Deleted()  # another replica is at it; measured again at the next step
                 deleted.reclaimed_bytes = max(0, size - database_size(connection))
                 deleted.more = True  # measured again at the next step
                 return deleted
         self._target = None  # down to the mark, or nothing more can be dropped
         return Deleted()
 
-    def _drop(self, connection: Connection, partition: Partition, reason: str) -> Deleted:
+    def _drop(self, connection: Connection, partition: Partition, reason: str) -> Deleted | None:
         """A piece of dropping ``partition``: its traces in a small transaction while there are more, then the
-        partition itself. ``more`` is True (the next step comes back to look for more work)."""
+        partition itself; ``more`` is True (the next step comes back to look for more work). None when another
+        replica holds the job: this one looks again at its next interval."""
         result = Deleted(reason=reason, more=True)
         resources: set[int] = set()
         with try_lock(connection, MAINTENANCE_LOCK) as held, connection.cursor() as cursor:
             if not held:
-                return result
+                return None
             ids = [
                 row[0]
                 for row in cursor.execute(
@@ -233,7 +236,7 @@ class Retention:
             try:
                 with try_lock(connection, MAINTENANCE_LOCK) as held, connection.cursor() as cursor:
                     if not held:
-                        return result
+                        return None
                     cursor.execute(f"SET LOCAL lock_timeout = '{DROP_LOCK_TIMEOUT}'")
                     table = sql.Identifier(partition.name)
                     # Taken first: from here no writer adds spans (nor traces) until the commit.

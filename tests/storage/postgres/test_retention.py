@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -188,3 +190,38 @@ def test_snapshots_go_by_their_own_age(database: str) -> None:
     assert sum(result.snapshots for result in done) == 1
     assert query(writer, "SELECT trace_id FROM metric_snapshots") == [("b",)]
     writer.close()
+
+
+def test_dropping_a_day_while_replicas_write_keeps_every_rollup_the_sum_of_its_spans(database: str) -> None:
+    """Writers go on (today's spans, and late spans of the day going) while another replica drops the day:
+    nothing fails, and afterwards every trace's rollup counts exactly the spans stored for it."""
+    writers = [open_writer(database) for _ in range(2)]
+    for index in range(30):
+        write_trace(writers[0], [YESTERDAY + 1_000 + index, YESTERDAY + 2_000 + index])
+    stop = threading.Event()
+
+    def write(writer: PostgresSpanWriter) -> int:
+        written = 0
+        while not stop.is_set():
+            day = YESTERDAY if written % 3 == 0 else TODAY
+            write_trace(writer, [day + 1_000 + written, TODAY + 5_000 + written])
+            written += 1
+        return written
+
+    with ThreadPoolExecutor(3) as pool:
+        running = [pool.submit(write, writer) for writer in writers]
+        time.sleep(0.2)
+        done = pool.submit(step_until_done, writers[1], TODAY + DAY_NS + 1).result(timeout=60)
+        stop.set()
+        assert all(future.result(timeout=60) > 0 for future in running)
+    assert sum(result.traces for result in done) >= 30
+    with connect(database) as connection:
+        assert YESTERDAY not in [partition.lower for partition in day_partitions(connection)]
+    mismatched = query(
+        writers[0],
+        "SELECT trace_id FROM traces WHERE span_count <> (SELECT count(*) FROM spans WHERE spans.trace_id = traces.trace_id)",
+    )
+    assert mismatched == []
+    assert query(writers[0], "SELECT count(*) FROM spans WHERE trace_id NOT IN (SELECT trace_id FROM traces)") == [(0,)]
+    for writer in writers:
+        writer.close()
