@@ -24,7 +24,7 @@ from collector.config import RetentionSettings, SnapshotSettings
 from collector.model import EvaluationRecord, LogEvent, Records, Span
 from collector.storage.postgres.connection import RESOURCES_LOCK, Connection, connect, open_pool, retry_conflicts
 from collector.storage.postgres.errors import is_data_error
-from collector.storage.postgres.retention import Retention
+from collector.storage.postgres.retention import Retention, database_size
 from collector.storage.postgres.rollups import roll_up
 from collector.storage.postgres.schema import migrate
 from collector.storage.postgres.settle import Settled, settle_traces
@@ -270,13 +270,13 @@ class PostgresSpanWriter:
                 repeated_calls = roll_up(cursor, {span.trace_id for span in stored}, new)
             # SQLite's row builders (one definition of the dedup keys) only call their ``resources`` argument
             lookup = cast(SqliteResourceIds, resources)
-            for statement, rows in (
+            for statement, records in (
                 (INSERT_EVENT, event_rows(events, received_at, lookup) if events else []),
                 (INSERT_EVALUATION, evaluation_rows(evaluations, received_at, lookup) if evaluations else []),
             ):
-                if rows:  # by dedup key: replicas storing the same records wait for each other without a cycle
-                    rows.sort(key=lambda row: row[-1])
-                    cursor.executemany(statement, [scrub_row(row) for row in rows] if scrub else rows)
+                if records:  # by dedup key: replicas storing the same records wait for each other without a cycle
+                    records.sort(key=lambda row: row[-1])
+                    cursor.executemany(statement, [scrub_row(row) for row in records] if scrub else records)
             response_ids = {span.genai.response_id for span in spans if span.genai and span.genai.response_id}
             response_ids.update(e.response_id for e in evaluations if e.trace_id is None and e.response_id)
             if response_ids:
@@ -302,6 +302,11 @@ class PostgresSpanWriter:
         with self.pool.connection() as connection:
             row = connection.execute(OLDEST_UNSETTLED).fetchone()
         return None if row is None else row[0]
+
+    def database_size(self) -> int:
+        """The bytes of the collector's tables, indexes and TOAST (what ``retention.max_size`` bounds)."""
+        with self.pool.connection() as connection:
+            return database_size(connection)
 
     def retain(self) -> list[Deleted]:
         """Partition upkeep and retention, when no other replica is doing them (see ``postgres.retention``)."""

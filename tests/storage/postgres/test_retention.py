@@ -16,7 +16,6 @@ from collector.decode import decode_spans
 from collector.model import EvaluationRecord, LogEvent, Records
 from collector.storage.postgres.connection import MAINTENANCE_LOCK, connect
 from collector.storage.postgres.partitions import DAY_NS, day_partitions, day_start, for_day
-from collector.storage.postgres.retention import database_size
 from collector.storage.postgres.writer import PostgresSpanWriter
 from collector.storage.retention import Deleted
 from tests.helpers import trace_request
@@ -150,9 +149,7 @@ def test_size_drops_the_oldest_days_but_never_today(database: str) -> None:
     for _ in range(4):
         write_trace(writer, [YESTERDAY + 1_000 + index for index in range(40)], size=20_000)
     today = write_trace(writer, [TODAY + 1_000 + index for index in range(40)], size=20_000)
-    with connect(database) as connection:
-        before = database_size(connection)
-    assert before > 1024 * 1024
+    assert writer.database_size() > 1024 * 1024
     done = step_until_done(writer, time.time_ns())
     assert {result.reason for result in done if result.traces} == {"size"}
     assert sum(result.reclaimed_bytes for result in done) > 0
@@ -160,6 +157,7 @@ def test_size_drops_the_oldest_days_but_never_today(database: str) -> None:
         lowers = [partition.lower for partition in day_partitions(connection)]
     assert YESTERDAY not in lowers and TODAY in lowers
     assert query(writer, "SELECT trace_id FROM traces") == [(today,)]
+    assert writer.database_size() < 0.9 * 1024 * 1024  # the low-water mark
     writer.close()
 
 
