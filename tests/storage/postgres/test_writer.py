@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,7 +14,7 @@ import pytest
 from collector.config import SnapshotRule, SnapshotSettings
 from collector.decode import decode_spans
 from collector.model import Records
-from collector.storage.postgres.errors import is_data_error
+from collector.storage.postgres.errors import is_data_error, is_retryable
 from collector.storage.postgres.settle import settle_traces as settle_on_postgres
 from collector.storage.postgres.writer import PostgresSpanWriter
 from collector.storage.settle import settle_traces as settle_on_sqlite
@@ -145,3 +146,12 @@ def test_a_request_with_data_the_database_refuses_fails_alone(writer: PostgresSp
             outcomes.append("data" if is_data_error(failure) else "other")
     assert outcomes == [2, "data", 2]
     assert query(writer, "SELECT count(*), sum(span_count) FROM (SELECT * FROM traces) t")[0][0] == 2
+
+
+def test_a_name_too_long_for_an_index_refuses_its_request_as_data(writer: PostgresSpanWriter) -> None:
+    """A btree index row holds at most ~2.7 kB: a service name past that is refused (not retried for ever);
+    SQLite stores it (docs/postgresql.md)."""
+    spans, _ = decode_spans(otlp_request(1, service=os.urandom(3000).hex()))  # incompressible
+    with pytest.raises(psycopg.Error) as refused:
+        writer.write([Records(spans=spans)])
+    assert is_data_error(refused.value) and not is_retryable(refused.value)
