@@ -20,7 +20,7 @@ from pathlib import Path
 
 import psycopg
 
-from tests.conftest import free_port, missing
+from tests.helpers import free_ports, missing
 
 # Speed over durability: a test cluster is thrown away, never recovered.
 SETTINGS = {
@@ -53,7 +53,7 @@ class Cluster:
         self.root = Path(tempfile.mkdtemp(prefix="genai-collector-pg-"))
         self.data = self.root / "data"
         self.socket_dir = self.root / "socket"
-        self.port = free_port()
+        self.port = free_ports(1)[0]
         self._owner = pwd.getpwnam("postgres") if os.geteuid() == 0 else None
 
     def _run(self, *command: str) -> None:

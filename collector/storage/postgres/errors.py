@@ -2,7 +2,7 @@
 
 The pipeline answers a retryable failure with 503 / UNAVAILABLE and a retry hint, and retries a batch refused
 for its data request by request, so that only the request carrying the bad data gets 400 / INVALID_ARGUMENT
-(``collector.pipeline``). Anything else (a syntax error, a missing table) is a bug, answered as retryable too,
+(``collector.pipeline``, ``pipeline.errors``). Anything else (a syntax error, a missing table) is a bug, answered as retryable too,
 with a stack trace in the log.
 """
 

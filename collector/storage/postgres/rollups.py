@@ -1,11 +1,11 @@
 """Per-trace rollups on PostgreSQL, recomputed from the spans under the trace's row lock.
 
-The same rollups as SQLite's (``storage.rollups``), with what several writers at once need: a batch locks
+The same rollups as SQLite's (``storage.sqlite.rollups``), with what several writers at once need: a batch locks
 the rows of the traces it added spans to, in trace id order (so that two replicas never wait for each other
 in a cycle), and only then reads the trace's spans. Under READ COMMITTED each statement sees what committed
 before it began, so the last writer to take a trace's lock sees every span of it, its own and those of the
 writers that held the lock before: the rollup is the sum of all the spans whatever the interleaving, and
-which span counts a repeated model call (``collector.calls``) is decided on all of them.
+which span counts a repeated model call (``collector.genai.calls``) is decided on all of them.
 
 A trace with no row yet is locked by inserting its row; when another writer inserted it first (both saw it
 missing), the insert gives way (ON CONFLICT DO NOTHING, after waiting for that writer to commit) and the
@@ -19,7 +19,7 @@ from typing import Any
 
 import psycopg
 
-from collector.calls import MAX_DEPTH, SpanNode, same_calls
+from collector.genai.calls import MAX_DEPTH, SpanNode, same_calls
 
 _GENAI_CALL = "category IN ('llm', 'embedding') AND duplicate_of IS NULL"
 _MODEL = "coalesce(response_model, request_model)"
@@ -94,7 +94,7 @@ RETURNING trace_id
 """
 LOCK_TRACES = "SELECT trace_id FROM traces WHERE trace_id = ANY(%s) ORDER BY trace_id FOR UPDATE"
 
-# The traces where one call may be described by two spans (see ``storage.rollups``).
+# The traces where one call may be described by two spans (see ``storage.sqlite.rollups``).
 _CANDIDATE_TRACES = """
 WITH RECURSIVE
 calls AS (
@@ -132,7 +132,7 @@ def mark_repeated_calls(
     cursor: psycopg.Cursor[Any], trace_ids: Collection[str], new: Collection[tuple[str, str]]
 ) -> frozenset[tuple[str, str]]:
     """Set ``duplicate_of`` on the spans of these (locked) traces that repeat another span's call; returns the
-    (trace id, span id) of the ``new`` spans whose call another span counts. As ``storage.rollups`` does."""
+    (trace id, span id) of the ``new`` spans whose call another span counts. As ``storage.sqlite.rollups`` does."""
     candidates = [
         row[0] for row in cursor.execute(_CANDIDATE_TRACES, {"traces": list(trace_ids), "max_depth": MAX_DEPTH})
     ]

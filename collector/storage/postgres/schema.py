@@ -1,6 +1,6 @@
 """The schema on PostgreSQL: numbered migrations recorded in ``schema_migrations``, applied under an advisory lock.
 
-The tables, columns and views are those of SQLite's final schema (``storage.schema``, version 6), with the
+The tables, columns and views are those of SQLite's final schema (``storage.sqlite.schema``, version 6), with the
 same names and meaning, so that the SQL users write against one reads the other (docs/postgresql.md has
 the differences of dialect). Types: SQLite's INTEGER is ``bigint`` (its range), REAL ``double precision``,
 TEXT ``text`` compared byte by byte (``COLLATE "C"``, SQLite's BINARY), the JSON columns ``jsonb``, flags
@@ -17,7 +17,7 @@ and re-reads the version under it. Never edit a step that has shipped: append a 
 from __future__ import annotations
 
 from collector.storage.postgres.connection import MIGRATIONS_LOCK, Connection
-from collector.storage.schema import GENAI_COLUMNS
+from collector.storage.sqlite.schema import GENAI_COLUMNS
 
 TEXT = 'text COLLATE "C"'
 _TYPES = {"TEXT": TEXT, "INTEGER": "bigint", "REAL": "double precision"}

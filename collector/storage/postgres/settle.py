@@ -1,4 +1,4 @@
-"""Settling traces on PostgreSQL: as SQLite's ``storage.settle``, with replicas claiming different traces.
+"""Settling traces on PostgreSQL: as SQLite's ``storage.sqlite.settle``, with replicas claiming different traces.
 
 The quiet traces are claimed with ``FOR UPDATE SKIP LOCKED``: a trace another replica is settling, or a writer
 is adding spans to, is left for later, so each trace is settled by one replica at a time and each breach is
@@ -11,9 +11,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from collector.config import EVAL_PREFIX, SnapshotRule
-from collector.snapshots import TraceFigures, evaluate, evaluation_names
+from collector.maintenance.snapshots import TraceFigures, evaluate, evaluation_names
 from collector.storage.postgres.connection import Connection
-from collector.storage.settle import Settled
+from collector.storage.sqlite.settle import Settled
 
 __all__ = ["Settled", "settle_traces"]
 

@@ -28,13 +28,13 @@ from collector.storage.postgres.retention import Retention, database_size
 from collector.storage.postgres.rollups import roll_up
 from collector.storage.postgres.schema import migrate
 from collector.storage.postgres.settle import Settled, settle_traces
-from collector.storage.resources import resource_key
-from collector.storage.retention import Deleted
-from collector.storage.schema import GENAI_COLUMNS
-from collector.storage.writer import _EVALUATION_COLUMNS as EVALUATION_COLUMNS  # the order of evaluation_rows
-from collector.storage.writer import _EVENT_COLUMNS as EVENT_COLUMNS  # the order of event_rows
-from collector.storage.writer import NOTHING_WRITTEN, Written, evaluation_rows, event_rows
-from collector.storage.writer import ResourceIds as SqliteResourceIds
+from collector.storage.sqlite.resources import resource_key
+from collector.storage.sqlite.retention import Deleted
+from collector.storage.sqlite.schema import GENAI_COLUMNS
+from collector.storage.sqlite.writer import _EVALUATION_COLUMNS as EVALUATION_COLUMNS  # the order of evaluation_rows
+from collector.storage.sqlite.writer import _EVENT_COLUMNS as EVENT_COLUMNS  # the order of event_rows
+from collector.storage.sqlite.writer import NOTHING_WRITTEN, Written, evaluation_rows, event_rows
+from collector.storage.sqlite.writer import ResourceIds as SqliteResourceIds
 
 _to_json = partial(json.dumps, ensure_ascii=False, separators=(",", ":"))
 
@@ -105,7 +105,7 @@ ON CONFLICT (hash) DO NOTHING RETURNING hash, id
 class ResourceIds:
     """The ``resources`` row of each (resource attributes, scope) of one batch, found or added at once, in
     hash order (two replicas adding the same new resources wait for each other without a cycle). The key is
-    SQLite's (``storage.resources``), so both engines key a resource alike.
+    SQLite's (``storage.sqlite.resources``), so both engines key a resource alike.
 
     Records of one resource share its attributes dict, so the dict's identity finds the row again without
     encoding or hashing the attributes a second time.

@@ -14,9 +14,9 @@ from collections.abc import Iterable
 from typing import Any
 
 from collector.config import Settings
-from collector.decode import decode_spans
+from collector.genai.transform import Transform
 from collector.model import EvaluationRecord, LogEvent, Records
-from collector.transform import Transform
+from collector.otlp.protobuf import decode_spans
 from tests.helpers import trace_request
 
 SERVICES = ("support-agent", "research-agent", "checkout-bot")

@@ -7,8 +7,8 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 
-from collector.decode import decode_spans
 from collector.model import Records
+from collector.otlp.protobuf import decode_spans
 from collector.storage.postgres.connection import connect
 from collector.storage.postgres.errors import is_conflict, is_data_error, is_retryable
 from collector.storage.postgres.writer import PostgresSpanWriter

@@ -17,7 +17,7 @@ from collector.config import SnapshotSettings
 from collector.model import Records
 from collector.storage.postgres.connection import connect
 from collector.storage.postgres.writer import PostgresSpanWriter
-from collector.storage.writer import SpanWriter
+from collector.storage.sqlite.writer import SpanWriter
 from tests.postgres import Cluster
 from tests.storage.postgres.batches import COMPARED, batches, normalized
 

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from collector.storage.connection import open_connection
 from collector.storage.postgres.connection import connect
 from collector.storage.postgres.schema import SCHEMA_VERSION, migrate
-from collector.storage.schema import migrate as migrate_sqlite
+from collector.storage.sqlite.connection import open_connection
+from collector.storage.sqlite.schema import migrate as migrate_sqlite
 from tests.postgres import Cluster
 
 

@@ -12,13 +12,13 @@ import psycopg
 import pytest
 
 from collector.config import SnapshotRule, SnapshotSettings
-from collector.decode import decode_spans
 from collector.model import Records
+from collector.otlp.protobuf import decode_spans
 from collector.storage.postgres.errors import is_data_error, is_retryable
 from collector.storage.postgres.settle import settle_traces as settle_on_postgres
 from collector.storage.postgres.writer import PostgresSpanWriter
-from collector.storage.settle import settle_traces as settle_on_sqlite
-from collector.storage.writer import SpanWriter
+from collector.storage.sqlite.settle import settle_traces as settle_on_sqlite
+from collector.storage.sqlite.writer import SpanWriter
 from tests.helpers import otlp_request
 from tests.postgres import Cluster
 from tests.storage.postgres.batches import COMPARED, batches, normalized
