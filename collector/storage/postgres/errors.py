@@ -1,14 +1,20 @@
-"""What a PostgreSQL error means for the request that met it: retry later, refuse its data, or a bug of ours.
+"""What a PostgreSQL error means for the request that met it, translated into the ``StorageError`` family at
+the engine's boundary (as ``storage.sqlite.errors`` does for SQLite).
 
-The pipeline answers a retryable failure with 503 / UNAVAILABLE and a retry hint, and retries a batch refused
-for its data request by request, so that only the request carrying the bad data gets 400 / INVALID_ARGUMENT
-(``collector.pipeline``, ``pipeline.errors``). Anything else (a syntax error, a missing table) is a bug, answered as retryable too,
-with a stack trace in the log.
+The rows refused (``RowsRefused``): the pipeline retries their batch request by request, so that only the
+request carrying the bad data gets 400 / INVALID_ARGUMENT. Anything else is ``StorageUnavailable`` (503 /
+UNAVAILABLE with a retry hint): the server down, restarting or failing over, the connection lost, another
+transaction in the way (``is_retryable``), and a bug of ours (a syntax error, a missing table), logged.
 """
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import psycopg
+
+from collector.storage.errors import RowsRefused, StorageError, StorageUnavailable
 
 # SQLSTATE classes and codes (https://www.postgresql.org/docs/current/errcodes-appendix.html).
 _DATA_CLASSES = (
@@ -61,3 +67,20 @@ def is_retryable(failure: BaseException) -> bool:
 def is_conflict(failure: BaseException) -> bool:
     """A serialization failure or deadlock: rolled back by the server for another transaction's sake."""
     return isinstance(failure, psycopg.Error) and failure.sqlstate in _CONFLICT_CODES
+
+
+def translate(failure: psycopg.Error) -> StorageError:
+    """The storage error ``failure`` means; ``kind`` is its SQLSTATE, or psycopg's class name without one."""
+    kind = failure.sqlstate or type(failure).__name__
+    if is_data_error(failure):
+        return RowsRefused(str(failure).strip(), kind=kind)
+    return StorageUnavailable(str(failure).strip(), kind=kind)
+
+
+@contextlib.contextmanager
+def translated() -> Iterator[None]:
+    """Raise any ``psycopg.Error`` of the block as the ``StorageError`` it means (the original as its cause)."""
+    try:
+        yield
+    except psycopg.Error as failure:
+        raise translate(failure) from failure

@@ -32,7 +32,7 @@ from collector.config import RetentionSettings
 from collector.storage.postgres import partitions
 from collector.storage.postgres.connection import MAINTENANCE_LOCK, RESOURCES_LOCK, Connection, try_lock
 from collector.storage.postgres.partitions import DAY_NS, Partition
-from collector.storage.sqlite.retention import Deleted
+from collector.storage.store import Deleted
 
 ROWS_PER_TRANSACTION = 2_000  # traces (or events, evaluations, snapshots) deleted per transaction at most
 DROP_LOCK_TIMEOUT = "2s"  # how long dropping a partition waits for the writers and readers of spans

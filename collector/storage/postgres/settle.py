@@ -2,20 +2,14 @@
 
 The quiet traces are claimed with ``FOR UPDATE SKIP LOCKED``: a trace another replica is settling, or a writer
 is adding spans to, is left for later, so each trace is settled by one replica at a time and each breach is
-found new (``Settled.newly_breached``) once across all of them. The claim, the snapshots and the mark are one
-transaction.
+found new (``SettledTrace.newly_breached``) once across all of them. The claim, the snapshots and the mark are
+one transaction. What the snapshots say is decided outside storage (``collector.maintenance.settle``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
-from collector.config import EVAL_PREFIX, SnapshotRule
-from collector.maintenance.snapshots import TraceFigures, evaluate, evaluation_names
 from collector.storage.postgres.connection import Connection
-from collector.storage.sqlite.settle import Settled
-
-__all__ = ["Settled", "settle_traces"]
+from collector.storage.store import Judge, SettledTrace, SettleWindow, UnsettledTrace
 
 CLAIM_UNSETTLED = """
 SELECT trace_id, service_name, models, agents, duration_ns, cost_usd, total_tokens, error_count, llm_calls
@@ -48,59 +42,51 @@ ON CONFLICT (trace_id, metric) DO UPDATE SET
 MARK_SETTLED = "UPDATE traces SET settled_at_unix_nano = %s WHERE trace_id = ANY(%s)"
 
 
-def settle_traces(
-    connection: Connection,
-    rules: Sequence[SnapshotRule],
-    *,
-    now_ns: int,
-    settle_after_ns: int,
-    max_wait_ns: int,
-    limit: int,
-) -> list[Settled]:
-    """Claim and settle up to ``limit`` quiet traces in one transaction (``connection`` in autocommit)."""
+def settle_traces(connection: Connection, window: SettleWindow, judge: Judge) -> list[SettledTrace]:
+    """Claim up to ``window.limit`` quiet traces and write the snapshots ``judge`` gives them, in one transaction
+    (``connection`` in autocommit)."""
+    now_ns = window.now_ns
     with connection.transaction(), connection.cursor() as cursor:
         candidates = cursor.execute(
             CLAIM_UNSETTLED,
-            {"quiet_since": now_ns - settle_after_ns, "waited_since": now_ns - max_wait_ns, "limit": limit},
+            {
+                "quiet_since": now_ns - window.settle_after_ns,
+                "waited_since": now_ns - window.max_wait_ns,
+                "limit": window.limit,
+            },
         ).fetchall()
         if not candidates:
             return []
         ids = [row[0] for row in candidates]
-        ttft: dict[str, float] = {}
-        if any(rule.metric == "ttft_ms" for rule in rules):
-            ttft = dict(cursor.execute(WORST_TTFT, (ids,)).fetchall())
-        evaluations: dict[str, dict[str, float]] = {}
-        names = evaluation_names(rules)
-        if names:
-            for trace_id, name, score in cursor.execute(LOWEST_EVALUATIONS, (ids, list(names))):
-                evaluations.setdefault(trace_id, {})[EVAL_PREFIX + name] = score
+        ttft: dict[str, float] = dict(cursor.execute(WORST_TTFT, (ids,)).fetchall()) if window.ttft else {}
+        scores: dict[str, dict[str, float]] = {}
+        if window.evaluation_names:
+            for trace_id, name, score in cursor.execute(LOWEST_EVALUATIONS, (ids, list(window.evaluation_names))):
+                scores.setdefault(trace_id, {})[name] = score
         already_breached = set(cursor.execute(PREVIOUS_BREACHES, (ids,)).fetchall())
         settled = []
         rows: list[tuple[str, str | None, str, float | None, float | None, int, str | None, int]] = []
         for trace_id, service, models, agents, duration_ns, cost, total_tokens, errors, llm_calls in candidates:
-            figures = TraceFigures(
+            trace = UnsettledTrace(
                 trace_id=trace_id,
                 service_name=service,
                 models=tuple(models),
                 agents=tuple(agents),
-                duration_seconds=duration_ns / 1e9,
-                values={
-                    "latency_ms": duration_ns / 1e6,
-                    "cost_usd": cost,
-                    "total_tokens": total_tokens,
-                    "error_count": errors,
-                    "llm_calls": llm_calls,
-                    "ttft_ms": ttft.get(trace_id),
-                    **evaluations.get(trace_id, {}),
-                },
+                duration_ns=duration_ns,
+                cost_usd=cost,
+                total_tokens=total_tokens,
+                error_count=errors,
+                llm_calls=llm_calls,
+                worst_ttft_ms=ttft.get(trace_id),
+                lowest_scores=scores.get(trace_id, {}),
             )
-            snapshots = evaluate(figures, rules)
+            snapshots = judge(trace)
             rows.extend(
                 (s.trace_id, s.service_name, s.metric, s.value, s.threshold, int(s.breached), s.rule, now_ns)
                 for s in snapshots
             )
             newly = [s for s in snapshots if s.breached and (s.trace_id, s.metric) not in already_breached]
-            settled.append(Settled(figures, snapshots, newly))
+            settled.append(SettledTrace(trace, snapshots, newly))
         rows.sort(key=lambda row: (row[0], row[2]))  # by (trace, metric): the order of the unique index
         cursor.executemany(UPSERT_SNAPSHOT, rows)
         cursor.execute(MARK_SETTLED, (now_ns, ids))

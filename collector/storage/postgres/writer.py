@@ -15,59 +15,46 @@ import re
 import time
 from collections.abc import Sequence
 from functools import partial
+from operator import attrgetter
 from typing import Any, cast
 
 import psycopg
 from psycopg_pool import ConnectionPool
 
-from collector.config import RetentionSettings, SnapshotSettings
+from collector.config import RetentionSettings
+from collector.genai.normalize import GenAI
 from collector.model import EvaluationRecord, LogEvent, Records, Span
 from collector.storage.postgres.connection import RESOURCES_LOCK, Connection, connect, open_pool, retry_conflicts
-from collector.storage.postgres.errors import is_data_error
+from collector.storage.postgres.errors import is_data_error, translate, translated
 from collector.storage.postgres.retention import Retention, database_size
 from collector.storage.postgres.rollups import roll_up
 from collector.storage.postgres.schema import migrate
-from collector.storage.postgres.settle import Settled, settle_traces
+from collector.storage.postgres.settle import settle_traces
 from collector.storage.sqlite.resources import resource_key
-from collector.storage.sqlite.retention import Deleted
-from collector.storage.sqlite.schema import GENAI_COLUMNS
 from collector.storage.sqlite.writer import _EVALUATION_COLUMNS as EVALUATION_COLUMNS  # the order of evaluation_rows
 from collector.storage.sqlite.writer import _EVENT_COLUMNS as EVENT_COLUMNS  # the order of event_rows
-from collector.storage.sqlite.writer import NOTHING_WRITTEN, Written, evaluation_rows, event_rows
+from collector.storage.sqlite.writer import SPAN_COLUMNS, evaluation_rows, event_rows
 from collector.storage.sqlite.writer import ResourceIds as SqliteResourceIds
+from collector.storage.store import NOTHING_WRITTEN, Deleted, Judge, SettledTrace, SettleWindow, Written
 
 _to_json = partial(json.dumps, ensure_ascii=False, separators=(",", ":"))
 
-SPAN_COLUMNS = (
-    "trace_id",
-    "span_id",
-    "parent_span_id",
-    "trace_state",
-    "flags",
-    "name",
-    "kind",
-    "start_time_unix_nano",
-    "end_time_unix_nano",
-    "duration_ns",
-    "status_code",
-    "status_message",
-    "service_name",
-    "resource_id",
-    "attributes",
-    "events",
-    "links",
-    "dropped_attributes_count",
-    "dropped_events_count",
-    "dropped_links_count",
-    "received_at_unix_nano",
-    *(name for name, _ in GENAI_COLUMNS),
-)
-_NO_GENAI = (None,) * (len(GENAI_COLUMNS) - 1)
-_GENAI_FIELDS = len(GENAI_COLUMNS) - 1  # the last GenAI column is the span's cost, not the client's
+# The ``spans`` columns SQLite's writer derives from the record types (``SPAN_COLUMNS``), in the order the rows
+# below are built: the span's own fields, the canonical GenAI fields, then what the writer adds.
+_SPAN_FIELDS = tuple(name for name in SPAN_COLUMNS if name in Span._fields and name != "cost_usd")
+_GENAI_FIELDS = tuple(name for name in SPAN_COLUMNS if name in GenAI._fields)
+COPY_COLUMNS = (*_SPAN_FIELDS, *_GENAI_FIELDS, "cost_usd", "duration_ns", "resource_id", "received_at_unix_nano")
+if sorted(COPY_COLUMNS) != sorted(SPAN_COLUMNS):
+    raise RuntimeError(f"the span row built here is not SPAN_COLUMNS: {sorted(set(COPY_COLUMNS) ^ set(SPAN_COLUMNS))}")
+_JSON_FIELDS = frozenset({"attributes", "events", "links"})
+_span_values = attrgetter(*_SPAN_FIELDS)
+_genai_values = attrgetter(*_GENAI_FIELDS)
+_NO_GENAI = (None,) * len(_GENAI_FIELDS)
+_JSON_AT = tuple(index for index, name in enumerate(_SPAN_FIELDS) if name in _JSON_FIELDS)
 
 # Made once per connection; emptied by every commit. ``ordinal`` keeps the first copy of a span a batch holds twice.
 CREATE_STAGING = "CREATE TEMPORARY TABLE span_staging (LIKE spans, ordinal integer NOT NULL) ON COMMIT DELETE ROWS"
-COPY_SPANS = f"COPY span_staging ({', '.join(SPAN_COLUMNS)}, ordinal) FROM STDIN"
+COPY_SPANS = f"COPY span_staging ({', '.join(COPY_COLUMNS)}, ordinal) FROM STDIN"
 # In key order, so that two replicas inserting the same spans wait for each other without a cycle.
 INSERT_SPANS = (
     f"INSERT INTO spans ({', '.join(SPAN_COLUMNS)}) "
@@ -159,35 +146,22 @@ class ResourceIds:
 
 
 def span_rows(spans: Sequence[Span], received_at: int, resources: ResourceIds) -> list[tuple[Any, ...]]:
-    """The batch's rows for ``COPY_SPANS``: ``SPAN_COLUMNS``, then the span's place in the batch."""
+    """The batch's rows for ``COPY_SPANS``: ``COPY_COLUMNS`` (JSON columns as JSON text), then the span's place in
+    the batch."""
     rows = []
     for ordinal, span in enumerate(spans):
+        values = list(_span_values(span))
+        for index in _JSON_AT:
+            values[index] = _to_json(values[index])
         genai = span.genai
         rows.append(
             (
-                span.trace_id,
-                span.span_id,
-                span.parent_span_id,
-                span.trace_state,
-                span.flags,
-                span.name,
-                span.kind,
-                span.start_time_unix_nano,
-                span.end_time_unix_nano,
-                span.end_time_unix_nano - span.start_time_unix_nano,
-                span.status_code,
-                span.status_message,
-                span.service_name,
-                resources(span.resource_attributes, span.scope_name, span.scope_version),
-                _to_json(span.attributes),
-                _to_json(span.events),
-                _to_json(span.links),
-                span.dropped_attributes_count,
-                span.dropped_events_count,
-                span.dropped_links_count,
-                received_at,
-                *(_NO_GENAI if genai is None else genai[:_GENAI_FIELDS]),
+                *values,
+                *(_NO_GENAI if genai is None else _genai_values(genai)),
                 span.cost_usd,
+                span.end_time_unix_nano - span.start_time_unix_nano,
+                resources(span.resource_attributes, span.scope_name, span.scope_version),
+                received_at,
                 ordinal,
             )
         )
@@ -213,16 +187,18 @@ def _refused_nul(failure: psycopg.Error) -> bool:
 
 
 class PostgresSpanWriter:
-    """Commits batches of spans to PostgreSQL, one transaction per batch; settles traces and applies retention
-    alongside the other replicas sharing the database. Called from one thread (the pipeline's writer)."""
+    """The PostgreSQL ``Store``: commits batches of spans, one transaction per batch; settles traces and applies
+    retention alongside the other replicas sharing the database. Called from one thread (the pipeline's writer),
+    but ``disk_usage`` (scrape time). Its public methods raise ``StorageError``, never ``psycopg.Error``."""
 
     def __init__(self, dsn: str, *, retention: RetentionSettings | None = None) -> None:
-        with connect(dsn) as connection:
+        with translated(), connect(dsn) as connection:
             migrate(connection)
         self.pool: ConnectionPool[Connection] = open_pool(dsn, name="genai-collector-writer", configure=_prepare)
         self._received_at = 0
         self.retention = Retention(self.pool, retention or RetentionSettings.model_validate({}))
-        self.retention.upkeep(time.time_ns(), wait=True)
+        with translated():
+            self.retention.upkeep(time.time_ns(), wait=True)
 
     def write(self, batch: Sequence[Records]) -> Written:
         """Insert and commit in one transaction; returns the spans that were new and those of them whose
@@ -234,13 +210,16 @@ class PostgresSpanWriter:
         if not (spans or events or evaluations):
             return NOTHING_WRITTEN
         try:
-            return retry_conflicts(lambda: self._write(spans, events, evaluations, received_at, scrub=False))
+            try:
+                return retry_conflicts(lambda: self._write(spans, events, evaluations, received_at, scrub=False))
+            except psycopg.Error as failure:
+                if not (is_data_error(failure) and _refused_nul(failure)):
+                    raise
+            return retry_conflicts(lambda: self._write(spans, events, evaluations, received_at, scrub=True))
         except psycopg.Error as failure:
-            if is_data_error(failure) and _refused_nul(failure):
-                return retry_conflicts(lambda: self._write(spans, events, evaluations, received_at, scrub=True))
-            if failure.sqlstate == "53100":  # disk_full
+            if failure.sqlstate == "53100":  # disk_full: with a size bound, retention drops a day
                 self.retention.disk_full()
-            raise
+            raise translate(failure) from failure
 
     def _write(
         self,
@@ -283,34 +262,40 @@ class PostgresSpanWriter:
                 cursor.execute(LINK_EVALUATIONS, (sorted(response_ids),))
         return Written(stored, repeated_calls)
 
-    def settle(self, settings: SnapshotSettings, *, limit: int = 500) -> list[Settled]:
-        """Settle up to ``limit`` quiet traces no other replica is settling, and write their snapshots."""
-        with self.pool.connection() as connection:
-            return retry_conflicts(
-                lambda: settle_traces(
-                    connection,
-                    settings.rules,
-                    now_ns=time.time_ns(),
-                    settle_after_ns=int(settings.settle_after * 1e9),
-                    max_wait_ns=int(settings.max_wait * 1e9),
-                    limit=limit,
-                )
-            )
+    def settle(self, window: SettleWindow, judge: Judge) -> list[SettledTrace]:
+        """Claim the traces ``window`` makes due that no other replica is settling, and write the snapshots
+        ``judge`` gives them (see ``storage.postgres.settle``)."""
+        with translated(), self.pool.connection() as connection:
+            return retry_conflicts(lambda: settle_traces(connection, window, judge))
 
     def oldest_unsettled(self) -> int | None:
         """When the longest-quiet unsettled trace got its last span (unix ns), or None when all are settled."""
-        with self.pool.connection() as connection:
+        with translated(), self.pool.connection() as connection:
             row = connection.execute(OLDEST_UNSETTLED).fetchone()
-        return None if row is None else row[0]
+        return None if row is None or row[0] is None else int(row[0])
+
+    def retain(self, now_ns: int | None = None) -> list[Deleted]:
+        """Partition upkeep and retention, when no other replica is doing them (see ``postgres.retention``)."""
+        with translated():
+            return self.retention.step(time.time_ns() if now_ns is None else now_ns)
+
+    @property
+    def oldest_trace_ns(self) -> int | None:
+        return self.retention.oldest_trace_ns
 
     def database_size(self) -> int:
         """The bytes of the collector's tables, indexes and TOAST (what ``retention.max_size`` bounds)."""
-        with self.pool.connection() as connection:
+        with translated(), self.pool.connection() as connection:
             return database_size(connection)
 
-    def retain(self) -> list[Deleted]:
-        """Partition upkeep and retention, when no other replica is doing them (see ``postgres.retention``)."""
-        return self.retention.step(time.time_ns())
+    def disk_usage(self) -> dict[str, int]:
+        """The collector's tables (``tables``), for the size gauge at scrape time: empty when the database does
+        not answer within a second (a scrape never waits out an outage)."""
+        try:
+            with self.pool.connection(timeout=1.0) as connection:
+                return {"tables": database_size(connection)}
+        except psycopg.Error:
+            return {}
 
     def close(self) -> None:
         self.pool.close()

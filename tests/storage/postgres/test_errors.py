@@ -9,6 +9,7 @@ import pytest
 
 from collector.model import Records
 from collector.otlp.protobuf import decode_spans
+from collector.storage import StorageUnavailable
 from collector.storage.postgres.connection import connect
 from collector.storage.postgres.errors import is_conflict, is_data_error, is_retryable
 from collector.storage.postgres.writer import PostgresSpanWriter
@@ -76,9 +77,9 @@ def test_a_lost_connection_or_a_stopped_server_is_retryable_and_the_writer_recov
         assert len(writer.write([Records(spans=spans[1:2])]).stored) == 1
         own_cluster.stop()
         writer.pool.timeout = 1.0
-        with pytest.raises(psycopg.Error) as down:
+        with pytest.raises(StorageUnavailable) as down:
             writer.write([Records(spans=spans[2:])])
-        assert is_retryable(down.value) and not is_data_error(down.value)
+        assert is_retryable(down.value.__cause__) and down.value.retryable
         own_cluster.restart()
         assert len(writer.write([Records(spans=spans)]).stored) == 1  # the request kept by the client, retried
         with writer.pool.connection() as connection:

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from collector.config import SnapshotSettings
+from collector.maintenance.settle import settle
 from collector.model import Records
 from collector.storage.postgres.connection import connect
 from collector.storage.postgres.writer import PostgresSpanWriter
@@ -109,7 +110,7 @@ def test_replicas_settling_at_once_settle_each_trace_once_and_find_each_breach_n
     def settler(writer: PostgresSpanWriter) -> Callable[[], list[Any]]:
         def work() -> list[Any]:
             settled = []
-            while chunk := writer.settle(settings, limit=20):
+            while chunk := settle(writer, settings, limit=20):
                 settled.extend(chunk)
             return settled
 
@@ -137,9 +138,9 @@ def test_a_trace_being_written_is_not_settled_until_its_writer_commits(database:
     settings = SnapshotSettings(settle_after="0s", max_wait="0s")
     with connect(database) as other, other.transaction():
         held = other.execute("SELECT trace_id FROM traces ORDER BY trace_id LIMIT 1 FOR UPDATE").fetchone()[0]
-        settled = [one.figures.trace_id for one in writer.settle(settings)]
+        settled = [one.figures.trace_id for one in settle(writer, settings)]
         assert held not in settled and len(settled) == 1
-    assert [one.figures.trace_id for one in writer.settle(settings)] == [held]
+    assert [one.figures.trace_id for one in settle(writer, settings)] == [held]
     writer.close()
 
 

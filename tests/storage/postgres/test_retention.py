@@ -17,7 +17,7 @@ from collector.otlp.protobuf import decode_spans
 from collector.storage.postgres.connection import MAINTENANCE_LOCK, connect
 from collector.storage.postgres.partitions import DAY_NS, day_partitions, day_start, for_day
 from collector.storage.postgres.writer import PostgresSpanWriter
-from collector.storage.sqlite.retention import Deleted
+from collector.storage.store import Deleted
 from tests.helpers import trace_request
 from tests.postgres import Cluster
 

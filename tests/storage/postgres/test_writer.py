@@ -8,28 +8,31 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
 
-from collector.config import SnapshotRule, SnapshotSettings
+from collector.config import SnapshotSettings
+from collector.maintenance.settle import settle
 from collector.model import Records
 from collector.otlp.protobuf import decode_spans
+from collector.storage import RowsRefused, StorageError
 from collector.storage.postgres.errors import is_data_error, is_retryable
-from collector.storage.postgres.settle import settle_traces as settle_on_postgres
 from collector.storage.postgres.writer import PostgresSpanWriter
-from collector.storage.sqlite.settle import settle_traces as settle_on_sqlite
 from collector.storage.sqlite.writer import SpanWriter
 from tests.helpers import otlp_request
 from tests.postgres import Cluster
 from tests.storage.postgres.batches import COMPARED, batches, normalized
 
-RULES = (
-    SnapshotRule(metric="latency_ms", above=5),
-    SnapshotRule(metric="cost_usd", above=0.001),
-    SnapshotRule(metric="total_tokens", above=2000, service="support-agent"),
-    SnapshotRule(metric="error_count", above=0),
-    SnapshotRule(metric="ttft_ms", above=300),
-    SnapshotRule(metric="eval:faithfulness", below=0.5),
+SETTINGS = SnapshotSettings(
+    settle_after="0s",
+    max_wait="0s",
+    rules=[
+        {"metric": "latency_ms", "above": 5},
+        {"metric": "cost_usd", "above": 0.001},
+        {"metric": "total_tokens", "above": 2000, "service": "support-agent"},
+        {"metric": "error_count", "above": 0},
+        {"metric": "ttft_ms", "above": 300},
+        {"metric": "eval:faithfulness", "below": 0.5},
+    ],
 )
 
 
@@ -61,9 +64,9 @@ def test_the_same_batches_give_the_same_rows_as_on_sqlite(writer: PostgresSpanWr
         assert written.stored == expected.stored
         assert written.repeated_calls == expected.repeated_calls
     now = base + 3600 * 10**9
-    settle_on_sqlite(sqlite.connection, RULES, now_ns=now, settle_after_ns=0, max_wait_ns=0, limit=10_000)
-    with writer.pool.connection() as connection:
-        settle_on_postgres(connection, RULES, now_ns=now, settle_after_ns=0, max_wait_ns=0, limit=10_000)
+    settled = [settle(store, SETTINGS, limit=10_000, now_ns=now) for store in (sqlite, writer)]
+    on_sqlite, on_postgres = ({(one.figures.trace_id, len(one.newly_breached)) for one in done} for done in settled)
+    assert on_postgres == on_sqlite
     for table, (columns, order) in COMPARED.items():
         select = f"SELECT {columns} FROM {table} ORDER BY {order}"
         on_sqlite = normalized(columns, sqlite.connection.execute(select))
@@ -110,10 +113,10 @@ def test_settling_through_the_writer_records_breaches_once(writer: PostgresSpanW
     spans, _ = decode_spans(otlp_request(3))
     writer.write([Records(spans=spans)])
     settings = SnapshotSettings(settle_after="0s", max_wait="0s", rules=[{"metric": "latency_ms", "above": 0}])
-    first = writer.settle(settings)
+    first = settle(writer, settings)
     assert [len(settled.newly_breached) for settled in first] == [1]
     query(writer, "UPDATE traces SET settled_at_unix_nano = NULL RETURNING 1")
-    again = writer.settle(settings)
+    again = settle(writer, settings)
     assert [len(settled.newly_breached) for settled in again] == [0]  # recomputed in place, not new
     assert query(writer, "SELECT count(*) FROM metric_snapshots WHERE breached = 1") == [(1,)]
 
@@ -134,16 +137,16 @@ def test_a_request_with_data_the_database_refuses_fails_alone(writer: PostgresSp
     bad, _ = decode_spans(otlp_request(1))
     bad = [bad[0]._replace(dropped_attributes_count=2**63)]  # past bigint, as past SQLite's INTEGER
     batch = [Records(spans=good_1), Records(spans=bad), Records(spans=good_2)]
-    with pytest.raises(psycopg.Error) as refused:
+    with pytest.raises(RowsRefused) as refused:
         writer.write(batch)
-    assert is_data_error(refused.value)
+    assert is_data_error(refused.value.__cause__)
     assert query(writer, "SELECT count(*) FROM spans") == [(0,)]
     outcomes = []
     for request in batch:
         try:
             outcomes.append(len(writer.write([request]).stored))
-        except psycopg.Error as failure:
-            outcomes.append("data" if is_data_error(failure) else "other")
+        except StorageError as failure:
+            outcomes.append("data" if isinstance(failure, RowsRefused) else "other")
     assert outcomes == [2, "data", 2]
     assert query(writer, "SELECT count(*), sum(span_count) FROM (SELECT * FROM traces) t")[0][0] == 2
 
@@ -152,6 +155,6 @@ def test_a_name_too_long_for_an_index_refuses_its_request_as_data(writer: Postgr
     """A btree index row holds at most ~2.7 kB: a service name past that is refused (not retried for ever);
     SQLite stores it (docs/postgresql.md)."""
     spans, _ = decode_spans(otlp_request(1, service=os.urandom(3000).hex()))  # incompressible
-    with pytest.raises(psycopg.Error) as refused:
+    with pytest.raises(RowsRefused) as refused:
         writer.write([Records(spans=spans)])
-    assert is_data_error(refused.value) and not is_retryable(refused.value)
+    assert refused.value.kind == "54000" and not is_retryable(refused.value.__cause__)
