@@ -28,14 +28,20 @@ from collector.storage.postgres.errors import is_retryable
 from collector.storage.read import (
     BreachQuery,
     CostGroup,
+    EvaluationPoint,
     EvaluationQuery,
+    EvaluationSeries,
     LatencyGroup,
     LatencyOf,
+    LatencyPoint,
+    LatencySeries,
+    Model,
     Page,
     QueryTooBroad,
     ReadBusy,
     Resource,
     SkeletonSpan,
+    SpanDetail,
     SpanSearch,
     StatsRange,
     StoredSpan,
@@ -609,7 +615,7 @@ class PostgresTraceReader:
 
         return await self._run(work)
 
-    async def span_detail(self, trace_id: str, span_id: str) -> dict[str, Any] | None:
+    async def span_detail(self, trace_id: str, span_id: str) -> SpanDetail | None:
         span_sql = f"SELECT {_SPAN_COLUMNS} FROM spans WHERE trace_id = %s AND span_id = %s"
         events_sql = """SELECT name, time_unix_nano, source, body, attributes, severity_text FROM events
             WHERE trace_id = %s AND span_id = %s ORDER BY time_unix_nano, id"""
@@ -618,7 +624,7 @@ class PostgresTraceReader:
         event_fields = ("name", "time_unix_nano", "source", "body", "attributes", "severity_text")
         evaluation_fields = ("name", "score", "label", "explanation", "source", "time_unix_nano")
 
-        def work(connection: Connection) -> dict[str, Any] | None:
+        def work(connection: Connection) -> SpanDetail | None:
             rows = _rows(connection, span_sql, (trace_id, span_id))
             if not rows:
                 return None
@@ -634,7 +640,7 @@ class PostgresTraceReader:
                 dict(zip(evaluation_fields, row, strict=True))
                 for row in _rows(connection, evaluations_sql, (trace_id, span_id))
             ]
-            return span
+            return span  # type: ignore[return-value]
 
         return await self._run(work)
 
@@ -660,16 +666,16 @@ class PostgresTraceReader:
 
     # -- stats --
 
-    async def latency(self, stats: StatsRange, of: LatencyOf, group_by: LatencyGroup) -> list[dict[str, Any]]:
+    async def latency(self, stats: StatsRange, of: LatencyOf, group_by: LatencyGroup) -> list[LatencySeries]:
         sql, params = latency_sql(stats, of, group_by)
 
-        def work(connection: Connection) -> list[dict[str, Any]]:
-            series: dict[Any, list[dict[str, Any]]] = {}
+        def work(connection: Connection) -> list[LatencySeries]:
+            series: dict[Any, list[LatencyPoint]] = {}
             for bucket, group, count, (p50, p95, p99) in _rows(connection, sql, params):
                 series.setdefault(group, []).append(
-                    {"time_unix_nano": bucket, "count": count, "p50_ms": p50, "p95_ms": p95, "p99_ms": p99}
+                    LatencyPoint(time_unix_nano=bucket, count=count, p50_ms=p50, p95_ms=p95, p99_ms=p99)
                 )
-            return [{"group": group, "points": points} for group, points in series.items()]
+            return [LatencySeries(group=group, points=points) for group, points in series.items()]
 
         return await self._run(work)
 
@@ -685,7 +691,7 @@ class PostgresTraceReader:
 
         return await self._run(work)
 
-    async def evaluation_stats(self, stats: StatsRange) -> list[dict[str, Any]]:
+    async def evaluation_stats(self, stats: StatsRange) -> list[EvaluationSeries]:
         params = {
             "start_ns": stats.start_ns,
             "end_ns": stats.end_ns,
@@ -694,12 +700,12 @@ class PostgresTraceReader:
             "thresholds": json.dumps(stats.thresholds),
         }
 
-        def work(connection: Connection) -> list[dict[str, Any]]:
-            series: dict[str, dict[str, Any]] = {}
+        def work(connection: Connection) -> list[EvaluationSeries]:
+            series: dict[str, EvaluationSeries] = {}
             for bucket, name, count, mean, p50, threshold, below in _rows(connection, _EVALUATION_STATS, params):
-                entry = series.setdefault(name, {"name": name, "threshold": threshold, "points": []})
+                entry = series.setdefault(name, EvaluationSeries(name=name, threshold=threshold, points=[]))
                 entry["points"].append(
-                    {"time_unix_nano": bucket, "count": count, "mean": mean, "p50": p50, "share_below": below}
+                    EvaluationPoint(time_unix_nano=bucket, count=count, mean=mean, p50=p50, share_below=below)
                 )
             return list(series.values())
 
@@ -747,10 +753,10 @@ class PostgresTraceReader:
             lambda connection: sorted({(name, kind) for name, kind in _rows(connection, sql, params)})
         )
 
-    async def models(self, start_ns: int, end_ns: int) -> list[dict[str, Any]]:
-        def work(connection: Connection) -> list[dict[str, Any]]:
+    async def models(self, start_ns: int, end_ns: int) -> list[Model]:
+        def work(connection: Connection) -> list[Model]:
             return [
-                {"name": model, "provider": provider, "calls": calls}
+                Model(name=model, provider=provider, calls=calls)
                 for model, provider, calls in _rows(connection, _MODELS, (start_ns, end_ns))
             ]
 
