@@ -246,6 +246,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(yaml.safe_dump(settings.model_dump(mode="json"), sort_keys=False), end="")
         return 0
     if args.command == "vacuum":
+        if not isinstance(settings.db, Path):
+            print("genai-collector: vacuum compacts a SQLite file; PostgreSQL has its own VACUUM", file=sys.stderr)
+            return 1
         return _vacuum(settings.db)
     from collector.service import run
 

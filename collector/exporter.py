@@ -82,6 +82,8 @@ class _SQLiteExporter:
         self._lock = threading.Lock()
         self._shut_down = False
         db = self.settings.db
+        if not isinstance(db, Path):
+            raise ConfigError(f"db: the in-process exporter writes a SQLite file, not {db}")
         try:
             db.parent.mkdir(parents=True, exist_ok=True)
             self._writer = SpanWriter(db, synchronous=self.settings.sqlite_synchronous)

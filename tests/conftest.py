@@ -17,6 +17,7 @@ import yaml
 from collector.config import Settings
 from collector.service import Service
 from tests.helpers import REPO, free_ports, require_tool
+from tests.postgres import Cluster, start_cluster
 
 LOOPBACK_PORT_0 = "127.0.0.1:0"
 
@@ -162,3 +163,9 @@ def dashboard_build() -> Path:
     bundle = REPO / "collector" / "query" / "ui"
     assert (bundle / "index.html").is_file()
     return bundle
+
+
+@pytest.fixture(scope="session")
+def postgres_cluster() -> Iterator[Cluster]:
+    """A throwaway PostgreSQL server for the session (``tests/postgres.py``); started by the first test using it."""
+    yield from start_cluster()

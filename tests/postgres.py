@@ -124,14 +124,19 @@ class Cluster:
     def dsn(self, database: str = "postgres") -> str:
         return f"host={self.socket_dir} port={self.port} user=postgres dbname={database}"
 
+    def url(self, database: str = "postgres") -> str:
+        """The database as ``--db`` takes it: a libpq URL with the socket directory as its host."""
+        return f"postgresql://postgres@/{database}?host={self.socket_dir}&port={self.port}"
+
     @contextlib.contextmanager
-    def database(self, prefix: str = "test") -> Iterator[str]:
-        """A new empty database (from ``template0``); dropped afterwards, whoever is still connected."""
+    def database(self, prefix: str = "test", *, url: bool = False) -> Iterator[str]:
+        """A new empty database (from ``template0``), as a DSN (or with ``url`` as ``--db`` takes it); dropped
+        afterwards, whoever is still connected."""
         name = f"{prefix}_{uuid.uuid4().hex[:12]}".lower()
         with psycopg.connect(self.dsn(), autocommit=True) as admin:
             admin.execute(f'CREATE DATABASE "{name}" TEMPLATE template0')
         try:
-            yield self.dsn(name)
+            yield self.url(name) if url else self.dsn(name)
         finally:
             with contextlib.suppress(psycopg.Error), psycopg.connect(self.dsn(), autocommit=True) as admin:
                 admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -11,6 +12,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    field_validator,
     model_validator,
 )
 
@@ -27,16 +29,30 @@ from collector.config.server import Endpoint, Listener, ServerLimits, ServerSett
 from collector.config.snapshots import SnapshotSettings
 from collector.config.tls import TlsSettings
 
+_SERVER_URL = re.compile(r"^(?!sqlite:)[A-Za-z][A-Za-z0-9+.-]+://", re.IGNORECASE)
+
 
 class Settings(BaseModel):
     """Everything the daemon can be told. Field descriptions are the reference in the README."""
 
     model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True)
 
-    db: Path = Field(
+    db: Path | str = Field(
         Path("data/genai-collector.db"),
-        description="SQLite database file; its directory is created if missing.",
+        description=(
+            "SQLite database file (its directory is created if missing), or a PostgreSQL URL "
+            "(postgresql://user@host/dbname?sslmode=require; libpq's PG* environment variables fill in the rest)."
+        ),
     )
+
+    @field_validator("db", mode="before")
+    @classmethod
+    def _database_url_kept_whole(cls, value: Any) -> Path | str:
+        """A database server's URL stays a string (a path would fold its ``//``); anything else is a file path."""
+        if isinstance(value, str) and _SERVER_URL.match(value):
+            return value
+        return Path(value)
+
     grpc_endpoint: Endpoint = Field(
         "127.0.0.1:4317", description="OTLP/gRPC listen address (HOST:PORT, port 0 picks a free port)."
     )

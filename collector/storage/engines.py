@@ -1,8 +1,8 @@
 """Choosing a storage engine by the scheme of ``db``: a plain path or ``sqlite://`` is SQLite.
 
 Engines are imported by name from ``ENGINES`` (as uvicorn maps names to protocol classes), so that an
-engine's driver is imported only when it is used. ``postgresql://`` and ``postgres://`` are reserved for
-the PostgreSQL engine, which is not wired yet: they stop start-up with a clear message.
+engine's driver is imported only when it is used. ``postgresql://`` and ``postgres://`` are PostgreSQL
+(the whole URL goes to libpq: ``PG*`` environment variables and ``sslmode`` work as usual).
 """
 
 from __future__ import annotations
@@ -28,12 +28,13 @@ class Engine(NamedTuple):
 
 
 _SQLITE = Engine("collector.storage.sqlite.engine:open_store", "collector.storage.sqlite.engine:open_reader")
+_POSTGRES = Engine("collector.storage.postgres.engine:open_store", "collector.storage.postgres.engine:open_reader")
 
 ENGINES: dict[str, Engine | None] = {
     "": _SQLITE,  # a plain path
     "sqlite": _SQLITE,
-    "postgresql": None,  # issue 17: collector/storage/postgres/
-    "postgres": None,
+    "postgresql": _POSTGRES,
+    "postgres": _POSTGRES,
 }
 
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):(?://)?")

@@ -9,9 +9,10 @@ import pytest
 
 from collector.config import Settings
 from collector.service import Service, StartupError
-from collector.storage import ENGINES, StoreUnopenable, open_store
+from collector.storage import StoreUnopenable, open_store
 from collector.storage.engines import split_location
 from collector.storage.sqlite.writer import SpanWriter
+from tests.helpers import free_ports
 
 
 @pytest.mark.parametrize(
@@ -41,14 +42,16 @@ def test_a_path_or_sqlite_url_opens_sqlite(tmp_path: Path, db: str) -> None:
 
 
 @pytest.mark.parametrize("scheme", ["postgresql", "postgres"])
-def test_postgresql_is_reserved_with_a_clear_startup_error(scheme: str) -> None:
-    assert scheme in ENGINES
-    settings = Settings(db=f"{scheme}://collector@localhost/genai")
-    if ENGINES[scheme] is None:
-        with pytest.raises(StoreUnopenable, match=f"the {scheme} storage engine is not available"):
-            open_store(settings)
-        with pytest.raises(StartupError, match=f"the {scheme} storage engine is not available"):
-            asyncio.run(Service(settings).start())
+def test_a_postgresql_url_opens_postgresql_and_an_unreachable_one_stops_start_up(scheme: str) -> None:
+    """The URL is kept whole (not folded as a path) and goes to libpq; a server that cannot be reached is a
+    start-up error that names it."""
+    (port,) = free_ports(1)
+    settings = Settings(db=f"{scheme}://collector@127.0.0.1:{port}/genai?connect_timeout=2")
+    assert settings.db == f"{scheme}://collector@127.0.0.1:{port}/genai?connect_timeout=2"
+    with pytest.raises(StoreUnopenable, match="cannot reach PostgreSQL"):
+        open_store(settings)
+    with pytest.raises(StartupError, match="cannot reach PostgreSQL"):
+        asyncio.run(Service(settings).start())
 
 
 def test_an_unknown_scheme_says_which_ones_there_are() -> None:

@@ -19,6 +19,7 @@ from collector.model import Records
 from collector.otlp import decode_spans
 from collector.storage import Store, open_reader, open_store
 from collector.storage.read import TraceReader
+from tests.postgres import Cluster
 
 T = TypeVar("T")
 
@@ -27,9 +28,19 @@ def sqlite_database(request: pytest.FixtureRequest, directory: Path, name: str) 
     return str(directory / f"{name}.db")
 
 
+def postgres_database(request: pytest.FixtureRequest, directory: Path, name: str) -> str:
+    """A new database of the session's PostgreSQL cluster, dropped after the test."""
+    cluster: Cluster = request.getfixturevalue("postgres_cluster")
+    database = cluster.database(name, url=True)
+    location = database.__enter__()
+    request.addfinalizer(lambda: database.__exit__(None, None, None))
+    return location
+
+
 # name -> (the test's request, a directory of its own, a database name) -> the ``db`` location of a new database
 BACKENDS: dict[str, Callable[[pytest.FixtureRequest, Path, str], str]] = {
     "sqlite": sqlite_database,
+    "postgres": postgres_database,
 }
 
 
@@ -37,7 +48,10 @@ class Backend:
     """One engine under test: stores opened on fresh databases, readers of them, and the transform that turns
     OTLP requests into records as the daemon does."""
 
-    def __init__(self, request: pytest.FixtureRequest, directory: Path, new_database: Callable[..., str]) -> None:
+    def __init__(
+        self, name: str, request: pytest.FixtureRequest, directory: Path, new_database: Callable[..., str]
+    ) -> None:
+        self.name = name
         self._request, self._directory, self._new_database = request, directory, new_database
         self._stores: list[Store] = []
         self._readers: list[TraceReader] = []
@@ -60,6 +74,11 @@ class Backend:
         self._readers.append(reader)
         return reader
 
+    def differs_on(self, engine: str, why: str) -> None:
+        """Skip (visibly) a test of behaviour ``engine`` documents as different, saying where and why."""
+        if self.name == engine:
+            pytest.skip(f"{engine} differs by design: {why}")
+
     def records(self, request: Any) -> Records:
         """An OTLP request's spans as the daemon stores them (normalized, priced, their evaluations found)."""
         spans, _ = decode_spans(request)
@@ -74,7 +93,7 @@ class Backend:
 
 @pytest.fixture(params=sorted(BACKENDS))
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
-    backend = Backend(request, tmp_path, BACKENDS[request.param])
+    backend = Backend(request.param, request, tmp_path, BACKENDS[request.param])
     try:
         yield backend
     finally:

@@ -178,8 +178,9 @@ def _evaluation(rng: random.Random, trace_id: str) -> EvaluationRecord:
 COMPARED = {
     "spans_with_resource": (
         (
-            "trace_id, span_id, parent_span_id, trace_state, flags, name, kind, start_time_unix_nano, end_time_unix_nano,"
-            " duration_ns, status_code, status_message, service_name, attributes, events, links, dropped_attributes_count,"
+            "trace_id, span_id, parent_span_id, trace_state, flags, name, kind, start_time_unix_nano,"
+            " end_time_unix_nano, duration_ns, status_code, status_message, service_name, attributes, events, links,"
+            " dropped_attributes_count,"
             " dropped_events_count, dropped_links_count, category, provider, request_model, response_model, operation,"
             " input_tokens, output_tokens, total_tokens, cache_read_tokens, cache_write_tokens, reasoning_tokens,"
             " finish_reasons, response_id, ttft_ms, conversation_id, user_id, agent_name, tool_name, cost_usd,"

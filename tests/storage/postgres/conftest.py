@@ -1,4 +1,4 @@
-"""The PostgreSQL cluster of the session and a fresh database for each test module (``tests/postgres.py``)."""
+"""A fresh database of the session's PostgreSQL cluster (``tests/conftest.py``) for each test module."""
 
 from __future__ import annotations
 
@@ -6,12 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.postgres import Cluster, start_cluster
-
-
-@pytest.fixture(scope="session")
-def postgres_cluster() -> Iterator[Cluster]:
-    yield from start_cluster()
+from tests.postgres import Cluster
 
 
 @pytest.fixture(scope="module")

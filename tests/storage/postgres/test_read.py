@@ -15,8 +15,8 @@ from typing import Any, TypeVar
 
 import pytest
 
+from collector.maintenance.settle import settle
 from collector.storage.postgres.read import PostgresTraceReader
-from collector.storage.postgres.settle import settle_traces as settle_on_postgres
 from collector.storage.postgres.writer import PostgresSpanWriter
 from collector.storage.read import (
     BreachQuery,
@@ -28,10 +28,9 @@ from collector.storage.read import (
     TraceReader,
 )
 from collector.storage.sqlite.read import SqliteTraceReader
-from collector.storage.sqlite.settle import settle_traces as settle_on_sqlite
 from collector.storage.sqlite.writer import SpanWriter
 from tests.storage.postgres.batches import MODELS, SERVICES, batches
-from tests.storage.postgres.test_writer import RULES
+from tests.storage.postgres.test_writer import SETTINGS as SETTLE_AT_ONCE
 
 T = TypeVar("T")
 BASE = (time.time_ns() // 3_600_000_000_000) * 3_600_000_000_000 - 7_200_000_000_000
@@ -51,9 +50,8 @@ def readers(postgres_dsn: str, tmp_path_factory: pytest.TempPathFactory) -> Iter
         sqlite.write(batch)
         postgres.write(batch)
     now = BASE + 10 * HOUR
-    settle_on_sqlite(sqlite.connection, RULES, now_ns=now, settle_after_ns=0, max_wait_ns=0, limit=10_000)
-    with postgres.pool.connection() as connection:
-        settle_on_postgres(connection, RULES, now_ns=now, settle_after_ns=0, max_wait_ns=0, limit=10_000)
+    for store in (sqlite, postgres):
+        settle(store, SETTLE_AT_ONCE, limit=10_000, now_ns=now)
     sqlite.close()
     postgres.close()
     on_sqlite, on_postgres = SqliteTraceReader(path), PostgresTraceReader(postgres_dsn)

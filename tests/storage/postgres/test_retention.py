@@ -180,8 +180,8 @@ def test_snapshots_go_by_their_own_age(database: str) -> None:
     writer = open_writer(database, max_age="0", snapshots_max_age="1h")
     query(
         writer,
-        "INSERT INTO metric_snapshots (trace_id, metric, computed_at) VALUES ('a', 'latency_ms', %s), ('b', 'latency_ms', %s)"
-        " RETURNING 1",
+        "INSERT INTO metric_snapshots (trace_id, metric, computed_at)"
+        " VALUES ('a', 'latency_ms', %s), ('b', 'latency_ms', %s) RETURNING 1",
         TODAY,
         TODAY + 2 * 3600 * 10**9,
     )
@@ -218,7 +218,8 @@ def test_dropping_a_day_while_replicas_write_keeps_every_rollup_the_sum_of_its_s
         assert YESTERDAY not in [partition.lower for partition in day_partitions(connection)]
     mismatched = query(
         writers[0],
-        "SELECT trace_id FROM traces WHERE span_count <> (SELECT count(*) FROM spans WHERE spans.trace_id = traces.trace_id)",
+        "SELECT trace_id FROM traces"
+        " WHERE span_count <> (SELECT count(*) FROM spans WHERE spans.trace_id = traces.trace_id)",
     )
     assert mismatched == []
     assert query(writers[0], "SELECT count(*) FROM spans WHERE trace_id NOT IN (SELECT trace_id FROM traces)") == [(0,)]
