@@ -145,6 +145,18 @@ class ResourceIds:
         return self._ids[id(attributes), scope_name, scope_version]
 
 
+_FINISH_REASONS_AT = _GENAI_FIELDS.index("finish_reasons")
+
+
+def _stored_genai(genai: GenAI) -> tuple[Any, ...]:
+    """A span's GenAI columns as stored: its finish reasons as JSON text (SQLite's), not an array literal."""
+    values = _genai_values(genai)
+    reasons = values[_FINISH_REASONS_AT]
+    if reasons is None:
+        return tuple(values)
+    return (*values[:_FINISH_REASONS_AT], _to_json(reasons), *values[_FINISH_REASONS_AT + 1 :])
+
+
 def span_rows(spans: Sequence[Span], received_at: int, resources: ResourceIds) -> list[tuple[Any, ...]]:
     """The batch's rows for ``COPY_SPANS``: ``COPY_COLUMNS`` (JSON columns as JSON text), then the span's place in
     the batch."""
@@ -157,7 +169,7 @@ def span_rows(spans: Sequence[Span], received_at: int, resources: ResourceIds) -
         rows.append(
             (
                 *values,
-                *(_NO_GENAI if genai is None else _genai_values(genai)),
+                *(_NO_GENAI if genai is None else _stored_genai(genai)),
                 span.cost_usd,
                 span.end_time_unix_nano - span.start_time_unix_nano,
                 resources(span.resource_attributes, span.scope_name, span.scope_version),
