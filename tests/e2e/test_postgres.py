@@ -17,8 +17,8 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from tests.e2e.test_sdk_exporters import emit_agent_trace
-from tests.helpers import wait_until
-from tests.postgres import Cluster
+from tests.helpers import otlp_request, wait_until
+from tests.postgres import Cluster, server_binaries
 
 SNAPSHOTS = {
     "settle_after": "200ms",
@@ -109,3 +109,40 @@ def test_the_collector_on_postgresql_answers_as_on_sqlite(postgres_url: str, sta
     for key, value in expected.items():
         assert found[key] == value, key
     assert len(expected["breaches"]) == 12 and sum(s["span_count"] for s in expected["traces"]["data"]) == 18
+
+
+def test_postgresql_down_is_503_and_unready_then_the_collector_recovers(start_collector: Any) -> None:
+    """Stopped under the collector: ingest and queries answer 503 with a retry hint and /readyz is unready;
+    started again, the client's retry is stored and the collector is ready, without a restart."""
+    binaries = server_binaries()
+    if binaries is None:
+        pytest.skip("PostgreSQL's server binaries are not installed")
+    cluster = Cluster(binaries).start()  # its own, to stop without disturbing the session's
+    try:
+        collector = start_collector(db=cluster.url())
+        headers = {"Content-Type": "application/x-protobuf"}
+        request = otlp_request(3).SerializeToString()
+        traces = f"{collector.query_url}/api/v1/traces"
+        assert httpx.post(f"{collector.http_url}/v1/traces", content=request, headers=headers).status_code == 200
+        assert httpx.get(f"{collector.admin_url}/readyz").status_code == 200
+
+        cluster.stop()
+        refused = httpx.post(
+            f"{collector.http_url}/v1/traces", content=otlp_request(2).SerializeToString(), headers=headers, timeout=30
+        )
+        assert refused.status_code == 503 and refused.headers["Retry-After"]
+        unready = httpx.get(f"{collector.admin_url}/readyz")
+        assert unready.status_code == 503 and "the last database write failed" in unready.json()["reasons"]
+        busy = httpx.get(traces, timeout=30)
+        assert busy.status_code == 503 and busy.headers["Retry-After"]
+
+        cluster.restart()
+        retried = httpx.post(
+            f"{collector.http_url}/v1/traces", content=otlp_request(2).SerializeToString(), headers=headers, timeout=30
+        )
+        assert retried.status_code == 200
+        assert httpx.get(f"{collector.admin_url}/readyz").status_code == 200
+        page = httpx.get(traces).json()
+        assert sorted(summary["span_count"] for summary in page["data"]) == [2, 3]
+    finally:
+        cluster.remove()
