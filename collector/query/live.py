@@ -16,7 +16,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable, Sequence, Set
+from collections.abc import Callable, Iterable, Sequence, Set
 from datetime import UTC, datetime
 from typing import Any
 
@@ -222,6 +222,7 @@ class LiveFeed:
         self._wake = asyncio.Event()
         self._breach_after: tuple[Any, Any] | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self._stop_listening: Callable[[], None] | None = None
 
     # -- called from the writer thread --
 
@@ -229,6 +230,11 @@ class LiveFeed:
         self.costs.observe(stored, repeated_calls)
 
     def notify_settled(self, trace_ids: Sequence[str]) -> None:
+        """The traces this replica settled; ignored when the store tells every replica itself (below)."""
+        if self._stop_listening is None:
+            self._hand_over(trace_ids)
+
+    def _hand_over(self, trace_ids: Sequence[str]) -> None:
         loop = self._loop
         if loop is None or not trace_ids:
             return
@@ -243,6 +249,10 @@ class LiveFeed:
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
+        # A store shared by several replicas (PostgreSQL) tells each of them what any of them settled.
+        listen_settled = getattr(self.reader, "listen_settled", None)
+        if listen_settled is not None:
+            self._stop_listening = listen_settled(self._hand_over)
         latest = await self.reader.breaches(BreachQuery(order="desc", limit=1))
         if latest["data"]:
             newest = latest["data"][0]
@@ -262,6 +272,9 @@ class LiveFeed:
     async def stop(self) -> None:
         """Stop publishing and disconnect every client; safe to call twice."""
         self._loop = None
+        if self._stop_listening is not None:
+            await asyncio.to_thread(self._stop_listening)
+            self._stop_listening = None
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

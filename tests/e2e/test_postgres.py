@@ -3,6 +3,8 @@ answers what the same collector on SQLite answers for the same traffic."""
 
 from __future__ import annotations
 
+import contextlib
+import json
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -15,10 +17,12 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from websockets.sync.client import connect
 
 from tests.e2e.test_sdk_exporters import emit_agent_trace
 from tests.helpers import otlp_request, wait_until
 from tests.postgres import Cluster, server_binaries
+from tests.query.test_live import live_url, of_type, receive_until
 
 SNAPSHOTS = {
     "settle_after": "200ms",
@@ -146,3 +150,34 @@ def test_postgresql_down_is_503_and_unready_then_the_collector_recovers(start_co
         assert sorted(summary["span_count"] for summary in page["data"]) == [2, 3]
     finally:
         cluster.remove()
+
+
+def test_the_live_feed_of_every_replica_hears_what_any_replica_settled(postgres_url: str, start_collector: Any) -> None:
+    """Two collectors on one database: a trace sent to one reaches the WebSocket clients of both, once each,
+    with its breach."""
+    first = start_collector(db=postgres_url, snapshots=SNAPSHOTS)
+    second = start_collector(db=postgres_url, snapshots=SNAPSHOTS)
+    with connect(live_url(first)) as on_first, connect(live_url(second)) as on_second:
+        for websocket in (on_first, on_second):
+            receive_until(websocket, lambda messages: of_type(messages, "subscribed"))
+        request = otlp_request(3)
+        trace_id = request.resource_spans[0].scope_spans[0].spans[0].trace_id.hex()
+        headers = {"Content-Type": "application/x-protobuf"}
+        response = httpx.post(f"{first.http_url}/v1/traces", content=request.SerializeToString(), headers=headers)
+        assert response.status_code == 200
+        for websocket in (on_first, on_second):
+            messages = [
+                message
+                for _, message in receive_until(
+                    websocket, lambda messages: of_type(messages, "trace") and of_type(messages, "breach")
+                )
+            ]
+            assert [m["trace"]["trace_id"] for m in of_type(messages, "trace")] == [trace_id]
+            assert {m["breach"]["trace_id"] for m in of_type(messages, "breach")} == {trace_id}
+        # nothing more comes: the settling replica did not also tell its own feed in-process
+        later: list[dict[str, Any]] = []
+        deadline = time.monotonic() + 1.5
+        with contextlib.suppress(TimeoutError):
+            while (remaining := deadline - time.monotonic()) > 0:
+                later.append(json.loads(on_first.recv(timeout=remaining)))
+        assert of_type(later, "trace") == []

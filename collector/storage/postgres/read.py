@@ -25,6 +25,7 @@ from psycopg_pool import PoolTimeout
 
 from collector.storage.postgres.connection import Connection, open_pool
 from collector.storage.postgres.errors import is_retryable
+from collector.storage.postgres.notify import SettledListener
 from collector.storage.read import (
     BreachQuery,
     CostGroup,
@@ -536,6 +537,7 @@ class PostgresTraceReader:
 
     def __init__(self, dsn: str, *, connections: int = 4, statement_timeout: float = 5.0) -> None:
         self.statement_timeout = statement_timeout
+        self._dsn = dsn
         timeout_ms = max(1, round(statement_timeout * 1000))
 
         def configure(connection: Connection) -> None:
@@ -579,6 +581,12 @@ class PostgresTraceReader:
             return await asyncio.get_running_loop().run_in_executor(self._executor, self._call, work)
         finally:
             self._in_flight -= 1
+
+    def listen_settled(self, on_settled: Callable[[list[str]], None]) -> Callable[[], None]:
+        """Call ``on_settled`` with the traces any replica settles (``postgres.notify``); returns the stop."""
+        listener = SettledListener(self._dsn, on_settled)
+        listener.start()
+        return listener.stop
 
     def close(self) -> None:
         self._executor.shutdown(wait=True, cancel_futures=True)

@@ -9,6 +9,7 @@ one transaction. What the snapshots say is decided outside storage (``collector.
 from __future__ import annotations
 
 from collector.storage.postgres.connection import Connection
+from collector.storage.postgres.notify import notify_settled
 from collector.storage.store import Judge, SettledTrace, SettleWindow, UnsettledTrace
 
 CLAIM_UNSETTLED = """
@@ -90,4 +91,5 @@ def settle_traces(connection: Connection, window: SettleWindow, judge: Judge) ->
         rows.sort(key=lambda row: (row[0], row[2]))  # by (trace, metric): the order of the unique index
         cursor.executemany(UPSERT_SNAPSHOT, rows)
         cursor.execute(MARK_SETTLED, (now_ns, ids))
+        notify_settled(cursor, ids)  # delivered to every replica's live feed at commit
     return settled
