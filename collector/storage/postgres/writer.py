@@ -37,6 +37,8 @@ from collector.storage.sqlite.writer import SPAN_COLUMNS, evaluation_rows, event
 from collector.storage.sqlite.writer import ResourceIds as SqliteResourceIds
 from collector.storage.store import NOTHING_WRITTEN, Deleted, Judge, SettledTrace, SettleWindow, Written
 
+WRITE_CONNECT_TIMEOUT = 3.0  # seconds
+
 _to_json = partial(json.dumps, ensure_ascii=False, separators=(",", ":"))
 
 # The ``spans`` columns SQLite's writer derives from the record types (``SPAN_COLUMNS``), in the order the rows
@@ -206,7 +208,11 @@ class PostgresSpanWriter:
     def __init__(self, dsn: str, *, retention: RetentionSettings | None = None) -> None:
         with translated(), connect(dsn) as connection:
             migrate(connection)
-        self.pool: ConnectionPool[Connection] = open_pool(dsn, name="genai-collector-writer", configure=_prepare)
+        # A batch waits at most WRITE_CONNECT_TIMEOUT for a connection: with PostgreSQL away, the pipeline answers
+        # 503 with a retry hint well within an OTLP exporter's own 10 s timeout, rather than the client timing out.
+        self.pool: ConnectionPool[Connection] = open_pool(
+            dsn, name="genai-collector-writer", configure=_prepare, timeout=WRITE_CONNECT_TIMEOUT
+        )
         self._received_at = 0
         self.retention = Retention(self.pool, retention or RetentionSettings.model_validate({}))
         with translated():
