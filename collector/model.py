@@ -44,7 +44,8 @@ class Span(NamedTuple):
     cost_usd: float | None = None  # the client's cost, else priced from the token counts; None when unknown
 
 
-class Rejection(NamedTuple):
+@dataclass(frozen=True, slots=True)
+class Rejection:
     """Spans of one request that cannot be stored, and why (the first reason, for the client's message)."""
 
     count: int

@@ -7,7 +7,7 @@ RESOURCE_EXHAUSTED with a RetryInfo (too many wrong keys from the address). The 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import unquote
 
 import grpc
@@ -27,7 +27,16 @@ def peer_address(peer: str) -> str:
     return host.strip("[]") or peer
 
 
-class AuthInterceptor(grpc.aio.ServerInterceptor):
+# An asyncio server's method behaviour is a coroutine function (grpc-stubs types only the synchronous one).
+Behavior = Callable[[Any, "grpc.aio.ServicerContext[Any, Any]"], Awaitable[Any]]
+
+if TYPE_CHECKING:  # generic in grpc-stubs only
+    _ServerInterceptor = grpc.aio.ServerInterceptor[Any, Any]
+else:
+    _ServerInterceptor = grpc.aio.ServerInterceptor
+
+
+class AuthInterceptor(_ServerInterceptor):
     def __init__(
         self,
         authenticator: Authenticator,
@@ -39,28 +48,28 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         self._listener = listener
         self._scope = scope
         self._retry_metadata = retry_metadata
-        self._guarded: dict[str, grpc.RpcMethodHandler] = {}
+        self._guarded: dict[str, grpc.RpcMethodHandler[Any, Any]] = {}
 
     async def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any]]],
         details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
+    ) -> grpc.RpcMethodHandler[Any, Any]:
         handler = await continuation(details)
-        method = details.method  # type: ignore[attr-defined]
+        method = details.method
         if handler is None or handler.unary_unary is None or method.startswith(OPEN_SERVICES):
             return handler
         guarded = self._guarded.get(method)
         if guarded is None:
             guarded = self._guarded[method] = grpc.unary_unary_rpc_method_handler(
-                self._guard(handler.unary_unary),
+                self._guard(cast(Behavior, handler.unary_unary)),
                 request_deserializer=handler.request_deserializer,
                 response_serializer=handler.response_serializer,
             )
         return guarded
 
-    def _guard(self, behavior: Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]) -> Any:
-        async def guarded(request: Any, context: grpc.aio.ServicerContext) -> Any:
+    def _guard(self, behavior: Behavior) -> Behavior:
+        async def guarded(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
             authorization = None
             for key, value in context.invocation_metadata() or ():
                 if key == "authorization":
@@ -75,7 +84,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
 
         return guarded
 
-    async def _abort(self, context: grpc.aio.ServicerContext, refusal: Refusal) -> None:
+    async def _abort(self, context: grpc.aio.ServicerContext[Any, Any], refusal: Refusal) -> None:
         if refusal.retry_after:
             code = grpc.StatusCode.RESOURCE_EXHAUSTED
             trailers = self._retry_metadata(refusal.retry_after, refusal.message, code_pb2.RESOURCE_EXHAUSTED)

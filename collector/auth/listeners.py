@@ -12,6 +12,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 from collections.abc import Callable
+from typing import Any
 
 import grpc
 from prometheus_client import CollectorRegistry
@@ -91,7 +92,7 @@ class ListenerSecurity:
 
     def grpc_interceptors(
         self, retry_metadata: Callable[..., tuple[tuple[str, bytes], ...]]
-    ) -> list[grpc.aio.ServerInterceptor]:
+    ) -> list[grpc.aio.ServerInterceptor[Any, Any]]:
         if not self.guarded("otlp_grpc"):
             return []
         return [AuthInterceptor(self.authenticator, "otlp_grpc", "ingest", retry_metadata)]

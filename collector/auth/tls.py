@@ -105,7 +105,7 @@ class WatchedTls:
     def grpc_credentials(self) -> grpc.ServerCredentials:
         return grpc.dynamic_ssl_server_credentials(
             self._grpc_configuration(),
-            self._grpc_fetch,
+            self._grpc_fetch,  # type: ignore[arg-type]  # None means "no change" (grpc's docs; not in grpc-stubs)
             require_client_authentication=self.mutual,
         )
 

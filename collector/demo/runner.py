@@ -67,10 +67,15 @@ class _Service:
         )
         self.tracer_provider = TracerProvider(resource=resource, shutdown_on_exit=False)
         self.logger_provider = LoggerProvider(resource=resource, shutdown_on_exit=False)
-        batching = {"max_queue_size": _QUEUE_SIZE, "schedule_delay_millis": _EXPORT_DELAY_MS}
         for span_exporter, log_exporter in exporters:
-            self.tracer_provider.add_span_processor(BatchSpanProcessor(span_exporter, **batching))
-            self.logger_provider.add_log_record_processor(BatchLogRecordProcessor(log_exporter, **batching))
+            self.tracer_provider.add_span_processor(
+                BatchSpanProcessor(span_exporter, max_queue_size=_QUEUE_SIZE, schedule_delay_millis=_EXPORT_DELAY_MS)
+            )
+            self.logger_provider.add_log_record_processor(
+                BatchLogRecordProcessor(
+                    log_exporter, max_queue_size=_QUEUE_SIZE, schedule_delay_millis=_EXPORT_DELAY_MS
+                )
+            )
         self.tracer = self.tracer_provider.get_tracer(SCOPE, __version__)
         self.logger = self.logger_provider.get_logger(SCOPE, __version__)
 

@@ -108,8 +108,10 @@ AGENTS = (
             Tool("get_weather", 0.25, "GET https://weather.example.com/forecast", ("city",)),
         ),
         questions=(
-            "Hi, I'm Maria Lopez (maria.lopez@example.com). Find me a flight from {a} to {b} next Friday and a "
-            "hotel for two nights.",
+            (
+                "Hi, I'm Maria Lopez (maria.lopez@example.com). Find me a flight from {a} to {b} next Friday and a "
+                "hotel for two nights."
+            ),
             "Can you plan a weekend in {b}? I'm flying from {a}. Send the itinerary to jonas.weber@example.org.",
             "What's the cheapest way to get from {a} to {b} in March, and will it rain? Reply to priya.n@example.net",
         ),
@@ -201,7 +203,7 @@ class _Trace:
         input_tokens = self.context_tokens
         cache_read = min(self.cached_tokens.get(model.name, 0), input_tokens)
         cache_write = input_tokens - cache_read if model.provider == "anthropic" and not cache_read else 0
-        response_id = ("msg_" if model.provider == "anthropic" else "chatcmpl-") + "%024x" % rng.getrandbits(96)
+        response_id = ("msg_" if model.provider == "anthropic" else "chatcmpl-") + f"{rng.getrandbits(96):024x}"
         attributes = {
             "gen_ai.operation.name": "chat",
             "gen_ai.provider.name": model.provider,

@@ -1,1 +1,4 @@
-"""The GenAI steps between decoding and the queue: normalize, price, redact, transform, count calls (pure, data tables)."""
+"""The GenAI steps between decoding and the queue: normalize, price, redact, transform, count calls.
+
+Pure functions beside data tables.
+"""

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from functools import lru_cache
 from itertools import count
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 
 class GenAI(NamedTuple):
@@ -634,7 +634,7 @@ def _implicit_ttft_ms(
 def _completion_finish_reasons(attributes: Mapping[str, Any]) -> tuple[str, ...] | None:
     """gen_ai.completion.N.finish_reason for N = 0, 1, 2... up to the first choice that does not exist."""
     keys = _FIRST_COMPLETION_KEYS
-    reasons = []
+    reasons: list[str] = []
     for index in count(1):
         if attributes.keys().isdisjoint(keys):
             break
@@ -664,7 +664,9 @@ _FIRST_EVALUATION_KEYS = _evaluation_keys(0)
 
 
 def _evaluation(raw: Iterable[Any], response_id: Any) -> Evaluation | None:
-    name, score, label, explanation = (coerce(value) for (_, _, coerce), value in zip(_EVALUATION_SOURCES, raw))
+    name, score, label, explanation = (
+        coerce(value) for (_, _, coerce), value in zip(_EVALUATION_SOURCES, raw, strict=True)
+    )
     if name is None:
         return None
     return Evaluation(name, score, label, explanation, _text(response_id))
@@ -709,8 +711,8 @@ def out_of_range(genai: GenAI) -> tuple[GenAI, tuple[str, ...]]:
     and the names of the fields left out."""
     if genai is NOT_GENAI:
         return genai, ()
-    bad = [index for index in _TOKEN_FIELDS if (genai[index] or 0) > MAX_TOKENS]
-    if (genai[_COST] or 0.0) > MAX_COST_USD:
+    bad = [index for index in _TOKEN_FIELDS if (cast("int | None", genai[index]) or 0) > MAX_TOKENS]
+    if (genai.client_cost_usd or 0.0) > MAX_COST_USD:
         bad.append(_COST)
     if not bad:
         return genai, ()

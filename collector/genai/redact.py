@@ -34,7 +34,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any, Final
+from typing import Any, Final, overload
 
 from collector.config import DETECTORS, RedactionMode, RedactionSettings
 
@@ -360,7 +360,9 @@ _DETECTORS: Final[dict[str, tuple[_Pattern, ...]]] = {
         _Pattern(_compile(_SECRET_PARAMETER, re.IGNORECASE), group="token"),
         _Pattern(
             _compile(  # PEM private keys; the body cannot hold "-----", so a lone header costs little
-                r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY-----(?:(?!-----)[\s\S]){0,8192}-----END (?:[A-Z0-9]+ )*PRIVATE KEY-----"
+                r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY-----"
+                r"(?:(?!-----)[\s\S]){0,8192}"
+                r"-----END (?:[A-Z0-9]+ )*PRIVATE KEY-----"
             ),
             "token",
         ),
@@ -504,7 +506,7 @@ def _maybe(text: str) -> bool:
 class _Hints:
     """Where each kind of detector should look in one string; computed lazily, at most once."""
 
-    __slots__ = ("_text", "_ascii", "_at", "_long_token", "_clusters", "_whole", "_colons", "_aws")
+    __slots__ = ("_ascii", "_at", "_aws", "_clusters", "_colons", "_long_token", "_text", "_whole")
 
     def __init__(self, text: str) -> None:
         self._text = text
@@ -776,6 +778,12 @@ class Redactor:
         """A value that is not content (a log record's body): redacted when the scope is every string."""
         return self._redact(value) if self._every_string else value
 
+    @overload
+    def text(self, text: str) -> str: ...
+    @overload
+    def text(self, text: None) -> None: ...
+    @overload
+    def text(self, text: str | None) -> str | None: ...
     def text(self, text: str | None) -> str | None:
         """A string that cannot be removed (a span name, a status message): a drop rule masks it whole."""
         if not text or not self._every_string or self._clean(text):
@@ -836,7 +844,7 @@ class Redactor:
             return self._string(value, hits)
         if isinstance(value, list):
             items = [self._walk(item, hits) for item in value]
-            return value if all(new is old for new, old in zip(items, value)) else items
+            return value if all(new is old for new, old in zip(items, value, strict=True)) else items
         if isinstance(value, dict):
             changed = {key: new for key, old in value.items() if (new := self._walk_item(key, old, hits)) is not old}
             return {**value, **changed} if changed else value

@@ -6,7 +6,7 @@ import base64
 import json
 import math
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from google.protobuf import json_format
@@ -186,7 +186,7 @@ def _json_int(value: Any, field: str, bounds: tuple[int, int]) -> int:
     return number
 
 
-def _json_enum(value: Any, field: str, names: dict[str, int]) -> int:
+def _json_enum(value: Any, field: str, names: Mapping[str, int]) -> int:
     """An open enum: its number, or the name of one of its values."""
     if type(value) is int:
         number = value
@@ -310,7 +310,7 @@ def _json_links(links: list[dict[str, Any]], link_ids: list[tuple[bytes, bytes]]
             _json_string(link.get("traceState"), "traceState"),
             _json_int(link.get("flags"), "flags", _UINT32),
         )
-        for link, (trace_id, span_id) in zip(links, link_ids)
+        for link, (trace_id, span_id) in zip(links, link_ids, strict=True)
     ]
 
 

@@ -60,7 +60,8 @@ class DashboardFiles(StaticFiles):
 
 def _route_path(scope: Scope) -> str:
     """The request's path below the app's root, trailing slash kept (``get_response``'s path is normalized)."""
-    path, root = scope["path"], scope.get("root_path", "")
+    path: str = scope["path"]
+    root: str = scope.get("root_path", "")
     return (path[len(root) :] if root and path.startswith(root) else path).lstrip("/")
 
 

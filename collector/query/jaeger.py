@@ -180,8 +180,8 @@ def _otlp_span(span: StoredSpan) -> dict[str, Any]:
     if span["trace_state"]:
         converted["traceState"] = span["trace_state"]
     for field in ("dropped_attributes_count", "dropped_events_count", "dropped_links_count"):
-        if span[field]:  # type: ignore[literal-required]
-            converted[_camel(field)] = span[field]  # type: ignore[literal-required]
+        if span[field]:
+            converted[_camel(field)] = span[field]
     return converted
 
 
@@ -377,13 +377,13 @@ def router() -> APIRouter:
 
     @api.get("/api/traces/{trace_id}")
     async def trace(request: Request, trace_id: str) -> JSONResponse:
-        trace_id = _normalize_trace_id(trace_id)
-        if trace_id is None:
+        normalized = _normalize_trace_id(trace_id)
+        if normalized is None:
             return jaeger_error(400, "trace id must be up to 32 hex digits")
-        found = await traces_by_id(request, [trace_id])
+        found = await traces_by_id(request, [normalized])
         if not found:
             return jaeger_error(404, "trace not found")
-        return jaeger_answer([jaeger_trace(trace_id, found[0][1])])
+        return jaeger_answer([jaeger_trace(normalized, found[0][1])])
 
     @api.get("/api/dependencies")
     async def dependencies(request: Request) -> JSONResponse:

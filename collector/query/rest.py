@@ -99,7 +99,7 @@ def evaluation_thresholds(rules: tuple[SnapshotRule, ...]) -> dict[str, float]:
     return thresholds
 
 
-def _cost_figures(points: list[dict[str, Any]]) -> JSONResponse:
+def _cost_figures(points: list[dict[str, Any]]) -> dict[str, Any]:
     costs = [point["cost_usd"] for point in points if point["cost_usd"] is not None]
     figures: dict[str, Any] = {
         key: sum(point[key] for point in points)
@@ -117,7 +117,7 @@ def _cost_figures(points: list[dict[str, Any]]) -> JSONResponse:
     return _with_cost_per_1k(figures)
 
 
-def _with_cost_per_1k(figures: dict[str, Any]) -> JSONResponse:
+def _with_cost_per_1k(figures: dict[str, Any]) -> dict[str, Any]:
     requests, cost = figures["llm_requests"], figures["cost_usd"]
     figures["cost_per_1k_llm_requests_usd"] = 1000 * cost / requests if requests and cost is not None else None
     return figures

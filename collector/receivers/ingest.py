@@ -25,7 +25,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 
 from collector.component import Deadline
 from collector.genai.transform import Transform, TransformStats
-from collector.model import NO_REJECTION, LogEvent, Records, Rejection, Span
+from collector.model import NO_REJECTION, Records, Rejection, Span
 from collector.observability.metrics import RECEIVER, CollectorMetrics
 from collector.otlp import (
     TooDeep,
@@ -179,7 +179,7 @@ class Ingest:
 
     async def logs(self, request: ExportLogsServiceRequest, transport: str) -> Rejection:
         """Store GenAI events (and other records when ``logs.keep_other``); count and drop the rest."""
-        events, rejection, records, stats = await self.offload(self._prepare_logs, request)
+        rejection, records, stats = await self.offload(self._prepare_logs, request)
         if rejection.count:
             self._metrics.refused_log_records.labels(RECEIVER, transport, "invalid_record").inc(rejection.count)
         self._count_transform(stats)
@@ -191,12 +191,10 @@ class Ingest:
             self._count_evaluations(records)
         return rejection
 
-    def _prepare_logs(
-        self, request: ExportLogsServiceRequest
-    ) -> tuple[list[LogEvent], Rejection, Records, TransformStats]:
+    def _prepare_logs(self, request: ExportLogsServiceRequest) -> tuple[Rejection, Records, TransformStats]:
         events, rejection = decode_log_records(request)
         records, stats = self._transform().log_events(events)
-        return events, rejection, records, stats
+        return rejection, records, stats
 
     async def metrics(self, request: ExportMetricsServiceRequest, transport: str) -> Rejection:
         """Metric data points are counted and not stored: this collector stores traces."""

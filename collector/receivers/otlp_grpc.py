@@ -17,7 +17,9 @@ import grpc
 from google.protobuf import duration_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from grpc_health.v1.health import aio as health_aio
+
+# grpc-stubs (1.53) predates the asyncio health servicer
+from grpc_health.v1.health import aio as health_aio  # type: ignore[attr-defined]
 
 from collector.auth.listeners import ListenerSecurity
 from collector.component import Deadline, StartupError
@@ -61,7 +63,7 @@ class OtlpGrpcReceiver:
         self._retry_after = retry_after
 
     def server(
-        self, health: health_aio.HealthServicer, interceptors: Sequence[grpc.aio.ServerInterceptor] = ()
+        self, health: health_aio.HealthServicer, interceptors: Sequence[grpc.aio.ServerInterceptor[Any, Any]] = ()
     ) -> grpc.aio.Server:
         server = grpc.aio.server(
             interceptors=interceptors,
@@ -74,7 +76,7 @@ class OtlpGrpcReceiver:
         health_pb2_grpc.add_HealthServicer_to_server(health, server)
         return server
 
-    def _handlers(self, signal: Signal) -> grpc.GenericRpcHandler:
+    def _handlers(self, signal: Signal) -> grpc.GenericRpcHandler[bytes, Any]:
         export = grpc.unary_unary_rpc_method_handler(
             self._exporter(signal),
             request_deserializer=None,  # raw bytes: we parse, to answer errors as the spec says
@@ -82,8 +84,8 @@ class OtlpGrpcReceiver:
         )
         return grpc.method_handlers_generic_handler(signal.grpc_service, {"Export": export})
 
-    def _exporter(self, signal: Signal) -> Callable[[bytes, grpc.aio.ServicerContext], Awaitable[Any]]:
-        async def export(body: bytes, context: grpc.aio.ServicerContext) -> Any:
+    def _exporter(self, signal: Signal) -> Callable[[bytes, grpc.aio.ServicerContext[bytes, Any]], Awaitable[Any]]:
+        async def export(body: bytes, context: grpc.aio.ServicerContext[bytes, Any]) -> Any:
             started = time.perf_counter()
             code = grpc.StatusCode.INTERNAL
             try:
