@@ -45,18 +45,20 @@ def agent_spans(prompt: str = QUESTION) -> list[ReadableSpan]:
     provider = TracerProvider(resource=Resource.create({"service.name": "refund-bot"}), shutdown_on_exit=False)
     provider.add_span_processor(SimpleSpanProcessor(memory))
     tracer = provider.get_tracer("refunds")
-    with tracer.start_as_current_span("invoke_agent refunds", attributes={"gen_ai.operation.name": "invoke_agent"}):
-        with tracer.start_as_current_span("chat gpt-4o", kind=SpanKind.CLIENT) as llm:
-            llm.set_attributes(
-                {
-                    "gen_ai.operation.name": "chat",
-                    "gen_ai.provider.name": "openai",
-                    "gen_ai.request.model": "gpt-4o",
-                    "gen_ai.usage.input_tokens": 1000,
-                    "gen_ai.usage.output_tokens": 100,
-                    "gen_ai.input.messages": prompt,
-                }
-            )
+    with (
+        tracer.start_as_current_span("invoke_agent refunds", attributes={"gen_ai.operation.name": "invoke_agent"}),
+        tracer.start_as_current_span("chat gpt-4o", kind=SpanKind.CLIENT) as llm,
+    ):
+        llm.set_attributes(
+            {
+                "gen_ai.operation.name": "chat",
+                "gen_ai.provider.name": "openai",
+                "gen_ai.request.model": "gpt-4o",
+                "gen_ai.usage.input_tokens": 1000,
+                "gen_ai.usage.output_tokens": 100,
+                "gen_ai.input.messages": prompt,
+            }
+        )
     provider.shutdown()
     return list(memory.get_finished_spans())
 

@@ -37,7 +37,7 @@ class TestCA:
         self.directory = directory
         directory.mkdir(parents=True, exist_ok=True)
         self.key = ec.generate_private_key(ec.SECP256R1())
-        now = datetime.datetime.now(datetime.timezone.utc)
+        now = datetime.datetime.now(datetime.UTC)
         self.certificate = (
             x509.CertificateBuilder()
             .subject_name(_name(name))
@@ -56,7 +56,7 @@ class TestCA:
     def issue(self, stem: str, *, server: bool = True, into: Path | None = None) -> Issued:
         """A leaf certificate (server: for 127.0.0.1 and localhost; else a client's) and its key."""
         key = ec.generate_private_key(ec.SECP256R1())
-        now = datetime.datetime.now(datetime.timezone.utc)
+        now = datetime.datetime.now(datetime.UTC)
         serial = x509.random_serial_number()
         builder = (
             x509.CertificateBuilder()

@@ -155,11 +155,10 @@ def test_wrong_keys_from_one_address_are_refused_for_the_rest_of_the_minute(star
     assert limited.status_code == 429
     assert 0 < int(limited.headers["retry-after"]) <= 60
     assert status_pb2.Status.FromString(limited.content).code == code_pb2.RESOURCE_EXHAUSTED
-    with grpc.insecure_channel(running.grpc_target) as channel:
-        with pytest.raises(grpc.RpcError) as refused:
-            trace_service_pb2_grpc.TraceServiceStub(channel).Export(
-                otlp_request(1), metadata=[("authorization", f"Bearer {INGEST_KEY}")], timeout=10
-            )
+    with grpc.insecure_channel(running.grpc_target) as channel, pytest.raises(grpc.RpcError) as refused:
+        trace_service_pb2_grpc.TraceServiceStub(channel).Export(
+            otlp_request(1), metadata=[("authorization", f"Bearer {INGEST_KEY}")], timeout=10
+        )
     assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     exposition = scrape(running)
     failures = "genai_collector_auth_failures_total"

@@ -122,7 +122,7 @@ def test_login_over_tls_sets_a_secure_cookie(start_collector: Any, tmp_path: Any
 def test_the_query_server_will_not_serve_reads_to_the_network_without_a_key(
     start_collector: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
-    with pytest.raises(StartupError, match="query server will not listen on 0.0.0.0:0 without an API key"):
+    with pytest.raises(StartupError, match=r"query server will not listen on 0\.0\.0\.0:0 without an API key"):
         start_collector(query={"endpoint": "0.0.0.0:0"})
     caplog.set_level(logging.WARNING)
     start_collector(query={"endpoint": "0.0.0.0:0"}, auth={"allow_unauthenticated_reads": True})

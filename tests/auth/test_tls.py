@@ -47,9 +47,11 @@ def served_serial(port: int, ca: TestCA, alpn: list[str] | None = None) -> int:
     context = client_context(ca)
     if alpn:
         context.set_alpn_protocols(alpn)
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
-        with context.wrap_socket(raw, server_hostname="127.0.0.1") as connection:
-            certificate = connection.getpeercert(binary_form=True)
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=10) as raw,
+        context.wrap_socket(raw, server_hostname="127.0.0.1") as connection,
+    ):
+        certificate = connection.getpeercert(binary_form=True)
     assert certificate is not None
     return serial_of(certificate)
 

@@ -16,15 +16,19 @@ from typing import Any
 import pytest
 
 from tests.conftest import RunningCollector, collector_settings
-from tests.helpers import REPO
-from tests.helpers import missing
 from tests.dashboard.traffic import AgentTrace, Traffic, send_agent_trace, send_history
-from tests.helpers import wait_until
+from tests.helpers import missing, wait_until
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 ]
 SNAPSHOTS = {
     "settle_after": "200ms",
@@ -81,8 +85,10 @@ class Site:
 
     def wait_settled(self, count: int) -> None:
         wait_until(
-            lambda: self.collector.query("SELECT count(*) FROM traces WHERE settled_at_unix_nano IS NOT NULL")[0][0]
-            >= count,
+            lambda: (
+                self.collector.query("SELECT count(*) FROM traces WHERE settled_at_unix_nano IS NOT NULL")[0][0]
+                >= count
+            ),
             timeout=30,
             what=f"{count} traces to settle",
         )
@@ -90,9 +96,7 @@ class Site:
 
 @pytest.fixture(scope="module")
 def site(dashboard_build: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
-    running = RunningCollector(
-        collector_settings(tmp_path_factory.mktemp("dashboard"), snapshots=SNAPSHOTS)
-    ).start()
+    running = RunningCollector(collector_settings(tmp_path_factory.mktemp("dashboard"), snapshots=SNAPSHOTS)).start()
     traffic = Traffic(running.grpc_target)
     try:
         now = time.time_ns()
@@ -105,4 +109,3 @@ def site(dashboard_build: Path, tmp_path_factory: pytest.TempPathFactory) -> Ite
     finally:
         traffic.shutdown()
         running.stop()
-

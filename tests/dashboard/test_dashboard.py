@@ -14,9 +14,8 @@ import httpx
 import pytest
 
 from tests.dashboard.conftest import Site
-from tests.helpers import REPO
 from tests.dashboard.traffic import ANSWER, QUESTION, send_agent_trace, send_wide_trace
-from tests.helpers import wait_until
+from tests.helpers import REPO, wait_until
 
 SCREENSHOTS = REPO / "docs" / "screenshots"
 WIDE_TRACE_BOUND_MS = 10_000  # generous: the figure is reported, the target is under a second
@@ -45,19 +44,29 @@ def test_list_filter_by_model_open_trace_collapse_and_read_an_llm_span(site: Sit
     page.wait_for_url(re.compile(r"model=gpt-4o"))
     expected = {
         trace["trace_id"]
-        for trace in api(site, "/api/v1/traces", model="gpt-4o", limit=500,
-                         start=time.time_ns() - 86_400 * 10**9)["data"]
+        for trace in api(site, "/api/v1/traces", model="gpt-4o", limit=500, start=time.time_ns() - 86_400 * 10**9)[
+            "data"
+        ]
     }
-    wait_until(lambda: set(_trace_ids(page)) <= expected and site.agent.trace_id in _trace_ids(page), timeout=10,
-               what="the list to show only gpt-4o traces")
+    wait_until(
+        lambda: set(_trace_ids(page)) <= expected and site.agent.trace_id in _trace_ids(page),
+        timeout=10,
+        what="the list to show only gpt-4o traces",
+    )
     assert "claude-3-5-haiku" not in page.locator("[data-testid=trace-table]").inner_text()
 
     page.select_option("select[name=breached]", "latency_ms")  # the options are the configured rules' metrics
     page.wait_for_url(re.compile(r"breached=latency_ms"))
     breached = {
         trace["trace_id"]
-        for trace in api(site, "/api/v1/traces", model="gpt-4o", breached="latency_ms", limit=500,
-                         start=time.time_ns() - 86_400 * 10**9)["data"]
+        for trace in api(
+            site,
+            "/api/v1/traces",
+            model="gpt-4o",
+            breached="latency_ms",
+            limit=500,
+            start=time.time_ns() - 86_400 * 10**9,
+        )["data"]
     }
     assert site.agent.trace_id in breached and breached < expected
     wait_until(lambda: set(_trace_ids(page)) == breached, timeout=10, what="the list to show the breached traces")
@@ -155,9 +164,15 @@ def test_cost_page_moves_when_spans_arrive(site: Site, page: Any, capsys: pytest
 
     tracer = site.traffic.tracer("support-bot")
     span = tracer.start_span("chat gpt-4o")
-    span.set_attributes({"gen_ai.operation.name": "chat", "gen_ai.provider.name": "openai",
-                         "gen_ai.request.model": "gpt-4o", "gen_ai.usage.input_tokens": 400_000,
-                         "gen_ai.usage.output_tokens": 1_000})  # $1.01
+    span.set_attributes(
+        {
+            "gen_ai.operation.name": "chat",
+            "gen_ai.provider.name": "openai",
+            "gen_ai.request.model": "gpt-4o",
+            "gen_ai.usage.input_tokens": 400_000,
+            "gen_ai.usage.output_tokens": 1_000,
+        }
+    )  # $1.01
     span.end()
     sent = time.monotonic()
     site.traffic.flush()
@@ -166,7 +181,10 @@ def test_cost_page_moves_when_spans_arrive(site: Site, page: Any, capsys: pytest
     assert _dollars(today.inner_text()) == pytest.approx(_dollars(before) + 1.01, abs=0.02)
     assert "gpt-4o" in page.get_by_test_id("spend-by-model").inner_text()
     with capsys.disabled():
-        print(f"\nCost page: spend today moved {before} -> {today.inner_text()} {moved_after:.2f} s after the span was sent")
+        print(
+            f"\nCost page: spend today moved {before} -> {today.inner_text()} "
+            f"{moved_after:.2f} s after the span was sent"
+        )
 
 
 def _dollars(text: str) -> float:
@@ -177,8 +195,11 @@ def test_a_10000_span_trace_opens_quickly(site: Site, page: Any, capsys: pytest.
     trace_id, count = send_wide_trace(site.traffic, start=time.time_ns() - 30 * 10**9)
     site.traffic.flush()
     assert count == 10_000
-    wait_until(lambda: site.collector.query("SELECT count(*) FROM spans WHERE trace_id = ?", trace_id)
-               == [(count,)], timeout=60, what="the 10,000 spans to be stored")
+    wait_until(
+        lambda: site.collector.query("SELECT count(*) FROM spans WHERE trace_id = ?", trace_id) == [(count,)],
+        timeout=60,
+        what="the 10,000 spans to be stored",
+    )
     page.goto(f"{site.url}traces?range=1h")
     link = page.locator(f"[data-testid=trace-row][data-trace-id='{trace_id}'] a")
     link.wait_for()
@@ -186,7 +207,8 @@ def test_a_10000_span_trace_opens_quickly(site: Site, page: Any, capsys: pytest.
     link.click()
     page.wait_for_function(
         "document.querySelector('[data-testid=row-count]')?.textContent.startsWith('10,000 of 10,000')",
-        polling="raf", timeout=WIDE_TRACE_BOUND_MS + 5_000,
+        polling="raf",
+        timeout=WIDE_TRACE_BOUND_MS + 5_000,
     )
     elapsed = page.evaluate("performance.now() - window.__opened")
     request, parsed, drawn = page.evaluate(
@@ -199,14 +221,19 @@ def test_a_10000_span_trace_opens_quickly(site: Site, page: Any, capsys: pytest.
     )
     rendered = page.locator("[data-testid=span-row]").count()
     with capsys.disabled():
-        print(f"\n10,000-span trace: waterfall shown {elapsed:.0f} ms after the click (response received at "
-              f"{request:.0f} ms, parsed at {parsed:.0f} ms, rendered at {drawn:.0f} ms); {rendered} rows in the DOM")
+        print(
+            f"\n10,000-span trace: waterfall shown {elapsed:.0f} ms after the click (response received at "
+            f"{request:.0f} ms, parsed at {parsed:.0f} ms, rendered at {drawn:.0f} ms); {rendered} rows in the DOM"
+        )
     assert rendered < 200, "rows are virtualized"
     assert elapsed < WIDE_TRACE_BOUND_MS
 
     page.get_by_test_id("waterfall-rows").evaluate("element => element.scrollTop = element.scrollHeight")
-    wait_until(lambda: "#99" in page.locator("[data-testid=span-row]").last.inner_text(), timeout=5,
-               what="the last rows after scrolling to the bottom")
+    wait_until(
+        lambda: "#99" in page.locator("[data-testid=span-row]").last.inner_text(),
+        timeout=5,
+        what="the last rows after scrolling to the bottom",
+    )
     page.get_by_test_id("collapse-all").click()
     assert rows(page) == [rows(page)[0]]
 
@@ -266,11 +293,11 @@ class PrefixProxy:
         prefix = self.PREFIX
 
         class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 (the stdlib's name)
+            def do_GET(self) -> None:
                 if not self.path.startswith(prefix + "/"):
                     self.send_error(404)
                     return
-                response = httpx.get(upstream + self.path[len(prefix):], timeout=10)
+                response = httpx.get(upstream + self.path[len(prefix) :], timeout=10)
                 self.send_response(response.status_code)
                 for name in ("content-type", "cache-control"):
                     if name in response.headers:

@@ -112,7 +112,12 @@ def send_agent_trace(traffic: Traffic, start: int) -> AgentTrace:
     root = bot.start_span("invoke_agent support", kind=SpanKind.SERVER, start_time=start)
     root.set_attributes({"gen_ai.operation.name": "invoke_agent", "gen_ai.agent.name": "support", "user.id": "user-17"})
     plan = _llm(
-        bot, "chat gpt-4o", root, start + 4 * MS, start + 1_840 * MS, "gpt-4o",
+        bot,
+        "chat gpt-4o",
+        root,
+        start + 4 * MS,
+        start + 1_840 * MS,
+        "gpt-4o",
         {"input": 1_850, "output": 96, "cached": 1_024, "reasoning": 40},
         (
             [
@@ -122,7 +127,9 @@ def send_agent_trace(traffic: Traffic, start: int) -> AgentTrace:
             [
                 {
                     "role": "assistant",
-                    "parts": [{"type": "tool_call", "id": "call_1", "name": "lookup_order", "arguments": {"order": 4411}}],
+                    "parts": [
+                        {"type": "tool_call", "id": "call_1", "name": "lookup_order", "arguments": {"order": 4411}}
+                    ],
                     "finish_reason": "tool_call",
                 }
             ],
@@ -131,44 +138,79 @@ def send_agent_trace(traffic: Traffic, start: int) -> AgentTrace:
     )
     plan.add_event(
         "gen_ai.evaluation.result",
-        {"gen_ai.evaluation.name": "faithfulness", "gen_ai.evaluation.score.value": 0.93,
-         "gen_ai.evaluation.score.label": "pass"},
+        {
+            "gen_ai.evaluation.name": "faithfulness",
+            "gen_ai.evaluation.score.value": 0.93,
+            "gen_ai.evaluation.score.label": "pass",
+        },
         timestamp=start + 1_850 * MS,
     )
     plan.end(end_time=start + 1_840 * MS)
 
-    tool = bot.start_span("execute_tool lookup_order", context=trace.set_span_in_context(root), start_time=start + 1_850 * MS)
-    tool.set_attributes({
-        "gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": "lookup_order",
-        "gen_ai.tool.call.id": "call_1", "gen_ai.tool.call.arguments": '{"order": 4411}',
-        "gen_ai.tool.call.result": '{"status": "shipped", "eta": "tomorrow 12:00"}',
-    })
+    tool = bot.start_span(
+        "execute_tool lookup_order", context=trace.set_span_in_context(root), start_time=start + 1_850 * MS
+    )
+    tool.set_attributes(
+        {
+            "gen_ai.operation.name": "execute_tool",
+            "gen_ai.tool.name": "lookup_order",
+            "gen_ai.tool.call.id": "call_1",
+            "gen_ai.tool.call.arguments": '{"order": 4411}',
+            "gen_ai.tool.call.result": '{"status": "shipped", "eta": "tomorrow 12:00"}',
+        }
+    )
     context = trace.set_span_in_context(tool)
-    failed = inventory.start_span("GET /orders/4411", context=context, kind=SpanKind.SERVER, start_time=start + 1_860 * MS)
+    failed = inventory.start_span(
+        "GET /orders/4411", context=context, kind=SpanKind.SERVER, start_time=start + 1_860 * MS
+    )
     failed.set_status(Status(StatusCode.ERROR, "upstream timed out"))
-    failed.add_event("exception", {"exception.type": "TimeoutError", "exception.message": "upstream timed out"},
-                     timestamp=start + 2_360 * MS)
+    failed.add_event(
+        "exception",
+        {"exception.type": "TimeoutError", "exception.message": "upstream timed out"},
+        timestamp=start + 2_360 * MS,
+    )
     failed.end(end_time=start + 2_360 * MS)
-    retry = inventory.start_span("GET /orders/4411", context=context, kind=SpanKind.SERVER, start_time=start + 2_380 * MS)
+    retry = inventory.start_span(
+        "GET /orders/4411", context=context, kind=SpanKind.SERVER, start_time=start + 2_380 * MS
+    )
     retry.set_attribute("retry", 1)
     db = inventory.start_span("SELECT orders", context=trace.set_span_in_context(retry), start_time=start + 2_390 * MS)
     db.set_attribute("db.system", "postgresql")
     db.end(end_time=start + 2_520 * MS)
-    cache = inventory.start_span("cache.get eta", context=trace.set_span_in_context(retry), start_time=start + 2_525 * MS)
+    cache = inventory.start_span(
+        "cache.get eta", context=trace.set_span_in_context(retry), start_time=start + 2_525 * MS
+    )
     cache.end(end_time=start + 2_540 * MS)
     retry.end(end_time=start + 2_560 * MS)
     tool.end(end_time=start + 2_570 * MS)
 
     answer = _llm(
-        bot, "chat gpt-4o-mini", root, start + 2_580 * MS, start + 3_900 * MS, "gpt-4o-mini",
+        bot,
+        "chat gpt-4o-mini",
+        root,
+        start + 2_580 * MS,
+        start + 3_900 * MS,
+        "gpt-4o-mini",
         {"input": 2_010, "output": 58, "cached": 1_800},
         (
             [
                 {"role": "user", "parts": [{"type": "text", "content": QUESTION}]},
-                {"role": "assistant", "parts": [{"type": "tool_call", "id": "call_1", "name": "lookup_order",
-                                                  "arguments": {"order": 4411}}]},
-                {"role": "tool", "parts": [{"type": "tool_call_response", "id": "call_1",
-                                             "response": {"status": "shipped", "eta": "tomorrow 12:00"}}]},
+                {
+                    "role": "assistant",
+                    "parts": [
+                        {"type": "tool_call", "id": "call_1", "name": "lookup_order", "arguments": {"order": 4411}}
+                    ],
+                },
+                {
+                    "role": "tool",
+                    "parts": [
+                        {
+                            "type": "tool_call_response",
+                            "id": "call_1",
+                            "response": {"status": "shipped", "eta": "tomorrow 12:00"},
+                        }
+                    ],
+                },
             ],
             [{"role": "assistant", "parts": [{"type": "text", "content": ANSWER}], "finish_reason": "stop"}],
         ),
@@ -178,8 +220,14 @@ def send_agent_trace(traffic: Traffic, start: int) -> AgentTrace:
     root.end(end_time=start + 3_920 * MS)
     return AgentTrace(
         hex_trace(root),
-        {"root": hex_span(root), "plan": hex_span(plan), "tool": hex_span(tool), "retry": hex_span(retry),
-         "answer": hex_span(answer), "failed": hex_span(failed)},
+        {
+            "root": hex_span(root),
+            "plan": hex_span(plan),
+            "tool": hex_span(tool),
+            "retry": hex_span(retry),
+            "answer": hex_span(answer),
+            "failed": hex_span(failed),
+        },
     )
 
 
@@ -197,20 +245,25 @@ def send_history(traffic: Traffic, end: int, count: int = 120, seed: int = 7) ->
         duration = int(rng.lognormvariate(6.5, 0.5) * drift) * MS
         root = tracer.start_span(f"invoke_agent {service.split('-')[0]}", kind=SpanKind.SERVER, start_time=start)
         root.set_attributes({"gen_ai.operation.name": "invoke_agent", "gen_ai.agent.name": service.split("-")[0]})
-        call = tracer.start_span(f"chat {model}", context=trace.set_span_in_context(root), kind=SpanKind.CLIENT,
-                                 start_time=start + 2 * MS)
-        call.set_attributes({
-            "gen_ai.operation.name": "chat",
-            "gen_ai.provider.name": "anthropic" if model.startswith("claude") else "openai",
-            "gen_ai.request.model": model,
-            "gen_ai.usage.input_tokens": rng.randrange(300, 3_000),
-            "gen_ai.usage.output_tokens": rng.randrange(20, 600),
-            "gen_ai.response.time_to_first_chunk": rng.uniform(0.1, 0.35) * drift,
-        })
+        call = tracer.start_span(
+            f"chat {model}", context=trace.set_span_in_context(root), kind=SpanKind.CLIENT, start_time=start + 2 * MS
+        )
+        call.set_attributes(
+            {
+                "gen_ai.operation.name": "chat",
+                "gen_ai.provider.name": "anthropic" if model.startswith("claude") else "openai",
+                "gen_ai.request.model": model,
+                "gen_ai.usage.input_tokens": rng.randrange(300, 3_000),
+                "gen_ai.usage.output_tokens": rng.randrange(20, 600),
+                "gen_ai.response.time_to_first_chunk": rng.uniform(0.1, 0.35) * drift,
+            }
+        )
         call.add_event(
             "gen_ai.evaluation.result",
-            {"gen_ai.evaluation.name": "faithfulness",
-             "gen_ai.evaluation.score.value": round(min(1.0, rng.gauss(0.95 - 0.12 * index / count, 0.04)), 3)},
+            {
+                "gen_ai.evaluation.name": "faithfulness",
+                "gen_ai.evaluation.score.value": round(min(1.0, rng.gauss(0.95 - 0.12 * index / count, 0.04)), 3),
+            },
             timestamp=start + duration,
         )
         if index % 17 == 5:
@@ -233,9 +286,15 @@ def send_wide_trace(traffic: Traffic, start: int, steps: int = 99, per_step: int
             child_start = step_start + index * 500_000
             if index % 2:
                 child = tracer.start_span(f"chat gpt-4o-mini #{index}", context=context, start_time=child_start)
-                child.set_attributes({"gen_ai.operation.name": "chat", "gen_ai.provider.name": "openai",
-                                      "gen_ai.request.model": "gpt-4o-mini", "gen_ai.usage.input_tokens": 120,
-                                      "gen_ai.usage.output_tokens": 12})
+                child.set_attributes(
+                    {
+                        "gen_ai.operation.name": "chat",
+                        "gen_ai.provider.name": "openai",
+                        "gen_ai.request.model": "gpt-4o-mini",
+                        "gen_ai.usage.input_tokens": 120,
+                        "gen_ai.usage.output_tokens": 12,
+                    }
+                )
             else:
                 child = tracer.start_span(f"execute_tool classify #{index}", context=context, start_time=child_start)
                 child.set_attributes({"gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": "classify"})

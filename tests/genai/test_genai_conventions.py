@@ -133,7 +133,7 @@ def _matrix() -> str:
     ]
     rows = [(f"`{scope}` ({', '.join(libraries)})", MATRIX[scope]) for scope, libraries in scopes.items()]
     rows.insert(
-        [scope for scope in MATRIX].index("langfuse-sdk") + 1,
+        list(MATRIX).index("langfuse-sdk") + 1,
         ("`langfuse-sdk` via `langfuse.openai`", LANGFUSE_OPENAI),
     )
     for label, instrumentation in rows:

@@ -108,7 +108,7 @@ def test_opentelemetry_openai_v2_spans_and_content_events(
     events = collector.query("SELECT name, trace_id, span_id, body, attributes FROM events")
     assert events, "content events from the logs API were not stored"
     span_ids = {row[0] for row in collector.query("SELECT span_id FROM spans")}
-    for name, trace_id, span_id, body, attributes in events:
+    for name, trace_id, span_id, _body, _attributes in events:
         assert name.startswith("gen_ai.")
         assert span_id in span_ids and trace_id
     stored = " ".join(str(row[3]) + str(row[4]) for row in events)

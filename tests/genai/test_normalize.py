@@ -994,7 +994,8 @@ def test_no_derived_time_to_first_chunk_without_the_span_start() -> None:
             id="openai-usage-object-cache-within-input",
         ),
         pytest.param(
-            '{"input_tokens": 60, "cache_read_input_tokens": 1500, "cache_creation_input_tokens": 0, "output_tokens": 15}',
+            '{"input_tokens": 60, "cache_read_input_tokens": 1500, "cache_creation_input_tokens": 0, '
+            '"output_tokens": 15}',
             {"input_tokens": 1560, "output_tokens": 15, "cache_read_tokens": 1500, "cache_write_tokens": 0},
             id="anthropic-usage-object",
         ),

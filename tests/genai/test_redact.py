@@ -219,7 +219,10 @@ NOT_DETECTED = [
     "SSN-shaped but never issued: 000-12-3456, 666-12-3456, 900-12-3456, 123-00-4567; ISBN 978-3-16-148410-0",
     "IBAN-shaped, bad check digits: DE00370400440532013000, GB99WEST12345698765432",
     "ids: 4bf92f3577b34da6a3ce929d0e0e4736, 00f067aa0ba902b7, 550e8400-e29b-41d4-a716-446655440000",
-    "git 9fceb02d0ae598e95dc970b74767f19372d61af8 and sha256 e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+    (
+        "git 9fceb02d0ae598e95dc970b74767f19372d61af8 and sha256 "
+        "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+    ),
     "models gpt-4o-2024-08-06, claude-3-5-sonnet-20241022, gemini-2.0-flash-001, o1-preview, text-embedding-3-large",
     "versions 1.38.0, v2.14.3-rc.1, 3.11.7+build.20240115, go1.22.3",
     "times 10:30:45, 2024-01-15T10:30:45.123456+00:00, 1700000000123456789, 12:34:56.789",

@@ -220,7 +220,7 @@ def anthropic_events(kind: str) -> Iterator[dict[str, Any]]:
 class FakeLLMHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
-    def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+    def do_POST(self) -> None:
         request = json.loads(self.rfile.read(int(self.headers.get("content-length") or 0)) or b"{}")
         self.server.requests.append((self.path, request))  # type: ignore[attr-defined]
         if self.path.endswith("/chat/completions"):

@@ -426,7 +426,7 @@ def test_every_canonical_column_and_one_count_per_call(
     )
     names = SPAN_COLUMNS.split(", ")
     spans = [
-        dict(zip(names, row))
+        dict(zip(names, row, strict=True))
         for row in run.query(
             f"SELECT {SPAN_COLUMNS} FROM spans_with_resource"
             " WHERE trace_id = ? AND category = 'llm' ORDER BY start_time_unix_nano",

@@ -447,15 +447,19 @@ ZERO_SPAN = bytes(8)
     [
         (
             {"trace_id": b"\x01" * 15},
-            "invalid trace_id '010101010101010101010101010101' (15 bytes): "
-            "expected 16 non-zero bytes (32 hex characters in OTLP/JSON)",
+            (
+                "invalid trace_id '010101010101010101010101010101' (15 bytes): "
+                "expected 16 non-zero bytes (32 hex characters in OTLP/JSON)"
+            ),
         ),
         ({"trace_id": b"\x01" * 17}, None),
         ({"trace_id": b""}, "invalid trace_id (empty): expected 16 non-zero bytes (32 hex characters in OTLP/JSON)"),
         (
             {"trace_id": ZERO_TRACE},
-            "invalid trace_id '00000000000000000000000000000000' (16 bytes): "
-            "expected 16 non-zero bytes (32 hex characters in OTLP/JSON)",
+            (
+                "invalid trace_id '00000000000000000000000000000000' (16 bytes): "
+                "expected 16 non-zero bytes (32 hex characters in OTLP/JSON)"
+            ),
         ),
         (
             {"span_id": b"\x02" * 7},

@@ -204,7 +204,7 @@ def test_bad_parameters_get_a_message(
 
 
 def test_a_cursor_of_another_sort_is_refused(seeded: Seeded) -> None:
-    collector, data = seeded
+    collector, _ = seeded
     page = get(collector, "/api/v1/traces", limit=1)
     response = httpx.get(
         collector.query_url + "/api/v1/traces", params={"limit": 1, "order": "asc", "cursor": page["next_cursor"]}
@@ -248,7 +248,7 @@ def test_evaluations_list(seeded: Seeded) -> None:
 
 
 def test_services_and_models(seeded: Seeded) -> None:
-    collector, data = seeded
+    collector, _ = seeded
     assert get(collector, "/api/v1/services")["data"] == [
         {"name": name} for name in ("batch-svc", "checkout-bot", "inventory-svc", "search-svc")
     ]

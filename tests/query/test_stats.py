@@ -66,14 +66,18 @@ def window(data: Dataset) -> dict[str, Any]:
         (
             "llm",
             "model",
-            "SELECT coalesce(response_model, request_model), start_time_unix_nano, duration_ns / 1e6 "
-            "FROM spans WHERE category = 'llm'",
+            (
+                "SELECT coalesce(response_model, request_model), start_time_unix_nano, duration_ns / 1e6 "
+                "FROM spans WHERE category = 'llm'"
+            ),
         ),
         (
             "ttft",
             "model",
-            "SELECT coalesce(response_model, request_model), start_time_unix_nano, ttft_ms "
-            "FROM spans WHERE ttft_ms IS NOT NULL",
+            (
+                "SELECT coalesce(response_model, request_model), start_time_unix_nano, ttft_ms "
+                "FROM spans WHERE ttft_ms IS NOT NULL"
+            ),
         ),
         ("span", "agent", "SELECT agent_name, start_time_unix_nano, duration_ns / 1e6 FROM spans"),
     ],

@@ -7,9 +7,10 @@ are propagated to every span.
 """
 
 import os
+from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime, timezone
-from typing import Any, Iterator
+from datetime import UTC, datetime
+from typing import Any
 
 import _driver
 from _driver import ANTHROPIC_MODEL, QUESTION, run
@@ -27,9 +28,11 @@ SESSION_ID = "session-langfuse-1"
 
 @contextmanager
 def root(name: str) -> Iterator[None]:
-    with langfuse.start_as_current_observation(as_type="span", name=f"scenario {name}"):
-        with propagate_attributes(user_id=USER_ID, session_id=SESSION_ID):
-            yield
+    with (
+        langfuse.start_as_current_observation(as_type="span", name=f"scenario {name}"),
+        propagate_attributes(user_id=USER_ID, session_id=SESSION_ID),
+    ):
+        yield
 
 
 def client() -> Any:
@@ -78,7 +81,7 @@ def anthropic_stream() -> None:
         ) as stream:
             for event in stream:
                 if first_chunk_at is None and event.type == "content_block_delta":
-                    first_chunk_at = datetime.now(timezone.utc)
+                    first_chunk_at = datetime.now(UTC)
             return stream.get_final_message(), first_chunk_at
 
     anthropic_generation(call)
