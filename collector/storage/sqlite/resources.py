@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from typing import cast
 
 import apsw
 
@@ -29,7 +30,9 @@ def resource_key(resource_attributes: str, scope_name: str | None, scope_version
 
 
 def register_functions(connection: apsw.Connection) -> None:
-    connection.create_scalar_function("resource_key", resource_key, 3, deterministic=True)
+    # apsw types a scalar function as taking any SQLite values; the migration calls it with the three columns
+    scalar = cast("apsw.ScalarProtocol", resource_key)
+    connection.create_scalar_function("resource_key", scalar, 3, deterministic=True)
 
 
 def resource_id(
