@@ -9,6 +9,7 @@ at once (the transports answer 503 / UNAVAILABLE with a retry hint): old data is
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 import time
@@ -274,10 +275,8 @@ def _resolve(batch: list[_Request], error: Exception | None) -> None:
     for request in batch:
         by_loop.setdefault(request.loop, []).append(request.future)
     for loop, futures in by_loop.items():
-        try:
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is waiting any more
             loop.call_soon_threadsafe(_settle, futures, error)
-        except RuntimeError:  # the loop is closed: nobody is waiting any more
-            pass
 
 
 def _settle(futures: list[asyncio.Future[None]], error: Exception | None) -> None:

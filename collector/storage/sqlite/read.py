@@ -478,19 +478,21 @@ class SqliteTraceReader:
         return connection
 
     def _past_deadline(self) -> bool:
-        return time.monotonic() > self._local.deadline
+        deadline: float = self._local.deadline
+        return time.monotonic() > deadline
 
     def _call(self, work: Callable[[apsw.Connection], T]) -> T:
         connection = self._connection()
         self._local.deadline = time.monotonic() + self.statement_timeout
         try:
             with connection:  # one read transaction: every statement of ``work`` sees the same snapshot
-                return work(connection)
+                result = work(connection)
         except apsw.InterruptError:
             raise QueryTooBroad(
                 f"the query ran longer than the {self.statement_timeout:g}s statement timeout; "
                 "narrow the time range or add filters"
             ) from None
+        return result
 
     async def _run(self, work: Callable[[apsw.Connection], T]) -> T:
         if self._in_flight >= self._slots:

@@ -9,12 +9,14 @@ by the timestamps a client put in its spans.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
 import apsw
 
@@ -274,7 +276,9 @@ class Retention:
         """The oldest traces to delete (up to ``limit`` spans, at least one trace) and the rows of no trace
         that arrived before them (by age: before ``before_ns``)."""
         cutoff = before_ns if before_ns is not None else 2**63 - 1
-        candidates = self.connection.execute(OLDEST_TRACES, (cutoff, limit)).fetchall()
+        candidates = cast(
+            "list[tuple[str, int, int]]", self.connection.execute(OLDEST_TRACES, (cutoff, limit)).fetchall()
+        )
         chosen = _Chosen()
         spans = 0
         newest = None
@@ -287,7 +291,9 @@ class Retention:
         chosen.truncated = len(candidates) > len(chosen.traces) or len(candidates) == limit
         orphans_before = newest if before_ns is None and newest is not None else cutoff
         chosen.orphans = {
-            table: self.connection.execute(query, (orphans_before, limit)).fetchall()
+            table: cast(
+                "list[tuple[int, int | None]]", self.connection.execute(query, (orphans_before, limit)).fetchall()
+            )
             for table, query in ORPHANS.items()
         }
         return chosen
@@ -319,10 +325,8 @@ class Retention:
             self.reserve.unlink(missing_ok=True)
 
     def _use_reserve(self) -> None:
-        try:
+        with contextlib.suppress(OSError):
             self.reserve.unlink(missing_ok=True)
-        except OSError:
-            pass
         self._checkpoint()
 
     def _checkpoint(self) -> None:
@@ -333,10 +337,8 @@ class Retention:
         deletions and the vacuum that follow shrink the database in the WAL first, and the checkpoint
         then only writes pages inside the file, and cuts it.
         """
-        try:
+        with contextlib.suppress(apsw.FullError):
             self.connection.wal_checkpoint(mode=apsw.SQLITE_CHECKPOINT_PASSIVE)
-        except apsw.FullError:
-            pass
 
 
 def convert_to_incremental(path: Path) -> tuple[int, int]:

@@ -245,7 +245,7 @@ SCHEMA_VERSION = len(MIGRATIONS)
 
 def migrate(connection: apsw.Connection) -> int:
     """Bring the database to ``SCHEMA_VERSION``; returns the version it was at."""
-    found = connection.pragma("user_version")
+    found: int = connection.pragma("user_version")
     if found > SCHEMA_VERSION:
         raise RuntimeError(
             f"database schema version {found} is newer than this genai-collector understands ({SCHEMA_VERSION}); "

@@ -19,7 +19,8 @@ UNSETTLED = """
 SELECT trace_id, service_name, models, agents, duration_ns, cost_usd, total_tokens, error_count, llm_calls
 FROM traces
 WHERE settled_at_unix_nano IS NULL
-  AND ((has_root AND last_span_at_unix_nano <= :quiet_since) OR (NOT has_root AND first_span_at_unix_nano <= :waited_since))
+  AND ((has_root AND last_span_at_unix_nano <= :quiet_since)
+    OR (NOT has_root AND first_span_at_unix_nano <= :waited_since))
 ORDER BY last_span_at_unix_nano
 LIMIT :limit
 """
