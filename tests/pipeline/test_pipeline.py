@@ -242,9 +242,8 @@ def test_requests_past_max_concurrent_requests_are_refused_before_being_read(sta
         )
         assert refused.status_code == 503 and refused.headers["retry-after"] == "1"
         assert "requests in progress" in status_pb2.Status.FromString(refused.content).message
-        with grpc.insecure_channel(running.grpc_target) as channel:
-            with pytest.raises(grpc.RpcError) as raised:
-                trace_service_pb2_grpc.TraceServiceStub(channel).Export(otlp_request(2), timeout=5)
+        with grpc.insecure_channel(running.grpc_target) as channel, pytest.raises(grpc.RpcError) as raised:
+            trace_service_pb2_grpc.TraceServiceStub(channel).Export(otlp_request(2), timeout=5)
         assert raised.value.code() == grpc.StatusCode.UNAVAILABLE
         assert "google.rpc.retryinfo-bin" in dict(raised.value.trailing_metadata())
     waiting.join(timeout=10)

@@ -39,6 +39,17 @@ def test_migrating_twice_changes_nothing(tmp_path: Path) -> None:
     assert connection.pragma("user_version") == SCHEMA_VERSION
 
 
+def _open_and_migrate(path: Path, start: threading.Barrier, versions: list[int], errors: list[BaseException]) -> None:
+    start.wait()
+    try:
+        connection = open_connection(path)
+        migrate(connection)
+        versions.append(connection.pragma("user_version"))
+        connection.close()
+    except BaseException as error:  # reported by the test
+        errors.append(error)
+
+
 def test_connections_opening_a_new_file_at_once_migrate_it_once(tmp_path: Path) -> None:
     """A daemon and in-process exporters may create the same file at the same moment."""
     for attempt in range(5):
@@ -46,18 +57,7 @@ def test_connections_opening_a_new_file_at_once_migrate_it_once(tmp_path: Path) 
         start = threading.Barrier(6)
         versions: list[int] = []
         errors: list[BaseException] = []
-
-        def open_and_migrate() -> None:
-            start.wait()
-            try:
-                connection = open_connection(path)
-                migrate(connection)
-                versions.append(connection.pragma("user_version"))
-                connection.close()
-            except BaseException as error:  # reported below
-                errors.append(error)
-
-        threads = [threading.Thread(target=open_and_migrate) for _ in range(6)]
+        threads = [threading.Thread(target=_open_and_migrate, args=(path, start, versions, errors)) for _ in range(6)]
         for thread in threads:
             thread.start()
         for thread in threads:
