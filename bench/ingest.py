@@ -409,7 +409,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument(
         "--rate",
         type=float,
-        help="spans/s offered: rate mode's fixed rate (default: half the maximum); overload's rate (default: twice the maximum)",
+        help="spans/s offered: rate mode's fixed rate (default: half the maximum); "
+        "overload's rate (default: twice the maximum)",
     )
     parser.add_argument(
         "--max", type=float, help="a known maximum in spans/s, instead of measuring one first (rate and overload)"

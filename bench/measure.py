@@ -137,7 +137,8 @@ def measure(
         run.notes.append(f"{outcomes[PARTIAL]} requests were only partly accepted (partial_success)")
     if run.late_requests:
         run.notes.append(
-            f"{run.late_requests} of {len(in_window)} requests left more than 10 ms late (every client was waiting for an "
-            f"answer; sent {run.sent_spans_per_s:,.0f} of the {run.offered_spans_per_s:,.0f} spans/s asked)"
+            f"{run.late_requests} of {len(in_window)} requests left more than 10 ms late "
+            "(every client was waiting for an answer; "
+            f"sent {run.sent_spans_per_s:,.0f} of the {run.offered_spans_per_s:,.0f} spans/s asked)"
         )
     return run

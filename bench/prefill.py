@@ -166,7 +166,8 @@ def prefill(
         os.close(descriptor)
     elapsed = time.monotonic() - started
     print(
-        f"bench: prefill done: {written:,} spans, {copies:,} traces in {elapsed:.0f} s ({written / elapsed:,.0f} spans/s)",
+        f"bench: prefill done: {written:,} spans, {copies:,} traces in {elapsed:.0f} s "
+        f"({written / elapsed:,.0f} spans/s)",
         file=sys.stderr,
     )
     return {

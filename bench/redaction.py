@@ -25,14 +25,14 @@ from typing import Any
 if str(Path(__file__).resolve().parent.parent) not in sys.path:  # run by its path: bench/ is sys.path[0]
     sys.path.append(str(Path(__file__).resolve().parent.parent))
 
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest  # noqa: E402
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from bench.traces import PII, WORDS, build_templates  # noqa: E402
-from collector.config import RedactionSettings, Settings  # noqa: E402
-from collector.genai.redact import Redactor  # noqa: E402
-from collector.genai.transform import Transform  # noqa: E402
-from collector.model import Span  # noqa: E402
-from collector.otlp import decode_spans, parse_protobuf  # noqa: E402
+from bench.traces import PII, WORDS, build_templates
+from collector.config import RedactionSettings, Settings
+from collector.genai.redact import Redactor
+from collector.genai.transform import Transform
+from collector.model import Span
+from collector.otlp import decode_spans, parse_protobuf
 
 
 def corpus_spans(requests: int, spans_per_request: int) -> list[Span]:

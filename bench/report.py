@@ -128,9 +128,10 @@ def table(runs: list[Run]) -> str:
         )
         for run in runs
     ]
-    widths = [max(len(str(cell)) for cell in column) for column in zip(headers, *rows)]
+    widths = [max(len(str(cell)) for cell in column) for column in zip(headers, *rows, strict=True)]
     lines = [
-        "  ".join(str(cell).ljust(width) for cell, width in zip(line, widths)).rstrip() for line in (headers, *rows)
+        "  ".join(str(cell).ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
+        for line in (headers, *rows)
     ]
     lines.insert(1, "  ".join("-" * width for width in widths))
     for run in runs:
@@ -142,7 +143,8 @@ def table(runs: list[Run]) -> str:
             )
         if run.daemon_rss_mb:
             details.append(
-                f"RSS during the window {run.daemon_rss_mb['start']} -> {run.daemon_rss_mb['end']} MB (max {run.daemon_rss_mb['max']})"
+                f"RSS during the window {run.daemon_rss_mb['start']} -> {run.daemon_rss_mb['end']} MB "
+                f"(max {run.daemon_rss_mb['max']})"
             )
         if run.storage and run.storage.get("bytes_per_span"):
             details.append(
@@ -160,7 +162,8 @@ def table(runs: list[Run]) -> str:
             run.notes.append(f"other processes used {run.other_cpu_pct}% of the machine: the figures are disturbed")
         for name, timing in (run.queries_ms or {}).items():
             details.append(
-                f"{name}: p50 {timing['p50']} ms, p95 {timing['p95']} ms, max {timing['max']} ms ({timing['count']} runs)"
+                f"{name}: p50 {timing['p50']} ms, p95 {timing['p95']} ms, max {timing['max']} ms "
+                f"({timing['count']} runs)"
             )
         other = {k: v for k, v in run.outcomes.items() if k not in (OK, PARTIAL, REFUSED)}
         if other:
