@@ -65,7 +65,7 @@ class AuthSettings(Section):
     max_failures_per_minute: int = Field(
         30, ge=0, description="Requests with a wrong key one address may send per minute; then 429 (0: no limit)."
     )
-    session_ttl: Duration = Field("12h", description="How long a dashboard login lasts.")
+    session_ttl: Duration = Field("12h", validate_default=True, description="How long a dashboard login lasts.")
 
     @field_validator("api_keys", mode="before")
     @classmethod

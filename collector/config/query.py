@@ -17,20 +17,23 @@ class QuerySettings(Section):
 
     endpoint: Endpoint = Field(
         "127.0.0.1:16686",
+        validate_default=True,
         description="Query API listen address; any other than loopback needs a key with the read scope "
         "(or auth.allow_unauthenticated_reads).",
     )
     read_connections: int = Field(4, ge=1, le=32, description="Read-only database connections (queries at once).")
     statement_timeout: Duration = Field(
-        "5s", description="A query running longer is stopped and refused as too broad (400)."
+        "5s", validate_default=True, description="A query running longer is stopped and refused as too broad (400)."
     )
     live_queue_limit: int = Field(
         256, ge=1, description="Live-feed messages held per client; past it the oldest are dropped."
     )
     live_send_timeout: Duration = Field(
-        "10s", description="A live-feed client whose send takes longer is disconnected."
+        "10s", validate_default=True, description="A live-feed client whose send takes longer is disconnected."
     )
-    live_heartbeat: Duration = Field("15s", description="Interval of the live feed's heartbeat message.")
+    live_heartbeat: Duration = Field(
+        "15s", validate_default=True, description="Interval of the live feed's heartbeat message."
+    )
     dashboard: Path | None = Field(
         None, description="Directory of a built dashboard to serve at /; default: the one shipped in the package."
     )

@@ -17,7 +17,9 @@ class RetentionSettings(Section):
     """How much the database keeps: whole traces by age and by size; snapshots by their own age."""
 
     max_age: Duration = Field(
-        "7d", description="Traces whose last span arrived longer ago are deleted, whole; 0 keeps them forever."
+        "7d",
+        validate_default=True,
+        description="Traces whose last span arrived longer ago are deleted, whole; 0 keeps them forever.",
     )
     max_size: ByteSize | None = Field(
         None,
@@ -28,9 +30,13 @@ class RetentionSettings(Section):
         0.9, ge=0.5, lt=1.0, description="Share of max_size that deletion by size brings the database back to."
     )
     snapshots_max_age: Duration = Field(
-        "30d", description="metric_snapshots rows computed longer ago are deleted; 0 keeps them forever."
+        "30d",
+        validate_default=True,
+        description="metric_snapshots rows computed longer ago are deleted; 0 keeps them forever.",
     )
-    interval: Duration = Field("1s", description="How often the writer checks the age and size bounds.")
+    interval: Duration = Field(
+        "1s", validate_default=True, description="How often the writer checks the age and size bounds."
+    )
 
     @field_validator("max_size", mode="before")
     @classmethod

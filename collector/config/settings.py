@@ -54,12 +54,18 @@ class Settings(BaseModel):
         return Path(value)
 
     grpc_endpoint: Endpoint = Field(
-        "127.0.0.1:4317", description="OTLP/gRPC listen address (HOST:PORT, port 0 picks a free port)."
+        "127.0.0.1:4317",
+        validate_default=True,
+        description="OTLP/gRPC listen address (HOST:PORT, port 0 picks a free port).",
     )
     http_endpoint: Endpoint = Field(
-        "127.0.0.1:4318", description="OTLP/HTTP listen address (POST /v1/traces, /v1/logs, /v1/metrics)."
+        "127.0.0.1:4318",
+        validate_default=True,
+        description="OTLP/HTTP listen address (POST /v1/traces, /v1/logs, /v1/metrics).",
     )
-    admin_endpoint: Endpoint = Field("127.0.0.1:8888", description="Admin listen address: /metrics, /healthz, /readyz.")
+    admin_endpoint: Endpoint = Field(
+        "127.0.0.1:8888", validate_default=True, description="Admin listen address: /metrics, /healthz, /readyz."
+    )
     queue_capacity: int = Field(
         20_000,
         ge=1,
@@ -77,28 +83,37 @@ class Settings(BaseModel):
         "which bounds the memory one request costs whatever its spans' size.",
     )
     body_read_timeout: Duration = Field(
-        "30s", description="Time a client has to send an OTLP/HTTP request body; slower uploads get 408."
+        "30s",
+        validate_default=True,
+        description="Time a client has to send an OTLP/HTTP request body; slower uploads get 408.",
     )
     header_read_timeout: Duration = Field(
         "10s",
+        validate_default=True,
         description="Time a client has to send an OTLP/HTTP request's headers once it connects or starts "
         "a request; the connection is closed past it.",
     )
     batch_size: int = Field(2_000, ge=1, description="Spans per SQLite transaction at most.")
     batch_max_age: Duration = Field(
-        "10ms", description="How long the oldest waiting span may wait for a fuller batch before a commit."
+        "10ms",
+        validate_default=True,
+        description="How long the oldest waiting span may wait for a fuller batch before a commit.",
     )
     max_request_size: ByteSize = Field(
-        "20MiB", description="OTLP/HTTP body limit, applied after decompression; larger bodies get 413."
+        "20MiB",
+        validate_default=True,
+        description="OTLP/HTTP body limit, applied after decompression; larger bodies get 413.",
     )
     grpc_max_receive_size: ByteSize = Field(
-        "16MiB", description="OTLP/gRPC message limit; larger messages get RESOURCE_EXHAUSTED."
+        "16MiB", validate_default=True, description="OTLP/gRPC message limit; larger messages get RESOURCE_EXHAUSTED."
     )
     retry_after: Duration = Field(
-        "1s", description="Back-off hint sent with 503 (Retry-After) and UNAVAILABLE (RetryInfo)."
+        "1s",
+        validate_default=True,
+        description="Back-off hint sent with 503 (Retry-After) and UNAVAILABLE (RetryInfo).",
     )
     shutdown_timeout: Duration = Field(
-        "10s", description="On SIGTERM/SIGINT, how long to drain the queue before exiting."
+        "10s", validate_default=True, description="On SIGTERM/SIGINT, how long to drain the queue before exiting."
     )
     sqlite_synchronous: Literal["normal", "full"] = Field(
         "full",

@@ -50,7 +50,13 @@ class SnapshotRule(Section):
 
 
 class SnapshotSettings(Section):
-    settle_after: Duration = Field("10s", description="Quiet period after the root span before a trace settles.")
-    max_wait: Duration = Field("5m", description="A trace without a root settles this long after its first span.")
-    interval: Duration = Field("1s", description="How often the snapshot worker looks for settled traces.")
+    settle_after: Duration = Field(
+        "10s", validate_default=True, description="Quiet period after the root span before a trace settles."
+    )
+    max_wait: Duration = Field(
+        "5m", validate_default=True, description="A trace without a root settles this long after its first span."
+    )
+    interval: Duration = Field(
+        "1s", validate_default=True, description="How often the snapshot worker looks for settled traces."
+    )
     rules: tuple[SnapshotRule, ...] = Field((), description="Thresholds; the most specific rule for a metric wins.")
