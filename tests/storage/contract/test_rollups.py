@@ -236,7 +236,7 @@ def test_evaluation_scores_breach_below_their_threshold(write: Any) -> None:
             "evaluations.1.evaluation.score": 0.97,
         },
     }
-    write(AGENT_TRACE + [evaluation_span])
+    write([*AGENT_TRACE, evaluation_span])
     rules = SnapshotSettings.model_validate(
         {"settle_after": "0s", "rules": [{"metric": "eval:faithfulness", "below": 0.85}]}
     )
