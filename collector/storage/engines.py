@@ -10,11 +10,13 @@ from __future__ import annotations
 import importlib
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from collector.storage.errors import StoreUnopenable
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from collector.config import QuerySettings, Settings
     from collector.storage.read import TraceReader
     from collector.storage.store import Store
@@ -63,7 +65,8 @@ def _engine(db: str | Path) -> tuple[Engine, str]:
     return engine, location
 
 
-def _load(target: str) -> object:
+def _load(target: str) -> Any:
+    """``module:name``, imported on first use (an engine's driver is needed only when it is chosen)."""
     module, _, name = target.partition(":")
     return getattr(importlib.import_module(module), name)
 
@@ -71,12 +74,12 @@ def _load(target: str) -> object:
 def open_store(settings: Settings) -> Store:
     """The write side of the engine ``settings.db`` names, opened and migrated. Raises ``StoreUnopenable``."""
     engine, location = _engine(settings.db)
-    opener = _load(engine.store)
-    return opener(location, settings)  # type: ignore[operator, no-any-return]
+    opener: Callable[[str, Settings], Store] = _load(engine.store)
+    return opener(location, settings)
 
 
 def open_reader(db: str | Path, query: QuerySettings) -> TraceReader:
     """The read side of the engine ``db`` names, on connections of its own."""
     engine, location = _engine(db)
-    opener = _load(engine.reader)
-    return opener(location, query)  # type: ignore[operator, no-any-return]
+    opener: Callable[[str, QuerySettings], TraceReader] = _load(engine.reader)
+    return opener(location, query)
