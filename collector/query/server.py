@@ -120,7 +120,7 @@ class QueryServer:
 
     def __init__(
         self,
-        db: Path,
+        db: Path | str,  # a file path or an engine URL (open_reader)
         settings: QuerySettings,
         server: ServerSettings,
         security: ListenerSecurity,

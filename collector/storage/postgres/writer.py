@@ -10,6 +10,7 @@ with the same batch; ``write`` returns once the batch is committed, and the call
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import time
@@ -325,10 +326,9 @@ def _prepare(connection: Connection) -> None:
     faster than with PostgreSQL's default pglz, measured; servers built without it keep pglz), then the staging
     table. The pool hands it back idle (autocommit)."""
     connection.execute("SET temp_buffers = '32MB'")
-    try:
+    # no LZ4 in this build, or a server before 14
+    with contextlib.suppress(psycopg.errors.InvalidParameterValue, psycopg.errors.UndefinedObject):
         connection.execute("SET default_toast_compression = 'lz4'")
-    except (psycopg.errors.InvalidParameterValue, psycopg.errors.UndefinedObject):
-        pass  # no LZ4 in this build, or a server before 14
     connection.execute(CREATE_STAGING)
 
 
