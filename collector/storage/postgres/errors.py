@@ -69,12 +69,21 @@ def is_conflict(failure: BaseException) -> bool:
     return isinstance(failure, psycopg.Error) and failure.sqlstate in _CONFLICT_CODES
 
 
+# What the refusals a client can cause mean, in the words SQLite's answer would use (the 400's message).
+_REFUSALS = {
+    "22003": "integer overflow",  # numeric_value_out_of_range
+    "54000": "a value too long to index",  # program_limit_exceeded
+}
+
+
 def translate(failure: psycopg.Error) -> StorageError:
     """The storage error ``failure`` means; ``kind`` is its SQLSTATE, or psycopg's class name without one."""
     kind = failure.sqlstate or type(failure).__name__
+    message = str(failure).strip()
     if is_data_error(failure):
-        return RowsRefused(str(failure).strip(), kind=kind)
-    return StorageUnavailable(str(failure).strip(), kind=kind)
+        meaning = _REFUSALS.get(kind)
+        return RowsRefused(f"{meaning}: {message}" if meaning else message, kind=kind)
+    return StorageUnavailable(message, kind=kind)
 
 
 @contextlib.contextmanager

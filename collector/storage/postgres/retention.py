@@ -162,11 +162,19 @@ class Retention:
         return done
 
     def _by_age(self, connection: Connection, cutoff_ns: int) -> Deleted:
-        days = partitions.day_partitions(connection)
-        expired = [partition for partition in days if partition.upper <= cutoff_ns]
-        if expired:
-            return self._drop(connection, expired[0], "age") or Deleted(reason="age")
         result = Deleted(reason="age")
+        for partition in partitions.day_partitions(connection):
+            if partition.upper > cutoff_ns:
+                break
+            piece = self._drop(connection, partition, "age")
+            if piece is None:
+                return result  # another replica is at it
+            result.traces += piece.traces
+            result.spans += piece.spans
+            if piece.more:
+                result.more = True  # its traces go a piece at a time; the partition itself at a later step
+                return result
+        days = partitions.day_partitions(connection)
         lower = days[0].lower if days else cutoff_ns
         upper = days[-1].upper if days else cutoff_ns
         with try_lock(connection, MAINTENANCE_LOCK) as held, connection.cursor() as cursor:
@@ -187,7 +195,7 @@ class Retention:
                 deleted = cursor.execute(statement, (min(cutoff_ns, lower), limit)).fetchall()
                 resources.update(row[0] for row in deleted if row[0] is not None)
                 orphans = max(orphans, len(deleted))
-            result.more = len(ids) >= limit or orphans >= limit
+            result.more = result.more or len(ids) >= limit or orphans >= limit
         self._delete_unused_resources(connection, resources)
         return result
 
@@ -217,7 +225,7 @@ class Retention:
 
     def _drop(self, connection: Connection, partition: Partition, reason: str) -> Deleted | None:
         """A piece of dropping ``partition``: its traces in a small transaction while there are more, then the
-        partition itself; ``more`` is True (the next step comes back to look for more work). None when another
+        partition itself. ``more`` while traces of it remain (they go a transaction at a time); None when another
         replica holds the job: this one looks again at its next interval."""
         result = Deleted(reason=reason, more=True)
         resources: set[int] = set()
@@ -256,7 +264,7 @@ class Retention:
                         result.traces += traces
                         result.spans += spans
                     cursor.execute(sql.SQL("DROP TABLE {}").format(table))
-                    # more stays True: the next step looks for another day, and for the rows of no day
+                    result.more = False
             except psycopg.errors.LockNotAvailable:
                 return result  # readers or writers held spans longer than lock_timeout: again at the next step
         self._delete_unused_resources(connection, resources)

@@ -7,10 +7,12 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 
+from collector.config import Settings
 from collector.model import Records
 from collector.otlp.protobuf import decode_spans
-from collector.storage import StorageUnavailable
+from collector.storage import StorageUnavailable, StoreUnopenable
 from collector.storage.postgres.connection import connect
+from collector.storage.postgres.engine import open_store
 from collector.storage.postgres.errors import is_conflict, is_data_error, is_retryable
 from collector.storage.postgres.writer import PostgresSpanWriter
 from tests.helpers import otlp_request
@@ -85,3 +87,16 @@ def test_a_lost_connection_or_a_stopped_server_is_retryable_and_the_writer_recov
         with writer.pool.connection() as connection:
             assert connection.execute("SELECT span_count FROM traces").fetchall() == [(3,)]
         writer.close()
+
+
+def test_the_engine_opens_a_store_from_its_url_and_says_what_to_check_when_it_cannot(postgres_cluster: Cluster) -> None:
+    settings = Settings.model_validate({})
+    with postgres_cluster.database() as dsn:
+        database = dsn.rsplit("dbname=", 1)[1]
+        store = open_store(
+            f"postgres@/{database}?host={postgres_cluster.socket_dir}&port={postgres_cluster.port}", settings
+        )
+        assert store.write([Records()]).stored == [] and store.disk_usage()["tables"] > 0
+        store.close()
+    with pytest.raises(StoreUnopenable, match="cannot reach PostgreSQL"):
+        open_store(f"postgres@/nowhere?host={postgres_cluster.socket_dir}&port=1", settings)
