@@ -174,6 +174,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--timeout", type=float, default=10.0)
     parser.add_argument("--json", type=Path, help="write the report here too")
     parser.add_argument("--smoke", action="store_true", help="20,000 spans, 2 s phases: check that it works")
+    parser.set_defaults(ca_file=None, api_key=None)  # the load of bench/ingest.py, in plaintext without a key
     args = parser.parse_args(argv)
     if args.smoke:
         args.prefill, args.duration, args.warmup, args.clients, args.templates = 20_000, 2.0, 0.5, 4, 4
