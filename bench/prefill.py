@@ -90,6 +90,7 @@ def prefill(
     schema, rows and INSERT, big transactions, no journal while filling; WAL at the end. The traces end an
     hour ago and go back ``spread_s`` seconds, evenly spread."""
     sys.path.insert(0, str(ROOT))
+    from collector.storage.sqlite import latency
     from collector.storage.sqlite.schema import migrate
 
     started = time.monotonic()
@@ -155,6 +156,8 @@ def prefill(
             print(
                 f"bench: prefilled {written:,} spans in {elapsed:.0f} s ({written / elapsed:,.0f}/s)", file=sys.stderr
             )
+    with connection:  # rows written without the writer: the latency histograms from what they hold
+        latency.rebuild(connection)
     connection.pragma("journal_mode", "wal")
     connection.close()
     # Written without syncs, the file is mostly dirty pages: flush them now, or the collector's first

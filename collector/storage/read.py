@@ -27,6 +27,10 @@ CostGroup = Literal["none", "model", "provider", "service", "user", "agent"]
 # A keyset position: (sort value, id) of the last row of the previous page.
 Keyset = tuple[Any, Any]
 
+# Latency percentiles are within this relative error of the exact nearest-rank value (an engine may answer them
+# exactly; SQLite's reads them from histograms: storage/sqlite/latency.py).
+PERCENTILE_ERROR = 0.01
+
 
 class QueryTooBroad(Exception):
     """A query that would scan too much (or ran past the statement timeout); the message says what to narrow."""

@@ -9,11 +9,13 @@ from typing import Any
 import httpx
 import pytest
 
+from collector.storage.sqlite.latency import RELATIVE_ERROR
 from tests.conftest import RunningCollector
 from tests.query.conftest import MS, Dataset
 
 Seeded = tuple[RunningCollector, Dataset]
 BUCKET_NS = 600_000 * MS  # 10 minutes
+HOUR_NS = 3_600_000 * MS
 
 
 def get(collector: RunningCollector, path: str, **params: Any) -> Any:
@@ -27,11 +29,13 @@ def nearest_rank(values: list[float], percentile: int) -> float:
     return ordered[max(1, math.ceil(percentile / 100 * len(ordered))) - 1]
 
 
-def expected_percentiles(rows: list[tuple[Any, int, float]]) -> dict[Any, dict[int, dict[str, Any]]]:
+def expected_percentiles(
+    rows: list[tuple[Any, int, float]], bucket_ns: int = BUCKET_NS
+) -> dict[Any, dict[int, dict[str, Any]]]:
     """{group: {bucket start: {count, p50_ms, p95_ms, p99_ms}}} from (group, time, value) rows."""
     grouped: dict[Any, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
     for group, time_ns, value in rows:
-        grouped[group][time_ns // BUCKET_NS * BUCKET_NS].append(value)
+        grouped[group][time_ns // bucket_ns * bucket_ns].append(value)
     return {
         group: {
             bucket: {"count": len(values), **{f"p{p}_ms": nearest_rank(values, p) for p in (50, 95, 99)}}
@@ -94,10 +98,60 @@ def test_latency_percentiles_match_the_stored_durations(seeded: Seeded, of: str,
 
 
 def _approx(expected: dict[Any, dict[int, dict[str, Any]]]) -> Any:
+    """Counts exact, percentiles within the histograms' documented relative error (docs/query-api.md)."""
     return {
-        group: {bucket: pytest.approx(figures) for bucket, figures in buckets.items()}
+        group: {
+            bucket: {
+                key: value if key == "count" else pytest.approx(value, rel=RELATIVE_ERROR, abs=1e-9)
+                for key, value in figures.items()
+            }
+            for bucket, figures in buckets.items()
+        }
         for group, buckets in expected.items()
     }
+
+
+@pytest.mark.parametrize(
+    ("start_offset_ns", "end_offset_ns", "bucket"),
+    [
+        # from the data's hour: whole hours from the hour histograms, minutes either side from the minute
+        # histograms, the partial minutes at both ends from the stored rows
+        pytest.param(-HOUR_NS - 61_500 * MS, 2 * HOUR_NS + 7_250 * MS, "1h", id="hours-minutes-rows"),
+        # from the data's first span (on a minute): the batch's traces start 2, 3 ... 41 s after it
+        pytest.param(-598_500 * MS, 3_020_000 * MS, "2m", id="minutes-rows"),
+        pytest.param(-60_000 * MS, 120_000 * MS, "30s", id="rows-only"),
+        pytest.param(-120_000 * MS, 21_500 * MS, "1m", id="range-ends-inside-the-batch"),
+    ],
+)
+@pytest.mark.parametrize(
+    ("of", "group_by", "sql"),
+    [
+        ("trace", "service", "SELECT service_name, start_time_unix_nano, duration_ns / 1e6 FROM traces"),
+        ("trace", "model", "SELECT m.value, start_time_unix_nano, duration_ns / 1e6 FROM traces, json_each(models) m"),
+        ("span", "operation", "SELECT operation, start_time_unix_nano, duration_ns / 1e6 FROM spans"),
+        (
+            "llm",
+            "model",
+            (
+                "SELECT coalesce(response_model, request_model), start_time_unix_nano, duration_ns / 1e6 "
+                "FROM spans WHERE category = 'llm' AND duplicate_of IS NULL"
+            ),
+        ),
+    ],
+)
+def test_histogram_percentiles_are_within_the_error_of_the_exact_ones_whatever_they_read(
+    seeded: Seeded, start_offset_ns: int, end_offset_ns: int, bucket: str, of: str, group_by: str, sql: str
+) -> None:
+    """The exact nearest-rank percentiles of the stored values in the range against the API's, for ranges and
+    buckets that make it read the hour histograms, the minute histograms and the stored rows."""
+    collector, data = seeded
+    anchor = data.base_ns // HOUR_NS * HOUR_NS if bucket == "1h" else data.base_ns
+    start, end = anchor + start_offset_ns, anchor + end_offset_ns
+    stats = get(collector, "/api/v1/stats/latency", of=of, group_by=group_by, start=start, end=end, bucket=bucket)
+    bucket_ns = int(stats["bucket_seconds"] * 1e9)
+    rows = [row for row in collector.query(sql) if start <= row[1] < end]
+    expected = expected_percentiles(rows, bucket_ns)
+    assert rows and answered(stats) == _approx(expected)
 
 
 def test_latency_of_the_batch_is_what_was_sent(seeded: Seeded) -> None:
@@ -115,14 +169,16 @@ def test_latency_of_the_batch_is_what_was_sent(seeded: Seeded) -> None:
     points = [point for series in stats["series"] for point in series["points"]]
     assert sum(point["count"] for point in points) == 40
     if len(points) == 1:  # the hour did not split the batch
-        assert (points[0]["p50_ms"], points[0]["p95_ms"], points[0]["p99_ms"]) == (100.0, 190.0, 200.0)
+        assert (points[0]["p50_ms"], points[0]["p95_ms"], points[0]["p99_ms"]) == pytest.approx(
+            (100.0, 190.0, 200.0), rel=RELATIVE_ERROR
+        )
 
 
 def test_latency_filters_by_model(seeded: Seeded) -> None:
     collector, data = seeded
     stats = get(collector, "/api/v1/stats/latency", of="llm", model="gpt-4o", **window(data))
     assert [point["count"] for series in stats["series"] for point in series["points"]] == [1]
-    assert stats["series"][0]["points"][0]["p99_ms"] == pytest.approx(60.0)
+    assert stats["series"][0]["points"][0]["p99_ms"] == pytest.approx(60.0, rel=RELATIVE_ERROR)
 
 
 def test_cost_by_model_and_per_thousand_requests(seeded: Seeded) -> None:

@@ -367,6 +367,7 @@ def latency_sql(stats: StatsRange, of: LatencyOf, group_by: LatencyGroup) -> tup
     joins = ""
     where = [f"{time_column} >= %(start_ns)s", f"{time_column} < %(end_ns)s"]
     if of == "trace":
+        where.append("t.settled_at_unix_nano IS NOT NULL")  # a trace counts once settled, its duration final
         groups = {"none": "NULL::text", "service": "t.service_name", "model": "g.value", "agent": "g.value"}
         group = groups[group_by]
         if group_by in ("model", "agent"):

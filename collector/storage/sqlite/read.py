@@ -15,9 +15,10 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import apsw
+import orjson
 
 from collector.storage.read import (
     BreachQuery,
@@ -41,6 +42,7 @@ from collector.storage.read import (
     TraceSummary,
     depth_first,
 )
+from collector.storage.sqlite import latency
 from collector.storage.sqlite.connection import open_connection
 from collector.storage.sqlite.schema import GENAI_CALLS, GENAI_COLUMNS, genai_calls
 
@@ -254,13 +256,6 @@ def _stored_span(row: dict[str, Any], resources: dict[tuple[str, str], Resource]
 
 # --- stats -----------------------------------------------------------------------------------------
 
-_LATENCY_SOURCES: dict[str, tuple[str, str, str]] = {
-    # of: (table and alias, time column, value in milliseconds)
-    "trace": ("traces t", "t.start_time_unix_nano", "t.duration_ns / 1e6"),
-    "span": ("spans s", "s.start_time_unix_nano", "s.duration_ns / 1e6"),
-    "llm": ("spans s", "s.start_time_unix_nano", "s.duration_ns / 1e6"),
-    "ttft": ("spans s", "s.start_time_unix_nano", "s.ttft_ms"),
-}
 _SPAN_GROUPS = {
     "none": "NULL",
     "service": "s.service_name",
@@ -271,54 +266,117 @@ _SPAN_GROUPS = {
     "user": "s.user_id",
 }
 
-# One sort: rank and count share the window; only the three ranked rows of each group reach the GROUP BY.
-_PERCENTILES = """, ranked AS (
-    SELECT bucket, grp, value, row_number() OVER w AS rn,
-           count(*) OVER (w ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING) AS n
-    FROM sample WINDOW w AS (PARTITION BY bucket, grp ORDER BY value)
-)
-SELECT bucket, grp, n,
-       max(CASE WHEN rn = max(1, (50 * n + 99) / 100) THEN value END),
-       max(CASE WHEN rn = max(1, (95 * n + 99) / 100) THEN value END),
-       max(CASE WHEN rn = max(1, (99 * n + 99) / 100) THEN value END)
-FROM ranked
-WHERE rn IN (max(1, (50 * n + 99) / 100), max(1, (95 * n + 99) / 100), max(1, (99 * n + 99) / 100))
-GROUP BY bucket, grp ORDER BY grp, bucket"""
+
+class LatencyPiece(NamedTuple):
+    """A part of a latency query's range, read from histograms of ``resolution_ns`` or, when None, from the rows."""
+
+    resolution_ns: int | None
+    start_ns: int
+    end_ns: int
 
 
-def latency_sql(stats: StatsRange, of: LatencyOf, group_by: LatencyGroup) -> tuple[str, dict[str, Any]]:
-    """Nearest-rank percentiles per (bucket, group): rank ceil(p × n) of the values sorted by a window."""
-    table, time_column, value = _LATENCY_SOURCES[of]
-    params: dict[str, Any] = {"start_ns": stats.start_ns, "end_ns": stats.end_ns, "bucket_ns": stats.bucket_ns}
-    joins = ""
-    where = [f"{time_column} >= :start_ns", f"{time_column} < :end_ns"]
+def latency_pieces(start_ns: int, end_ns: int, bucket_ns: int) -> list[LatencyPiece]:
+    """The range cut into what histograms answer and what the stored rows must: whole hours from the hour
+    histograms when the bucket is a whole number of hours, whole minutes from the minute histograms when it is a
+    whole number of minutes, and the rest (the partial minutes at the ends, or all of it for a bucket of
+    seconds) from the spans or traces. A bucket of whole minutes starts on a minute, so no histogram straddles two."""
+
+    def cut(start: int, end: int, resolutions: tuple[int, ...]) -> list[LatencyPiece]:
+        for index, resolution in enumerate(resolutions):
+            first, last = -(-start // resolution) * resolution, end // resolution * resolution
+            if bucket_ns % resolution == 0 and first < last:
+                finer = resolutions[index + 1 :]
+                return [*cut(start, first, finer), LatencyPiece(resolution, first, last), *cut(last, end, finer)]
+        return [LatencyPiece(None, start, end)] if start < end else []
+
+    return cut(start_ns, end_ns, tuple(sorted(latency.RESOLUTIONS_NS, reverse=True)))
+
+
+_HISTOGRAM_GROUPS = {
+    "none": "NULL",
+    "service": "s.service_name",
+    "model": "s.model",
+    "operation": "s.operation",
+    "agent": "s.agent_name",
+}
+
+
+def latency_histogram_sql(of: LatencyOf, group_by: LatencyGroup, stats: StatsRange) -> str:
+    """(bucket, group, bins as JSON) of the histograms of one resolution in [:from_ns, :to_ns)."""
+    where = ["s.of = :of"]
+    if stats.service is not None:
+        where.append("s.service_name = :service")
+    if of != "trace":
+        if stats.model is not None:
+            where.append("s.model = :model")
+    elif group_by == "model":  # by each model of the traces (that have the model asked for)
+        where += ["s.model IS NOT NULL", "s.agent_name IS NULL"]
+        where.append("s.with_model IS NULL" if stats.model is None else "s.with_model = :model")
+    else:  # a NULL model (agent) in a trace series holds every trace, whatever its models (agents)
+        where += ["s.with_model IS NULL", "s.agent_name IS NOT NULL" if group_by == "agent" else "s.agent_name IS NULL"]
+        where.append("s.model IS NULL" if stats.model is None else "s.model = :model")
+    return f"""SELECT h.start_unix_nano / :bucket_ns * :bucket_ns, {_HISTOGRAM_GROUPS[group_by]}, json(h.bins)
+FROM latency_histograms h JOIN latency_series s ON s.id = h.series_id
+WHERE h.resolution_s = :resolution_s AND h.start_unix_nano >= :from_ns AND h.start_unix_nano < :to_ns
+  AND {" AND ".join(where)}"""
+
+
+def latency_rows_sql(of: LatencyOf, group_by: LatencyGroup, stats: StatsRange) -> str:
+    """(bucket, group, bin, count) of the stored spans or traces in [:from_ns, :to_ns), binned as the histograms."""
     if of == "trace":
+        value, condition = latency.TRACE_MEASURE
         groups = {"none": "NULL", "service": "t.service_name", "model": "g.value", "agent": "g.value"}
-        group = groups[group_by]
-        if group_by in ("model", "agent"):
-            joins = f", json_each(t.{group_by}s) g"
+        joins = f", json_each(t.{group_by}s) g" if group_by in ("model", "agent") else ""
+        where = [condition.format(r="t")]
         if stats.service is not None:
             where.append("t.service_name = :service")
         if stats.model is not None:
             where.append("EXISTS (SELECT 1 FROM json_each(t.models) WHERE value = :model)")
+        alias, table, group = "t", f"traces t{joins}", groups[group_by]
     else:
-        group = _SPAN_GROUPS[group_by]
-        if of in ("llm", "ttft"):  # GENAI_CALLS as written lets the partial index spans_genai_calls serve
-            where.append(_GENAI_CALLS_OF_S)
-        if of == "llm":
-            where.append("s.category = 'llm'")
-        if of == "ttft":
-            where.append("s.ttft_ms IS NOT NULL")
+        value, condition = latency.SPAN_MEASURES[of]
+        where = [condition.format(r="s")]
         if stats.service is not None:
             where.append("s.service_name = :service")
         if stats.model is not None:
             where.append("coalesce(s.response_model, s.request_model) = :model")
-    params.update(service=stats.service, model=stats.model)
-    sql = (
-        f"WITH sample(bucket, grp, value) AS (SELECT ({time_column} / :bucket_ns) * :bucket_ns, {group}, {value} "
-        f"FROM {table}{joins} WHERE {' AND '.join(where)})" + _PERCENTILES
-    )
-    return sql, params
+        alias, table, group = "s", "spans s", _SPAN_GROUPS[group_by]
+    time = f"{alias}.start_time_unix_nano"
+    return f"""SELECT {time} / :bucket_ns * :bucket_ns, {group}, {latency.bin_sql(value.format(r=alias))}, count(*)
+FROM {table}
+WHERE {time} >= :from_ns AND {time} < :to_ns AND {" AND ".join(where)} GROUP BY 1, 2, 3"""
+
+
+def read_latency(
+    connection: apsw.Connection, stats: StatsRange, of: LatencyOf, group_by: LatencyGroup
+) -> list[dict[str, Any]]:
+    """p50/p95/p99 and count per (bucket, group): the histograms' bins merged, then the nearest rank."""
+    params: dict[str, Any] = {"of": of, "service": stats.service, "model": stats.model, "bucket_ns": stats.bucket_ns}
+    bins: dict[tuple[int, Any], dict[int, int]] = {}
+    for piece in latency_pieces(stats.start_ns, stats.end_ns, stats.bucket_ns):
+        params.update(from_ns=piece.start_ns, to_ns=piece.end_ns)
+        if piece.resolution_ns is None:
+            for bucket, group, index, count in connection.execute(latency_rows_sql(of, group_by, stats), params):
+                merged = bins.setdefault((bucket, group), {})
+                merged[index] = merged.get(index, 0) + count
+            continue
+        params["resolution_s"] = piece.resolution_ns // 10**9
+        for bucket, group, document in connection.execute(latency_histogram_sql(of, group_by, stats), params):
+            merged = bins.setdefault((bucket, group), {})
+            for key, count in orjson.loads(document).items():
+                index = int(key)
+                merged[index] = merged.get(index, 0) + count
+    series: dict[Any, list[dict[str, Any]]] = {}
+    for (bucket, group), merged in sorted(
+        bins.items(), key=lambda item: (item[0][1] is not None, item[0][1], item[0][0])
+    ):
+        values = latency.nearest_rank(merged, (50, 95, 99))
+        if values:
+            p50, p95, p99 = values
+            series.setdefault(group, []).append(
+                {"time_unix_nano": bucket, "count": sum(merged.values()), "p50_ms": p50, "p95_ms": p95, "p99_ms": p99}
+            )
+    return [{"group": group, "points": points} for group, points in series.items()]
 
 
 def cost_sql(stats: StatsRange, group_by: CostGroup) -> tuple[str, dict[str, Any]]:
@@ -614,17 +672,7 @@ class SqliteTraceReader:
     # -- stats --
 
     async def latency(self, stats: StatsRange, of: LatencyOf, group_by: LatencyGroup) -> list[LatencySeries]:
-        sql, params = latency_sql(stats, of, group_by)
-
-        def work(connection: apsw.Connection) -> list[LatencySeries]:
-            series: dict[Any, list[Any]] = {}
-            for bucket, group, count, p50, p95, p99 in connection.execute(sql, params):
-                series.setdefault(group, []).append(
-                    {"time_unix_nano": bucket, "count": count, "p50_ms": p50, "p95_ms": p95, "p99_ms": p99}
-                )
-            return [{"group": group, "points": points} for group, points in series.items()]
-
-        return await self._run(work)
+        return await self._run(lambda connection: read_latency(connection, stats, of, group_by))  # type: ignore[arg-type]
 
     async def cost(self, stats: StatsRange, group_by: CostGroup) -> list[dict[str, Any]]:
         sql, params = cost_sql(stats, group_by)

@@ -21,6 +21,7 @@ from typing import cast
 import apsw
 
 from collector.config import RetentionSettings
+from collector.storage.sqlite import latency
 from collector.storage.sqlite.connection import WAL_SIZE_LIMIT, write_transaction
 from collector.storage.store import Deleted
 
@@ -257,6 +258,8 @@ class Retention:
                 ids = json.dumps(chosen.traces)
                 ((used,),) = connection.execute(RESOURCES_OF_TRACES, (ids,))
                 resources.update(json.loads(used))
+                latency.remove_spans(connection, latency.spans_of_traces(ids))
+                latency.remove_traces(connection, latency.traces_by_id(ids))
                 counts = []
                 for statement in DELETE_TRACE_ROWS:
                     connection.execute(statement, (ids,))

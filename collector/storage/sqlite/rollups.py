@@ -17,6 +17,7 @@ import apsw
 
 from collector.genai.calls import MAX_DEPTH, SpanNode, same_calls
 from collector.genai.normalize import GenAI
+from collector.storage.sqlite import latency
 from collector.storage.sqlite.schema import GENAI_CALLS, MODEL_CALL
 
 # Token and cost sums count LLM and embedding calls only: an agent or workflow span that carries the
@@ -70,8 +71,12 @@ ON CONFLICT (trace_id) DO UPDATE SET
 
 
 def roll_up(connection: apsw.Connection, trace_ids: Iterable[str]) -> None:
-    """Recompute the rollups of these traces; call inside the transaction that stored their spans."""
-    connection.execute(ROLL_UP, (json.dumps(sorted(set(trace_ids))),))
+    """Recompute the rollups of these traces; call inside the transaction that stored their spans.
+
+    A settled trace among them is unsettled: its duration leaves the latency histograms until it settles again."""
+    ids = json.dumps(sorted(set(trace_ids)))
+    latency.remove_traces(connection, latency.traces_by_id(ids))
+    connection.execute(ROLL_UP, (ids,))
 
 
 # The traces where one call may be described by two spans: a model-call span whose nearest GenAI
@@ -137,5 +142,8 @@ def mark_repeated_calls(
                 changes.append((duplicate_of, trace_id, span.span_id))
         already_counted.update((trace_id, span_id) for span_id in calls.already_counted)
     if changes:
+        changed = latency.spans_by_key((trace_id, span_id) for _, trace_id, span_id in changes)
+        latency.remove_spans(connection, changed)  # counted as they were, then as they are
         connection.executemany(_SET_DUPLICATE_OF, changes)
+        latency.add_spans(connection, changed)
     return frozenset(already_counted)

@@ -12,6 +12,7 @@ import json
 
 import apsw
 
+from collector.storage.sqlite import latency
 from collector.storage.sqlite.connection import write_transaction
 from collector.storage.store import Judge, SettledTrace, SettleWindow, UnsettledTrace
 
@@ -111,4 +112,5 @@ def settle_traces(connection: apsw.Connection, window: SettleWindow, judge: Judg
             settled.append(SettledTrace(trace, snapshots, newly))
         connection.executemany(UPSERT_SNAPSHOT, rows)
         connection.execute(MARK_SETTLED, (now_ns, ids))
+        latency.add_traces(connection, latency.traces_by_id(ids))  # their durations are final
     return settled

@@ -19,6 +19,7 @@ import apsw
 from collector.config import RetentionSettings
 from collector.genai.normalize import GenAI
 from collector.model import EvaluationRecord, LogEvent, Records, Span
+from collector.storage.sqlite import latency
 from collector.storage.sqlite.connection import open_connection, write_transaction
 from collector.storage.sqlite.errors import translated
 from collector.storage.sqlite.resources import resource_id
@@ -249,6 +250,8 @@ def new_spans(connection: apsw.Connection, spans: Sequence[Span], received_at: i
     return fresh
 
 
+LAST_ROWID = "SELECT max(rowid) FROM spans"  # the rows a batch inserts come after it
+
 OLDEST_UNSETTLED = "SELECT min(last_span_at_unix_nano) FROM traces WHERE settled_at_unix_nano IS NULL"
 
 
@@ -293,8 +296,11 @@ class SpanWriter:
             resources = ResourceIds(connection)
             stored: list[Span] = []
             if spans:
+                ((last_rowid,),) = connection.execute(LAST_ROWID)
                 inserted = insert_spans(connection, spans, received_at, resources)
                 stored = new_spans(connection, spans, received_at, inserted)
+                if inserted:  # before mark_repeated_calls, which takes out and puts back what it changes
+                    latency.add_spans(connection, latency.spans_inserted_after(last_rowid))
             repeated_calls: frozenset[tuple[str, str]] = frozenset()
             if stored:
                 trace_ids = {span.trace_id for span in stored}

@@ -8,7 +8,15 @@ from typing import Any
 
 import pytest
 
-from collector.storage.read import BreachQuery, EvaluationQuery, SpanSearch, StatsRange, TraceQuery, TraceReader
+from collector.storage.read import (
+    PERCENTILE_ERROR,
+    BreachQuery,
+    EvaluationQuery,
+    SpanSearch,
+    StatsRange,
+    TraceQuery,
+    TraceReader,
+)
 from tests.helpers import trace_request
 from tests.storage.contract.conftest import Backend, run
 from tests.storage.contract.dataset import AGENT_COST, BASE, BATCH_COSTS, HOUR, MS, SEARCH_COST, Dataset, write_dataset
@@ -191,20 +199,35 @@ def test_search_finds_traces_by_their_spans_newest_first(reader: TraceReader, da
     assert search(service="search-svc", max_duration_ns=25 * MS) == ["search"]
 
 
+def within(expected: Any) -> Any:
+    """Percentiles as the protocol promises them: within ``PERCENTILE_ERROR`` of the exact nearest rank."""
+    return pytest.approx(expected, rel=PERCENTILE_ERROR)
+
+
 def test_latency_percentiles(reader: TraceReader, data: Dataset) -> None:
     (traces,) = run(reader.latency(DAY, "trace", "none"))
     (point,) = traces["points"]
     # trace durations: 10, 20, 30, 30, 40, 50, 120 ms; nearest rank
     assert (point["time_unix_nano"], point["count"]) == (BASE, 7)
-    assert (point["p50_ms"], point["p95_ms"], point["p99_ms"]) == pytest.approx((30.0, 120.0, 120.0))
+    assert (point["p50_ms"], point["p95_ms"], point["p99_ms"]) == within((30.0, 120.0, 120.0))
     by_model = {series["group"]: series["points"] for series in run(reader.latency(DAY, "llm", "model"))}
     assert by_model.keys() == {"gpt-4o-mini", "claude-3-5-sonnet-20241022"}
     (mini,) = by_model["gpt-4o-mini"]  # 5, 10, 15, 20, 25, 50 ms
-    assert (mini["count"], mini["p50_ms"], mini["p95_ms"]) == (6, pytest.approx(15.0), pytest.approx(50.0))
+    assert (mini["count"], mini["p50_ms"], mini["p95_ms"]) == (6, within(15.0), within(50.0))
     (ttft,) = run(reader.latency(DAY, "ttft", "service"))
-    assert ttft["group"] == "checkout-bot" and ttft["points"][0]["p50_ms"] == pytest.approx(20.0)
+    assert ttft["group"] == "checkout-bot" and ttft["points"][0]["p50_ms"] == within(20.0)
     only = StatsRange(BASE, BASE + HOUR, HOUR, service="search-svc")
     assert [p["count"] for s in run(reader.latency(only, "trace", "none")) for p in s["points"]] == [1]
+
+
+def test_trace_percentiles_count_settled_traces(store: Backend, reader: TraceReader, data: Dataset) -> None:
+    """A trace's duration counts once it settles (it is final then); its spans count as they are stored."""
+    spans = [{"span_id": b"\1" * 8, "start": BASE + 10 * MS, "end": BASE + 70 * MS}]
+    store.store.write([store.records(trace_request(os.urandom(16), spans, service="late-svc"))])
+    only = StatsRange(BASE, BASE + HOUR, HOUR, service="late-svc")
+    assert run(reader.latency(only, "trace", "none")) == []
+    ((span,),) = [series["points"] for series in run(reader.latency(only, "span", "none"))]
+    assert (span["count"], span["p50_ms"]) == (1, within(60.0))
 
 
 def test_cost_over_time_buckets(reader: TraceReader, data: Dataset) -> None:

@@ -1,0 +1,247 @@
+"""Latency histograms: the percentiles of ``/api/v1/stats/latency`` without sorting every stored duration.
+
+``latency_histograms`` holds, per minute and per hour, one row per series (what is measured, service, model,
+operation, agent): its count and its bins as a JSONB object ``{"<bin>": count}``. It is kept equal to what is
+stored, in the transactions that change what is stored:
+
+- the writer adds the spans a batch stored (``add_spans``); ``mark_repeated_calls`` takes a span out and puts
+  it back when its ``duplicate_of`` changes, so LLM calls and time to first chunk count each call once, as
+  the cost figures do;
+- a trace is added when it settles (its duration is final), and taken out when a late span unsettles it;
+- retention takes out the spans and traces it deletes.
+
+The bins are DDSketch's logarithmic mapping (Masson, Rim and Lee, VLDB 2019): bin ``i`` holds the values in
+``(γ^(i-1), γ^i]`` milliseconds with ``γ = (1 + α) / (1 - α)`` and reports ``2γ^i / (γ + 1)``, within
+``α = 1%`` of every value it holds. A percentile is the nearest rank (rank ``ceil(p × n)``) of the merged
+bins: the bin is the one the exact nearest-rank value is in, so the answer is within 1% of that value.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Sequence
+from typing import Any, NamedTuple
+
+import apsw
+
+# The mapping is stored: changing any of these needs a migration that rebuilds ``latency_histograms``.
+RELATIVE_ERROR = 0.01
+GAMMA = (1 + RELATIVE_ERROR) / (1 - RELATIVE_ERROR)
+_BINS_PER_E = 1 / math.log(GAMMA)
+MIN_BIN = -1000  # values of at most γ^-1000 ms (2.4e-9 ms) share the lowest bin
+ZERO_BIN = -2000
+NEGATIVE_BIN = -5000  # a negative value v is in bin NEGATIVE_BIN - bin(-v): below zero, and lower for larger |v|
+RESOLUTIONS_NS = (60 * 10**9, 3600 * 10**9)  # a minute, an hour
+
+
+def bin_sql(value: str) -> str:
+    """The SQL expression of the bin of ``value`` (milliseconds); NULL for NULL."""
+
+    def positive(v: str) -> str:
+        return f"max({MIN_BIN}, CAST(ceil(ln({v}) * {_BINS_PER_E!r}) AS INTEGER))"
+
+    return (
+        f"CASE WHEN {value} > 0 THEN {positive(value)} WHEN {value} = 0 THEN {ZERO_BIN} "
+        f"WHEN {value} < 0 THEN {NEGATIVE_BIN} - {positive(f'-({value})')} END"
+    )
+
+
+def bin_value(index: int) -> float:
+    """What a bin reports: within ``RELATIVE_ERROR`` of every value it holds."""
+    if index == ZERO_BIN:
+        return 0.0
+    if index < ZERO_BIN:
+        return -bin_value(NEGATIVE_BIN - index)
+    return 2 * GAMMA**index / (GAMMA + 1)
+
+
+def nearest_rank(bins: dict[int, int], percentiles: Sequence[int]) -> list[float]:
+    """The value of rank ``ceil(p × n / 100)`` of the ``n`` values counted in ``bins`` for each percentile
+    (ascending), as its bin reports it; empty when there are none."""
+    count = sum(bins.values())
+    ranks = [max(1, (p * count + 99) // 100) for p in percentiles] if count > 0 else []
+    values: list[float] = []
+    seen = 0
+    for index in sorted(bins):
+        seen += bins[index]
+        while len(values) < len(ranks) and seen >= ranks[len(values)]:
+            values.append(bin_value(index))
+    return values
+
+
+# --- what is measured, and which rows count ---------------------------------------------------------
+# Of a spans row ``{r}``: (value in milliseconds, condition). LLM calls and time to first chunk count each model
+# call once; the conditions are written so that the partial index spans_genai_calls serves them.
+_MODEL_CALL = "{r}.category IN ('llm', 'embedding') AND {r}.duplicate_of IS NULL"
+SPAN_MEASURES: dict[str, tuple[str, str]] = {
+    "span": ("{r}.duration_ns / 1e6", "true"),
+    "llm": ("{r}.duration_ns / 1e6", _MODEL_CALL + " AND {r}.category = 'llm'"),
+    "ttft": ("{r}.ttft_ms", _MODEL_CALL + " AND {r}.ttft_ms IS NOT NULL"),
+}
+TRACE_MEASURE = (
+    "{r}.duration_ns / 1e6",
+    "{r}.settled_at_unix_nano IS NOT NULL AND {r}.start_time_unix_nano IS NOT NULL",
+)
+# A trace series has a NULL model (agent) for "whatever its models (agents)", and ``with_model`` for "of the traces
+# that have this model": every filter and grouping of traces reads series that count each trace once where
+# reading the traces would (a trace with two models is in both models' groups).
+_WITH_ANY = "json_each(json_insert({array}, '$[#]', NULL))"
+
+
+def _key(of: str, service: str, model: str, operation: str, agent: str, with_model: str = "NULL") -> str:
+    return f"json_array({of}, {service}, {model}, {operation}, {agent}, {with_model})"
+
+
+def _span_observations(where: str) -> str:
+    """(series key, bin, time) of what the spans ``s`` matching ``where`` add."""
+    return " UNION ALL ".join(
+        f"SELECT {_key(repr(of), 's.service_name', 'coalesce(s.response_model, s.request_model)', 's.operation', 's.agent_name')}"
+        f" AS key, {bin_sql(value.format(r='s'))} AS bin, s.start_time_unix_nano AS time "
+        f"FROM spans s WHERE ({where}) AND {condition.format(r='s')}"
+        for of, (value, condition) in SPAN_MEASURES.items()
+    )
+
+
+def _trace_observations(where: str) -> str:
+    """(series key, bin, time) of what the traces ``t`` matching ``where`` add: one entry per model and agent a trace
+    has and for any of them (model, agent, or both NULL), and one per pair of its models (a model ``with_model`` the
+    trace has, grouped by each of its models, the other included)."""
+    value, condition = TRACE_MEASURE
+    observed = f"{bin_sql(value.format(r='t'))} AS bin, t.start_time_unix_nano AS time"
+    counted = f"({where}) AND {condition.format(r='t')}"
+    return (
+        f"SELECT {_key(repr('trace'), 't.service_name', 'm.value', 'NULL', 'a.value')} AS key, {observed} "
+        f"FROM traces t, {_WITH_ANY.format(array='t.models')} m, {_WITH_ANY.format(array='t.agents')} a "
+        f"WHERE {counted} "
+        f"UNION ALL SELECT {_key(repr('trace'), 't.service_name', 'm.value', 'NULL', 'NULL', 'w.value')} AS key, "
+        f"{observed} FROM traces t, json_each(t.models) m, json_each(t.models) w WHERE {counted}"
+    )
+
+
+_ADD_SERIES = """INSERT INTO latency_series (key, of, service_name, model, operation, agent_name, with_model)
+SELECT key, key ->> 0, key ->> 1, key ->> 2, key ->> 3, key ->> 4, key ->> 5
+FROM (SELECT DISTINCT key FROM ({observations})) o
+WHERE NOT EXISTS (SELECT 1 FROM latency_series WHERE latency_series.key = o.key)"""
+
+# ``bins`` gains ``excluded.bins`` bin by bin; a bin whose count falls to 0 is removed (a JSON merge patch removes
+# the keys it sets to null). ``sign`` is 1 or -1.
+_CHANGE_HISTOGRAMS = """INSERT INTO latency_histograms (resolution_s, start_unix_nano, series_id, count, bins)
+SELECT resolution_ns / 1000000000, period, series_id, sum(n), jsonb_group_object(CAST(bin AS TEXT), n) FROM (
+    SELECT r.value AS resolution_ns, o.time / r.value * r.value AS period, s.id AS series_id, o.bin, {sign} * count(*) AS n
+    FROM ({observations}) o JOIN latency_series s ON s.key = o.key, json_each('{resolutions}') r
+    GROUP BY 1, 2, 3, 4
+) WHERE true GROUP BY 1, 2, 3
+ON CONFLICT (resolution_s, start_unix_nano, series_id) DO UPDATE SET count = count + excluded.count,
+bins = jsonb_patch(bins, (
+    SELECT json_group_object(d.key, nullif(d.value + coalesce(bins ->> ('$."' || d.key || '"'), 0), 0))
+    FROM json_each(excluded.bins) d
+))"""
+
+_DROP_EMPTY = """DELETE FROM latency_histograms WHERE count = 0
+AND (resolution_s, start_unix_nano, series_id) IN (SELECT value ->> 0, value ->> 1, value ->> 2 FROM json_each(?))"""
+
+
+def _change_sql(observations: str, sign: int) -> str:
+    return _CHANGE_HISTOGRAMS.format(observations=observations, sign=sign, resolutions=json.dumps(RESOLUTIONS_NS))
+
+
+class Rows(NamedTuple):
+    """Stored rows to add or take out: a condition on spans ``s`` (or traces ``t``) with its named parameters."""
+
+    where: str
+    params: dict[str, Any]
+
+
+def spans_inserted_after(rowid: int | None) -> Rows:
+    """The spans a statement inserted, given the largest rowid before it (a new row gets a larger one)."""
+    return Rows("s.rowid > :after_rowid", {"after_rowid": rowid or 0})
+
+
+def spans_by_key(keys: Iterable[tuple[str, str]]) -> Rows:
+    return Rows(
+        "(s.trace_id, s.span_id) IN (SELECT value ->> 0, value ->> 1 FROM json_each(:keys))",
+        {"keys": json.dumps(list(keys))},
+    )
+
+
+def spans_of_traces(trace_ids: str) -> Rows:
+    """The spans of the traces whose ids are the JSON array ``trace_ids``."""
+    return Rows("s.trace_id IN (SELECT value FROM json_each(:trace_ids))", {"trace_ids": trace_ids})
+
+
+def traces_by_id(trace_ids: str) -> Rows:
+    """The traces whose ids are the JSON array ``trace_ids`` (those settled are the ones counted)."""
+    return Rows("t.trace_id IN (SELECT value FROM json_each(:trace_ids))", {"trace_ids": trace_ids})
+
+
+def _add(connection: apsw.Connection, observations: str, params: dict[str, Any]) -> None:
+    connection.execute(_ADD_SERIES.format(observations=observations), params)
+    connection.execute(_change_sql(observations, 1), params)
+
+
+def _remove(connection: apsw.Connection, observations: str, params: dict[str, Any]) -> None:
+    returning = " RETURNING resolution_s, start_unix_nano, series_id, count"
+    changed = connection.execute(_change_sql(observations, -1) + returning, params)
+    empty = [row[:3] for row in changed if not row[3]]
+    if empty:
+        connection.execute(_DROP_EMPTY, (json.dumps(empty),))
+
+
+def add_spans(connection: apsw.Connection, spans: Rows) -> None:
+    _add(connection, _span_observations(spans.where), spans.params)
+
+
+def remove_spans(connection: apsw.Connection, spans: Rows) -> None:
+    _remove(connection, _span_observations(spans.where), spans.params)
+
+
+def add_traces(connection: apsw.Connection, traces: Rows) -> None:
+    _add(connection, _trace_observations(traces.where), traces.params)
+
+
+def remove_traces(connection: apsw.Connection, traces: Rows) -> None:
+    _remove(connection, _trace_observations(traces.where), traces.params)
+
+
+def rebuild(connection: apsw.Connection) -> None:
+    """The histograms of everything stored, from scratch (for rows written without the writer: the benchmark's
+    prefill, and the tests that check the kept histograms against it)."""
+    connection.execute("DELETE FROM latency_histograms")
+    add_spans(connection, Rows("true", {}))
+    add_traces(connection, Rows("true", {}))
+
+
+_TABLES = """
+CREATE TABLE latency_series (
+    id INTEGER PRIMARY KEY,
+    key TEXT NOT NULL UNIQUE,  -- json_array(of, service_name, model, operation, agent_name, with_model)
+    of TEXT NOT NULL,  -- span, llm, ttft or trace
+    service_name TEXT,
+    model TEXT,
+    operation TEXT,
+    agent_name TEXT,
+    with_model TEXT  -- of trace series: the model every trace of it has (NULL: no such condition)
+);
+CREATE TABLE latency_histograms (
+    resolution_s INTEGER NOT NULL,  -- 60 or 3600
+    start_unix_nano INTEGER NOT NULL,
+    series_id INTEGER NOT NULL REFERENCES latency_series (id),
+    count INTEGER NOT NULL,
+    bins BLOB NOT NULL,  -- JSONB {"<bin>": count}: collector/storage/sqlite/latency.py
+    PRIMARY KEY (resolution_s, start_unix_nano, series_id)
+) WITHOUT ROWID;
+"""
+
+
+# Migration 7: the tables, and the histograms of what is stored already. Shipped: never edit the text this makes
+# (nor the mapping and measures above it depends on); change them with a new migration that rebuilds the table.
+MIGRATION = ";\n".join(
+    [
+        _TABLES,
+        _ADD_SERIES.format(observations=_span_observations("true")),
+        _change_sql(_span_observations("true"), 1),
+        _ADD_SERIES.format(observations=_trace_observations("true")),
+        _change_sql(_trace_observations("true"), 1),
+    ]
+)

@@ -1,0 +1,161 @@
+"""Latency histograms: the bins' error, the nearest rank of merged bins, how a query's range is cut, and the
+histograms the writer keeps against those rebuilt from what is stored, through every change a database sees:
+repeated calls marked across batches, settling, a late span unsettling its trace, and retention."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+from pathlib import Path
+from typing import Any
+
+import apsw
+import pytest
+
+from collector.config import RetentionSettings, Settings, SnapshotSettings
+from collector.genai.transform import Transform
+from collector.maintenance.settle import settle
+from collector.otlp import decode_spans
+from collector.storage.sqlite import latency
+from collector.storage.sqlite.read import LatencyPiece, latency_pieces
+from collector.storage.sqlite.schema import migrate
+from collector.storage.sqlite.writer import SpanWriter
+from tests.helpers import trace_request
+from tests.storage.contract.test_rollups import AGENT_TRACE, WRAPPED
+
+MINUTE_NS, HOUR_NS = 60 * 10**9, 3600 * 10**9
+
+
+@pytest.fixture(scope="module")
+def sqlite() -> apsw.Connection:
+    return apsw.Connection(":memory:")
+
+
+def bins_of(connection: apsw.Connection, values: list[float]) -> list[int]:
+    sql = f"SELECT {latency.bin_sql('value')} FROM json_each(?) ORDER BY key"
+    return [row[0] for row in connection.execute(sql, (json.dumps(values),))]
+
+
+def test_a_bin_reports_within_the_relative_error_of_every_value_in_it(sqlite: apsw.Connection) -> None:
+    rng = random.Random(7)
+    values = [0.0, 1e-6, 0.001, 1.0, 100.0, 9.2e12, *(10 ** rng.uniform(-6, 12) for _ in range(5_000))]
+    values += [-value for value in values[1:50]]  # a span that ends before it starts
+    for value, index in zip(values, bins_of(sqlite, values), strict=True):
+        assert latency.bin_value(index) == pytest.approx(value, rel=latency.RELATIVE_ERROR, abs=0), (value, index)
+    ordered = sorted(values)
+    assert bins_of(sqlite, ordered) == sorted(bins_of(sqlite, ordered))  # bins keep the values' order
+
+
+def test_the_nearest_rank_of_merged_bins_is_within_the_error_of_the_exact_one(sqlite: apsw.Connection) -> None:
+    rng = random.Random(11)
+    for size in (1, 2, 3, 10, 99, 100, 101, 1_000, 5_000):
+        values = [rng.lognormvariate(5, 2) for _ in range(size)]
+        counted: dict[int, int] = {}
+        for index in bins_of(sqlite, values):
+            counted[index] = counted.get(index, 0) + 1
+        ordered = sorted(values)
+        exact = [ordered[max(1, math.ceil(p * size / 100)) - 1] for p in (50, 95, 99)]
+        assert latency.nearest_rank(counted, (50, 95, 99)) == pytest.approx(exact, rel=latency.RELATIVE_ERROR)
+    assert latency.nearest_rank({}, (50, 95, 99)) == []
+
+
+def test_a_range_is_read_from_whole_hours_whole_minutes_and_the_rows_at_its_ends() -> None:
+    day = 20_000 * 24 * HOUR_NS
+    start, end = day - 30 * MINUTE_NS - 5 * 10**9, day + 3 * HOUR_NS + 2 * MINUTE_NS + 7
+    assert latency_pieces(start, end, HOUR_NS) == [
+        LatencyPiece(None, start, day - 30 * MINUTE_NS),
+        LatencyPiece(MINUTE_NS, day - 30 * MINUTE_NS, day),
+        LatencyPiece(HOUR_NS, day, day + 3 * HOUR_NS),
+        LatencyPiece(MINUTE_NS, day + 3 * HOUR_NS, day + 3 * HOUR_NS + 2 * MINUTE_NS),
+        LatencyPiece(None, day + 3 * HOUR_NS + 2 * MINUTE_NS, end),
+    ]
+    # buckets of whole minutes read no hour; a bucket of seconds reads the rows; so does a range inside a minute
+    assert [piece.resolution_ns for piece in latency_pieces(start, end, 2 * MINUTE_NS)] == [None, MINUTE_NS, None]
+    assert latency_pieces(start, end, 90 * 10**9) == [LatencyPiece(None, start, end)]
+    assert latency_pieces(day + 1, day + 59 * 10**9, MINUTE_NS) == [LatencyPiece(None, day + 1, day + 59 * 10**9)]
+    assert latency_pieces(day, day + HOUR_NS, HOUR_NS) == [LatencyPiece(HOUR_NS, day, day + HOUR_NS)]
+
+
+def histograms(connection: apsw.Connection) -> dict[tuple[Any, ...], tuple[int, dict[str, int]]]:
+    rows = connection.execute(
+        "SELECT h.resolution_s, h.start_unix_nano, s.key, h.count, json(h.bins) "
+        "FROM latency_histograms h JOIN latency_series s ON s.id = h.series_id"
+    )
+    return {(resolution, start, key): (count, json.loads(bins)) for resolution, start, key, count, bins in rows}
+
+
+def assert_kept_as_rebuilt(connection: apsw.Connection) -> dict[tuple[Any, ...], tuple[int, dict[str, int]]]:
+    """The histograms the writer kept equal those rebuilt from the stored rows (no empty row left over)."""
+    kept = histograms(connection)
+    connection.execute("SAVEPOINT rebuild")
+    latency.rebuild(connection)
+    rebuilt = histograms(connection)
+    connection.execute("ROLLBACK TO rebuild; RELEASE rebuild")
+    assert kept == rebuilt
+    assert all(count > 0 and sum(bins.values()) == count for count, bins in kept.values())
+    return kept
+
+
+def counts_by_measure(kept: dict[tuple[Any, ...], tuple[int, dict[str, int]]]) -> dict[str, int]:
+    """Per measure, the values counted in the minute histograms (trace series of any model and agent only)."""
+    counts: dict[str, int] = {}
+    for (resolution, _, key), (count, _) in kept.items():
+        of, _, model, _, agent, with_model = json.loads(key)
+        if resolution == 60 and (of != "trace" or model is agent is with_model is None):
+            counts[of] = counts.get(of, 0) + count
+    return counts
+
+
+def test_the_kept_histograms_equal_those_rebuilt_through_every_change(tmp_path: Path) -> None:
+    writer = SpanWriter(tmp_path / "latency.db", retention=RetentionSettings(max_age="1h"))
+    transform = Transform(Settings())
+    trace, other = os.urandom(16), os.urandom(16)
+
+    def write(trace_id: bytes, spans: list[dict[str, Any]]) -> None:
+        writer.write([transform.spans(decode_spans(trace_request(trace_id, spans))[0])[0]])
+
+    # the wrapper first: counted, until the SDK's span of the same call arrives and is counted instead
+    for delivery in ([WRAPPED[2]], WRAPPED[:2], WRAPPED[3:], WRAPPED):
+        write(trace, delivery)
+        assert_kept_as_rebuilt(writer.connection)
+    write(other, AGENT_TRACE)
+    assert counts_by_measure(assert_kept_as_rebuilt(writer.connection)) == {"span": 7 + 5, "llm": 2 + 2}
+
+    quiet = SnapshotSettings(settle_after=0, max_wait=0)
+    assert len(settle(writer, quiet)) == 2
+    assert counts_by_measure(assert_kept_as_rebuilt(writer.connection))["trace"] == 2
+
+    late = {"span_id": os.urandom(8), "parent": WRAPPED[0]["span_id"], "start": 9_000_000_000, "end": 12_000_000_000}
+    write(trace, [late])  # unsettles its trace: its duration is out until it settles again, with the late span
+    assert counts_by_measure(assert_kept_as_rebuilt(writer.connection))["trace"] == 1
+    settle(writer, quiet)
+    assert counts_by_measure(assert_kept_as_rebuilt(writer.connection))["trace"] == 2
+
+    ((last,),) = writer.connection.execute(
+        "SELECT last_span_at_unix_nano FROM traces WHERE trace_id = ?", (other.hex(),)
+    )
+    assert [d.traces for d in writer.retention.step(last + HOUR_NS + 1) if d.traces] == [1]
+    assert counts_by_measure(assert_kept_as_rebuilt(writer.connection)) == {"span": 8, "llm": 2, "trace": 1}
+    writer.retention.step(2**62)
+    assert histograms(writer.connection) == {}
+    writer.close()
+
+
+def test_the_migration_builds_the_histograms_of_what_is_stored(tmp_path: Path) -> None:
+    """A database of schema 6 with spans and settled traces gets, at migration 7, the histograms the writer keeps."""
+    from collector.storage.sqlite.schema import MIGRATIONS
+
+    path = tmp_path / "upgrade.db"
+    writer = SpanWriter(path)
+    transform = Transform(Settings())
+    writer.write([transform.spans(decode_spans(trace_request(os.urandom(16), WRAPPED))[0])[0]])
+    settle(writer, SnapshotSettings(settle_after=0, max_wait=0))
+    kept = assert_kept_as_rebuilt(writer.connection)
+    writer.close()
+
+    connection = apsw.Connection(str(path))
+    connection.execute("DROP TABLE latency_histograms; DROP TABLE latency_series; PRAGMA user_version = 6")
+    assert migrate(connection) == 6 and connection.pragma("user_version") == len(MIGRATIONS)
+    assert histograms(connection) == kept
