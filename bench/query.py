@@ -210,14 +210,21 @@ def main(argv: list[str] | None = None) -> int:
 
         def run(phase: str, **options: Any) -> Run:
             result = measure(args.protocol, phase, templates, target, daemon.pid, args, clients=args.clients, **options)
+            cpu = result.daemon_cpu_s_per_10k_spans
             report["runs"][phase] = {
                 "spans_per_s": result.spans_per_s,
                 "latency_ms": result.latency_ms,
                 "refused": result.refused,
                 "errors": result.errors,
+                # the load conditions: how busy the machine was, and with what
+                "collector_cpu_cores": round(cpu * result.spans_per_s / 10_000, 2) if cpu is not None else None,
+                "host_cpu_busy_pct": result.host_cpu_busy_pct,
+                "other_cpu_pct": result.other_cpu_pct,  # neither the collector nor the load (readers included)
             }
             print(
-                f"bench: {phase}: {result.spans_per_s:,.0f} spans/s, p99 {result.latency_ms['p99']} ms", file=sys.stderr
+                f"bench: {phase}: {result.spans_per_s:,.0f} spans/s, p99 {result.latency_ms['p99']} ms, "
+                f"host CPU busy {result.host_cpu_busy_pct}% (others {result.other_cpu_pct}%)",
+                file=sys.stderr,
             )
             return result
 
