@@ -15,6 +15,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from collector.query.params import BadRequest, InvalidParameter, parse_go_duration, parse_time
+from collector.query.responses import JSONAnswer
 from collector.storage.read import SpanSearch, StoredSpan, TraceReader
 
 DEFAULT_SERVICE = "genai-collector"  # Grafana's health check wants at least one service
@@ -69,11 +70,15 @@ def jaeger_trace(trace_id: str, spans: Sequence[StoredSpan]) -> dict[str, Any]:
     """One trace in Jaeger's UI model; a process per distinct (service, resource attributes)."""
     processes: dict[str, dict[str, Any]] = {}
     process_ids: dict[tuple[str, str], str] = {}
+    encoded: dict[int, str] = {}  # the spans of one resource share its attributes: encode them once
     converted = []
     for span in spans:
         service = span["service_name"] or "unknown_service"
         attributes = span["resource"]["attributes"]
-        process_key = (service, json.dumps(attributes, sort_keys=True))
+        identity = id(attributes)
+        if identity not in encoded:
+            encoded[identity] = json.dumps(attributes, sort_keys=True)
+        process_key = (service, encoded[identity])
         process_id = process_ids.get(process_key)
         if process_id is None:
             process_id = process_ids[process_key] = f"p{len(process_ids) + 1}"
@@ -114,7 +119,7 @@ def jaeger_trace(trace_id: str, spans: Sequence[StoredSpan]) -> dict[str, Any]:
 
 def jaeger_answer(data: Any, status: int = 200, errors: list[dict[str, Any]] | None = None) -> JSONResponse:
     total = len(data) if isinstance(data, list) else 0
-    return JSONResponse({"data": data, "total": total, "limit": 0, "offset": 0, "errors": errors}, status_code=status)
+    return JSONAnswer({"data": data, "total": total, "limit": 0, "offset": 0, "errors": errors}, status_code=status)
 
 
 def jaeger_error(status: int, message: str) -> JSONResponse:
@@ -420,7 +425,7 @@ def router() -> APIRouter:
         found = await traces_by_id(request, [normalized])
         if not found:
             return v3_error(404, "trace not found")
-        return JSONResponse({"result": {"resourceSpans": otlp_resource_spans(found[0][1])}})
+        return JSONAnswer({"result": {"resourceSpans": otlp_resource_spans(found[0][1])}})
 
     @api.get("/api/v3/traces")
     async def v3_search(request: Request) -> JSONResponse:
@@ -449,7 +454,7 @@ def router() -> APIRouter:
         found = await traces_by_id(request, await reader(request).search_traces(criteria))
         if not found:
             return v3_error(404, "No traces found")
-        return JSONResponse(
+        return JSONAnswer(
             {"result": {"resourceSpans": otlp_resource_spans(span for _, spans in found for span in spans)}}
         )
 

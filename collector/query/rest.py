@@ -15,6 +15,7 @@ from pydantic import BeforeValidator, Field
 
 from collector.config import EVAL_PREFIX, SnapshotRule
 from collector.query import models
+from collector.query.responses import JSONAnswer
 from collector.query.params import (
     NS_PER_SECOND,
     BadRequest,
@@ -87,7 +88,7 @@ def _stats_range(start: int | None, end: int | None, bucket: int | None, default
 def _answer(content: Mapping[str, Any]) -> JSONResponse:
     """The reader's typed records are already in the response model's shape: serialize them once, without
     validating them again (the models document the answer in OpenAPI and are checked by the tests)."""
-    return JSONResponse(content)
+    return JSONAnswer(content)
 
 
 def evaluation_thresholds(rules: tuple[SnapshotRule, ...]) -> dict[str, float]:
