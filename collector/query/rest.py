@@ -15,7 +15,6 @@ from pydantic import BeforeValidator, Field
 
 from collector.config import EVAL_PREFIX, SnapshotRule
 from collector.query import models
-from collector.query.responses import JSONAnswer
 from collector.query.params import (
     NS_PER_SECOND,
     BadRequest,
@@ -26,6 +25,7 @@ from collector.query.params import (
     parse_go_duration,
     parse_time,
 )
+from collector.query.responses import JSONAnswer
 from collector.storage.read import (
     BreachQuery,
     CostGroup,

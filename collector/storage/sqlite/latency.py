@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import apsw
@@ -56,18 +56,20 @@ def bin_value(index: int) -> float:
     return 2 * GAMMA**index / (GAMMA + 1)
 
 
-def nearest_rank(bins: dict[int, int], percentiles: Sequence[int]) -> list[float]:
-    """The value of rank ``ceil(p × n / 100)`` of the ``n`` values counted in ``bins`` for each percentile
-    (ascending), as its bin reports it; empty when there are none."""
+def nearest_rank(bins: Mapping[Any, int], percentiles: Sequence[int]) -> tuple[int, list[float]]:
+    """The count of the values in ``bins`` (bin, as a number or its text, to count), and for each percentile
+    (ascending) the value of rank ``ceil(p × count / 100)``, as its bin reports it."""
     count = sum(bins.values())
-    ranks = [max(1, (p * count + 99) // 100) for p in percentiles] if count > 0 else []
+    ranks = [max(1, (p * count + 99) // 100) for p in percentiles]
     values: list[float] = []
     seen = 0
-    for index in sorted(bins):
-        seen += bins[index]
-        while len(values) < len(ranks) and seen >= ranks[len(values)]:
+    for index, key in sorted((int(key), key) for key in bins):
+        seen += bins[key]
+        while seen >= ranks[len(values)]:
             values.append(bin_value(index))
-    return values
+            if len(values) == len(ranks):
+                return count, values
+    return count, values
 
 
 # --- what is measured, and which rows count ---------------------------------------------------------
@@ -125,21 +127,27 @@ FROM (SELECT DISTINCT key FROM ({observations})) o
 WHERE NOT EXISTS (SELECT 1 FROM latency_series WHERE latency_series.key = o.key)"""
 
 # ``bins`` gains ``excluded.bins`` bin by bin; a bin whose count falls to 0 is removed (a JSON merge patch removes
-# the keys it sets to null). ``sign`` is 1 or -1.
-_CHANGE_HISTOGRAMS = """INSERT INTO latency_histograms (resolution_s, start_unix_nano, series_id, count, bins)
-SELECT resolution_ns / 1000000000, period, series_id, sum(n), jsonb_group_object(CAST(bin AS TEXT), n) FROM (
+# the keys it sets to null). ``sign`` is 1 or -1. Every row changed gets the clock's tick (see ``_TICK``).
+_CHANGE_HISTOGRAMS = """INSERT INTO latency_histograms (resolution_s, start_unix_nano, series_id, count, bins, changed)
+SELECT resolution_ns / 1000000000, period, series_id, sum(n), jsonb_group_object(CAST(bin AS TEXT), n),
+       (SELECT tick FROM latency_clock) FROM (
     SELECT r.value AS resolution_ns, o.time / r.value * r.value AS period, s.id AS series_id, o.bin, {sign} * count(*) AS n
     FROM ({observations}) o JOIN latency_series s ON s.key = o.key, json_each('{resolutions}') r
     GROUP BY 1, 2, 3, 4
 ) WHERE true GROUP BY 1, 2, 3
 ON CONFLICT (resolution_s, start_unix_nano, series_id) DO UPDATE SET count = count + excluded.count,
-bins = jsonb_patch(bins, (
+changed = excluded.changed, bins = jsonb_patch(bins, (
     SELECT json_group_object(d.key, nullif(d.value + coalesce(bins ->> ('$."' || d.key || '"'), 0), 0))
     FROM json_each(excluded.bins) d
 ))"""
 
 _DROP_EMPTY = """DELETE FROM latency_histograms WHERE count = 0
 AND (resolution_s, start_unix_nano, series_id) IN (SELECT value ->> 0, value ->> 1, value ->> 2 FROM json_each(?))"""
+
+
+# Each change takes a new tick, larger than any before, whatever the wall clock does: a reader that keeps what it
+# computed from some histograms knows them unchanged while their number and their largest tick are.
+_TICK = "UPDATE latency_clock SET tick = tick + 1"
 
 
 def _change_sql(observations: str, sign: int) -> str:
@@ -176,11 +184,13 @@ def traces_by_id(trace_ids: str) -> Rows:
 
 
 def _add(connection: apsw.Connection, observations: str, params: dict[str, Any]) -> None:
+    connection.execute(_TICK)
     connection.execute(_ADD_SERIES.format(observations=observations), params)
     connection.execute(_change_sql(observations, 1), params)
 
 
 def _remove(connection: apsw.Connection, observations: str, params: dict[str, Any]) -> None:
+    connection.execute(_TICK)
     returning = " RETURNING resolution_s, start_unix_nano, series_id, count"
     changed = connection.execute(_change_sql(observations, -1) + returning, params)
     empty = [row[:3] for row in changed if not row[3]]
@@ -229,8 +239,11 @@ CREATE TABLE latency_histograms (
     series_id INTEGER NOT NULL REFERENCES latency_series (id),
     count INTEGER NOT NULL,
     bins BLOB NOT NULL,  -- JSONB {"<bin>": count}: collector/storage/sqlite/latency.py
+    changed INTEGER NOT NULL,  -- the latency_clock tick of its last change
     PRIMARY KEY (resolution_s, start_unix_nano, series_id)
 ) WITHOUT ROWID;
+CREATE TABLE latency_clock (tick INTEGER NOT NULL);
+INSERT INTO latency_clock VALUES (0);
 """
 
 

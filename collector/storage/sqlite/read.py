@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, TypeVar
 
 import apsw
 import orjson
@@ -42,8 +42,8 @@ from collector.storage.read import (
     TraceSummary,
     depth_first,
 )
-from collector.storage.sqlite import latency
 from collector.storage.sqlite.connection import open_connection
+from collector.storage.sqlite.percentiles import SPAN_GROUPS, BucketCache, read_latency
 from collector.storage.sqlite.schema import GENAI_CALLS, GENAI_COLUMNS, genai_calls
 
 T = TypeVar("T")
@@ -66,24 +66,41 @@ def named_rows(cursor: apsw.Cursor) -> Iterator[dict[str, Any]]:
         yield dict(zip(names, row, strict=True))
 
 
+def document(text: str) -> Any:
+    """A stored JSON document. orjson parses it several times faster than ``json``; what it refuses (an infinite
+    double, stored by SQLite as 9e999) goes to ``json``."""
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return json.loads(text)
+
+
 # --- resource attributes: read in one place ----------------------------------------------------------
 
 
-def read_resources(connection: apsw.Connection, trace_ids: Sequence[str]) -> dict[tuple[str, str], Resource]:
-    """The resource (attributes, scope) of every span of these traces, by (trace_id, span_id).
+# Of ``spans_with_resource``, after a span's own columns: where its resource is stored.
+RESOURCE_COLUMNS = "resource_id, resource_attributes, scope_name, scope_version"
+_NO_RESOURCE = Resource(attributes={}, scope_name=None, scope_version=None)
 
-    The one function that knows where resources are stored."""
-    rows = connection.execute(
-        "SELECT trace_id, span_id, resource_attributes, scope_name, scope_version FROM spans_with_resource "
-        "WHERE trace_id IN (SELECT value FROM json_each(?))",
-        (json.dumps(list(trace_ids)),),
-    )
-    return {
-        (trace_id, span_id): Resource(
-            attributes=json.loads(attributes) if attributes else {}, scope_name=scope, scope_version=version
-        )
-        for trace_id, span_id, attributes, scope, version in rows
-    }
+
+class Resources:
+    """The resources of one read, each parsed once: spans of one resource share it (read, never change it)."""
+
+    def __init__(self) -> None:
+        self._by_id: dict[int, Resource] = {}
+
+    def __call__(self, row: dict[str, Any]) -> Resource:
+        """The resource of a row that ends with ``RESOURCE_COLUMNS``, whose columns it takes out of the row."""
+        resource_id, attributes = row.pop("resource_id"), row.pop("resource_attributes")
+        scope, version = row.pop("scope_name"), row.pop("scope_version")
+        if resource_id is None:
+            return _NO_RESOURCE
+        found = self._by_id.get(resource_id)
+        if found is None:
+            found = self._by_id[resource_id] = Resource(
+                attributes=document(attributes) if attributes else {}, scope_name=scope, scope_version=version
+            )
+        return found
 
 
 # --- trace summaries ------------------------------------------------------------------------------
@@ -115,8 +132,8 @@ def _summaries(connection: apsw.Connection, rows: list[dict[str, Any]]) -> list[
                 {"metric": metric, "rule": rule, "value": value, "threshold": threshold}
             )
     for row in rows:
-        row["models"] = json.loads(row["models"])
-        row["agents"] = json.loads(row["agents"])
+        row["models"] = document(row["models"])
+        row["agents"] = document(row["agents"])
         row["has_root"] = bool(row["has_root"])
         row["settled"] = bool(row["settled"])
         row["breaches"] = breaches.get(row["trace_id"], [])
@@ -237,146 +254,23 @@ _SPAN_COLUMNS = (
     "status_code, status_message, service_name, attributes, events, links, dropped_attributes_count, "
     "dropped_events_count, dropped_links_count, " + ", ".join(_GENAI_NAMES)
 )
+_STORED_SPANS = f"SELECT {_SPAN_COLUMNS}, {RESOURCE_COLUMNS} FROM spans_with_resource"
 
 
-def _stored_span(row: dict[str, Any], resources: dict[tuple[str, str], Resource]) -> StoredSpan:
-    """A row of ``_SPAN_COLUMNS`` made a ``StoredSpan``, in place: JSON columns decoded, the GenAI columns
+def _stored_span(row: dict[str, Any], resources: Resources) -> StoredSpan:
+    """A row of ``_STORED_SPANS`` made a ``StoredSpan``, in place: JSON columns decoded, the GenAI columns
     gathered into ``genai``, the resource added."""
     genai = {name: row.pop(name) for name in _GENAI_NAMES}
     if genai["finish_reasons"] is not None:
-        genai["finish_reasons"] = json.loads(genai["finish_reasons"])
+        genai["finish_reasons"] = document(genai["finish_reasons"])
     for name in ("attributes", "events", "links"):
-        row[name] = json.loads(row[name])
+        row[name] = document(row[name])
     row["genai"] = genai
-    row["resource"] = resources.get(
-        (row["trace_id"], row["span_id"]), Resource(attributes={}, scope_name=None, scope_version=None)
-    )
+    row["resource"] = resources(row)
     return row  # type: ignore[return-value]
 
 
 # --- stats -----------------------------------------------------------------------------------------
-
-_SPAN_GROUPS = {
-    "none": "NULL",
-    "service": "s.service_name",
-    "model": "coalesce(s.response_model, s.request_model)",
-    "operation": "s.operation",
-    "agent": "s.agent_name",
-    "provider": "s.provider",
-    "user": "s.user_id",
-}
-
-
-class LatencyPiece(NamedTuple):
-    """A part of a latency query's range, read from histograms of ``resolution_ns`` or, when None, from the rows."""
-
-    resolution_ns: int | None
-    start_ns: int
-    end_ns: int
-
-
-def latency_pieces(start_ns: int, end_ns: int, bucket_ns: int) -> list[LatencyPiece]:
-    """The range cut into what histograms answer and what the stored rows must: whole hours from the hour
-    histograms when the bucket is a whole number of hours, whole minutes from the minute histograms when it is a
-    whole number of minutes, and the rest (the partial minutes at the ends, or all of it for a bucket of
-    seconds) from the spans or traces. A bucket of whole minutes starts on a minute, so no histogram straddles two."""
-
-    def cut(start: int, end: int, resolutions: tuple[int, ...]) -> list[LatencyPiece]:
-        for index, resolution in enumerate(resolutions):
-            first, last = -(-start // resolution) * resolution, end // resolution * resolution
-            if bucket_ns % resolution == 0 and first < last:
-                finer = resolutions[index + 1 :]
-                return [*cut(start, first, finer), LatencyPiece(resolution, first, last), *cut(last, end, finer)]
-        return [LatencyPiece(None, start, end)] if start < end else []
-
-    return cut(start_ns, end_ns, tuple(sorted(latency.RESOLUTIONS_NS, reverse=True)))
-
-
-_HISTOGRAM_GROUPS = {
-    "none": "NULL",
-    "service": "s.service_name",
-    "model": "s.model",
-    "operation": "s.operation",
-    "agent": "s.agent_name",
-}
-
-
-def latency_histogram_sql(of: LatencyOf, group_by: LatencyGroup, stats: StatsRange) -> str:
-    """(bucket, group, bins as JSON) of the histograms of one resolution in [:from_ns, :to_ns)."""
-    where = ["s.of = :of"]
-    if stats.service is not None:
-        where.append("s.service_name = :service")
-    if of != "trace":
-        if stats.model is not None:
-            where.append("s.model = :model")
-    elif group_by == "model":  # by each model of the traces (that have the model asked for)
-        where += ["s.model IS NOT NULL", "s.agent_name IS NULL"]
-        where.append("s.with_model IS NULL" if stats.model is None else "s.with_model = :model")
-    else:  # a NULL model (agent) in a trace series holds every trace, whatever its models (agents)
-        where += ["s.with_model IS NULL", "s.agent_name IS NOT NULL" if group_by == "agent" else "s.agent_name IS NULL"]
-        where.append("s.model IS NULL" if stats.model is None else "s.model = :model")
-    return f"""SELECT h.start_unix_nano / :bucket_ns * :bucket_ns, {_HISTOGRAM_GROUPS[group_by]}, json(h.bins)
-FROM latency_histograms h JOIN latency_series s ON s.id = h.series_id
-WHERE h.resolution_s = :resolution_s AND h.start_unix_nano >= :from_ns AND h.start_unix_nano < :to_ns
-  AND {" AND ".join(where)}"""
-
-
-def latency_rows_sql(of: LatencyOf, group_by: LatencyGroup, stats: StatsRange) -> str:
-    """(bucket, group, bin, count) of the stored spans or traces in [:from_ns, :to_ns), binned as the histograms."""
-    if of == "trace":
-        value, condition = latency.TRACE_MEASURE
-        groups = {"none": "NULL", "service": "t.service_name", "model": "g.value", "agent": "g.value"}
-        joins = f", json_each(t.{group_by}s) g" if group_by in ("model", "agent") else ""
-        where = [condition.format(r="t")]
-        if stats.service is not None:
-            where.append("t.service_name = :service")
-        if stats.model is not None:
-            where.append("EXISTS (SELECT 1 FROM json_each(t.models) WHERE value = :model)")
-        alias, table, group = "t", f"traces t{joins}", groups[group_by]
-    else:
-        value, condition = latency.SPAN_MEASURES[of]
-        where = [condition.format(r="s")]
-        if stats.service is not None:
-            where.append("s.service_name = :service")
-        if stats.model is not None:
-            where.append("coalesce(s.response_model, s.request_model) = :model")
-        alias, table, group = "s", "spans s", _SPAN_GROUPS[group_by]
-    time = f"{alias}.start_time_unix_nano"
-    return f"""SELECT {time} / :bucket_ns * :bucket_ns, {group}, {latency.bin_sql(value.format(r=alias))}, count(*)
-FROM {table}
-WHERE {time} >= :from_ns AND {time} < :to_ns AND {" AND ".join(where)} GROUP BY 1, 2, 3"""
-
-
-def read_latency(
-    connection: apsw.Connection, stats: StatsRange, of: LatencyOf, group_by: LatencyGroup
-) -> list[dict[str, Any]]:
-    """p50/p95/p99 and count per (bucket, group): the histograms' bins merged, then the nearest rank."""
-    params: dict[str, Any] = {"of": of, "service": stats.service, "model": stats.model, "bucket_ns": stats.bucket_ns}
-    bins: dict[tuple[int, Any], dict[int, int]] = {}
-    for piece in latency_pieces(stats.start_ns, stats.end_ns, stats.bucket_ns):
-        params.update(from_ns=piece.start_ns, to_ns=piece.end_ns)
-        if piece.resolution_ns is None:
-            for bucket, group, index, count in connection.execute(latency_rows_sql(of, group_by, stats), params):
-                merged = bins.setdefault((bucket, group), {})
-                merged[index] = merged.get(index, 0) + count
-            continue
-        params["resolution_s"] = piece.resolution_ns // 10**9
-        for bucket, group, document in connection.execute(latency_histogram_sql(of, group_by, stats), params):
-            merged = bins.setdefault((bucket, group), {})
-            for key, count in orjson.loads(document).items():
-                index = int(key)
-                merged[index] = merged.get(index, 0) + count
-    series: dict[Any, list[dict[str, Any]]] = {}
-    for (bucket, group), merged in sorted(
-        bins.items(), key=lambda item: (item[0][1] is not None, item[0][1], item[0][0])
-    ):
-        values = latency.nearest_rank(merged, (50, 95, 99))
-        if values:
-            p50, p95, p99 = values
-            series.setdefault(group, []).append(
-                {"time_unix_nano": bucket, "count": sum(merged.values()), "p50_ms": p50, "p95_ms": p95, "p99_ms": p99}
-            )
-    return [{"group": group, "points": points} for group, points in series.items()]
 
 
 def cost_sql(stats: StatsRange, group_by: CostGroup) -> tuple[str, dict[str, Any]]:
@@ -395,7 +289,7 @@ def cost_sql(stats: StatsRange, group_by: CostGroup) -> tuple[str, dict[str, Any
         where.append("coalesce(s.response_model, s.request_model) = :model")
     if stats.provider is not None:
         where.append("s.provider = :provider")
-    sql = f"""SELECT (s.start_time_unix_nano / :bucket_ns) * :bucket_ns AS bucket, {_SPAN_GROUPS[group_by]} AS grp,
+    sql = f"""SELECT (s.start_time_unix_nano / :bucket_ns) * :bucket_ns AS bucket, {SPAN_GROUPS[group_by]} AS grp,
     sum(s.cost_usd), coalesce(sum(s.input_tokens), 0), coalesce(sum(s.output_tokens), 0),
     coalesce(sum(s.cache_read_tokens), 0), coalesce(sum(s.reasoning_tokens), 0), coalesce(sum(s.total_tokens), 0),
     count(*) FILTER (WHERE s.category = 'llm'),
@@ -521,6 +415,7 @@ class SqliteTraceReader:
         self._executor = ThreadPoolExecutor(max_workers=connections, thread_name_prefix="trace-reader")
         self._slots = connections * _WAITING_PER_CONNECTION
         self._in_flight = 0
+        self._percentiles = BucketCache()
 
     # -- the pool --
 
@@ -604,7 +499,7 @@ class SqliteTraceReader:
         return await self._run(work)
 
     async def span_detail(self, trace_id: str, span_id: str) -> SpanDetail | None:
-        span_sql = f"SELECT {_SPAN_COLUMNS} FROM spans WHERE trace_id = ? AND span_id = ?"
+        span_sql = f"{_STORED_SPANS} WHERE trace_id = ? AND span_id = ?"
         events_sql = """SELECT name, time_unix_nano, source, body, attributes, severity_text FROM events
             WHERE trace_id = ? AND span_id = ? ORDER BY time_unix_nano, id"""
         evaluations_sql = """SELECT name, score, label, explanation, source, time_unix_nano FROM evaluations
@@ -614,18 +509,15 @@ class SqliteTraceReader:
             rows = list(named_rows(connection.execute(span_sql, (trace_id, span_id))))
             if not rows:
                 return None
-            resources = {
-                key: value for key, value in read_resources(connection, [trace_id]).items() if key[1] == span_id
-            }
-            span: dict[str, Any] = dict(_stored_span(rows[0], resources))
+            span: dict[str, Any] = dict(_stored_span(rows[0], Resources()))
             span["duration_ms"] = (span["end_time_unix_nano"] - span["start_time_unix_nano"]) / 1e6
             span["genai_events"] = [
                 {
                     "name": name,
                     "time_unix_nano": time_ns,
                     "source": source,
-                    "body": json.loads(body) if body is not None else None,
-                    "attributes": json.loads(attributes),
+                    "body": document(body) if body is not None else None,
+                    "attributes": document(attributes),
                     "severity_text": severity,
                 }
                 for name, time_ns, source, body, attributes, severity in connection.execute(
@@ -642,12 +534,12 @@ class SqliteTraceReader:
 
     async def trace_spans(self, trace_ids: Sequence[str]) -> dict[str, list[StoredSpan]]:
         sql = (
-            f"SELECT {_SPAN_COLUMNS} FROM spans WHERE trace_id IN (SELECT value FROM json_each(?)) "
+            f"{_STORED_SPANS} WHERE trace_id IN (SELECT value FROM json_each(?)) "
             "ORDER BY trace_id, start_time_unix_nano, span_id"
         )
 
         def work(connection: apsw.Connection) -> dict[str, list[StoredSpan]]:
-            resources = read_resources(connection, trace_ids)
+            resources = Resources()
             found: dict[str, list[StoredSpan]] = {}
             for row in named_rows(connection.execute(sql, (json.dumps(list(trace_ids)),))):
                 found.setdefault(row["trace_id"], []).append(_stored_span(row, resources))
@@ -672,7 +564,9 @@ class SqliteTraceReader:
     # -- stats --
 
     async def latency(self, stats: StatsRange, of: LatencyOf, group_by: LatencyGroup) -> list[LatencySeries]:
-        return await self._run(lambda connection: read_latency(connection, stats, of, group_by))  # type: ignore[arg-type]
+        return await self._run(
+            lambda connection: read_latency(connection, stats, of, group_by, self._percentiles)  # type: ignore[arg-type]
+        )
 
     async def cost(self, stats: StatsRange, group_by: CostGroup) -> list[dict[str, Any]]:
         sql, params = cost_sql(stats, group_by)

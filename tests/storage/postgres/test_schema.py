@@ -12,7 +12,6 @@ from collector.storage.sqlite.connection import open_connection
 from collector.storage.sqlite.schema import migrate as migrate_sqlite
 from tests.postgres import Cluster
 
-
 # SQLite's latency histograms are how it answers percentiles without sorting a day of durations; PostgreSQL
 # computes them exactly (docs/postgresql.md).
 SQLITE_ONLY = {"latency_series", "latency_histograms", "latency_clock"}

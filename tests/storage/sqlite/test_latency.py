@@ -8,6 +8,7 @@ import json
 import math
 import os
 import random
+import time
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +19,9 @@ from collector.config import RetentionSettings, Settings, SnapshotSettings
 from collector.genai.transform import Transform
 from collector.maintenance.settle import settle
 from collector.otlp import decode_spans
+from collector.storage.read import StatsRange
 from collector.storage.sqlite import latency
-from collector.storage.sqlite.read import LatencyPiece, latency_pieces
+from collector.storage.sqlite.percentiles import BucketCache, Piece, pieces, read_latency
 from collector.storage.sqlite.schema import migrate
 from collector.storage.sqlite.writer import SpanWriter
 from tests.helpers import trace_request
@@ -57,25 +59,27 @@ def test_the_nearest_rank_of_merged_bins_is_within_the_error_of_the_exact_one(sq
             counted[index] = counted.get(index, 0) + 1
         ordered = sorted(values)
         exact = [ordered[max(1, math.ceil(p * size / 100)) - 1] for p in (50, 95, 99)]
-        assert latency.nearest_rank(counted, (50, 95, 99)) == pytest.approx(exact, rel=latency.RELATIVE_ERROR)
-    assert latency.nearest_rank({}, (50, 95, 99)) == []
+        count, values = latency.nearest_rank(counted, (50, 95, 99))
+        assert count == size and values == pytest.approx(exact, rel=latency.RELATIVE_ERROR)
+        assert latency.nearest_rank({str(key): n for key, n in counted.items()}, (50, 95, 99)) == (count, values)
+    assert latency.nearest_rank({}, (50, 95, 99)) == (0, [])
 
 
 def test_a_range_is_read_from_whole_hours_whole_minutes_and_the_rows_at_its_ends() -> None:
     day = 20_000 * 24 * HOUR_NS
     start, end = day - 30 * MINUTE_NS - 5 * 10**9, day + 3 * HOUR_NS + 2 * MINUTE_NS + 7
-    assert latency_pieces(start, end, HOUR_NS) == [
-        LatencyPiece(None, start, day - 30 * MINUTE_NS),
-        LatencyPiece(MINUTE_NS, day - 30 * MINUTE_NS, day),
-        LatencyPiece(HOUR_NS, day, day + 3 * HOUR_NS),
-        LatencyPiece(MINUTE_NS, day + 3 * HOUR_NS, day + 3 * HOUR_NS + 2 * MINUTE_NS),
-        LatencyPiece(None, day + 3 * HOUR_NS + 2 * MINUTE_NS, end),
+    assert pieces(start, end, HOUR_NS) == [
+        Piece(None, start, day - 30 * MINUTE_NS),
+        Piece(MINUTE_NS, day - 30 * MINUTE_NS, day),
+        Piece(HOUR_NS, day, day + 3 * HOUR_NS),
+        Piece(MINUTE_NS, day + 3 * HOUR_NS, day + 3 * HOUR_NS + 2 * MINUTE_NS),
+        Piece(None, day + 3 * HOUR_NS + 2 * MINUTE_NS, end),
     ]
     # buckets of whole minutes read no hour; a bucket of seconds reads the rows; so does a range inside a minute
-    assert [piece.resolution_ns for piece in latency_pieces(start, end, 2 * MINUTE_NS)] == [None, MINUTE_NS, None]
-    assert latency_pieces(start, end, 90 * 10**9) == [LatencyPiece(None, start, end)]
-    assert latency_pieces(day + 1, day + 59 * 10**9, MINUTE_NS) == [LatencyPiece(None, day + 1, day + 59 * 10**9)]
-    assert latency_pieces(day, day + HOUR_NS, HOUR_NS) == [LatencyPiece(HOUR_NS, day, day + HOUR_NS)]
+    assert [piece.resolution_ns for piece in pieces(start, end, 2 * MINUTE_NS)] == [None, MINUTE_NS, None]
+    assert pieces(start, end, 90 * 10**9) == [Piece(None, start, end)]
+    assert pieces(day + 1, day + 59 * 10**9, MINUTE_NS) == [Piece(None, day + 1, day + 59 * 10**9)]
+    assert pieces(day, day + HOUR_NS, HOUR_NS) == [Piece(HOUR_NS, day, day + HOUR_NS)]
 
 
 def histograms(connection: apsw.Connection) -> dict[tuple[Any, ...], tuple[int, dict[str, int]]]:
@@ -156,6 +160,47 @@ def test_the_migration_builds_the_histograms_of_what_is_stored(tmp_path: Path) -
     writer.close()
 
     connection = apsw.Connection(str(path))
-    connection.execute("DROP TABLE latency_histograms; DROP TABLE latency_series; PRAGMA user_version = 6")
+    connection.execute(
+        "DROP TABLE latency_histograms; DROP TABLE latency_series; DROP TABLE latency_clock; PRAGMA user_version = 6"
+    )
     assert migrate(connection) == 6 and connection.pragma("user_version") == len(MIGRATIONS)
     assert histograms(connection) == kept
+
+
+def test_kept_buckets_are_served_only_while_their_histograms_are_unchanged(tmp_path: Path) -> None:
+    """The reader keeps the points of buckets read whole from histograms; every change to them (a span arriving
+    late in an old hour, a trace settling or unsettling, retention) gives the answer computed afresh."""
+    writer = SpanWriter(tmp_path / "kept.db", retention=RetentionSettings(max_age="1h"))
+    transform = Transform(Settings())
+    now = time.time_ns() // HOUR_NS * HOUR_NS
+    day = StatsRange(now - 24 * HOUR_NS, now + 7 * 10**9, HOUR_NS)
+    cache = BucketCache()
+
+    def write(trace_id: bytes, hours_ago: float, spans: list[dict[str, Any]]) -> None:
+        shift = now - int(hours_ago * HOUR_NS)
+        moved = [{**span, "start": span["start"] + shift, "end": span["end"] + shift} for span in spans]
+        writer.write([transform.spans(decode_spans(trace_request(trace_id, moved))[0])[0]])
+
+    def assert_fresh() -> list[Any]:
+        with writer.connection:
+            for of, group_by in (("span", "none"), ("llm", "model"), ("trace", "service")):
+                kept = read_latency(writer.connection, day, of, group_by, cache)
+                assert kept == read_latency(writer.connection, day, of, group_by), (of, group_by)
+            return read_latency(writer.connection, day, "span", "none", cache)
+
+    traces = [os.urandom(16) for _ in range(4)]
+    write(traces[0], 5.5, AGENT_TRACE)
+    write(traces[1], 2.5, WRAPPED)
+    first = assert_fresh()
+    assert len(cache) == 3 * 24  # every whole hour of the day, for each of the three queries
+    assert assert_fresh() == first  # the same, now from what was kept
+    write(traces[2], 5.2, AGENT_TRACE[:2])  # late, in an hour already kept
+    assert assert_fresh() != first
+    settle(writer, SnapshotSettings(settle_after=0, max_wait=0))
+    assert_fresh()
+    write(traces[1], 2.5, [{"span_id": os.urandom(8), "start": 10**9, "end": 20 * 10**9}])  # unsettles
+    assert_fresh()
+    ((last,),) = writer.connection.execute("SELECT max(last_span_at_unix_nano) FROM traces")
+    writer.retention.step(last + 2 * HOUR_NS)
+    assert assert_fresh() == []
+    writer.close()
