@@ -9,6 +9,7 @@ import time
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
+import orjson
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BeforeValidator, Field
@@ -198,22 +199,20 @@ def router(snapshot_rules: tuple[SnapshotRule, ...]) -> APIRouter:
         limit: Annotated[int, Query(ge=1, le=MAX_SKELETON_PAGE)] = 10_000,
         cursor: str | None = None,
     ) -> JSONResponse:
-        found = await reader.trace_skeleton(trace_id.lower())
-        if found is None:
-            raise HTTPException(404, f"trace {trace_id} not found")
-        summary, spans = found
         offset = 0
         if cursor:
             _, offset = decode_cursor(f"skeleton:{trace_id.lower()}", cursor)
             if not isinstance(offset, int) or offset < 0:
                 raise BadRequest("cursor is not one this API gave")
-        page = spans[offset : offset + limit]
-        more = offset + limit < len(spans)
+        found = await reader.trace_skeleton(trace_id.lower(), offset, limit)
+        if found is None:
+            raise HTTPException(404, f"trace {trace_id} not found")
+        more = offset + limit < found["total_spans"]
         return _answer(
             {
-                "trace": summary,
-                "spans": page,
-                "total_spans": len(spans),
+                "trace": found["trace"],
+                "spans": orjson.Fragment(found["spans_json"]),
+                "total_spans": found["total_spans"],
                 "truncated": more,
                 "next_cursor": encode_cursor(f"skeleton:{trace_id.lower()}", (None, offset + limit)) if more else None,
             }

@@ -1,8 +1,8 @@
 """The read side of storage: what the query API asks, as a protocol any backend implements.
 
 The query server (REST, Jaeger, live feed) reads only through ``TraceReader``; the SQLite implementation
-is ``storage.sqlite.read``. Shapes here are plain typed records; the pure depth-first ordering of a trace's
-spans is shared by every backend.
+is ``storage.sqlite.read``. Shapes here are plain typed records; ``depth_first`` defines the order of a trace's
+skeleton for every backend (the SQLite reader builds it in SQL, and its tests hold it to this function).
 
 The records the reader returns are the query API's answers as they are served: each shape is defined here once,
 as a ``TypedDict`` (a plain dict at run time, serialized without being validated again), and the REST API's
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Any, Literal, Protocol
 
 from typing_extensions import TypedDict
@@ -194,6 +195,16 @@ class SkeletonSpan(TypedDict):
     duplicate_of: str | None  # the span that counts this span's model call, when another one does
 
 
+class SkeletonPage(TypedDict):
+    """A page of a trace's skeleton: its spans (``SkeletonSpan``, depth first), encoded as one JSON array by the
+    backend, which can build the objects where it reads the rows: the skeleton is the largest answer, and turning
+    every field into a Python object only to encode it again was most of its cost."""
+
+    trace: TraceSummary
+    spans_json: str
+    total_spans: int
+
+
 class Resource(TypedDict):
     attributes: dict[str, Any]
     scope_name: str | None
@@ -325,7 +336,7 @@ class TraceReader(Protocol):
 
     async def trace_summaries(self, trace_ids: Sequence[str]) -> list[TraceSummary]: ...
 
-    async def trace_skeleton(self, trace_id: str) -> tuple[TraceSummary, list[SkeletonSpan]] | None: ...
+    async def trace_skeleton(self, trace_id: str, offset: int, limit: int) -> SkeletonPage | None: ...
 
     async def span_detail(self, trace_id: str, span_id: str) -> SpanDetail | None: ...
 
@@ -359,10 +370,11 @@ class TraceReader(Protocol):
 def depth_first(spans: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """The spans in depth-first order with ``depth``, ``orphan`` and ``child_count`` set: children by start
     time then span id; a span whose parent is not among them is a root (an orphan if it names a parent)."""
-    by_id = {span["span_id"]: span for span in spans}
-    children: dict[str | None, list[dict[str, Any]]] = {}
+    by_start = sorted(spans, key=itemgetter("start_time_unix_nano", "span_id"))  # once: children come in order
+    by_id = {span["span_id"]: span for span in by_start}
+    children: dict[str, list[dict[str, Any]]] = {}
     roots: list[dict[str, Any]] = []
-    for span in spans:
+    for span in by_start:
         parent = span["parent_span_id"]
         if parent is not None and parent in by_id and parent != span["span_id"]:
             children.setdefault(parent, []).append(span)
@@ -370,26 +382,25 @@ def depth_first(spans: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
             span["orphan"] = parent is not None
             roots.append(span)
 
-    def key(span: dict[str, Any]) -> tuple[int, str]:
-        return (span["start_time_unix_nano"], span["span_id"])
-
     ordered: list[dict[str, Any]] = []
     seen: set[str] = set()
-    stack = [(span, 0) for span in sorted(roots, key=key, reverse=True)]
+    stack = [(span, 0) for span in reversed(roots)]
     while stack:
         span, depth = stack.pop()
-        if span["span_id"] in seen:
+        span_id = span["span_id"]
+        if span_id in seen:
             continue
-        seen.add(span["span_id"])
-        kids = children.get(span["span_id"], [])
+        seen.add(span_id)
+        kids = children.get(span_id, ())
         span["depth"] = depth
         span["child_count"] = len(kids)
         span.setdefault("orphan", False)
         ordered.append(span)
-        stack.extend((kid, depth + 1) for kid in sorted(kids, key=key, reverse=True))
+        stack.extend((kid, depth + 1) for kid in reversed(kids))
     # A cycle of parents (a hostile or broken client) leaves spans unreached: show them as roots.
-    for span in sorted((s for s in spans if s["span_id"] not in seen), key=key):
-        span.update(depth=0, orphan=True, child_count=0)
-        ordered.append(span)
-        seen.add(span["span_id"])
+    for span in by_start:
+        if span["span_id"] not in seen:
+            span.update(depth=0, orphan=True, child_count=0)
+            ordered.append(span)
+            seen.add(span["span_id"])
     return ordered

@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
+import orjson
 import psycopg
 from psycopg_pool import PoolTimeout
 
@@ -41,7 +42,7 @@ from collector.storage.read import (
     QueryTooBroad,
     ReadBusy,
     Resource,
-    SkeletonSpan,
+    SkeletonPage,
     SpanDetail,
     SpanSearch,
     StatsRange,
@@ -612,15 +613,16 @@ class PostgresTraceReader:
         ids = list(trace_ids)
         return await self._run(lambda connection: _summaries(connection, _rows(connection, sql, (ids,))))
 
-    async def trace_skeleton(self, trace_id: str) -> tuple[TraceSummary, list[SkeletonSpan]] | None:
+    async def trace_skeleton(self, trace_id: str, offset: int, limit: int) -> SkeletonPage | None:
         summary_sql = f"SELECT {_SUMMARY_COLUMNS} FROM traces t WHERE t.trace_id = %s"
 
-        def work(connection: Connection) -> tuple[TraceSummary, list[SkeletonSpan]] | None:
+        def work(connection: Connection) -> SkeletonPage | None:
             summaries = _summaries(connection, _rows(connection, summary_sql, (trace_id,)))
             if not summaries:
                 return None
             spans = [dict(zip(_SKELETON_FIELDS, row, strict=True)) for row in _rows(connection, _SKELETON, (trace_id,))]
-            return summaries[0], depth_first(spans)  # type: ignore[return-value]
+            page = depth_first(spans)[offset : offset + limit]
+            return SkeletonPage(trace=summaries[0], spans_json=orjson.dumps(page).decode(), total_spans=len(spans))
 
         return await self._run(work)
 

@@ -33,14 +33,13 @@ from collector.storage.read import (
     QueryTooBroad,
     ReadBusy,
     Resource,
-    SkeletonSpan,
+    SkeletonPage,
     SpanDetail,
     SpanSearch,
     StatsRange,
     StoredSpan,
     TraceQuery,
     TraceSummary,
-    depth_first,
 )
 from collector.storage.sqlite.connection import open_connection
 from collector.storage.sqlite.percentiles import SPAN_GROUPS, BucketCache, read_latency
@@ -241,12 +240,82 @@ def trace_list_sql(query: TraceQuery) -> tuple[str, dict[str, Any]]:
 
 # --- spans -----------------------------------------------------------------------------------------
 
-# Named as ``SkeletonSpan``'s fields are (``depth_first`` adds depth, orphan and child_count).
-_SKELETON = f"""SELECT span_id, parent_span_id, name, kind, status_code, status_message, service_name,
-start_time_unix_nano, end_time_unix_nano, duration_ns / 1e6 AS duration_ms, category, operation, provider,
-{MODEL} AS model, input_tokens, output_tokens, total_tokens, cache_read_tokens, reasoning_tokens, cost_usd, ttft_ms,
-agent_name, tool_name, duplicate_of
-FROM spans WHERE trace_id = ?"""
+# A span of the skeleton (``SkeletonSpan``): its fields, as SQLite puts them in a JSON object.
+_SKELETON_FIELDS = {
+    **{
+        name: f"s.{name}"
+        for name in (
+            "span_id",
+            "parent_span_id",
+            "name",
+            "kind",
+            "status_code",
+            "status_message",
+            "service_name",
+            "start_time_unix_nano",
+            "end_time_unix_nano",
+        )
+    },
+    "duration_ms": "s.duration_ns / 1e6",
+    "category": "s.category",
+    "operation": "s.operation",
+    "provider": "s.provider",
+    "model": "coalesce(s.response_model, s.request_model)",
+    **{
+        name: f"s.{name}"
+        for name in (
+            "input_tokens",
+            "output_tokens",
+            "total_tokens",
+            "cache_read_tokens",
+            "reasoning_tokens",
+            "cost_usd",
+            "ttft_ms",
+            "agent_name",
+            "tool_name",
+            "duplicate_of",
+        )
+    },
+}
+
+# One page of a trace's skeleton as one JSON array, built by SQLite (which runs without the GIL) in the order of
+# ``read.depth_first``: a recursive walk that takes the deepest queued span next, children by start time then span
+# id, then the spans on a cycle of parents (never reached from a root) as roots, by start. The walk's rows come out
+# in the order it takes them; ``position`` numbers them so that the page keeps that order.
+SKELETON_PAGE = f"""WITH RECURSIVE
+placed AS MATERIALIZED (
+    SELECT s.span_id, s.parent_span_id, s.start_time_unix_nano,
+           p.span_id IS NOT NULL AND s.parent_span_id != s.span_id AS has_parent
+    FROM spans s LEFT JOIN spans p ON p.trace_id = s.trace_id AND p.span_id = s.parent_span_id
+    WHERE s.trace_id = :trace_id
+),
+walk(span_id, depth, start, orphan) AS (
+    SELECT span_id, 0, start_time_unix_nano, parent_span_id IS NOT NULL FROM placed WHERE NOT has_parent
+    UNION ALL
+    SELECT c.span_id, w.depth + 1, c.start_time_unix_nano, 0
+    FROM walk w JOIN placed c ON c.parent_span_id = w.span_id AND c.has_parent
+    ORDER BY 2 DESC, 3, 1
+),
+ordered(position, span_id, depth, orphan) AS MATERIALIZED (
+    SELECT row_number() OVER (), * FROM (
+        SELECT span_id, depth, orphan FROM walk
+        UNION ALL
+        SELECT * FROM (
+            SELECT span_id, NULL, 1 FROM placed WHERE span_id NOT IN (SELECT span_id FROM walk)
+            ORDER BY start_time_unix_nano, span_id
+        )
+    )
+),
+children(span_id, count) AS (SELECT parent_span_id, count(*) FROM placed WHERE has_parent GROUP BY 1)
+SELECT '[' || coalesce(group_concat(json_object(
+    'depth', coalesce(o.depth, 0), 'orphan', json(iif(o.orphan, 'true', 'false')),
+    'child_count', iif(o.depth IS NULL, 0, coalesce(c.count, 0)),
+    {", ".join(f"'{name}', {column}" for name, column in _SKELETON_FIELDS.items())}
+), ',' ORDER BY o.position), '') || ']'
+FROM (SELECT * FROM ordered ORDER BY position LIMIT :limit OFFSET :offset) o
+JOIN spans s ON s.trace_id = :trace_id AND s.span_id = o.span_id
+LEFT JOIN children c ON c.span_id = o.span_id"""
+
 
 _GENAI_NAMES = tuple(name for name, _ in GENAI_COLUMNS)
 _SPAN_COLUMNS = (
@@ -486,15 +555,17 @@ class SqliteTraceReader:
             lambda connection: _summaries(connection, list(named_rows(connection.execute(sql, (ids,)))))
         )
 
-    async def trace_skeleton(self, trace_id: str) -> tuple[TraceSummary, list[SkeletonSpan]] | None:
+    async def trace_skeleton(self, trace_id: str, offset: int, limit: int) -> SkeletonPage | None:
         summary_sql = f"SELECT {_SUMMARY_COLUMNS} FROM traces t WHERE t.trace_id = ?"
 
-        def work(connection: apsw.Connection) -> tuple[TraceSummary, list[SkeletonSpan]] | None:
+        def work(connection: apsw.Connection) -> SkeletonPage | None:
             summaries = _summaries(connection, list(named_rows(connection.execute(summary_sql, (trace_id,)))))
             if not summaries:
                 return None
-            spans = list(named_rows(connection.execute(_SKELETON, (trace_id,))))
-            return summaries[0], depth_first(spans)  # type: ignore[return-value]
+            summary = summaries[0]
+            params = {"trace_id": trace_id, "offset": offset, "limit": limit}
+            ((spans_json,),) = connection.execute(SKELETON_PAGE, params)
+            return SkeletonPage(trace=summary, spans_json=spans_json, total_spans=summary["span_count"])
 
         return await self._run(work)
 

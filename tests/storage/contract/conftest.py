@@ -7,6 +7,7 @@ that engine for one test (its ``db`` location). A new engine proves itself by ad
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -103,3 +104,12 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
 def run(read: Coroutine[Any, Any, T]) -> T:
     """A reader's answer, from a test outside any event loop."""
     return asyncio.run(read)
+
+
+def skeleton(reader: TraceReader, trace_id: str, offset: int = 0, limit: int = 100_000) -> tuple[Any, Any] | None:
+    """A trace's summary and a page of its skeleton (decoded from the JSON the reader gives), or None."""
+    found = run(reader.trace_skeleton(trace_id, offset, limit))
+    if found is None:
+        return None
+    assert found["total_spans"] == found["trace"]["span_count"]
+    return found["trace"], json.loads(found["spans_json"])

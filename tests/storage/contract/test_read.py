@@ -18,7 +18,7 @@ from collector.storage.read import (
     TraceReader,
 )
 from tests.helpers import trace_request
-from tests.storage.contract.conftest import Backend, run
+from tests.storage.contract.conftest import Backend, run, skeleton
 from tests.storage.contract.dataset import AGENT_COST, BASE, BATCH_COSTS, HOUR, MS, SEARCH_COST, Dataset, write_dataset
 
 BATCH = {f"batch{i}" for i in range(5)}
@@ -125,7 +125,7 @@ def test_the_keyset_cursor_pages_through_every_trace_once_in_order(
 
 
 def test_the_skeleton_is_depth_first_with_depths_and_child_counts(reader: TraceReader, data: Dataset) -> None:
-    found = run(reader.trace_skeleton(data.agent))
+    found = skeleton(reader, data.agent)
     assert found is not None
     summary, spans = found
     assert summary["trace_id"] == data.agent
@@ -149,7 +149,15 @@ def test_the_skeleton_is_depth_first_with_depths_and_child_counts(reader: TraceR
         "lookup",
         "inventory-svc",
     )
-    assert run(reader.trace_skeleton("0" * 32)) is None
+    assert skeleton(reader, "0" * 32) is None
+
+
+def test_the_skeleton_comes_in_pages(reader: TraceReader, data: Dataset) -> None:
+    whole = skeleton(reader, data.agent)
+    assert whole is not None
+    pages = [skeleton(reader, data.agent, offset, 3) for offset in (0, 3)]
+    assert [span["span_id"] for page in pages if page for span in page[1]] == [span["span_id"] for span in whole[1]]
+    assert skeleton(reader, data.agent, 10, 3) == (whole[0], [])
 
 
 def test_the_skeleton_of_a_trace_missing_a_parent_shows_an_orphan(
@@ -158,7 +166,7 @@ def test_the_skeleton_of_a_trace_missing_a_parent_shows_an_orphan(
     trace_id = os.urandom(16)
     spans = [{"span_id": b"\1" * 8, "start": 1}, {"span_id": b"\2" * 8, "parent": b"\x09" * 8, "start": 2}]
     store.store.write([store.records(trace_request(trace_id, spans))])
-    found = run(reader.trace_skeleton(trace_id.hex()))
+    found = skeleton(reader, trace_id.hex())
     assert found is not None
     assert [(s["span_id"], s["depth"], s["orphan"]) for s in found[1]] == [("01" * 8, 0, False), ("02" * 8, 0, True)]
 

@@ -14,7 +14,7 @@ from collector.config import SnapshotSettings
 from collector.maintenance.settle import settle
 from collector.storage.read import BreachQuery
 from tests.helpers import trace_request
-from tests.storage.contract.conftest import Backend, run
+from tests.storage.contract.conftest import Backend, run, skeleton
 
 TRACE = os.urandom(16)
 ROOT, PLAN, LLM_1, LLM_2, TOOL = (os.urandom(8) for _ in range(5))
@@ -293,7 +293,7 @@ def test_a_call_described_by_nested_spans_counts_once_whatever_the_order(
     for delivery in deliveries:
         write(delivery)
     assert write.rollup() == [EXPECTED_WRAPPED]
-    found = run(write.backend.reader().trace_skeleton(TRACE.hex()))
+    found = skeleton(write.backend.reader(), TRACE.hex())
     assert found is not None
     marks = {span["span_id"]: span["duplicate_of"] for span in found[1] if span["category"] == "llm"}
     # The SDK's span is the innermost with usage: it counts, the wrapper names it.
