@@ -32,16 +32,16 @@ STATUS_CODES = {"unset": 0, "ok": 1, "error": 2}
 # --- legacy Jaeger JSON (internal/uimodel) ---------------------------------------------------------
 
 
+_TAG_TYPES = {bool: "bool", int: "int64", float: "float64", str: "string"}
+_encode = json.JSONEncoder(ensure_ascii=False).encode  # built once: json.dumps with options builds one per call
+
+
 def jaeger_tag(key: str, value: Any) -> dict[str, Any]:
-    if isinstance(value, bool):
-        return {"key": key, "type": "bool", "value": value}
-    if isinstance(value, int):
-        return {"key": key, "type": "int64", "value": value}
-    if isinstance(value, float):
-        return {"key": key, "type": "float64", "value": value}
-    if isinstance(value, str):
-        return {"key": key, "type": "string", "value": value}
-    return {"key": key, "type": "string", "value": json.dumps(value, ensure_ascii=False)}
+    """A typed Jaeger tag; a list or map (stored attributes are parsed JSON) becomes its JSON text."""
+    kind = _TAG_TYPES.get(type(value))
+    if kind is None:
+        return {"key": key, "type": "string", "value": _encode(value)}
+    return {"key": key, "type": kind, "value": value}
 
 
 def _tags(attributes: dict[str, Any]) -> list[dict[str, Any]]:
