@@ -127,10 +127,10 @@ FROM (SELECT DISTINCT key FROM ({observations})) o
 WHERE NOT EXISTS (SELECT 1 FROM latency_series WHERE latency_series.key = o.key)"""
 
 # ``bins`` gains ``excluded.bins`` bin by bin; a bin whose count falls to 0 is removed (a JSON merge patch removes
-# the keys it sets to null). ``sign`` is 1 or -1. Every row changed gets the clock's tick (see ``_TICK``).
+# the keys it sets to null). ``sign`` is 1 or -1. Every row changed gets the clock's next tick (see ``_TICK``).
 _CHANGE_HISTOGRAMS = """INSERT INTO latency_histograms (resolution_s, start_unix_nano, series_id, count, bins, changed)
 SELECT resolution_ns / 1000000000, period, series_id, sum(n), jsonb_group_object(CAST(bin AS TEXT), n),
-       (SELECT tick FROM latency_clock) FROM (
+       (SELECT tick + 1 FROM latency_clock) FROM (
     SELECT r.value AS resolution_ns, o.time / r.value * r.value AS period, s.id AS series_id, o.bin, {sign} * count(*) AS n
     FROM ({observations}) o JOIN latency_series s ON s.key = o.key, json_each('{resolutions}') r
     GROUP BY 1, 2, 3, 4
@@ -145,8 +145,9 @@ _DROP_EMPTY = """DELETE FROM latency_histograms WHERE count = 0
 AND (resolution_s, start_unix_nano, series_id) IN (SELECT value ->> 0, value ->> 1, value ->> 2 FROM json_each(?))"""
 
 
-# Each change takes a new tick, larger than any before, whatever the wall clock does: a reader that keeps what it
-# computed from some histograms knows them unchanged while their number and their largest tick are.
+# The rows a change touches get the clock's next tick, and the clock moves to it: larger than any before, whatever
+# the wall clock does. A reader that keeps what it computed from some histograms knows them unchanged while their
+# number and their largest tick are. (Moved only after a change: a batch that changes none writes no clock page.)
 _TICK = "UPDATE latency_clock SET tick = tick + 1"
 
 
@@ -184,15 +185,17 @@ def traces_by_id(trace_ids: str) -> Rows:
 
 
 def _add(connection: apsw.Connection, observations: str, params: dict[str, Any]) -> None:
-    connection.execute(_TICK)
     connection.execute(_ADD_SERIES.format(observations=observations), params)
     connection.execute(_change_sql(observations, 1), params)
+    if connection.changes():
+        connection.execute(_TICK)
 
 
 def _remove(connection: apsw.Connection, observations: str, params: dict[str, Any]) -> None:
-    connection.execute(_TICK)
     returning = " RETURNING resolution_s, start_unix_nano, series_id, count"
-    changed = connection.execute(_change_sql(observations, -1) + returning, params)
+    changed = connection.execute(_change_sql(observations, -1) + returning, params).fetchall()
+    if changed:
+        connection.execute(_TICK)
     empty = [row[:3] for row in changed if not row[3]]
     if empty:
         connection.execute(_DROP_EMPTY, (json.dumps(empty),))
