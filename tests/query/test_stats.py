@@ -154,6 +154,44 @@ def test_histogram_percentiles_are_within_the_error_of_the_exact_ones_whatever_t
     assert rows and answered(stats) == _approx(expected)
 
 
+@pytest.mark.parametrize(
+    ("group_by", "filters", "sql"),
+    [
+        (
+            "agent",
+            {"model": "gpt-4o"},
+            "SELECT a.value, start_time_unix_nano, duration_ns / 1e6 FROM traces, json_each(agents) a "
+            "WHERE EXISTS (SELECT 1 FROM json_each(models) WHERE value = 'gpt-4o')",
+        ),
+        (
+            "none",
+            {"model": "gpt-4o-mini", "service": "batch-svc"},
+            "SELECT NULL, start_time_unix_nano, duration_ns / 1e6 FROM traces WHERE service_name = 'batch-svc' "
+            "AND EXISTS (SELECT 1 FROM json_each(models) WHERE value = 'gpt-4o-mini')",
+        ),
+        (
+            "model",
+            {"service": "checkout-bot"},
+            "SELECT m.value, start_time_unix_nano, duration_ns / 1e6 FROM traces, json_each(models) m "
+            "WHERE service_name = 'checkout-bot'",
+        ),
+    ],
+)
+def test_trace_percentiles_with_filters_count_each_trace_once(
+    seeded: Seeded, group_by: str, filters: dict[str, str], sql: str
+) -> None:
+    """A trace with several models and agents is kept in a series per model and agent and one for any; a filter and
+    a grouping read the series that hold each trace once, on every kind of source."""
+    collector, data = seeded
+    hour = data.base_ns // HOUR_NS * HOUR_NS
+    start, end = hour - HOUR_NS - 61_500 * MS, hour + 2 * HOUR_NS + 7_250 * MS
+    stats = get(
+        collector, "/api/v1/stats/latency", of="trace", group_by=group_by, start=start, end=end, bucket="1h", **filters
+    )
+    expected = expected_percentiles([row for row in collector.query(sql) if start <= row[1] < end], HOUR_NS)
+    assert expected and answered(stats) == _approx(expected)
+
+
 def test_latency_of_the_batch_is_what_was_sent(seeded: Seeded) -> None:
     """40 traces of 5, 10 ... 200 ms: nearest-rank p50 is the 20th (100 ms), p95 the 38th, p99 the 40th."""
     collector, data = seeded
