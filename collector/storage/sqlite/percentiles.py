@@ -122,35 +122,52 @@ Stamp = tuple[int, int] | None
 
 
 class BucketCache:
-    """The points of buckets read whole from histograms, by query and bucket, with their stamp. Shared by the
-    reader's threads; bounded (emptied when full: the next queries fill it again)."""
+    """What was read from histograms, by query and part of a bucket, with the stamp of the rows it came from:
+    the points of a bucket read whole, the merged bins by group of a part (the other part of that bucket comes
+    from elsewhere). Shared by the reader's threads; what it holds is never changed; bounded (emptied when full:
+    the next queries fill it again)."""
 
     def __init__(self, limit: int = 20_000) -> None:
         self._limit = limit
-        self._entries: dict[tuple[Any, ...], tuple[Stamp, dict[Any, Point]]] = {}
+        self._entries: dict[tuple[Any, ...], tuple[Stamp, dict[Any, Any]]] = {}
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
         return len(self._entries)
 
-    def get(self, key: tuple[Any, ...], stamp: Stamp) -> dict[Any, Point] | None:
+    def get(self, key: tuple[Any, ...], stamp: Stamp) -> dict[Any, Any] | None:
         found = self._entries.get(key)
         return found[1] if found is not None and found[0] == stamp else None
 
-    def put(self, key: tuple[Any, ...], stamp: Stamp, points: dict[Any, Point]) -> None:
+    def put(self, key: tuple[Any, ...], stamp: Stamp, kept: dict[Any, Any]) -> None:
         with self._lock:
             if len(self._entries) >= self._limit:
                 self._entries.clear()
-            self._entries[key] = (stamp, points)
+            self._entries[key] = (stamp, kept)
 
 
-def _merge(bins: dict[tuple[int, Any], dict[str, int]], bucket: int, group: Any, document: str) -> None:
-    """Add a histogram's bins (kept as their JSON text keys: converting 50,000 of them would cost more)."""
+Bins = dict[tuple[int, Any], dict[str, int]]  # (bucket, group) -> bin (as its JSON text) -> count
+
+
+def _read(connection: apsw.Connection, sql: str, params: dict[str, Any], bins: Bins) -> None:
+    """Add the histograms ``sql`` finds (their bins keep their JSON text keys: converting 50,000 of them would
+    cost more than the merge)."""
+    for bucket, group, document in connection.execute(sql, params):
+        merged = bins.get((bucket, group))
+        if merged is None:
+            bins[bucket, group] = orjson.loads(document)
+            continue
+        for key, count in orjson.loads(document).items():
+            merged[key] = merged.get(key, 0) + count
+
+
+def _add(bins: Bins, bucket: int, group: Any, counts: dict[str, int]) -> None:
+    """Add bins that are kept (and so never changed)."""
     merged = bins.get((bucket, group))
     if merged is None:
-        bins[bucket, group] = orjson.loads(document)
+        bins[bucket, group] = dict(counts)
         return
-    for key, count in orjson.loads(document).items():
+    for key, count in counts.items():
         merged[key] = merged.get(key, 0) + count
 
 
@@ -176,48 +193,54 @@ def read_latency(
     bucket_ns = stats.bucket_ns
     params: dict[str, Any] = {"of": of, "service": stats.service, "model": stats.model, "bucket_ns": bucket_ns}
     query = (of, group_by, stats.service, stats.model, bucket_ns)
-    bins: dict[tuple[int, Any], dict[str, int]] = {}
+    bins: Bins = {}
     points: dict[int, dict[Any, Point]] = {}  # bucket -> group -> point
-    to_keep: dict[tuple[Any, ...], Stamp] = {}  # buckets read whole from histograms now
+    whole_to_keep: dict[tuple[Any, ...], Stamp] = {}  # buckets read whole from histograms now
     for piece in pieces(stats.start_ns, stats.end_ns, bucket_ns):
+        params.update(from_ns=piece.start_ns, to_ns=piece.end_ns)
         if piece.resolution_ns is None:
-            params.update(from_ns=piece.start_ns, to_ns=piece.end_ns)
             for bucket, group, key, count in connection.execute(rows_sql(of, group_by, stats), params):
                 merged = bins.setdefault((bucket, group), {})
                 merged[key] = merged.get(key, 0) + count
             continue
         params["resolution_s"] = piece.resolution_ns // 10**9
-        reads = [(piece.start_ns, piece.end_ns)]
-        if cache is not None:
-            params.update(from_ns=piece.start_ns, to_ns=piece.end_ns)
-            stamps = {bucket: (rows, changed) for bucket, rows, changed in connection.execute(_STAMPS, params)}
-            reads = []
-            for start, end, whole in _buckets(piece, bucket_ns):
-                if whole:
-                    key = (*query, piece.resolution_ns, start)
-                    kept = cache.get(key, stamps.get(start))
-                    if kept is not None:
-                        points[start] = kept
-                        continue
-                    to_keep[key] = stamps.get(start)
+        sql = histogram_sql(of, group_by, stats)
+        if cache is None:
+            _read(connection, sql, params, bins)
+            continue
+        stamps = {bucket: (rows, changed) for bucket, rows, changed in connection.execute(_STAMPS, params)}
+        reads: list[tuple[int, int]] = []  # whole buckets to read, as ranges
+        for start, end, whole in _buckets(piece, bucket_ns):
+            bucket = start // bucket_ns * bucket_ns
+            key = (*query, piece.resolution_ns, start, end)
+            kept = cache.get(key, stamps.get(bucket))
+            if whole and kept is not None:
+                points[bucket] = kept
+            elif whole:
+                whole_to_keep[key] = stamps.get(bucket)
                 if reads and reads[-1][1] == start:
                     reads[-1] = (reads[-1][0], end)
                 else:
                     reads.append((start, end))
-        sql = histogram_sql(of, group_by, stats)
+            else:  # a part of a bucket whose rest comes from another piece: keep its bins
+                if kept is None:
+                    part: Bins = {}
+                    _read(connection, sql, {**params, "from_ns": start, "to_ns": end}, part)
+                    kept = {group: counts for (_, group), counts in part.items()}
+                    cache.put(key, stamps.get(bucket), kept)
+                for group, counts in kept.items():
+                    _add(bins, bucket, group, counts)
         for start, end in reads:
-            params.update(from_ns=start, to_ns=end)
-            for bucket, group, document in connection.execute(sql, params):
-                _merge(bins, bucket, group, document)
+            _read(connection, sql, {**params, "from_ns": start, "to_ns": end}, bins)
     for (bucket, group), merged in bins.items():
         count, values = latency.nearest_rank(merged, PERCENTILES)
         if count:
             p50, p95, p99 = values
             point = {"time_unix_nano": bucket, "count": count, "p50_ms": p50, "p95_ms": p95, "p99_ms": p99}
             points.setdefault(bucket, {})[group] = point
-    if cache is not None:
-        for key, stamp in to_keep.items():
-            cache.put(key, stamp, points.get(key[-1], {}))
+    for key, stamp in whole_to_keep.items():
+        assert cache is not None
+        cache.put(key, stamp, points.get(key[-2], {}))
     series: dict[Any, list[Point]] = {}
     ordered = sorted(
         ((group, bucket, point) for bucket, by_group in points.items() for group, point in by_group.items()),

@@ -173,7 +173,7 @@ def test_kept_buckets_are_served_only_while_their_histograms_are_unchanged(tmp_p
     writer = SpanWriter(tmp_path / "kept.db", retention=RetentionSettings(max_age="1h"))
     transform = Transform(Settings())
     now = time.time_ns() // HOUR_NS * HOUR_NS
-    day = StatsRange(now - 24 * HOUR_NS, now + 7 * 10**9, HOUR_NS)
+    day = StatsRange(now - 24 * HOUR_NS - 17 * MINUTE_NS - 3 * 10**9, now + 7 * 10**9, HOUR_NS)
     cache = BucketCache()
 
     def write(trace_id: bytes, hours_ago: float, spans: list[dict[str, Any]]) -> None:
@@ -188,11 +188,14 @@ def test_kept_buckets_are_served_only_while_their_histograms_are_unchanged(tmp_p
                 assert kept == read_latency(writer.connection, day, of, group_by), (of, group_by)
             return read_latency(writer.connection, day, "span", "none", cache)
 
-    traces = [os.urandom(16) for _ in range(4)]
+    traces = [os.urandom(16) for _ in range(5)]
+    write(traces[4], 24.2, AGENT_TRACE)  # in the partial bucket at the start of the range
     write(traces[0], 5.5, AGENT_TRACE)
     write(traces[1], 2.5, WRAPPED)
     first = assert_fresh()
-    assert len(cache) == 3 * 24  # every whole hour of the day, for each of the three queries
+    # for each of the three queries: every whole hour of the day, and the 17 minutes before it (the rest of that
+    # hour's bucket is read from the spans)
+    assert len(cache) == 3 * 25
     assert assert_fresh() == first  # the same, now from what was kept
     write(traces[2], 5.2, AGENT_TRACE[:2])  # late, in an hour already kept
     assert assert_fresh() != first
@@ -201,6 +204,8 @@ def test_kept_buckets_are_served_only_while_their_histograms_are_unchanged(tmp_p
     write(traces[1], 2.5, [{"span_id": os.urandom(8), "start": 10**9, "end": 20 * 10**9}])  # unsettles
     assert_fresh()
     ((last,),) = writer.connection.execute("SELECT max(last_span_at_unix_nano) FROM traces")
+    write(traces[4], 24.25, AGENT_TRACE[2:3])  # late, in the kept part of the first bucket
+    assert_fresh()
     writer.retention.step(last + 2 * HOUR_NS)
     assert assert_fresh() == []
     writer.close()
