@@ -251,6 +251,16 @@ RECEIVE_TIME_COLUMNS = {
     "evaluations": {"id", "received_at_unix_nano"},
     "metric_snapshots": {"id", "computed_at"},
     "resources": {"id"},  # numbered in arrival order; the hash says what a resource is
+    "latency_series": {"id"},  # numbered in arrival order too; the key says what a series is
+    "latency_histograms": {"changed"},  # a tick per change: how many depends on how spans were batched
+    "latency_clock": {"tick"},
+}
+# Columns that point at a row numbered in arrival order, and what they are compared by instead; JSONB objects by
+# their content (their keys are in the order the values came).
+COMPARED_BY = {
+    "resource_id": "(SELECT hash FROM resources WHERE resources.id = resource_id)",
+    "series_id": "(SELECT key FROM latency_series WHERE latency_series.id = series_id)",
+    "bins": "(SELECT json_group_object(key, value) FROM (SELECT key, value FROM json_each(bins) ORDER BY key))",
 }
 
 
@@ -263,11 +273,9 @@ def table_rows(db: Path) -> dict[str, list[tuple[Any, ...]]]:
         for table in tables:
             skipped = RECEIVE_TIME_COLUMNS.get(table, set())
             columns = [column[1] for column in connection.execute(f"PRAGMA table_info({table})")]
-            kept = ", ".join(
-                "(SELECT hash FROM resources WHERE resources.id = resource_id)" if column == "resource_id" else column
-                for column in columns
-                if column not in skipped
-            )
+            kept = ", ".join(COMPARED_BY.get(column, column) for column in columns if column not in skipped)
+            if not kept:  # latency_clock: nothing to compare
+                continue
             rows[table] = sorted(connection.execute(f"SELECT {kept} FROM {table}"), key=repr)
         return rows
     finally:
