@@ -11,7 +11,7 @@ if TYPE_CHECKING:
 Attributes = dict[str, Any]
 
 # The GenAI categories of a model call: priced, summed into the token and cost rollups, counted by the GenAI
-# metrics and the live feed. A tuple, so that SQL built from it (``storage.sqlite.schema.MODEL_CALL``) reads
+# metrics and the live feed. A tuple, so that SQL built from it (``storage.sqlite.conditions.MODEL_CALL``) reads
 # the same in every process: the partial index ``spans_genai_calls`` serves only a condition written as it is.
 CALL_CATEGORIES: tuple[str, ...] = ("llm", "embedding")
 

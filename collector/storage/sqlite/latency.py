@@ -25,6 +25,8 @@ from typing import Any, NamedTuple
 
 import apsw
 
+from collector.storage.sqlite.conditions import genai_calls
+
 # The mapping is stored: changing any of these needs a migration that rebuilds ``latency_histograms``.
 RELATIVE_ERROR = 0.01
 GAMMA = (1 + RELATIVE_ERROR) / (1 - RELATIVE_ERROR)
@@ -75,7 +77,7 @@ def nearest_rank(bins: Mapping[Any, int], percentiles: Sequence[int]) -> tuple[i
 # --- what is measured, and which rows count ---------------------------------------------------------
 # Of a spans row ``{r}``: (value in milliseconds, condition). LLM calls and time to first chunk count each model
 # call once; the conditions are written so that the partial index spans_genai_calls serves them.
-_MODEL_CALL = "{r}.category IN ('llm', 'embedding') AND {r}.duplicate_of IS NULL"
+_MODEL_CALL = genai_calls("{r}.")
 SPAN_MEASURES: dict[str, tuple[str, str]] = {
     "span": ("{r}.duration_ns / 1e6", "true"),
     "llm": ("{r}.duration_ns / 1e6", _MODEL_CALL + " AND {r}.category = 'llm'"),

@@ -41,9 +41,10 @@ from collector.storage.read import (
     TraceQuery,
     TraceSummary,
 )
+from collector.storage.sqlite.conditions import GENAI_CALLS, genai_calls
 from collector.storage.sqlite.connection import open_connection
 from collector.storage.sqlite.percentiles import SPAN_GROUPS, BucketCache, read_latency
-from collector.storage.sqlite.schema import GENAI_CALLS, GENAI_COLUMNS, genai_calls
+from collector.storage.sqlite.schema import GENAI_COLUMNS
 
 T = TypeVar("T")
 
