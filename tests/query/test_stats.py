@@ -160,20 +160,26 @@ def test_histogram_percentiles_are_within_the_error_of_the_exact_ones_whatever_t
         (
             "agent",
             {"model": "gpt-4o"},
-            "SELECT a.value, start_time_unix_nano, duration_ns / 1e6 FROM traces, json_each(agents) a "
-            "WHERE EXISTS (SELECT 1 FROM json_each(models) WHERE value = 'gpt-4o')",
+            (
+                "SELECT a.value, start_time_unix_nano, duration_ns / 1e6 FROM traces, json_each(agents) a "
+                "WHERE EXISTS (SELECT 1 FROM json_each(models) WHERE value = 'gpt-4o')"
+            ),
         ),
         (
             "none",
             {"model": "gpt-4o-mini", "service": "batch-svc"},
-            "SELECT NULL, start_time_unix_nano, duration_ns / 1e6 FROM traces WHERE service_name = 'batch-svc' "
-            "AND EXISTS (SELECT 1 FROM json_each(models) WHERE value = 'gpt-4o-mini')",
+            (
+                "SELECT NULL, start_time_unix_nano, duration_ns / 1e6 FROM traces WHERE service_name = 'batch-svc' "
+                "AND EXISTS (SELECT 1 FROM json_each(models) WHERE value = 'gpt-4o-mini')"
+            ),
         ),
         (
             "model",
             {"service": "checkout-bot"},
-            "SELECT m.value, start_time_unix_nano, duration_ns / 1e6 FROM traces, json_each(models) m "
-            "WHERE service_name = 'checkout-bot'",
+            (
+                "SELECT m.value, start_time_unix_nano, duration_ns / 1e6 FROM traces, json_each(models) m "
+                "WHERE service_name = 'checkout-bot'"
+            ),
         ),
     ],
 )

@@ -11,9 +11,10 @@ stored, in the transactions that change what is stored:
 - retention takes out the spans and traces it deletes.
 
 The bins are DDSketch's logarithmic mapping (Masson, Rim and Lee, VLDB 2019): bin ``i`` holds the values in
-``(γ^(i-1), γ^i]`` milliseconds with ``γ = (1 + α) / (1 - α)`` and reports ``2γ^i / (γ + 1)``, within
-``α = 1%`` of every value it holds. A percentile is the nearest rank (rank ``ceil(p × n)``) of the merged
-bins: the bin is the one the exact nearest-rank value is in, so the answer is within 1% of that value.
+``(gamma^(i-1), gamma^i]`` milliseconds with ``gamma = (1 + alpha) / (1 - alpha)`` and reports
+``2 gamma^i / (gamma + 1)``, within ``alpha = 1%`` of every value it holds. A percentile is the nearest rank
+(rank ``ceil(p × n)``) of the merged bins: the bin is the one the exact nearest-rank value is in, so the answer
+is within 1% of that value.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from collector.storage.sqlite.conditions import genai_calls
 RELATIVE_ERROR = 0.01
 GAMMA = (1 + RELATIVE_ERROR) / (1 - RELATIVE_ERROR)
 _BINS_PER_E = 1 / math.log(GAMMA)
-MIN_BIN = -1000  # values of at most γ^-1000 ms (2.4e-9 ms) share the lowest bin
+MIN_BIN = -1000  # values of at most GAMMA^-1000 ms (2.4e-9 ms) share the lowest bin
 ZERO_BIN = -2000
 NEGATIVE_BIN = -5000  # a negative value v is in bin NEGATIVE_BIN - bin(-v): below zero, and lower for larger |v|
 RESOLUTIONS_NS = (60 * 10**9, 3600 * 10**9)  # a minute, an hour
@@ -99,8 +100,9 @@ def _key(of: str, service: str, model: str, operation: str, agent: str, with_mod
 
 def _span_observations(where: str) -> str:
     """(series key, bin, time) of what the spans ``s`` matching ``where`` add."""
+    model = "coalesce(s.response_model, s.request_model)"
     return " UNION ALL ".join(
-        f"SELECT {_key(repr(of), 's.service_name', 'coalesce(s.response_model, s.request_model)', 's.operation', 's.agent_name')}"
+        f"SELECT {_key(repr(of), 's.service_name', model, 's.operation', 's.agent_name')}"
         f" AS key, {bin_sql(value.format(r='s'))} AS bin, s.start_time_unix_nano AS time "
         f"FROM spans s WHERE ({where}) AND {condition.format(r='s')}"
         for of, (value, condition) in SPAN_MEASURES.items()
@@ -133,7 +135,8 @@ WHERE NOT EXISTS (SELECT 1 FROM latency_series WHERE latency_series.key = o.key)
 _CHANGE_HISTOGRAMS = """INSERT INTO latency_histograms (resolution_s, start_unix_nano, series_id, count, bins, changed)
 SELECT resolution_ns / 1000000000, period, series_id, sum(n), jsonb_group_object(CAST(bin AS TEXT), n),
        (SELECT tick + 1 FROM latency_clock) FROM (
-    SELECT r.value AS resolution_ns, o.time / r.value * r.value AS period, s.id AS series_id, o.bin, {sign} * count(*) AS n
+    SELECT r.value AS resolution_ns, o.time / r.value * r.value AS period, s.id AS series_id, o.bin,
+           {sign} * count(*) AS n
     FROM ({observations}) o JOIN latency_series s ON s.key = o.key, json_each('{resolutions}') r
     GROUP BY 1, 2, 3, 4
 ) WHERE true GROUP BY 1, 2, 3

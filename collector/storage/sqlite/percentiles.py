@@ -19,7 +19,7 @@ from typing import Any, NamedTuple
 import apsw
 import orjson
 
-from collector.storage.read import LatencyGroup, LatencyOf, StatsRange
+from collector.storage.read import LatencyGroup, LatencyOf, LatencyPoint, LatencySeries, StatsRange
 from collector.storage.sqlite import latency
 
 SPAN_GROUPS = {
@@ -117,7 +117,7 @@ WHERE {time} >= :from_ns AND {time} < :to_ns AND {" AND ".join(where)} GROUP BY 
 _STAMPS = """SELECT start_unix_nano / :bucket_ns * :bucket_ns, count(*), max(changed) FROM latency_histograms
 WHERE resolution_s = :resolution_s AND start_unix_nano >= :from_ns AND start_unix_nano < :to_ns GROUP BY 1"""
 
-Point = dict[str, Any]
+Point = LatencyPoint
 Stamp = tuple[int, int] | None
 
 
@@ -188,7 +188,7 @@ def read_latency(
     of: LatencyOf,
     group_by: LatencyGroup,
     cache: BucketCache | None = None,
-) -> list[dict[str, Any]]:
+) -> list[LatencySeries]:
     """p50/p95/p99 and count per (bucket, group), series by group (NULL first) and points by time."""
     bucket_ns = stats.bucket_ns
     params: dict[str, Any] = {"of": of, "service": stats.service, "model": stats.model, "bucket_ns": bucket_ns}
@@ -236,7 +236,7 @@ def read_latency(
         count, values = latency.nearest_rank(merged, PERCENTILES)
         if count:
             p50, p95, p99 = values
-            point = {"time_unix_nano": bucket, "count": count, "p50_ms": p50, "p95_ms": p95, "p99_ms": p99}
+            point = Point(time_unix_nano=bucket, count=count, p50_ms=p50, p95_ms=p95, p99_ms=p99)
             points.setdefault(bucket, {})[group] = point
     for key, stamp in whole_to_keep.items():
         assert cache is not None
@@ -248,4 +248,4 @@ def read_latency(
     )
     for group, _, point in ordered:
         series.setdefault(group, []).append(point)
-    return [{"group": group, "points": found} for group, found in series.items()]
+    return [LatencySeries(group=group, points=found) for group, found in series.items()]

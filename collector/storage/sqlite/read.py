@@ -636,9 +636,7 @@ class SqliteTraceReader:
     # -- stats --
 
     async def latency(self, stats: StatsRange, of: LatencyOf, group_by: LatencyGroup) -> list[LatencySeries]:
-        return await self._run(
-            lambda connection: read_latency(connection, stats, of, group_by, self._percentiles)  # type: ignore[arg-type]
-        )
+        return await self._run(lambda connection: read_latency(connection, stats, of, group_by, self._percentiles))
 
     async def cost(self, stats: StatsRange, group_by: CostGroup) -> list[dict[str, Any]]:
         sql, params = cost_sql(stats, group_by)
