@@ -20,7 +20,6 @@ from collector.maintenance.settle import settle
 from collector.storage.postgres.read import PostgresTraceReader
 from collector.storage.postgres.writer import PostgresSpanWriter
 from collector.storage.read import (
-    PERCENTILE_ERROR,
     BreachQuery,
     EvaluationQuery,
     QueryTooBroad,
@@ -31,6 +30,7 @@ from collector.storage.read import (
 )
 from collector.storage.sqlite.read import SqliteTraceReader
 from collector.storage.sqlite.writer import SpanWriter
+from tests.postgres import within_error
 from tests.storage.postgres.batches import MODELS, SERVICES, batches
 from tests.storage.postgres.test_writer import SETTINGS as SETTLE_AT_ONCE
 
@@ -185,24 +185,6 @@ STATS = StatsRange(start_ns=BASE - HOUR, end_ns=BASE + 3 * HOUR, bucket_ns=HOUR 
 def test_latency(readers: tuple[TraceReader, TraceReader], of: Any, group_by: Any) -> None:
     on_sqlite, on_postgres = both(readers, "latency", STATS, of, group_by)
     assert on_sqlite and on_postgres == within_error(on_sqlite)
-
-
-def within_error(series: list[Any]) -> list[Any]:
-    """SQLite's latency series as PostgreSQL's exact percentiles match them: the same groups, buckets and counts,
-    percentiles within the protocol's ``PERCENTILE_ERROR`` (SQLite reads them from histograms)."""
-    return [
-        {
-            **entry,
-            "points": [
-                {
-                    key: pytest.approx(value, rel=PERCENTILE_ERROR) if key.endswith("_ms") else value
-                    for key, value in point.items()
-                }
-                for point in entry["points"]
-            ],
-        }
-        for entry in series
-    ]
 
 
 @pytest.mark.parametrize("group_by", ["none", "model", "provider", "service", "user", "agent"])
