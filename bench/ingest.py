@@ -26,7 +26,7 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -39,7 +39,7 @@ if str(Path(__file__).resolve().parent.parent) not in sys.path:  # run by its pa
 from bench import storage
 from bench.daemon import Daemon, count_spans, secure_collector_config
 from bench.drivers import PROTOCOLS
-from bench.measure import measure
+from bench.measure import measure, reference_rate
 from bench.prefill import prefill
 from bench.report import Run, machine, percentiles_ms, table
 from bench.traces import Template, build_templates
@@ -61,6 +61,7 @@ class Session:
         self.deleted_spans = 0  # by retention, during the session: stored + deleted = acknowledged
         self.runs: list[Run] = []
         self.exit_code: int | None = None
+        self.reference_bodies: Callable[[], list[bytes]] | None = None  # the protobuf requests of the yardstick
         if db is not None:
             if db.exists():
                 self.stored_before = count_spans(db)
@@ -82,11 +83,20 @@ class Session:
         )
 
     def measure(self, protocol: str, phase: str, templates: list[Template], **options: Any) -> Run:
+        reference = None
+        if self.reference_bodies is not None and self.args.reference_seconds > 0:
+            reference = reference_rate(self.reference_bodies(), self.args.reference_seconds)
         run = measure(protocol, phase, templates, self.target(protocol), self.pid, self.args, **options)
+        ratio = ""
+        if reference:
+            run.reference_spans_per_s = reference["spans_per_s"]
+            run.reference_core_share = reference["core_share"]
+            run.ratio_to_reference = round(run.spans_per_s / reference["spans_per_s"], 3)
+            ratio = f"  reference {reference['spans_per_s']:,.0f} spans/s: ratio {run.ratio_to_reference:.3f}"
         self.runs.append(run)
         print(
             f"  {protocol:<13} {phase:<12} {run.spans_per_s:>10,.0f} spans/s  p99 {run.latency_ms['p99']} ms"
-            f"  refused {run.refused}  errors {run.errors}",
+            f"  refused {run.refused}  errors {run.errors}{ratio}",
             file=sys.stderr,
         )
         return run
@@ -203,11 +213,17 @@ class Bench:
             )
         return self._templates[protocol]
 
+    def reference_bodies(self) -> list[bytes]:
+        """The requests the reference loop parses: the protobuf encoding of the load's requests (the same
+        bytes the HTTP protobuf and gRPC clients send; for OTLP/JSON, the same traces in protobuf)."""
+        return [template.body for template in self.templates("http-protobuf")]
+
     @contextlib.contextmanager
     def session(self, db: Path | None, extra_args: Sequence[str] = ()) -> Iterator[Session]:
         if self.args.external:
             db = None
         session = Session(self.args, db, extra_args)
+        session.reference_bodies = self.reference_bodies
         try:
             yield session
         except BaseException:
@@ -405,6 +421,12 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         default=1,
         help="client processes sharing the clients (default 1: the client costs about 1/20 of the collector)",
     )
+    parser.add_argument(
+        "--reference-seconds",
+        type=float,
+        default=3.0,
+        help="seconds of the naive single-core reference loop run before each measured window (default 3; 0: none)",
+    )
     parser.add_argument("--templates", type=int, default=32, help="distinct pre-encoded requests (default 32)")
     parser.add_argument(
         "--rate",
@@ -492,6 +514,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         args.mode = "max"
         args.protocols = args.protocols or list(PROTOCOLS)
         args.duration, args.warmup, args.clients, args.spans_per_request, args.templates = 1.5, 0.3, 2, 20, 4
+        args.reference_seconds = 0.3
     args.protocols = list(dict.fromkeys(args.protocols or PROTOCOLS))
     if args.external:
         if args.mode in ("large-db", "retention", "resource"):
@@ -534,6 +557,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "spans_per_request": args.spans_per_request,
             "processes": args.processes,
             "templates": args.templates,
+            "reference_seconds": args.reference_seconds,
             "overload_clients": args.overload_clients if args.mode == "overload" else None,
             "target": (
                 {"endpoint": args.endpoint, "grpc_target": args.grpc_target}

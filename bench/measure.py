@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import random
 import threading
 import time
@@ -11,10 +12,52 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
 from bench.daemon import CLOCK_TICKS, RssSampler, host_cpu_ticks, proc_cpu_seconds, proc_memory_kib
 from bench.drivers import OK, PARTIAL, REFUSED, REFUSED_NO_HINT, TIMEOUT, Load, LoadPlan
 from bench.report import Run, percentiles_ms
 from bench.traces import Template
+
+
+def _reference_value(value: Any) -> Any:
+    """An ``AnyValue`` as plain Python, the naive way: which field is set, then read it."""
+    kind = value.WhichOneof("value")
+    if kind == "array_value":
+        return [_reference_value(item) for item in value.array_value.values]
+    if kind == "kvlist_value":
+        return {item.key: _reference_value(item.value) for item in value.kvlist_value.values}
+    if kind == "bytes_value":
+        return value.bytes_value.hex()
+    return getattr(value, kind) if kind else None
+
+
+def reference_rate(bodies: list[bytes], seconds: float) -> dict[str, float]:
+    """The yardstick of issue 18, measured in the same run as the collector: a naive single-core Python loop
+    that parses each pre-encoded OTLP protobuf request, walks every span's attributes into a dict and encodes
+    the span with ``json.dumps``. Spans per second of wall-clock time (what the machine gives one core now),
+    and the loop's share of a core (below 1 when other processes took the core from it)."""
+    spans = 0
+    started, cpu_started = time.perf_counter(), time.process_time()
+    deadline = started + seconds
+    while time.perf_counter() < deadline:
+        for body in bodies:
+            request = ExportTraceServiceRequest.FromString(body)
+            for resource_spans in request.resource_spans:
+                for scope_spans in resource_spans.scope_spans:
+                    for span in scope_spans.spans:
+                        document = {
+                            "trace_id": span.trace_id.hex(),
+                            "span_id": span.span_id.hex(),
+                            "name": span.name,
+                            "start_time_unix_nano": span.start_time_unix_nano,
+                            "end_time_unix_nano": span.end_time_unix_nano,
+                            "attributes": {item.key: _reference_value(item.value) for item in span.attributes},
+                        }
+                        json.dumps(document)
+                        spans += 1
+    elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu_started
+    return {"spans_per_s": round(spans / elapsed, 1), "core_share": round(cpu / elapsed, 3)}
 
 
 def measure(

@@ -66,6 +66,11 @@ class Run:
     storage: dict[str, Any] | None = None  # the database after the session: bytes per span (bench/storage.py)
     stored_spans: int | None = None
     stored_check: str = "not checked"
+    # Issue 18's yardstick, measured just before the window (bench/measure.py ``reference_rate``): a naive
+    # single-core Python loop's spans/s on the same requests, its share of a core, and spans_per_s over it.
+    reference_spans_per_s: float | None = None
+    reference_core_share: float | None = None
+    ratio_to_reference: float | None = None
 
 
 def machine() -> dict[str, Any]:
@@ -110,6 +115,8 @@ def table(runs: list[Run]) -> str:
         "errors",
         "peak RSS MB",
         "CPU s/10k",
+        "reference/s",
+        "ratio",
         "stored = acked",
     )
     rows = [
@@ -124,6 +131,8 @@ def table(runs: list[Run]) -> str:
             _fmt(run.errors),
             _fmt(run.daemon_peak_rss_mb, 1),
             _fmt(run.daemon_cpu_s_per_10k_spans, 2),
+            _fmt(run.reference_spans_per_s),
+            _fmt(run.ratio_to_reference, 3),
             run.stored_check,
         )
         for run in runs
@@ -158,6 +167,8 @@ def table(runs: list[Run]) -> str:
             f"client CPU {_fmt(run.client_cpu_s_per_10k_spans, 2)} s/10k spans, host CPU busy {run.host_cpu_busy_pct}%"
             + (f" ({run.other_cpu_pct}% by other processes)" if run.other_cpu_pct is not None else "")
         )
+        if run.reference_core_share is not None:
+            details.append(f"reference loop had {run.reference_core_share:.0%} of a core")
         if run.other_cpu_pct is not None and run.other_cpu_pct > 10:
             run.notes.append(f"other processes used {run.other_cpu_pct}% of the machine: the figures are disturbed")
         for name, timing in (run.queries_ms or {}).items():

@@ -36,6 +36,9 @@ def test_bench_smoke_stores_every_acknowledged_span(tmp_path: Path) -> None:
         assert run["acknowledged_spans"] > 0, run
         assert run["stored_spans"] == run["acknowledged_spans"], run
         assert run["stored_check"] == "ok", run
+        # issue 18's yardstick: a naive single-core loop measured in the same run, and the collector over it
+        assert run["reference_spans_per_s"] > 0, run
+        assert run["ratio_to_reference"] == round(run["spans_per_s"] / run["reference_spans_per_s"], 3), run
 
 
 def test_bench_smoke_with_tls_and_an_api_key(tmp_path: Path) -> None:
