@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import apsw
+import orjson
 
 from collector.config import RetentionSettings
 from collector.genai.normalize import GenAI
@@ -30,6 +31,19 @@ from collector.storage.sqlite.settle import settle_traces
 from collector.storage.store import Deleted, Judge, SettledTrace, SettleWindow, Written
 
 _to_json = partial(json.dumps, ensure_ascii=False, separators=(",", ":"))
+
+
+def rows_json(rows: Any) -> str:
+    """Rows as the JSON text ``jsonb_each`` reads: orjson, several times faster than ``_to_json`` on a batch
+    and the same JSON (floats may be spelt differently, ``2.5e-5`` for ``2.5e-05``, the same number once
+    SQLite reads them); what orjson refuses (an integer beyond 64 bits, a key that is not a string, a lone
+    surrogate) goes through ``_to_json`` as before. Decoding never lets a NaN or an infinity through, the
+    one value orjson would write differently (null)."""
+    try:
+        return orjson.dumps(rows).decode()
+    except TypeError:
+        return _to_json(rows)
+
 
 # The ``spans`` columns, from the record types: every field of ``Span`` but those stored once in ``resources``
 # (referenced by ``resource_id``) and the two below, then the canonical GenAI fields (``GenAI`` but for the
@@ -208,7 +222,7 @@ def _span_documents(spans: Sequence[Span], received_at: int, resources: Resource
                 received_at,
             )
         )
-    return _to_json(rows, check_circular=False)
+    return rows_json(rows)
 
 
 def insert_spans(
