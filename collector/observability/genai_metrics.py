@@ -14,10 +14,13 @@ one of them and the metrics still join; those folds are counted as
 
 from __future__ import annotations
 
+import time
+from bisect import bisect_left
 from collections.abc import Callable, Container, Sequence
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.samples import Exemplar
 
 from collector.config import MetricsSettings
 from collector.genai.normalize import GenAI
@@ -61,6 +64,44 @@ class Children(dict[LabelValues, Any]):
     def __missing__(self, values: LabelValues) -> Any:
         child = self[values] = self._metric.labels(*values)
         return child
+
+
+# One batch's observations of one histogram child: (value, trace id of the span) in the order observed.
+Observations = list[tuple[float, str]]
+
+
+def observe_batch(child: Any, observations: Observations) -> None:
+    """What ``child.observe(value, {"trace_id": trace_id})`` does for each observation, with one lock per bucket
+    touched instead of two per value: each value counted in the first bucket whose bound it does not exceed,
+    the values added to the sum, and each bucket's exemplar the last value that fell into it. It reads the
+    histogram child's buckets and bounds (prometheus_client's ``Histogram`` internals, held to ``observe`` by
+    tests/observability/test_genai_metrics.py)."""
+    bounds = child._upper_bounds
+    counts = [0] * len(bounds)
+    last: dict[int, tuple[float, str]] = {}
+    total = 0.0
+    for value, trace_id in observations:
+        total += value
+        index = bisect_left(bounds, value)
+        if index < len(bounds) and value <= bounds[index]:  # a NaN falls into no bucket, as with observe
+            counts[index] += 1
+            last[index] = (value, trace_id)
+    child._sum.inc(total)
+    buckets = child._buckets
+    for index, count in enumerate(counts):
+        if count:
+            buckets[index].inc(count)
+    now = time.time()
+    for index, (value, trace_id) in last.items():
+        buckets[index].set_exemplar(Exemplar({"trace_id": trace_id}, value, now))
+
+
+def _add(histograms: dict[Any, Observations], child: Any, value: float, trace_id: str) -> None:
+    found = histograms.get(child)
+    if found is None:
+        histograms[child] = [(value, trace_id)]
+    else:
+        found.append((value, trace_id))
 
 
 class GenAIMetrics:
@@ -110,14 +151,17 @@ class GenAIMetrics:
 
         ``repeated_calls`` holds the (trace id, span id) of spans whose model call another span
         counts (``collector.genai.calls``): they are not observed, so that a call is counted once.
+        The batch's values are gathered by series and each series is updated once (``observe_batch``).
         """
+        histograms: dict[Any, Observations] = {}
+        costs: dict[Any, float] = {}
         for span in spans:
             genai = span.genai
             if genai is None or genai.category not in OPERATION_CATEGORIES:
                 continue
-            if repeated_calls and (span.trace_id, span.span_id) in repeated_calls:
+            trace_id = span.trace_id
+            if repeated_calls and (trace_id, span.span_id) in repeated_calls:
                 continue
-            exemplar = {"trace_id": span.trace_id}
             provider = self._provider(genai.provider)
             model = self._model(genai.response_model or genai.request_model)
             labels: LabelValues = (provider, model, self._operation(genai.operation))
@@ -126,19 +170,24 @@ class GenAIMetrics:
 
             seconds = (span.end_time_unix_nano - span.start_time_unix_nano) / 1e9
             if seconds >= 0:
-                self._durations[(*labels, self._error_label(span))].observe(seconds, exemplar)
+                _add(histograms, self._durations[(*labels, self._error_label(span))], seconds, trace_id)
             if genai.ttft_ms is not None:
-                self._ttfts[labels].observe(genai.ttft_ms / 1000, exemplar)
+                _add(histograms, self._ttfts[labels], genai.ttft_ms / 1000, trace_id)
 
             # Only model calls: agent and workflow spans may repeat their children's totals.
             if genai.category not in CALL_CATEGORIES:
                 continue
             if genai.input_tokens is not None:
-                self._tokens[(*labels, "input")].observe(genai.input_tokens, exemplar)
+                _add(histograms, self._tokens[(*labels, "input")], genai.input_tokens, trace_id)
             if genai.output_tokens is not None:
-                self._tokens[(*labels, "output")].observe(genai.output_tokens, exemplar)
+                _add(histograms, self._tokens[(*labels, "output")], genai.output_tokens, trace_id)
             if span.cost_usd is not None:
-                self._costs[(self._service(span.service_name), provider, model)].inc(span.cost_usd)
+                child = self._costs[(self._service(span.service_name), provider, model)]
+                costs[child] = costs.get(child, 0.0) + span.cost_usd
+        for child, observations in histograms.items():
+            observe_batch(child, observations)
+        for child, cost in costs.items():
+            child.inc(cost)
 
     def _error_label(self, span: Span) -> str:
         if span.status_code != "error":

@@ -534,3 +534,41 @@ def test_a_span_repeating_a_call_already_counted_is_not_observed(fixture: Fixtur
         )
         == 0.5
     )
+
+
+@pytest.mark.parametrize("odd", [1e12, float("nan")], ids=["huge", "nan"])
+def test_observe_batch_is_observe_of_each_value(odd: float) -> None:
+    """The batch update reaches the state ``Histogram.observe`` reaches value by value: the bucket counts, the
+    sum, and each bucket's exemplar the last value that fell into it (only the exemplars' timestamps differ)."""
+    from prometheus_client import Histogram
+
+    from collector.observability.genai_metrics import observe_batch
+
+    values = [0.5, 0.5, 3.0, 1e9, odd, 0.0, -1.0, 2.5, 7.0, 2.5, 250.0, 0.01]
+    observations = [(value, f"{index:032x}") for index, value in enumerate(values)]
+    one_by_one, batched = CollectorRegistry(), CollectorRegistry()
+    for registry in (one_by_one, batched):
+        Histogram("h", "help", ["model"], buckets=OPERATION_BUCKETS, registry=registry)
+    one_by_one_child = one_by_one._names_to_collectors["h"].labels("m")  # type: ignore[attr-defined]
+    for value, trace_id in observations:
+        one_by_one_child.observe(value, {"trace_id": trace_id})
+    observe_batch(batched._names_to_collectors["h"].labels("m"), observations[:5])  # type: ignore[attr-defined]
+    observe_batch(batched._names_to_collectors["h"].labels("m"), observations[5:])  # type: ignore[attr-defined]
+
+    def state(registry: CollectorRegistry) -> list[tuple[str, dict[str, str], float, Any]]:
+        return [
+            (
+                sample.name,
+                sample.labels,
+                sample.value,
+                sample.exemplar and (sample.exemplar.labels, sample.exemplar.value),
+            )
+            for family in registry.collect()
+            for sample in family.samples
+            if not sample.name.endswith("_created")
+        ]
+
+    expected = state(one_by_one)
+    assert [sample for sample in expected if sample[0] == "h_sum"] != []
+    # with a NaN observed the sum is NaN on both sides: compared as text
+    assert repr(state(batched)) == repr(expected)
