@@ -108,6 +108,9 @@ class Records:
     spans: list[Span] = field(default_factory=list)
     events: list[LogEvent] = field(default_factory=list)
     evaluations: list[EvaluationRecord] = field(default_factory=list)
+    # The spans as the storage engine writes them, encoded ahead on the thread (or process) that decoded them
+    # (``SpanStore.prepare``); None until then, and for engines that encode at write time.
+    prepared: object | None = None
 
     @property
     def count(self) -> int:

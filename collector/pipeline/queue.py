@@ -123,6 +123,11 @@ class Pipeline:
             return QueueFull(f"queue full ({self.held_spans} of {self.capacity} spans waiting for commit); retry later")
         return None
 
+    def prepare(self, records: Records) -> Records:
+        """The store's work on ``records`` that needs no connection (``SpanStore.prepare``), for the ingest
+        thread that decoded them to do before ``submit``."""
+        return self._writer.prepare(records)
+
     def check_room(self) -> None:
         """Refuse at the door, before a request is even read, while the queue is full or closing."""
         if refusal := self._refusal(1):

@@ -175,7 +175,7 @@ class Ingest:
         if not spans:
             return _PreparedSpans(Records(), TransformStats(), rejection, invalid, conflicting, cut)
         records, stats = self._transform().spans(spans)
-        return _PreparedSpans(records, stats, rejection, invalid, conflicting, cut)
+        return _PreparedSpans(self._pipeline.prepare(records), stats, rejection, invalid, conflicting, cut)
 
     async def logs(self, request: ExportLogsServiceRequest, transport: str) -> Rejection:
         """Store GenAI events (and other records when ``logs.keep_other``); count and drop the rest."""

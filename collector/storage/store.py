@@ -84,6 +84,12 @@ class Deleted:
 class SpanStore(Protocol):
     """The write side: commit a batch of records in one transaction."""
 
+    def prepare(self, records: Records) -> Records:
+        """The part of ``write``'s work on ``records`` that needs no connection (encoding the rows), done
+        ahead by the thread or process that decoded them, so that the single writer only writes. Pure and
+        safe on any thread; returns the records with ``Records.prepared`` set, or as they are."""
+        ...
+
     def write(self, batch: Sequence[Records]) -> Written:
         """Store and commit ``batch``; idempotent (a span, log record or evaluation sent again is stored
         once). Returns the spans stored for the first time. Raises ``StorageError``: ``RowsRefused`` when

@@ -32,10 +32,11 @@ from collector.storage.postgres.rollups import roll_up
 from collector.storage.postgres.schema import migrate
 from collector.storage.postgres.settle import settle_traces
 from collector.storage.sqlite.resources import resource_key
+from collector.storage.sqlite.rows import SPAN_COLUMNS
 from collector.storage.sqlite.writer import _EVALUATION_COLUMNS as EVALUATION_COLUMNS  # the order of evaluation_rows
 from collector.storage.sqlite.writer import _EVENT_COLUMNS as EVENT_COLUMNS  # the order of event_rows
-from collector.storage.sqlite.writer import SPAN_COLUMNS, evaluation_rows, event_rows
 from collector.storage.sqlite.writer import ResourceIds as SqliteResourceIds
+from collector.storage.sqlite.writer import evaluation_rows, event_rows
 from collector.storage.store import NOTHING_WRITTEN, Deleted, Judge, SettledTrace, SettleWindow, Written
 
 WRITE_CONNECT_TIMEOUT = 3.0  # seconds
@@ -218,6 +219,11 @@ class PostgresSpanWriter:
         self.retention = Retention(self.pool, retention or RetentionSettings.model_validate({}))
         with translated():
             self.retention.upkeep(time.time_ns(), wait=True)
+
+    @staticmethod
+    def prepare(records: Records) -> Records:
+        """``SpanStore.prepare``: nothing ahead here, the rows go to COPY as Python values at write time."""
+        return records
 
     def write(self, batch: Sequence[Records]) -> Written:
         """Insert and commit in one transaction; returns the spans that were new and those of them whose

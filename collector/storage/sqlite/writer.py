@@ -6,19 +6,14 @@ Only the pipeline's writer thread calls it (SQLite connections are not to be sha
 from __future__ import annotations
 
 import hashlib
-import json
 import time
 from collections.abc import Sequence
-from functools import partial
-from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
 import apsw
-import orjson
 
 from collector.config import RetentionSettings
-from collector.genai.normalize import GenAI
 from collector.model import EvaluationRecord, LogEvent, Records, Span
 from collector.storage.sqlite import latency
 from collector.storage.sqlite.connection import open_connection, write_transaction
@@ -26,48 +21,21 @@ from collector.storage.sqlite.errors import translated
 from collector.storage.sqlite.resources import resource_id
 from collector.storage.sqlite.retention import Retention, file_sizes
 from collector.storage.sqlite.rollups import mark_repeated_calls, roll_up
+from collector.storage.sqlite.rows import RESOURCE_INDEX, SPAN_COLUMNS, SpanRows, span_rows, to_json
 from collector.storage.sqlite.schema import migrate
 from collector.storage.sqlite.settle import settle_traces
 from collector.storage.store import Deleted, Judge, SettledTrace, SettleWindow, Written
 
-_to_json = partial(json.dumps, ensure_ascii=False, separators=(",", ":"))
-
-
-def rows_json(rows: Any) -> str:
-    """Rows as the JSON text ``jsonb_each`` reads: orjson, several times faster than ``_to_json`` on a batch
-    and the same JSON (floats may be spelt differently, ``2.5e-5`` for ``2.5e-05``, the same number once
-    SQLite reads them); what orjson refuses (an integer beyond 64 bits, a key that is not a string, a lone
-    surrogate) goes through ``_to_json`` as before. Decoding never lets a NaN or an infinity through, the
-    one value orjson would write differently (null)."""
-    try:
-        return orjson.dumps(rows).decode()
-    except TypeError:
-        return _to_json(rows)
-
-
-# The ``spans`` columns, from the record types: every field of ``Span`` but those stored once in ``resources``
-# (referenced by ``resource_id``) and the two below, then the canonical GenAI fields (``GenAI`` but for the
-# client's cost: the row has the span's ``cost_usd``), then what the writer adds. ``duplicate_of`` is set
-# later, by ``rollups.mark_repeated_calls``. tests/storage/sqlite/test_writer.py holds this to the schema.
-_IN_RESOURCES = ("resource_attributes", "scope_name", "scope_version")
-_SPAN_FIELDS = tuple(name for name in Span._fields if name not in (*_IN_RESOURCES, "genai", "cost_usd"))
-_GENAI_FIELDS = tuple(name for name in GenAI._fields if name != "client_cost_usd")
-_ADDED_COLUMNS = ("cost_usd", "duration_ns", "resource_id", "received_at_unix_nano")
-SPAN_COLUMNS = (*_SPAN_FIELDS, *_GENAI_FIELDS, *_ADDED_COLUMNS)
-
-_span_values = attrgetter(*_SPAN_FIELDS)
-_genai_values = attrgetter(*_GENAI_FIELDS)
-_NO_GENAI = (None,) * len(_GENAI_FIELDS)
-
-
 # A span sent twice (a client retrying after a timeout) is stored once: the first copy stays.
-# ?1 is the rows (see ``_span_documents``). ``->>`` gives SQL values for scalars and the (minified)
+# ?1 is a request's rows (``rows.span_rows``), ?2 the ``resources`` row id of each of its resource indexes
+# (a JSON array), ?3 the transaction's receipt time. ``->>`` gives SQL values for scalars and the (minified)
 # JSON text of objects and arrays; ``jsonb_each`` hands each row on as JSONB, which ``->>`` reads
 # without parsing it again (``json_each`` costs three times as much).
 # (``WHERE true`` is SQLite's required disambiguation of an upsert after INSERT ... SELECT.)
 INSERT_SPANS = (
     f"INSERT INTO spans ({', '.join(SPAN_COLUMNS)}) "
-    f"SELECT {', '.join(f'row.value ->> {index}' for index in range(len(SPAN_COLUMNS)))} "
+    f"SELECT {', '.join(f'row.value ->> {index}' for index in range(RESOURCE_INDEX))}, "
+    f"?2 ->> (row.value ->> {RESOURCE_INDEX}), ?3 "
     "FROM jsonb_each(?1) AS row WHERE true "
     "ON CONFLICT (trace_id, span_id) DO NOTHING"
 )
@@ -126,7 +94,7 @@ WHERE trace_id IS NULL AND response_id IN (SELECT value FROM json_each(?))
 
 
 def _digest(*parts: Any) -> str:
-    return hashlib.blake2b(_to_json(parts).encode(), digest_size=16).hexdigest()
+    return hashlib.blake2b(to_json(parts).encode(), digest_size=16).hexdigest()
 
 
 class ResourceIds:
@@ -139,21 +107,28 @@ class ResourceIds:
     def __init__(self, connection: apsw.Connection) -> None:
         self._connection = connection
         self._ids: dict[tuple[int, str | None, str | None], int] = {}
+        self._encoded: dict[tuple[str, str | None, str | None], int] = {}
 
     def __call__(self, attributes: dict[str, Any] | None, scope_name: str | None, scope_version: str | None) -> int:
         key = (id(attributes), scope_name, scope_version)
         found = self._ids.get(key)
         if found is None:
-            attributes_json = _to_json(attributes or {})
-            found = self._ids[key] = resource_id(self._connection, attributes_json, scope_name, scope_version)
+            found = self._ids[key] = self.encoded((to_json(attributes or {}), scope_name, scope_version))
+        return found
+
+    def encoded(self, resource: tuple[str, str | None, str | None]) -> int:
+        """The row of a resource whose attributes are already JSON text (``rows.SpanRows.resources``)."""
+        found = self._encoded.get(resource)
+        if found is None:
+            found = self._encoded[resource] = resource_id(self._connection, *resource)
         return found
 
 
 def event_rows(events: Sequence[LogEvent], received_at: int, resources: ResourceIds) -> list[tuple[Any, ...]]:
     rows = []
     for event in events:
-        body = _to_json(event.body) if event.body is not None else None
-        attributes = _to_json(event.attributes)
+        body = to_json(event.body) if event.body is not None else None
+        attributes = to_json(event.attributes)
         rows.append(
             (
                 event.trace_id,
@@ -206,38 +181,31 @@ def evaluation_rows(
     ]
 
 
-def _span_documents(spans: Sequence[Span], received_at: int, resources: ResourceIds) -> str:
-    """The batch as the JSON document ``INSERT_SPANS`` takes: one row per span, in ``SPAN_COLUMNS``
-    order, JSON columns as nested JSON (encoded once, with the rest)."""
-    rows = []
-    for span in spans:
-        genai = span.genai
-        rows.append(
-            (
-                *_span_values(span),
-                *(_NO_GENAI if genai is None else _genai_values(genai)),
-                span.cost_usd,
-                span.end_time_unix_nano - span.start_time_unix_nano,
-                resources(span.resource_attributes, span.scope_name, span.scope_version),
-                received_at,
-            )
-        )
-    return rows_json(rows)
+def insert_rows(connection: apsw.Connection, rows: SpanRows, received_at: int, resources: ResourceIds) -> int:
+    """Insert a request's encoded spans with one statement; returns how many were new (duplicates are ignored).
+
+    One statement, not ``executemany``: apsw releases the GIL around every ``sqlite3_step``, and
+    winning it back once per row cost the writer a third of its time; one step lets SQLite run the
+    whole insert while the ingest threads decode the next requests.
+    """
+    ids = to_json([resources.encoded(resource) for resource in rows.resources])
+    before = connection.total_changes()  # after the resource rows the lookup may have added
+    connection.execute(INSERT_SPANS, (rows.document, ids, received_at))
+    return connection.total_changes() - before
 
 
 def insert_spans(
     connection: apsw.Connection, spans: Sequence[Span], received_at: int, resources: ResourceIds | None = None
 ) -> int:
-    """Insert a batch of spans with one statement; returns how many were new (duplicates are ignored).
+    """``insert_rows`` of spans not encoded ahead."""
+    return insert_rows(connection, span_rows(spans), received_at, resources or ResourceIds(connection))
 
-    One statement, not ``executemany``: apsw releases the GIL around every ``sqlite3_step``, and
-    winning it back once per row cost the writer a third of its time; one step lets SQLite run the
-    whole insert while the event loop decodes the next requests.
-    """
-    document = _span_documents(spans, received_at, resources or ResourceIds(connection))
-    before = connection.total_changes()  # after the resource rows the document may have added
-    connection.execute(INSERT_SPANS, (document,))
-    return connection.total_changes() - before
+
+def prepare(records: Records) -> Records:
+    """``SpanStore.prepare``: the records with their spans encoded (``rows.span_rows``); pure, any thread."""
+    if records.spans and records.prepared is None:
+        records.prepared = span_rows(records.spans)
+    return records
 
 
 # The spans of a batch that were already stored by an earlier transaction (their received_at differs).
@@ -253,7 +221,7 @@ def new_spans(connection: apsw.Connection, spans: Sequence[Span], received_at: i
     nor the second copy of a span the batch holds twice. Free when nothing was a duplicate."""
     if inserted == len(spans):
         return list(spans)
-    keys = _to_json([(span.trace_id, span.span_id) for span in spans])
+    keys = to_json([(span.trace_id, span.span_id) for span in spans])
     seen = set(connection.execute(STORED_BEFORE, (keys, received_at)))
     fresh = []
     for span in spans:
@@ -269,6 +237,12 @@ LAST_ROWID = "SELECT max(rowid) FROM spans"  # the rows a batch inserts come aft
 OLDEST_UNSETTLED = "SELECT min(last_span_at_unix_nano) FROM traces WHERE settled_at_unix_nano IS NULL"
 
 
+def _rows(records: Records) -> SpanRows:
+    """The request's rows as ``prepare`` encoded them on an ingest thread, or encoded now if they were not."""
+    prepared = records.prepared
+    return prepared if isinstance(prepared, SpanRows) else span_rows(records.spans)
+
+
 class SpanWriter:
     """The SQLite ``Store``: commits batches of spans, one transaction per batch, and does the maintenance
     that needs the write connection. Its public methods raise ``StorageError``, never ``apsw.Error``."""
@@ -279,6 +253,8 @@ class SpanWriter:
         migrate(self.connection)
         self._received_at = 0
         self.retention = Retention(self.connection, path, retention or RetentionSettings())
+
+    prepare = staticmethod(prepare)
 
     def write(self, batch: Sequence[Records]) -> Written:
         """Insert and commit in one transaction; returns the spans that were new (duplicates are ignored)
@@ -294,16 +270,22 @@ class SpanWriter:
         # Strictly increasing, so that a batch's spans are told from earlier ones by their receipt time.
         received_at = self._received_at = max(time.time_ns(), self._received_at + 1)
         spans = [span for records in batch for span in records.spans]
+        rows = [_rows(records) for records in batch if records.spans]
         events = [event for records in batch for event in records.events]
         evaluations = [evaluation for records in batch for evaluation in records.evaluations]
         try:
-            return self._write(spans, events, evaluations, received_at)
+            return self._write(spans, rows, events, evaluations, received_at)
         except apsw.FullError:
             self.retention.disk_full()  # with a size bound, retention makes room before the client retries
             raise
 
     def _write(
-        self, spans: list[Span], events: list[LogEvent], evaluations: list[EvaluationRecord], received_at: int
+        self,
+        spans: list[Span],
+        rows: list[SpanRows],
+        events: list[LogEvent],
+        evaluations: list[EvaluationRecord],
+        received_at: int,
     ) -> Written:
         connection = self.connection
         with write_transaction(connection):  # the resources are looked up (read) before anything is written
@@ -311,7 +293,7 @@ class SpanWriter:
             stored: list[Span] = []
             if spans:
                 ((last_rowid,),) = connection.execute(LAST_ROWID)
-                inserted = insert_spans(connection, spans, received_at, resources)
+                inserted = sum(insert_rows(connection, each, received_at, resources) for each in rows)
                 stored = new_spans(connection, spans, received_at, inserted)
                 if inserted:  # before mark_repeated_calls, which takes out and puts back what it changes
                     latency.add_spans(connection, latency.spans_inserted_after(last_rowid))
@@ -327,7 +309,7 @@ class SpanWriter:
             response_ids = {span.genai.response_id for span in spans if span.genai and span.genai.response_id}
             response_ids.update(e.response_id for e in evaluations if e.trace_id is None and e.response_id)
             if response_ids:
-                connection.execute(LINK_EVALUATIONS, (_to_json(sorted(response_ids)),))
+                connection.execute(LINK_EVALUATIONS, (to_json(sorted(response_ids)),))
         return Written(stored, repeated_calls)
 
     def settle(self, window: SettleWindow, judge: Judge) -> list[SettledTrace]:
