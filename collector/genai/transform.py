@@ -11,6 +11,7 @@ What happened is returned as ``TransformStats`` for the caller to count; nothing
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,6 +39,15 @@ _Resources = dict[int, tuple[Attributes, Attributes, str | None]]
 
 def _same(new: list[Any], old: list[Any]) -> bool:
     return all(a is b for a, b in zip(new, old, strict=True))
+
+
+def _has_longer(values: Iterable[Any], longest: int) -> bool:
+    """Whether a string among ``values`` is longer than ``longest`` (a loop: ``any`` over a generator costs
+    twice as much, and this runs for every span and its canonical fields)."""
+    for value in values:
+        if isinstance(value, str) and len(value) > longest:
+            return True
+    return False
 
 
 @dataclass
@@ -69,9 +79,7 @@ class Transform:
         limited_resources: dict[int, Attributes] = {}
         for original in spans:
             span = self._redact_span(original, resources)
-            span = span._replace(
-                resource_attributes=self._limit_resource(span.resource_attributes, limited_resources, stats)
-            )
+            resource_attributes = self._limit_resource(span.resource_attributes, limited_resources, stats)
             genai, rejected_fields = out_of_range(
                 normalize(span.attributes, span.name, span.start_time_unix_nano, span.events)
             )
@@ -89,16 +97,17 @@ class Transform:
                         span.span_id,
                         "span_attribute",
                         span.end_time_unix_nano,
-                        (span.resource_attributes, span.scope_name, span.scope_version),
+                        (resource_attributes, span.scope_name, span.scope_version),
                     )
                 )
             attributes, dropped_attributes = self._limit(span.attributes, stats)
             events = span.events
             dropped_events = 0
             if events:
-                events, dropped_events = self._span_events(span, original.events, records, stats)
+                events, dropped_events = self._span_events(span, resource_attributes, original.events, records, stats)
             records.spans.append(
                 span._replace(
+                    resource_attributes=resource_attributes,
                     attributes=attributes,
                     events=events,
                     dropped_attributes_count=span.dropped_attributes_count + dropped_attributes,
@@ -280,7 +289,12 @@ class Transform:
         )
 
     def _span_events(
-        self, span: Span, original_events: list[dict[str, Any]], records: Records, stats: TransformStats
+        self,
+        span: Span,
+        resource_attributes: Attributes,
+        original_events: list[dict[str, Any]],
+        records: Records,
+        stats: TransformStats,
     ) -> tuple[list[dict[str, Any]], int]:
         kept = span.events[: self._limits.max_events]
         events = []
@@ -295,7 +309,7 @@ class Transform:
                             span.span_id,
                             "span_event",
                             event["time_unix_nano"],
-                            (span.resource_attributes, span.scope_name, span.scope_version),
+                            (resource_attributes, span.scope_name, span.scope_version),
                         )
                     )
             attributes, _ = self._limit(event["attributes"], stats)
@@ -313,14 +327,14 @@ class Transform:
             attributes = dict(list(attributes.items())[: limits.max_attributes])
             stats.dropped_attributes += dropped
         longest = limits.max_attribute_length
-        if any(isinstance(value, str) and len(value) > longest for value in attributes.values()):
+        if _has_longer(attributes.values(), longest):
             attributes = {key: self._truncate(value, stats) for key, value in attributes.items()}
         return attributes, dropped
 
     def _bounded_columns(self, genai: GenAI, stats: TransformStats) -> GenAI:
         """The canonical text columns (models, ids, names) cut to ``max_attribute_length`` like attributes."""
         longest = self._limits.max_attribute_length
-        if any(type(value) is str and len(value) > longest for value in genai):
+        if _has_longer(genai, longest):
             return GenAI._make(self._truncate(value, stats) for value in genai)
         return genai
 
