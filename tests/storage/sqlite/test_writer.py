@@ -56,3 +56,37 @@ def test_the_span_columns_derived_from_the_records_are_the_schemas(tmp_path: Pat
     schema = [row[1] for row in connection.execute("PRAGMA table_info(spans)")]
     assert sorted(SPAN_COLUMNS) == sorted(set(schema) - {"duplicate_of"})
     assert len(SPAN_COLUMNS) == len(set(SPAN_COLUMNS))
+
+
+def test_rows_prepared_on_another_thread_are_stored_as_rows_encoded_by_the_writer(tmp_path: Path) -> None:
+    """``SpanWriter.prepare`` (what the ingest threads call) changes nothing of what is stored: the bench corpus
+    (four conventions, several resources per request, events, errors) written prepared and not prepared, in
+    batches of several requests, gives the same rows and resources, and a prepared batch survives pickling."""
+    import pickle
+
+    from bench.redaction import corpus_spans
+    from collector.config import Settings
+    from collector.genai.transform import Transform
+
+    spans = corpus_spans(4, 50)
+    transform = Transform(Settings())
+    requests = [transform.spans(spans[start : start + 50])[0] for start in range(0, len(spans), 50)]
+    prepared = [pickle.loads(pickle.dumps(SpanWriter.prepare(Records(spans=records.spans)))) for records in requests]
+    assert all(records.prepared is not None for records in prepared)
+    stored = []
+    for name, batch in (("plain", [Records(spans=records.spans) for records in requests]), ("prepared", prepared)):
+        writer = SpanWriter(tmp_path / f"{name}.db")
+        written = writer.write(batch[:2]).stored + writer.write(batch[2:]).stored
+        assert len(written) == len(spans)
+        columns = [row[1] for row in writer.connection.execute("PRAGMA table_info(spans_with_resource)")]
+        kept = [column for column in columns if column not in ("received_at_unix_nano", "resource_id")]
+        stored.append(
+            (
+                writer.connection.execute(
+                    f"SELECT {', '.join(kept)} FROM spans_with_resource ORDER BY span_id"
+                ).fetchall(),
+                writer.connection.execute("SELECT * FROM resources ORDER BY id").fetchall(),
+            )
+        )
+    assert stored[0] == stored[1]
+    assert len(stored[0][0]) == len(spans) and len(stored[0][1]) > 1
