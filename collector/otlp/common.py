@@ -47,11 +47,14 @@ def attributes(key_values: Iterable[KeyValue]) -> Attributes:
     result: Attributes = {}
     for key_value in key_values:
         value = key_value.value
+        # Most attribute values are strings: a non-empty string_value can only be the one set (a oneof member
+        # that is not set reads as its default), so it is read without asking which one is.
+        text = value.string_value
+        if text:
+            result[key_value.key] = text
+            continue
         kind = value.WhichOneof("value")
-        # Most attribute values are strings: read them without the dispatch.
-        result[key_value.key] = (
-            value.string_value if kind == "string_value" else _VALUE_READERS[kind](value) if kind else None
-        )
+        result[key_value.key] = "" if kind == "string_value" else _VALUE_READERS[kind](value) if kind else None
     return result
 
 
