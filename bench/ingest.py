@@ -83,16 +83,19 @@ class Session:
         )
 
     def measure(self, protocol: str, phase: str, templates: list[Template], **options: Any) -> Run:
-        reference = None
-        if self.reference_bodies is not None and self.args.reference_seconds > 0:
-            reference = reference_rate(self.reference_bodies(), self.args.reference_seconds)
+        # The yardstick right before and right after the window: on a shared machine the load moves within
+        # seconds, and the mean of the two follows the window's conditions better than either alone.
+        yardstick = self.reference_bodies is not None and self.args.reference_seconds > 0
+        references = [self.reference()] if yardstick else []
         run = measure(protocol, phase, templates, self.target(protocol), self.pid, self.args, **options)
         ratio = ""
-        if reference:
-            run.reference_spans_per_s = reference["spans_per_s"]
-            run.reference_core_share = reference["core_share"]
-            run.ratio_to_reference = round(run.spans_per_s / reference["spans_per_s"], 3)
-            ratio = f"  reference {reference['spans_per_s']:,.0f} spans/s: ratio {run.ratio_to_reference:.3f}"
+        if yardstick:
+            references.append(self.reference())
+            run.reference_samples = references
+            run.reference_spans_per_s = round(sum(r["spans_per_s"] for r in references) / len(references), 1)
+            run.reference_core_share = round(sum(r["core_share"] for r in references) / len(references), 3)
+            run.ratio_to_reference = round(run.spans_per_s / run.reference_spans_per_s, 3)
+            ratio = f"  reference {run.reference_spans_per_s:,.0f} spans/s: ratio {run.ratio_to_reference:.3f}"
         self.runs.append(run)
         print(
             f"  {protocol:<13} {phase:<12} {run.spans_per_s:>10,.0f} spans/s  p99 {run.latency_ms['p99']} ms"
@@ -100,6 +103,10 @@ class Session:
             file=sys.stderr,
         )
         return run
+
+    def reference(self) -> dict[str, float]:
+        assert self.reference_bodies is not None
+        return reference_rate(self.reference_bodies(), self.args.reference_seconds)
 
     def close(self) -> bool:
         """Stop the daemon (drain) and check stored == acknowledged; False when the check fails."""
@@ -425,7 +432,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         "--reference-seconds",
         type=float,
         default=3.0,
-        help="seconds of the naive single-core reference loop run before each measured window (default 3; 0: none)",
+        help="seconds of the naive single-core reference loop run before and after each measured window "
+        "(default 3 each; 0: none)",
     )
     parser.add_argument("--templates", type=int, default=32, help="distinct pre-encoded requests (default 32)")
     parser.add_argument(

@@ -66,11 +66,13 @@ class Run:
     storage: dict[str, Any] | None = None  # the database after the session: bytes per span (bench/storage.py)
     stored_spans: int | None = None
     stored_check: str = "not checked"
-    # Issue 18's yardstick, measured just before the window (bench/measure.py ``reference_rate``): a naive
-    # single-core Python loop's spans/s on the same requests, its share of a core, and spans_per_s over it.
+    # Issue 18's yardstick (bench/measure.py ``reference_rate``): a naive single-core Python loop's spans/s on the
+    # same requests, run just before and just after the window (``reference_samples``); their mean, the loop's
+    # mean share of a core, and spans_per_s over the mean.
     reference_spans_per_s: float | None = None
     reference_core_share: float | None = None
     ratio_to_reference: float | None = None
+    reference_samples: list[dict[str, float]] | None = None
 
 
 def machine() -> dict[str, Any]:
@@ -168,7 +170,11 @@ def table(runs: list[Run]) -> str:
             + (f" ({run.other_cpu_pct}% by other processes)" if run.other_cpu_pct is not None else "")
         )
         if run.reference_core_share is not None:
-            details.append(f"reference loop had {run.reference_core_share:.0%} of a core")
+            samples = " and ".join(f"{sample['spans_per_s']:,.0f}" for sample in run.reference_samples or ())
+            details.append(
+                f"reference loop {samples} spans/s before and after the window, "
+                f"{run.reference_core_share:.0%} of a core"
+            )
         if run.other_cpu_pct is not None and run.other_cpu_pct > 10:
             run.notes.append(f"other processes used {run.other_cpu_pct}% of the machine: the figures are disturbed")
         for name, timing in (run.queries_ms or {}).items():
