@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from collector.config import QuerySettings, Settings
+    from collector.model import Records
     from collector.storage.read import TraceReader
     from collector.storage.store import Store
 
@@ -27,10 +28,19 @@ class Engine(NamedTuple):
 
     store: str  # (location, settings) -> Store
     reader: str  # (location, query settings) -> TraceReader
+    prepare: str  # (records) -> records: ``SpanStore.prepare``, without a store (a worker process has none)
 
 
-_SQLITE = Engine("collector.storage.sqlite.engine:open_store", "collector.storage.sqlite.engine:open_reader")
-_POSTGRES = Engine("collector.storage.postgres.engine:open_store", "collector.storage.postgres.engine:open_reader")
+_SQLITE = Engine(
+    "collector.storage.sqlite.engine:open_store",
+    "collector.storage.sqlite.engine:open_reader",
+    "collector.storage.sqlite.writer:prepare",
+)
+_POSTGRES = Engine(
+    "collector.storage.postgres.engine:open_store",
+    "collector.storage.postgres.engine:open_reader",
+    "collector.storage.postgres.writer:prepare",
+)
 
 ENGINES: dict[str, Engine | None] = {
     "": _SQLITE,  # a plain path
@@ -83,3 +93,11 @@ def open_reader(db: str | Path, query: QuerySettings) -> TraceReader:
     engine, location = _engine(db)
     opener: Callable[[str, QuerySettings], TraceReader] = _load(engine.reader)
     return opener(location, query)
+
+
+def records_preparer(db: str | Path) -> Callable[[Records], Records]:
+    """The ``SpanStore.prepare`` of the engine ``db`` names, without opening it: what a process that decodes
+    requests but does not write (an ingest worker) runs on each request's records before handing them on."""
+    engine, _ = _engine(db)
+    prepare: Callable[[Records], Records] = _load(engine.prepare)
+    return prepare

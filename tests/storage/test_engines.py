@@ -57,3 +57,19 @@ def test_a_postgresql_url_opens_postgresql_and_an_unreachable_one_stops_start_up
 def test_an_unknown_scheme_says_which_ones_there_are() -> None:
     with pytest.raises(StoreUnopenable, match=r"unknown storage scheme mysql:// .*sqlite://"):
         open_store(Settings(db="mysql://localhost/genai"))
+
+
+def test_records_preparer_is_the_engines_prepare_without_a_store(tmp_path: Path) -> None:
+    """What an ingest worker process calls on each request's records: SQLite encodes the rows ahead, PostgreSQL
+    leaves them to its writer; the scheme picks it, as it picks the store, and nothing is opened."""
+    from collector.model import Records
+    from collector.otlp import decode_spans
+    from collector.storage.engines import records_preparer
+    from collector.storage.sqlite.rows import SpanRows
+    from tests.helpers import otlp_request
+
+    spans, _ = decode_spans(otlp_request(2))
+    prepared = records_preparer(tmp_path / "spans.db")(Records(spans=spans)).prepared
+    assert isinstance(prepared, SpanRows) and len(prepared.resources) == 1
+    assert records_preparer("postgresql://nowhere.invalid/db")(Records(spans=spans)).prepared is None
+    assert not (tmp_path / "spans.db").exists()

@@ -202,6 +202,11 @@ def _refused_nul(failure: psycopg.Error) -> bool:
     return failure.sqlstate in _NUL_REFUSED or (failure.sqlstate is None and "NUL" in str(failure))
 
 
+def prepare(records: Records) -> Records:
+    """``SpanStore.prepare``: nothing ahead here, the rows go to COPY as Python values at write time."""
+    return records
+
+
 class PostgresSpanWriter:
     """The PostgreSQL ``Store``: commits batches of spans, one transaction per batch; settles traces and applies
     retention alongside the other replicas sharing the database. Called from one thread (the pipeline's writer),
@@ -220,10 +225,7 @@ class PostgresSpanWriter:
         with translated():
             self.retention.upkeep(time.time_ns(), wait=True)
 
-    @staticmethod
-    def prepare(records: Records) -> Records:
-        """``SpanStore.prepare``: nothing ahead here, the rows go to COPY as Python values at write time."""
-        return records
+    prepare = staticmethod(prepare)
 
     def write(self, batch: Sequence[Records]) -> Written:
         """Insert and commit in one transaction; returns the spans that were new and those of them whose
