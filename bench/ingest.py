@@ -576,6 +576,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             "secure": args.secure or bool(args.ca_file or args.api_key),
         },
         "runs": [asdict(run) for run in bench.runs],
+        # issue 18's figure by run: the collector's durable spans/s over the naive loop's, measured alongside
+        "ratios": {
+            f"{run.protocol} {run.phase}": {
+                "durable_spans_per_s": run.spans_per_s,
+                "reference_spans_per_s": run.reference_spans_per_s,
+                "ratio": run.ratio_to_reference,
+            }
+            for run in bench.runs
+            if run.ratio_to_reference is not None
+        },
         **{key: {k: v for k, v in value.items() if k != "sample_trace_ids"} for key, value in bench.extra.items()},
         "ok": bench.ok,
     }

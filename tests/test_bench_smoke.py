@@ -30,7 +30,9 @@ def run_bench(script: str, *arguments: str, tmp_path: Path, timeout: float) -> d
 
 
 def test_bench_smoke_stores_every_acknowledged_span(tmp_path: Path) -> None:
-    runs = run_bench("ingest.py", "--smoke", tmp_path=tmp_path, timeout=30)["runs"]
+    report = run_bench("ingest.py", "--smoke", tmp_path=tmp_path, timeout=30)
+    runs = report["runs"]
+    assert {name.split()[0] for name in report["ratios"]} == PROTOCOLS
     assert {run["protocol"] for run in runs} == PROTOCOLS
     for run in runs:
         assert run["acknowledged_spans"] > 0, run
