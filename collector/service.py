@@ -24,6 +24,7 @@ from collector.auth.listeners import ListenerSecurity, SecurityError
 from collector.component import Component, Deadline, StartupError, Together
 from collector.config import Settings
 from collector.genai.transform import Transform
+from collector.maintenance.probe import ProbeJob
 from collector.maintenance.retention import RetentionJob
 from collector.maintenance.scheduler import Scheduler
 from collector.maintenance.settle import SettleJob
@@ -108,6 +109,7 @@ class Service:
         self._security: ListenerSecurity | None = None
         self._writing: _Writing | None = None
         self._query: QueryServer | None = None
+        self._probe: ProbeJob | None = None
         self._listeners: list[HttpServer | OtlpGrpcServer | QueryServer] = []
 
     @property
@@ -141,6 +143,8 @@ class Service:
                 reasons.append("the last database write failed")
             if self.pipeline.saturated:
                 reasons.append("the queue is saturated")
+        if self._probe is not None and not self._probe.reachable:
+            reasons.append("the database does not answer")
         return reasons
 
     async def _start(self, component: C) -> C:
@@ -183,6 +187,8 @@ class Service:
             )
         )
         scheduler = Scheduler(metrics)
+        self._probe = ProbeJob(writer)
+        scheduler.add(self._probe)  # first: the other jobs may wait out a pool's timeout before they fail
         scheduler.add(RetentionJob(writer, settings.retention, metrics))
         scheduler.add(SettleJob(writer, settings.snapshots, metrics, self.genai_metrics, self._notify_settled))
         await self._start(scheduler)

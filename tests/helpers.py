@@ -190,7 +190,7 @@ class Daemon:
     Use it as a context manager: a daemon still running at the end of the block is killed.
     """
 
-    def __init__(self, db: Path, *arguments: str) -> None:
+    def __init__(self, db: Path | str, *arguments: str) -> None:
         self.db = db
         self.ports: dict[str, int] = {}
         self.lines: list[str] = []

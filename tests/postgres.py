@@ -100,6 +100,10 @@ class Cluster:
         """Stop (every connection is cut) and start again. With ``immediate`` (a crash), transactions committed
         in the last moments are lost: the cluster runs with ``synchronous_commit=off``."""
         self.stop(mode=mode)
+        self.resume()
+
+    def resume(self) -> None:
+        """Start the server again after ``stop``: the same data, socket and port."""
         self._start_server()
 
     def _start_server(self) -> None:

@@ -111,6 +111,10 @@ class Maintenance(Protocol):
         """When the longest-quiet unsettled trace got its last span (unix ns), or None when all are settled."""
         ...
 
+    def ping(self) -> None:
+        """One cheap round trip to the database; raises ``StorageUnavailable`` when it cannot be reached now."""
+        ...
+
     def retain(self, now_ns: int | None = None) -> list[Deleted]:
         """A small piece of retention (by age, by size, the engine's own upkeep), as of ``now_ns`` (now)."""
         ...

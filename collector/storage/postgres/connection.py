@@ -26,6 +26,11 @@ MIGRATIONS_LOCK = (_LOCK_CLASS, 1)  # held (waiting) while one replica migrates 
 MAINTENANCE_LOCK = (_LOCK_CLASS, 2)  # retention and partition upkeep: one replica at a time, the others skip
 RESOURCES_LOCK = (_LOCK_CLASS, 3)  # shared by writers, exclusive while unused resources are deleted
 
+# Settling, retention and the probe wait at most this long for a connection (a batch waits longer, see the
+# writer): they run on the writer's thread between batches, and while the server is away each would hold the
+# batches and the probe up for as long as it waits, for work that is simply done at the next round.
+MAINTENANCE_CONNECT_TIMEOUT = 1.0  # seconds
+
 CONFLICT_RETRIES = 5  # a batch rolled back for a deadlock or serialization failure is tried this many times more
 
 

@@ -30,7 +30,13 @@ from psycopg_pool import ConnectionPool
 
 from collector.config import RetentionSettings
 from collector.storage.postgres import partitions
-from collector.storage.postgres.connection import MAINTENANCE_LOCK, RESOURCES_LOCK, Connection, try_lock
+from collector.storage.postgres.connection import (
+    MAINTENANCE_CONNECT_TIMEOUT,
+    MAINTENANCE_LOCK,
+    RESOURCES_LOCK,
+    Connection,
+    try_lock,
+)
 from collector.storage.postgres.partitions import DAY_NS, Partition
 from collector.storage.store import Deleted
 
@@ -134,7 +140,7 @@ class Retention:
         rather than skip. Returns the partitions made."""
         if not wait and self._covered_until is not None and self._covered_until - now_ns > UPKEEP_MARGIN_NS:
             return []
-        with self.pool.connection() as connection:
+        with self.pool.connection(timeout=None if wait else MAINTENANCE_CONNECT_TIMEOUT) as connection:
             if wait:
                 with connection.transaction():
                     connection.execute("SELECT pg_advisory_xact_lock(%s, %s)", MAINTENANCE_LOCK)
@@ -150,7 +156,7 @@ class Retention:
         next batch (as SQLite's ``Retention.step``)."""
         self.upkeep(now_ns)
         done: list[Deleted] = []
-        with self.pool.connection() as connection:
+        with self.pool.connection(timeout=MAINTENANCE_CONNECT_TIMEOUT) as connection:
             if self._disk_full or self._target is not None or self.max_size is not None:
                 done.append(self._by_size(connection, now_ns))
             if self.settings.max_age > 0 and not any(result.more for result in done):

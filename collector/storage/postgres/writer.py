@@ -25,7 +25,14 @@ from psycopg_pool import ConnectionPool
 from collector.config import RetentionSettings
 from collector.genai.normalize import GenAI
 from collector.model import EvaluationRecord, LogEvent, Records, Span
-from collector.storage.postgres.connection import RESOURCES_LOCK, Connection, connect, open_pool, retry_conflicts
+from collector.storage.postgres.connection import (
+    MAINTENANCE_CONNECT_TIMEOUT,
+    RESOURCES_LOCK,
+    Connection,
+    connect,
+    open_pool,
+    retry_conflicts,
+)
 from collector.storage.postgres.errors import is_data_error, translate, translated
 from collector.storage.postgres.retention import Retention, database_size
 from collector.storage.postgres.rollups import roll_up
@@ -292,14 +299,20 @@ class PostgresSpanWriter:
     def settle(self, window: SettleWindow, judge: Judge) -> list[SettledTrace]:
         """Claim the traces ``window`` makes due that no other replica is settling, and write the snapshots
         ``judge`` gives them (see ``storage.postgres.settle``)."""
-        with translated(), self.pool.connection() as connection:
+        with translated(), self.pool.connection(timeout=MAINTENANCE_CONNECT_TIMEOUT) as connection:
             return retry_conflicts(lambda: settle_traces(connection, window, judge))
 
     def oldest_unsettled(self) -> int | None:
         """When the longest-quiet unsettled trace got its last span (unix ns), or None when all are settled."""
-        with translated(), self.pool.connection() as connection:
+        with translated(), self.pool.connection(timeout=MAINTENANCE_CONNECT_TIMEOUT) as connection:
             row = connection.execute(OLDEST_UNSETTLED).fetchone()
         return None if row is None or row[0] is None else int(row[0])
+
+    def ping(self) -> None:
+        """A round trip on a pooled connection (checked as the pool hands it out; one cut while idle is made
+        again), waiting at most ``MAINTENANCE_CONNECT_TIMEOUT`` for it."""
+        with translated(), self.pool.connection(timeout=MAINTENANCE_CONNECT_TIMEOUT) as connection:
+            connection.execute("SELECT 1")
 
     def retain(self, now_ns: int | None = None) -> list[Deleted]:
         """Partition upkeep and retention, when no other replica is doing them (see ``postgres.retention``)."""

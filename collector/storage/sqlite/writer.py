@@ -324,6 +324,10 @@ class SpanWriter:
             ((oldest,),) = self.connection.execute(OLDEST_UNSETTLED)
         return None if oldest is None else int(oldest)
 
+    def ping(self) -> None:
+        with translated():
+            self.connection.execute("SELECT 1").fetchall()
+
     def retain(self, now_ns: int | None = None) -> list[Deleted]:
         """Delete what the retention settings say is too old or too much, a small piece at a time."""
         with translated():
