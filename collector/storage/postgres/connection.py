@@ -25,6 +25,7 @@ _LOCK_CLASS = 0x47454E41  # "GENA"
 MIGRATIONS_LOCK = (_LOCK_CLASS, 1)  # held (waiting) while one replica migrates the schema
 MAINTENANCE_LOCK = (_LOCK_CLASS, 2)  # retention and partition upkeep: one replica at a time, the others skip
 RESOURCES_LOCK = (_LOCK_CLASS, 3)  # shared by writers, exclusive while unused resources are deleted
+SNAPSHOTS_LOCK = (_LOCK_CLASS, 4)  # from stamping a settling's snapshots to its commit: they commit in stamp order
 
 # Settling, retention and the probe wait at most this long for a connection (a batch waits longer, see the
 # writer): they run on the writer's thread between batches, and while the server is away each would hold the

@@ -4,11 +4,18 @@ The quiet traces are claimed with ``FOR UPDATE SKIP LOCKED``: a trace another re
 is adding spans to, is left for later, so each trace is settled by one replica at a time and each breach is
 found new (``SettledTrace.newly_breached``) once across all of them. The claim, the snapshots and the mark are
 one transaction. What the snapshots say is decided outside storage (``collector.maintenance.settle``).
+
+A settling's snapshots are stamped (``computed_at``) after every snapshot committed before: the transaction
+takes ``SNAPSHOTS_LOCK`` (held to its commit) once it has judged its traces, then stamps its rows with its clock
+or one past the newest stamp stored, whichever is later. So snapshots commit in the order of their stamps
+across replicas whatever their clocks, and a reader that has seen the breaches up to a (computed_at, id) never
+misses one committed afterwards: the live feed's cursor. Replicas wait for each other only for the last few
+statements of a settling.
 """
 
 from __future__ import annotations
 
-from collector.storage.postgres.connection import Connection
+from collector.storage.postgres.connection import SNAPSHOTS_LOCK, Connection
 from collector.storage.postgres.notify import notify_settled
 from collector.storage.store import Judge, SettledTrace, SettleWindow, UnsettledTrace
 
@@ -40,6 +47,8 @@ ON CONFLICT (trace_id, metric) DO UPDATE SET
     rule = excluded.rule,
     computed_at = excluded.computed_at
 """
+# after taking SNAPSHOTS_LOCK: this statement sees the stamps of every settling that held it before
+STAMP = "SELECT greatest(%s, coalesce(max(computed_at), 0) + 1) FROM metric_snapshots"
 MARK_SETTLED = "UPDATE traces SET settled_at_unix_nano = %s WHERE trace_id = ANY(%s)"
 
 
@@ -66,7 +75,7 @@ def settle_traces(connection: Connection, window: SettleWindow, judge: Judge) ->
                 scores.setdefault(trace_id, {})[name] = score
         already_breached = set(cursor.execute(PREVIOUS_BREACHES, (ids,)).fetchall())
         settled = []
-        rows: list[tuple[str, str | None, str, float | None, float | None, int, str | None, int]] = []
+        rows: list[tuple[str, str | None, str, float | None, float | None, int, str | None]] = []
         for trace_id, service, models, agents, duration_ns, cost, total_tokens, errors, llm_calls in candidates:
             trace = UnsettledTrace(
                 trace_id=trace_id,
@@ -83,13 +92,15 @@ def settle_traces(connection: Connection, window: SettleWindow, judge: Judge) ->
             )
             snapshots = judge(trace)
             rows.extend(
-                (s.trace_id, s.service_name, s.metric, s.value, s.threshold, int(s.breached), s.rule, now_ns)
-                for s in snapshots
+                (s.trace_id, s.service_name, s.metric, s.value, s.threshold, int(s.breached), s.rule) for s in snapshots
             )
             newly = [s for s in snapshots if s.breached and (s.trace_id, s.metric) not in already_breached]
             settled.append(SettledTrace(trace, snapshots, newly))
-        rows.sort(key=lambda row: (row[0], row[2]))  # by (trace, metric): the order of the unique index
-        cursor.executemany(UPSERT_SNAPSHOT, rows)
+        if rows:
+            rows.sort(key=lambda row: (row[0], row[2]))  # by (trace, metric): the order of the unique index
+            cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", SNAPSHOTS_LOCK)
+            (stamp,) = cursor.execute(STAMP, (now_ns,)).fetchone() or (now_ns,)
+            cursor.executemany(UPSERT_SNAPSHOT, [(*row, stamp) for row in rows])
         cursor.execute(MARK_SETTLED, (now_ns, ids))
         notify_settled(cursor, ids)  # delivered to every replica's live feed at commit
     return settled

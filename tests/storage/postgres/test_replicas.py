@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
 import threading
 import time
@@ -17,7 +18,9 @@ from collector.config import SnapshotSettings
 from collector.maintenance.settle import settle
 from collector.model import Records
 from collector.storage.postgres.connection import connect
+from collector.storage.postgres.read import PostgresTraceReader
 from collector.storage.postgres.writer import PostgresSpanWriter
+from collector.storage.read import BreachQuery
 from collector.storage.sqlite.writer import SpanWriter
 from tests.postgres import Cluster
 from tests.storage.postgres.batches import COMPARED, batches, normalized
@@ -128,6 +131,30 @@ def test_replicas_settling_at_once_settle_each_trace_once_and_find_each_breach_n
     assert writers[0].oldest_unsettled() is None
     for writer in writers:
         writer.close()
+
+
+def test_a_breach_committed_after_another_is_read_after_it_whatever_the_replicas_clocks(database: str) -> None:
+    """The live feed reads the breaches after the last one it published, by (computed_at, id): a settling that
+    commits after another must be stamped after it, even when its replica's clock is behind (or it began first
+    and took longer), or the feed would never publish its breaches."""
+    writers = [PostgresSpanWriter(database) for _ in range(2)]
+    for batch in batches(7, traces=2, base_ns=time.time_ns(), split=False):
+        writers[0].write(batch)
+    settings = SnapshotSettings(settle_after="0s", max_wait="0s", rules=[{"metric": "latency_ms", "above": 0}])
+    now_ns = time.time_ns()
+    (ahead,) = settle(writers[0], settings, limit=1, now_ns=now_ns + 3_600 * 10**9)  # a clock an hour ahead
+    (behind,) = settle(writers[1], settings, limit=1, now_ns=now_ns)
+    reader = PostgresTraceReader(database)
+    try:
+        published = asyncio.run(reader.breaches(BreachQuery(order="asc", limit=10)))["data"]
+        assert [breach["trace_id"] for breach in published] == [ahead.figures.trace_id, behind.figures.trace_id]
+        cursor = (published[0]["computed_at_unix_nano"], published[0]["id"])
+        later = asyncio.run(reader.breaches(BreachQuery(order="asc", limit=10, after=cursor)))["data"]
+        assert [breach["trace_id"] for breach in later] == [behind.figures.trace_id]
+    finally:
+        reader.close()
+        for writer in writers:
+            writer.close()
 
 
 def test_a_trace_being_written_is_not_settled_until_its_writer_commits(database: str) -> None:
