@@ -38,6 +38,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.helpers import Daemon, missing, scrape, trace_request, wait_until
 from tests.postgres import Cluster, server_binaries
 from tests.receivers.test_otlp_http import as_json
+from tests.storage.postgres.test_replicas import deadlocks
 
 TOKEN_LIMIT = 2_500  # a trace of more total tokens breaches; about a third of the traces below do
 # Longer than the load runs before the kill: no trace is quiet that long before it, so the killed replica
@@ -346,67 +347,72 @@ FROM traces t JOIN (
 """
 
 
+BREACHES = "SELECT trace_id, metric, count(*) FROM metric_snapshots WHERE breached = 1 GROUP BY trace_id, metric"
+
+
 def test_three_replicas_one_killed_mid_load_store_each_span_once_and_count_each_breach_once(
     postgres_cluster: Cluster, tmp_path: Path
 ) -> None:
     config = config_file(tmp_path)
-    with postgres_cluster.database("replicas", url=True) as url, contextlib.ExitStack() as stack:
-        daemons = [stack.enter_context(Daemon(url, "--config", config)) for _ in range(3)]
-        for daemon in daemons:  # started together: they migrate one database at once
-            daemon.wait_listening()
-        victim, survivors = daemons[0], daemons[1:]
-        load_started = time.time()
-        with loading(replicas_of(daemons)) as clients:
-            wait_until(
-                lambda: (
-                    all(sum(c.acknowledged_by[i] for c in clients) >= 20 for i in range(3))
-                    and time.time() - load_started > 1.0
-                ),
-                timeout=SETTLE_AFTER - 1.5,
-                what="every replica to acknowledge 20 requests",
-            )
-            victim.process.send_signal(signal.SIGKILL)
-            assert victim.process.wait(timeout=10) == -signal.SIGKILL
-            killed_after = time.time() - load_started
-            with psycopg.connect(url) as connection:  # the victim settled nothing: its breach count was 0
-                row = connection.execute("SELECT count(*) FROM metric_snapshots").fetchone()
-            assert killed_after < SETTLE_AFTER and row == (0,), f"killed {killed_after:.1f} s in, {row} snapshots"
-            at_kill = acknowledged(clients)
-            wait_until(lambda: acknowledged(clients) > at_kill + 200, timeout=20, what="the survivors to take the load")
-        traces = {trace_id: expected for client in clients for trace_id, expected in client.traces.items()}
+    with postgres_cluster.database("replicas", url=True) as url:
+        with contextlib.ExitStack() as stack:
+            daemons = [stack.enter_context(Daemon(url, "--config", config)) for _ in range(3)]
+            for daemon in daemons:  # started together: they migrate one database at once
+                daemon.wait_listening()
+            victim, survivors = daemons[0], daemons[1:]
+            load_started = time.time()
+            with loading(replicas_of(daemons)) as clients:
+                wait_until(
+                    lambda: (
+                        all(sum(c.acknowledged_by[i] for c in clients) >= 20 for i in range(3))
+                        and time.time() - load_started > 1.0
+                    ),
+                    timeout=SETTLE_AFTER - 1.5,
+                    what="every replica to acknowledge 20 requests",
+                )
+                victim.process.send_signal(signal.SIGKILL)
+                assert victim.process.wait(timeout=10) == -signal.SIGKILL
+                killed_after = time.time() - load_started
+                with psycopg.connect(url) as connection:  # the victim settled nothing: its breach count was 0
+                    row = connection.execute("SELECT count(*) FROM metric_snapshots").fetchone()
+                assert killed_after < SETTLE_AFTER and row == (0,), f"killed {killed_after:.1f} s in, {row} snapshots"
+                at_kill = acknowledged(clients)
+                wait_until(
+                    lambda: acknowledged(clients) > at_kill + 200, timeout=20, what="the survivors to take the load"
+                )
+            traces = {trace_id: expected for client in clients for trace_id, expected in client.traces.items()}
 
-        assert_every_request_delivered_and_stored_once(clients, url)
-        seen = outcomes(clients)
-        failed = sum(count for outcome, count in seen.items() if outcome not in ("http 200", "grpc OK"))
-        assert failed and seen["http 200"] and seen["grpc OK"], seen  # the kill was felt, and retried elsewhere
-        assert sum(client.resent for client in clients) >= 20
+            assert_every_request_delivered_and_stored_once(clients, url)
+            seen = outcomes(clients)
+            failed = sum(count for outcome, count in seen.items() if outcome not in ("http 200", "grpc OK"))
+            assert failed and seen["http 200"] and seen["grpc OK"], seen  # the kill was felt, and retried elsewhere
+            assert sum(client.resent for client in clients) >= 20
 
-        with psycopg.connect(url) as connection:
-            unsettled = "SELECT count(*) FILTER (WHERE settled_at_unix_nano IS NULL), count(*) FROM traces"
-            wait_until(
-                lambda: connection.execute(unsettled).fetchone() == (0, len(traces)),
-                timeout=SETTLE_AFTER + 20,
-                what=f"{len(traces)} traces settled",
-            )
-            rollups = connection.execute(ROLLUPS_AND_SPANS).fetchall()
-            breached = connection.execute(
-                "SELECT trace_id, metric, count(*) FROM metric_snapshots WHERE breached = 1 GROUP BY trace_id, metric"
-            ).fetchall()
-        assert len(rollups) == len(traces)
-        for trace_id, *rollup in rollups:
-            expected = traces[trace_id]
-            sums = (expected.span_count, expected.error_count, expected.llm_calls, expected.input_tokens)
-            sums += (expected.output_tokens, expected.input_tokens + expected.output_tokens)
-            assert tuple(rollup[:6]) == sums == tuple(rollup[7:13]), trace_id
-            assert rollup[6] == pytest.approx(rollup[13]) and rollup[6] > 0, trace_id
-        assert {count for _, _, count in breached} == {1}
-        expected_breaches = set().union(*(expected.breaches(trace_id) for trace_id, expected in traces.items()))
-        assert {(trace_id, metric) for trace_id, metric, _ in breached} == expected_breaches
-        assert len(expected_breaches) >= 20, "too few breaches to prove anything"
-        # counted after each settling commit, on the replica that settled: each once, across the survivors
-        wait_until(lambda: breaches_counted(survivors) >= len(breached), timeout=5, what="the breach counters")
-        assert breaches_counted(survivors) == len(breached)
-        no_tracebacks(survivors)
+            with psycopg.connect(url) as connection:
+                unsettled = "SELECT count(*) FILTER (WHERE settled_at_unix_nano IS NULL), count(*) FROM traces"
+                wait_until(
+                    lambda: connection.execute(unsettled).fetchone() == (0, len(traces)),
+                    timeout=SETTLE_AFTER + 20,
+                    what=f"{len(traces)} traces settled",
+                )
+                rollups = connection.execute(ROLLUPS_AND_SPANS).fetchall()
+                breached = connection.execute(BREACHES).fetchall()
+            assert len(rollups) == len(traces)
+            for trace_id, *rollup in rollups:
+                expected = traces[trace_id]
+                sums = (expected.span_count, expected.error_count, expected.llm_calls, expected.input_tokens)
+                sums += (expected.output_tokens, expected.input_tokens + expected.output_tokens)
+                assert tuple(rollup[:6]) == sums == tuple(rollup[7:13]), trace_id
+                assert rollup[6] == pytest.approx(rollup[13]) and rollup[6] > 0, trace_id
+            assert {count for _, _, count in breached} == {1}
+            expected_breaches = set().union(*(expected.breaches(trace_id) for trace_id, expected in traces.items()))
+            assert {(trace_id, metric) for trace_id, metric, _ in breached} == expected_breaches
+            assert len(expected_breaches) >= 20, "too few breaches to prove anything"
+            # counted after each settling commit, on the replica that settled: each once, across the survivors
+            wait_until(lambda: breaches_counted(survivors) >= len(breached), timeout=5, what="the breach counters")
+            assert breaches_counted(survivors) == len(breached)
+            no_tracebacks(survivors)
+        assert deadlocks(url) == 0  # read once the replicas' connections are gone
 
 
 OUTAGE = 5.0  # seconds PostgreSQL stays stopped

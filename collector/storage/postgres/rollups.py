@@ -7,9 +7,14 @@ before it began, so the last writer to take a trace's lock sees every span of it
 writers that held the lock before: the rollup is the sum of all the spans whatever the interleaving, and
 which span counts a repeated model call (``collector.genai.calls``) is decided on all of them.
 
-A trace with no row yet is locked by inserting its row; when another writer inserted it first (both saw it
-missing), the insert gives way (ON CONFLICT DO NOTHING, after waiting for that writer to commit) and the
-trace is then locked, marked and recomputed as an existing one.
+A span's key is its ids, as on SQLite, but the primary key of ``spans`` also holds the start time (the partition
+key): a copy of a span sent with another start time gets past ``ON CONFLICT``. Under the trace's lock, a copy
+this transaction stored is deleted again when another copy of the span is stored (committed before the lock was
+taken, so first): whichever of two writers locks the trace last sees the other's copy and drops its own.
+
+The rows are locked by one upsert in trace id order (``LOCK_TRACES``): a trace with no row yet gets an empty one,
+filled when the rollups are recomputed; when another writer is inserting it too, the upsert waits for that
+writer's commit and then locks the row it made.
 """
 
 from __future__ import annotations
@@ -58,7 +63,7 @@ WHERE trace_id = ANY(%s)
 GROUP BY trace_id
 ORDER BY trace_id
 """
-# The traces whose rows this transaction holds: recomputed in place.
+# The traces whose rows this transaction holds (LOCK_TRACES): recomputed in place.
 UPDATE_ROLLUPS = f"""
 INSERT INTO traces ({_ROLLUP_COLUMNS})
 {_ROLLUPS}
@@ -85,14 +90,14 @@ ON CONFLICT (trace_id) DO UPDATE SET
     last_span_at_unix_nano = excluded.last_span_at_unix_nano,
     settled_at_unix_nano = NULL
 """
-# The traces that had no row: the ones another writer inserted meanwhile are not returned.
-INSERT_ROLLUPS = f"""
-INSERT INTO traces ({_ROLLUP_COLUMNS})
-{_ROLLUPS}
-ON CONFLICT (trace_id) DO NOTHING
-RETURNING trace_id
+# Every trace's row locked in one statement, in trace id order: an existing row by the conflict (``DO UPDATE ...
+# WHERE false`` locks the row and writes nothing), a missing one by inserting it empty, to be filled by
+# UPDATE_ROLLUPS. Locking the existing rows first and inserting the missing ones after would take two replicas'
+# locks in different orders (one finds a trace missing that the other finds stored) and deadlock them.
+LOCK_TRACES = """
+INSERT INTO traces (trace_id) SELECT trace_id FROM unnest(%s::text[]) AS pending(trace_id) ORDER BY trace_id
+ON CONFLICT (trace_id) DO UPDATE SET trace_id = excluded.trace_id WHERE false
 """
-LOCK_TRACES = "SELECT trace_id FROM traces WHERE trace_id = ANY(%s) ORDER BY trace_id FOR UPDATE"
 
 # The traces where one call may be described by two spans (see ``storage.sqlite.rollups``).
 _CANDIDATE_TRACES = """
@@ -119,6 +124,14 @@ SELECT trace_id, span_id, parent_span_id, category,
        coalesce(input_tokens, output_tokens, total_tokens, cost_usd) IS NOT NULL,
        start_time_unix_nano, response_id, duplicate_of
 FROM spans WHERE trace_id = ANY(%s)
+"""
+# The spans of these traces stored more than once, by ids (with other start times).
+_STORED_TWICE = """
+SELECT trace_id, span_id FROM spans WHERE trace_id = ANY(%s) GROUP BY trace_id, span_id HAVING count(*) > 1
+"""
+_DELETE_COPIES = """
+DELETE FROM spans USING unnest(%s::text[], %s::text[], %s::bigint[]) AS copy(trace_id, span_id, start)
+WHERE spans.trace_id = copy.trace_id AND spans.span_id = copy.span_id AND spans.start_time_unix_nano = copy.start
 """
 _SET_DUPLICATE_OF = """
 UPDATE spans SET duplicate_of = change.duplicate_of
@@ -162,21 +175,28 @@ def mark_repeated_calls(
     return frozenset(already_counted)
 
 
+def drop_copies_stored_before(
+    cursor: psycopg.Cursor[Any], trace_ids: list[str], new: dict[tuple[str, str], int]
+) -> set[tuple[str, str]]:
+    """Delete the ``new`` spans ((trace id, span id) -> start time) of these locked traces of which another copy,
+    with another start time, was stored before; returns their (trace id, span id), removed from ``new``."""
+    stored_before = {key for key in cursor.execute(_STORED_TWICE, (trace_ids,)) if key in new}
+    if stored_before:
+        copies = sorted((trace_id, span_id, new.pop((trace_id, span_id))) for trace_id, span_id in stored_before)
+        cursor.execute(_DELETE_COPIES, [list(column) for column in zip(*copies, strict=True)])
+    return stored_before
+
+
 def roll_up(
-    cursor: psycopg.Cursor[Any], trace_ids: Iterable[str], new: Collection[tuple[str, str]]
-) -> frozenset[tuple[str, str]]:
-    """Lock, mark the repeated calls of, and recompute the rollups of these traces, in the transaction that
-    stored their ``new`` spans; returns what ``mark_repeated_calls`` does."""
+    cursor: psycopg.Cursor[Any], trace_ids: Iterable[str], new: dict[tuple[str, str], int]
+) -> tuple[frozenset[tuple[str, str]], set[tuple[str, str]]]:
+    """Lock these traces, drop the ``new`` spans ((trace id, span id) -> start time) stored before with another
+    start time, mark the traces' repeated calls and recompute their rollups, in the transaction that stored the
+    ``new`` spans; returns what ``mark_repeated_calls`` does and the spans dropped."""
     pending = sorted(set(trace_ids))
-    already_counted: set[tuple[str, str]] = set()
-    while pending:
-        existing = [row[0] for row in cursor.execute(LOCK_TRACES, (pending,))]
-        missing = sorted(set(pending) - set(existing))
-        redone = set(pending)
-        already_counted = {key for key in already_counted if key[0] not in redone}
-        already_counted |= mark_repeated_calls(cursor, pending, new)
-        if existing:
-            cursor.execute(UPDATE_ROLLUPS, (existing,))
-        inserted = {row[0] for row in cursor.execute(INSERT_ROLLUPS, (missing,))} if missing else set()
-        pending = sorted(set(missing) - inserted)  # another writer made their rows first: lock and do them again
-    return frozenset(already_counted)
+    new = dict(new)
+    cursor.execute(LOCK_TRACES, (pending,))
+    stored_before = drop_copies_stored_before(cursor, pending, new)
+    already_counted = mark_repeated_calls(cursor, pending, new)
+    cursor.execute(UPDATE_ROLLUPS, (pending,))
+    return already_counted, stored_before

@@ -66,11 +66,13 @@ _JSON_AT = tuple(index for index, name in enumerate(_SPAN_FIELDS) if name in _JS
 # Made once per connection; emptied by every commit. ``ordinal`` keeps the first copy of a span a batch holds twice.
 CREATE_STAGING = "CREATE TEMPORARY TABLE span_staging (LIKE spans, ordinal integer NOT NULL) ON COMMIT DELETE ROWS"
 COPY_SPANS = f"COPY span_staging ({', '.join(COPY_COLUMNS)}, ordinal) FROM STDIN"
-# In key order, so that two replicas inserting the same spans wait for each other without a cycle.
+# The first copy of each span of the batch, in key order, so that two replicas inserting the same spans wait for
+# each other without a cycle. A copy with another start time is stored by this insert (the primary key holds the
+# start time, the partition key) and deleted again by ``rollups.roll_up`` once it holds the trace's lock.
 INSERT_SPANS = (
     f"INSERT INTO spans ({', '.join(SPAN_COLUMNS)}) "
-    f"SELECT {', '.join(SPAN_COLUMNS)} FROM span_staging "
-    "ORDER BY trace_id, span_id, start_time_unix_nano, ordinal "
+    f"SELECT DISTINCT ON (trace_id, span_id) {', '.join(SPAN_COLUMNS)} FROM span_staging "
+    "ORDER BY trace_id, span_id, ordinal "
     "ON CONFLICT DO NOTHING RETURNING trace_id, span_id, start_time_unix_nano"
 )
 
@@ -279,8 +281,10 @@ class PostgresSpanWriter:
                 inserted = set(cursor.execute(INSERT_SPANS).fetchall())
                 stored = _first_copies(spans, inserted)
             if stored:
-                new = {(span.trace_id, span.span_id) for span in stored}
-                repeated_calls = roll_up(cursor, {span.trace_id for span in stored}, new)
+                new = {(span.trace_id, span.span_id): span.start_time_unix_nano for span in stored}
+                repeated_calls, stored_before = roll_up(cursor, {span.trace_id for span in stored}, new)
+                if stored_before:
+                    stored = [span for span in stored if (span.trace_id, span.span_id) not in stored_before]
             # SQLite's row builders (one definition of the dedup keys) only call their ``resources`` argument
             lookup = cast(SqliteResourceIds, resources)
             for statement, records in (

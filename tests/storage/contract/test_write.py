@@ -40,6 +40,28 @@ def test_a_span_written_twice_is_stored_once(store: Backend) -> None:
     assert summary["span_count"] == 4
 
 
+def test_a_span_sent_again_with_another_start_time_is_stored_once_as_first_sent(store: Backend) -> None:
+    """A span's ids are its key: sent again with another start time (a day later: another of PostgreSQL's day
+    partitions), in a later batch or twice in one, it is stored once, as first sent, and counted once."""
+    spans, _ = decode_spans(otlp_request(3))
+    day = 86_400 * 10**9
+    moved = [
+        span._replace(
+            start_time_unix_nano=span.start_time_unix_nano + day, end_time_unix_nano=span.end_time_unix_nano + day
+        )
+        for span in spans
+    ]
+    assert store.store.write([Records(spans=spans[:2])]).stored == spans[:2]
+    assert store.store.write([Records(spans=[moved[0], spans[2], moved[2]])]).stored == [spans[2]]
+    trace_id = spans[0].trace_id
+    found = run(store.reader().trace_spans([trace_id]))[trace_id]
+    assert sorted((s["span_id"], s["start_time_unix_nano"]) for s in found) == sorted(
+        (s.span_id, s.start_time_unix_nano) for s in spans
+    )
+    (summary,) = run(store.reader().trace_summaries([trace_id]))
+    assert summary["span_count"] == 3
+
+
 def test_the_writer_names_the_spans_that_were_new(store: Backend) -> None:
     """Stored before, or twice in one batch: only the first copy is new (the GenAI metrics count only those)."""
     spans, _ = decode_spans(otlp_request(4))

@@ -17,11 +17,13 @@ import pytest
 from collector.config import SnapshotSettings
 from collector.maintenance.settle import settle
 from collector.model import Records
+from collector.otlp import decode_spans
 from collector.storage.postgres.connection import connect
 from collector.storage.postgres.read import PostgresTraceReader
 from collector.storage.postgres.writer import PostgresSpanWriter
 from collector.storage.read import BreachQuery
 from collector.storage.sqlite.writer import SpanWriter
+from tests.helpers import otlp_request
 from tests.postgres import Cluster
 from tests.storage.postgres.batches import COMPARED, batches, normalized
 
@@ -155,6 +157,39 @@ def test_a_breach_committed_after_another_is_read_after_it_whatever_the_replicas
         reader.close()
         for writer in writers:
             writer.close()
+
+
+def test_replicas_storing_one_span_with_other_start_times_at_once_keep_one_copy(database: str) -> None:
+    """Each replica gets the same spans with a start time of its own (another day's partition for some): the
+    copies get past the primary key, and the replica that locks a trace last drops its own."""
+    spans = [span for _ in range(60) for span in decode_spans(otlp_request(3))[0]]
+    writers = [PostgresSpanWriter(database) for _ in range(REPLICAS)]
+
+    def replica(index: int) -> Callable[[], list[tuple[str, str]]]:
+        shift = index * 43_200 * 10**9  # half a day apart
+        mine = [s._replace(start_time_unix_nano=s.start_time_unix_nano + shift) for s in spans]
+        random.Random(index).shuffle(mine)
+
+        def work() -> list[tuple[str, str]]:
+            stored = []
+            for start in range(0, len(mine), 7):
+                written = writers[index].write([Records(spans=mine[start : start + 7])])
+                stored.extend((span.trace_id, span.span_id) for span in written.stored)
+            return stored
+
+        return work
+
+    stored = run_at_once([replica(index) for index in range(REPLICAS)])
+    new_to = Counter(key for replica_stored in stored for key in replica_stored)
+    assert len(new_to) == len(spans) and set(new_to.values()) == {1}
+    with writers[0].pool.connection() as connection:
+        copies = connection.execute("SELECT trace_id, span_id, count(*) FROM spans GROUP BY 1, 2").fetchall()
+        rollups = connection.execute("SELECT span_count, count(*) FROM traces GROUP BY 1").fetchall()
+    assert len(copies) == len(spans) and {count for *_, count in copies} == {1}
+    assert rollups == [(3, 60)]
+    for writer in writers:
+        writer.close()
+    assert deadlocks(database) == 0
 
 
 def test_a_trace_being_written_is_not_settled_until_its_writer_commits(database: str) -> None:
