@@ -358,6 +358,17 @@ def load(daemon: Any, per_transport: int = 2, **client_options: Any) -> Iterator
     stop = threading.Event()
     clients = [LoadClient("http", daemon.http_url, stop, **client_options) for _ in range(per_transport)]
     clients += [LoadClient("grpc", daemon.grpc_target, stop, **client_options) for _ in range(per_transport)]
+    with running(clients, stop):
+        yield clients
+
+
+Client = TypeVar("Client", bound=threading.Thread)
+
+
+@contextlib.contextmanager
+def running(clients: list[Client], stop: threading.Event, join_timeout: float = 30) -> Iterator[list[Client]]:
+    """Client threads (each with an ``error`` attribute) running for the duration of the block: ``stop`` is set on
+    leaving it and each is waited for; a client that failed or did not stop fails the test."""
     for client in clients:
         client.start()
     try:
@@ -365,9 +376,10 @@ def load(daemon: Any, per_transport: int = 2, **client_options: Any) -> Iterator
     finally:
         stop.set()
         for client in clients:
-            client.join(timeout=30)
+            client.join(timeout=join_timeout)
     for client in clients:
-        assert client.error is None, f"{client.name} failed: {client.error!r}"
+        assert getattr(client, "error", None) is None, f"{client.name} failed: {getattr(client, 'error', None)!r}"
+        assert not client.is_alive(), f"{client.name} still sending"
 
 
 def outcomes_of(clients: list[LoadClient]) -> collections.Counter[str]:

@@ -35,7 +35,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.helpers import Daemon, missing, scrape, trace_request, wait_until
+from tests.helpers import Daemon, missing, running, scrape, trace_request, wait_until
 from tests.postgres import Cluster, server_binaries
 from tests.receivers.test_otlp_http import as_json
 from tests.storage.postgres.test_replicas import deadlocks
@@ -276,17 +276,8 @@ def loading(
         for index in range(clients_per_encoding)
         for number, encoding in enumerate(ENCODINGS)
     ]
-    for client in clients:
-        client.start()
-    try:
+    with running(clients, stop, join_timeout=GIVE_UP + 20):
         yield clients
-    finally:
-        stop.set()
-        for client in clients:
-            client.join(timeout=GIVE_UP + 20)
-    for client in clients:
-        assert client.error is None, f"{client.name} failed: {client.error!r}"
-        assert not client.is_alive(), f"{client.name} still sending"
 
 
 def replicas_of(daemons: Sequence[Daemon]) -> list[Replica]:
