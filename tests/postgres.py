@@ -60,19 +60,20 @@ class Cluster:
         self._owner = pwd.getpwnam("postgres") if os.geteuid() == 0 else None
 
     def _run(self, *command: str) -> None:
+        """Run a server binary, as the cluster's owner. Through ``runuser`` rather than ``subprocess``'s ``user=``:
+        to change users Python forks instead of vforking, and a fork of a test process whose gRPC threads are busy
+        can die before it execs (SIGSEGV, seen stopping the server under load)."""
+        as_owner = ("runuser", "-u", self._owner.pw_name, "--") if self._owner else ()
         result = subprocess.run(
-            command,
+            (*as_owner, *command),
             check=False,
-            user=self._owner.pw_uid if self._owner else None,
-            group=self._owner.pw_gid if self._owner else None,
-            extra_groups=[] if self._owner else None,
             cwd=self.root,
             capture_output=True,
             text=True,
             timeout=120,
         )
         if result.returncode != 0:
-            raise RuntimeError(f"{' '.join(command)} failed:\n{result.stdout}\n{result.stderr}")
+            raise RuntimeError(f"{' '.join(command)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
 
     def start(self) -> Cluster:
         self.socket_dir.mkdir()
@@ -96,14 +97,8 @@ class Cluster:
         self._start_server()
         return self
 
-    def restart(self, mode: str = "fast") -> None:
-        """Stop (every connection is cut) and start again. With ``immediate`` (a crash), transactions committed
-        in the last moments are lost: the cluster runs with ``synchronous_commit=off``."""
-        self.stop(mode=mode)
-        self.resume()
-
     def resume(self) -> None:
-        """Start the server again after ``stop``: the same data, socket and port."""
+        """Start the server again after ``stop`` (every connection was cut): the same data, socket and port."""
         self._start_server()
 
     def _start_server(self) -> None:
@@ -121,11 +116,11 @@ class Cluster:
         )
 
     def stop(self, mode: str = "fast") -> None:
-        with contextlib.suppress(RuntimeError, subprocess.TimeoutExpired):
-            self._run(str(self.binaries / "pg_ctl"), "stop", "--pgdata", str(self.data), "--mode", mode, "--wait")
+        self._run(str(self.binaries / "pg_ctl"), "stop", "--pgdata", str(self.data), "--mode", mode, "--wait")
 
     def remove(self) -> None:
-        self.stop()
+        with contextlib.suppress(RuntimeError, subprocess.TimeoutExpired):  # not started, or stopped already
+            self.stop()
         shutil.rmtree(self.root, ignore_errors=True)
 
     def dsn(self, database: str = "postgres") -> str:

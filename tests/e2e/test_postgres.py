@@ -142,7 +142,7 @@ def test_postgresql_down_is_503_and_unready_then_the_collector_recovers(start_co
         busy = httpx.get(traces, timeout=30)
         assert busy.status_code == 503 and busy.headers["Retry-After"]
 
-        cluster.restart()
+        cluster.resume()
         retried = httpx.post(
             f"{collector.http_url}/v1/traces", content=otlp_request(2).SerializeToString(), headers=headers, timeout=30
         )

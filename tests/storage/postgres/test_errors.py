@@ -82,7 +82,7 @@ def test_a_lost_connection_or_a_stopped_server_is_retryable_and_the_writer_recov
         with pytest.raises(StorageUnavailable) as down:
             writer.write([Records(spans=spans[2:])])
         assert is_retryable(down.value.__cause__) and down.value.retryable
-        own_cluster.restart()
+        own_cluster.resume()
         assert len(writer.write([Records(spans=spans)]).stored) == 1  # the request kept by the client, retried
         with writer.pool.connection() as connection:
             assert connection.execute("SELECT span_count FROM traces").fetchall() == [(3,)]
