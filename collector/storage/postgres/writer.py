@@ -349,8 +349,14 @@ def _prepare(connection: Connection) -> None:
     """A new pooled connection's session: room for a batch in the staging table (a batch of 2,000 GenAI spans
     is ~6 MB; past ``temp_buffers`` it would spill to files), LZ4 for the large JSON values (the COPY a third
     faster than with PostgreSQL's default pglz, measured; servers built without it keep pglz), then the staging
-    table. The pool hands it back idle (autocommit)."""
+    table. The pool hands it back idle (autocommit).
+
+    JIT compilation is off for the writer's session: the planner's cost estimates for the batch's statements
+    (the repeated-call lookup in particular) pass ``jit_above_cost`` once ``spans`` holds a few hundred thousand
+    rows, and compiling them took ~330 ms of every batch for statements that run in milliseconds (ingest fell
+    to 80 spans/s at 1,000,000 stored spans, measured with ``bench/query.py --postgres``)."""
     connection.execute("SET temp_buffers = '32MB'")
+    connection.execute("SET jit = off")
     # no LZ4 in this build, or a server before 14
     with contextlib.suppress(psycopg.errors.InvalidParameterValue, psycopg.errors.UndefinedObject):
         connection.execute("SET default_toast_compression = 'lz4'")

@@ -79,6 +79,13 @@ def test_the_same_batches_give_the_same_rows_as_on_sqlite(writer: PostgresSpanWr
     sqlite.close()
 
 
+def test_the_writer_session_compiles_no_query(writer: PostgresSpanWriter) -> None:
+    """JIT is on in a default server; the writer turns it off for its own sessions (see ``_prepare``)."""
+    with writer.pool.connection() as connection:
+        assert connection.execute("SHOW jit").fetchone() == ("off",)
+        assert connection.execute("SELECT reset_val FROM pg_settings WHERE name = 'jit'").fetchone() == ("on",)
+
+
 def test_a_retried_batch_changes_no_rollup_and_stores_nothing(writer: PostgresSpanWriter) -> None:
     all_batches = batches(11, traces=20, base_ns=time.time_ns())
     for batch in all_batches:
