@@ -59,7 +59,9 @@ class HttpServer:
         *,
         shutdown_timeout: float,
         protocol: type[asyncio.Protocol] | None = None,
+        sock: socket.socket | None = None,
     ) -> None:
+        """``sock``: a listening socket bound elsewhere (an ingest worker serves the one its parent bound)."""
         self.settings = server
         self.name = server.name
         self.port = 0
@@ -67,12 +69,13 @@ class HttpServer:
         self._security = security
         self._shutdown_timeout = shutdown_timeout
         self._protocol = protocol
+        self._sock = sock
         self._server: _Uvicorn | None = None
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         tls = listener_tls(self._security, self.settings)
-        sock = bind(self.settings)
+        sock = self._sock or bind(self.settings)
         self.port = sock.getsockname()[1]
         options: dict[str, Any] = {}
         if self._protocol is not None:

@@ -1,8 +1,9 @@
 """One service that starts the collector's components in dependency order and stops them in reverse.
 
 Start: check keys, certificates and exposure; open and migrate the database; bind the admin endpoint;
-start the maintenance scheduler and the writer thread; bind every OTLP and query listener (any failure
-stops start-up with one readable line, and what started is stopped). Stop (SIGTERM/SIGINT), within
+start the maintenance scheduler and the writer thread; bind every OTLP and query listener, the OTLP ones served
+here or by ``ingest.workers`` processes (``collector.workers``) that hand their records to the writer here (any
+failure stops start-up with one readable line, and what started is stopped). Stop (SIGTERM/SIGINT), within
 ``shutdown_timeout``: turn unready, stop accepting on every listener at once and let the requests in flight
 get their commit, drain the queue, stop the admin endpoint, close the database last (only once drained: a
 writer still writing keeps it); exit 1 when spans were left uncommitted, and at once on a second signal.
@@ -23,7 +24,6 @@ from prometheus_client import CollectorRegistry
 from collector.auth.listeners import ListenerSecurity, SecurityError
 from collector.component import Component, Deadline, StartupError, Together
 from collector.config import Settings
-from collector.genai.transform import Transform
 from collector.maintenance.probe import ProbeJob
 from collector.maintenance.retention import RetentionJob
 from collector.maintenance.scheduler import Scheduler
@@ -32,16 +32,15 @@ from collector.model import Records
 from collector.observability import logs
 from collector.observability.admin import admin_app
 from collector.observability.genai_metrics import GenAIMetrics
-from collector.observability.metrics import RECEIVER, CollectorMetrics
+from collector.observability.metrics import CollectorMetrics
 from collector.pipeline import Pipeline, WriterWork
 from collector.query.server import QueryServer
-from collector.receivers.http_protocol import header_timeout_protocol
-from collector.receivers.ingest import Ingest
-from collector.receivers.otlp_grpc import OtlpGrpcReceiver, OtlpGrpcServer
-from collector.receivers.otlp_http import TRANSPORT as HTTP_TRANSPORT
-from collector.receivers.otlp_http import OtlpHttpReceiver
+from collector.receivers.listeners import new_ingest, otlp_listeners
+from collector.receivers.otlp_grpc import OtlpGrpcServer
 from collector.server import HttpServer
 from collector.storage import StorageError, Store, Written, open_store
+from collector.workers.metrics import MergedRegistry, WorkerCounters
+from collector.workers.pool import IngestWorkers
 
 __all__ = ["Service", "StartupError", "run", "serve"]
 
@@ -111,6 +110,8 @@ class Service:
         self._query: QueryServer | None = None
         self._probe: ProbeJob | None = None
         self._listeners: list[HttpServer | OtlpGrpcServer | QueryServer] = []
+        self._workers: IngestWorkers | None = None
+        self._worker_counters = WorkerCounters()
 
     @property
     def pipeline(self) -> Pipeline:
@@ -125,7 +126,10 @@ class Service:
     @property
     def ports(self) -> dict[str, int]:
         """The port each listener got (port 0 in the settings asks the kernel for one)."""
-        return {listener.name: listener.port for listener in self._listeners if listener.port}
+        ports = {listener.name: listener.port for listener in self._listeners if listener.port}
+        if self._workers is not None:
+            ports.update(self._workers.ports)
+        return ports
 
     @property
     def security(self) -> ListenerSecurity:
@@ -145,6 +149,8 @@ class Service:
                 reasons.append("the queue is saturated")
         if self._probe is not None and not self._probe.reachable:
             reasons.append("the database does not answer")
+        if self._workers is not None and self._started and not self._workers.running:
+            reasons.append("no ingest worker is running")
         return reasons
 
     async def _start(self, component: C) -> C:
@@ -175,7 +181,7 @@ class Service:
         assert writer is not None
         metrics.watch_database(writer.disk_usage)
         metrics.watch_retention(settings.retention.max_size, lambda: writer.oldest_trace_ns)
-        admin = admin_app(self.registry, self.unready_reasons)
+        admin = admin_app(self._exposed_registry(), self.unready_reasons, self._before_scrape)
         self._listeners.append(
             await self._start(
                 HttpServer(
@@ -193,27 +199,6 @@ class Service:
         scheduler.add(SettleJob(writer, settings.snapshots, metrics, self.genai_metrics, self._notify_settled))
         await self._start(scheduler)
         self._writing = await self._start(_Writing(self._pipeline(writer, scheduler)))
-        ingest = await self._start(
-            Ingest(
-                self.pipeline,
-                lambda: Transform(settings),
-                metrics,
-                max_concurrent_requests=settings.max_concurrent_requests,
-                max_spans_per_request=settings.max_spans_per_request,
-            )
-        )
-        grpc_receiver = OtlpGrpcReceiver(
-            ingest, metrics, max_receive_size=settings.grpc_max_receive_size, retry_after=settings.retry_after
-        )
-        http_receiver = OtlpHttpReceiver(
-            ingest,
-            metrics,
-            max_request_size=settings.max_request_size,
-            retry_after=settings.retry_after,
-            body_read_timeout=settings.body_read_timeout,
-            read_budget=settings.max_concurrent_requests * settings.max_request_size,
-        )
-        guard = lambda app: self.security.guard("otlp_http", app, http_receiver.refusal_response)  # noqa: E731
         self._query = QueryServer(
             settings.db,
             settings.query,
@@ -223,18 +208,16 @@ class Service:
             settings.snapshots.rules,
             shutdown_timeout=settings.shutdown_timeout,
         )
-        listeners: list[HttpServer | OtlpGrpcServer | QueryServer] = [
-            OtlpGrpcServer(servers["otlp_grpc"], grpc_receiver, self.security),
-            HttpServer(
-                servers["otlp_http"],
-                http_receiver.app(settings.cors_origins, guard),
-                self.security,
-                shutdown_timeout=settings.shutdown_timeout,
-                protocol=header_timeout_protocol(settings.header_read_timeout, self._header_timed_out),
-            ),
-            self._query,
-        ]
-        self._listeners.extend(listeners)
+        listeners: list[Component]
+        if settings.ingest.processes:
+            self._workers = IngestWorkers(settings, self.pipeline, self._worker_counters)
+            listeners = [self._workers, self._query]
+        else:
+            ingest = await self._start(new_ingest(settings, self.pipeline, metrics))
+            grpc, http = otlp_listeners(settings, ingest, metrics, self.security)
+            self._listeners.extend((grpc, http))
+            listeners = [grpc, http, self._query]
+        self._listeners.append(self._query)
         await self._start(Together("listeners", listeners))
 
     def _pipeline(self, writer: Store, between_batches: WriterWork) -> Pipeline:
@@ -280,8 +263,15 @@ class Service:
         except SecurityError as error:
             raise StartupError(str(error)) from None
 
-    def _header_timed_out(self) -> None:
-        self.metrics.bad_requests.labels(RECEIVER, HTTP_TRANSPORT, "header_timeout").inc()
+    def _exposed_registry(self) -> CollectorRegistry:
+        """What ``/metrics`` shows: with ingest workers, their counters added to this process's metrics."""
+        if not self.settings.ingest.processes:
+            return self.registry
+        return MergedRegistry(self.registry, self._worker_counters)
+
+    async def _before_scrape(self) -> None:
+        if self._workers is not None:
+            await self._workers.flush_counters()
 
     async def stop(self) -> bool:
         """Stop within ``shutdown_timeout``, each component in reverse order of start; True when every

@@ -7,6 +7,7 @@ A bad value stops the daemon before it binds a port, with a message naming the o
 
 from collector.config.auth import LISTENERS, MIN_KEY_LENGTH, ApiKey, AuthSettings, Scope
 from collector.config.base import Duration, Section, parse_duration
+from collector.config.ingest import IngestSettings
 from collector.config.limits import LimitsSettings
 from collector.config.logs import LogsSettings
 from collector.config.metrics import MetricDimension, MetricsSettings
@@ -30,6 +31,7 @@ __all__ = [
     "ConfigError",
     "Duration",
     "Endpoint",
+    "IngestSettings",
     "LimitsSettings",
     "Listener",
     "ListenerTls",

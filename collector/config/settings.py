@@ -18,6 +18,7 @@ from pydantic import (
 
 from collector.config.auth import AuthSettings, Scope
 from collector.config.base import Duration
+from collector.config.ingest import IngestSettings
 from collector.config.limits import LimitsSettings
 from collector.config.logs import LogsSettings
 from collector.config.metrics import MetricsSettings
@@ -140,6 +141,7 @@ class Settings(BaseModel):
         default_factory=RetentionSettings, description="What the database keeps: by age and by size."
     )
     query: QuerySettings = Field(default_factory=QuerySettings, description="Query API server.")
+    ingest: IngestSettings = Field(default_factory=IngestSettings, description="Ingest processes.")
 
     @model_validator(mode="after")
     def _check_combinations(self) -> Settings:

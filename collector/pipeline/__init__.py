@@ -8,11 +8,12 @@ from collector.pipeline.errors import (
     TooManyRequests,
     WriteFailed,
 )
-from collector.pipeline.queue import SATURATION, Pipeline, Reservation, WriterWork
+from collector.pipeline.queue import SATURATION, Intake, Pipeline, Reservation, WriterWork
 
 __all__ = [
     "SATURATION",
     "Backpressure",
+    "Intake",
     "InvalidData",
     "Pipeline",
     "QueueFull",

@@ -14,7 +14,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -52,12 +52,25 @@ class WriterWork(Protocol):
         ...
 
 
+class Intake(Protocol):
+    """What the receivers' ``Ingest`` needs of the queue: the ``Pipeline`` itself in the process that writes,
+    a ``collector.workers.remote.RemotePipeline`` in an ingest worker process."""
+
+    def check_room(self) -> None: ...
+
+    def reserve(self, count: int) -> Reservation: ...
+
+    def submit(self, records: Records, reservation: Reservation | None = None) -> Awaitable[None]: ...
+
+    def _release(self, count: int) -> None: ...
+
+
 class Reservation:
     """Room in the queue held for one request until ``Pipeline.submit`` uses it or ``release`` gives it back."""
 
     __slots__ = ("_pipeline", "count")
 
-    def __init__(self, pipeline: Pipeline, count: int) -> None:
+    def __init__(self, pipeline: Intake, count: int) -> None:
         self._pipeline = pipeline
         self.count = count
 

@@ -39,7 +39,7 @@ from collector.otlp import (
     shallow_json_values,
     without_conflicting_duplicates,
 )
-from collector.pipeline import Backpressure, InvalidData, Pipeline, Reservation, TooManyRequests
+from collector.pipeline import Backpressure, Intake, InvalidData, Reservation, TooManyRequests
 
 T = TypeVar("T")
 
@@ -83,7 +83,7 @@ class Ingest:
 
     def __init__(
         self,
-        pipeline: Pipeline,
+        pipeline: Intake,
         transform: Callable[[], Transform],
         metrics: CollectorMetrics,
         *,

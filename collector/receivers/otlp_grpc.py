@@ -63,13 +63,19 @@ class OtlpGrpcReceiver:
         self._retry_after = retry_after
 
     def server(
-        self, health: health_aio.HealthServicer, interceptors: Sequence[grpc.aio.ServerInterceptor[Any, Any]] = ()
+        self,
+        health: health_aio.HealthServicer,
+        interceptors: Sequence[grpc.aio.ServerInterceptor[Any, Any]] = (),
+        *,
+        shared: bool = False,
     ) -> grpc.aio.Server:
+        """``shared``: the port is shared with the other ingest workers (``SO_REUSEPORT``); otherwise a port in
+        use must fail start-up, not be shared."""
         server = grpc.aio.server(
             interceptors=interceptors,
             options=[
                 ("grpc.max_receive_message_length", self._limit * HARD_LIMIT_FACTOR),
-                ("grpc.so_reuseport", 0),  # a port in use must fail start-up, not be shared
+                ("grpc.so_reuseport", 1 if shared else 0),
             ],
         )
         server.add_generic_rpc_handlers([self._handlers(signal) for signal in SIGNALS])
@@ -141,12 +147,25 @@ async def serving_health() -> health_aio.HealthServicer:
 
 class OtlpGrpcServer:
     """The OTLP/gRPC listener as a component. ``stop`` turns the health service to NOT_SERVING, stops
-    accepting and lets the calls in flight finish until the deadline."""
+    accepting and lets the calls in flight finish until the deadline.
+
+    ``shared_port``: in an ingest worker, the port its parent reserved, bound again with ``SO_REUSEPORT`` beside
+    the other workers (the kernel spreads connections among them)."""
 
     name = "otlp_grpc"
 
-    def __init__(self, server: ServerSettings, receiver: OtlpGrpcReceiver, security: ListenerSecurity) -> None:
+    def __init__(
+        self,
+        server: ServerSettings,
+        receiver: OtlpGrpcReceiver,
+        security: ListenerSecurity,
+        *,
+        shared_port: int | None = None,
+    ) -> None:
+        if shared_port is not None:
+            server = server.model_copy(update={"endpoint": server.endpoint.model_copy(update={"port": shared_port})})
         self.settings = server
+        self._shared = shared_port is not None
         self.port = 0
         self._receiver = receiver
         self._security = security
@@ -155,11 +174,12 @@ class OtlpGrpcServer:
 
     async def start(self) -> None:
         endpoint = self.settings.endpoint
-        if endpoint.port:  # find out the real reason a port cannot be had before gRPC hides it
+        if endpoint.port and not self._shared:  # find out the real reason a port cannot be had before gRPC hides it
             bind(self.settings).close()
         self._health = await serving_health()
         tls = listener_tls(self._security, self.settings)
-        server = self._receiver.server(self._health, self._security.grpc_interceptors(retry_metadata))
+        interceptors = self._security.grpc_interceptors(retry_metadata)
+        server = self._receiver.server(self._health, interceptors, shared=self._shared)
         try:
             if tls is None:
                 port = server.add_insecure_port(str(endpoint))
