@@ -111,7 +111,7 @@ class Service:
         self._probe: ProbeJob | None = None
         self._listeners: list[HttpServer | OtlpGrpcServer | QueryServer] = []
         self._workers: IngestWorkers | None = None
-        self._worker_counters = WorkerCounters()
+        self._worker_counters = WorkerCounters(self.metrics.bounded_labels)
 
     @property
     def pipeline(self) -> Pipeline:

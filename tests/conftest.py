@@ -16,6 +16,7 @@ import yaml
 
 from collector.config import Settings
 from collector.service import Service
+from tests import helpers
 from tests.helpers import REPO, free_ports, require_tool
 from tests.postgres import Cluster, start_cluster
 
@@ -78,10 +79,32 @@ def collector_settings(tmp_path: Path, **overrides: Any) -> Settings:
         "query": {"endpoint": LOOPBACK_PORT_0},
         "batch_max_age": "5ms",
         "shutdown_timeout": "10s",
+        "ingest": {"workers": helpers.INGEST_WORKERS},
     }
     values["query"] = {**values["query"], **overrides.pop("query", {})}
     values.update(overrides)
     return Settings.model_validate(values)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--ingest-workers",
+        type=int,
+        default=1,
+        help="run every collector of the suite with this many ingest worker processes (1: in the main process)",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    helpers.INGEST_WORKERS = config.getoption("--ingest-workers")
+
+
+@pytest.fixture(params=[1, 2], ids=["one-process", "ingest-workers"])
+def ingest_workers(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> int:
+    """Run the test twice: receiving in the main process, and with two ingest worker processes."""
+    monkeypatch.setattr(helpers, "INGEST_WORKERS", request.param)
+    workers: int = request.param
+    return workers
 
 
 @pytest.fixture

@@ -180,6 +180,11 @@ PORT_0 = (
 )
 
 
+# Ingest worker processes of every collector a test starts (``ingest.workers``): 1 receives in the main process.
+# The ``ingest_workers`` fixture (tests/conftest.py) runs a test in both modes; ``--ingest-workers`` the whole suite.
+INGEST_WORKERS = 1
+
+
 def collector_command(*arguments: str) -> list[str]:
     return [sys.executable, "-m", "collector", *arguments]
 
@@ -197,7 +202,7 @@ class Daemon:
         self._eof = False
         self._changed = threading.Condition()
         self.process = subprocess.Popen(
-            collector_command("serve", "--db", str(db), *PORT_0, *arguments),
+            collector_command("serve", "--db", str(db), *PORT_0, "--ingest-workers", str(INGEST_WORKERS), *arguments),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,

@@ -226,6 +226,8 @@ class CollectorMetrics:
             registry=registry,
         )
         self.unpriced_model = self.bounded_label("unpriced_spans", "model")
+        # Labels whose values come from clients, by family: what the ingest workers' counters are folded by.
+        self.bounded_labels = {PREFIX + "unpriced_spans": ("model", self.unpriced_model)}
         self.out_of_range_values = Counter(
             PREFIX + "out_of_range_values",
             "Canonical GenAI values out of range (a token count above 10^12, a cost above $1M), by field: "

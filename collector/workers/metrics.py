@@ -16,12 +16,14 @@ today, and a worker that dies or is restarted loses at most the last second of i
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.metrics_core import Metric
 from prometheus_client.samples import Sample
+
+from collector.observability.metrics import BoundedLabel
 
 _SHIPPED_TYPES = ("counter", "histogram")
 
@@ -63,9 +65,15 @@ class CounterShipper:
 
 
 class WorkerCounters:
-    """In the main process: the running totals of every worker's shipments (a restarted worker adds to them)."""
+    """In the main process: the running totals of every worker's shipments (a restarted worker adds to them).
 
-    def __init__(self) -> None:
+    ``bounded``: labels whose values come from clients, by family, with the main process's ``BoundedLabel``:
+    each worker caps them, and the cap must hold for the workers together too (a value the main process
+    folds into ``_other`` counts once in ``label_overflow``, however often it is shipped)."""
+
+    def __init__(self, bounded: Mapping[str, tuple[str, BoundedLabel]] | None = None) -> None:
+        self._bounded = dict(bounded or {})
+        self._folded: dict[tuple[str, str], str] = {}
         self._families: dict[str, tuple[str, str, str]] = {}
         self._totals: dict[str, dict[tuple[str, Labels], float]] = {}
 
@@ -73,8 +81,22 @@ class WorkerCounters:
         families, gains = shipment
         self._families.update(families)
         for (family, sample, labels), gain in gains:
+            if family in self._bounded:
+                labels = self._fold(family, labels)
             series = self._totals.setdefault(family, {})
             series[(sample, labels)] = series.get((sample, labels), 0.0) + gain
+
+    def _fold(self, family: str, labels: Labels) -> Labels:
+        name, bounded = self._bounded[family]
+        folded = []
+        for label, value in labels:
+            if label == name:
+                key = (family, value)
+                if key not in self._folded:
+                    self._folded[key] = bounded(value)
+                value = self._folded[key]
+            folded.append((label, value))
+        return tuple(folded)
 
     def merged(self, families: Iterable[Metric]) -> Iterable[Metric]:
         """``families`` (the main process's) with the workers' totals added; families only workers have last."""
