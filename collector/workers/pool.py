@@ -19,7 +19,6 @@ import socket
 import subprocess
 import sys
 from dataclasses import dataclass, field
-from typing import Any
 
 from collector.component import Deadline, StartupError
 from collector.config import ServerSettings, Settings
@@ -229,15 +228,17 @@ class IngestWorkers:
             restart.cancel()
         if self._http is not None:
             self._http.close()  # the workers keep their copies until their own listeners stop
-        tasks: list[asyncio.Task[Any]] = []
+        serving = [worker for worker in self._workers if worker.link is not None]
         for worker in self._workers:
-            if worker.link is not None:
-                worker.link.send(("stop", deadline.remaining()))
-            if worker.task is not None:
-                tasks.append(worker.task)
+            if worker.link is None and worker.process is not None and worker.process.poll() is None:
+                worker.process.kill()  # still starting (a restart): it has acknowledged nothing
+        tasks = [worker.task for worker in serving if worker.task is not None]
+        for worker in serving:
+            assert worker.link is not None
+            worker.link.send(("stop", deadline.remaining()))
         if tasks:
             await asyncio.wait(tasks, timeout=deadline.remaining() + 1.0)
-        for worker in self._workers:
+        for worker in serving:
             if worker.process is not None and worker.process.poll() is None:
                 log.error("ingest worker %d did not stop in time; killing it", worker.index)
                 worker.process.kill()

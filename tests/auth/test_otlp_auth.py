@@ -62,6 +62,7 @@ def headers_for(key: str | None) -> dict[str, str]:
     return {"OTEL_EXPORTER_OTLP_HEADERS": f"authorization=Bearer%20{key}"} if key else {}
 
 
+@pytest.mark.usefixtures("ingest_workers")
 @pytest.mark.parametrize("protocol", ["grpc", "http/protobuf"])
 @pytest.mark.parametrize(
     "key, stored",

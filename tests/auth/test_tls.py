@@ -69,6 +69,7 @@ def grpc_export(
     return grpc.StatusCode.OK
 
 
+@pytest.mark.usefixtures("ingest_workers")
 @pytest.mark.parametrize("protocol", PROTOCOLS)
 def test_sdk_with_otel_exporter_otlp_certificate_stores_spans(
     start_collector: Any, monkeypatch: pytest.MonkeyPatch, ca: TestCA, server_cert: Issued, protocol: str

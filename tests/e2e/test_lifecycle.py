@@ -60,6 +60,7 @@ class HalfSentRequest:
         body = request.SerializeToString()
         self._rest = body[len(body) // 2 :]
         self._socket = socket.create_connection(("127.0.0.1", port), timeout=10)
+        self.client_port: int = self._socket.getsockname()[1]
         head = (
             "POST /v1/traces HTTP/1.1\r\nHost: 127.0.0.1\r\n"
             f"Content-Type: application/x-protobuf\r\nContent-Length: {len(body)}\r\n\r\n"

@@ -6,6 +6,7 @@ import subprocess
 from typing import Any
 
 import httpx
+import pytest
 
 from tests.helpers import metric_value, otlp_request, require_tool, scrape
 
@@ -16,6 +17,7 @@ def test_healthz_and_readyz_answer_while_running(collector: Any) -> None:
     assert ready.status_code == 200 and ready.json() == {"status": "ready"}
 
 
+@pytest.mark.usefixtures("ingest_workers")
 def test_metrics_exposition_passes_promtool(collector: Any) -> None:
     request = otlp_request(3)
     answer = httpx.post(
@@ -26,6 +28,7 @@ def test_metrics_exposition_passes_promtool(collector: Any) -> None:
     assert answer.status_code == 200
     exposition = scrape(collector)
     assert metric_value(exposition, "genai_collector_receiver_accepted_spans_total", transport="http") == 3
+    assert metric_value(exposition, "genai_collector_request_duration_seconds_count", transport="http") == 1
     assert metric_value(exposition, "genai_collector_queue_capacity") == collector.settings.queue_capacity
     assert metric_value(exposition, "genai_collector_database_size_bytes", file="main") > 0
     assert "_created" not in exposition
@@ -35,6 +38,7 @@ def test_metrics_exposition_passes_promtool(collector: Any) -> None:
     assert checked.returncode == 0, checked.stdout + checked.stderr
 
 
+@pytest.mark.usefixtures("ingest_workers")
 def test_metrics_in_openmetrics_format_when_asked(collector: Any) -> None:
     answer = httpx.get(
         collector.admin_url + "/metrics", headers={"accept": "application/openmetrics-text; version=1.0.0"}

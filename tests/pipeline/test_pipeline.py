@@ -48,6 +48,7 @@ def finished_spans(count: int) -> list[ReadableSpan]:
     return list(memory.get_finished_spans())
 
 
+@pytest.mark.usefixtures("ingest_workers")
 def test_full_queue_answers_503_with_retry_after_and_unavailable_with_retry_info(start_collector: Any) -> None:
     running = start_collector(queue_capacity=10, batch_size=10, retry_after="2s")
     with write_lock_held(running.settings.db):
@@ -102,6 +103,7 @@ def test_full_queue_answers_503_with_retry_after_and_unavailable_with_retry_info
     assert running.query("SELECT count(*) FROM spans") == [(10,)]
 
 
+@pytest.mark.usefixtures("ingest_workers")
 @pytest.mark.parametrize("protocol", ["grpc", "http/protobuf"])
 def test_sdk_exporters_retry_refusals_until_every_span_is_stored_once(
     start_collector: Any, monkeypatch: pytest.MonkeyPatch, protocol: str
