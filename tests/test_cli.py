@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import subprocess
@@ -363,4 +364,27 @@ def test_serve_fails_fast_when_the_query_port_is_in_use(tmp_path: Path, busy_por
     result, elapsed = serve(tmp_path, "--query-endpoint", f"127.0.0.1:{busy_port}")
     line = refusal(result)
     assert line.startswith(f"genai-collector: cannot listen on query.endpoint 127.0.0.1:{busy_port}: ")
+    assert elapsed < 15
+
+
+# --- ingest workers ------------------------------------------------------------------------------
+
+
+def test_ingest_workers_from_flag_environment_and_auto() -> None:
+    assert effective_config()["ingest"]["workers"] == 1
+    assert effective_config(env={"GENAI_COLLECTOR_INGEST__WORKERS": "3"})["ingest"]["workers"] == 3
+    assert effective_config("--ingest-workers", "auto")["ingest"]["workers"] == os.cpu_count()
+    result = run_cli("check-config", "--ingest-workers", "-1")
+    assert "ingest.workers: Input should be greater than or equal to 0" in refusal(result)
+
+
+@pytest.mark.parametrize("endpoint", ["http_endpoint", "grpc_endpoint"])
+def test_serve_with_ingest_workers_fails_fast_when_a_port_is_in_use(
+    tmp_path: Path, busy_port: int, endpoint: str
+) -> None:
+    flag = "--" + endpoint.replace("_", "-")
+    result, elapsed = serve(tmp_path, "--ingest-workers", "2", flag, f"127.0.0.1:{busy_port}")
+    line = refusal(result)
+    assert line.startswith(f"genai-collector: cannot listen on {endpoint} 127.0.0.1:{busy_port}: ")
+    assert "in use" in line.lower()
     assert elapsed < 15
