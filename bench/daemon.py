@@ -31,18 +31,35 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 # --- the daemon and its /proc figures --------------------------------------------------------
 
 
+def collector_pids(pid: int) -> list[int]:
+    """The collector's process and its children (the ingest workers, with ``--ingest-workers``)."""
+    pids = [pid]
+    with contextlib.suppress(OSError):
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            pids.extend(int(child) for child in (task / "children").read_text().split())
+    return pids
+
+
 def proc_cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime, stime (fields 14 and 15)
+    """CPU seconds (user + system) of the collector's processes together: ``pid`` and its children."""
+    total = 0.0
+    for process in collector_pids(pid):
+        with contextlib.suppress(OSError):
+            fields = Path(f"/proc/{process}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime, stime (fields 14 and 15)
+    return total
 
 
 def proc_memory_kib(pid: int) -> dict[str, int]:
-    """VmRSS and VmHWM (peak RSS) in KiB."""
-    values = {}
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        key, _, rest = line.partition(":")
-        if key in ("VmRSS", "VmHWM"):
-            values[key] = int(rest.split()[0])
+    """VmRSS and VmHWM (peak RSS) in KiB, summed over the collector's processes (``pid`` and its children): the
+    sum of the peaks bounds the peak of all of them together from above."""
+    values = {"VmRSS": 0, "VmHWM": 0}
+    for process in collector_pids(pid):
+        with contextlib.suppress(OSError):
+            for line in Path(f"/proc/{process}/status").read_text().splitlines():
+                key, _, rest = line.partition(":")
+                if key in values:
+                    values[key] += int(rest.split()[0])
     return values
 
 

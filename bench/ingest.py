@@ -493,6 +493,11 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         help="a flag for the collector we start, e.g. --daemon-arg=--queue-capacity=50000",
     )
     parser.add_argument(
+        "--ingest-workers",
+        help="the collector we start runs this many ingest worker processes (its --ingest-workers: a number or auto); "
+        "CPU and RSS are then those of all its processes together",
+    )
+    parser.add_argument(
         "--secure",
         action="store_true",
         help="serve both OTLP listeners of the collector we start with TLS and an API key made for the run; "
@@ -515,6 +520,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     )
     args = parser.parse_args(argv)
     args.daemon_args = [*args.daemon_arg, *daemon_args]
+    if args.ingest_workers is not None:
+        args.daemon_args += ["--ingest-workers", args.ingest_workers]
     args.external = bool(args.endpoint or args.grpc_target)
     if args.secure and args.external:
         parser.error("--secure configures the collector the bench starts; against another give --ca-file and --api-key")
@@ -573,6 +580,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 else "collector started by the bench"
             ),
             "daemon_args": args.daemon_args,
+            "ingest_workers": args.ingest_workers,
             "secure": args.secure or bool(args.ca_file or args.api_key),
         },
         "runs": [asdict(run) for run in bench.runs],
