@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import math
 import os
 import socket
 import subprocess
@@ -52,6 +53,18 @@ def reserve_port(server: ServerSettings) -> socket.socket:
         reason = os.strerror(error.errno) if error.errno else str(error)
         raise StartupError(f"cannot listen on {server.option} {endpoint}: {reason.lower()}") from None
     return sock
+
+
+def worker_settings(settings: Settings) -> Settings:
+    """A worker's settings: the bounds configured for the collector shared among its workers, so that all of them
+    together hold as many requests in progress (and bytes of bodies being received) as one process would, and
+    refuse an address after about as many wrong keys (each worker counts its own, rounding up)."""
+    workers = settings.ingest.processes
+    auth = settings.auth.model_copy(
+        update={"max_failures_per_minute": math.ceil(settings.auth.max_failures_per_minute / workers)}
+    )
+    share = math.ceil(settings.max_concurrent_requests / workers)
+    return settings.model_copy(update={"max_concurrent_requests": share, "auth": auth})
 
 
 @dataclass(eq=False)
@@ -121,7 +134,7 @@ class IngestWorkers:
             )
         worker.process = process
         link = await Link.open(ours)
-        link.send(("start", self._settings, worker.index))
+        link.send(("start", worker_settings(self._settings), worker.index))
         try:
             ready = await asyncio.wait_for(link.receive(), START_TIMEOUT)
         except TimeoutError:
