@@ -18,14 +18,18 @@ from collector.component import Deadline, StartupError
 from collector.config import ServerSettings
 
 
+def cannot_listen(server: ServerSettings, error: OSError) -> StartupError:
+    reason = os.strerror(error.errno) if error.errno else str(error)
+    return StartupError(f"cannot listen on {server.option} {server.endpoint}: {reason.lower()}")
+
+
 def bind(server: ServerSettings) -> socket.socket:
     endpoint = server.endpoint
     family = socket.AF_INET6 if ":" in endpoint.host else socket.AF_INET
     try:
         sock = socket.create_server((endpoint.host, endpoint.port), family=family, backlog=1024)
     except OSError as error:
-        reason = os.strerror(error.errno) if error.errno else str(error)
-        raise StartupError(f"cannot listen on {server.option} {endpoint}: {reason.lower()}") from None
+        raise cannot_listen(server, error) from None
     # Accepted sockets inherit it (Linux): a response body written after its headers goes out at once
     # instead of waiting ~40 ms for the client's delayed ACK.
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)

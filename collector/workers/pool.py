@@ -25,7 +25,7 @@ from collector.component import Deadline, StartupError
 from collector.config import ServerSettings, Settings
 from collector.model import Records
 from collector.pipeline import Backpressure, Pipeline
-from collector.server import bind
+from collector.server import bind, cannot_listen
 from collector.workers.link import Door, Link
 from collector.workers.metrics import Shipment, WorkerCounters
 
@@ -50,8 +50,7 @@ def reserve_port(server: ServerSettings) -> socket.socket:
         sock.bind((endpoint.host, endpoint.port))
     except OSError as error:
         sock.close()
-        reason = os.strerror(error.errno) if error.errno else str(error)
-        raise StartupError(f"cannot listen on {server.option} {endpoint}: {reason.lower()}") from None
+        raise cannot_listen(server, error) from None
     return sock
 
 
