@@ -45,6 +45,7 @@ def reserve_port(server: ServerSettings) -> socket.socket:
         bind(server).close()
     family = socket.AF_INET6 if ":" in endpoint.host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gRPC's own: a restart beside TIME_WAITs
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     try:
         sock.bind((endpoint.host, endpoint.port))
