@@ -43,6 +43,19 @@ def test_bench_smoke_stores_every_acknowledged_span(tmp_path: Path) -> None:
         assert run["ratio_to_reference"] == round(run["spans_per_s"] / run["reference_spans_per_s"], 3), run
 
 
+def test_bench_smoke_with_ingest_workers(tmp_path: Path) -> None:
+    """--ingest-workers: the collector the bench starts runs worker processes, whose CPU and RSS count too."""
+    document = run_bench(
+        "ingest.py", "--smoke", "--ingest-workers", "2", "-p", "http-protobuf", "-p", "grpc", tmp_path=tmp_path,
+        timeout=90,
+    )  # fmt: skip
+    assert document["settings"]["ingest_workers"] == "2"
+    for run in document["runs"]:
+        assert run["errors"] == 0 and run["acknowledged_spans"] > 0, run
+        assert run["stored_check"] == "ok", run
+        assert run["daemon_peak_rss_mb"] > 150, run  # the main process alone is ~110 MB: the workers count
+
+
 def test_bench_smoke_with_tls_and_an_api_key(tmp_path: Path) -> None:
     """--secure: the collector serves OTLP with TLS and a key; the clients verify it and send the key."""
     document = run_bench(
