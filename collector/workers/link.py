@@ -71,7 +71,7 @@ class Door:
 
     @classmethod
     def create(cls) -> Door:
-        fd = os.memfd_create("genai-collector-door", 0)
+        fd = os.memfd_create("genai-collector-door")  # close-on-exec: only pass_fds hands it down
         os.ftruncate(fd, _DOOR.size)
         return cls(fd)
 
