@@ -74,6 +74,7 @@ class _Worker:
     link: Link | None = None
     task: asyncio.Task[None] | None = None
     flushes: dict[int, asyncio.Future[None]] = field(default_factory=dict)
+    drained: asyncio.Event = field(default_factory=asyncio.Event)  # set when its link closes
     restarts: int = 0
 
 
@@ -133,6 +134,7 @@ class IngestWorkers:
                 pass_fds=inherited,
             )
         worker.process = process
+        worker.drained = asyncio.Event()
         link = await Link.open(ours)
         link.send(("start", worker_settings(self._settings), worker.index))
         try:
@@ -157,6 +159,7 @@ class IngestWorkers:
             elif kind == "metrics":
                 self._shipped(worker, message[1], message[2])
         worker.link = None
+        worker.drained.set()
         link.close()
         for flush in worker.flushes.values():
             if not flush.done():
@@ -245,15 +248,24 @@ class IngestWorkers:
         for worker in self._workers:
             if worker.link is None and worker.process is not None and worker.process.poll() is None:
                 worker.process.kill()  # still starting (a restart): it has acknowledged nothing
-        tasks = [worker.task for worker in serving if worker.task is not None]
+        drained = [asyncio.ensure_future(worker.drained.wait()) for worker in serving]
         for worker in serving:
             assert worker.link is not None
             worker.link.send(("stop", deadline.remaining()))
+        if drained:
+            await asyncio.wait(drained, timeout=deadline.remaining() + 1.0)
+        for waiting in drained:
+            waiting.cancel()
+        for worker in serving:
+            if not worker.drained.is_set():
+                log.error("ingest worker %d did not stop in time; killing it", worker.index)
+        # A worker that closed its link has answered every request it took; what is left of it is the
+        # interpreter's teardown, which the writer need not wait for.
+        tasks = [worker.task for worker in serving if worker.task is not None]
         if tasks:
-            await asyncio.wait(tasks, timeout=deadline.remaining() + 1.0)
+            await asyncio.wait(tasks, timeout=deadline.remaining())
         for worker in serving:
             if worker.process is not None and worker.process.poll() is None:
-                log.error("ingest worker %d did not stop in time; killing it", worker.index)
                 worker.process.kill()
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
