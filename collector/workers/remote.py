@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+from collections.abc import Callable
 
 from collector.model import Records
 from collector.pipeline import Backpressure, QueueFull, Reservation, WriteFailed
@@ -16,7 +17,10 @@ class RemotePipeline:
     reserved and not yet sent, without a round trip; ``submit`` sends the records and resolves once the main
     process answers: committed, or the refusal the client gets (``QueueFull``, ``WriteFailed``, ``InvalidData``...)."""
 
-    def __init__(self, link: Link, door: Door, capacity: int) -> None:
+    def __init__(self, link: Link, door: Door, capacity: int, prepare: Callable[[Records], Records]) -> None:
+        """``prepare``: the storage engine's ``SpanStore.prepare`` (``storage.engines.records_preparer``): the rows
+        are encoded here, and reach the writer of the main process ready to insert."""
+        self.prepare = prepare
         self._link = link
         self._door = door
         self.capacity = capacity

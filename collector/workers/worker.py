@@ -26,6 +26,7 @@ from collector.config import Settings
 from collector.observability import logs
 from collector.observability.metrics import CollectorMetrics
 from collector.receivers.listeners import new_ingest, otlp_listeners
+from collector.storage.engines import records_preparer
 from collector.workers.link import Door, Link
 from collector.workers.metrics import CounterShipper
 from collector.workers.remote import RemotePipeline
@@ -55,7 +56,8 @@ class Worker:
             security = ListenerSecurity(settings, registry)
         except SecurityError as error:  # checked by the parent already; a file changed in between
             raise StartupError(str(error)) from None
-        self.pipeline = RemotePipeline(link, door, settings.queue_capacity)
+        prepare = records_preparer(settings.db)
+        self.pipeline = RemotePipeline(link, door, settings.queue_capacity, prepare)
         self._ingest = new_ingest(settings, self.pipeline, metrics)
         listeners = otlp_listeners(settings, self._ingest, metrics, security, http_socket=http, grpc_port=grpc_port)
         self._listeners = Together("listeners", listeners)
