@@ -26,7 +26,7 @@ from typing import Any, NamedTuple
 
 import apsw
 
-from collector.storage.sqlite.conditions import genai_calls
+from collector.storage.sql import genai_calls
 
 # The mapping is stored: changing any of these needs a migration that rebuilds ``latency_histograms``.
 RELATIVE_ERROR = 0.01

@@ -20,17 +20,11 @@ import apsw
 import orjson
 
 from collector.storage.read import LatencyGroup, LatencyOf, LatencyPoint, LatencySeries, StatsRange
+from collector.storage.sql import span_groups
 from collector.storage.sqlite import latency
+from collector.storage.sqlite.dialect import SQLITE
 
-SPAN_GROUPS = {
-    "none": "NULL",
-    "service": "s.service_name",
-    "model": "coalesce(s.response_model, s.request_model)",
-    "operation": "s.operation",
-    "agent": "s.agent_name",
-    "provider": "s.provider",
-    "user": "s.user_id",
-}
+SPAN_GROUPS = span_groups(SQLITE)
 _HISTOGRAM_GROUPS = {
     "none": "NULL",
     "service": "s.service_name",

@@ -41,19 +41,35 @@ from collector.storage.read import (
     TraceQuery,
     TraceSummary,
 )
-from collector.storage.sqlite.conditions import GENAI_CALLS, genai_calls
+from collector.storage.sql import (
+    BREACH_FIELDS,
+    COST_FIELDS,
+    DEPENDENCIES,
+    EVALUATION_FIELDS,
+    MODELS,
+    OPERATIONS_SCAN,
+    SERVICES,
+    SPAN_EVALUATION_FIELDS,
+    breaches_of,
+    breaches_sql,
+    evaluations_sql,
+    operations_sql,
+    search_where,
+    span_evaluations,
+    span_events,
+    spend_by_model,
+    trace_list_sql,
+    traces_of,
+)
+from collector.storage.sql import cost_sql as neutral_cost_sql
 from collector.storage.sqlite.connection import open_connection
-from collector.storage.sqlite.percentiles import SPAN_GROUPS, BucketCache, read_latency
+from collector.storage.sqlite.dialect import SQLITE
+from collector.storage.sqlite.percentiles import BucketCache, read_latency
 from collector.storage.sqlite.schema import GENAI_COLUMNS
 
 T = TypeVar("T")
 
-# Token and cost figures count LLM and embedding calls only, each model call once (as the rollups do); written
-# as the partial index spans_genai_calls is, so that the stats can use it.
-_GENAI_CALLS_OF_S = genai_calls("s.")
-MODEL = "coalesce(response_model, request_model)"
 _PROGRESS_STEPS = 1_000
-OPERATIONS_SCAN = 50_000
 _WAITING_PER_CONNECTION = 16
 
 
@@ -111,14 +127,8 @@ t.duration_ns / 1e6 AS duration_ms, t.span_count, t.error_count, t.llm_calls, t.
 t.total_tokens, t.cache_read_tokens, t.cache_write_tokens, t.reasoning_tokens, t.cost_usd, t.models, t.agents,
 t.has_root, t.settled_at_unix_nano IS NOT NULL AS settled"""
 
-_BREACHES_OF = """SELECT trace_id, metric, rule, value, threshold FROM metric_snapshots
-WHERE breached AND trace_id IN (SELECT value FROM json_each(?)) ORDER BY trace_id, metric"""
-
-_SORT_KEYS = {
-    "start_time": "t.start_time_unix_nano",
-    "duration": "t.duration_ns",
-    "cost": "coalesce(t.cost_usd, -1.0)",
-}
+_TRACES_OF = traces_of(SQLITE, _SUMMARY_COLUMNS)
+_BREACHES_OF = breaches_of(SQLITE)
 
 
 def _summaries(connection: apsw.Connection, rows: list[dict[str, Any]]) -> list[TraceSummary]:
@@ -126,8 +136,8 @@ def _summaries(connection: apsw.Connection, rows: list[dict[str, Any]]) -> list[
     trace's breaches added."""
     breaches: dict[str, list[Any]] = {}
     if rows:
-        ids = json.dumps([row["trace_id"] for row in rows])
-        for trace_id, metric, rule, value, threshold in connection.execute(_BREACHES_OF, (ids,)):
+        ids = SQLITE.list_value(row["trace_id"] for row in rows)
+        for trace_id, metric, rule, value, threshold in connection.execute(_BREACHES_OF, {"ids": ids}):
             breaches.setdefault(trace_id, []).append(
                 {"metric": metric, "rule": rule, "value": value, "threshold": threshold}
             )
@@ -138,105 +148,6 @@ def _summaries(connection: apsw.Connection, rows: list[dict[str, Any]]) -> list[
         row["settled"] = bool(row["settled"])
         row["breaches"] = breaches.get(row["trace_id"], [])
     return rows  # type: ignore[return-value]
-
-
-def _json_path(key: str) -> str:
-    """A JSON path naming one attribute key, dots and all: ``$."gen_ai.request.model"``."""
-    return '$."' + key.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-def _sql_value(value: Any) -> Any:
-    """A JSON-parsed filter value as SQLite's ``->>`` gives it (booleans are integers)."""
-    return int(value) if isinstance(value, bool) else value
-
-
-def _time_range(column: str, start_ns: int | None, end_ns: int | None, params: dict[str, Any]) -> list[str]:
-    conditions = []
-    if start_ns is not None:
-        conditions.append(f"{column} >= :start_ns")
-        params["start_ns"] = start_ns
-    if end_ns is not None:
-        conditions.append(f"{column} < :end_ns")
-        params["end_ns"] = end_ns
-    return conditions
-
-
-def trace_list_sql(query: TraceQuery) -> tuple[str, dict[str, Any]]:
-    params: dict[str, Any] = {"limit": query.limit + 1}
-    where = _time_range("t.start_time_unix_nano", query.start_ns, query.end_ns, params)
-    where.append("t.start_time_unix_nano IS NOT NULL")
-
-    def span_has(condition: str) -> str:
-        return f"EXISTS (SELECT 1 FROM spans s WHERE s.trace_id = t.trace_id AND {condition})"
-
-    equal = {
-        "t.service_name": query.service,
-        "t.root_span_name": query.root_name,
-    }
-    for index, (column, value) in enumerate(equal.items()):
-        if value is not None:
-            where.append(f"{column} = :eq{index}")
-            params[f"eq{index}"] = value
-    if query.status == "error":
-        where.append("t.error_count > 0")
-    elif query.status == "ok":
-        where.append("t.error_count = 0")
-    if query.model is not None:
-        where.append("EXISTS (SELECT 1 FROM json_each(t.models) WHERE value = :model)")
-        params["model"] = query.model
-    if query.agent is not None:
-        where.append("EXISTS (SELECT 1 FROM json_each(t.agents) WHERE value = :agent)")
-        params["agent"] = query.agent
-    if query.provider is not None:
-        where.append(span_has("s.provider = :provider"))
-        params["provider"] = query.provider
-    if query.conversation_id is not None:
-        where.append(span_has("s.conversation_id = :conversation_id"))
-        params["conversation_id"] = query.conversation_id
-    if query.user_id is not None:
-        where.append(span_has("s.user_id = :user_id"))
-        params["user_id"] = query.user_id
-    for index, (key, value) in enumerate(query.attributes):
-        where.append(span_has(f"s.attributes ->> :attr_key{index} = :attr_value{index}"))
-        params[f"attr_key{index}"] = _json_path(key)
-        params[f"attr_value{index}"] = _sql_value(value)
-    for name, column, bound, comparison in (
-        ("min_duration_ns", "t.duration_ns", query.min_duration_ns, ">="),
-        ("max_duration_ns", "t.duration_ns", query.max_duration_ns, "<="),
-        ("min_cost_usd", "t.cost_usd", query.min_cost_usd, ">="),
-        ("max_cost_usd", "t.cost_usd", query.max_cost_usd, "<="),
-    ):
-        if bound is not None:
-            where.append(f"{column} {comparison} :{name}")
-            params[name] = bound
-    if query.breached_metric is not None:
-        where.append(
-            "EXISTS (SELECT 1 FROM metric_snapshots m WHERE m.trace_id = t.trace_id AND m.metric = :breached_metric "
-            "AND m.breached)"
-        )
-        params["breached_metric"] = query.breached_metric
-    elif query.breached is not None:
-        exists = "EXISTS (SELECT 1 FROM metric_snapshots m WHERE m.trace_id = t.trace_id AND m.breached)"
-        where.append(exists if query.breached else "NOT " + exists)
-    if query.evaluation_below is not None:
-        condition = "e.trace_id = t.trace_id AND e.score < :evaluation_below"
-        params["evaluation_below"] = query.evaluation_below
-        if query.evaluation is not None:
-            condition += " AND e.name = :evaluation"
-            params["evaluation"] = query.evaluation
-        where.append(f"EXISTS (SELECT 1 FROM evaluations e WHERE {condition})")
-    key = _SORT_KEYS[query.sort]
-    direction = "DESC" if query.order == "desc" else "ASC"
-    if query.after is not None:
-        # Written so that the index on the sort key bounds the scan: key <= k, then the tie on the id.
-        before, strictly = ("<=", "<") if query.order == "desc" else (">=", ">")
-        where.append(f"{key} {before} :after_key AND ({key} {strictly} :after_key OR t.trace_id {strictly} :after_id)")
-        params["after_key"], params["after_id"] = query.after
-    sql = (
-        f"SELECT {_SUMMARY_COLUMNS}, {key} AS sort_key FROM traces t WHERE {' AND '.join(where)} "
-        f"ORDER BY {key} {direction}, t.trace_id {direction} LIMIT :limit"
-    )
-    return sql, params
 
 
 # --- spans -----------------------------------------------------------------------------------------
@@ -344,28 +255,7 @@ def _stored_span(row: dict[str, Any], resources: Resources) -> StoredSpan:
 
 
 def cost_sql(stats: StatsRange, group_by: CostGroup) -> tuple[str, dict[str, Any]]:
-    params: dict[str, Any] = {
-        "start_ns": stats.start_ns,
-        "end_ns": stats.end_ns,
-        "bucket_ns": stats.bucket_ns,
-        "service": stats.service,
-        "model": stats.model,
-        "provider": stats.provider,
-    }
-    where = ["s.start_time_unix_nano >= :start_ns", "s.start_time_unix_nano < :end_ns", _GENAI_CALLS_OF_S]
-    if stats.service is not None:
-        where.append("s.service_name = :service")
-    if stats.model is not None:
-        where.append("coalesce(s.response_model, s.request_model) = :model")
-    if stats.provider is not None:
-        where.append("s.provider = :provider")
-    sql = f"""SELECT (s.start_time_unix_nano / :bucket_ns) * :bucket_ns AS bucket, {SPAN_GROUPS[group_by]} AS grp,
-    sum(s.cost_usd), coalesce(sum(s.input_tokens), 0), coalesce(sum(s.output_tokens), 0),
-    coalesce(sum(s.cache_read_tokens), 0), coalesce(sum(s.reasoning_tokens), 0), coalesce(sum(s.total_tokens), 0),
-    count(*) FILTER (WHERE s.category = 'llm'),
-    count(*) FILTER (WHERE s.cost_usd IS NULL AND (s.input_tokens IS NOT NULL OR s.output_tokens IS NOT NULL))
-FROM spans s WHERE {" AND ".join(where)} GROUP BY bucket, grp ORDER BY grp, bucket"""
-    return sql, params
+    return neutral_cost_sql(SQLITE, stats, group_by)
 
 
 _EVALUATION_STATS = """WITH thresholds(name, threshold) AS (SELECT key, value FROM json_each(:thresholds)),
@@ -383,94 +273,14 @@ FROM sample LEFT JOIN thresholds USING (name)
 GROUP BY bucket, sample.name ORDER BY sample.name, bucket"""
 
 
-# --- breaches and evaluations ----------------------------------------------------------------------
-
-
-def breaches_sql(query: BreachQuery) -> tuple[str, dict[str, Any]]:
-    params: dict[str, Any] = {"limit": query.limit + 1, "breached": int(query.breached)}
-    where = ["m.breached = :breached", *_time_range("m.computed_at", query.start_ns, query.end_ns, params)]
-    for column in ("metric", "rule", "service", "trace_id"):
-        value = getattr(query, column)
-        if value is not None:
-            where.append(f"m.{'service_name' if column == 'service' else column} = :{column}")
-            params[column] = value
-    if query.services is not None:
-        where.append("m.service_name IN (SELECT value FROM json_each(:services))")
-        params["services"] = json.dumps(query.services)
-    direction, comparison = ("DESC", "<") if query.order == "desc" else ("ASC", ">")
-    if query.after is not None:
-        where.append(f"(m.computed_at, m.id) {comparison} (:after_key, :after_id)")
-        params["after_key"], params["after_id"] = query.after
-    sql = f"""SELECT m.id, m.trace_id, m.service_name, t.root_span_name, m.metric, m.value, m.threshold, m.breached,
-m.rule, m.computed_at FROM metric_snapshots m LEFT JOIN traces t ON t.trace_id = m.trace_id
-WHERE {" AND ".join(where)} ORDER BY m.computed_at {direction}, m.id {direction} LIMIT :limit"""
-    return sql, params
-
-
-def evaluations_sql(query: EvaluationQuery) -> tuple[str, dict[str, Any]]:
-    params: dict[str, Any] = {"limit": query.limit + 1}
-    where = ["true", *_time_range("time_unix_nano", query.start_ns, query.end_ns, params)]
-    for column in ("name", "trace_id", "span_id"):
-        value = getattr(query, column)
-        if value is not None:
-            where.append(f"{column} = :{column}")
-            params[column] = value
-    if query.below is not None:
-        where.append("score < :below")
-        params["below"] = query.below
-    if query.after is not None:
-        where.append("(time_unix_nano, id) < (:after_key, :after_id)")
-        params["after_key"], params["after_id"] = query.after
-    sql = f"""SELECT id, trace_id, span_id, response_id, name, score, label, explanation, source, time_unix_nano
-FROM evaluations WHERE {" AND ".join(where)} ORDER BY time_unix_nano DESC, id DESC LIMIT :limit"""
-    return sql, params
-
-
-# Distinct services by hopping through the (service_name, start) index: one seek per service, not a scan.
-_SERVICES = """WITH RECURSIVE found(name) AS (
-    SELECT min(service_name) FROM spans
-    UNION ALL
-    SELECT (SELECT min(service_name) FROM spans WHERE service_name > found.name) FROM found WHERE found.name IS NOT NULL
-)
-SELECT name FROM found WHERE name IS NOT NULL"""
-
-
 def _search_sql(search: SpanSearch) -> tuple[str, dict[str, Any]]:
-    params: dict[str, Any] = {"start_ns": search.start_ns, "end_ns": search.end_ns}
-    where = ["start_time_unix_nano >= :start_ns", "start_time_unix_nano < :end_ns"]
-    for column, value in (("service_name", search.service), ("name", search.operation), ("kind", search.kind)):
-        if value is not None:
-            where.append(f"{column} = :{column}")
-            params[column] = value
-    if search.error is not None:
-        where.append("status_code = 'error'" if search.error else "status_code != 'error'")
-    if search.min_duration_ns is not None:
-        where.append("duration_ns >= :min_duration_ns")
-        params["min_duration_ns"] = search.min_duration_ns
-    if search.max_duration_ns is not None:
-        where.append("duration_ns <= :max_duration_ns")
-        params["max_duration_ns"] = search.max_duration_ns
-    for index, (key, value) in enumerate(search.attributes):
-        where.append(f"attributes ->> :attr_key{index} = :attr_value{index}")
-        params[f"attr_key{index}"] = _json_path(key)
-        params[f"attr_value{index}"] = _sql_value(value)
-    sql = f"SELECT trace_id FROM spans WHERE {' AND '.join(where)} ORDER BY start_time_unix_nano DESC"
-    return sql, params
+    where = search_where(SQLITE, search)
+    return f"SELECT trace_id FROM spans WHERE {where} ORDER BY start_time_unix_nano DESC", where.params
 
 
-_DEPENDENCIES = """SELECT parent.service_name, child.service_name, count(*)
-FROM spans child JOIN spans parent ON parent.trace_id = child.trace_id AND parent.span_id = child.parent_span_id
-WHERE child.start_time_unix_nano >= ? AND child.start_time_unix_nano < ?
-  AND child.parent_span_id IS NOT NULL AND parent.service_name IS NOT child.service_name
-GROUP BY 1, 2 ORDER BY 1, 2"""
-
-_MODELS = f"""SELECT {MODEL} AS model, provider, count(*) AS calls FROM spans
-WHERE start_time_unix_nano >= ? AND start_time_unix_nano < ? AND {GENAI_CALLS} AND {MODEL} IS NOT NULL
-GROUP BY model, provider ORDER BY calls DESC, model"""
-
-_SPEND_BY_MODEL = f"""SELECT coalesce({MODEL}, 'unknown'), sum(cost_usd), coalesce(sum(input_tokens), 0),
-coalesce(sum(output_tokens), 0), count(*) FILTER (WHERE category = 'llm')
-FROM spans WHERE start_time_unix_nano >= ? AND {GENAI_CALLS} GROUP BY 1"""
+_SPAN_EVENTS = span_events(SQLITE)
+_SPAN_EVALUATIONS = span_evaluations(SQLITE)
+_SPEND_BY_MODEL = spend_by_model(SQLITE)
 
 
 class SqliteTraceReader:
@@ -536,7 +346,7 @@ class SqliteTraceReader:
     # -- traces --
 
     async def traces(self, query: TraceQuery) -> Page:
-        sql, params = trace_list_sql(query)
+        sql, params = trace_list_sql(SQLITE, query, _SUMMARY_COLUMNS)
 
         def work(connection: apsw.Connection) -> Page:
             rows = list(named_rows(connection.execute(sql, params)))
@@ -550,10 +360,9 @@ class SqliteTraceReader:
         return await self._run(work)
 
     async def trace_summaries(self, trace_ids: Sequence[str]) -> list[TraceSummary]:
-        sql = f"SELECT {_SUMMARY_COLUMNS} FROM traces t WHERE t.trace_id IN (SELECT value FROM json_each(?))"
-        ids = json.dumps(list(trace_ids))
+        ids = {"ids": SQLITE.list_value(trace_ids)}
         return await self._run(
-            lambda connection: _summaries(connection, list(named_rows(connection.execute(sql, (ids,)))))
+            lambda connection: _summaries(connection, list(named_rows(connection.execute(_TRACES_OF, ids))))
         )
 
     async def trace_skeleton(self, trace_id: str, offset: int, limit: int) -> SkeletonPage | None:
@@ -572,10 +381,8 @@ class SqliteTraceReader:
 
     async def span_detail(self, trace_id: str, span_id: str) -> SpanDetail | None:
         span_sql = f"{_STORED_SPANS} WHERE trace_id = ? AND span_id = ?"
-        events_sql = """SELECT name, time_unix_nano, source, body, attributes, severity_text FROM events
-            WHERE trace_id = ? AND span_id = ? ORDER BY time_unix_nano, id"""
-        evaluations_sql = """SELECT name, score, label, explanation, source, time_unix_nano FROM evaluations
-            WHERE trace_id = ? AND span_id = ? ORDER BY time_unix_nano, id"""
+
+        ids = {"trace_id": trace_id, "span_id": span_id}
 
         def work(connection: apsw.Connection) -> SpanDetail | None:
             rows = list(named_rows(connection.execute(span_sql, (trace_id, span_id))))
@@ -592,13 +399,11 @@ class SqliteTraceReader:
                     "attributes": document(attributes),
                     "severity_text": severity,
                 }
-                for name, time_ns, source, body, attributes, severity in connection.execute(
-                    events_sql, (trace_id, span_id)
-                )
+                for name, time_ns, source, body, attributes, severity in connection.execute(_SPAN_EVENTS, ids)
             ]
             span["evaluations"] = [
-                dict(zip(("name", "score", "label", "explanation", "source", "time_unix_nano"), row, strict=True))
-                for row in connection.execute(evaluations_sql, (trace_id, span_id))
+                dict(zip(SPAN_EVALUATION_FIELDS, row, strict=True))
+                for row in connection.execute(_SPAN_EVALUATIONS, ids)
             ]
             return span  # type: ignore[return-value]
 
@@ -640,21 +445,11 @@ class SqliteTraceReader:
 
     async def cost(self, stats: StatsRange, group_by: CostGroup) -> list[dict[str, Any]]:
         sql, params = cost_sql(stats, group_by)
-        fields = (
-            "cost_usd",
-            "input_tokens",
-            "output_tokens",
-            "cache_read_tokens",
-            "reasoning_tokens",
-            "total_tokens",
-            "llm_requests",
-            "unpriced_calls",
-        )
 
         def work(connection: apsw.Connection) -> list[dict[str, Any]]:
             series: dict[Any, list[dict[str, Any]]] = {}
             for bucket, group, *figures in connection.execute(sql, params):
-                point = {"time_unix_nano": bucket, **dict(zip(fields, figures, strict=True))}
+                point = {"time_unix_nano": bucket, **dict(zip(COST_FIELDS, figures, strict=True))}
                 series.setdefault(group, []).append(point)
             return [{"group": group, "points": points} for group, points in series.items()]
 
@@ -683,22 +478,10 @@ class SqliteTraceReader:
     # -- feeds --
 
     async def breaches(self, query: BreachQuery) -> Page:
-        sql, params = breaches_sql(query)
-        names = (
-            "id",
-            "trace_id",
-            "service_name",
-            "root_span_name",
-            "metric",
-            "value",
-            "threshold",
-            "breached",
-            "rule",
-            "computed_at_unix_nano",
-        )
+        sql, params = breaches_sql(SQLITE, query)
 
         def work(connection: apsw.Connection) -> Page:
-            rows = [dict(zip(names, row, strict=True)) for row in connection.execute(sql, params)]
+            rows = [dict(zip(BREACH_FIELDS, row, strict=True)) for row in connection.execute(sql, params)]
             for row in rows:
                 row["breached"] = bool(row["breached"])
             more = len(rows) > query.limit
@@ -709,22 +492,10 @@ class SqliteTraceReader:
         return await self._run(work)
 
     async def evaluations(self, query: EvaluationQuery) -> Page:
-        sql, params = evaluations_sql(query)
-        names = (
-            "id",
-            "trace_id",
-            "span_id",
-            "response_id",
-            "name",
-            "score",
-            "label",
-            "explanation",
-            "source",
-            "time_unix_nano",
-        )
+        sql, params = evaluations_sql(SQLITE, query)
 
         def work(connection: apsw.Connection) -> Page:
-            rows = [dict(zip(names, row, strict=True)) for row in connection.execute(sql, params)]
+            rows = [dict(zip(EVALUATION_FIELDS, row, strict=True)) for row in connection.execute(sql, params)]
             more = len(rows) > query.limit
             rows = rows[: query.limit]
             after = (rows[-1]["time_unix_nano"], rows[-1]["id"]) if more and rows else None
@@ -735,29 +506,32 @@ class SqliteTraceReader:
     # -- what the filters can offer --
 
     async def services(self) -> list[str]:
-        return await self._run(lambda connection: [name for (name,) in connection.execute(_SERVICES)])
+        return await self._run(lambda connection: [name for (name,) in connection.execute(SERVICES)])
 
     async def operations(self, service: str, kind: str | None = None) -> list[tuple[str, str]]:
         """Span names and kinds of the service's newest ``OPERATIONS_SCAN`` spans: a dropdown's worth, read
         newest first through the (service, start) index, without reading every span the service ever sent."""
-        sql = "SELECT name, kind FROM spans WHERE service_name = ?" + (" AND kind = ?" if kind else "")
-        sql += " ORDER BY start_time_unix_nano DESC LIMIT ?"
-        params = (service, kind, OPERATIONS_SCAN) if kind else (service, OPERATIONS_SCAN)
+        sql = operations_sql(SQLITE, kind)
+        params = {"service": service, "kind": kind, "limit": OPERATIONS_SCAN}
         return await self._run(lambda connection: sorted(set(connection.execute(sql, params))))
 
     async def models(self, start_ns: int, end_ns: int) -> list[Model]:
         def work(connection: apsw.Connection) -> list[Model]:
             return [
                 Model(name=model, provider=provider, calls=calls)
-                for model, provider, calls in connection.execute(_MODELS, (start_ns, end_ns))
+                for model, provider, calls in connection.execute(MODELS, {"start_ns": start_ns, "end_ns": end_ns})
             ]
 
         return await self._run(work)
 
     async def dependencies(self, start_ns: int, end_ns: int) -> list[tuple[str, str, int]]:
-        return await self._run(lambda connection: list(connection.execute(_DEPENDENCIES, (start_ns, end_ns))))
+        return await self._run(
+            lambda connection: list(connection.execute(DEPENDENCIES, {"start_ns": start_ns, "end_ns": end_ns}))
+        )
 
     async def spend_by_model(self, start_ns: int) -> list[dict[str, Any]]:
+        since = {"start_ns": start_ns}
+
         def work(connection: apsw.Connection) -> list[dict[str, Any]]:
             return [
                 {
@@ -767,7 +541,7 @@ class SqliteTraceReader:
                     "output_tokens": tokens_out,
                     "llm_requests": requests,
                 }
-                for model, cost, tokens_in, tokens_out, requests in connection.execute(_SPEND_BY_MODEL, (start_ns,))
+                for model, cost, tokens_in, tokens_out, requests in connection.execute(_SPEND_BY_MODEL, since)
             ]
 
         return await self._run(work)

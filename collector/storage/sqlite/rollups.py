@@ -17,8 +17,8 @@ import apsw
 
 from collector.genai.calls import MAX_DEPTH, SpanNode, same_calls
 from collector.genai.normalize import GenAI
+from collector.storage.sql import GENAI_CALLS, MODEL_CALL
 from collector.storage.sqlite import latency
-from collector.storage.sqlite.conditions import GENAI_CALLS, MODEL_CALL
 
 # Token and cost sums count LLM and embedding calls only: an agent or workflow span that carries the
 # sum of its children (the Vercel AI SDK's outer spans do) must not count them twice.

@@ -170,6 +170,6 @@ def test_a_new_database_hands_freed_pages_back(tmp_path: Path) -> None:
 
 def test_the_model_call_condition_is_written_as_the_partial_index_is() -> None:
     """SQLite uses the partial index spans_genai_calls only for a condition written exactly as its own."""
-    from collector.storage.sqlite.conditions import GENAI_CALLS
+    from collector.storage.sql import GENAI_CALLS
 
     assert f"WHERE {GENAI_CALLS};" in MIGRATIONS[5]
