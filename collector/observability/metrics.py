@@ -45,6 +45,24 @@ TRACE_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 3
 SCORE_BUCKETS = tuple(step / 10 for step in range(1, 11))
 
 
+class Declare:
+    """Declares metrics on one registry, each named ``prefix`` + its name; with no labels unless given."""
+
+    def __init__(self, registry: CollectorRegistry, prefix: str = PREFIX) -> None:
+        self.registry, self.prefix = registry, prefix
+
+    def counter(self, name: str, documentation: str, labels: Sequence[str] = ()) -> Counter:
+        return Counter(self.prefix + name, documentation, labels, registry=self.registry)
+
+    def gauge(self, name: str, documentation: str, labels: Sequence[str] = ()) -> Gauge:
+        return Gauge(self.prefix + name, documentation, labels, registry=self.registry)
+
+    def histogram(
+        self, name: str, documentation: str, labels: Sequence[str] = (), *, buckets: Sequence[float], unit: str = ""
+    ) -> Histogram:
+        return Histogram(self.prefix + name, documentation, labels, unit=unit, buckets=buckets, registry=self.registry)
+
+
 class DatabaseSize(Collector):
     """Bytes on disk of the database, by file, as the store reports them at scrape time."""
 
@@ -103,174 +121,135 @@ class CollectorMetrics:
     def __init__(self, registry: CollectorRegistry, *, label_cap: int = DEFAULT_LABEL_CAP) -> None:
         self.registry = registry
         self.label_cap = label_cap
-        self.label_overflow = Counter(
-            PREFIX + "label_overflow",
+        declare = Declare(registry)
+        self.label_overflow = declare.counter(
+            "label_overflow",
             "Label values folded into _other because the label reached its cap of distinct values.",
             ["metric", "label"],
-            registry=registry,
         )
-        self.accepted_spans = Counter(
-            PREFIX + "receiver_accepted_spans",
+        self.accepted_spans = declare.counter(
+            "receiver_accepted_spans",
             "Spans committed to storage and acknowledged to the client.",
             ["receiver", "transport"],
-            registry=registry,
         )
-        self.refused_spans = Counter(
-            PREFIX + "receiver_refused_spans",
+        self.refused_spans = declare.counter(
+            "receiver_refused_spans",
             "Spans not stored, by reason (invalid_span, queue_full, shutting_down, write_failed).",
             ["receiver", "transport", "reason"],
-            registry=registry,
         )
-        self.refused_requests = Counter(
-            PREFIX + "receiver_refused_requests",
+        self.refused_requests = declare.counter(
+            "receiver_refused_requests",
             "Requests refused before they were read because the queue was full or closing (spans not yet known).",
             ["receiver", "transport", "reason"],
-            registry=registry,
         )
-        self.dropped_items = Counter(
-            PREFIX + "receiver_dropped_items",
+        self.dropped_items = declare.counter(
+            "receiver_dropped_items",
             "Log records and metric data points received and deliberately not stored.",
             ["receiver", "transport", "signal"],
-            registry=registry,
         )
-        self.bad_requests = Counter(
-            PREFIX + "receiver_bad_requests",
+        self.bad_requests = declare.counter(
+            "receiver_bad_requests",
             "Requests refused before their spans could be read, by reason.",
             ["receiver", "transport", "reason"],
-            registry=registry,
         )
-        self.requests = Counter(
-            PREFIX + "requests",
+        self.requests = declare.counter(
+            "requests",
             "Export requests answered, by transport, signal and status (HTTP code or gRPC code name).",
             ["transport", "signal", "status"],
-            registry=registry,
         )
-        self.request_duration = Histogram(
-            PREFIX + "request_duration_seconds",
+        self.request_duration = declare.histogram(
+            "request_duration_seconds",
             "Time from a request's arrival to its answer (including the commit it waits for).",
             ["transport", "signal"],
             buckets=_LATENCY_BUCKETS,
-            registry=registry,
         )
-        self.queue_size = Gauge(
-            PREFIX + "queue_size", "Spans accepted into the queue and not yet committed.", registry=registry
+        self.queue_size = declare.gauge("queue_size", "Spans accepted into the queue and not yet committed.")
+        self.queue_capacity = declare.gauge("queue_capacity", "Spans the queue holds at most.")
+        self.batch_send_size = declare.histogram(
+            "batch_send_size", "Spans per committed transaction.", buckets=_BATCH_BUCKETS
         )
-        self.queue_capacity = Gauge(PREFIX + "queue_capacity", "Spans the queue holds at most.", registry=registry)
-        self.batch_send_size = Histogram(
-            PREFIX + "batch_send_size",
-            "Spans per committed transaction.",
-            buckets=_BATCH_BUCKETS,
-            registry=registry,
+        self.commit_duration = declare.histogram(
+            "commit_duration_seconds", "Time to write and commit one batch.", buckets=_LATENCY_BUCKETS
         )
-        self.commit_duration = Histogram(
-            PREFIX + "commit_duration_seconds",
-            "Time to write and commit one batch.",
-            buckets=_LATENCY_BUCKETS,
-            registry=registry,
+        self.duplicate_spans = declare.counter(
+            "duplicate_spans", "Spans received again (a client retry) and not stored twice."
         )
-        self.duplicate_spans = Counter(
-            PREFIX + "duplicate_spans",
-            "Spans received again (a client retry) and not stored twice.",
-            registry=registry,
-        )
-        self.write_failures = Counter(
-            PREFIX + "write_failures",
+        self.write_failures = declare.counter(
+            "write_failures",
             "Batches whose transaction failed (disk full, I/O error...); their requests got a retryable error.",
             ["error"],
-            registry=registry,
         )
 
-        self.accepted_log_records = Counter(
-            PREFIX + "receiver_accepted_log_records",
+        self.accepted_log_records = declare.counter(
+            "receiver_accepted_log_records",
             "Log records (GenAI events) committed and acknowledged.",
             ["receiver", "transport"],
-            registry=registry,
         )
-        self.refused_log_records = Counter(
-            PREFIX + "receiver_refused_log_records",
+        self.refused_log_records = declare.counter(
+            "receiver_refused_log_records",
             "Log records not stored, by reason (invalid_record, queue_full, write_failed, shutting_down).",
             ["receiver", "transport", "reason"],
-            registry=registry,
         )
-        self.evaluations = Counter(
-            PREFIX + "evaluations",
+        self.evaluations = declare.counter(
+            "evaluations",
             "Evaluation results stored, by where they came from (log, span_event, span_attribute).",
             ["source"],
-            registry=registry,
         )
-        self.redactions = Counter(
-            PREFIX + "redactions",
+        self.redactions = declare.counter(
+            "redactions",
             "Content values redacted, by rule (email, phone, card, ipv4, secret, or a configured rule).",
             ["rule"],
-            registry=registry,
         )
-        self.truncated_values = Counter(
-            PREFIX + "truncated_values",
-            "Attribute values cut to limits.max_attribute_length.",
-            registry=registry,
+        self.truncated_values = declare.counter(
+            "truncated_values", "Attribute values cut to limits.max_attribute_length."
         )
-        self.dropped_attributes = Counter(
-            PREFIX + "dropped_attributes",
-            "Attributes dropped past limits.max_attributes.",
-            registry=registry,
+        self.dropped_attributes = declare.counter(
+            "dropped_attributes", "Attributes dropped past limits.max_attributes."
         )
-        self.dropped_events = Counter(
-            PREFIX + "dropped_events",
-            "Span events dropped past limits.max_events.",
-            registry=registry,
-        )
-        self.unpriced_spans = Counter(
-            PREFIX + "unpriced_spans",
+        self.dropped_events = declare.counter("dropped_events", "Span events dropped past limits.max_events.")
+        self.unpriced_spans = declare.counter(
+            "unpriced_spans",
             "LLM spans with token counts whose model has no price (their cost_usd is NULL), by model.",
             ["model"],
-            registry=registry,
         )
         self.unpriced_model = self.bounded_label("unpriced_spans", "model")
         # Labels whose values come from clients, by family: what the ingest workers' counters are folded by.
         self.bounded_labels = {PREFIX + "unpriced_spans": ("model", self.unpriced_model)}
-        self.out_of_range_values = Counter(
-            PREFIX + "out_of_range_values",
+        self.out_of_range_values = declare.counter(
+            "out_of_range_values",
             "Canonical GenAI values out of range (a token count above 10^12, a cost above $1M), by field: "
             "kept in the span's attributes, left out of the column and the metrics.",
             ["field"],
-            registry=registry,
         )
-        self.truncated_nested_values = Counter(
-            PREFIX + "truncated_nested_values",
+        self.truncated_nested_values = declare.counter(
+            "truncated_nested_values",
             "Attribute values nested deeper than a request can be parsed with, cut to a marker at 20 levels.",
-            registry=registry,
         )
-        self.settled_traces = Counter(
-            PREFIX + "settled_traces", "Traces settled and written to metric_snapshots.", registry=registry
-        )
+        self.settled_traces = declare.counter("settled_traces", "Traces settled and written to metric_snapshots.")
         self.oldest_unsettled_at: int | None = None  # unix ns, set by the writer thread after each settling
-        self.oldest_unsettled_age = Gauge(
-            PREFIX + "oldest_unsettled_trace_age_seconds",
+        self.oldest_unsettled_age = declare.gauge(
+            "oldest_unsettled_trace_age_seconds",
             "Seconds since the last span of the longest-quiet trace not yet settled (0 when none); "
             "above max_wait plus a few intervals, settling is falling behind.",
-            registry=registry,
         )
         self.oldest_unsettled_age.set_function(self._oldest_unsettled_age)
         # The label is job_name, not job: Prometheus keeps `job` for the scrape target's job and would
         # rename ours to exported_job on scrape.
-        self.maintenance_last_run = Gauge(
-            PREFIX + "maintenance_last_run_timestamp_seconds",
+        self.maintenance_last_run = declare.gauge(
+            "maintenance_last_run_timestamp_seconds",
             "Unix time at which a maintenance job (settle, retention) last finished a round, failed or not.",
             ["job_name"],
-            registry=registry,
         )
-        self.maintenance_duration = Histogram(
-            PREFIX + "maintenance_duration_seconds",
+        self.maintenance_duration = declare.histogram(
+            "maintenance_duration_seconds",
             "Time one round of a maintenance job took (on the writer thread, between batches).",
             ["job_name"],
             buckets=_LATENCY_BUCKETS,
-            registry=registry,
         )
-        self.maintenance_errors = Counter(
-            PREFIX + "maintenance_errors",
+        self.maintenance_errors = declare.counter(
+            "maintenance_errors",
             "Rounds of a maintenance job that failed; the job runs again after its interval.",
             ["job_name"],
-            registry=registry,
         )
 
     def _oldest_unsettled_age(self) -> float:
@@ -280,32 +259,24 @@ class CollectorMetrics:
     def watch_retention(self, max_size: int | None, oldest_trace_ns: Callable[[], int | None]) -> None:
         """The retention gauges: the age of the oldest stored trace, and the size bound when there is one
         (absent otherwise, so that an alert comparing the database size with it never fires)."""
-        self.retention_deleted_traces = Counter(
-            PREFIX + "retention_deleted_traces",
-            "Traces deleted by retention, by reason (age, size, disk_full).",
-            ["reason"],
-            registry=self.registry,
+        declare = Declare(self.registry)
+        self.retention_deleted_traces = declare.counter(
+            "retention_deleted_traces", "Traces deleted by retention, by reason (age, size, disk_full).", ["reason"]
         )
-        self.retention_deleted_spans = Counter(
-            PREFIX + "retention_deleted_spans",
+        self.retention_deleted_spans = declare.counter(
+            "retention_deleted_spans",
             "Spans deleted by retention with their traces, by reason (age, size, disk_full).",
             ["reason"],
-            registry=self.registry,
         )
-        self.retention_deleted_snapshots = Counter(
-            PREFIX + "retention_deleted_snapshots",
-            "metric_snapshots rows deleted past retention.snapshots_max_age.",
-            registry=self.registry,
+        self.retention_deleted_snapshots = declare.counter(
+            "retention_deleted_snapshots", "metric_snapshots rows deleted past retention.snapshots_max_age."
         )
-        self.retention_reclaimed_bytes = Counter(
-            PREFIX + "retention_reclaimed_bytes",
-            "Bytes of database file handed back to the file system after deletions.",
-            registry=self.registry,
+        self.retention_reclaimed_bytes = declare.counter(
+            "retention_reclaimed_bytes", "Bytes of database file handed back to the file system after deletions."
         )
-        oldest_age = Gauge(
-            PREFIX + "retention_oldest_trace_age_seconds",
+        oldest_age = declare.gauge(
+            "retention_oldest_trace_age_seconds",
             "Time since the oldest stored trace got its last span (0 when no trace is stored).",
-            registry=self.registry,
         )
 
         def age() -> float:
@@ -314,10 +285,9 @@ class CollectorMetrics:
 
         oldest_age.set_function(age)
         if max_size is not None:
-            Gauge(
-                PREFIX + "retention_max_size_bytes",
+            declare.gauge(
+                "retention_max_size_bytes",
                 "retention.max_size: the bound on genai_collector_database_size_bytes (main + wal).",
-                registry=self.registry,
             ).set(max_size)
 
     def bounded_label(self, metric: str, label: str) -> BoundedLabel:
@@ -334,61 +304,50 @@ class GenAIInstruments:
     the configured ``metrics.dimensions``), and the collector's figures of cost, settled traces and evaluations."""
 
     def __init__(self, registry: CollectorRegistry, client_labels: Sequence[str]) -> None:
-        self.token_usage = Histogram(
+        declare, semconv = Declare(registry), Declare(registry, prefix="")
+        self.token_usage = semconv.histogram(
             "gen_ai_client_token_usage",
             "Number of input and output tokens used per model call ({token}).",
             [*client_labels, "gen_ai_token_type"],
             buckets=TOKEN_BUCKETS,
-            registry=registry,
         )
-        self.operation_duration = Histogram(
+        self.operation_duration = semconv.histogram(
             "gen_ai_client_operation_duration",
             "GenAI operation duration (span end minus start); error_type is empty unless the span failed.",
             [*client_labels, "error_type"],
             unit="seconds",
             buckets=OPERATION_BUCKETS,
-            registry=registry,
         )
-        self.time_to_first_chunk = Histogram(
+        self.time_to_first_chunk = semconv.histogram(
             "gen_ai_client_operation_time_to_first_chunk",
             "Time from the request to the first chunk of a streamed response.",
             client_labels,
             unit="seconds",
             buckets=OPERATION_BUCKETS,
-            registry=registry,
         )
-        self.cost = Counter(
-            PREFIX + "cost_usd",
+        self.cost = declare.counter(
+            "cost_usd",
             "Cost of model calls in US dollars, as reported by the client or priced from the token counts.",
             ["service_name", "gen_ai_provider_name", "gen_ai_request_model"],
-            registry=registry,
         )
-        self.trace_duration = Histogram(
-            PREFIX + "trace_duration",
+        self.trace_duration = declare.histogram(
+            "trace_duration",
             "Duration of settled traces, first span start to last span end.",
             ["service_name"],
             unit="seconds",
             buckets=TRACE_BUCKETS,
-            registry=registry,
         )
-        self.snapshots = Counter(
-            PREFIX + "snapshots",
-            "Trace snapshots written, by snapshot metric.",
-            ["metric"],
-            registry=registry,
-        )
-        self.breaches = Counter(
-            PREFIX + "breaches",
+        self.snapshots = declare.counter("snapshots", "Trace snapshots written, by snapshot metric.", ["metric"])
+        self.breaches = declare.counter(
+            "breaches",
             "Threshold rules that went from met to breached, by rule and snapshot metric.",
             ["rule", "metric"],
-            registry=registry,
         )
-        self.evaluation_score = Histogram(
-            PREFIX + "evaluation_score",
+        self.evaluation_score = declare.histogram(
+            "evaluation_score",
             "Evaluation scores (gen_ai.evaluation.score.value), by evaluation name.",
             ["gen_ai_evaluation_name"],
             buckets=SCORE_BUCKETS,
-            registry=registry,
         )
 
 
@@ -396,18 +355,17 @@ class AuthMetrics:
     """API-key authentication on every listener (``collector.auth``)."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
-        self.failures = Counter(
-            PREFIX + "auth_failures",
+        declare = Declare(registry)
+        self.failures = declare.counter(
+            "auth_failures",
             "Requests refused by authentication, by listener and reason "
             "(missing_key, malformed, unknown_key, expired_session, missing_scope, rate_limited).",
             ["listener", "reason"],
-            registry=registry,
         )
-        self.authenticated = Counter(
-            PREFIX + "auth_requests",
+        self.authenticated = declare.counter(
+            "auth_requests",
             "Requests let through with an API key (or a dashboard session), by listener and key name.",
             ["listener", "key"],
-            registry=registry,
         )
 
 
@@ -415,14 +373,12 @@ class LiveMetrics:
     """The WebSocket live feed (``collector.query.live``)."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
-        self.clients = Gauge(PREFIX + "live_clients", "WebSocket live-feed clients connected.", registry=registry)
-        self.dropped = Counter(
-            PREFIX + "live_dropped_messages",
-            "Live-feed messages dropped because a client read too slowly.",
-            registry=registry,
+        declare = Declare(registry)
+        self.clients = declare.gauge("live_clients", "WebSocket live-feed clients connected.")
+        self.dropped = declare.counter(
+            "live_dropped_messages", "Live-feed messages dropped because a client read too slowly."
         )
-        self.disconnected = Counter(
-            PREFIX + "live_disconnected_clients",
+        self.disconnected = declare.counter(
+            "live_disconnected_clients",
             "Live-feed clients disconnected for falling too far behind or a send timing out.",
-            registry=registry,
         )
