@@ -14,7 +14,7 @@ from pydantic import (
     model_validator,
 )
 
-from collector.config.base import Duration, Section
+from collector.config.base import Duration, Section, parsed
 
 Scope = Literal["ingest", "read", "admin"]
 MIN_KEY_LENGTH = 16
@@ -65,7 +65,7 @@ class AuthSettings(Section):
     max_failures_per_minute: int = Field(
         30, ge=0, description="Requests with a wrong key one address may send per minute; then 429 (0: no limit)."
     )
-    session_ttl: Duration = Field("12h", validate_default=True, description="How long a dashboard login lasts.")
+    session_ttl: Duration = parsed("12h", "How long a dashboard login lasts.")
 
     @field_validator("api_keys", mode="before")
     @classmethod

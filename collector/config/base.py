@@ -1,4 +1,5 @@
-"""What every section is made of: the frozen ``Section`` model and durations (``250ms``, ``5m``, ``7d``)."""
+"""What every section is made of: the frozen ``Section`` model, durations (``250ms``, ``5m``, ``7d``), and the
+fields whose defaults are parsed (``parsed``)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pydantic import (
     BaseModel,
     BeforeValidator,
     ConfigDict,
+    Field,
 )
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
@@ -32,6 +34,13 @@ def parse_duration(value: Any) -> float:
 
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
+
+
+def parsed(default: str, description: str) -> Any:
+    """A field whose default is written as a user would write it (``"30s"``, ``"20MiB"``, ``"127.0.0.1:4317"``)
+    and parsed as a given value is: ``validate_default`` tells pydantic's mypy plugin so (the models validate
+    their defaults anyway)."""
+    return Field(default, validate_default=True, description=description)
 
 
 class Section(BaseModel):

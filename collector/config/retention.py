@@ -10,16 +10,14 @@ from pydantic import (
     field_validator,
 )
 
-from collector.config.base import Duration, Section
+from collector.config.base import Duration, Section, parsed
 
 
 class RetentionSettings(Section):
     """How much the database keeps: whole traces by age and by size; snapshots by their own age."""
 
-    max_age: Duration = Field(
-        "7d",
-        validate_default=True,
-        description="Traces whose last span arrived longer ago are deleted, whole; 0 keeps them forever.",
+    max_age: Duration = parsed(
+        "7d", "Traces whose last span arrived longer ago are deleted, whole; 0 keeps them forever."
     )
     max_size: ByteSize | None = Field(
         None,
@@ -29,14 +27,10 @@ class RetentionSettings(Section):
     low_water_mark: float = Field(
         0.9, ge=0.5, lt=1.0, description="Share of max_size that deletion by size brings the database back to."
     )
-    snapshots_max_age: Duration = Field(
-        "30d",
-        validate_default=True,
-        description="metric_snapshots rows computed longer ago are deleted; 0 keeps them forever.",
+    snapshots_max_age: Duration = parsed(
+        "30d", "metric_snapshots rows computed longer ago are deleted; 0 keeps them forever."
     )
-    interval: Duration = Field(
-        "1s", validate_default=True, description="How often the writer checks the age and size bounds."
-    )
+    interval: Duration = parsed("1s", "How often the writer checks the age and size bounds.")
 
     @field_validator("max_size", mode="before")
     @classmethod

@@ -17,7 +17,7 @@ from pydantic import (
 )
 
 from collector.config.auth import AuthSettings, Scope
-from collector.config.base import Duration
+from collector.config.base import Duration, parsed
 from collector.config.ingest import IngestSettings
 from collector.config.limits import LimitsSettings
 from collector.config.logs import LogsSettings
@@ -54,19 +54,13 @@ class Settings(BaseModel):
             return value
         return Path(value)
 
-    grpc_endpoint: Endpoint = Field(
-        "127.0.0.1:4317",
-        validate_default=True,
-        description="OTLP/gRPC listen address (HOST:PORT, port 0 picks a free port).",
+    grpc_endpoint: Endpoint = parsed(
+        "127.0.0.1:4317", "OTLP/gRPC listen address (HOST:PORT, port 0 picks a free port)."
     )
-    http_endpoint: Endpoint = Field(
-        "127.0.0.1:4318",
-        validate_default=True,
-        description="OTLP/HTTP listen address (POST /v1/traces, /v1/logs, /v1/metrics).",
+    http_endpoint: Endpoint = parsed(
+        "127.0.0.1:4318", "OTLP/HTTP listen address (POST /v1/traces, /v1/logs, /v1/metrics)."
     )
-    admin_endpoint: Endpoint = Field(
-        "127.0.0.1:8888", validate_default=True, description="Admin listen address: /metrics, /healthz, /readyz."
-    )
+    admin_endpoint: Endpoint = parsed("127.0.0.1:8888", "Admin listen address: /metrics, /healthz, /readyz.")
     queue_capacity: int = Field(
         20_000,
         ge=1,
@@ -83,39 +77,26 @@ class Settings(BaseModel):
         description="Spans one export request may carry; more get 413 / RESOURCE_EXHAUSTED (not retried), "
         "which bounds the memory one request costs whatever its spans' size.",
     )
-    body_read_timeout: Duration = Field(
-        "30s",
-        validate_default=True,
-        description="Time a client has to send an OTLP/HTTP request body; slower uploads get 408.",
+    body_read_timeout: Duration = parsed(
+        "30s", "Time a client has to send an OTLP/HTTP request body; slower uploads get 408."
     )
-    header_read_timeout: Duration = Field(
+    header_read_timeout: Duration = parsed(
         "10s",
-        validate_default=True,
-        description="Time a client has to send an OTLP/HTTP request's headers once it connects or starts "
+        "Time a client has to send an OTLP/HTTP request's headers once it connects or starts "
         "a request; the connection is closed past it.",
     )
     batch_size: int = Field(2_000, ge=1, description="Spans per SQLite transaction at most.")
-    batch_max_age: Duration = Field(
-        "10ms",
-        validate_default=True,
-        description="How long the oldest waiting span may wait for a fuller batch before a commit.",
+    batch_max_age: Duration = parsed(
+        "10ms", "How long the oldest waiting span may wait for a fuller batch before a commit."
     )
-    max_request_size: ByteSize = Field(
-        "20MiB",
-        validate_default=True,
-        description="OTLP/HTTP body limit, applied after decompression; larger bodies get 413.",
+    max_request_size: ByteSize = parsed(
+        "20MiB", "OTLP/HTTP body limit, applied after decompression; larger bodies get 413."
     )
-    grpc_max_receive_size: ByteSize = Field(
-        "16MiB", validate_default=True, description="OTLP/gRPC message limit; larger messages get RESOURCE_EXHAUSTED."
+    grpc_max_receive_size: ByteSize = parsed(
+        "16MiB", "OTLP/gRPC message limit; larger messages get RESOURCE_EXHAUSTED."
     )
-    retry_after: Duration = Field(
-        "1s",
-        validate_default=True,
-        description="Back-off hint sent with 503 (Retry-After) and UNAVAILABLE (RetryInfo).",
-    )
-    shutdown_timeout: Duration = Field(
-        "10s", validate_default=True, description="On SIGTERM/SIGINT, how long to drain the queue before exiting."
-    )
+    retry_after: Duration = parsed("1s", "Back-off hint sent with 503 (Retry-After) and UNAVAILABLE (RetryInfo).")
+    shutdown_timeout: Duration = parsed("10s", "On SIGTERM/SIGINT, how long to drain the queue before exiting.")
     sqlite_synchronous: Literal["normal", "full"] = Field(
         "full",
         description="SQLite synchronous mode: full fsyncs every commit (survives power loss); "

@@ -8,7 +8,7 @@ from pydantic import (
     model_validator,
 )
 
-from collector.config.base import Duration, Section
+from collector.config.base import Duration, Section, parsed
 
 SNAPSHOT_METRICS = ("latency_ms", "cost_usd", "total_tokens", "error_count", "llm_calls", "ttft_ms")
 EVAL_PREFIX = "eval:"
@@ -50,13 +50,7 @@ class SnapshotRule(Section):
 
 
 class SnapshotSettings(Section):
-    settle_after: Duration = Field(
-        "10s", validate_default=True, description="Quiet period after the root span before a trace settles."
-    )
-    max_wait: Duration = Field(
-        "5m", validate_default=True, description="A trace without a root settles this long after its first span."
-    )
-    interval: Duration = Field(
-        "1s", validate_default=True, description="How often the snapshot worker looks for settled traces."
-    )
+    settle_after: Duration = parsed("10s", "Quiet period after the root span before a trace settles.")
+    max_wait: Duration = parsed("5m", "A trace without a root settles this long after its first span.")
+    interval: Duration = parsed("1s", "How often the snapshot worker looks for settled traces.")
     rules: tuple[SnapshotRule, ...] = Field((), description="Thresholds; the most specific rule for a metric wins.")
