@@ -31,6 +31,8 @@ from collector.config.snapshots import SnapshotSettings
 from collector.config.tls import TlsSettings
 
 _SERVER_URL = re.compile(r"^(?!sqlite:)[A-Za-z][A-Za-z0-9+.-]+://", re.IGNORECASE)
+# sqlite:PATH or sqlite://PATH: the path as written, after the URL's empty authority (``//``)
+_SQLITE_URL = re.compile(r"^sqlite:(?://)?", re.IGNORECASE)
 
 
 class Settings(BaseModel):
@@ -41,7 +43,8 @@ class Settings(BaseModel):
     db: Path | str = Field(
         Path("data/genai-collector.db"),
         description=(
-            "SQLite database file (its directory is created if missing), or a PostgreSQL URL "
+            "SQLite database file (its directory is created if missing), as a path or a sqlite: URL (sqlite:data/x.db "
+            "and sqlite://./x.db are relative, sqlite:///var/lib/x.db absolute), or a PostgreSQL URL "
             "(postgresql://user@host/dbname?sslmode=require; libpq's PG* environment variables fill in the rest)."
         ),
     )
@@ -49,9 +52,15 @@ class Settings(BaseModel):
     @field_validator("db", mode="before")
     @classmethod
     def _database_url_kept_whole(cls, value: Any) -> Path | str:
-        """A database server's URL stays a string (a path would fold its ``//``); anything else is a file path."""
+        """A database server's URL stays a string (a path would fold its ``//``); a ``sqlite:`` URL is the path
+        after its scheme and empty authority (``sqlite:///var/lib/x.db`` is absolute, ``sqlite://data/x.db``
+        relative); anything else is a file path."""
         if isinstance(value, str) and _SERVER_URL.match(value):
             return value
+        if isinstance(value, str) and (url := _SQLITE_URL.match(value)):
+            if not value[url.end() :]:
+                raise ValueError(f"{value!r} names no database file; write sqlite:PATH, e.g. sqlite:data/spans.db")
+            return Path(value[url.end() :])
         return Path(value)
 
     grpc_endpoint: Endpoint = parsed(

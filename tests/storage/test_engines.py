@@ -41,6 +41,39 @@ def test_a_path_or_sqlite_url_opens_sqlite(tmp_path: Path, db: str) -> None:
         store.close()
 
 
+@pytest.mark.parametrize(
+    ("db", "path"),
+    [
+        ("sqlite:spans.db", "spans.db"),
+        ("sqlite:data/spans.db", "data/spans.db"),
+        ("sqlite://./data/spans.db", "data/spans.db"),
+        ("sqlite://data/spans.db", "data/spans.db"),
+        ("SQLITE://data/spans.db", "data/spans.db"),
+        ("sqlite:///{tmp}/absolute.db", "{tmp}/absolute.db"),
+    ],
+)
+def test_a_sqlite_url_names_its_path_relative_unless_it_starts_with_a_slash(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, db: str, path: str
+) -> None:
+    """The path of a sqlite: URL is what follows the scheme and its empty authority (``//``): the file opened is
+    that path, relative to the working directory unless it starts with ``/``."""
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    absolute = str(tmp_path).lstrip("/")
+    settings = Settings(db=db.format(tmp=absolute))
+    assert settings.db == Path(path.format(tmp="/" + absolute))
+    open_store(settings).close()
+    expected = Path(path.format(tmp="/" + absolute))
+    assert (expected if expected.is_absolute() else work / expected).is_file()
+    assert sorted(p.name for p in tmp_path.glob("*.db")) == (["absolute.db"] if expected.is_absolute() else [])
+
+
+def test_a_sqlite_url_without_a_path_is_refused() -> None:
+    with pytest.raises(ValueError, match="names no database file"):
+        Settings(db="sqlite://")
+
+
 @pytest.mark.parametrize("scheme", ["postgresql", "postgres"])
 def test_a_postgresql_url_opens_postgresql_and_an_unreachable_one_stops_start_up(scheme: str) -> None:
     """The URL is kept whole (not folded as a path) and goes to libpq; a server that cannot be reached is a
