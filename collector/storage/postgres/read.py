@@ -18,7 +18,7 @@ import asyncio
 import json
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import orjson
 import psycopg
@@ -421,7 +421,7 @@ class PostgresTraceReader:
             span["evaluations"] = [
                 dict(zip(SPAN_EVALUATION_FIELDS, row, strict=True)) for row in _rows(connection, _SPAN_EVALUATIONS, ids)
             ]
-            return span  # type: ignore[return-value]
+            return cast("SpanDetail", span)
 
         return await self._run(work)
 

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import apsw
 import orjson
@@ -147,7 +147,7 @@ def _summaries(connection: apsw.Connection, rows: list[dict[str, Any]]) -> list[
         row["has_root"] = bool(row["has_root"])
         row["settled"] = bool(row["settled"])
         row["breaches"] = breaches.get(row["trace_id"], [])
-    return rows  # type: ignore[return-value]
+    return cast("list[TraceSummary]", rows)  # the rows now hold a summary's fields
 
 
 # --- spans -----------------------------------------------------------------------------------------
@@ -248,7 +248,7 @@ def _stored_span(row: dict[str, Any], resources: Resources) -> StoredSpan:
         row[name] = document(row[name])
     row["genai"] = genai
     row["resource"] = resources(row)
-    return row  # type: ignore[return-value]
+    return cast("StoredSpan", row)  # the row now holds a stored span's fields
 
 
 # --- stats -----------------------------------------------------------------------------------------
@@ -405,7 +405,7 @@ class SqliteTraceReader:
                 dict(zip(SPAN_EVALUATION_FIELDS, row, strict=True))
                 for row in connection.execute(_SPAN_EVALUATIONS, ids)
             ]
-            return span  # type: ignore[return-value]
+            return cast("SpanDetail", span)
 
         return await self._run(work)
 
