@@ -39,10 +39,15 @@ class RunningCollector:
         return self
 
     def stop(self) -> bool:
+        """Stop the collector, then its loop: the loop's default executor (``asyncio.to_thread``) is shut down and
+        the loop closed, so that no ``asyncio_N`` thread outlives the test."""
         if self.stopped is None:
             self.stopped = asyncio.run_coroutine_threadsafe(self.collector.stop(), self.loop).result(timeout=60)
+            asyncio.run_coroutine_threadsafe(self.loop.shutdown_default_executor(), self.loop).result(timeout=10)
             self.loop.call_soon_threadsafe(self.loop.stop)
             self._thread.join(timeout=10)
+            if not self.loop.is_running():
+                self.loop.close()
         return self.stopped
 
     @property
