@@ -36,6 +36,8 @@ def row(page: Any, span_id: str) -> Any:
 
 
 def test_list_filter_by_model_open_trace_collapse_and_read_an_llm_span(site: Site, page: Any) -> None:
+    from playwright.sync_api import expect  # imported as the browser fixture imports Playwright: when it runs
+
     page.goto(site.url)
     page.wait_for_url(re.compile(r"/traces$"))
     page.locator("[data-testid=trace-row]").first.wait_for()
@@ -74,30 +76,34 @@ def test_list_filter_by_model_open_trace_collapse_and_read_an_llm_span(site: Sit
 
     page.locator(f"[data-testid=trace-row][data-trace-id='{site.agent.trace_id}']").click()
     page.wait_for_url(re.compile(f"/traces/{site.agent.trace_id}$"))
-    page.locator("[data-testid=span-row]").first.wait_for()
-    assert len(rows(page)) == 8
-    assert page.get_by_test_id("trace-spans").inner_text().endswith("8")
+    # Each count waits (Playwright's expect) for the rows the last step renders, not the ones before it.
+    span_rows = page.locator("[data-testid=span-row]")
+    expect(span_rows).to_have_count(8)
+    expect(page.get_by_test_id("trace-spans")).to_have_text(re.compile(r"8$"))
 
     tool = site.agent.spans["tool"]
     row(page, tool).get_by_test_id("span-toggle").click()
-    assert row(page, tool).get_by_test_id("hidden-count").inner_text() == "+4"
-    assert len(rows(page)) == 4
+    expect(row(page, tool).get_by_test_id("hidden-count")).to_have_text("+4")
+    expect(span_rows).to_have_count(4)
     assert site.agent.spans["retry"] not in rows(page)
     row(page, tool).get_by_test_id("span-toggle").click()
-    assert len(rows(page)) == 8 and site.agent.spans["retry"] in rows(page)
+    expect(span_rows).to_have_count(8)
+    assert site.agent.spans["retry"] in rows(page)
     page.get_by_test_id("collapse-all").click()
+    expect(span_rows).to_have_count(1)
     assert rows(page) == [site.agent.spans["root"]]
     page.get_by_test_id("expand-all").click()
-    assert len(rows(page)) == 8
+    expect(span_rows).to_have_count(8)
 
     page.get_by_test_id("span-search").fill("select")
-    assert page.get_by_test_id("match-count").inner_text() == "1 found"
-    assert len(rows(page)) == 8  # found spans are highlighted ...
+    expect(page.get_by_test_id("match-count")).to_have_text("1 found")
+    expect(span_rows).to_have_count(8)  # found spans are highlighted ...
     page.get_by_test_id("only-matches").check()
     spans = site.agent.spans
-    assert rows(page)[:3] == [spans["root"], spans["tool"], spans["retry"]] and len(rows(page)) == 4  # ... or alone
+    expect(span_rows).to_have_count(4)
+    assert rows(page)[:3] == [spans["root"], spans["tool"], spans["retry"]]  # ... or alone
     page.get_by_test_id("span-search").fill("")
-    assert len(rows(page)) == 8
+    expect(span_rows).to_have_count(8)
 
     plan = site.agent.spans["plan"]
     row(page, plan).click()
@@ -106,7 +112,7 @@ def test_list_filter_by_model_open_trace_collapse_and_read_an_llm_span(site: Sit
     chat = detail.get_by_test_id("chat")
     chat.wait_for()
     messages = chat.get_by_test_id("chat-message")
-    assert messages.count() == 3
+    expect(messages).to_have_count(3)
     assert QUESTION in messages.nth(1).inner_text()
     assert "lookup_order" in messages.nth(2).inner_text() and "4411" in messages.nth(2).inner_text()
     genai = api(site, f"/api/v1/traces/{site.agent.trace_id}/spans/{plan}")["genai"]
