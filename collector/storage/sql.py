@@ -419,8 +419,9 @@ LIMIT :limit"""
     )
 
 
-# A snapshot row as ``Settling.upsert_snapshot`` takes it.
-SnapshotRow = tuple[str, str | None, str, float | None, float | None, int, str | None, int]
+# A snapshot's row without its stamp (``computed_at``), which the engine gives: ``upsert_snapshot`` takes
+# ``(*row, stamp)``.
+SnapshotRow = tuple[str, str | None, str, float | None, float | None, int, str | None]
 
 
 class Settling:
@@ -462,8 +463,8 @@ ON CONFLICT (trace_id, metric) DO UPDATE SET
         candidates: Sequence[Sequence[Any]],
         ids: Any,
     ) -> tuple[list[SettledTrace], list[SnapshotRow]]:
-        """The settled traces of ``candidates`` (``ids``, their ``list_value``) and the snapshot rows to upsert,
-        read through ``execute`` in the transaction that claimed them."""
+        """The settled traces of ``candidates`` (``ids``, their ``list_value``) and the snapshot rows to upsert
+        (without their stamp), read through ``execute`` in the transaction that claimed them."""
         ttft = {row[0]: row[1] for row in execute(self.worst_ttft, {"ids": ids})} if window.ttft else {}
         scores: dict[str, dict[str, float]] = {}
         if window.evaluation_names:
@@ -489,8 +490,7 @@ ON CONFLICT (trace_id, metric) DO UPDATE SET
             )
             snapshots = judge(trace)
             rows.extend(
-                (s.trace_id, s.service_name, s.metric, s.value, s.threshold, int(s.breached), s.rule, window.now_ns)
-                for s in snapshots
+                (s.trace_id, s.service_name, s.metric, s.value, s.threshold, int(s.breached), s.rule) for s in snapshots
             )
             newly = [s for s in snapshots if s.breached and (s.trace_id, s.metric) not in already_breached]
             settled.append(SettledTrace(trace, snapshots, newly))

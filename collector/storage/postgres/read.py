@@ -14,10 +14,8 @@ retry hint, and the next call connects again.
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar, cast
 
 import orjson
@@ -29,18 +27,13 @@ from collector.storage.postgres.dialect import POSTGRES
 from collector.storage.postgres.errors import is_retryable
 from collector.storage.postgres.notify import SettledListener
 from collector.storage.read import (
-    BreachQuery,
-    CostGroup,
     EvaluationPoint,
-    EvaluationQuery,
     EvaluationSeries,
     LatencyGroup,
     LatencyOf,
     LatencyPoint,
     LatencySeries,
-    Model,
     Page,
-    QueryTooBroad,
     ReadBusy,
     Resource,
     SkeletonPage,
@@ -53,35 +46,23 @@ from collector.storage.read import (
     depth_first,
 )
 from collector.storage.sql import (
-    BREACH_FIELDS,
-    COST_FIELDS,
-    DEPENDENCIES,
-    EVALUATION_FIELDS,
     MODEL,
-    MODELS,
-    OPERATIONS_SCAN,
-    SERVICES,
     SPAN_EVALUATION_FIELDS,
     Where,
     breaches_of,
-    breaches_sql,
-    cost_sql,
-    evaluations_sql,
     genai_calls,
-    operations_sql,
     search_where,
     span_evaluations,
     span_events,
     span_groups,
-    spend_by_model,
     trace_list_sql,
     traces_of,
 )
+from collector.storage.sql_reader import SqlReader, too_broad
 from collector.storage.sqlite.schema import GENAI_COLUMNS
 
 T = TypeVar("T")
 
-_WAITING_PER_CONNECTION = 16
 _NO_RESOURCE = Resource(attributes={}, scope_name=None, scope_version=None)
 
 
@@ -186,6 +167,7 @@ _SKELETON = f"""SELECT span_id, parent_span_id, name, kind, status_code, status_
 start_time_unix_nano, end_time_unix_nano, duration_ns / 1e6::float8, category, operation, provider, {MODEL},
 input_tokens, output_tokens, total_tokens, cache_read_tokens, reasoning_tokens, cost_usd, ttft_ms, agent_name,
 tool_name, duplicate_of FROM spans WHERE trace_id = %s"""
+
 
 _GENAI_NAMES = tuple(name for name, _ in GENAI_COLUMNS)
 _SPAN_COLUMNS = (
@@ -301,16 +283,15 @@ GROUP BY 1, 2 ORDER BY 2, 1"""
 
 _SPAN_EVENTS = span_events(POSTGRES)
 _SPAN_EVALUATIONS = span_evaluations(POSTGRES)
-_SPEND_BY_MODEL = spend_by_model(POSTGRES)
-_SERVICES = POSTGRES.statement(SERVICES)
-_DEPENDENCIES = POSTGRES.statement(DEPENDENCIES)
-_MODELS = POSTGRES.statement(MODELS)
 
 
-class PostgresTraceReader:
+class PostgresTraceReader(SqlReader[Connection]):
     """``TraceReader`` over a PostgreSQL database: a pool of ``connections`` read-only connections."""
 
+    dialect = POSTGRES
+
     def __init__(self, dsn: str, *, connections: int = 4, statement_timeout: float = 5.0) -> None:
+        super().__init__(connections)
         self.statement_timeout = statement_timeout
         self._dsn = dsn
         timeout_ms = max(1, round(statement_timeout * 1000))
@@ -324,9 +305,6 @@ class PostgresTraceReader:
         self._pool = open_pool(
             dsn, name="trace-reader", max_size=connections, configure=configure, timeout=statement_timeout
         )
-        self._executor = ThreadPoolExecutor(max_workers=connections, thread_name_prefix="trace-reader")
-        self._slots = connections * _WAITING_PER_CONNECTION
-        self._in_flight = 0
 
     # -- the pool --
 
@@ -335,10 +313,7 @@ class PostgresTraceReader:
             with self._pool.connection() as connection, connection.transaction():
                 return work(connection)
         except psycopg.errors.QueryCanceled:
-            raise QueryTooBroad(
-                f"the query ran longer than the {self.statement_timeout:g}s statement timeout; "
-                "narrow the time range or add filters"
-            ) from None
+            raise too_broad(self.statement_timeout) from None
         except PoolTimeout:
             raise ReadBusy("the database did not answer in time; retry shortly") from None
         except psycopg.Error as failure:
@@ -348,14 +323,8 @@ class PostgresTraceReader:
                 ) from failure
             raise
 
-    async def _run(self, work: Callable[[Connection], T]) -> T:
-        if self._in_flight >= self._slots:
-            raise ReadBusy("too many queries in progress; retry shortly")
-        self._in_flight += 1
-        try:
-            return await asyncio.get_running_loop().run_in_executor(self._executor, self._call, work)
-        finally:
-            self._in_flight -= 1
+    def _rows(self, connection: Connection, sql: str, params: Any) -> list[tuple[Any, ...]]:
+        return _rows(connection, sql, params)
 
     def listen_settled(self, on_settled: Callable[[list[str]], None]) -> Callable[[], None]:
         """Call ``on_settled`` with the traces any replica settles (``postgres.notify``); returns the stop."""
@@ -364,7 +333,7 @@ class PostgresTraceReader:
         return listener.stop
 
     def close(self) -> None:
-        self._executor.shutdown(wait=True, cancel_futures=True)
+        self._shut_down()
         self._pool.close()
 
     # -- traces --
@@ -460,18 +429,6 @@ class PostgresTraceReader:
 
         return await self._run(work)
 
-    async def cost(self, stats: StatsRange, group_by: CostGroup) -> list[dict[str, Any]]:
-        sql, params = cost_sql(POSTGRES, stats, group_by)
-
-        def work(connection: Connection) -> list[dict[str, Any]]:
-            series: dict[Any, list[dict[str, Any]]] = {}
-            for bucket, group, *figures in _rows(connection, sql, params):
-                point = {"time_unix_nano": bucket, **dict(zip(COST_FIELDS, figures, strict=True))}
-                series.setdefault(group, []).append(point)
-            return [{"group": group, "points": points} for group, points in series.items()]
-
-        return await self._run(work)
-
     async def evaluation_stats(self, stats: StatsRange) -> list[EvaluationSeries]:
         params = {
             "start_ns": stats.start_ns,
@@ -494,75 +451,4 @@ class PostgresTraceReader:
 
     # -- feeds --
 
-    async def breaches(self, query: BreachQuery) -> Page:
-        sql, params = breaches_sql(POSTGRES, query)
-
-        def work(connection: Connection) -> Page:
-            rows = [dict(zip(BREACH_FIELDS, row, strict=True)) for row in _rows(connection, sql, params)]
-            for row in rows:
-                row["breached"] = bool(row["breached"])
-            more = len(rows) > query.limit
-            rows = rows[: query.limit]
-            after = (rows[-1]["computed_at_unix_nano"], rows[-1]["id"]) if more and rows else None
-            return Page(data=rows, after=after)
-
-        return await self._run(work)
-
-    async def evaluations(self, query: EvaluationQuery) -> Page:
-        sql, params = evaluations_sql(POSTGRES, query)
-
-        def work(connection: Connection) -> Page:
-            rows = [dict(zip(EVALUATION_FIELDS, row, strict=True)) for row in _rows(connection, sql, params)]
-            more = len(rows) > query.limit
-            rows = rows[: query.limit]
-            after = (rows[-1]["time_unix_nano"], rows[-1]["id"]) if more and rows else None
-            return Page(data=rows, after=after)
-
-        return await self._run(work)
-
     # -- what the filters can offer --
-
-    async def services(self) -> list[str]:
-        return await self._run(lambda connection: [name for (name,) in _rows(connection, _SERVICES)])
-
-    async def operations(self, service: str, kind: str | None = None) -> list[tuple[str, str]]:
-        """Span names and kinds of the service's newest ``OPERATIONS_SCAN`` spans, as SQLite's reader."""
-        sql = operations_sql(POSTGRES, kind)
-        params = {"service": service, "kind": kind, "limit": OPERATIONS_SCAN}
-        return await self._run(
-            lambda connection: sorted({(name, kind) for name, kind in _rows(connection, sql, params)})
-        )
-
-    async def models(self, start_ns: int, end_ns: int) -> list[Model]:
-        def work(connection: Connection) -> list[Model]:
-            return [
-                Model(name=model, provider=provider, calls=calls)
-                for model, provider, calls in _rows(connection, _MODELS, {"start_ns": start_ns, "end_ns": end_ns})
-            ]
-
-        return await self._run(work)
-
-    async def dependencies(self, start_ns: int, end_ns: int) -> list[tuple[str, str, int]]:
-        window = {"start_ns": start_ns, "end_ns": end_ns}
-        return await self._run(
-            lambda connection: [
-                (parent, child, count) for parent, child, count in _rows(connection, _DEPENDENCIES, window)
-            ]
-        )
-
-    async def spend_by_model(self, start_ns: int) -> list[dict[str, Any]]:
-        since = {"start_ns": start_ns}
-
-        def work(connection: Connection) -> list[dict[str, Any]]:
-            return [
-                {
-                    "model": model,
-                    "cost_usd": cost,
-                    "input_tokens": tokens_in,
-                    "output_tokens": tokens_out,
-                    "llm_requests": requests,
-                }
-                for model, cost, tokens_in, tokens_out, requests in _rows(connection, _SPEND_BY_MODEL, since)
-            ]
-
-        return await self._run(work)

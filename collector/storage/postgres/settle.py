@@ -49,7 +49,7 @@ def settle_traces(connection: Connection, window: SettleWindow, judge: Judge) ->
             rows.sort(key=lambda row: (row[0], row[2]))  # by (trace, metric): the order of the unique index
             cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", SNAPSHOTS_LOCK)
             (stamp,) = cursor.execute(STAMP, (now_ns,)).fetchone() or (now_ns,)
-            cursor.executemany(SETTLING.upsert_snapshot, [(*row[:7], stamp) for row in rows])
+            cursor.executemany(SETTLING.upsert_snapshot, [(*row, stamp) for row in rows])
         cursor.execute(SETTLING.mark_settled, {"now_ns": now_ns, "ids": ids})
         notify_settled(cursor, ids)  # delivered to every replica's live feed at commit
     return settled

@@ -8,12 +8,10 @@ refused as too broad rather than left running.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
@@ -21,17 +19,12 @@ import apsw
 import orjson
 
 from collector.storage.read import (
-    BreachQuery,
     CostGroup,
-    EvaluationQuery,
     EvaluationSeries,
     LatencyGroup,
     LatencyOf,
     LatencySeries,
-    Model,
     Page,
-    QueryTooBroad,
-    ReadBusy,
     Resource,
     SkeletonPage,
     SpanDetail,
@@ -42,26 +35,16 @@ from collector.storage.read import (
     TraceSummary,
 )
 from collector.storage.sql import (
-    BREACH_FIELDS,
-    COST_FIELDS,
-    DEPENDENCIES,
-    EVALUATION_FIELDS,
-    MODELS,
-    OPERATIONS_SCAN,
-    SERVICES,
     SPAN_EVALUATION_FIELDS,
     breaches_of,
-    breaches_sql,
-    evaluations_sql,
-    operations_sql,
     search_where,
     span_evaluations,
     span_events,
-    spend_by_model,
     trace_list_sql,
     traces_of,
 )
 from collector.storage.sql import cost_sql as neutral_cost_sql
+from collector.storage.sql_reader import SqlReader, too_broad
 from collector.storage.sqlite.connection import open_connection
 from collector.storage.sqlite.dialect import SQLITE
 from collector.storage.sqlite.percentiles import BucketCache, read_latency
@@ -70,7 +53,6 @@ from collector.storage.sqlite.schema import GENAI_COLUMNS
 T = TypeVar("T")
 
 _PROGRESS_STEPS = 1_000
-_WAITING_PER_CONNECTION = 16
 
 
 def named_rows(cursor: apsw.Cursor) -> Iterator[dict[str, Any]]:
@@ -255,6 +237,7 @@ def _stored_span(row: dict[str, Any], resources: Resources) -> StoredSpan:
 
 
 def cost_sql(stats: StatsRange, group_by: CostGroup) -> tuple[str, dict[str, Any]]:
+    """The cost statement as SQLite runs it (its tests hold its plan to the covering index of model calls)."""
     return neutral_cost_sql(SQLITE, stats, group_by)
 
 
@@ -280,21 +263,20 @@ def _search_sql(search: SpanSearch) -> tuple[str, dict[str, Any]]:
 
 _SPAN_EVENTS = span_events(SQLITE)
 _SPAN_EVALUATIONS = span_evaluations(SQLITE)
-_SPEND_BY_MODEL = spend_by_model(SQLITE)
 
 
-class SqliteTraceReader:
+class SqliteTraceReader(SqlReader[apsw.Connection]):
     """``TraceReader`` over a SQLite file: ``connections`` read-only connections, one per worker thread."""
 
+    dialect = SQLITE
+
     def __init__(self, path: Path, *, connections: int = 4, statement_timeout: float = 5.0) -> None:
+        super().__init__(connections)
         self.path = path
         self.statement_timeout = statement_timeout
         self._local = threading.local()
         self._connections: list[apsw.Connection] = []
         self._lock = threading.Lock()
-        self._executor = ThreadPoolExecutor(max_workers=connections, thread_name_prefix="trace-reader")
-        self._slots = connections * _WAITING_PER_CONNECTION
-        self._in_flight = 0
         self._percentiles = BucketCache()
 
     # -- the pool --
@@ -321,23 +303,14 @@ class SqliteTraceReader:
             with connection:  # one read transaction: every statement of ``work`` sees the same snapshot
                 result = work(connection)
         except apsw.InterruptError:
-            raise QueryTooBroad(
-                f"the query ran longer than the {self.statement_timeout:g}s statement timeout; "
-                "narrow the time range or add filters"
-            ) from None
+            raise too_broad(self.statement_timeout) from None
         return result
 
-    async def _run(self, work: Callable[[apsw.Connection], T]) -> T:
-        if self._in_flight >= self._slots:
-            raise ReadBusy("too many queries in progress; retry shortly")
-        self._in_flight += 1
-        try:
-            return await asyncio.get_running_loop().run_in_executor(self._executor, self._call, work)
-        finally:
-            self._in_flight -= 1
+    def _rows(self, connection: apsw.Connection, sql: str, params: Any) -> apsw.Cursor:
+        return connection.execute(sql, params)
 
     def close(self) -> None:
-        self._executor.shutdown(wait=True, cancel_futures=True)
+        self._shut_down()
         with self._lock:
             for connection in self._connections:
                 connection.close()
@@ -443,18 +416,6 @@ class SqliteTraceReader:
     async def latency(self, stats: StatsRange, of: LatencyOf, group_by: LatencyGroup) -> list[LatencySeries]:
         return await self._run(lambda connection: read_latency(connection, stats, of, group_by, self._percentiles))
 
-    async def cost(self, stats: StatsRange, group_by: CostGroup) -> list[dict[str, Any]]:
-        sql, params = cost_sql(stats, group_by)
-
-        def work(connection: apsw.Connection) -> list[dict[str, Any]]:
-            series: dict[Any, list[dict[str, Any]]] = {}
-            for bucket, group, *figures in connection.execute(sql, params):
-                point = {"time_unix_nano": bucket, **dict(zip(COST_FIELDS, figures, strict=True))}
-                series.setdefault(group, []).append(point)
-            return [{"group": group, "points": points} for group, points in series.items()]
-
-        return await self._run(work)
-
     async def evaluation_stats(self, stats: StatsRange) -> list[EvaluationSeries]:
         params = {
             "start_ns": stats.start_ns,
@@ -477,71 +438,4 @@ class SqliteTraceReader:
 
     # -- feeds --
 
-    async def breaches(self, query: BreachQuery) -> Page:
-        sql, params = breaches_sql(SQLITE, query)
-
-        def work(connection: apsw.Connection) -> Page:
-            rows = [dict(zip(BREACH_FIELDS, row, strict=True)) for row in connection.execute(sql, params)]
-            for row in rows:
-                row["breached"] = bool(row["breached"])
-            more = len(rows) > query.limit
-            rows = rows[: query.limit]
-            after = (rows[-1]["computed_at_unix_nano"], rows[-1]["id"]) if more and rows else None
-            return Page(data=rows, after=after)
-
-        return await self._run(work)
-
-    async def evaluations(self, query: EvaluationQuery) -> Page:
-        sql, params = evaluations_sql(SQLITE, query)
-
-        def work(connection: apsw.Connection) -> Page:
-            rows = [dict(zip(EVALUATION_FIELDS, row, strict=True)) for row in connection.execute(sql, params)]
-            more = len(rows) > query.limit
-            rows = rows[: query.limit]
-            after = (rows[-1]["time_unix_nano"], rows[-1]["id"]) if more and rows else None
-            return Page(data=rows, after=after)
-
-        return await self._run(work)
-
     # -- what the filters can offer --
-
-    async def services(self) -> list[str]:
-        return await self._run(lambda connection: [name for (name,) in connection.execute(SERVICES)])
-
-    async def operations(self, service: str, kind: str | None = None) -> list[tuple[str, str]]:
-        """Span names and kinds of the service's newest ``OPERATIONS_SCAN`` spans: a dropdown's worth, read
-        newest first through the (service, start) index, without reading every span the service ever sent."""
-        sql = operations_sql(SQLITE, kind)
-        params = {"service": service, "kind": kind, "limit": OPERATIONS_SCAN}
-        return await self._run(lambda connection: sorted(set(connection.execute(sql, params))))
-
-    async def models(self, start_ns: int, end_ns: int) -> list[Model]:
-        def work(connection: apsw.Connection) -> list[Model]:
-            return [
-                Model(name=model, provider=provider, calls=calls)
-                for model, provider, calls in connection.execute(MODELS, {"start_ns": start_ns, "end_ns": end_ns})
-            ]
-
-        return await self._run(work)
-
-    async def dependencies(self, start_ns: int, end_ns: int) -> list[tuple[str, str, int]]:
-        return await self._run(
-            lambda connection: list(connection.execute(DEPENDENCIES, {"start_ns": start_ns, "end_ns": end_ns}))
-        )
-
-    async def spend_by_model(self, start_ns: int) -> list[dict[str, Any]]:
-        since = {"start_ns": start_ns}
-
-        def work(connection: apsw.Connection) -> list[dict[str, Any]]:
-            return [
-                {
-                    "model": model,
-                    "cost_usd": cost,
-                    "input_tokens": tokens_in,
-                    "output_tokens": tokens_out,
-                    "llm_requests": requests,
-                }
-                for model, cost, tokens_in, tokens_out, requests in connection.execute(_SPEND_BY_MODEL, since)
-            ]
-
-        return await self._run(work)

@@ -44,7 +44,7 @@ def settle_traces(connection: apsw.Connection, window: SettleWindow, judge: Judg
             return []
         ids = SQLITE.list_value(row[0] for row in candidates)
         settled, rows = SETTLING.judge(connection.execute, window, judge, candidates, ids)
-        connection.executemany(SETTLING.upsert_snapshot, rows)
+        connection.executemany(SETTLING.upsert_snapshot, [(*row, now_ns) for row in rows])
         connection.execute(SETTLING.mark_settled, {"now_ns": now_ns, "ids": ids})
         latency.add_traces(connection, latency.traces_by_id(ids))  # their durations are final
     return settled
