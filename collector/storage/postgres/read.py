@@ -1,9 +1,10 @@
-"""The PostgreSQL implementation of ``TraceReader``: every statement of the read side on PostgreSQL.
+"""The PostgreSQL implementation of ``TraceReader``: the reads that are PostgreSQL's own (summaries, spans, the
+skeleton, exact percentiles); the statements and reads both engines share are ``storage/sql.py``'s and
+``storage/sql_reader.py``'s, spelt by ``postgres/dialect.py``.
 
 The answers are SQLite's reader's (``storage.sqlite.read``), shape for shape and value for value: the same
 filters, the same keyset cursors, nearest-rank percentiles (``percentile_disc``: rank ceil(p × n), as SQLite's
-window computes them), NULL groups first and names compared byte by byte. Queries differ only by dialect
-(``jsonb`` operators instead of ``json_each``, casts where PostgreSQL's ``sum`` of ``bigint`` is ``numeric``).
+window computes them), NULL groups first and names compared byte by byte.
 
 Reads run in read-only REPEATABLE READ transactions (one snapshot per call, as one SQLite read transaction)
 on a pool of connections of their own, never the writer's, from worker threads so that a call never blocks

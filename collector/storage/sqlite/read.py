@@ -1,4 +1,6 @@
-"""The SQLite implementation of ``TraceReader``: every SQL statement of the read side lives here.
+"""The SQLite implementation of ``TraceReader``: the reads that are SQLite's own (summaries, spans, the skeleton
+walk, percentiles from histograms); the statements and reads both engines share are ``storage/sql.py``'s and
+``storage/sql_reader.py``'s, spelt by ``sqlite/dialect.py``.
 
 Reads run on a small pool of read-only connections of their own (WAL lets them read while the writer
 commits), one per worker thread, never on the event loop and never on the writer's connection. A
