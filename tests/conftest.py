@@ -35,20 +35,27 @@ class RunningCollector:
 
     def start(self) -> RunningCollector:
         self._thread.start()
-        asyncio.run_coroutine_threadsafe(self.collector.start(), self.loop).result(timeout=30)
+        try:
+            asyncio.run_coroutine_threadsafe(self.collector.start(), self.loop).result(timeout=30)
+        except BaseException:
+            self._close_loop()  # a collector that did not start is never stopped: its loop ends here
+            raise
         return self
 
     def stop(self) -> bool:
-        """Stop the collector, then its loop: the loop's default executor (``asyncio.to_thread``) is shut down and
-        the loop closed, so that no ``asyncio_N`` thread outlives the test."""
         if self.stopped is None:
             self.stopped = asyncio.run_coroutine_threadsafe(self.collector.stop(), self.loop).result(timeout=60)
-            asyncio.run_coroutine_threadsafe(self.loop.shutdown_default_executor(), self.loop).result(timeout=10)
-            self.loop.call_soon_threadsafe(self.loop.stop)
-            self._thread.join(timeout=10)
-            if not self.loop.is_running():
-                self.loop.close()
+            self._close_loop()
         return self.stopped
+
+    def _close_loop(self) -> None:
+        """Shut down the loop's default executor (``asyncio.to_thread``), stop the loop and close it, so that
+        neither its thread nor an ``asyncio_N`` thread outlives the test."""
+        asyncio.run_coroutine_threadsafe(self.loop.shutdown_default_executor(), self.loop).result(timeout=10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(timeout=10)
+        if not self.loop.is_running():
+            self.loop.close()
 
     @property
     def grpc_target(self) -> str:
