@@ -97,7 +97,7 @@ def collector_environment() -> dict[str, str]:
 class Daemon:
     """``python -m collector serve`` on port 0 with a database of ours; stderr kept for the report."""
 
-    def __init__(self, db: Path, arguments: Sequence[str]) -> None:
+    def __init__(self, db: Path | str, arguments: Sequence[str]) -> None:
         self.db = db
         self.lines: list[str] = []
         self.process = subprocess.Popen(

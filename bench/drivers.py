@@ -166,7 +166,7 @@ Record = tuple[float, float, float, str, int, int]
 @dataclass
 class LoadPlan:
     protocol: str
-    target: str  # URL for HTTP, host:port for gRPC
+    targets: tuple[str, ...]  # URLs for HTTP, host:port for gRPC; one per collector replica, the clients in turn
     clients: int
     processes: int
     start_at: float  # time.monotonic() of the first request (every process shares the clock)
@@ -178,11 +178,12 @@ class LoadPlan:
     api_key: str | None = None  # sent as Authorization: Bearer
 
 
-def _sender(plan: LoadPlan) -> HttpSender | GrpcSender:
+def _sender(plan: LoadPlan, client: int) -> HttpSender | GrpcSender:
+    target = plan.targets[client % len(plan.targets)]
     if plan.protocol == "grpc":
-        return GrpcSender(plan.target, plan.timeout, plan.ca_file, plan.api_key)
+        return GrpcSender(target, plan.timeout, plan.ca_file, plan.api_key)
     content_type = "application/json" if plan.protocol == "http-json" else "application/x-protobuf"
-    return HttpSender(plan.target, content_type, plan.timeout, plan.ca_file, plan.api_key)
+    return HttpSender(target, content_type, plan.timeout, plan.ca_file, plan.api_key)
 
 
 def _client_thread(
@@ -194,7 +195,7 @@ def _client_thread(
     sequence: Iterator[int],
     out: list[Record],
 ) -> None:
-    sender = _sender(plan)
+    sender = _sender(plan, worker + client * plan.processes)
     rng = random.Random(worker * 1000 + client)
     protocol = plan.protocol
     try:

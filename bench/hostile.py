@@ -280,7 +280,7 @@ def settle_at_max(args: argparse.Namespace) -> SettleRun:
             start_at = time.monotonic() + 0.5
             plan = LoadPlan(
                 args.protocol,
-                daemon.targets(args.protocol),
+                (daemon.targets(args.protocol),),
                 args.clients,
                 1,
                 start_at,

@@ -36,7 +36,7 @@ import apsw
 if str(Path(__file__).resolve().parent.parent) not in sys.path:  # run by its path: bench/ is sys.path[0]
     sys.path.append(str(Path(__file__).resolve().parent.parent))
 
-from bench import storage
+from bench import postgres, storage
 from bench.daemon import Daemon, count_spans, secure_collector_config
 from bench.drivers import PROTOCOLS
 from bench.measure import measure, reference_rate
@@ -44,50 +44,69 @@ from bench.prefill import prefill
 from bench.report import Run, machine, percentiles_ms, table
 from bench.traces import Template, build_templates
 
-MODES = ("max", "rate", "overload", "large-db", "retention", "resource")
+MODES = ("max", "rate", "overload", "large-db", "retention", "resource", "scale-out")
 
 # --- targets: the daemon we start, or any endpoint -------------------------------------------
 
 
 class Session:
-    """A collector to send to during one or more runs: one we start on ``db``, or the endpoints given.
-    ``close`` stops ours and compares the spans stored with the spans acknowledged."""
+    """A collector to send to during one or more runs: ``replicas`` of ours on ``db`` (a SQLite file or a
+    PostgreSQL URL), or the endpoints given. ``close`` stops ours and compares the spans stored with the spans
+    acknowledged."""
 
-    def __init__(self, args: argparse.Namespace, db: Path | None, extra_args: Sequence[str] = ()) -> None:
+    def __init__(
+        self,
+        args: argparse.Namespace,
+        db: Path | str | None,
+        extra_args: Sequence[str] = (),
+        *,
+        replicas: int = 1,
+        server: postgres.Server | None = None,
+    ) -> None:
         self.args = args
         self.db = db
-        self.daemon: Daemon | None = None
+        self.server = server
+        self.daemons: list[Daemon] = []
         self.stored_before = 0
         self.deleted_spans = 0  # by retention, during the session: stored + deleted = acknowledged
         self.runs: list[Run] = []
         self.exit_code: int | None = None
         self.reference_bodies: Callable[[], list[bytes]] | None = None  # the protobuf requests of the yardstick
         if db is not None:
-            if db.exists():
-                self.stored_before = count_spans(db)
-            self.daemon = Daemon(db, [*args.daemon_args, *extra_args])
-            self.daemon.wait_ready()
-            print(f"bench: collector pid {self.daemon.pid} ready, database {db}", file=sys.stderr)
+            self.stored_before = stored_spans(db)
+            for _ in range(replicas):  # one after the other: the first migrates the schema
+                daemon = Daemon(db, [*args.daemon_args, *extra_args])
+                self.daemons.append(daemon)
+                daemon.wait_ready()
+                print(f"bench: collector pid {daemon.pid} ready, database {db}", file=sys.stderr)
 
     @property
-    def pid(self) -> int | None:
-        return self.daemon.pid if self.daemon else self.args.pid
+    def daemon(self) -> Daemon | None:
+        return self.daemons[0] if self.daemons else None
 
-    def target(self, protocol: str) -> str:
-        if self.daemon:
-            return self.daemon.targets(protocol, "https" if self.args.secure else "http")
+    @property
+    def pid(self) -> int | list[int] | None:
+        return [daemon.pid for daemon in self.daemons] if self.daemons else self.args.pid
+
+    def target(self, protocol: str) -> list[str]:
+        if self.daemons:
+            return [daemon.targets(protocol, "https" if self.args.secure else "http") for daemon in self.daemons]
         if protocol == "grpc":
-            return self.args.grpc_target
-        return self.args.endpoint.rstrip("/") + (
-            "" if self.args.endpoint.rstrip("/").endswith("/v1/traces") else "/v1/traces"
-        )
+            return [self.args.grpc_target]
+        return [
+            self.args.endpoint.rstrip("/")
+            + ("" if self.args.endpoint.rstrip("/").endswith("/v1/traces") else "/v1/traces")
+        ]
 
     def measure(self, protocol: str, phase: str, templates: list[Template], **options: Any) -> Run:
         # The yardstick right before and right after the window: on a shared machine the load moves within
         # seconds, and the mean of the two follows the window's conditions better than either alone.
         yardstick = self.reference_bodies is not None and self.args.reference_seconds > 0
         references = [self.reference()] if yardstick else []
-        run = measure(protocol, phase, templates, self.target(protocol), self.pid, self.args, **options)
+        database_cpu = self.server.cpu_seconds if self.server else None
+        run = measure(
+            protocol, phase, templates, self.target(protocol), self.pid, self.args, database_cpu=database_cpu, **options
+        )
         ratio = ""
         if yardstick:
             references.append(self.reference())
@@ -108,17 +127,22 @@ class Session:
         assert self.reference_bodies is not None
         return reference_rate(self.reference_bodies(), self.args.reference_seconds)
 
+    def kill(self) -> None:
+        for daemon in self.daemons:
+            daemon.kill()
+
     def close(self) -> bool:
-        """Stop the daemon (drain) and check stored == acknowledged; False when the check fails."""
-        if self.daemon is None:
+        """Stop the daemons (drain) and check stored == acknowledged; False when the check fails."""
+        if not self.daemons:
             for run in self.runs:
                 run.stored_check = "not checked (external endpoint)"
             return True
-        self.exit_code = self.daemon.stop()
-        problems = self.daemon.problems()
+        codes = [daemon.stop() for daemon in self.daemons]
+        self.exit_code = next((code for code in codes if code != 0), 0)
+        problems = [line for daemon in self.daemons for line in daemon.problems()]
         assert self.db is not None
-        stored = count_spans(self.db) - self.stored_before + self.deleted_spans
-        figures = storage.storage_figures(self.db)
+        stored = stored_spans(self.db) - self.stored_before + self.deleted_spans
+        figures = postgres.storage_figures(self.db) if isinstance(self.db, str) else storage.storage_figures(self.db)
         for run in self.runs:
             run.storage = figures
         acknowledged = sum(run.acknowledged_spans for run in self.runs)
@@ -135,9 +159,9 @@ class Session:
         if self.exit_code != 0:
             ok = False
             verdict += (
-                "; the collector did not stop within 60 s of SIGTERM and was killed"
+                "; a collector did not stop within 60 s of SIGTERM and was killed"
                 if self.exit_code is None
-                else f"; the collector exited with code {self.exit_code}"
+                else f"; a collector exited with code {self.exit_code}"
             )
         for run in self.runs:
             run.stored_spans = stored
@@ -152,6 +176,12 @@ class Session:
             if problems:
                 print("\n".join(problems[-20:]), file=sys.stderr)
         return ok
+
+
+def stored_spans(db: Path | str) -> int:
+    if isinstance(db, str):
+        return postgres.count_spans(db)
+    return count_spans(db) if db.exists() else 0
 
 
 class QueryTimer:
@@ -204,6 +234,7 @@ class Bench:
         self.extra: dict[str, Any] = {}
         self.workdir = Path(tempfile.mkdtemp(prefix="genai-bench-", dir=args.db_dir))
         self._templates: dict[str, list[Template]] = {}
+        self._server: postgres.Server | None = None
         if args.secure:
             args.ca_file, args.api_key, config = secure_collector_config(self.workdir)
             args.daemon_args = ["--config", str(config), *args.daemon_args]
@@ -226,21 +257,30 @@ class Bench:
         return [template.body for template in self.templates("http-protobuf")]
 
     @contextlib.contextmanager
-    def session(self, db: Path | None, extra_args: Sequence[str] = ()) -> Iterator[Session]:
+    def session(self, db: Path | str | None, extra_args: Sequence[str] = (), *, replicas: int = 1) -> Iterator[Session]:
         if self.args.external:
             db = None
-        session = Session(self.args, db, extra_args)
+        server = self._server if isinstance(db, str) else None
+        session = Session(self.args, db, extra_args, replicas=replicas, server=server)
         session.reference_bodies = self.reference_bodies
         try:
             yield session
         except BaseException:
-            if session.daemon:
-                session.daemon.kill()
+            session.kill()
             raise
         self.ok &= session.close()
         self.runs.extend(session.runs)
 
-    def fresh_db(self, name: str) -> Path:
+    def fresh_db(self, name: str, *, engine: str | None = None) -> Path | str:
+        """A new empty database: a SQLite file, or with ``--postgres`` (or ``engine="postgres"``) a PostgreSQL
+        database made on the server (a throwaway cluster started on first use)."""
+        if (engine or ("postgres" if self.args.postgres is not None else "sqlite")) == "sqlite":
+            return self.workdir / f"{name}.db"
+        if self._server is None:
+            self._server = postgres.Server(self.args.postgres or None, keep=self.args.keep)
+        return self._server.database(name)
+
+    def fresh_sqlite(self, name: str) -> Path:
         return self.workdir / f"{name}.db"
 
     def max_rate(self, session: Session, protocol: str) -> float:
@@ -250,8 +290,33 @@ class Bench:
         return session.measure(protocol, "calibrate", self.templates(protocol), clients=self.args.clients).spans_per_s
 
     def mode_max(self, protocol: str) -> None:
-        with self.session(self.fresh_db(f"max-{protocol}")) as session:
+        with self.session(self.fresh_db(f"max-{protocol}"), replicas=self.args.replicas) as session:
             session.measure(protocol, "max", self.templates(protocol), clients=self.args.clients)
+
+    def mode_scale_out(self, protocol: str) -> None:
+        """``max`` on SQLite, then on PostgreSQL with 1, 2... ``--replicas`` collectors sharing one database (the
+        clients spread over them in turn), in one run: durable spans/s and their ratios."""
+        figures: dict[str, Any] = {}
+        with self.session(self.fresh_db(f"sqlite-{protocol}", engine="sqlite")) as session:
+            figures["sqlite"] = session.measure(protocol, "sqlite", self.templates(protocol), clients=self.args.clients)
+        for replicas in range(1, self.args.replicas + 1):
+            phase = f"postgres x{replicas}"
+            db = self.fresh_db(f"pg{replicas}-{protocol}", engine="postgres")
+            with self.session(db, replicas=replicas) as session:
+                figures[phase] = session.measure(protocol, phase, self.templates(protocol), clients=self.args.clients)
+        sqlite = figures["sqlite"].spans_per_s
+        self.extra.setdefault("scale_out", {})[protocol] = {
+            phase: {
+                "spans_per_s": run.spans_per_s,
+                "p99_ms": run.latency_ms["p99"],
+                "of_sqlite": round(run.spans_per_s / sqlite, 3) if sqlite else None,
+                "collector_cpu_s_per_10k_spans": run.daemon_cpu_s_per_10k_spans,
+                "postgres_cpu_s_per_10k_spans": run.database_cpu_s_per_10k_spans,
+                "host_cpu_busy_pct": run.host_cpu_busy_pct,
+                "other_cpu_pct": run.other_cpu_pct,
+            }
+            for phase, run in figures.items()
+        }
 
     def mode_rate(self, protocol: str) -> None:
         with self.session(self.fresh_db(f"rate-{protocol}")) as session:
@@ -281,7 +346,7 @@ class Bench:
     def mode_large_db(self, protocol: str) -> None:
         args = self.args
         if "prefill" not in self.extra:
-            db = args.prefilled_db or self.fresh_db("large")
+            db = args.prefilled_db or self.fresh_sqlite("large")
             if args.prefilled_db and db.exists():
                 print(f"bench: using the prefilled database {db}", file=sys.stderr)
                 connection = apsw.Connection(str(db), flags=apsw.SQLITE_OPEN_READONLY)
@@ -302,7 +367,7 @@ class Bench:
         db = Path(info["db"])
         empty = None
         if not args.no_baseline:
-            with self.session(self.fresh_db(f"empty-{protocol}")) as session:
+            with self.session(self.fresh_sqlite(f"empty-{protocol}")) as session:
                 empty = session.measure(protocol, "empty-db", self.templates(protocol), clients=args.clients)
         timer = QueryTimer(db, info["sample_trace_ids"])
         with self.session(db, ("--retention-max-age", "0")) as session:  # the prefill goes back 30 days
@@ -322,12 +387,12 @@ class Bench:
     def mode_retention(self, protocol: str) -> None:
         """``max`` without retention, then ``max`` with a ``retention.max_size`` a third of what that run
         stored, so that retention deletes through most of the window: throughput with and without."""
-        without_db = self.fresh_db(f"no-retention-{protocol}")
+        without_db = self.fresh_sqlite(f"no-retention-{protocol}")
         with self.session(without_db, ("--retention-max-age", "0")) as session:
             baseline = session.measure(protocol, "max", self.templates(protocol), clients=self.args.clients)
         max_size = storage.retention_size(storage.database_bytes(without_db), self.args.retention_max_size)
         options = ("--retention-max-age", "0", "--retention-max-size", str(max_size))
-        with self.session(self.fresh_db(f"retention-{protocol}"), options) as session:
+        with self.session(self.fresh_sqlite(f"retention-{protocol}"), options) as session:
             run = session.measure(protocol, "max+retention", self.templates(protocol), clients=self.args.clients)
             if session.daemon:
                 session.deleted_spans = storage.settled_deletions(session.daemon.ports["admin"])
@@ -351,7 +416,7 @@ class Bench:
             print("bench: resource mode sends OTLP/HTTP protobuf; skipping grpc", file=sys.stderr)
             return
         args = self.args
-        db = self.fresh_db(f"resource-{protocol}")
+        db = self.fresh_sqlite(f"resource-{protocol}")
         session = Session(args, db)
         assert session.daemon is not None
         try:
@@ -386,6 +451,8 @@ class Bench:
             getattr(self, "mode_" + self.args.mode.replace("-", "_"))(protocol)
 
     def cleanup(self) -> None:
+        if self._server is not None:
+            self._server.close()
         if self.args.keep:
             print(f"bench: databases kept in {self.workdir}", file=sys.stderr)
         else:
@@ -408,7 +475,23 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         nargs="?",
         choices=MODES,
         default="max",
-        help="max (default), rate, overload, large-db, retention or resource",
+        help="max (default), rate, overload, large-db, retention, resource or scale-out",
+    )
+    parser.add_argument(
+        "--postgres",
+        nargs="?",
+        const="",
+        metavar="URL",
+        help="store in PostgreSQL: a new database per run on the server of URL (its user may create databases), or "
+        "without URL on a throwaway durable cluster of Debian's server binaries; scale-out uses it for its "
+        "PostgreSQL runs",
+    )
+    parser.add_argument(
+        "--replicas",
+        type=int,
+        default=None,
+        help="collectors sharing the database, the clients spread over them in turn (PostgreSQL only; max: default "
+        "1; scale-out measures 1 to this many, default 2)",
     )
     parser.add_argument(
         "-p",
@@ -541,7 +624,17 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
             args.protocols = [p for p in args.protocols if p not in missing]
         elif missing:
             parser.error(f"no target for {', '.join(missing)}: give --endpoint (HTTP) and/or --grpc-target (gRPC)")
-    for name in ("clients", "spans_per_request", "processes", "templates", "overload_clients"):
+    if args.replicas is None:
+        args.replicas = 2 if args.mode == "scale-out" else 1
+    if args.replicas > 1 and args.mode not in ("max", "scale-out"):
+        parser.error("--replicas applies to max and scale-out")
+    if args.replicas > 1 and args.mode == "max" and args.postgres is None:
+        parser.error("--replicas above 1 needs --postgres: SQLite has a single writer")
+    if args.postgres is not None and args.mode in ("large-db", "retention", "resource"):
+        parser.error(f"{args.mode} measures SQLite's files; it does not take --postgres")
+    if args.external and (args.postgres is not None or args.mode == "scale-out"):
+        parser.error("--postgres and scale-out start collectors of ours; they cannot run against --endpoint")
+    for name in ("clients", "spans_per_request", "processes", "templates", "overload_clients", "replicas"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
     if args.duration <= 0:

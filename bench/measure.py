@@ -9,7 +9,7 @@ import random
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
@@ -64,15 +64,23 @@ def measure(
     protocol: str,
     phase: str,
     templates: list[Template],
-    target: str,
-    pid: int | None,
+    target: str | Sequence[str],
+    pid: int | Sequence[int] | None,
     args: argparse.Namespace,
     *,
     clients: int,
     rate_spans: float | None = None,
     during: Callable[[float], None] | None = None,
+    database_cpu: Callable[[], float | None] | None = None,
 ) -> Run:
-    """Send for ``args.warmup + args.duration`` seconds; the figures of the last ``args.duration``."""
+    """Send for ``args.warmup + args.duration`` seconds; the figures of the last ``args.duration``.
+
+    Several targets (collector replicas) share the clients in turn; ``pid`` is then each replica's process, whose
+    CPU adds up (memory is the first one's). ``database_cpu`` reads a database server's CPU seconds (PostgreSQL's
+    processes), reported apart and left out of the other processes' share."""
+    targets = (target,) if isinstance(target, str) else tuple(target)
+    pids = [] if pid is None else [pid] if isinstance(pid, int) else list(pid)
+    pid = pids[0] if pids else None
     spans = templates[0].spans
     rate = rate_spans / spans if rate_spans else None
     start_at = time.monotonic() + 0.5  # let the worker processes start
@@ -80,7 +88,7 @@ def measure(
     stop_at = window_start + args.duration
     plan = LoadPlan(
         protocol,
-        target,
+        targets,
         clients,
         min(args.processes, clients),
         start_at,
@@ -102,8 +110,10 @@ def measure(
             samples[f"host_{label}"] = host_cpu_ticks()
             if pid:
                 with contextlib.suppress(OSError):
-                    samples[f"cpu_{label}"] = proc_cpu_seconds(pid)
+                    samples[f"cpu_{label}"] = sum(proc_cpu_seconds(each) for each in pids)
                     samples[f"rss_{label}"] = proc_memory_kib(pid)["VmRSS"]
+            if database_cpu is not None:
+                samples[f"database_{label}"] = database_cpu()
 
     load = Load(plan, templates)
     window = threading.Thread(target=sample_window, daemon=True)
@@ -132,6 +142,8 @@ def measure(
     busy = samples["host_end"][0] - samples["host_start"][0]
     total = samples["host_end"][1] - samples["host_start"][1]
     cpu = samples["cpu_end"] - samples["cpu_start"] if "cpu_end" in samples and "cpu_start" in samples else None
+    database_start, database_end = samples.get("database_start"), samples.get("database_end")
+    database = database_end - database_start if database_start is not None and database_end is not None else None
     rss = None
     if sampler and "rss_start" in samples:
         during_window = [kib for at, kib in sampler.samples if window_start <= at <= stop_at] or [samples["rss_start"]]
@@ -165,10 +177,11 @@ def measure(
         client_cpu_s_per_10k_spans=round(client_cpu / max(1, sum(r[4] for r in records)) * 10_000, 3),
         host_cpu_busy_pct=round(100 * busy / total, 1) if total else 0.0,
         other_cpu_pct=(
-            round(100 * (busy - (cpu + client_window_cpu) * CLOCK_TICKS) / total, 1)
+            round(100 * (busy - (cpu + client_window_cpu + (database or 0.0)) * CLOCK_TICKS) / total, 1)
             if total and cpu is not None
             else None
         ),
+        database_cpu_s_per_10k_spans=round(database / acked_spans * 10_000, 3) if database and acked_spans else None,
         acknowledged_spans=sum(r[4] for r in records),
         unknown_outcome_spans=sum(r[5] for r in records if r[3] == TIMEOUT or r[3].startswith("connection error")),
         slowest=[

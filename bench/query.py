@@ -37,6 +37,7 @@ from urllib.parse import urlencode
 if str(Path(__file__).resolve().parent.parent) not in sys.path:  # run by its path: bench/ is sys.path[0]
     sys.path.append(str(Path(__file__).resolve().parent.parent))
 
+from bench import postgres
 from bench.daemon import Daemon
 from bench.measure import measure
 from bench.prefill import prefill
@@ -162,7 +163,17 @@ def stalled_websocket(port: int) -> socket.socket:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--prefill", type=int, default=1_000_000, help="spans in the database (default 1,000,000)")
-    parser.add_argument("--prefilled-db", type=Path, help="reuse (or create) this database")
+    parser.add_argument(
+        "--prefilled-db", help="reuse (or create) this database: a SQLite file, or a PostgreSQL URL (filled if empty)"
+    )
+    parser.add_argument(
+        "--postgres",
+        nargs="?",
+        const="",
+        metavar="URL",
+        help="prefill and query PostgreSQL: a new database on the server of URL, or without URL on a throwaway "
+        "durable cluster (Debian's server binaries)",
+    )
     parser.add_argument("--db-dir", type=Path, default=None, help="where the temporary database goes")
     parser.add_argument("-p", "--protocol", default="grpc", choices=["grpc", "http-protobuf", "http-json"])
     parser.add_argument("-c", "--clients", type=int, default=8)
@@ -186,13 +197,25 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     workdir = Path(args.db_dir or "/tmp")
-    db = args.prefilled_db or workdir / f"genai-query-bench-{os.getpid()}.db"
-    if not db.exists():
-        prefill(db, args.prefill, args.spans, 20_000, spread_s=24 * 3600)
+    server = postgres.Server(args.postgres or None) if args.postgres is not None else None
+    db: Path | str
+    if server is not None:
+        db = server.database("query")
+    elif args.prefilled_db and postgres.is_url(args.prefilled_db):
+        db = args.prefilled_db
+    else:
+        db = Path(args.prefilled_db) if args.prefilled_db else workdir / f"genai-query-bench-{os.getpid()}.db"
+    filled: dict[str, Any] | None = None
+    if isinstance(db, str):
+        if postgres.count_spans(db) == 0:
+            filled = postgres.prefill(db, args.prefill, args.spans)
+    elif not db.exists():
+        filled = prefill(db, args.prefill, args.spans, 20_000, spread_s=24 * 3600)
     templates = build_templates(args.templates, args.spans, args.protocol)
     daemon = Daemon(db, [])
     report: dict[str, Any] = {
-        "database": str(db),
+        "database": "postgresql" if isinstance(db, str) else str(db),
+        "prefill_seconds": filled["seconds"] if filled else None,
         "protocol": args.protocol,
         "readers": args.readers,
         "reader_pause_s": args.reader_pause,
@@ -211,7 +234,17 @@ def main(argv: list[str] | None = None) -> int:
         target = daemon.targets(args.protocol)
 
         def run(phase: str, **options: Any) -> Run:
-            result = measure(args.protocol, phase, templates, target, daemon.pid, args, clients=args.clients, **options)
+            result = measure(
+                args.protocol,
+                phase,
+                templates,
+                target,
+                daemon.pid,
+                args,
+                clients=args.clients,
+                database_cpu=server.cpu_seconds if server else None,
+                **options,
+            )
             cpu = result.daemon_cpu_s_per_10k_spans
             report["runs"][phase] = {
                 "spans_per_s": result.spans_per_s,
@@ -221,7 +254,8 @@ def main(argv: list[str] | None = None) -> int:
                 # the load conditions: how busy the machine was, and with what
                 "collector_cpu_cores": round(cpu * result.spans_per_s / 10_000, 2) if cpu is not None else None,
                 "host_cpu_busy_pct": result.host_cpu_busy_pct,
-                "other_cpu_pct": result.other_cpu_pct,  # neither the collector nor the load (readers included)
+                "other_cpu_pct": result.other_cpu_pct,  # neither the collector, PostgreSQL nor the load (readers)
+                "postgres_cpu_s_per_10k_spans": result.database_cpu_s_per_10k_spans,
             }
             print(
                 f"bench: {phase}: {result.spans_per_s:,.0f} spans/s, p99 {result.latency_ms['p99']} ms, "
@@ -247,7 +281,9 @@ def main(argv: list[str] | None = None) -> int:
         report["ingest_with_stalled_websocket_ratio"] = round(unread.spans_per_s / max(1.0, reference.spans_per_s), 3)
     finally:
         code = daemon.stop()
-        if not args.prefilled_db:
+        if server is not None:
+            server.close()
+        elif not args.prefilled_db:
             for suffix in ("", "-wal", "-shm"):
                 Path(f"{db}{suffix}").unlink(missing_ok=True)
     report["collector_exit_code"] = code

@@ -55,9 +55,10 @@ class Run:
     daemon_rss_mb: dict[str, float] | None  # at the window's start, its end, and the highest sample
     client_cpu_s_per_10k_spans: float | None
     host_cpu_busy_pct: float  # the whole machine, every process
-    other_cpu_pct: float | None  # share of the machine busy with neither the collector nor the bench's clients
+    other_cpu_pct: float | None  # share of the machine busy with neither the collector, its database nor the clients
     acknowledged_spans: int  # every acknowledged span of the run, warm-up included
     unknown_outcome_spans: int  # timeouts and connection errors: stored or not, nobody knows
+    database_cpu_s_per_10k_spans: float | None = None  # a database server's processes (PostgreSQL), when measured
     notes: list[str] = field(default_factory=list)
     slowest: list[dict[str, float]] = field(
         default_factory=list
@@ -160,9 +161,15 @@ def table(runs: list[Run]) -> str:
         if run.storage and run.storage.get("bytes_per_span"):
             details.append(
                 f"database {run.storage['database_bytes'] / 2**20:,.1f} MiB for {run.storage['spans']:,} spans: "
-                f"{run.storage['bytes_per_span']:,.0f} bytes per span "
-                f"({run.storage['used_bytes_per_span']:,.0f} in pages in use)"
+                f"{run.storage['bytes_per_span']:,.0f} bytes per span"
+                + (
+                    f" ({run.storage['used_bytes_per_span']:,.0f} in pages in use)"
+                    if run.storage.get("used_bytes_per_span")
+                    else ""
+                )
             )
+        if run.database_cpu_s_per_10k_spans is not None:
+            details.append(f"PostgreSQL CPU {run.database_cpu_s_per_10k_spans:.2f} s/10k spans")
         if run.slowest:
             details.append("slowest " + ", ".join(f"{r['ms']:,.0f} ms at {r['at_s']} s" for r in run.slowest))
         details.append(

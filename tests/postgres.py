@@ -49,11 +49,13 @@ def server_binaries() -> Path | None:
 
 
 class Cluster:
-    """One running server in a temporary directory; ``dsn(database)`` is how a client reaches a database."""
+    """One running server in a temporary directory; ``dsn(database)`` is how a client reaches a database.
+    ``settings`` are the server's (the tests' speed over durability by default; the benchmarks' are durable)."""
 
-    def __init__(self, binaries: Path) -> None:
+    def __init__(self, binaries: Path, settings: dict[str, str] | None = None, *, root: Path | None = None) -> None:
         self.binaries = binaries
-        self.root = Path(tempfile.mkdtemp(prefix="genai-collector-pg-"))
+        self.settings = SETTINGS if settings is None else settings
+        self.root = Path(tempfile.mkdtemp(prefix="genai-collector-pg-", dir=root))
         self.data = self.root / "data"
         self.socket_dir = self.root / "socket"
         self.port = free_ports(1)[0]
@@ -102,7 +104,7 @@ class Cluster:
         self._start_server()
 
     def _start_server(self) -> None:
-        options = " ".join(f"-c {name}={value}" for name, value in SETTINGS.items())
+        options = " ".join(f"-c {name}={value}" for name, value in self.settings.items())
         self._run(
             str(self.binaries / "pg_ctl"),
             "start",
