@@ -192,22 +192,30 @@ def collector_command(*arguments: str) -> list[str]:
 class Daemon:
     """``python -m collector serve`` as a subprocess on port 0, its stderr collected line by line.
 
-    Use it as a context manager: a daemon still running at the end of the block is killed.
+    Use it as a context manager: a daemon still running at the end of the block is killed. ``environment`` adds
+    ``GENAI_COLLECTOR_*`` variables (a pod's); with ``db`` None, the database is the environment's.
     """
 
-    def __init__(self, db: Path | str, *arguments: str) -> None:
+    def __init__(self, db: Path | str | None, *arguments: str, environment: dict[str, str] | None = None) -> None:
         self.db = db
         self.ports: dict[str, int] = {}
         self.lines: list[str] = []
         self._eof = False
         self._changed = threading.Condition()
         self.process = subprocess.Popen(
-            collector_command("serve", "--db", str(db), *PORT_0, "--ingest-workers", str(INGEST_WORKERS), *arguments),
+            collector_command(
+                "serve",
+                *(() if db is None else ("--db", str(db))),
+                *PORT_0,
+                "--ingest-workers",
+                str(INGEST_WORKERS),
+                *arguments,
+            ),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             text=True,
-            env=collector_environment(),
+            env=collector_environment(**(environment or {})),
         )
         self._reader = threading.Thread(target=self._read_stderr, name="daemon-stderr", daemon=True)
         self._reader.start()

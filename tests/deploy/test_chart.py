@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import os
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 import helm_python as helm
+import httpx
 import kubernetes_validate
+import psycopg
 import pytest
 import yaml
 
@@ -25,7 +28,8 @@ from tests.deploy.helpers import (
     collector_file,
     render,
 )
-from tests.helpers import collector_environment
+from tests.helpers import Daemon, collector_environment, trace_request
+from tests.postgres import Cluster
 
 INFO = 1  # helm lint severities: 1 info, 2 warning, 3 error; clean means none at all
 
@@ -43,6 +47,27 @@ KEYS_AND_TLS: dict[str, Any] = {
     "config": {"auth": {"protect_metrics": True, "max_failures_per_minute": 10}},
 }
 
+# Replicas sharing a PostgreSQL database whose URL (and password) come from an existing Secret.
+POSTGRES: dict[str, Any] = {
+    "storage": {"type": "postgres", "postgres": {"existingSecret": "collector-db", "passwordKey": "password"}},
+    "replicaCount": 3,
+}
+POSTGRES_AUTOSCALED: dict[str, Any] = {
+    **POSTGRES,
+    "autoscaling": {
+        "enabled": True,
+        "minReplicas": 2,
+        "maxReplicas": 8,
+        "targetMemoryUtilizationPercentage": 80,
+        "behavior": {"scaleDown": {"stabilizationWindowSeconds": 600}},
+    },
+    "podDisruptionBudget": {"maxUnavailable": 1},
+    "networkPolicy": {
+        "enabled": True,
+        "egress": [{"to": [{"ipBlock": {"cidr": "10.0.0.0/8"}}], "ports": [{"port": 5432, "protocol": "TCP"}]}],
+    },
+}
+
 COMBINATIONS: dict[str, dict[str, Any]] = {
     "default": {},
     "service-monitor": {"serviceMonitor": {"enabled": True}, "prometheusRule": {"enabled": True}},
@@ -52,6 +77,8 @@ COMBINATIONS: dict[str, dict[str, Any]] = {
     "existing-claim": {"persistence": {"existingClaim": "collector-data"}},
     "everything-on": EVERYTHING_ON,
     "keys-and-tls": KEYS_AND_TLS,
+    "postgres": POSTGRES,
+    "postgres-autoscaled": POSTGRES_AUTOSCALED,
 }
 
 
@@ -66,6 +93,7 @@ def test_helm_lint_is_clean() -> None:
     assert lint_findings() == []
     assert lint_findings(EVERYTHING_ON) == []
     assert lint_findings(EVERYTHING_ON, kube_version="v1.27.0") == []
+    assert lint_findings(POSTGRES_AUTOSCALED) == []
 
 
 def test_default_render_is_a_single_writer_statefulset_with_a_volume() -> None:
@@ -371,7 +399,8 @@ def test_every_rendered_manifest_validates_against_the_kubernetes_schemas(combin
             path = ".".join(str(part) for part in error.path)
             pytest.fail(f"{manifest['kind']} is invalid for Kubernetes {version} at {path}: {error.message}")
         checked.append(manifest["kind"])
-    assert {"StatefulSet", "Service", "ConfigMap"} <= set(checked)
+    workload = "Deployment" if "storage" in COMBINATIONS[combination] else "StatefulSet"
+    assert {workload, "Service", "ConfigMap"} <= set(checked)
 
 
 def test_the_strict_schemas_do_catch_a_misspelled_field() -> None:
@@ -472,3 +501,165 @@ def test_impossible_key_and_tls_values_are_refused(values: dict[str, Any], compl
     with pytest.raises(helm.HelmError) as refused:
         render(values)
     assert complaint in str(refused.value)
+
+
+def test_postgres_renders_a_deployment_of_replicas_without_a_volume() -> None:
+    """storage.type postgres: a Deployment of replicaCount pods, the database URL and password from the Secret, no
+    claim and no /data; a PodDisruptionBudget by default; no HorizontalPodAutoscaler unless asked."""
+    manifests = by_kind(render(POSTGRES))
+    assert set(manifests) == {"ServiceAccount", "ConfigMap", "Service", "Deployment", "PodDisruptionBudget"}
+    deployment = manifests["Deployment"]
+    spec = deployment["spec"]
+    assert deployment["metadata"]["name"] == FULLNAME
+    assert spec["replicas"] == 3
+    assert spec["strategy"] == {"type": "RollingUpdate"}
+    assert "volumeClaimTemplates" not in spec and "serviceName" not in spec
+    pod = spec["template"]["spec"]
+    [container] = pod["containers"]
+    assert {mount["mountPath"] for mount in container["volumeMounts"]} == {"/etc/genai-collector", "/tmp"}
+    assert {volume["name"] for volume in pod["volumes"]} == {"config", "tmp"}
+    environment = {variable["name"]: variable for variable in container["env"]}
+    assert environment["GENAI_COLLECTOR_DB"] == {
+        "name": "GENAI_COLLECTOR_DB",
+        "valueFrom": {"secretKeyRef": {"name": "collector-db", "key": "url"}},
+    }
+    assert environment["PGPASSWORD"]["valueFrom"] == {"secretKeyRef": {"name": "collector-db", "key": "password"}}
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http-admin"}
+    assert manifests["Service"]["spec"]["selector"].items() <= spec["template"]["metadata"]["labels"].items()
+
+    budget = manifests["PodDisruptionBudget"]["spec"]
+    assert budget["selector"]["matchLabels"].items() <= spec["template"]["metadata"]["labels"].items()
+    assert budget["minAvailable"] == 1 and "maxUnavailable" not in budget
+
+    without_password = by_kind(render({"storage": {"type": "postgres", "postgres": {"existingSecret": "db"}}}))
+    [container] = without_password["Deployment"]["spec"]["template"]["spec"]["containers"]
+    assert "PGPASSWORD" not in {variable["name"] for variable in container["env"]}
+
+
+SELECTOR = {"app.kubernetes.io/name": "genai-collector", "app.kubernetes.io/instance": RELEASE}
+
+
+def test_postgres_disruption_budget_is_configurable() -> None:
+    def budget(values: dict[str, Any]) -> dict[str, Any] | None:
+        manifests = by_kind(render({**POSTGRES, "podDisruptionBudget": values}))
+        return manifests["PodDisruptionBudget"]["spec"] if "PodDisruptionBudget" in manifests else None
+
+    assert budget({"maxUnavailable": 1}) == {
+        "selector": {
+            "matchLabels": {"app.kubernetes.io/name": "genai-collector", "app.kubernetes.io/instance": RELEASE}
+        },
+        "maxUnavailable": 1,
+        "unhealthyPodEvictionPolicy": "AlwaysAllow",
+    }
+    assert budget({"minAvailable": "50%"})["minAvailable"] == "50%"  # type: ignore[index]
+    assert budget({"enabled": False}) is None
+    # SQLite: none unless enabled (one pod), as before.
+    assert "PodDisruptionBudget" not in by_kind(render())
+
+
+def test_postgres_autoscaler_is_off_by_default_and_owns_the_replica_count_when_on() -> None:
+    assert "HorizontalPodAutoscaler" not in by_kind(render(POSTGRES))
+    manifests = by_kind(render(POSTGRES_AUTOSCALED))
+    assert "replicas" not in manifests["Deployment"]["spec"]  # the autoscaler's, not reset by each upgrade
+    autoscaler = manifests["HorizontalPodAutoscaler"]
+    assert autoscaler["apiVersion"] == "autoscaling/v2"
+    assert autoscaler["spec"] == {
+        "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": FULLNAME},
+        "minReplicas": 2,
+        "maxReplicas": 8,
+        "metrics": [
+            {
+                "type": "Resource",
+                "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 70}},
+            },
+            {
+                "type": "Resource",
+                "resource": {"name": "memory", "target": {"type": "Utilization", "averageUtilization": 80}},
+            },
+        ],
+        "behavior": {"scaleDown": {"stabilizationWindowSeconds": 600}},
+    }
+    assert manifests["NetworkPolicy"]["spec"]["egress"] == POSTGRES_AUTOSCALED["networkPolicy"]["egress"]
+
+
+@pytest.mark.parametrize(
+    ("values", "complaint"),
+    [
+        ({"storage": {"type": "postgres"}}, "storage.type postgres needs storage.postgres.existingSecret"),
+        ({"storage": {"postgres": {"existingSecret": "db"}}}, "set storage.type to postgres"),
+        ({"autoscaling": {"enabled": True}}, "autoscaling.enabled needs storage.type postgres"),
+        (
+            {**POSTGRES, "autoscaling": {"enabled": True, "minReplicas": 5, "maxReplicas": 3}},
+            "minReplicas (5) is above",
+        ),
+        (
+            {**POSTGRES, "autoscaling": {"enabled": True, "targetCPUUtilizationPercentage": None}},
+            "autoscaling.enabled needs a target",
+        ),
+        ({**POSTGRES, "networkPolicy": {"enabled": True}}, "the collector must reach its database"),
+        ({**POSTGRES, "persistence": {"existingClaim": "old-data"}}, "keeps no data in the pod"),
+        ({**POSTGRES, "updateStrategy": {"type": "OnDelete"}}, "OnDelete is a StatefulSet's"),
+        ({"updateStrategy": {"type": "Recreate"}}, "Recreate is a Deployment's"),
+        ({"storage": {"type": "mysql"}}, "at '/storage/type': value must be one of"),
+        ({"storage": {"postgres": {"url": "postgresql://in-a-configmap"}}}, "additional properties 'url' not allowed"),
+    ],
+)
+def test_impossible_storage_values_are_refused(values: dict[str, Any], complaint: str) -> None:
+    with pytest.raises(helm.HelmError) as refused:
+        render(values)
+    assert complaint in str(refused.value)
+
+
+def pod_environment(manifests: list[dict[str, Any]], config_file: Path, secrets: dict[str, str]) -> dict[str, str]:
+    """The container's environment as the kubelet sets it: values as written, Secret keys from ``secrets``."""
+    workload = next(manifest for manifest in manifests if manifest["kind"] in ("StatefulSet", "Deployment"))
+    [container] = workload["spec"]["template"]["spec"]["containers"]
+    environment = {}
+    for variable in container["env"]:
+        reference = variable.get("valueFrom", {}).get("secretKeyRef")
+        environment[variable["name"]] = secrets[reference["key"]] if reference else variable["value"]
+    environment["GENAI_COLLECTOR_CONFIG"] = str(config_file)
+    return environment
+
+
+def test_postgres_pod_environment_is_accepted_by_the_daemon(tmp_path: Path) -> None:
+    """check-config takes the database URL the Secret passes as GENAI_COLLECTOR_DB, both schemes of it."""
+    manifests = render(POSTGRES)
+    config_file = tmp_path / "collector.yaml"
+    config_file.write_text(collector_file(manifests))
+    for url in (
+        "postgresql://collector@db.example.com:5432/genai?sslmode=require",
+        "postgres://collector@db.example.com/genai?sslmode=verify-full&connect_timeout=5",
+    ):
+        secrets = {"url": url, "password": "from-the-secret"}
+        effective = check_config(collector_environment(**pod_environment(manifests, config_file, secrets)))
+        assert effective["db"] == url
+        assert effective["http_endpoint"] == "0.0.0.0:4318"
+        assert effective["retention"]["max_age"] == 7 * 86400.0
+
+
+def test_rendered_postgres_replicas_share_one_real_database(tmp_path: Path, postgres_cluster: Cluster) -> None:
+    """Two collectors started with the Deployment's environment (the Secret's URL and password, the ConfigMap's
+    file; ports moved to 0 by flags, which outrank it) on a real PostgreSQL: both ready, each stores what it is
+    sent, into the one database."""
+    manifests = render({**POSTGRES, "replicaCount": 2})
+    config_file = tmp_path / "collector.yaml"
+    config_file.write_text(collector_file(manifests))
+    with postgres_cluster.database("chart", url=True) as url:
+        environment = pod_environment(manifests, config_file, {"url": url, "password": "unused-by-trust"})
+        with Daemon(None, environment=environment) as first, Daemon(None, environment=environment) as second:
+            sent = []
+            for daemon in (first.wait_listening(60), second.wait_listening(60)):
+                trace_id = os.urandom(16)
+                request = trace_request(trace_id, [{"span_id": os.urandom(8), "name": "chat gpt-4o"}])
+                response = httpx.post(
+                    f"{daemon.http_url}/v1/traces",
+                    content=request.SerializeToString(),
+                    headers={"Content-Type": "application/x-protobuf"},
+                    timeout=30,
+                )
+                assert response.status_code == 200, response.text
+                sent.append(trace_id.hex())
+        with psycopg.connect(url) as connection:
+            stored = sorted(row[0] for row in connection.execute("SELECT trace_id FROM spans"))
+    assert stored == sorted(sent)

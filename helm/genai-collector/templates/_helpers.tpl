@@ -45,6 +45,20 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end }}
 {{- end }}
 
+{{/* StatefulSet (SQLite: one pod and its volume) or Deployment (PostgreSQL: replicas sharing the database). */}}
+{{- define "genai-collector.workloadKind" -}}
+{{- ternary "Deployment" "StatefulSet" (eq .Values.storage.type "postgres") }}
+{{- end }}
+
+{{/* "true" when the PodDisruptionBudget is rendered: as podDisruptionBudget.enabled says, or when it is null
+(the default) with storage.type postgres, whose replicas a drain can take one at a time. */}}
+{{- define "genai-collector.podDisruptionBudget" -}}
+{{- $enabled := .Values.podDisruptionBudget.enabled }}
+{{- if kindIs "invalid" $enabled }}{{ if eq .Values.storage.type "postgres" }}true{{ end }}
+{{- else if $enabled }}true
+{{- end }}
+{{- end }}
+
 {{/* The config file's path in the container; GENAI_COLLECTOR_CONFIG points at it. */}}
 {{- define "genai-collector.configPath" -}}
 /etc/genai-collector/collector.yaml
@@ -103,8 +117,38 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 
 {{/* Fails the render, with what to change, on a combination the collector cannot run with. */}}
 {{- define "genai-collector.validate" -}}
-{{- if and (eq .Values.storage.type "sqlite") (gt (int .Values.replicaCount) 1) }}
-{{- fail (printf "replicaCount is %d, but storage.type sqlite has a single writer: set replicaCount to 1 (one collector pod writes the SQLite database on its own volume)" (int .Values.replicaCount)) }}
+{{- $postgres := eq .Values.storage.type "postgres" }}
+{{- if and (not $postgres) (gt (int .Values.replicaCount) 1) }}
+{{- fail (printf "replicaCount is %d, but storage.type sqlite has a single writer: set replicaCount to 1 (one collector pod writes the SQLite database on its own volume), or use storage.type postgres to run several" (int .Values.replicaCount)) }}
+{{- end }}
+{{- if and $postgres (not .Values.storage.postgres.existingSecret) }}
+{{- fail (printf "storage.type postgres needs storage.postgres.existingSecret: a Secret whose key %s holds the database URL (postgresql://user@host:5432/dbname?sslmode=require)" .Values.storage.postgres.secretKey) }}
+{{- end }}
+{{- if and (not $postgres) .Values.storage.postgres.existingSecret }}
+{{- fail "storage.postgres.existingSecret is set but storage.type is sqlite: set storage.type to postgres to use the database" }}
+{{- end }}
+{{- if and $postgres .Values.persistence.existingClaim }}
+{{- fail "persistence.existingClaim is set but storage.type postgres keeps no data in the pod: remove the claim" }}
+{{- end }}
+{{- if and $postgres (eq .Values.updateStrategy.type "OnDelete") }}
+{{- fail "updateStrategy.type OnDelete is a StatefulSet's; with storage.type postgres (a Deployment) use RollingUpdate or Recreate" }}
+{{- end }}
+{{- if and (not $postgres) (eq .Values.updateStrategy.type "Recreate") }}
+{{- fail "updateStrategy.type Recreate is a Deployment's; with storage.type sqlite (a StatefulSet) use RollingUpdate or OnDelete" }}
+{{- end }}
+{{- if .Values.autoscaling.enabled }}
+{{- if not $postgres }}
+{{- fail "autoscaling.enabled needs storage.type postgres: SQLite has a single writer, so its one pod cannot scale out" }}
+{{- end }}
+{{- if gt (int .Values.autoscaling.minReplicas) (int .Values.autoscaling.maxReplicas) }}
+{{- fail (printf "autoscaling.minReplicas (%d) is above autoscaling.maxReplicas (%d)" (int .Values.autoscaling.minReplicas) (int .Values.autoscaling.maxReplicas)) }}
+{{- end }}
+{{- if not (or .Values.autoscaling.targetCPUUtilizationPercentage .Values.autoscaling.targetMemoryUtilizationPercentage) }}
+{{- fail "autoscaling.enabled needs a target: autoscaling.targetCPUUtilizationPercentage or targetMemoryUtilizationPercentage" }}
+{{- end }}
+{{- end }}
+{{- if and $postgres .Values.networkPolicy.enabled (not .Values.networkPolicy.egress) }}
+{{- fail "networkPolicy.enabled denies all egress unless networkPolicy.egress allows some, and with storage.type postgres the collector must reach its database: add egress rules to PostgreSQL's port (and to DNS, port 53, when the URL names a host)" }}
 {{- end }}
 {{- if and .Values.persistence.existingClaim (not .Values.persistence.enabled) }}
 {{- fail "persistence.existingClaim is set but persistence.enabled is false: enable persistence to use the claim" }}
