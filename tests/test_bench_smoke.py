@@ -9,7 +9,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from tests.helpers import REPO
+from tests.helpers import REPO, missing
+from tests.postgres import server_binaries
 
 PROTOCOLS = {"http-protobuf", "http-json", "grpc"}
 
@@ -114,3 +115,33 @@ def test_query_bench_smoke_times_every_query(tmp_path: Path) -> None:
     assert all(query["count"] > 0 and query["errors"] == 0 for query in report["queries_ms"].values())
     assert report["ingest_with_readers_ratio"] > 0
     assert report["ingest_at_half_with_readers_ratio"] > 0
+
+
+def require_postgres() -> None:
+    if server_binaries() is None:
+        missing("PostgreSQL's server binaries are not installed (/usr/lib/postgresql/*/bin; Debian's postgresql)")
+
+
+def test_bench_scale_out_compares_sqlite_with_one_and_two_postgres_replicas(tmp_path: Path) -> None:
+    """Issue 17's figure: scale-out runs SQLite, then 1 and 2 collectors on one throwaway PostgreSQL (both replicas
+    get clients); every run stores exactly what was acknowledged, and the PostgreSQL server's CPU is measured."""
+    require_postgres()
+    small = ("-p", "http-protobuf", "-d", "1", "--warmup", "0.3", "-c", "2", "-n", "20", "--templates", "4")
+    report = run_bench("ingest.py", "scale-out", *small, "--postgres", tmp_path=tmp_path, timeout=180)
+    assert [run["phase"] for run in report["runs"]] == ["sqlite", "postgres x1", "postgres x2"]
+    for run in report["runs"]:
+        assert run["errors"] == 0 and run["acknowledged_spans"] > 0, run
+        assert run["stored_check"] == "ok", run
+    figures = report["scale_out"]["http-protobuf"]
+    assert figures["sqlite"]["postgres_cpu_s_per_10k_spans"] is None
+    assert figures["postgres x2"]["postgres_cpu_s_per_10k_spans"] > 0
+    assert figures["postgres x2"]["of_sqlite"] > 0
+
+
+def test_query_bench_smoke_on_postgres(tmp_path: Path) -> None:
+    """bench/query.py --postgres: prefilled through the collector's PostgreSQL writer, every query answered."""
+    require_postgres()
+    report = run_bench("query.py", "--smoke", "--postgres", tmp_path=tmp_path, timeout=240)
+    assert report["database"] == "postgresql" and report["prefill_seconds"] > 0
+    assert all(query["count"] > 0 and query["errors"] == 0 for query in report["queries_ms"].values())
+    assert report["runs"]["half + readers"]["postgres_cpu_s_per_10k_spans"] > 0
