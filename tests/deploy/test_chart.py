@@ -54,6 +54,7 @@ POSTGRES: dict[str, Any] = {
 }
 POSTGRES_AUTOSCALED: dict[str, Any] = {
     **POSTGRES,
+    "storage": {"type": "postgres", "postgres": {"existingSecret": "collector-db", "caSecret": "postgres-ca"}},
     "autoscaling": {
         "enabled": True,
         "minReplicas": 2,
@@ -533,7 +534,26 @@ def test_postgres_renders_a_deployment_of_replicas_without_a_volume() -> None:
 
     without_password = by_kind(render({"storage": {"type": "postgres", "postgres": {"existingSecret": "db"}}}))
     [container] = without_password["Deployment"]["spec"]["template"]["spec"]["containers"]
-    assert "PGPASSWORD" not in {variable["name"] for variable in container["env"]}
+    assert not {"PGPASSWORD", "PGSSLROOTCERT"} & {variable["name"] for variable in container["env"]}
+
+
+def test_postgres_server_ca_is_mounted_for_libpq() -> None:
+    """storage.postgres.caSecret: the CA mounted read-only and named by PGSSLROOTCERT (sslmode=verify-full)."""
+    values = {
+        "storage": {"type": "postgres", "postgres": {"existingSecret": "db", "caSecret": "pg-ca", "caKey": "root.pem"}}
+    }
+    pod = by_kind(render(values))["Deployment"]["spec"]["template"]["spec"]
+    [container] = pod["containers"]
+    environment = {variable["name"]: variable.get("value") for variable in container["env"]}
+    assert environment["PGSSLROOTCERT"] == "/var/run/secrets/genai-collector/postgres/ca.crt"
+    mounts = {mount["name"]: mount for mount in container["volumeMounts"]}
+    assert mounts["postgres-ca"] == {
+        "name": "postgres-ca",
+        "mountPath": "/var/run/secrets/genai-collector/postgres",
+        "readOnly": True,
+    }
+    volumes = {volume["name"]: volume for volume in pod["volumes"]}
+    assert volumes["postgres-ca"]["secret"] == {"secretName": "pg-ca", "items": [{"key": "root.pem", "path": "ca.crt"}]}
 
 
 SELECTOR = {"app.kubernetes.io/name": "genai-collector", "app.kubernetes.io/instance": RELEASE}
