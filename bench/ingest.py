@@ -277,7 +277,11 @@ class Bench:
         if (engine or ("postgres" if self.args.postgres is not None else "sqlite")) == "sqlite":
             return self.workdir / f"{name}.db"
         if self._server is None:
-            self._server = postgres.Server(self.args.postgres or None, keep=self.args.keep)
+            self._server = postgres.Server(
+                self.args.postgres or None,
+                keep=self.args.keep,
+                settings=postgres.server_settings(self.args.postgres_setting),
+            )
         return self._server.database(name)
 
     def fresh_sqlite(self, name: str) -> Path:
@@ -486,6 +490,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         "without URL on a throwaway durable cluster of Debian's server binaries; scale-out uses it for its "
         "PostgreSQL runs",
     )
+    parser.add_argument("--postgres-setting", action="append", default=[], help=postgres.SETTING_HELP)
     parser.add_argument(
         "--replicas",
         type=int,
@@ -659,6 +664,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "machine": machine(),
         "settings": {
             "protocols": args.protocols,
+            "postgres": None if args.postgres is None else {"replicas": args.replicas, "settings": args.postgres_setting},
             "duration_s": args.duration,
             "warmup_s": args.warmup,
             "clients": args.clients,

@@ -43,7 +43,7 @@ class Server:
     whose user may create databases. ``database(name)`` is a new empty database's URL, dropped on ``close``
     unless ``keep``."""
 
-    def __init__(self, url: str | None = None, *, keep: bool = False, root: Path | None = None) -> None:
+    def __init__(self, url: str | None = None, *, keep: bool = False, settings: dict[str, str] | None = None) -> None:
         self.cluster: Any = None
         if url is None:
             sys.path.insert(0, str(ROOT))
@@ -52,8 +52,10 @@ class Server:
             binaries = server_binaries()
             if binaries is None:
                 raise SystemExit("bench: --postgres without a URL needs Debian's postgresql server binaries")
-            self.cluster = Cluster(binaries, DURABLE, root=root).start()
+            self.cluster = Cluster(binaries, {**DURABLE, **(settings or {})}).start()
             url = self.cluster.url()
+        elif settings:
+            raise SystemExit("bench: --postgres-setting applies to the throwaway cluster, not to a server given by URL")
         self.url = url
         self.keep = keep
         self.created: list[str] = []
@@ -88,6 +90,20 @@ class Server:
                     if _parent(int(entry.name)) == postmaster:
                         total += _cpu(int(entry.name))
         return total
+
+
+def server_settings(assignments: list[str]) -> dict[str, str]:
+    """``--postgres-setting NAME=VALUE`` (repeatable) as the throwaway cluster's settings, e.g. ``jit=off``."""
+    settings = {}
+    for assignment in assignments:
+        name, equals, value = assignment.partition("=")
+        if not (name and equals):
+            raise SystemExit(f"bench: --postgres-setting takes NAME=VALUE, not {assignment!r}")
+        settings[name.strip()] = value.strip()
+    return settings
+
+
+SETTING_HELP = "a setting of the throwaway PostgreSQL cluster, NAME=VALUE (repeatable), e.g. jit=off"
 
 
 def _stat(pid: int) -> list[str]:

@@ -174,6 +174,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="prefill and query PostgreSQL: a new database on the server of URL, or without URL on a throwaway "
         "durable cluster (Debian's server binaries)",
     )
+    parser.add_argument("--postgres-setting", action="append", default=[], help=postgres.SETTING_HELP)
     parser.add_argument("--db-dir", type=Path, default=None, help="where the temporary database goes")
     parser.add_argument("-p", "--protocol", default="grpc", choices=["grpc", "http-protobuf", "http-json"])
     parser.add_argument("-c", "--clients", type=int, default=8)
@@ -197,7 +198,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     workdir = Path(args.db_dir or "/tmp")
-    server = postgres.Server(args.postgres or None) if args.postgres is not None else None
+    server = None
+    if args.postgres is not None:
+        server = postgres.Server(args.postgres or None, settings=postgres.server_settings(args.postgres_setting))
     db: Path | str
     if server is not None:
         db = server.database("query")
@@ -215,6 +218,7 @@ def main(argv: list[str] | None = None) -> int:
     daemon = Daemon(db, [])
     report: dict[str, Any] = {
         "database": "postgresql" if isinstance(db, str) else str(db),
+        "postgres_settings": args.postgres_setting,
         "prefill_seconds": filled["seconds"] if filled else None,
         "protocol": args.protocol,
         "readers": args.readers,
