@@ -664,7 +664,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "machine": machine(),
         "settings": {
             "protocols": args.protocols,
-            "postgres": None if args.postgres is None else {"replicas": args.replicas, "settings": args.postgres_setting},
+            "postgres": (
+                None if args.postgres is None else {"replicas": args.replicas, "settings": args.postgres_setting}
+            ),
             "duration_s": args.duration,
             "warmup_s": args.warmup,
             "clients": args.clients,
