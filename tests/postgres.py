@@ -52,10 +52,10 @@ class Cluster:
     """One running server in a temporary directory; ``dsn(database)`` is how a client reaches a database.
     ``settings`` are the server's (the tests' speed over durability by default; the benchmarks' are durable)."""
 
-    def __init__(self, binaries: Path, settings: dict[str, str] | None = None, *, root: Path | None = None) -> None:
+    def __init__(self, binaries: Path, settings: dict[str, str] | None = None) -> None:
         self.binaries = binaries
         self.settings = SETTINGS if settings is None else settings
-        self.root = Path(tempfile.mkdtemp(prefix="genai-collector-pg-", dir=root))
+        self.root = Path(tempfile.mkdtemp(prefix="genai-collector-pg-"))
         self.data = self.root / "data"
         self.socket_dir = self.root / "socket"
         self.port = free_ports(1)[0]
