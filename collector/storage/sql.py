@@ -1,4 +1,4 @@
-"""The SQL both engines read and settle with, written once and spelt for each by a ``Dialect``.
+"""The SQL both engines read, settle and mark repeated calls with, written once and spelt for each by a ``Dialect``.
 
 SQLite and PostgreSQL answer the same queries (``storage/read.py``) over tables of the same names and columns;
 their SQL differs in a few spellings: a parameter (``:name`` or ``%(name)s``), a 0/1 flag, a value in a JSON
@@ -14,6 +14,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
+from collector.genai.calls import SpanNode, same_calls
 from collector.model import CALL_CATEGORIES
 from collector.storage.read import BreachQuery, CostGroup, EvaluationQuery, SpanSearch, StatsRange, TraceQuery
 from collector.storage.store import Judge, SettledTrace, SettleWindow, UnsettledTrace
@@ -400,6 +401,77 @@ def spend_by_model(dialect: Dialect) -> str:
 {dialect.int_sum("output_tokens")}, count(*) FILTER (WHERE category = 'llm')
 FROM spans WHERE start_time_unix_nano >= :start_ns AND {GENAI_CALLS} GROUP BY 1 ORDER BY 1"""
     )
+
+
+# --- repeated model calls (rollups) ------------------------------------------------------------------
+
+
+def candidate_traces(dialect: Dialect) -> str:
+    """The traces of ``:traces`` (a ``list_value``) where one call may be described by two spans: a model-call
+    span whose nearest GenAI ancestor (up through spans that are not GenAI, ``:max_depth`` at the most) has its
+    category, or two model-call spans with one response id. Most traces have neither, and are done with in SQL."""
+    return dialect.statement(f"""
+WITH RECURSIVE
+calls(trace_id, span_id, parent_span_id, category, response_id) AS (
+    SELECT trace_id, span_id, parent_span_id, category, response_id FROM spans
+    WHERE {dialect.in_list("trace_id", ":traces")} AND {MODEL_CALL}
+),
+up(trace_id, category, ancestor, depth) AS (
+    SELECT trace_id, category, parent_span_id, 0 FROM calls WHERE parent_span_id IS NOT NULL
+    UNION ALL
+    SELECT up.trace_id, up.category, spans.parent_span_id, up.depth + 1
+    FROM up JOIN spans ON spans.trace_id = up.trace_id AND spans.span_id = up.ancestor
+    WHERE coalesce(spans.category, 'other') = 'other' AND spans.parent_span_id IS NOT NULL
+      AND up.depth < :max_depth
+)
+SELECT up.trace_id FROM up JOIN spans ON spans.trace_id = up.trace_id AND spans.span_id = up.ancestor
+WHERE spans.category = up.category
+UNION
+SELECT trace_id FROM calls WHERE response_id IS NOT NULL GROUP BY trace_id, response_id HAVING count(*) > 1
+""")
+
+
+def call_trees(dialect: Dialect) -> str:
+    """The spans of the traces ``:traces`` (a ``list_value``), those that are not calls too (to look up through
+    them), as ``repeated_calls`` reads them."""
+    return dialect.statement(f"""
+SELECT trace_id, span_id, parent_span_id, category,
+       coalesce(input_tokens, output_tokens, total_tokens, cost_usd) IS NOT NULL,
+       start_time_unix_nano, response_id, duplicate_of, received_at_unix_nano
+FROM spans WHERE {dialect.in_list("trace_id", ":traces")}
+""")
+
+
+# A span whose ``duplicate_of`` is to change: (trace id, span id, start time, the span whose call it repeats).
+DuplicateChange = tuple[str, str, int, str | None]
+
+
+def repeated_calls(
+    trees: Iterable[Sequence[Any]], is_new: Callable[[str, str, int], bool]
+) -> tuple[list[DuplicateChange], frozenset[tuple[str, str]]]:
+    """Which spans of the rows of ``call_trees`` repeat another span's call (``collector.genai.calls``): the
+    changes to their stored ``duplicate_of``, and the (trace id, span id) of the new spans (``is_new`` of trace
+    id, span id and receipt time) whose call another span counts."""
+    spans_of: dict[str, list[SpanNode]] = {}
+    stored: dict[tuple[str, str], tuple[int, str | None]] = {}
+    for trace_id, span_id, parent, category, has_usage, start, response, duplicate_of, received_at in trees:
+        spans_of.setdefault(trace_id, []).append(
+            SpanNode(
+                span_id, parent, category, bool(has_usage), start, response, is_new(trace_id, span_id, received_at)
+            )
+        )
+        stored[trace_id, span_id] = (start, duplicate_of)
+    changes: list[DuplicateChange] = []
+    already_counted: set[tuple[str, str]] = set()
+    for trace_id, spans in spans_of.items():
+        calls = same_calls(spans)
+        for span in spans:
+            duplicate_of = calls.repeats.get(span.span_id)
+            start, was = stored[trace_id, span.span_id]
+            if was != duplicate_of:
+                changes.append((trace_id, span.span_id, start, duplicate_of))
+        already_counted.update((trace_id, span_id) for span_id in calls.already_counted)
+    return changes, frozenset(already_counted)
 
 
 # --- settling ----------------------------------------------------------------------------------------

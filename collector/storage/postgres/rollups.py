@@ -24,10 +24,10 @@ from typing import Any
 
 import psycopg
 
-from collector.genai.calls import MAX_DEPTH, SpanNode, same_calls
+from collector.genai.calls import MAX_DEPTH
+from collector.storage.postgres.dialect import POSTGRES
+from collector.storage.sql import GENAI_CALLS, MODEL, call_trees, candidate_traces, repeated_calls
 
-_GENAI_CALL = "category IN ('llm', 'embedding') AND duplicate_of IS NULL"
-_MODEL = "coalesce(response_model, request_model)"
 _ROLLUP_COLUMNS = (
     "trace_id, service_name, root_span_name, has_root, start_time_unix_nano, end_time_unix_nano, duration_ns, "
     "span_count, error_count, llm_calls, input_tokens, output_tokens, total_tokens, cache_read_tokens, "
@@ -46,14 +46,14 @@ SELECT
     count(*),
     count(*) FILTER (WHERE status_code = 'error'),
     count(*) FILTER (WHERE category = 'llm' AND duplicate_of IS NULL),
-    coalesce(sum(input_tokens) FILTER (WHERE {_GENAI_CALL}), 0),
-    coalesce(sum(output_tokens) FILTER (WHERE {_GENAI_CALL}), 0),
-    coalesce(sum(total_tokens) FILTER (WHERE {_GENAI_CALL}), 0),
-    coalesce(sum(cache_read_tokens) FILTER (WHERE {_GENAI_CALL}), 0),
-    coalesce(sum(cache_write_tokens) FILTER (WHERE {_GENAI_CALL}), 0),
-    coalesce(sum(reasoning_tokens) FILTER (WHERE {_GENAI_CALL}), 0),
-    sum(cost_usd) FILTER (WHERE {_GENAI_CALL}),
-    coalesce(jsonb_agg(DISTINCT {_MODEL} ORDER BY {_MODEL}) FILTER (WHERE {_MODEL} IS NOT NULL), '[]'),
+    coalesce(sum(input_tokens) FILTER (WHERE {GENAI_CALLS}), 0),
+    coalesce(sum(output_tokens) FILTER (WHERE {GENAI_CALLS}), 0),
+    coalesce(sum(total_tokens) FILTER (WHERE {GENAI_CALLS}), 0),
+    coalesce(sum(cache_read_tokens) FILTER (WHERE {GENAI_CALLS}), 0),
+    coalesce(sum(cache_write_tokens) FILTER (WHERE {GENAI_CALLS}), 0),
+    coalesce(sum(reasoning_tokens) FILTER (WHERE {GENAI_CALLS}), 0),
+    sum(cost_usd) FILTER (WHERE {GENAI_CALLS}),
+    coalesce(jsonb_agg(DISTINCT {MODEL} ORDER BY {MODEL}) FILTER (WHERE {MODEL} IS NOT NULL), '[]'),
     coalesce(jsonb_agg(DISTINCT agent_name ORDER BY agent_name) FILTER (WHERE agent_name IS NOT NULL), '[]'),
     min(received_at_unix_nano),
     max(received_at_unix_nano),
@@ -99,32 +99,8 @@ INSERT INTO traces (trace_id) SELECT trace_id FROM unnest(%s::text[]) AS pending
 ON CONFLICT (trace_id) DO UPDATE SET trace_id = excluded.trace_id WHERE false
 """
 
-# The traces where one call may be described by two spans (see ``storage.sqlite.rollups``).
-_CANDIDATE_TRACES = """
-WITH RECURSIVE
-calls AS (
-    SELECT trace_id, span_id, parent_span_id, category, response_id FROM spans
-    WHERE trace_id = ANY(%(traces)s) AND category IN ('llm', 'embedding')
-),
-up(trace_id, category, ancestor, depth) AS (
-    SELECT trace_id, category, parent_span_id, 0 FROM calls WHERE parent_span_id IS NOT NULL
-    UNION ALL
-    SELECT up.trace_id, up.category, spans.parent_span_id, up.depth + 1
-    FROM up JOIN spans ON spans.trace_id = up.trace_id AND spans.span_id = up.ancestor
-    WHERE coalesce(spans.category, 'other') = 'other' AND spans.parent_span_id IS NOT NULL
-      AND up.depth < %(max_depth)s
-)
-SELECT up.trace_id FROM up JOIN spans ON spans.trace_id = up.trace_id AND spans.span_id = up.ancestor
-WHERE spans.category = up.category
-UNION
-SELECT trace_id FROM calls WHERE response_id IS NOT NULL GROUP BY trace_id, response_id HAVING count(*) > 1
-"""
-_CALL_TREES = """
-SELECT trace_id, span_id, parent_span_id, category,
-       coalesce(input_tokens, output_tokens, total_tokens, cost_usd) IS NOT NULL,
-       start_time_unix_nano, response_id, duplicate_of
-FROM spans WHERE trace_id = ANY(%s)
-"""
+CANDIDATE_TRACES = candidate_traces(POSTGRES)
+CALL_TREES = call_trees(POSTGRES)
 # The spans of these traces stored more than once, by ids (with other start times).
 _STORED_TWICE = """
 SELECT trace_id, span_id FROM spans WHERE trace_id = ANY(%s) GROUP BY trace_id, span_id HAVING count(*) > 1
@@ -146,33 +122,15 @@ def mark_repeated_calls(
 ) -> frozenset[tuple[str, str]]:
     """Set ``duplicate_of`` on the spans of these (locked) traces that repeat another span's call; returns the
     (trace id, span id) of the ``new`` spans whose call another span counts. As ``storage.sqlite.rollups`` does."""
-    candidates = [
-        row[0] for row in cursor.execute(_CANDIDATE_TRACES, {"traces": list(trace_ids), "max_depth": MAX_DEPTH})
-    ]
+    params = {"traces": list(trace_ids), "max_depth": MAX_DEPTH}
+    candidates = [row[0] for row in cursor.execute(CANDIDATE_TRACES, params)]
     if not candidates:
         return frozenset()
-    trees: dict[str, list[SpanNode]] = {}
-    stored: dict[tuple[str, str], tuple[int, str | None]] = {}
-    for trace_id, span_id, parent, category, has_usage, start, response, duplicate_of in cursor.execute(
-        _CALL_TREES, (candidates,)
-    ):
-        trees.setdefault(trace_id, []).append(
-            SpanNode(span_id, parent, category, bool(has_usage), start, response, (trace_id, span_id) in new)
-        )
-        stored[trace_id, span_id] = (start, duplicate_of)
-    changes: list[tuple[str, str, int, str | None]] = []
-    already_counted: set[tuple[str, str]] = set()
-    for trace_id, spans in trees.items():
-        calls = same_calls(spans)
-        for span in spans:
-            duplicate_of = calls.repeats.get(span.span_id)
-            start, was = stored[trace_id, span.span_id]
-            if was != duplicate_of:
-                changes.append((trace_id, span.span_id, start, duplicate_of))
-        already_counted.update((trace_id, span_id) for span_id in calls.already_counted)
+    trees = cursor.execute(CALL_TREES, {"traces": candidates})
+    changes, already_counted = repeated_calls(trees, lambda trace_id, span_id, _: (trace_id, span_id) in new)
     if changes:
         cursor.execute(_SET_DUPLICATE_OF, [list(column) for column in zip(*sorted(changes), strict=True)])
-    return frozenset(already_counted)
+    return already_counted
 
 
 def drop_copies_stored_before(

@@ -15,14 +15,14 @@ from collections.abc import Iterable
 
 import apsw
 
-from collector.genai.calls import MAX_DEPTH, SpanNode, same_calls
+from collector.genai.calls import MAX_DEPTH
 from collector.genai.normalize import GenAI
-from collector.storage.sql import GENAI_CALLS, MODEL_CALL
+from collector.storage.sql import GENAI_CALLS, MODEL, call_trees, candidate_traces, repeated_calls
 from collector.storage.sqlite import latency
+from collector.storage.sqlite.dialect import SQLITE
 
 # Token and cost sums count LLM and embedding calls only: an agent or workflow span that carries the
 # sum of its children (the Vercel AI SDK's outer spans do) must not count them twice.
-_MODEL = "coalesce(response_model, request_model)"
 _ROOT = "parent_span_id IS NULL"
 TOKEN_COLUMNS = tuple(name for name in GenAI._fields if name.endswith("_tokens"))
 
@@ -42,7 +42,7 @@ ROLLUP_COLUMNS: tuple[tuple[str, str], ...] = (
     ("cost_usd", f"sum(cost_usd) FILTER (WHERE {GENAI_CALLS})"),
     (
         "models",
-        f"coalesce(json_group_array(DISTINCT {_MODEL} ORDER BY {_MODEL}) FILTER (WHERE {_MODEL} IS NOT NULL), '[]')",
+        f"coalesce(json_group_array(DISTINCT {MODEL} ORDER BY {MODEL}) FILTER (WHERE {MODEL} IS NOT NULL), '[]')",
     ),
     (
         "agents",
@@ -79,34 +79,8 @@ def roll_up(connection: apsw.Connection, trace_ids: Iterable[str]) -> None:
     connection.execute(ROLL_UP, (ids,))
 
 
-# The traces where one call may be described by two spans: a model-call span whose nearest GenAI
-# ancestor (up through spans that are not GenAI) has its category, or two model-call spans with one
-# response id. Most traces have neither, and are done with in SQL.
-_CANDIDATE_TRACES = f"""
-WITH RECURSIVE
-calls(trace_id, span_id, parent_span_id, category, response_id) AS (
-    SELECT trace_id, span_id, parent_span_id, category, response_id FROM spans
-    WHERE trace_id IN (SELECT value FROM json_each(?1)) AND {MODEL_CALL}
-),
-up(trace_id, category, ancestor, depth) AS (
-    SELECT trace_id, category, parent_span_id, 0 FROM calls WHERE parent_span_id IS NOT NULL
-    UNION ALL
-    SELECT up.trace_id, up.category, spans.parent_span_id, up.depth + 1
-    FROM up JOIN spans ON spans.trace_id = up.trace_id AND spans.span_id = up.ancestor
-    WHERE coalesce(spans.category, 'other') = 'other' AND spans.parent_span_id IS NOT NULL AND up.depth < ?2
-)
-SELECT up.trace_id FROM up JOIN spans ON spans.trace_id = up.trace_id AND spans.span_id = up.ancestor
-WHERE spans.category = up.category
-UNION
-SELECT trace_id FROM calls WHERE response_id IS NOT NULL GROUP BY trace_id, response_id HAVING count(*) > 1
-"""
-# Their spans; those that are not calls are needed too, to look up through them.
-_CALL_TREES = """
-SELECT trace_id, span_id, parent_span_id, category,
-       coalesce(input_tokens, output_tokens, total_tokens, cost_usd) IS NOT NULL,
-       start_time_unix_nano, response_id, received_at_unix_nano = ?2, duplicate_of
-FROM spans WHERE trace_id IN (SELECT value FROM json_each(?1))
-"""
+CANDIDATE_TRACES = candidate_traces(SQLITE)
+CALL_TREES = call_trees(SQLITE)
 _SET_DUPLICATE_OF = "UPDATE spans SET duplicate_of = ? WHERE trace_id = ? AND span_id = ?"
 
 
@@ -119,31 +93,17 @@ def mark_repeated_calls(
     before ``roll_up``. Returns the (trace id, span id) of the batch's new spans whose call is counted
     by another span stored before or with them: the GenAI metrics leave them out.
     """
-    touched = json.dumps(sorted(set(trace_ids)))
-    candidates = [row[0] for row in connection.execute(_CANDIDATE_TRACES, (touched, MAX_DEPTH))]
+    touched = SQLITE.list_value(sorted(set(trace_ids)))
+    candidates = [row[0] for row in connection.execute(CANDIDATE_TRACES, {"traces": touched, "max_depth": MAX_DEPTH})]
     if not candidates:
         return frozenset()
-    trees: dict[str, list[SpanNode]] = {}
-    stored: dict[tuple[str, str], str | None] = {}
-    for trace_id, span_id, parent, category, has_usage, start, response, new, duplicate_of in connection.execute(
-        _CALL_TREES, (json.dumps(candidates), received_at_unix_nano)
-    ):
-        trees.setdefault(trace_id, []).append(
-            SpanNode(span_id, parent, category, bool(has_usage), start, response, bool(new))
-        )
-        stored[trace_id, span_id] = duplicate_of
-    changes = []
-    already_counted: set[tuple[str, str]] = set()
-    for trace_id, spans in trees.items():
-        calls = same_calls(spans)
-        for span in spans:
-            duplicate_of = calls.repeats.get(span.span_id)
-            if stored[trace_id, span.span_id] != duplicate_of:
-                changes.append((duplicate_of, trace_id, span.span_id))
-        already_counted.update((trace_id, span_id) for span_id in calls.already_counted)
+    trees = connection.execute(CALL_TREES, {"traces": SQLITE.list_value(candidates)})
+    changes, already_counted = repeated_calls(trees, lambda _, __, received_at: received_at == received_at_unix_nano)
     if changes:
-        changed = latency.spans_by_key((trace_id, span_id) for _, trace_id, span_id in changes)
+        changed = latency.spans_by_key((trace_id, span_id) for trace_id, span_id, _, _ in changes)
         latency.remove_spans(connection, changed)  # counted as they were, then as they are
-        connection.executemany(_SET_DUPLICATE_OF, changes)
+        connection.executemany(
+            _SET_DUPLICATE_OF, [(repeats, trace_id, span_id) for trace_id, span_id, _, repeats in changes]
+        )
         latency.add_spans(connection, changed)
-    return frozenset(already_counted)
+    return already_counted
