@@ -195,6 +195,10 @@ class SkeletonSpan(TypedDict):
     duplicate_of: str | None  # the span that counts this span's model call, when another one does
 
 
+# What a skeleton span's row holds: its fields but its place in the tree (``depth_first`` adds that).
+SKELETON_FIELDS = tuple(name for name in SkeletonSpan.__annotations__ if name not in ("depth", "orphan", "child_count"))
+
+
 class SkeletonPage(TypedDict):
     """A page of a trace's skeleton: its spans (``SkeletonSpan``, depth first), encoded as one JSON array by the
     backend, which can build the objects where it reads the rows: the skeleton is the largest answer, and turning

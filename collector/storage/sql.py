@@ -16,7 +16,15 @@ from typing import Any
 
 from collector.genai.calls import SpanNode, same_calls
 from collector.model import CALL_CATEGORIES
-from collector.storage.read import BreachQuery, CostGroup, EvaluationQuery, SpanSearch, StatsRange, TraceQuery
+from collector.storage.read import (
+    SKELETON_FIELDS,
+    BreachQuery,
+    CostGroup,
+    EvaluationQuery,
+    SpanSearch,
+    StatsRange,
+    TraceQuery,
+)
 from collector.storage.store import Judge, SettledTrace, SettleWindow, UnsettledTrace
 
 
@@ -244,6 +252,14 @@ def span_evaluations(dialect: Dialect) -> str:
         "SELECT name, score, label, explanation, source, time_unix_nano FROM evaluations "
         "WHERE trace_id = :trace_id AND span_id = :span_id ORDER BY time_unix_nano, id"
     )
+
+
+def skeleton_columns(alias: str, duration_ms: str) -> dict[str, str]:
+    """Each of the ``SKELETON_FIELDS`` and its expression over the ``spans`` aliased ``alias`` (``"s."`` or
+    ``""``): the column of its name, but the model and the duration in milliseconds (``duration_ms``, spelt by
+    the engine)."""
+    spelt = {"duration_ms": duration_ms, "model": f"coalesce({alias}response_model, {alias}request_model)"}
+    return {name: spelt.get(name, f"{alias}{name}") for name in SKELETON_FIELDS}
 
 
 SPAN_EVALUATION_FIELDS = ("name", "score", "label", "explanation", "source", "time_unix_nano")

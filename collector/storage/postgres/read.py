@@ -28,6 +28,7 @@ from collector.storage.postgres.dialect import POSTGRES
 from collector.storage.postgres.errors import is_retryable
 from collector.storage.postgres.notify import SettledListener
 from collector.storage.read import (
+    SKELETON_FIELDS,
     EvaluationPoint,
     EvaluationSeries,
     LatencyGroup,
@@ -47,12 +48,12 @@ from collector.storage.read import (
     depth_first,
 )
 from collector.storage.sql import (
-    MODEL,
     SPAN_EVALUATION_FIELDS,
     Where,
     breaches_of,
     genai_calls,
     search_where,
+    skeleton_columns,
     span_evaluations,
     span_events,
     span_groups,
@@ -138,36 +139,10 @@ def _summaries(connection: Connection, rows: Sequence[tuple[Any, ...]]) -> list[
 
 # --- spans -----------------------------------------------------------------------------------------
 
-_SKELETON_FIELDS = (
-    "span_id",
-    "parent_span_id",
-    "name",
-    "kind",
-    "status_code",
-    "status_message",
-    "service_name",
-    "start_time_unix_nano",
-    "end_time_unix_nano",
-    "duration_ms",
-    "category",
-    "operation",
-    "provider",
-    "model",
-    "input_tokens",
-    "output_tokens",
-    "total_tokens",
-    "cache_read_tokens",
-    "reasoning_tokens",
-    "cost_usd",
-    "ttft_ms",
-    "agent_name",
-    "tool_name",
-    "duplicate_of",
+_SKELETON = (
+    f"SELECT {', '.join(skeleton_columns('', duration_ms='duration_ns / 1e6::float8').values())} "
+    "FROM spans WHERE trace_id = %s"
 )
-_SKELETON = f"""SELECT span_id, parent_span_id, name, kind, status_code, status_message, service_name,
-start_time_unix_nano, end_time_unix_nano, duration_ns / 1e6::float8, category, operation, provider, {MODEL},
-input_tokens, output_tokens, total_tokens, cache_read_tokens, reasoning_tokens, cost_usd, ttft_ms, agent_name,
-tool_name, duplicate_of FROM spans WHERE trace_id = %s"""
 
 
 _GENAI_NAMES = tuple(name for name, _ in GENAI_COLUMNS)
@@ -365,7 +340,7 @@ class PostgresTraceReader(SqlReader[Connection]):
             summaries = _summaries(connection, _rows(connection, summary_sql, (trace_id,)))
             if not summaries:
                 return None
-            spans = [dict(zip(_SKELETON_FIELDS, row, strict=True)) for row in _rows(connection, _SKELETON, (trace_id,))]
+            spans = [dict(zip(SKELETON_FIELDS, row, strict=True)) for row in _rows(connection, _SKELETON, (trace_id,))]
             page = depth_first(spans)[offset : offset + limit]
             return SkeletonPage(trace=summaries[0], spans_json=orjson.dumps(page).decode(), total_spans=len(spans))
 

@@ -40,6 +40,7 @@ from collector.storage.sql import (
     SPAN_EVALUATION_FIELDS,
     breaches_of,
     search_where,
+    skeleton_columns,
     span_evaluations,
     span_events,
     trace_list_sql,
@@ -137,42 +138,7 @@ def _summaries(connection: apsw.Connection, rows: list[dict[str, Any]]) -> list[
 # --- spans -----------------------------------------------------------------------------------------
 
 # A span of the skeleton (``SkeletonSpan``): its fields, as SQLite puts them in a JSON object.
-_SKELETON_FIELDS = {
-    **{
-        name: f"s.{name}"
-        for name in (
-            "span_id",
-            "parent_span_id",
-            "name",
-            "kind",
-            "status_code",
-            "status_message",
-            "service_name",
-            "start_time_unix_nano",
-            "end_time_unix_nano",
-        )
-    },
-    "duration_ms": "s.duration_ns / 1e6",
-    "category": "s.category",
-    "operation": "s.operation",
-    "provider": "s.provider",
-    "model": "coalesce(s.response_model, s.request_model)",
-    **{
-        name: f"s.{name}"
-        for name in (
-            "input_tokens",
-            "output_tokens",
-            "total_tokens",
-            "cache_read_tokens",
-            "reasoning_tokens",
-            "cost_usd",
-            "ttft_ms",
-            "agent_name",
-            "tool_name",
-            "duplicate_of",
-        )
-    },
-}
+_SKELETON_COLUMNS = skeleton_columns("s.", duration_ms="s.duration_ns / 1e6")
 
 # One page of a trace's skeleton as one JSON array, built by SQLite (which runs without the GIL) in the order of
 # ``read.depth_first``: a recursive walk that takes the deepest queued span next, children by start time then span
@@ -206,7 +172,7 @@ children(span_id, count) AS (SELECT parent_span_id, count(*) FROM placed WHERE h
 SELECT '[' || coalesce(group_concat(json_object(
     'depth', coalesce(o.depth, 0), 'orphan', json(iif(o.orphan, 'true', 'false')),
     'child_count', iif(o.depth IS NULL, 0, coalesce(c.count, 0)),
-    {", ".join(f"'{name}', {column}" for name, column in _SKELETON_FIELDS.items())}
+    {", ".join(f"'{name}', {column}" for name, column in _SKELETON_COLUMNS.items())}
 ), ',' ORDER BY o.position), '') || ']'
 FROM (SELECT * FROM ordered ORDER BY position LIMIT :limit OFFSET :offset) o
 JOIN spans s ON s.trace_id = :trace_id AND s.span_id = o.span_id
