@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from collector.genai import calls, normalize
-from collector.storage.sqlite.schema import GENAI_COLUMNS
+from collector.storage.schema import GENAI_COLUMNS
 from tests.helpers import REPO
 from tests.libraries.test_libraries import COLUMNS, LANGFUSE_OPENAI, LIBRARIES, MATRIX, Instrumentation
 

@@ -22,7 +22,7 @@ from collector.genai.normalize import (
     normalize,
 )
 from collector.otlp import attributes as decode_attributes
-from collector.storage.sqlite.schema import GENAI_COLUMNS
+from collector.storage.schema import GENAI_COLUMNS
 from tests.helpers import otlp_value
 
 

@@ -47,6 +47,7 @@ from collector.storage.read import (
     TraceSummary,
     depth_first,
 )
+from collector.storage.schema import GENAI_COLUMNS
 from collector.storage.sql import (
     SPAN_EVALUATION_FIELDS,
     Where,
@@ -61,7 +62,6 @@ from collector.storage.sql import (
     traces_of,
 )
 from collector.storage.sql_reader import SqlReader, too_broad
-from collector.storage.sqlite.schema import GENAI_COLUMNS
 
 T = TypeVar("T")
 

@@ -17,11 +17,10 @@ and re-reads the version under it. Never edit a step that has shipped: append a 
 from __future__ import annotations
 
 from collector.storage.postgres.connection import MIGRATIONS_LOCK, Connection
-from collector.storage.sqlite.schema import GENAI_COLUMNS
+from collector.storage.schema import RESOURCE_VIEWS, SPANS_GENAI_CALLS_INDEX, genai_columns, refuse_newer
 
 TEXT = 'text COLLATE "C"'
 _TYPES = {"TEXT": TEXT, "INTEGER": "bigint", "REAL": "double precision"}
-_GENAI_COLUMN_SQL = ",\n    ".join(f"{name} {_TYPES[sql_type]}" for name, sql_type in GENAI_COLUMNS)
 
 MIGRATIONS: tuple[str, ...] = (
     # 1: SQLite's schema version 6, spans partitioned by day.
@@ -55,7 +54,7 @@ CREATE TABLE spans (
     dropped_events_count bigint NOT NULL DEFAULT 0,
     dropped_links_count bigint NOT NULL DEFAULT 0,
     received_at_unix_nano bigint NOT NULL,
-    {_GENAI_COLUMN_SQL},
+    {genai_columns(_TYPES)},
     duplicate_of {TEXT},
     resource_id bigint,
     PRIMARY KEY (trace_id, span_id, start_time_unix_nano)
@@ -67,12 +66,7 @@ CREATE INDEX spans_start ON spans (start_time_unix_nano);
 CREATE INDEX spans_service_start ON spans (service_name, start_time_unix_nano);
 CREATE INDEX spans_response_id ON spans (response_id) WHERE response_id IS NOT NULL;
 CREATE INDEX spans_resource ON spans (resource_id);
-CREATE INDEX spans_genai_calls ON spans (
-    start_time_unix_nano, category, duration_ns, ttft_ms, request_model, response_model, provider, service_name,
-    operation, agent_name, user_id, cost_usd, input_tokens, output_tokens, total_tokens, cache_read_tokens,
-    reasoning_tokens, duplicate_of
-) WHERE category IN ('llm', 'embedding') AND duplicate_of IS NULL;
-
+{SPANS_GENAI_CALLS_INDEX}
 CREATE TABLE traces (
     trace_id {TEXT} PRIMARY KEY,
     service_name {TEXT},
@@ -155,15 +149,7 @@ CREATE INDEX evaluations_trace ON evaluations (trace_id, name);
 CREATE INDEX evaluations_response ON evaluations (response_id) WHERE trace_id IS NULL;
 CREATE INDEX evaluations_resource ON evaluations (resource_id) WHERE resource_id IS NOT NULL;
 CREATE INDEX evaluations_received ON evaluations (received_at_unix_nano);
-
-CREATE VIEW spans_with_resource AS
-SELECT spans.*, resources.resource_attributes, resources.scope_name, resources.scope_version
-FROM spans LEFT JOIN resources ON resources.id = spans.resource_id;
-
-CREATE VIEW events_with_resource AS
-SELECT events.*, resources.resource_attributes, resources.scope_name
-FROM events LEFT JOIN resources ON resources.id = events.resource_id;
-""",
+{RESOURCE_VIEWS}""",
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -191,11 +177,7 @@ def migrate(connection: Connection) -> int:
             current = schema_version(connection)
             if found is None:
                 found = current
-            if current > SCHEMA_VERSION:
-                raise RuntimeError(
-                    f"database schema version {current} is newer than this genai-collector understands "
-                    f"({SCHEMA_VERSION}); upgrade genai-collector"
-                )
+            refuse_newer(current, SCHEMA_VERSION)
             if current >= version:  # taken by this or another replica
                 continue
             connection.execute(MIGRATIONS[version - 1])

@@ -36,6 +36,7 @@ from collector.storage.read import (
     TraceQuery,
     TraceSummary,
 )
+from collector.storage.schema import GENAI_COLUMNS
 from collector.storage.sql import (
     SPAN_EVALUATION_FIELDS,
     breaches_of,
@@ -51,7 +52,6 @@ from collector.storage.sql_reader import SqlReader, too_broad
 from collector.storage.sqlite.connection import open_connection
 from collector.storage.sqlite.dialect import SQLITE
 from collector.storage.sqlite.percentiles import BucketCache, read_latency
-from collector.storage.sqlite.schema import GENAI_COLUMNS
 
 T = TypeVar("T")
 

@@ -8,34 +8,10 @@ from __future__ import annotations
 
 import apsw
 
+from collector.storage.schema import RESOURCE_VIEWS, SPANS_GENAI_CALLS_INDEX, genai_columns, refuse_newer
 from collector.storage.sqlite.connection import write_transaction
 from collector.storage.sqlite.latency import MIGRATION as LATENCY_HISTOGRAMS
 from collector.storage.sqlite.resources import register_functions
-
-# Canonical GenAI columns of ``spans``, filled by normalization; NULL where no source gives a value.
-GENAI_COLUMNS = (
-    ("category", "TEXT"),
-    ("provider", "TEXT"),
-    ("request_model", "TEXT"),
-    ("response_model", "TEXT"),
-    ("operation", "TEXT"),
-    ("input_tokens", "INTEGER"),
-    ("output_tokens", "INTEGER"),
-    ("total_tokens", "INTEGER"),
-    ("cache_read_tokens", "INTEGER"),
-    ("cache_write_tokens", "INTEGER"),
-    ("reasoning_tokens", "INTEGER"),
-    ("finish_reasons", "TEXT"),
-    ("response_id", "TEXT"),
-    ("ttft_ms", "REAL"),
-    ("conversation_id", "TEXT"),
-    ("user_id", "TEXT"),
-    ("agent_name", "TEXT"),
-    ("tool_name", "TEXT"),
-    ("cost_usd", "REAL"),
-)
-
-_GENAI_COLUMN_SQL = ",\n    ".join(f"{name} {sql_type}" for name, sql_type in GENAI_COLUMNS)
 
 MIGRATIONS: tuple[str, ...] = (
     # 1: spans, per-trace rollups and the snapshot feed.
@@ -64,7 +40,7 @@ CREATE TABLE spans (
     dropped_events_count INTEGER NOT NULL DEFAULT 0,
     dropped_links_count INTEGER NOT NULL DEFAULT 0,
     received_at_unix_nano INTEGER NOT NULL,
-    {_GENAI_COLUMN_SQL},
+    {genai_columns()},
     PRIMARY KEY (trace_id, span_id)
 );
 CREATE INDEX spans_start ON spans (start_time_unix_nano);
@@ -203,25 +179,12 @@ CREATE INDEX evaluations_resource ON evaluations (resource_id) WHERE resource_id
 CREATE INDEX traces_last_span ON traces (last_span_at_unix_nano);
 CREATE INDEX events_received ON events (received_at_unix_nano);
 CREATE INDEX evaluations_received ON evaluations (received_at_unix_nano);
-
-CREATE VIEW spans_with_resource AS
-SELECT spans.*, resources.resource_attributes, resources.scope_name, resources.scope_version
-FROM spans LEFT JOIN resources ON resources.id = spans.resource_id;
-
-CREATE VIEW events_with_resource AS
-SELECT events.*, resources.resource_attributes, resources.scope_name
-FROM events LEFT JOIN resources ON resources.id = events.resource_id;
-""",
+"""
+    + RESOURCE_VIEWS,
     # 6: what the query API's stats read of LLM and embedding calls (each counted once), covered by one partial
     # index, so that percentiles and cost over a day read the index and never the wide span rows (duplicate_of
     # is always NULL in it, and listed only so that the index covers the condition).
-    """
-CREATE INDEX spans_genai_calls ON spans (
-    start_time_unix_nano, category, duration_ns, ttft_ms, request_model, response_model, provider, service_name,
-    operation, agent_name, user_id, cost_usd, input_tokens, output_tokens, total_tokens, cache_read_tokens,
-    reasoning_tokens, duplicate_of
-) WHERE category IN ('llm', 'embedding') AND duplicate_of IS NULL;
-""",
+    SPANS_GENAI_CALLS_INDEX,
     # 7: latency histograms per minute and per hour, kept by triggers, so that percentiles over a day read a few
     # thousand rows instead of sorting every stored duration (collector/storage/sqlite/latency.py).
     LATENCY_HISTOGRAMS,
@@ -233,11 +196,7 @@ SCHEMA_VERSION = len(MIGRATIONS)
 def migrate(connection: apsw.Connection) -> int:
     """Bring the database to ``SCHEMA_VERSION``; returns the version it was at."""
     found: int = connection.pragma("user_version")
-    if found > SCHEMA_VERSION:
-        raise RuntimeError(
-            f"database schema version {found} is newer than this genai-collector understands ({SCHEMA_VERSION}); "
-            "upgrade genai-collector"
-        )
+    refuse_newer(found, SCHEMA_VERSION)
     register_functions(connection)
     for version in range(found + 1, SCHEMA_VERSION + 1):
         with write_transaction(connection):

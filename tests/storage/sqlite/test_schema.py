@@ -9,8 +9,9 @@ from pathlib import Path
 import apsw
 import pytest
 
+from collector.storage.schema import GENAI_COLUMNS
 from collector.storage.sqlite.connection import open_connection
-from collector.storage.sqlite.schema import GENAI_COLUMNS, MIGRATIONS, SCHEMA_VERSION, migrate
+from collector.storage.sqlite.schema import MIGRATIONS, SCHEMA_VERSION, migrate
 
 
 def columns(connection: apsw.Connection, table: str) -> list[str]:
