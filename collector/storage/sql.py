@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from collector.genai.calls import SpanNode, same_calls
-from collector.model import CALL_CATEGORIES
+from collector.model import CALL_CATEGORIES, EvaluationRecord
 from collector.storage.read import (
     SKELETON_FIELDS,
     BreachQuery,
@@ -348,18 +348,12 @@ WHERE {where} ORDER BY m.computed_at {direction}, m.id {direction} LIMIT :limit"
     return dialect.statement(sql), where.params
 
 
-EVALUATION_FIELDS = (
-    "id",
-    "trace_id",
-    "span_id",
-    "response_id",
-    "name",
-    "score",
-    "label",
-    "explanation",
-    "source",
-    "time_unix_nano",
+# The columns of ``evaluations`` an ``EvaluationRecord`` fills (its resource aside), in the record's order: the
+# writers' rows begin with them.
+EVALUATION_COLUMNS = tuple(
+    name for name in EvaluationRecord._fields if name not in ("resource_attributes", "scope_name", "scope_version")
 )
+EVALUATION_FIELDS = ("id", *EVALUATION_COLUMNS)
 
 
 def evaluations_sql(dialect: Dialect, query: EvaluationQuery) -> tuple[str, dict[str, Any]]:

@@ -15,6 +15,7 @@ import apsw
 
 from collector.config import RetentionSettings
 from collector.model import EvaluationRecord, LogEvent, Records, Span
+from collector.storage.sql import EVALUATION_COLUMNS
 from collector.storage.sqlite import latency
 from collector.storage.sqlite.connection import open_connection, write_transaction
 from collector.storage.sqlite.errors import translated
@@ -57,20 +58,7 @@ _EVENT_COLUMNS = (
     "received_at_unix_nano",
     "dedup_key",
 )
-_EVALUATION_COLUMNS = (
-    "trace_id",
-    "span_id",
-    "response_id",
-    "name",
-    "score",
-    "label",
-    "explanation",
-    "source",
-    "time_unix_nano",
-    "resource_id",
-    "received_at_unix_nano",
-    "dedup_key",
-)
+_EVALUATION_COLUMNS = (*EVALUATION_COLUMNS, "resource_id", "received_at_unix_nano", "dedup_key")
 
 
 def _insert(table: str, columns: Sequence[str], conflict: str) -> str:
