@@ -286,6 +286,45 @@ class Daemon:
         return f"http://127.0.0.1:{self.ports['admin']}"
 
 
+PROTOBUF = {"content-type": "application/x-protobuf"}
+
+
+class HalfSentRequest:
+    """An OTLP/HTTP protobuf request whose body is sent in two parts, on a raw socket."""
+
+    def __init__(self, port: int, request: ExportTraceServiceRequest) -> None:
+        self.keys = span_keys(request)
+        body = request.SerializeToString()
+        self._rest = body[len(body) // 2 :]
+        self._socket = socket.create_connection(("127.0.0.1", port), timeout=10)
+        self.client_port: int = self._socket.getsockname()[1]
+        head = (
+            "POST /v1/traces HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            f"Content-Type: application/x-protobuf\r\nContent-Length: {len(body)}\r\n\r\n"
+        )
+        self._socket.sendall(head.encode() + body[: len(body) // 2])
+
+    def finish(self) -> str:
+        """Send the rest of the body; the status line of the answer."""
+        self._socket.sendall(self._rest)
+        answer = b""
+        while chunk := self._socket.recv(65536):  # the server closes the connection: it is shutting down
+            answer += chunk
+        return answer.split(b"\r\n", 1)[0].decode()
+
+    def close(self) -> None:
+        self._socket.close()
+
+
+def drain_barrier(daemon: Daemon) -> list[tuple[str, str]]:
+    """A complete request on another connection: once it is answered, the server has read what was sent
+    before (the half-sent request has started). Returns the keys of its acknowledged spans."""
+    request = otlp_request(1)
+    response = httpx.post(f"{daemon.http_url}/v1/traces", content=request.SerializeToString(), headers=PROTOBUF)
+    assert response.status_code == 200
+    return span_keys(request)
+
+
 class LoadClient(threading.Thread):
     """Sends trace requests over one transport until ``stop`` is set, keeping the spans of every
     acknowledged request (HTTP 200 / gRPC OK) and a tally of every outcome."""

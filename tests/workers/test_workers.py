@@ -11,10 +11,11 @@ from pathlib import Path
 
 import httpx
 
-from tests.e2e.test_lifecycle import HalfSentRequest, drain_barrier
 from tests.helpers import (
     Daemon,
+    HalfSentRequest,
     acknowledged_by,
+    drain_barrier,
     load,
     metric_value,
     otlp_request,
