@@ -7,6 +7,7 @@ usual ``PG*`` environment variables filling what it leaves out.
 from __future__ import annotations
 
 import contextlib
+import logging
 import random
 import time
 from collections.abc import Callable, Iterator
@@ -15,7 +16,10 @@ from typing import Any, TypeVar
 import psycopg
 from psycopg_pool import ConnectionPool
 
+from collector.observability.logs import Outage
 from collector.storage.postgres.errors import is_conflict
+
+log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 Connection = psycopg.Connection[tuple[Any, ...]]
@@ -40,6 +44,34 @@ def connect(dsn: str) -> Connection:
     return psycopg.connect(dsn, autocommit=True)
 
 
+class _PoolOutages(logging.Filter):
+    """psycopg_pool warns of every failed connection attempt, two or three a second while the server is away:
+    those of the pools ``open_pool`` made go to the pool's ``Outage`` instead (one per pool name)."""
+
+    ATTEMPT_FAILED = "error connecting in %r: %s"
+    GAVE_UP = "reconnection attempt in pool %r failed after %s sec"  # after each failed attempt: reconnect_timeout=0
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.outages: dict[str, Outage] = {}
+
+    def of(self, name: str) -> Outage:
+        return self.outages.setdefault(name, Outage(log, f"PostgreSQL (pool {name!r})"))
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.msg not in (self.ATTEMPT_FAILED, self.GAVE_UP) or not isinstance(record.args, tuple):
+            return True
+        outage = self.outages.get(str(record.args[0]))
+        if outage is None:
+            return True
+        if record.msg == self.ATTEMPT_FAILED:
+            outage.failed(record.args[1])
+        return False
+
+
+_POOL_OUTAGES = _PoolOutages()
+
+
 def open_pool(
     dsn: str,
     *,
@@ -53,14 +85,23 @@ def open_pool(
     Each connection is checked when taken (an empty query), so that one cut while idle (a restart, a
     failover) is replaced instead of failing the batch that takes it. Opening does not wait for the
     server: a collector starts while PostgreSQL is still coming up, and its writes are retryable meanwhile.
+    While it is away, the failed attempts are logged as one outage (``observability.logs.Outage``).
     """
+    outage = _POOL_OUTAGES.of(name)
+    logging.getLogger("psycopg.pool").addFilter(_POOL_OUTAGES)  # once: a filter is added once
+
+    def configured(connection: Connection) -> None:
+        if configure is not None:
+            configure(connection)
+        outage.reached()
+
     return ConnectionPool(
         dsn,
         name=name,
         min_size=1,
         max_size=max_size,
         kwargs={"autocommit": True},
-        configure=configure,
+        configure=configured,
         check=ConnectionPool.check_connection,
         timeout=timeout,
         # A failed connection attempt is not retried in the background with a growing backoff (which could

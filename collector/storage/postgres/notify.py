@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 
 import psycopg
 
+from collector.observability.logs import Outage
 from collector.storage.postgres.connection import Connection
 
 log = logging.getLogger(__name__)
@@ -33,13 +34,15 @@ def notify_settled(connection: Connection | psycopg.Cursor[tuple[object, ...]], 
 class SettledListener:
     """A thread listening on a connection of its own; calls ``on_settled(trace_ids)`` for each notification.
 
-    A lost connection is made again (every second while the server is away); traces settled meanwhile are
-    not heard of, and clients see their breaches at the next wake-up (the feed reads breaches from the table).
+    A lost connection is made again (every second while the server is away, logged as one ``Outage``); traces
+    settled meanwhile are not heard of, and clients see their breaches at the next wake-up (the feed reads
+    breaches from the table).
     """
 
     def __init__(self, dsn: str, on_settled: Callable[[list[str]], None]) -> None:
         self._dsn = dsn
         self._on_settled = on_settled
+        self.outage = Outage(log, "PostgreSQL (the live feed's listener)")
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name="settled-listener", daemon=True)
 
@@ -55,11 +58,12 @@ class SettledListener:
             try:
                 with psycopg.connect(self._dsn, autocommit=True) as connection:
                     connection.execute(f"LISTEN {CHANNEL}")
+                    self.outage.reached()
                     while not self._stopping.is_set():
                         for notification in connection.notifies(timeout=0.5):
                             self._on_settled(json.loads(notification.payload))
             except psycopg.Error as error:
-                log.warning("live feed lost its PostgreSQL listener, connecting again: %s", error)
+                self.outage.failed(error)
                 self._stopping.wait(1.0)
             except Exception:
                 log.exception("live feed listener failed")

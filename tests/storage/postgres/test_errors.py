@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import re
 from collections.abc import Iterator
 
 import psycopg
@@ -9,13 +11,15 @@ import pytest
 
 from collector.config import Settings
 from collector.model import Records
+from collector.observability import logs
 from collector.otlp.protobuf import decode_spans
 from collector.storage import StorageUnavailable, StoreUnopenable
 from collector.storage.postgres.connection import connect
 from collector.storage.postgres.engine import open_store
 from collector.storage.postgres.errors import is_conflict, is_data_error, is_retryable
+from collector.storage.postgres.notify import SettledListener
 from collector.storage.postgres.writer import PostgresSpanWriter
-from tests.helpers import otlp_request
+from tests.helpers import otlp_request, wait_until
 from tests.postgres import Cluster, server_binaries
 
 
@@ -100,3 +104,67 @@ def test_the_engine_opens_a_store_from_its_url_and_says_what_to_check_when_it_ca
         store.close()
     with pytest.raises(StoreUnopenable, match="cannot reach PostgreSQL"):
         open_store(f"postgres@/nowhere?host={postgres_cluster.socket_dir}&port=1", settings)
+
+
+def test_an_outage_is_logged_when_it_begins_once_a_minute_while_it_lasts_and_when_it_ends(
+    own_cluster: Cluster, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The writer's pool (at every batch) and the live feed's listener (every second) keep trying while the server
+    is away: the log says so when it begins, then at most every ``OUTAGE_REPEAT_SECONDS``, and when it is back,
+    never with psycopg_pool's warning per attempt."""
+    caplog.set_level(logging.INFO)
+    pool, listening = "pool 'genai-collector-writer'", "the live feed's listener"
+
+    def outage_lines(who: str) -> list[tuple[str, str]]:
+        """The levels and messages (up to the error, with N for the seconds) of ``who``'s outage lines."""
+        return [
+            (record.levelname, re.sub(r"\d+ s\b", "N s", record.getMessage().split(":")[0]))
+            for record in caplog.records
+            if record.getMessage().startswith(f"PostgreSQL ({who})")
+        ]
+
+    spans, _ = decode_spans(otlp_request(2))
+
+    def write_fails() -> None:
+        with pytest.raises(StorageUnavailable):
+            writer.write([Records(spans=spans)])
+
+    with own_cluster.database() as dsn:
+        writer = PostgresSpanWriter(dsn)
+        writer.pool.timeout = 1.0
+        listener = SettledListener(dsn, lambda trace_ids: None)
+        listener.start()
+        with writer.pool.connection():  # connected: an outage of another test's pool of that name is over
+            caplog.clear()
+        try:
+            own_cluster.stop()
+            for _ in range(3):
+                write_fails()
+            wait_until(lambda: listener.outage.failures >= 3, 30, "three failed attempts of the listener")
+            for who in (pool, listening):
+                assert outage_lines(who) == [("WARNING", f"PostgreSQL ({who}) unreachable, trying again")]
+            assert not [record for record in caplog.records if "error connecting" in str(record.msg)]
+
+            def another_failure_each() -> None:
+                failures = listener.outage.failures
+                write_fails()
+                wait_until(lambda: listener.outage.failures > failures, 30, "another failed attempt of the listener")
+
+            monkeypatch.setattr(logs, "OUTAGE_REPEAT_SECONDS", 0.0)  # as if a minute had passed at each attempt
+            another_failure_each()
+            monkeypatch.setattr(logs, "OUTAGE_REPEAT_SECONDS", 60.0)
+            logged = {who: outage_lines(who) for who in (pool, listening)}
+            for who, lines in logged.items():
+                assert len(lines) >= 2 and set(lines[1:]) == {
+                    ("WARNING", f"PostgreSQL ({who}) still unreachable for N s")
+                }
+            another_failure_each()  # within the minute: nothing more
+            assert {who: outage_lines(who) for who in (pool, listening)} == logged
+        finally:
+            own_cluster.resume()
+        assert len(writer.write([Records(spans=spans)]).stored) == 2
+        wait_until(lambda: listener.outage.failures == 0, 30, "the listener to connect again")
+        listener.stop()
+        writer.close()
+    for who in (pool, listening):
+        assert outage_lines(who)[len(logged[who]) :] == [("INFO", f"PostgreSQL ({who}) reachable again after N s")]
