@@ -21,14 +21,18 @@ from collector.storage.store import Deleted
 from tests.helpers import trace_request
 from tests.postgres import Cluster
 
-TODAY = day_start(time.time_ns())
-YESTERDAY = TODAY - DAY_NS
-
 
 @pytest.fixture
 def database(postgres_cluster: Cluster) -> Iterator[str]:
     with postgres_cluster.database() as dsn:
         yield dsn
+
+
+@pytest.fixture
+def today() -> int:
+    """The start of the UTC day, read as the test starts (not when the module is collected: a run of the suite
+    may cross midnight), just before it opens its writers, which make the partitions around their own reading."""
+    return day_start(time.time_ns())
 
 
 def open_writer(database: str, **retention: Any) -> PostgresSpanWriter:
@@ -88,16 +92,20 @@ def step_until_done(writer: PostgresSpanWriter, now_ns: int) -> list[Deleted]:
 
 
 def test_new_database_has_partitions_from_yesterday_to_three_days_ahead(database: str) -> None:
-    writer = open_writer(database)
+    before = day_start(time.time_ns())
+    writer = open_writer(database)  # makes the partitions around the day of its clock reading, between these two
+    after = day_start(time.time_ns())
     with connect(database) as connection:
         days = [partition.lower for partition in day_partitions(connection)]
-    assert days == [YESTERDAY + day * DAY_NS for day in range(5)]
+    assert days in [[today + day * DAY_NS for day in range(-1, 4)] for today in (before, after)]
     writer.close()
 
 
-def test_upkeep_makes_the_days_ahead_and_moves_their_spans_out_of_the_default_partition(database: str) -> None:
+def test_upkeep_makes_the_days_ahead_and_moves_their_spans_out_of_the_default_partition(
+    database: str, today: int
+) -> None:
     writer = open_writer(database)
-    far = TODAY + 10 * DAY_NS  # a client clock ten days ahead: no partition yet
+    far = today + 10 * DAY_NS  # a client clock ten days ahead: no partition yet
     trace = write_trace(writer, [far + 5, far + 6])
     assert query(writer, "SELECT count(*) FROM spans_default") == [(2,)]
     made = writer.retention.upkeep(far)
@@ -108,17 +116,18 @@ def test_upkeep_makes_the_days_ahead_and_moves_their_spans_out_of_the_default_pa
     writer.close()
 
 
-def test_age_drops_the_day_and_deletes_its_traces_whole(database: str) -> None:
+def test_age_drops_the_day_and_deletes_its_traces_whole(database: str, today: int) -> None:
+    yesterday = today - DAY_NS
     writer = open_writer(database)
-    old = write_trace(writer, [YESTERDAY + 1_000, YESTERDAY + 2_000])
+    old = write_trace(writer, [yesterday + 1_000, yesterday + 2_000])
     # started yesterday, went on today: deleted whole when yesterday goes
-    straddling = write_trace(writer, [TODAY - 1_000, TODAY + 1_000, TODAY + 2_000], service="other")
-    kept = write_trace(writer, [TODAY + 5_000, TODAY + 6_000], service="kept")
-    assert writer.retention.step(TODAY + DAY_NS // 2) == [Deleted(reason="age"), Deleted(reason="age")]  # not yet
-    done = step_until_done(writer, TODAY + DAY_NS + 1)  # yesterday ended a day (max_age) ago
+    straddling = write_trace(writer, [today - 1_000, today + 1_000, today + 2_000], service="other")
+    kept = write_trace(writer, [today + 5_000, today + 6_000], service="kept")
+    assert writer.retention.step(today + DAY_NS // 2) == [Deleted(reason="age"), Deleted(reason="age")]  # not yet
+    done = step_until_done(writer, today + DAY_NS + 1)  # yesterday ended a day (max_age) ago
     assert sum(result.traces for result in done) == 2 and sum(result.spans for result in done) == 5
     with connect(database) as connection:
-        assert YESTERDAY not in [partition.lower for partition in day_partitions(connection)]
+        assert yesterday not in [partition.lower for partition in day_partitions(connection)]
     assert query(writer, "SELECT trace_id FROM traces") == [(kept,)]
     for table in ("spans", "events", "evaluations"):
         assert query(writer, f"SELECT DISTINCT trace_id FROM {table}") == [(kept,)], table
@@ -144,11 +153,12 @@ def test_traces_in_the_default_partition_go_by_the_age_of_their_last_span(databa
     writer.close()
 
 
-def test_size_drops_the_oldest_days_but_never_today(database: str) -> None:
+def test_size_drops_the_oldest_days_but_never_today(database: str, today: int) -> None:
+    yesterday = today - DAY_NS
     writer = open_writer(database, max_age="0", max_size="1MiB")
     for _ in range(4):
-        write_trace(writer, [YESTERDAY + 1_000 + index for index in range(40)], size=20_000)
-    today = write_trace(writer, [TODAY + 1_000 + index for index in range(40)], size=20_000)
+        write_trace(writer, [yesterday + 1_000 + index for index in range(40)], size=20_000)
+    todays = write_trace(writer, [today + 1_000 + index for index in range(40)], size=20_000)
     before = writer.database_size()
     assert before > 1024 * 1024
     done = step_until_done(writer, time.time_ns())
@@ -156,66 +166,68 @@ def test_size_drops_the_oldest_days_but_never_today(database: str) -> None:
     assert sum(result.reclaimed_bytes for result in done) > 0
     with connect(database) as connection:
         lowers = [partition.lower for partition in day_partitions(connection)]
-    assert YESTERDAY not in lowers and TODAY in lowers
-    assert query(writer, "SELECT trace_id FROM traces") == [(today,)]
+    assert yesterday not in lowers and today in lowers
+    assert query(writer, "SELECT trace_id FROM traces") == [(todays,)]
     assert writer.database_size() < before - 3 * 40 * 10_000  # most of yesterday's four traces' bytes
     writer.close()
 
 
-def test_one_replica_at_a_time_the_others_skip(database: str) -> None:
+def test_one_replica_at_a_time_the_others_skip(database: str, today: int) -> None:
+    yesterday = today - DAY_NS
     writer = open_writer(database)
-    write_trace(writer, [YESTERDAY + 1_000])
+    write_trace(writer, [yesterday + 1_000])
     with connect(database) as other, other.transaction():
         other.execute("SELECT pg_advisory_xact_lock(%s, %s)", MAINTENANCE_LOCK)
         started = time.monotonic()
-        writer.retention.step(TODAY + DAY_NS + 1)
+        writer.retention.step(today + DAY_NS + 1)
         assert time.monotonic() - started < 1  # skipped, not waited
         assert query(writer, "SELECT count(*) FROM traces") == [(1,)]
-    step_until_done(writer, TODAY + DAY_NS + 1)
+    step_until_done(writer, today + DAY_NS + 1)
     assert query(writer, "SELECT count(*) FROM traces") == [(0,)]
     writer.close()
 
 
-def test_snapshots_go_by_their_own_age(database: str) -> None:
+def test_snapshots_go_by_their_own_age(database: str, today: int) -> None:
     writer = open_writer(database, max_age="0", snapshots_max_age="1h")
     query(
         writer,
         "INSERT INTO metric_snapshots (trace_id, metric, computed_at)"
         " VALUES ('a', 'latency_ms', %s), ('b', 'latency_ms', %s) RETURNING 1",
-        TODAY,
-        TODAY + 2 * 3600 * 10**9,
+        today,
+        today + 2 * 3600 * 10**9,
     )
-    done = writer.retention.step(TODAY + 2 * 3600 * 10**9)
+    done = writer.retention.step(today + 2 * 3600 * 10**9)
     assert sum(result.snapshots for result in done) == 1
     assert query(writer, "SELECT trace_id FROM metric_snapshots") == [("b",)]
     writer.close()
 
 
-def test_dropping_a_day_while_replicas_write_keeps_every_rollup_the_sum_of_its_spans(database: str) -> None:
+def test_dropping_a_day_while_replicas_write_keeps_every_rollup_the_sum_of_its_spans(database: str, today: int) -> None:
     """Writers go on (today's spans, and late spans of the day going) while another replica drops the day:
     nothing fails, and afterwards every trace's rollup counts exactly the spans stored for it."""
+    yesterday = today - DAY_NS
     writers = [open_writer(database) for _ in range(2)]
     for index in range(30):
-        write_trace(writers[0], [YESTERDAY + 1_000 + index, YESTERDAY + 2_000 + index])
+        write_trace(writers[0], [yesterday + 1_000 + index, yesterday + 2_000 + index])
     stop = threading.Event()
 
     def write(writer: PostgresSpanWriter) -> int:
         written = 0
         while not stop.is_set():
-            day = YESTERDAY if written % 3 == 0 else TODAY
-            write_trace(writer, [day + 1_000 + written, TODAY + 5_000 + written])
+            day = yesterday if written % 3 == 0 else today
+            write_trace(writer, [day + 1_000 + written, today + 5_000 + written])
             written += 1
         return written
 
     with ThreadPoolExecutor(3) as pool:
         running = [pool.submit(write, writer) for writer in writers]
         time.sleep(0.2)
-        done = pool.submit(step_until_done, writers[1], TODAY + DAY_NS + 1).result(timeout=60)
+        done = pool.submit(step_until_done, writers[1], today + DAY_NS + 1).result(timeout=60)
         stop.set()
         assert all(future.result(timeout=60) > 0 for future in running)
     assert sum(result.traces for result in done) >= 30
     with connect(database) as connection:
-        assert YESTERDAY not in [partition.lower for partition in day_partitions(connection)]
+        assert yesterday not in [partition.lower for partition in day_partitions(connection)]
     mismatched = query(
         writers[0],
         "SELECT trace_id FROM traces"
