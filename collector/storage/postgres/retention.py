@@ -38,6 +38,7 @@ from collector.storage.postgres.connection import (
     try_lock,
 )
 from collector.storage.postgres.partitions import DAY_NS, Partition
+from collector.storage.retention import SizeBound
 from collector.storage.store import Deleted
 
 ROWS_PER_TRANSACTION = 2_000  # traces (or events, evaluations, snapshots) deleted per transaction at most
@@ -107,7 +108,7 @@ def database_size(connection: Connection) -> int:
 
 
 @dataclass
-class Retention:
+class Retention(SizeBound):
     """The retention and upkeep job of one replica (see the module's docstring); ``step`` does a piece."""
 
     pool: ConnectionPool[Connection]
@@ -115,25 +116,6 @@ class Retention:
     rows_per_transaction: int = ROWS_PER_TRANSACTION
     oldest_trace_ns: int | None = None  # when the oldest stored trace got its last span, after the last step
     _covered_until: int | None = field(default=None, init=False)  # the partitions made reach this start time
-    _target: int | None = field(default=None, init=False)  # dropping partitions by size down to this many bytes
-    _reason: str = field(default="size", init=False)
-    _disk_full: bool = field(default=False, init=False)
-
-    @property
-    def max_size(self) -> int | None:
-        return self.settings.max_size
-
-    @property
-    def trigger_bytes(self) -> int:
-        """Deletion by size starts halfway between the low-water mark and ``max_size``, as on SQLite."""
-        assert self.max_size is not None
-        return int(self.max_size * (1 + self.settings.low_water_mark) / 2)
-
-    def disk_full(self) -> None:
-        """A write failed for want of disk space: with ``max_size`` set, the next step drops the oldest day
-        (down to the low-water mark of the present size) even below the bound."""
-        if self.max_size is not None:
-            self._disk_full = True
 
     def upkeep(self, now_ns: int, *, wait: bool = False) -> list[str]:
         """Make the day partitions ahead when they run short; ``wait`` for another replica doing it (at start)
@@ -157,7 +139,7 @@ class Retention:
         self.upkeep(now_ns)
         done: list[Deleted] = []
         with self.pool.connection(timeout=MAINTENANCE_CONNECT_TIMEOUT) as connection:
-            if self._disk_full or self._target is not None or self.max_size is not None:
+            if self.size_due:
                 done.append(self._by_size(connection, now_ns))
             if self.settings.max_age > 0 and not any(result.more for result in done):
                 done.append(self._by_age(connection, now_ns - int(self.settings.max_age * 1e9)))
@@ -207,16 +189,10 @@ class Retention:
 
     def _by_size(self, connection: Connection, now_ns: int) -> Deleted:
         size = database_size(connection)
-        if self._disk_full and self._target is None:
-            self._reason = "disk_full"
-            self._target = int(min(size, self.max_size or size) * self.settings.low_water_mark)
-        elif self._target is None:
-            if self.max_size is None or size <= self.trigger_bytes:
-                return Deleted()
-            self._reason = "size"
-            self._target = int(self.max_size * self.settings.low_water_mark)
-        self._disk_full = False
-        if size > self._target:
+        target = self.size_target(size)
+        if target is None:
+            return Deleted()
+        if size > target:
             # Whole days before today only: the day being written is never dropped.
             past = [p for p in partitions.day_partitions(connection) if p.upper <= partitions.day_start(now_ns)]
             if past:

@@ -21,6 +21,7 @@ from typing import cast
 import apsw
 
 from collector.config import RetentionSettings
+from collector.storage.retention import SizeBound
 from collector.storage.sqlite import latency
 from collector.storage.sqlite.connection import WAL_SIZE_LIMIT, write_transaction
 from collector.storage.store import Deleted
@@ -141,7 +142,7 @@ class _Chosen:
 
 
 @dataclass
-class Retention:
+class Retention(SizeBound):
     """The retention job of one database, run by its writer between batches (see ``step``)."""
 
     connection: apsw.Connection
@@ -150,9 +151,6 @@ class Retention:
     rows_per_transaction: int = ROWS_PER_TRANSACTION
     vacuum_pages: int = VACUUM_PAGES_PER_STEP
     oldest_trace_ns: int | None = None  # when the oldest stored trace got its last span, after the last step
-    _target: int | None = field(default=None, init=False)  # deleting by size down to this many bytes
-    _reason: str = field(default="size", init=False)
-    _disk_full: bool = field(default=False, init=False)
     _span_bytes: float | None = field(default=None, init=False)  # what deleting a span freed, lately
 
     def __post_init__(self) -> None:
@@ -170,29 +168,12 @@ class Retention:
             self.rows_per_transaction = max(50, min(self.rows_per_transaction, wal_pages // 2))
             self.vacuum_pages = max(16, min(self.vacuum_pages, wal_pages // 2))
 
-    @property
-    def max_size(self) -> int | None:
-        return self.settings.max_size
-
-    @property
-    def trigger_bytes(self) -> int:
-        """Deletion by size starts halfway between the low-water mark and ``max_size``, so that what
-        arrives until the next check still finds the files under ``max_size``."""
-        assert self.max_size is not None
-        return int(self.max_size * (1 + self.settings.low_water_mark) / 2)
-
-    def disk_full(self) -> None:
-        """A write failed for want of disk space: with ``max_size`` set, the next step frees space
-        (down to the low-water mark of the present size) even below the bound."""
-        if self.max_size is not None:
-            self._disk_full = True
-
     def step(self, now_ns: int) -> list[Deleted]:
         """Do a piece of each kind of work that is due, each in one small transaction; a result's
         ``more`` asks to be called again after the next batch."""
         settings = self.settings
         done: list[Deleted] = []
-        if self._disk_full or self._target is not None or self.max_size is not None:
+        if self.size_due:
             done.append(self._by_size())
         if settings.max_age > 0 and not any(result.more for result in done):
             done.append(self._delete_traces(now_ns - int(settings.max_age * 1e9), "age"))
@@ -213,29 +194,23 @@ class Retention:
         size = measure(self.connection, self.path)
         if self._disk_full and self._target is None:
             self._use_reserve()
-            self._reason = "disk_full"
-            bound = min(size.bounded_bytes, self.max_size or size.bounded_bytes)
-            self._target = int(bound * self.settings.low_water_mark)
-        elif self._target is None:
-            if self.max_size is None or size.bounded_bytes <= self.trigger_bytes:
-                return Deleted()
-            self._reason = "size"
-            self._target = int(self.max_size * self.settings.low_water_mark)
-        self._disk_full = False
-        if size.used_bytes > self._target:
+        target = self.size_target(size.bounded_bytes)
+        if target is None:
+            return Deleted()
+        if size.used_bytes > target:
             # No more than the excess: spans' size is learnt from what the previous deletions freed.
             if self._span_bytes is None:
                 spans = FIRST_SIZE_DELETION
             else:
-                spans = math.ceil((size.used_bytes - self._target) / self._span_bytes)
+                spans = math.ceil((size.used_bytes - target) / self._span_bytes)
             deleted = self._delete_traces(None, self._reason, max(1, min(spans, self.rows_per_transaction)))
             freed = size.used_bytes - measure(self.connection, self.path).used_bytes
             if deleted.spans and freed > 0:
                 self._span_bytes = freed / deleted.spans
             if deleted.more:
                 return deleted
-        elif size.incremental and size.free_pages and size.file_bytes > self._target:
-            reclaimed = self._hand_back(size, size.file_bytes - self._target)
+        elif size.incremental and size.free_pages and size.file_bytes > target:
+            reclaimed = self._hand_back(size, size.file_bytes - target)
             if reclaimed > 0:
                 return Deleted(reason=self._reason, reclaimed_bytes=reclaimed, more=True)
         self._target = None  # down to the mark, or nothing more can be done this time
