@@ -501,6 +501,15 @@ LIMIT :limit"""
     )
 
 
+def unsettled_params(window: SettleWindow) -> dict[str, int]:
+    """The parameters of ``unsettled`` for a settling's window."""
+    return {
+        "quiet_since": window.now_ns - window.settle_after_ns,
+        "waited_since": window.now_ns - window.max_wait_ns,
+        "limit": window.limit,
+    }
+
+
 # A snapshot's row without its stamp (``computed_at``), which the engine gives: ``upsert_snapshot`` takes
 # ``(*row, stamp)``.
 SnapshotRow = tuple[str, str | None, str, float | None, float | None, int, str | None]

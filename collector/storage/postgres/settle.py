@@ -19,7 +19,7 @@ from __future__ import annotations
 from collector.storage.postgres.connection import SNAPSHOTS_LOCK, Connection
 from collector.storage.postgres.dialect import POSTGRES
 from collector.storage.postgres.notify import notify_settled
-from collector.storage.sql import Settling, unsettled
+from collector.storage.sql import Settling, unsettled, unsettled_params
 from collector.storage.store import Judge, SettledTrace, SettleWindow
 
 CLAIM_UNSETTLED = unsettled(POSTGRES) + "\nFOR UPDATE SKIP LOCKED"
@@ -33,14 +33,7 @@ def settle_traces(connection: Connection, window: SettleWindow, judge: Judge) ->
     (``connection`` in autocommit)."""
     now_ns = window.now_ns
     with connection.transaction(), connection.cursor() as cursor:
-        candidates = cursor.execute(
-            CLAIM_UNSETTLED,
-            {
-                "quiet_since": now_ns - window.settle_after_ns,
-                "waited_since": now_ns - window.max_wait_ns,
-                "limit": window.limit,
-            },
-        ).fetchall()
+        candidates = cursor.execute(CLAIM_UNSETTLED, unsettled_params(window)).fetchall()
         if not candidates:
             return []
         ids = POSTGRES.list_value(row[0] for row in candidates)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import apsw
 
-from collector.storage.sql import Settling, unsettled
+from collector.storage.sql import Settling, unsettled, unsettled_params
 from collector.storage.sqlite import latency
 from collector.storage.sqlite.connection import write_transaction
 from collector.storage.sqlite.dialect import SQLITE
@@ -30,16 +30,7 @@ def settle_traces(connection: apsw.Connection, window: SettleWindow, judge: Judg
     """
     now_ns = window.now_ns
     with write_transaction(connection):
-        candidates = list(
-            connection.execute(
-                UNSETTLED,
-                {
-                    "quiet_since": now_ns - window.settle_after_ns,
-                    "waited_since": now_ns - window.max_wait_ns,
-                    "limit": window.limit,
-                },
-            )
-        )
+        candidates = list(connection.execute(UNSETTLED, unsettled_params(window)))
         if not candidates:
             return []
         ids = SQLITE.list_value(row[0] for row in candidates)
