@@ -33,6 +33,7 @@ from collector.storage.read import (
     EvaluationQuery,
     LatencyGroup,
     LatencyOf,
+    Page,
     StatsRange,
     TraceQuery,
     TraceReader,
@@ -90,6 +91,11 @@ def _answer(content: Mapping[str, Any]) -> JSONResponse:
     """The reader's typed records are already in the response model's shape: serialize them once, without
     validating them again (the models document the answer in OpenAPI and are checked by the tests)."""
     return JSONAnswer(content)
+
+
+def _page_answer(kind: str, page: Page) -> JSONResponse:
+    """A page of a keyset-paginated list, and the cursor (of its ``kind``) to the next one while more follow."""
+    return _answer({"data": page["data"], "next_cursor": encode_cursor(kind, page["after"]) if page["after"] else None})
 
 
 def evaluation_thresholds(rules: tuple[SnapshotRule, ...]) -> dict[str, float]:
@@ -188,9 +194,7 @@ def router(snapshot_rules: tuple[SnapshotRule, ...]) -> APIRouter:
                 raise BadRequest(f"{what} need start (a time range of at most 7 days)", "query_too_broad")
             if (end or _now_ns()) - start > MAX_SPAN_FILTER_RANGE_NS:
                 raise BadRequest(f"{what} need a time range of at most 7 days", "query_too_broad")
-        page = await reader.traces(query)
-        next_cursor = encode_cursor(kind, page["after"]) if page["after"] else None
-        return _answer({"data": page["data"], "next_cursor": next_cursor})
+        return _page_answer(kind, await reader.traces(query))
 
     @api.get("/traces/{trace_id}", response_model=models.TraceSkeleton, summary="A trace's spans, depth first")
     async def trace_skeleton(
@@ -307,22 +311,19 @@ def router(snapshot_rules: tuple[SnapshotRule, ...]) -> APIRouter:
     ) -> JSONResponse:
         start, end = _range(start, end, None)
         kind = f"breaches:{order}"
-        page = await reader.breaches(
-            BreachQuery(
-                start_ns=start,
-                end_ns=end,
-                metric=metric,
-                rule=rule,
-                service=service,
-                trace_id=trace_id.lower() if trace_id else None,
-                breached=breached,
-                order=order,
-                limit=limit,
-                after=decode_cursor(kind, cursor) if cursor else None,
-            )
+        query = BreachQuery(
+            start_ns=start,
+            end_ns=end,
+            metric=metric,
+            rule=rule,
+            service=service,
+            trace_id=trace_id.lower() if trace_id else None,
+            breached=breached,
+            order=order,
+            limit=limit,
+            after=decode_cursor(kind, cursor) if cursor else None,
         )
-        next_cursor = encode_cursor(kind, page["after"]) if page["after"] else None
-        return _answer({"data": page["data"], "next_cursor": next_cursor})
+        return _page_answer(kind, await reader.breaches(query))
 
     @api.get("/evaluations", response_model=models.EvaluationPage, summary="Evaluation results, newest first")
     async def evaluations(
@@ -337,24 +338,17 @@ def router(snapshot_rules: tuple[SnapshotRule, ...]) -> APIRouter:
         cursor: str | None = None,
     ) -> JSONResponse:
         start, end = _range(start, end, None)
-        page = await reader.evaluations(
-            EvaluationQuery(
-                start_ns=start,
-                end_ns=end,
-                name=name,
-                trace_id=trace_id.lower() if trace_id else None,
-                span_id=span_id.lower() if span_id else None,
-                below=below,
-                limit=limit,
-                after=decode_cursor("evaluations", cursor) if cursor else None,
-            )
+        query = EvaluationQuery(
+            start_ns=start,
+            end_ns=end,
+            name=name,
+            trace_id=trace_id.lower() if trace_id else None,
+            span_id=span_id.lower() if span_id else None,
+            below=below,
+            limit=limit,
+            after=decode_cursor("evaluations", cursor) if cursor else None,
         )
-        return _answer(
-            {
-                "data": page["data"],
-                "next_cursor": encode_cursor("evaluations", page["after"]) if page["after"] else None,
-            }
-        )
+        return _page_answer("evaluations", await reader.evaluations(query))
 
     @api.get("/config/thresholds", response_model=models.ThresholdList, summary="The configured snapshot rules")
     async def config_thresholds() -> JSONResponse:
