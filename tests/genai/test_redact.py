@@ -5,14 +5,19 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import platform
 import re
+import threading
 import time
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
 from collector.config import RedactionSettings
-from collector.genai.redact import DROP, Redactor, _maybe, is_content_key
+from collector.genai import redact
+from collector.genai.redact import DROP, Redactor, is_content_key
+from collector.genai.triggers import native_triggers
 
 JWT = (
     "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxMjM0NTY3ODkwIiwiaWF0IjoxNTE2MjM5MDIyfQ"
@@ -20,6 +25,20 @@ JWT = (
 )
 OPENAI_KEY = "sk-proj-Ab3dE5fG7hI9jK1lM3nO5pQ7rS9tU1vW3xY5z"
 ANTHROPIC_KEY = "sk-ant-api03-Zx9Yw8Vu7Ts6Rq5Po4Nm3Lk2Ji1Hg0Fe-AbCdEf"
+
+
+# Which strings skip the detectors: Hyperscan's triggers where its wheel exists, else the pure-Python
+# prefilter. Every test here runs with each: the matches must not depend on which one is installed.
+INSTALLED = redact._could_match
+PREFILTERS: dict[str, Callable[[str], bool]] = {"python": redact._maybe}
+if (native := native_triggers(redact._TRIGGERS)) is not None:
+    PREFILTERS["hyperscan"] = native
+
+
+@pytest.fixture(autouse=True, params=sorted(PREFILTERS))
+def prefilter(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[str], bool]]:
+    monkeypatch.setattr(redact, "_could_match", PREFILTERS[request.param])
+    yield PREFILTERS[request.param]
 
 
 def redactor(**settings: Any) -> Redactor:
@@ -191,9 +210,17 @@ def test_detector_masks_the_credential_only(rule: str, text: str, expected: str)
 
 
 @pytest.mark.parametrize(("rule", "pii"), DETECTED)
-def test_every_detected_value_passes_the_prefilter(rule: str, pii: str) -> None:
-    """``_maybe`` lets a string skip the detectors: it must find something in every true positive."""
-    assert _maybe(pii)
+def test_every_detected_value_passes_the_prefilter(rule: str, pii: str, prefilter: Callable[[str], bool]) -> None:
+    """The prefilter lets a string skip the detectors: it must find something in every true positive."""
+    assert prefilter(pii)
+    assert prefilter(f"{'plain words ' * 100}{pii}{' plain words' * 100}")
+
+
+def test_hyperscan_is_used_where_its_wheel_exists() -> None:
+    """pyproject installs hyperscan on x86-64: there, a missing or broken install must not go unnoticed."""
+    if platform.machine().lower() in ("x86_64", "amd64"):
+        assert "hyperscan" in PREFILTERS
+        assert type(INSTALLED).__module__ == "collector.genai.triggers"
 
 
 @pytest.mark.parametrize(("rule", "pii"), DETECTED)
@@ -356,6 +383,60 @@ def test_many_matches_in_one_long_text() -> None:
     redacted = r.value(text)
     assert redacted == (f"{filler}[REDACTED:email] {filler}[REDACTED:phone] {filler}[REDACTED:secret] {filler}")
     assert r.take_counts() == {"email": 1, "phone": 1, "secret": 1}
+
+
+def test_overlapping_triggers_in_one_string() -> None:
+    """Several detectors' triggers on the same characters (a key inside URL credentials and a parameter,
+    digits and colons of an address and port): each match is found once, in priority order."""
+    text = f"https://jane:{OPENAI_KEY}@api.example.com/v1?api_key={OPENAI_KEY}&x=1 from 10.0.0.1:8080 jane@example.com"
+    r = redactor()
+    assert r.value(text) == (
+        "https://[REDACTED:secret]@api.example.com/v1?api_key=[REDACTED:secret]&x=1 "
+        "from [REDACTED:ipv4]:8080 [REDACTED:email]"
+    )
+    assert r.take_counts() == {"secret": 2, "ipv4": 1, "email": 1}
+
+
+def test_lone_surrogates_and_wide_characters() -> None:
+    """Lone surrogates (JSON's "\\ud800") and multi-byte characters around and between digits: the native
+    prefilter reads UTF-8 bytes, the detectors characters; fullwidth digits and no-break spaces are no phone."""
+    r = redactor()
+    assert r.value("\ud800 mail a@example.com \udfff") == "\ud800 mail [REDACTED:email] \udfff"
+    text = "phone \uff14\uff11\uff15 \uff15\uff15\uff15 \uff10\uff11\uff13\uff12, 415\u00a0555\u00a00132, 415 555 0132"
+    assert r.value(text) == (
+        "phone \uff14\uff11\uff15 \uff15\uff15\uff15 \uff10\uff11\uff13\uff12, 415\u00a0555\u00a00132, [REDACTED:phone]"
+    )
+    assert r.value("é" * 5000 + "sk-") == "é" * 5000 + "sk-"
+
+
+def test_huge_strings() -> None:
+    """4 MB of prose comes back as the same object; a match in its last bytes is still found."""
+    prose = "the customer asked about order status and shipping " * 80_000
+    r = redactor()
+    assert r.value(prose) is prose
+    assert r.value(prose + "jane@example.com") == prose + "[REDACTED:email]"
+    assert r.value("AKIAIOSFODNN7EXAMPLE " + prose) == "[REDACTED:secret] " + prose
+
+
+def test_threads_redact_at_once() -> None:
+    """The ingest threads redact concurrently, and the native scan runs without the GIL: each thread has
+    its own scratch space, and every thread gets the results one thread gets."""
+    texts = [
+        ("lorem ipsum dolor " * 20_000) + f" user{n}@example.com {OPENAI_KEY} " + "sit amet " * 20_000 for n in range(6)
+    ]
+    expected = [redactor().value(text) for text in texts]
+    results: dict[int, list[str]] = {}
+
+    def work(index: int) -> None:
+        r = redactor()
+        results[index] = [r.value(text) for text in texts for _ in range(3)][::3]
+
+    threads = [threading.Thread(target=work, args=(index,)) for index in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert [results[index] for index in range(4)] == [expected] * 4
 
 
 # --- modes -----------------------------------------------------------------------------------
