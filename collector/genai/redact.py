@@ -769,6 +769,8 @@ class Redactor:
         for key, value in attributes.items():
             kind = _Kind.CONTENT if all_content else self._kind(key)
             if kind is _Kind.CONTENT:
+                if value.__class__ is str and self._capture and self._clean(value):
+                    continue  # most prompts and completions: nothing any detector could match
                 redacted = self.value(value)
             elif not every_string or kind is _Kind.ALLOWED or value is None or value.__class__ in _SCALARS:
                 continue
@@ -822,10 +824,12 @@ class Redactor:
         return redacted
 
     def _clean(self, text: str) -> bool:
-        """A short string no detector could match. Such values repeat (hosts, names, enums): the last few
+        """A string no detector could match. Short values repeat (hosts, names, enums): the last few
         thousand are remembered, so most attribute values cost one set lookup."""
-        if len(text) > _SHORT or self._has_user_rules:
+        if self._has_user_rules:
             return False
+        if len(text) > _SHORT:
+            return not _could_match(text)
         clean = self._clean_strings
         if text in clean:
             return True
