@@ -306,7 +306,9 @@ def _mixed_case_and_digits(text: str) -> bool:
 # Where a detector's regex is worth running: "token" (the text holds a long token-like run),
 # "at" (near an '@'), "digits" (near a cluster of at least ``min_digits`` digits),
 # "colons" (near a '::' or ':h:'), "aws" (near an AWS key id or the word "secret"), "has_at" (an '@'),
-# None (everywhere: the regex starts with a literal that re finds with a fast substring search).
+# "parameter" (everywhere, when the native prefilter found a credential parameter's name and '=') and
+# None (a user's rule: everywhere). "parameter" and None regexes start with a literal that re finds with
+# a fast substring search.
 @dataclass(frozen=True, slots=True)
 class _Pattern:
     regex: re.Pattern[str]
@@ -360,7 +362,7 @@ _DETECTORS: Final[dict[str, tuple[_Pattern, ...]]] = {
     "secret": (
         # user:password in a URL (the user too: it is often an e-mail address or a key)
         _Pattern(_compile(r"://(?P<token>[^\s/?#@:'\"<>]{1,256}:[^\s/?#@'\"<>]{1,256})@"), "has_at", group="token"),
-        _Pattern(_compile(_SECRET_PARAMETER, re.IGNORECASE), group="token"),
+        _Pattern(_compile(_SECRET_PARAMETER, re.IGNORECASE), "parameter", group="token"),
         _Pattern(
             _compile(  # PEM private keys; the body cannot hold "-----", so a lone header costs little
                 r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY-----"
@@ -511,28 +513,36 @@ def _maybe(text: str) -> bool:
 # starts with its literal (and the AWS secret key is only looked for near a key id or "secret"); a
 # credential parameter is its name right before the '='; the digit detectors need a cluster (a digit and
 # 6 more digits or separators: ``_DIGIT_CLUSTER``'s start); IPv6 a '::' or ':h:' (``_HEX_COLON``); e-mail
-# and URL credentials an '@'. A string that holds none goes untouched; one that holds any takes the
-# path of before (``_Hints``' windows), so the matches are the same with either prefilter.
-_TRIGGERS: Final[tuple[tuple[bytes, bool], ...]] = (
-    (rb"@", False),
-    (b"(?:" + b"|".join(re.escape(name).encode() for name in _SECRET_PARAMETERS) + b")=", True),
-    (rb"[0-9][0-9 .\-()+/]{6}", False),
-    (rb":(?::|[0-9A-Fa-f]{1,4}:)", False),
-    (rb"-----BEGIN ", False),
-    (rb"[Bb]earer", False),
-    (rb"sk-|eyJ|AKIA|ASIA|gh[pousr]_|github_pat_|xox[abposr]-|AIza|[rs]k_(?:live|test)_|hf_", False),
-    (b"|".join(word.encode() for word in _AWS_CONTEXT), False),
+# and URL credentials an '@'. A string that holds none goes untouched; one that holds some takes the path
+# of before (``_Hints``' windows) for the detectors whose trigger it holds (the third column: the hints
+# that trigger stands for), so the matches are the same with either prefilter.
+_TRIGGERS: Final[tuple[tuple[bytes, bool, tuple[str, ...]], ...]] = (
+    (rb"@", False, ("at", "has_at")),
+    (b"(?:" + b"|".join(re.escape(name).encode() for name in _SECRET_PARAMETERS) + b")=", True, ("parameter",)),
+    (rb"[0-9][0-9 .\-()+/]{6}", False, ("digits",)),
+    (rb":(?::|[0-9A-Fa-f]{1,4}:)", False, ("colons",)),
+    (rb"-----BEGIN ", False, ("token",)),
+    (rb"[Bb]earer", False, ("token",)),
+    (rb"sk-|eyJ|AKIA|ASIA|gh[pousr]_|github_pat_|xox[abposr]-|AIza|[rs]k_(?:live|test)_|hf_", False, ("token",)),
+    (b"|".join(word.encode() for word in _AWS_CONTEXT), False, ("aws",)),
 )
-_could_match: Callable[[str], bool] = native_triggers(_TRIGGERS) or _maybe
+_NATIVE = native_triggers([(pattern, caseless) for pattern, caseless, _ in _TRIGGERS])
+
+
+def _native_hints(text: str) -> _Hints:
+    assert _NATIVE is not None
+    return _Hints(text, frozenset(hint for index in _NATIVE.found(text) for hint in _TRIGGERS[index][2]))
 
 
 class _Hints:
     """Where each kind of detector should look in one string; computed lazily, at most once."""
 
-    __slots__ = ("_ascii", "_at", "_aws", "_clusters", "_colons", "_long_token", "_text", "_whole")
+    __slots__ = ("_ascii", "_at", "_aws", "_clusters", "_colons", "_long_token", "_present", "_text", "_whole")
 
-    def __init__(self, text: str) -> None:
+    def __init__(self, text: str, present: frozenset[str] | None = None) -> None:
+        """``present``: the hints whose trigger the native prefilter found (None: not known, look everywhere)."""
         self._text = text
+        self._present = present
         self._ascii: bytes | None = None
         self._at: list[tuple[int, int]] | None = None
         self._long_token: bool | None = None
@@ -547,6 +557,8 @@ class _Hints:
         return self._ascii
 
     def windows(self, pattern: _Pattern) -> list[tuple[int, int]] | tuple[tuple[int, int], ...]:
+        if self._present is not None and pattern.hint is not None and pattern.hint not in self._present:
+            return ()  # its trigger is missing: no match (user rules, hint None, look everywhere)
         text = self._text
         if pattern.hint == "digits":
             if self._clusters is None:
@@ -647,6 +659,11 @@ def _merged_windows(spans: Iterable[tuple[int, int]], before: int, after: int, s
         else:
             windows.append((start, end))
     return windows
+
+
+# The prefilter and the hints redaction uses: Hyperscan's where its wheel exists.
+_could_match: Callable[[str], bool] = _NATIVE or _maybe
+_hints: Callable[[str], _Hints] = _native_hints if _NATIVE else _Hints
 
 
 # --- the redactor ----------------------------------------------------------------------------
@@ -892,7 +909,7 @@ class Redactor:
         """A JSON document keeps its shape (its string leaves are redacted); anything else is text."""
         if not self._has_user_rules and not _could_match(text):
             return text
-        hints = _Hints(text)
+        hints = _hints(text)
         if _looks_like_json(text):
             if not self._worth_parsing(text, hints):
                 return text

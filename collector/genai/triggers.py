@@ -12,7 +12,7 @@ or more (both are supersets of what the detectors match; the detector tests run 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 try:
     import hyperscan
@@ -24,6 +24,11 @@ else:
 
 def _halt(*_: object) -> bool:
     return True  # the first match answers the question
+
+
+def _collect(pattern: int, _start: int, _end: int, _flags: int, found: object) -> None:
+    assert isinstance(found, set)
+    found.add(pattern)  # each pattern is reported once (HS_FLAG_SINGLEMATCH)
 
 
 class _Triggers:
@@ -45,19 +50,29 @@ class _Triggers:
         self._prototype = hyperscan.Scratch(database)
         self._local = threading.local()  # a scratch space per thread: scans run with the GIL released
 
-    def __call__(self, text: str) -> bool:
+    def _scratch(self) -> hyperscan.Scratch:
         scratch = getattr(self._local, "scratch", None)
         if scratch is None:
             scratch = self._local.scratch = self._prototype.clone()
+        return scratch
+
+    def __call__(self, text: str) -> bool:
+        """Whether the text holds any pattern (the scan stops at the first)."""
         try:
             # surrogatepass: a lone surrogate (JSON's "\ud800") becomes 3 bytes that no pattern reads.
             # Positional (data, handler, flags, context, scratch): keywords cost twice the scan of 300 bytes.
-            self._database.scan(text.encode("utf-8", "surrogatepass"), _halt, 0, None, scratch)
+            self._database.scan(text.encode("utf-8", "surrogatepass"), _halt, 0, None, self._scratch())
         except hyperscan.ScanTerminated:
             return True
         return False
 
+    def found(self, text: str) -> set[int]:
+        """The indexes of the patterns the text holds."""
+        found: set[int] = set()
+        self._database.scan(text.encode("utf-8", "surrogatepass"), _collect, 0, found, self._scratch())
+        return found
 
-def native_triggers(patterns: Sequence[tuple[bytes, bool]]) -> Callable[[str], bool] | None:
-    """Whether a string holds any of ``patterns`` (one native pass), or None where Hyperscan is missing."""
+
+def native_triggers(patterns: Sequence[tuple[bytes, bool]]) -> _Triggers | None:
+    """Which of ``patterns`` a string holds (one native pass), or None where Hyperscan is missing."""
     return _Triggers(patterns) if _NATIVE else None

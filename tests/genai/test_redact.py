@@ -17,7 +17,6 @@ import pytest
 from collector.config import RedactionSettings
 from collector.genai import redact
 from collector.genai.redact import DROP, Redactor, is_content_key
-from collector.genai.triggers import native_triggers
 
 JWT = (
     "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxMjM0NTY3ODkwIiwiaWF0IjoxNTE2MjM5MDIyfQ"
@@ -31,13 +30,14 @@ ANTHROPIC_KEY = "sk-ant-api03-Zx9Yw8Vu7Ts6Rq5Po4Nm3Lk2Ji1Hg0Fe-AbCdEf"
 # prefilter. Every test here runs with each: the matches must not depend on which one is installed.
 INSTALLED = redact._could_match
 PREFILTERS: dict[str, Callable[[str], bool]] = {"python": redact._maybe}
-if (native := native_triggers(redact._TRIGGERS)) is not None:
-    PREFILTERS["hyperscan"] = native
+if redact._NATIVE is not None:
+    PREFILTERS["hyperscan"] = redact._NATIVE
 
 
 @pytest.fixture(autouse=True, params=sorted(PREFILTERS))
 def prefilter(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[str], bool]]:
     monkeypatch.setattr(redact, "_could_match", PREFILTERS[request.param])
+    monkeypatch.setattr(redact, "_hints", redact._native_hints if request.param == "hyperscan" else redact._Hints)
     yield PREFILTERS[request.param]
 
 
