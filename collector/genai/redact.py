@@ -17,11 +17,11 @@ Most stored strings hold nothing: one native pass (``_TRIGGERS``, Hyperscan: wha
 must contain, such as an '@', a credential parameter's name and '=', a cluster of digits, a secret's
 prefix, '::') returns them untouched, and short clean values are remembered; where Hyperscan has no wheel,
 ``_Hints.maybe`` (one ``bytes.translate`` and a few substring searches) asks the same in Python. The
-others go through cheap per-detector
-filters before any detector's regex: a ``'@'`` for e-mail, a run of 16 token characters for secrets,
-clusters of digits (found on a translated byte copy of the text) for cards, IBANs, SSNs, phones and
-IPv4 addresses, whose regexes then run only on the characters around each cluster, and '::' or ':h:'
-for IPv6. Rules that look in the same windows are skipped together when a text gives none.
+others run only the detectors whose trigger they hold (Hyperscan says which), each behind a cheap filter
+before its regex: a ``'@'`` for e-mail, a run of 16 token characters for secrets, clusters of digits
+(found on a translated byte copy of the text) for cards, IBANs, SSNs, phones and IPv4 addresses, whose
+regexes then run only on the characters around each cluster, and '::' or ':h:' for IPv6. Rules that look
+in the same windows are skipped together when a text gives none.
 """
 
 from __future__ import annotations
