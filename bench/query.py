@@ -11,7 +11,9 @@ Phases, each on the same collector (``bench/ingest.py``'s load, protocol ``-p``)
 3. ``half``: ingest at half the reference rate, no reader: what that rate achieves on its own.
 4. ``half + readers``: the same while the readers time each query (the p95 figures): the issue's condition,
    "ingest running at half its maximum", so its ratio to phase 3 is the issue's "within 15%" figure.
-5. ``max + stalled websocket``: ingest back to back with a live-feed client that never reads.
+5. ``max``, ``max + reading websocket``, ``max + stalled websocket``, ``max`` again, back to back: ingest with a
+   live-feed client that reads everything (the feed's own cost), then with one that never reads, each against
+   the mean of the two ``max`` runs around them (the same database size and checkpoint state, unlike phase 1).
 
 Queries: the trace list (newest 50), a 1,000-span trace by id, p50/p95/p99 of LLM calls over 24 h by model,
 and a Jaeger search (one service, the last hour, 20 traces). Speeds are reported, never asserted.
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import http.client
 import json
 import os
@@ -148,16 +151,38 @@ class Readers:
         }
 
 
-def stalled_websocket(port: int) -> socket.socket:
-    """A live-feed client that completes the handshake and never reads."""
+def live_websocket(port: int, *, stalled: bool) -> socket.socket:
+    """A live-feed client: one that completes the handshake and never reads, or one that reads everything."""
     sock = socket.create_connection(("127.0.0.1", port))
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    if stalled:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     key = base64.b64encode(os.urandom(16)).decode()
     sock.sendall(
         f"GET /api/v1/live HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
         f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode()
     )
     return sock
+
+
+class ReadingWebsocket:
+    """A live-feed client that reads (and discards) everything the feed sends, counting the bytes."""
+
+    def __init__(self, port: int) -> None:
+        self.sock = live_websocket(port, stalled=False)
+        self.received = 0
+        self._thread = threading.Thread(target=self._drain, daemon=True)
+        self._thread.start()
+
+    def _drain(self) -> None:
+        with contextlib.suppress(OSError):
+            while chunk := self.sock.recv(65_536):
+                self.received += len(chunk)
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)
+        self.sock.close()
+        self._thread.join(5)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -257,12 +282,14 @@ def main(argv: list[str] | None = None) -> int:
                 "errors": result.errors,
                 # the load conditions: how busy the machine was, and with what
                 "collector_cpu_cores": round(cpu * result.spans_per_s / 10_000, 2) if cpu is not None else None,
+                "collector_cpu_s_per_10k_spans": cpu,  # what load on the machine disturbs least
                 "host_cpu_busy_pct": result.host_cpu_busy_pct,
                 "other_cpu_pct": result.other_cpu_pct,  # neither the collector, PostgreSQL nor the load (readers)
                 "postgres_cpu_s_per_10k_spans": result.database_cpu_s_per_10k_spans,
             }
             print(
                 f"bench: {phase}: {result.spans_per_s:,.0f} spans/s, p99 {result.latency_ms['p99']} ms, "
+                f"collector CPU {cpu} s per 10k spans, "
                 f"host CPU busy {result.host_cpu_busy_pct}% (others {result.other_cpu_pct}%)",
                 file=sys.stderr,
             )
@@ -274,15 +301,28 @@ def main(argv: list[str] | None = None) -> int:
         half = run("half", rate_spans=reference.spans_per_s / 2)
         timed = Readers(query_port, args.readers, big, service, args.reader_pause)
         half_loaded = run("half + readers", rate_spans=reference.spans_per_s / 2, during=timed.run_until)
-        stalled = stalled_websocket(query_port)
+        before_feed = run("max, before the websockets")
+        reading = ReadingWebsocket(query_port)
+        try:
+            read = run("max + reading websocket")
+        finally:
+            reading.close()
+        report["reading_websocket_bytes"] = reading.received
+        stalled = live_websocket(query_port, stalled=True)
         try:
             unread = run("max + stalled websocket")
         finally:
             stalled.close()
+        after_feed = run("max, after the websockets")
+        around = max(1.0, (before_feed.spans_per_s + after_feed.spans_per_s) / 2)
         report["queries_ms"] = timed.summary()
         report["ingest_with_readers_ratio"] = round(loaded.spans_per_s / max(1.0, reference.spans_per_s), 3)
         report["ingest_at_half_with_readers_ratio"] = round(half_loaded.spans_per_s / max(1.0, half.spans_per_s), 3)
-        report["ingest_with_stalled_websocket_ratio"] = round(unread.spans_per_s / max(1.0, reference.spans_per_s), 3)
+        # each against the mean of the two runs of ``max`` around them (phase 1 ran on a smaller database)
+        report["ingest_with_reading_websocket_ratio"] = round(read.spans_per_s / around, 3)
+        report["ingest_with_stalled_websocket_ratio"] = round(unread.spans_per_s / around, 3)
+        report["ingest_max_after_before_ratio"] = round(after_feed.spans_per_s / max(1.0, before_feed.spans_per_s), 3)
+        report["ingest_max_last_first_ratio"] = round(around / max(1.0, reference.spans_per_s), 3)
     finally:
         code = daemon.stop()
         if server is not None:
