@@ -57,7 +57,9 @@ def _attribute_pairs(values: list[str]) -> list[tuple[str, Any]]:
     return [parse_attribute(value) for value in values]
 
 
-def reader(request: Request) -> TraceReader:
+async def reader(request: Request) -> TraceReader:
+    """Async so that FastAPI calls it on the event loop: a plain ``def`` dependency runs on a worker thread, a
+    hop there and back per request that, under load, waits for the interpreter twice."""
     return request.app.state.reader  # type: ignore[no-any-return]
 
 
