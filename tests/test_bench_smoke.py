@@ -109,7 +109,7 @@ def test_bench_retention_and_resource_modes_report_their_figures(tmp_path: Path)
 
 
 def test_query_bench_smoke_times_every_query(tmp_path: Path) -> None:
-    """bench/query.py runs its four phases and times each query of issue 13 (20,000 spans, 2 s phases)."""
+    """bench/query.py runs its phases and times each query of issue 13 (20,000 spans, 2 s phases)."""
     report = run_bench("query.py", "--smoke", tmp_path=tmp_path, timeout=180)
     assert set(report["runs"]) == {"max", "max + readers", "half", "half + readers", "max + stalled websocket"}
     assert all(query["count"] > 0 and query["errors"] == 0 for query in report["queries_ms"].values())
