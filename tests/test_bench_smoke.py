@@ -111,10 +111,22 @@ def test_bench_retention_and_resource_modes_report_their_figures(tmp_path: Path)
 def test_query_bench_smoke_times_every_query(tmp_path: Path) -> None:
     """bench/query.py runs its phases and times each query of issue 13 (20,000 spans, 2 s phases)."""
     report = run_bench("query.py", "--smoke", tmp_path=tmp_path, timeout=180)
-    assert set(report["runs"]) == {"max", "max + readers", "half", "half + readers", "max + stalled websocket"}
+    assert list(report["runs"]) == [
+        "max",
+        "max + readers",
+        "half",
+        "half + readers",
+        "max, before the websockets",
+        "max + reading websocket",
+        "max + stalled websocket",
+        "max, after the websockets",
+    ]
     assert all(query["count"] > 0 and query["errors"] == 0 for query in report["queries_ms"].values())
     assert report["ingest_with_readers_ratio"] > 0
     assert report["ingest_at_half_with_readers_ratio"] > 0
+    assert report["ingest_with_reading_websocket_ratio"] > 0 and report["ingest_with_stalled_websocket_ratio"] > 0
+    assert report["reading_websocket_bytes"] > 0  # the reading client received the feed
+    assert all(run["collector_cpu_s_per_10k_spans"] > 0 for run in report["runs"].values())
 
 
 def require_postgres() -> None:
