@@ -20,7 +20,7 @@ from typing import Any, NamedTuple, cast
 
 
 class GenAI(NamedTuple):
-    """The canonical GenAI columns of one span (``storage.sqlite.schema.GENAI_COLUMNS``); None where unknown."""
+    """The canonical GenAI columns of one span (``storage.schema.GENAI_COLUMNS``); None where unknown."""
 
     category: str  # llm, embedding, tool, agent, retrieval, workflow, other
     provider: str | None
