@@ -40,10 +40,11 @@ def collector_pids(pid: int) -> list[int]:
     return pids
 
 
-def proc_cpu_seconds(pid: int) -> float:
-    """CPU seconds (user + system) of the collector's processes together: ``pid`` and its children."""
+def proc_cpu_seconds(pid: int, children: bool = True) -> float:
+    """CPU seconds (user + system) of the collector's processes together: ``pid`` and its children (without
+    ``children``: the main process alone, whose writer is the limit with ``--ingest-workers``)."""
     total = 0.0
-    for process in collector_pids(pid):
+    for process in collector_pids(pid) if children else [pid]:
         with contextlib.suppress(OSError):
             fields = Path(f"/proc/{process}/stat").read_text().rsplit(")", 1)[1].split()
             total += (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime, stime (fields 14 and 15)

@@ -111,6 +111,7 @@ def measure(
             if pid:
                 with contextlib.suppress(OSError):
                     samples[f"cpu_{label}"] = sum(proc_cpu_seconds(each) for each in pids)
+                    samples[f"main_cpu_{label}"] = sum(proc_cpu_seconds(each, children=False) for each in pids)
                     samples[f"rss_{label}"] = proc_memory_kib(pid)["VmRSS"]
             if database_cpu is not None:
                 samples[f"database_{label}"] = database_cpu()
@@ -142,6 +143,7 @@ def measure(
     busy = samples["host_end"][0] - samples["host_start"][0]
     total = samples["host_end"][1] - samples["host_start"][1]
     cpu = samples["cpu_end"] - samples["cpu_start"] if "cpu_end" in samples and "cpu_start" in samples else None
+    main_cpu = samples["main_cpu_end"] - samples["main_cpu_start"] if "main_cpu_end" in samples else None
     database_start, database_end = samples.get("database_start"), samples.get("database_end")
     database = database_end - database_start if database_start is not None and database_end is not None else None
     rss = None
@@ -172,6 +174,9 @@ def measure(
         errors=sum(count for outcome, count in outcomes.items() if outcome not in (OK, PARTIAL, REFUSED)),
         outcomes=dict(outcomes),
         daemon_cpu_s_per_10k_spans=round(cpu / acked_spans * 10_000, 3) if cpu is not None and acked_spans else None,
+        main_cpu_s_per_10k_spans=(  # only when the collector has ingest workers: else the main process is all
+            round(main_cpu / acked_spans * 10_000, 3) if main_cpu not in (None, cpu) and acked_spans else None
+        ),
         daemon_peak_rss_mb=round(peak_kib / 1024, 1) if peak_kib else None,
         daemon_rss_mb=rss,
         client_cpu_s_per_10k_spans=round(client_cpu / max(1, sum(r[4] for r in records)) * 10_000, 3),

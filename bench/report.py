@@ -51,6 +51,8 @@ class Run:
     errors: int
     outcomes: dict[str, int]
     daemon_cpu_s_per_10k_spans: float | None
+    # the main process alone, when the collector has ingest workers (its writer, rollups, metrics and hand-off)
+    main_cpu_s_per_10k_spans: float | None
     daemon_peak_rss_mb: float | None
     daemon_rss_mb: dict[str, float] | None  # at the window's start, its end, and the highest sample
     client_cpu_s_per_10k_spans: float | None
@@ -168,6 +170,8 @@ def table(runs: list[Run]) -> str:
                     else ""
                 )
             )
+        if run.main_cpu_s_per_10k_spans is not None:
+            details.append(f"main process CPU {run.main_cpu_s_per_10k_spans:.2f} s/10k spans (workers: the rest)")
         if run.database_cpu_s_per_10k_spans is not None:
             details.append(f"PostgreSQL CPU {run.database_cpu_s_per_10k_spans:.2f} s/10k spans")
         if run.slowest:

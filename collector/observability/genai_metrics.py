@@ -17,14 +17,14 @@ from __future__ import annotations
 import time
 from bisect import bisect_left
 from collections.abc import Callable, Container, Sequence
+from operator import attrgetter
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.samples import Exemplar
 
 from collector.config import MetricsSettings
-from collector.genai.normalize import GenAI
-from collector.model import CALL_CATEGORIES, EvaluationRecord, Span
+from collector.model import CALL_CATEGORIES, EvaluationRecord, SpanSummary
 from collector.observability.metrics import BoundedLabel, GenAIInstruments
 
 # Spans normalize placed in one of these categories are GenAI operations; "other" (a session id alone,
@@ -34,18 +34,17 @@ OPERATION_CATEGORIES = frozenset({"llm", "embedding", "tool", "agent", "retrieva
 # error.type is set only when the operation failed; Prometheus reads an empty label value as no label.
 NO_ERROR = ""
 OTHER_ERROR = "_OTHER"
-ERROR_TYPE = "error.type"
 
 # The overflow counter's `metric` for the labels every span metric shares.
 SPAN_METRICS = "gen_ai_client"
 CLIENT_LABELS = ("gen_ai_provider_name", "gen_ai_request_model", "gen_ai_operation_name")
 
-# metrics.dimensions: each option's label name, and where a span keeps its value.
-DIMENSIONS: dict[str, tuple[str, Callable[[Span, GenAI], str | None]]] = {
-    "service": ("service_name", lambda span, genai: span.service_name),
-    "agent": ("gen_ai_agent_name", lambda span, genai: genai.agent_name),
-    "tool": ("gen_ai_tool_name", lambda span, genai: genai.tool_name),
-    "category": ("gen_ai_category", lambda span, genai: genai.category),
+# metrics.dimensions: each option's label name, and where a span's summary keeps its value.
+DIMENSIONS: dict[str, tuple[str, Callable[[SpanSummary], str | None]]] = {
+    "service": ("service_name", attrgetter("service_name")),
+    "agent": ("gen_ai_agent_name", attrgetter("agent_name")),
+    "tool": ("gen_ai_tool_name", attrgetter("tool_name")),
+    "category": ("gen_ai_category", attrgetter("category")),
 }
 
 LabelValues = tuple[str, ...]
@@ -120,7 +119,7 @@ class GenAIMetrics:
         self._service = bounded(SPAN_METRICS, "service_name")
         # In the allowlist's order, each at most once, whatever order the settings list them in.
         chosen = [name for name in DIMENSIONS if name in settings.dimensions]
-        self._dimensions: tuple[tuple[Callable[[Span, GenAI], str | None], BoundedLabel], ...] = tuple(
+        self._dimensions: tuple[tuple[Callable[[SpanSummary], str | None], BoundedLabel], ...] = tuple(
             (DIMENSIONS[name][1], self._service if name == "service" else bounded(SPAN_METRICS, DIMENSIONS[name][0]))
             for name in chosen
         )
@@ -146,8 +145,11 @@ class GenAIMetrics:
         self._tokens = Children(self.token_usage)
         self._costs = Children(self.cost)
 
-    def observe_spans(self, spans: Sequence[Span], repeated_calls: Container[tuple[str, str]] = frozenset()) -> None:
-        """Observe the GenAI operations of a committed batch; other spans cost one check each.
+    def observe_spans(
+        self, spans: Sequence[SpanSummary], repeated_calls: Container[tuple[str, str]] = frozenset()
+    ) -> None:
+        """Observe the GenAI operations of a committed batch (its spans' summaries); other spans cost one check
+        each.
 
         ``repeated_calls`` holds the (trace id, span id) of spans whose model call another span
         counts (``collector.genai.calls``): they are not observed, so that a call is counted once.
@@ -156,31 +158,30 @@ class GenAIMetrics:
         histograms: dict[Any, Observations] = {}
         costs: dict[Any, float] = {}
         for span in spans:
-            genai = span.genai
-            if genai is None or genai.category not in OPERATION_CATEGORIES:
+            if span.category not in OPERATION_CATEGORIES:
                 continue
             trace_id = span.trace_id
             if repeated_calls and (trace_id, span.span_id) in repeated_calls:
                 continue
-            provider = self._provider(genai.provider)
-            model = self._model(genai.response_model or genai.request_model)
-            labels: LabelValues = (provider, model, self._operation(genai.operation))
+            provider = self._provider(span.provider)
+            model = self._model(span.response_model or span.request_model)
+            labels: LabelValues = (provider, model, self._operation(span.operation))
             if self._dimensions:
-                labels += tuple(bounded(value(span, genai)) for value, bounded in self._dimensions)
+                labels += tuple(bounded(value(span)) for value, bounded in self._dimensions)
 
             seconds = (span.end_time_unix_nano - span.start_time_unix_nano) / 1e9
             if seconds >= 0:
                 _add(histograms, self._durations[(*labels, self._error_label(span))], seconds, trace_id)
-            if genai.ttft_ms is not None:
-                _add(histograms, self._ttfts[labels], genai.ttft_ms / 1000, trace_id)
+            if span.ttft_ms is not None:
+                _add(histograms, self._ttfts[labels], span.ttft_ms / 1000, trace_id)
 
             # Only model calls: agent and workflow spans may repeat their children's totals.
-            if genai.category not in CALL_CATEGORIES:
+            if span.category not in CALL_CATEGORIES:
                 continue
-            if genai.input_tokens is not None:
-                _add(histograms, self._tokens[(*labels, "input")], genai.input_tokens, trace_id)
-            if genai.output_tokens is not None:
-                _add(histograms, self._tokens[(*labels, "output")], genai.output_tokens, trace_id)
+            if span.input_tokens is not None:
+                _add(histograms, self._tokens[(*labels, "input")], span.input_tokens, trace_id)
+            if span.output_tokens is not None:
+                _add(histograms, self._tokens[(*labels, "output")], span.output_tokens, trace_id)
             if span.cost_usd is not None:
                 child = self._costs[(self._service(span.service_name), provider, model)]
                 costs[child] = costs.get(child, 0.0) + span.cost_usd
@@ -189,11 +190,10 @@ class GenAIMetrics:
         for child, cost in costs.items():
             child.inc(cost)
 
-    def _error_label(self, span: Span) -> str:
+    def _error_label(self, span: SpanSummary) -> str:
         if span.status_code != "error":
             return NO_ERROR
-        error_type = span.attributes.get(ERROR_TYPE)
-        return self._error_type(error_type if isinstance(error_type, str) and error_type else OTHER_ERROR)
+        return self._error_type(span.error_type or OTHER_ERROR)
 
     def observe_evaluations(self, evaluations: Sequence[EvaluationRecord]) -> None:
         for evaluation in evaluations:

@@ -240,7 +240,7 @@ class Pipeline:
 
     def _commit(self, batch: list[_Request]) -> None:
         count = sum(request.count for request in batch)
-        spans = sum(len(request.records.spans) for request in batch)
+        spans = sum(request.records.span_count for request in batch)
         started = time.perf_counter()
         error: Exception | None = None
         written = NOTHING_WRITTEN

@@ -23,7 +23,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
-from collector.model import CALL_CATEGORIES, Span
+from collector.model import CALL_CATEGORIES, SpanSummary
 from collector.observability.metrics import LiveMetrics
 from collector.query.params import decode_cursor, encode_cursor
 from collector.storage.read import BreachQuery, QueryTooBroad, ReadBusy, TraceReader
@@ -65,10 +65,13 @@ class CostTracker:
                 figures[4] += 1 if row["cost_usd"] is not None else 0
 
     def observe(
-        self, spans: Iterable[Span], repeated_calls: Set[tuple[str, str]] = frozenset(), now_ns: int | None = None
+        self,
+        spans: Iterable[SpanSummary],
+        repeated_calls: Set[tuple[str, str]] = frozenset(),
+        now_ns: int | None = None,
     ) -> None:
-        """Spans just stored for the first time (a span sent again is not counted again), each model call once:
-        ``repeated_calls`` are the (trace id, span id) of spans whose call another span counts."""
+        """The summaries of spans just stored for the first time (a span sent again is not counted again), each
+        model call once: ``repeated_calls`` are the (trace id, span id) of spans whose call another span counts."""
         now_ns = now_ns or time.time_ns()
         second = now_ns // NS_PER_SECOND
         with self._lock:
@@ -77,17 +80,16 @@ class CostTracker:
                 self._seconds.append((second, {}))
             current = self._seconds[-1][1]
             for span in spans:
-                genai = span.genai
-                if genai is None or genai.category not in CALL_CATEGORIES:
+                if span.category not in CALL_CATEGORIES:
                     continue
                 if repeated_calls and (span.trace_id, span.span_id) in repeated_calls:
                     continue
-                model = genai.response_model or genai.request_model or "unknown"
+                model = span.response_model or span.request_model or "unknown"
                 for figures in (current.setdefault(model, _figures()), self._today.setdefault(model, _figures())):
                     figures[0] += span.cost_usd or 0.0
-                    figures[1] += genai.input_tokens or 0
-                    figures[2] += genai.output_tokens or 0
-                    figures[3] += genai.category == "llm"
+                    figures[1] += span.input_tokens or 0
+                    figures[2] += span.output_tokens or 0
+                    figures[3] += span.category == "llm"
                     figures[4] += span.cost_usd is not None
 
     def _roll_day(self, now_ns: int) -> None:
@@ -226,7 +228,7 @@ class LiveFeed:
 
     # -- called from the writer thread --
 
-    def observe_committed(self, stored: Sequence[Span], repeated_calls: Set[tuple[str, str]]) -> None:
+    def observe_committed(self, stored: Sequence[SpanSummary], repeated_calls: Set[tuple[str, str]]) -> None:
         self.costs.observe(stored, repeated_calls)
 
     def notify_settled(self, trace_ids: Sequence[str]) -> None:

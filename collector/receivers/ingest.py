@@ -175,7 +175,9 @@ class Ingest:
         if not spans:
             return _PreparedSpans(Records(), TransformStats(), rejection, invalid, conflicting, cut)
         records, stats = self._transform().spans(spans)
-        return _PreparedSpans(self._pipeline.prepare(records), stats, rejection, invalid, conflicting, cut)
+        records = self._pipeline.prepare(records)
+        records.summarize()  # what the writer's process reads of the spans once they are stored
+        return _PreparedSpans(records, stats, rejection, invalid, conflicting, cut)
 
     async def logs(self, request: ExportLogsServiceRequest, transport: str) -> Rejection:
         """Store GenAI events (and other records when ``logs.keep_other``); count and drop the rest."""

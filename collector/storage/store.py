@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, NamedTuple, Protocol
 
-from collector.model import Records, Span
+from collector.model import Records, SpanSummary
 
 if TYPE_CHECKING:
     from collector.maintenance.snapshots import Snapshot
@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 class Written(NamedTuple):
     """What one committed batch stored."""
 
-    stored: list[Span]  # the spans stored for the first time (not those a client sent again)
+    stored: list[SpanSummary]  # the spans stored for the first time (not those a client sent again)
     repeated_calls: frozenset[tuple[str, str]]  # (trace id, span id) of those whose call another span counts
 
 

@@ -60,7 +60,7 @@ class RemotePipeline:
             return future
         request_id = next(self._ids)
         self._waiting[request_id] = future
-        self._link.send(("submit", request_id, records))
+        self._link.send(("submit", request_id, records.without_spans()))
         return future
 
     def done(self, request_id: int, error: Exception | None) -> None:

@@ -14,7 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from collector.config import MetricsSettings, Settings, SnapshotRule
 from collector.genai.normalize import NOT_GENAI
 from collector.genai.transform import Transform
-from collector.model import EvaluationRecord, Span
+from collector.model import EvaluationRecord, Span, summarize
 from collector.observability.genai_metrics import GenAIMetrics
 from collector.observability.metrics import OPERATION_BUCKETS, OTHER, SCORE_BUCKETS, TOKEN_BUCKETS, CollectorMetrics
 from collector.otlp import decode_spans
@@ -123,7 +123,7 @@ def bucket_bounds(registry: CollectorRegistry, family_name: str) -> list[float]:
 
 
 def test_token_usage_by_type_in_semconv_buckets(fixture: Fixture) -> None:
-    fixture.metrics.observe_spans([llm_span(input_tokens=100, output_tokens=5_000)])
+    fixture.metrics.observe_spans(summarize([llm_span(input_tokens=100, output_tokens=5_000)]))
     usage = "gen_ai_client_token_usage"
     assert bucket_bounds(fixture.registry, usage) == [*map(float, TOKEN_BUCKETS), float("inf")]
     input_labels = {**CHAT, "gen_ai_token_type": "input"}
@@ -138,18 +138,20 @@ def test_token_usage_by_type_in_semconv_buckets(fixture: Fixture) -> None:
 
 def test_token_usage_prefers_the_response_model_and_counts_model_calls_only(fixture: Fixture) -> None:
     fixture.metrics.observe_spans(
-        [
-            llm_span(request_model="gpt-4o", response_model="gpt-4o-2024-08-06"),
-            llm_span(
-                category="embedding",
-                operation="embeddings",
-                request_model="text-embedding-3-small",
-                input_tokens=8,
-                output_tokens=None,
-            ),
-            # An agent span repeating its children's totals must not count them twice.
-            llm_span(category="agent", operation="invoke_agent", input_tokens=100, output_tokens=5_000),
-        ]
+        summarize(
+            [
+                llm_span(request_model="gpt-4o", response_model="gpt-4o-2024-08-06"),
+                llm_span(
+                    category="embedding",
+                    operation="embeddings",
+                    request_model="text-embedding-3-small",
+                    input_tokens=8,
+                    output_tokens=None,
+                ),
+                # An agent span repeating its children's totals must not count them twice.
+                llm_span(category="agent", operation="invoke_agent", input_tokens=100, output_tokens=5_000),
+            ]
+        )
     )
     usage = "gen_ai_client_token_usage_count"
     assert fixture.value(usage, **{**CHAT, "gen_ai_request_model": "gpt-4o-2024-08-06"}, gen_ai_token_type="input") == 1
@@ -173,11 +175,13 @@ def test_token_usage_prefers_the_response_model_and_counts_model_calls_only(fixt
 
 def test_operation_duration_and_time_to_first_chunk(fixture: Fixture) -> None:
     fixture.metrics.observe_spans(
-        [
-            llm_span(index=1, seconds=1.5, ttft_ms=300.0),
-            llm_span(index=2, seconds=0.015),  # not streamed: no time to first chunk
-            plain_span(index=3),
-        ]
+        summarize(
+            [
+                llm_span(index=1, seconds=1.5, ttft_ms=300.0),
+                llm_span(index=2, seconds=0.015),  # not streamed: no time to first chunk
+                plain_span(index=3),
+            ]
+        )
     )
     duration = "gen_ai_client_operation_duration_seconds"
     assert bucket_bounds(fixture.registry, duration) == [*OPERATION_BUCKETS, float("inf")]
@@ -201,20 +205,22 @@ def test_non_genai_spans_and_negative_durations_are_not_observed(fixture: Fixtur
     unnormalized = plain_span(index=4)._replace(genai=None)
     session_only = plain_span(index=5)._replace(genai=NOT_GENAI._replace(conversation_id="c-1"))
     backwards = llm_span(index=6, seconds=-1.0, input_tokens=None, output_tokens=None)
-    fixture.metrics.observe_spans([plain_span(), unnormalized, session_only, backwards])
+    fixture.metrics.observe_spans(summarize([plain_span(), unnormalized, session_only, backwards]))
     assert fixture.label_sets("gen_ai_client_operation_duration_seconds") == set()
     assert fixture.label_sets("gen_ai_client_token_usage") == set()
 
 
 def test_cost_counter_by_service_provider_and_model(fixture: Fixture) -> None:
     fixture.metrics.observe_spans(
-        [
-            llm_span(index=1, cost=0.25),
-            llm_span(index=2, cost=0.5),
-            llm_span(index=3, cost=None),
-            llm_span(index=4, cost=1.0, service="search", provider="anthropic", request_model="claude-3-haiku"),
-            llm_span(index=5, cost=9.0, category="agent", operation="invoke_agent"),  # a roll-up, not a call
-        ]
+        summarize(
+            [
+                llm_span(index=1, cost=0.25),
+                llm_span(index=2, cost=0.5),
+                llm_span(index=3, cost=None),
+                llm_span(index=4, cost=1.0, service="search", provider="anthropic", request_model="claude-3-haiku"),
+                llm_span(index=5, cost=9.0, category="agent", operation="invoke_agent"),  # a roll-up, not a call
+            ]
+        )
     )
     cost = "genai_collector_cost_usd_total"
     checkout = {"service_name": "checkout", "gen_ai_provider_name": "openai", "gen_ai_request_model": "gpt-4o"}
@@ -226,13 +232,15 @@ def test_cost_counter_by_service_provider_and_model(fixture: Fixture) -> None:
 
 def test_error_type_is_the_span_error_type_else_other_and_empty_on_success(fixture: Fixture) -> None:
     fixture.metrics.observe_spans(
-        [
-            llm_span(index=1, status="error", attributes={"error.type": "RateLimitError"}),
-            llm_span(index=2, status="error"),
-            llm_span(index=3, status="error", attributes={"error.type": 429}),  # not a string: unusable
-            llm_span(index=4, status="ok", attributes={"error.type": "ignored"}),
-            llm_span(index=5, status="unset"),
-        ]
+        summarize(
+            [
+                llm_span(index=1, status="error", attributes={"error.type": "RateLimitError"}),
+                llm_span(index=2, status="error"),
+                llm_span(index=3, status="error", attributes={"error.type": 429}),  # not a string: unusable
+                llm_span(index=4, status="ok", attributes={"error.type": "ignored"}),
+                llm_span(index=5, status="unset"),
+            ]
+        )
     )
     duration = "gen_ai_client_operation_duration_seconds_count"
     assert fixture.value(duration, **CHAT, error_type="RateLimitError") == 1
@@ -245,7 +253,7 @@ def test_error_type_is_the_span_error_type_else_other_and_empty_on_success(fixtu
 def test_error_types_are_bounded() -> None:
     fixture = Fixture(max_label_values=3)
     fixture.metrics.observe_spans(
-        [llm_span(index=i, status="error", attributes={"error.type": f"E{i}"}) for i in range(10)]
+        summarize([llm_span(index=i, status="error", attributes={"error.type": f"E{i}"}) for i in range(10)])
     )
     error_types = fixture.label_values("gen_ai_client_operation_duration_seconds", "error_type")
     assert error_types == {"E0", "E1", "E2", OTHER}
@@ -315,7 +323,9 @@ def exemplars(exposition: str) -> dict[str, set[str]]:
 
 def test_histogram_observations_carry_the_trace_id_as_exemplar(fixture: Fixture) -> None:
     fixture.metrics.observe_spans(
-        [llm_span(index=1, ttft_ms=250.0, cost=0.1), llm_span(index=2, seconds=30, input_tokens=3, output_tokens=2)]
+        summarize(
+            [llm_span(index=1, ttft_ms=250.0, cost=0.1), llm_span(index=2, seconds=30, input_tokens=3, output_tokens=2)]
+        )
     )
     fixture.metrics.observe_evaluations(
         [EvaluationRecord(trace_id(3), None, None, "relevance", 0.7, None, None, "log", START)]
@@ -337,13 +347,15 @@ def busy_registry() -> Fixture:
     """Every metric with samples, dimensions on, an error, a fold into _other and a None."""
     fixture = Fixture(dimensions=("service", "agent", "tool", "category"), max_label_values=2)
     fixture.metrics.observe_spans(
-        [
-            llm_span(index=1, ttft_ms=120.0, cost=0.01, agent_name="planner"),
-            llm_span(index=2, status="error", attributes={"error.type": "timeout"}, request_model="o3"),
-            llm_span(index=3, request_model="o4-mini", provider=None, cost=0.02),
-            llm_span(index=4, category="tool", operation="execute_tool", tool_name="search", request_model=None),
-            plain_span(index=5),
-        ]
+        summarize(
+            [
+                llm_span(index=1, ttft_ms=120.0, cost=0.01, agent_name="planner"),
+                llm_span(index=2, status="error", attributes={"error.type": "timeout"}, request_model="o3"),
+                llm_span(index=3, request_model="o4-mini", provider=None, cost=0.02),
+                llm_span(index=4, category="tool", operation="execute_tool", tool_name="search", request_model=None),
+                plain_span(index=5),
+            ]
+        )
     )
     fixture.metrics.observe_evaluations(
         [EvaluationRecord(trace_id(1), None, None, "relevance", 0.9, None, None, "log", START)]
@@ -380,7 +392,7 @@ def test_openmetrics_exposition_parses_strictly() -> None:
 
 def test_ten_thousand_models_keep_the_series_bounded(fixture: Fixture) -> None:
     spans = [llm_span(index=i, request_model=f"model-{i}", cost=0.001, ttft_ms=100.0) for i in range(10_000)]
-    fixture.metrics.observe_spans(spans)
+    fixture.metrics.observe_spans(summarize(spans))
     cap = MetricsSettings().max_label_values
     for family in (
         "gen_ai_client_operation_duration_seconds",
@@ -409,13 +421,13 @@ def test_ten_thousand_models_keep_the_series_bounded(fixture: Fixture) -> None:
 
 def test_dimensions_allowlist_adds_labels_to_the_gen_ai_client_histograms_only() -> None:
     default = Fixture()
-    default.metrics.observe_spans([llm_span(ttft_ms=100.0, cost=0.1)])
+    default.metrics.observe_spans(summarize([llm_span(ttft_ms=100.0, cost=0.1)]))
     assert default.label_names("gen_ai_client_operation_duration_seconds") == [*CHAT, "error_type"]
     assert default.label_names("gen_ai_client_token_usage") == [*CHAT, "gen_ai_token_type"]
 
     # Listed in any order, once or twice: the labels come in the allowlist's order.
     fixture = Fixture(dimensions=("category", "agent", "service", "category"))
-    fixture.metrics.observe_spans([llm_span(ttft_ms=100.0, cost=0.1, agent_name="planner")])
+    fixture.metrics.observe_spans(summarize([llm_span(ttft_ms=100.0, cost=0.1, agent_name="planner")]))
     added = ["service_name", "gen_ai_agent_name", "gen_ai_category"]
     assert fixture.label_names("gen_ai_client_operation_duration_seconds") == [*CHAT, *added, "error_type"]
     assert fixture.label_names("gen_ai_client_operation_time_to_first_chunk_seconds") == [*CHAT, *added]
@@ -432,17 +444,19 @@ def test_dimensions_allowlist_adds_labels_to_the_gen_ai_client_histograms_only()
 def test_tool_dimension_labels_tool_spans() -> None:
     fixture = Fixture(dimensions=("tool",))
     fixture.metrics.observe_spans(
-        [
-            llm_span(
-                category="tool",
-                operation="execute_tool",
-                tool_name="web_search",
-                provider=None,
-                request_model=None,
-                input_tokens=None,
-                output_tokens=None,
-            )
-        ]
+        summarize(
+            [
+                llm_span(
+                    category="tool",
+                    operation="execute_tool",
+                    tool_name="web_search",
+                    provider=None,
+                    request_model=None,
+                    input_tokens=None,
+                    output_tokens=None,
+                )
+            ]
+        )
     )
     assert (
         fixture.value(
@@ -460,7 +474,9 @@ def test_tool_dimension_labels_tool_spans() -> None:
 def test_none_values_become_a_fixed_placeholder() -> None:
     fixture = Fixture(dimensions=("service", "agent"))
     fixture.metrics.observe_spans(
-        [llm_span(provider=None, request_model=None, response_model=None, operation=None, service=None, cost=0.3)]
+        summarize(
+            [llm_span(provider=None, request_model=None, response_model=None, operation=None, service=None, cost=0.3)]
+        )
     )
     unknown = {
         "gen_ai_provider_name": "unknown",
@@ -494,7 +510,7 @@ def test_no_ids_or_content_become_labels(fixture: Fixture) -> None:
     }
     decoded, _ = decode_spans(otlp_request(3, attributes=attributes))
     records, _ = Transform(Settings()).spans(decoded)
-    fixture.metrics.observe_spans(records.spans)
+    fixture.metrics.observe_spans(summarize(records.spans))
 
     labels = {**CHAT, "gen_ai_request_model": "gpt-4o-2024-08-06", "gen_ai_token_type": "input"}
     assert fixture.value("gen_ai_client_token_usage_count", **labels) == 3
@@ -522,7 +538,7 @@ def test_no_ids_or_content_become_labels(fixture: Fixture) -> None:
 def test_a_span_repeating_a_call_already_counted_is_not_observed(fixture: Fixture) -> None:
     """The writer names the spans whose model call another span counts (collector/genai/calls.py)."""
     counted, repeated = llm_span(index=1, cost=0.5), llm_span(index=2, cost=0.5)
-    fixture.metrics.observe_spans([counted, repeated], {(repeated.trace_id, repeated.span_id)})
+    fixture.metrics.observe_spans(summarize([counted, repeated]), {(repeated.trace_id, repeated.span_id)})
     assert fixture.value("gen_ai_client_token_usage_count", **CHAT, gen_ai_token_type="input") == 1
     assert fixture.value("gen_ai_client_operation_duration_seconds_count", **CHAT, error_type="") == 1
     assert (

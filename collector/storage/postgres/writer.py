@@ -24,7 +24,7 @@ from psycopg_pool import ConnectionPool
 
 from collector.config import RetentionSettings
 from collector.genai.normalize import GenAI
-from collector.model import EvaluationRecord, LogEvent, Records, Span
+from collector.model import EvaluationRecord, LogEvent, Records, Span, SpanSummary
 from collector.storage.postgres.connection import (
     MAINTENANCE_CONNECT_TIMEOUT,
     RESOURCES_LOCK,
@@ -241,17 +241,24 @@ class PostgresSpanWriter:
         model call another span counts (as SQLite's ``SpanWriter.write``)."""
         received_at = self._received_at = max(time.time_ns(), self._received_at + 1)
         spans = [span for records in batch for span in records.spans]
+        summaries = [summary for records in batch for summary in records.summarize()]
+        if len(spans) != len(summaries):  # a worker left the spans out: only for an engine that encodes ahead
+            raise RuntimeError("records without their spans reached the PostgreSQL writer, which encodes them")
         events = [event for records in batch for event in records.events]
         evaluations = [evaluation for records in batch for evaluation in records.evaluations]
         if not (spans or events or evaluations):
             return NOTHING_WRITTEN
+
+        def write(scrub: bool) -> Written:
+            return self._write(spans, summaries, events, evaluations, received_at, scrub=scrub)
+
         try:
             try:
-                return retry_conflicts(lambda: self._write(spans, events, evaluations, received_at, scrub=False))
+                return retry_conflicts(lambda: write(False))
             except psycopg.Error as failure:
                 if not (is_data_error(failure) and _refused_nul(failure)):
                     raise
-            return retry_conflicts(lambda: self._write(spans, events, evaluations, received_at, scrub=True))
+            return retry_conflicts(lambda: write(True))
         except psycopg.Error as failure:
             if failure.sqlstate == "53100":  # disk_full: with a size bound, retention drops a day
                 self.retention.disk_full()
@@ -260,18 +267,20 @@ class PostgresSpanWriter:
     def _write(
         self,
         spans: list[Span],
+        summaries: list[SpanSummary],
         events: list[LogEvent],
         evaluations: list[EvaluationRecord],
         received_at: int,
         *,
         scrub: bool,
     ) -> Written:
+        """``summaries``: those of ``spans``, in their order (``Written`` holds the stored spans' summaries)."""
         with self.pool.connection() as connection, connection.transaction(), connection.cursor() as cursor:
             # Held until commit: retention does not delete a resource this batch is about to point to.
             cursor.execute("SELECT pg_advisory_xact_lock_shared(%s, %s)", RESOURCES_LOCK)
             resources = ResourceIds(cursor, scrub)
             resources.resolve(spans, events, evaluations)
-            stored: list[Span] = []
+            stored: list[SpanSummary] = []
             repeated_calls: frozenset[tuple[str, str]] = frozenset()
             if spans:
                 rows = span_rows(spans, received_at, resources)
@@ -279,7 +288,7 @@ class PostgresSpanWriter:
                     for row in rows:
                         copy.write_row(scrub_row(row) if scrub else row)
                 inserted = set(cursor.execute(INSERT_SPANS).fetchall())
-                stored = _first_copies(spans, inserted)
+                stored = _first_copies(summaries, inserted)
             if stored:
                 new = {(span.trace_id, span.span_id): span.start_time_unix_nano for span in stored}
                 repeated_calls, stored_before = roll_up(cursor, {span.trace_id for span in stored}, new)
@@ -294,7 +303,7 @@ class PostgresSpanWriter:
                 if records:  # by dedup key: replicas storing the same records wait for each other without a cycle
                     records.sort(key=lambda row: row[-1])
                     cursor.executemany(statement, [scrub_row(row) for row in records] if scrub else records)
-            response_ids = {span.genai.response_id for span in spans if span.genai and span.genai.response_id}
+            response_ids = {span.response_id for span in summaries if span.response_id}
             response_ids.update(e.response_id for e in evaluations if e.trace_id is None and e.response_id)
             if response_ids:
                 cursor.execute(LINK_EVALUATIONS, (sorted(response_ids),))
@@ -363,7 +372,7 @@ def _prepare(connection: Connection) -> None:
     connection.execute(CREATE_STAGING)
 
 
-def _first_copies(spans: Sequence[Span], inserted: set[tuple[str, str, int]]) -> list[Span]:
+def _first_copies(spans: Sequence[SpanSummary], inserted: set[tuple[str, str, int]]) -> list[SpanSummary]:
     """The spans the insert stored, in batch order: for a span the batch holds twice, its first copy."""
     if not inserted:
         return []

@@ -14,7 +14,7 @@ from typing import Any
 import apsw
 
 from collector.config import RetentionSettings
-from collector.model import EvaluationRecord, LogEvent, Records, Span
+from collector.model import EvaluationRecord, LogEvent, Records, Span, SpanSummary
 from collector.storage.sql import EVALUATION_COLUMNS
 from collector.storage.sqlite import latency
 from collector.storage.sqlite.connection import open_connection, write_transaction
@@ -204,8 +204,10 @@ WHERE (trace_id, span_id) IN (SELECT value ->> 0, value ->> 1 FROM json_each(?1)
 """
 
 
-def new_spans(connection: apsw.Connection, spans: Sequence[Span], received_at: int, inserted: int) -> list[Span]:
-    """The spans of a batch that ``insert_spans`` stored (``inserted`` of them): not those stored before,
+def new_spans(
+    connection: apsw.Connection, spans: Sequence[SpanSummary], received_at: int, inserted: int
+) -> list[SpanSummary]:
+    """The spans of a batch that ``insert_rows`` stored (``inserted`` of them): not those stored before,
     nor the second copy of a span the batch holds twice. Free when nothing was a duplicate."""
     if inserted == len(spans):
         return list(spans)
@@ -257,8 +259,8 @@ class SpanWriter:
     def _write_batch(self, batch: Sequence[Records]) -> Written:
         # Strictly increasing, so that a batch's spans are told from earlier ones by their receipt time.
         received_at = self._received_at = max(time.time_ns(), self._received_at + 1)
-        spans = [span for records in batch for span in records.spans]
-        rows = [_rows(records) for records in batch if records.spans]
+        spans = [span for records in batch for span in records.summarize()]
+        rows = [_rows(records) for records in batch if records.span_count]
         events = [event for records in batch for event in records.events]
         evaluations = [evaluation for records in batch for evaluation in records.evaluations]
         try:
@@ -269,7 +271,7 @@ class SpanWriter:
 
     def _write(
         self,
-        spans: list[Span],
+        spans: list[SpanSummary],
         rows: list[SpanRows],
         events: list[LogEvent],
         evaluations: list[EvaluationRecord],
@@ -278,7 +280,7 @@ class SpanWriter:
         connection = self.connection
         with write_transaction(connection):  # the resources are looked up (read) before anything is written
             resources = ResourceIds(connection)
-            stored: list[Span] = []
+            stored: list[SpanSummary] = []
             if spans:
                 ((last_rowid,),) = connection.execute(LAST_ROWID)
                 inserted = sum(insert_rows(connection, each, received_at, resources) for each in rows)
@@ -294,7 +296,7 @@ class SpanWriter:
                 connection.executemany(INSERT_EVENT, event_rows(events, received_at, resources))
             if evaluations:
                 connection.executemany(INSERT_EVALUATION, evaluation_rows(evaluations, received_at, resources))
-            response_ids = {span.genai.response_id for span in spans if span.genai and span.genai.response_id}
+            response_ids = {span.response_id for span in spans if span.response_id}
             response_ids.update(e.response_id for e in evaluations if e.trace_id is None and e.response_id)
             if response_ids:
                 connection.execute(LINK_EVALUATIONS, (to_json(sorted(response_ids)),))

@@ -9,7 +9,7 @@ import pytest
 from collector.config import SnapshotSettings
 from collector.genai.normalize import normalize
 from collector.maintenance.settle import settle
-from collector.model import EvaluationRecord, Records
+from collector.model import EvaluationRecord, Records, summarize
 from collector.otlp import decode_spans
 from collector.storage import RowsRefused, StorageError
 from collector.storage.read import EvaluationQuery, TraceQuery
@@ -33,7 +33,7 @@ def test_a_committed_batch_is_readable_from_the_readers_own_connections(store: B
 
 def test_a_span_written_twice_is_stored_once(store: Backend) -> None:
     spans, _ = decode_spans(otlp_request(4))
-    assert store.store.write([Records(spans=spans)]).stored == spans
+    assert store.store.write([Records(spans=spans)]).stored == summarize(spans)
     assert store.store.write([Records(spans=spans[1:]), Records(spans=spans[:1])]).stored == []
     assert len(run(store.reader().trace_spans([spans[0].trace_id]))[spans[0].trace_id]) == 4
     (summary,) = run(store.reader().trace_summaries([spans[0].trace_id]))
@@ -51,8 +51,8 @@ def test_a_span_sent_again_with_another_start_time_is_stored_once_as_first_sent(
         )
         for span in spans
     ]
-    assert store.store.write([Records(spans=spans[:2])]).stored == spans[:2]
-    assert store.store.write([Records(spans=[moved[0], spans[2], moved[2]])]).stored == [spans[2]]
+    assert store.store.write([Records(spans=spans[:2])]).stored == summarize(spans[:2])
+    assert store.store.write([Records(spans=[moved[0], spans[2], moved[2]])]).stored == summarize([spans[2]])
     trace_id = spans[0].trace_id
     found = run(store.reader().trace_spans([trace_id]))[trace_id]
     assert sorted((s["span_id"], s["start_time_unix_nano"]) for s in found) == sorted(
@@ -67,7 +67,7 @@ def test_the_writer_names_the_spans_that_were_new(store: Backend) -> None:
     spans, _ = decode_spans(otlp_request(4))
     store.store.write([Records(spans=spans[:2])])
     written = store.store.write([Records(spans=[spans[1], spans[2]]), Records(spans=[spans[2], spans[3], spans[0]])])
-    assert written.stored == [spans[2], spans[3]]
+    assert written.stored == summarize([spans[2], spans[3]])
 
 
 def test_a_retried_span_does_not_unsettle_its_trace(store: Backend) -> None:
@@ -102,5 +102,5 @@ def test_rows_the_store_refuses_are_a_data_error_and_nothing_of_the_batch_is_sto
     assert re.search("integer overflow|bigint out of range", str(refused.value))  # SQLite's words, PostgreSQL's
     assert run(store.reader().traces(TraceQuery()))["data"] == []
     # the same store goes on: the request that carried no bad data is stored alone
-    assert store.store.write([Records(spans=good)]).stored == good
+    assert store.store.write([Records(spans=good)]).stored == summarize(good)
     assert [t["trace_id"] for t in run(store.reader().traces(TraceQuery()))["data"]] == [good[0].trace_id]
