@@ -210,7 +210,8 @@ class Service:
         )
         listeners: list[Component]
         if settings.ingest.processes:
-            self._workers = IngestWorkers(settings, self.pipeline, self._worker_counters)
+            failures = self.security.authenticator.limiter.table
+            self._workers = IngestWorkers(settings, self.pipeline, self._worker_counters, failures)
             listeners = [self._workers, self._query]
         else:
             ingest = await self._start(new_ingest(settings, self.pipeline, metrics))

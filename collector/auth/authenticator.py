@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import logging
 import math
-import threading
 import time
 from collections.abc import Callable
 from typing import NamedTuple
 
 from prometheus_client import CollectorRegistry
 
+from collector.auth.failures import FailureTable
 from collector.auth.keys import KeyRing, StoredKey
 from collector.config import Scope
 from collector.observability.logs import rate_limited
@@ -26,7 +26,6 @@ from collector.observability.metrics import AuthMetrics
 log = logging.getLogger(__name__)
 
 WINDOW = 60.0  # seconds over which wrong keys from one address are counted
-MAX_TRACKED_ADDRESSES = 65_536  # past it the oldest windows are forgotten, so the limiter's memory is bounded
 
 # reason -> (HTTP status, what the client is told)
 REASONS = {
@@ -47,19 +46,23 @@ class Refusal(NamedTuple):
 
 
 class FailureLimiter:
-    """Wrong keys per address in fixed one-minute windows; thread-safe (gRPC and uvicorn share it)."""
+    """Wrong keys per address in fixed one-minute windows, counted in ``table`` (``auth.failures``): one table
+    for the whole collector, so that an address is refused after exactly ``limit`` wrong keys whichever ingest
+    worker its connections reach. Thread-safe (gRPC and uvicorn share it)."""
 
-    def __init__(self, limit: int, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, limit: int, clock: Callable[[], float] = time.monotonic, table: FailureTable | None = None
+    ) -> None:
+        """``table``: the collector's shared table (an ingest worker gets its parent's); by default a new one."""
         self._limit = limit
         self._clock = clock
-        self._windows: dict[str, tuple[float, int]] = {}  # address -> (window start, wrong keys in it)
-        self._lock = threading.Lock()
+        self.table = table if table is not None else FailureTable.create()
 
     def blocked_for(self, address: str) -> int:
         """Seconds until ``address`` may try again (0: it may now)."""
         if not self._limit:
             return 0
-        window = self._windows.get(address)
+        window = self.table.window(address)
         if window is None:
             return 0
         started, failures = window
@@ -67,21 +70,8 @@ class FailureLimiter:
         return math.ceil(remaining) if failures >= self._limit and remaining > 0 else 0
 
     def failed(self, address: str) -> None:
-        if not self._limit:
-            return
-        now = self._clock()
-        with self._lock:
-            started, failures = self._windows.pop(address, (now, 0))
-            if now - started >= WINDOW:
-                started, failures = now, 0
-            self._windows[address] = (started, failures + 1)  # re-inserted: dict order is least recent first
-            if len(self._windows) > MAX_TRACKED_ADDRESSES:
-                self._forget_oldest(now)
-
-    def _forget_oldest(self, now: float) -> None:
-        expired = [address for address, (started, _) in self._windows.items() if now - started >= WINDOW]
-        for address in expired or list(self._windows)[: len(self._windows) - MAX_TRACKED_ADDRESSES]:
-            del self._windows[address]
+        if self._limit:
+            self.table.failed(address, self._clock(), WINDOW)
 
 
 def bearer_token(authorization: str | None) -> tuple[str | None, bool]:
@@ -96,10 +86,18 @@ def bearer_token(authorization: str | None) -> tuple[str | None, bool]:
 
 
 class Authenticator:
-    def __init__(self, keys: KeyRing, registry: CollectorRegistry, *, max_failures_per_minute: int) -> None:
+    def __init__(
+        self,
+        keys: KeyRing,
+        registry: CollectorRegistry,
+        *,
+        max_failures_per_minute: int,
+        failures: FailureTable | None = None,
+    ) -> None:
+        """``failures``: where wrong keys are counted (``FailureLimiter``)."""
         self.keys = keys
         self.metrics = AuthMetrics(registry)
-        self.limiter = FailureLimiter(max_failures_per_minute)
+        self.limiter = FailureLimiter(max_failures_per_minute, table=failures)
 
     def check(self, listener: str, scope: Scope, authorization: str | None, address: str | None) -> Refusal | None:
         """None when the request may go on; otherwise why not. ``authorization`` is the header's value."""

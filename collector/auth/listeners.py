@@ -19,6 +19,7 @@ from prometheus_client import CollectorRegistry
 from starlette.types import ASGIApp
 
 from collector.auth.authenticator import Authenticator
+from collector.auth.failures import FailureTable
 from collector.auth.grpc import AuthInterceptor
 from collector.auth.http import AuthMiddleware, Render, json_refusal
 from collector.auth.keys import KeyFileError, KeyRing
@@ -47,7 +48,8 @@ def is_loopback(host: str) -> bool:
 class ListenerSecurity:
     """Built once at start: the keys, the one authenticator, the sessions, and per listener its guard and TLS."""
 
-    def __init__(self, settings: Settings, registry: CollectorRegistry) -> None:
+    def __init__(self, settings: Settings, registry: CollectorRegistry, failures: FailureTable | None = None) -> None:
+        """``failures``: the table of wrong keys by address shared with the other processes (an ingest worker's)."""
         self.auth = settings.auth
         self.servers = settings.servers
         self._tls: dict[Listener, WatchedTls | None] = {}
@@ -56,7 +58,7 @@ class ListenerSecurity:
         except KeyFileError as error:
             raise SecurityError(str(error)) from None
         self.authenticator = Authenticator(
-            keys, registry, max_failures_per_minute=settings.auth.max_failures_per_minute
+            keys, registry, max_failures_per_minute=settings.auth.max_failures_per_minute, failures=failures
         )
         self.sessions = Sessions(settings.auth.session_ttl)
 

@@ -21,6 +21,7 @@ import subprocess
 import sys
 from dataclasses import dataclass, field
 
+from collector.auth.failures import FailureTable
 from collector.component import Deadline, StartupError
 from collector.config import ServerSettings, Settings
 from collector.model import Records
@@ -57,14 +58,10 @@ def reserve_port(server: ServerSettings) -> socket.socket:
 
 def worker_settings(settings: Settings) -> Settings:
     """A worker's settings: the bounds configured for the collector shared among its workers, so that all of them
-    together hold as many requests in progress (and bytes of bodies being received) as one process would, and
-    refuse an address after about as many wrong keys (each worker counts its own, rounding up)."""
-    workers = settings.ingest.processes
-    auth = settings.auth.model_copy(
-        update={"max_failures_per_minute": math.ceil(settings.auth.max_failures_per_minute / workers)}
-    )
-    share = math.ceil(settings.max_concurrent_requests / workers)
-    return settings.model_copy(update={"max_concurrent_requests": share, "auth": auth})
+    together hold as many requests in progress (and bytes of bodies being received) as one process would. Wrong
+    keys need no share: every worker counts them in the main process's table (``auth.failures``)."""
+    share = math.ceil(settings.max_concurrent_requests / settings.ingest.processes)
+    return settings.model_copy(update={"max_concurrent_requests": share})
 
 
 @dataclass(eq=False)
@@ -83,10 +80,14 @@ class IngestWorkers:
 
     name = "ingest_workers"
 
-    def __init__(self, settings: Settings, pipeline: Pipeline, counters: WorkerCounters) -> None:
+    def __init__(
+        self, settings: Settings, pipeline: Pipeline, counters: WorkerCounters, failures: FailureTable
+    ) -> None:
+        """``failures``: the main process's table of wrong keys by address, which every worker counts into."""
         self._settings = settings
         self._pipeline = pipeline
         self._counters = counters
+        self._failures = failures
         self.ports: dict[str, int] = {}
         self._workers = [_Worker(index) for index in range(settings.ingest.processes)]
         self._http: socket.socket | None = None
@@ -118,7 +119,7 @@ class IngestWorkers:
         """Start ``worker``'s process and wait until it serves; on this thread, which it dies with."""
         assert self._http is not None and self._grpc is not None and self._door is not None
         ours, theirs = socket.socketpair()
-        inherited = (theirs.fileno(), self._http.fileno(), self._door.fd)
+        inherited = (theirs.fileno(), self._http.fileno(), self._door.fd, self._failures.fd)
         with theirs:
             # Started on the event loop's own thread, not a thread pool's: PR_SET_PDEATHSIG fires when the thread
             # that forked the worker ends, and this one lives as long as the collector.
@@ -128,7 +129,8 @@ class IngestWorkers:
                     "-m",
                     "collector.workers.worker",
                     *("--parent", str(os.getpid()), "--link", str(inherited[0]), "--http", str(inherited[1])),
-                    *("--door", str(inherited[2]), "--grpc-port", str(self.ports["otlp_grpc"])),
+                    *("--door", str(inherited[2]), "--failures", str(inherited[3])),
+                    *("--grpc-port", str(self.ports["otlp_grpc"])),
                 ],
                 stdin=subprocess.DEVNULL,
                 pass_fds=inherited,

@@ -20,6 +20,7 @@ from collections.abc import Sequence
 
 from prometheus_client import CollectorRegistry
 
+from collector.auth.failures import FailureTable
 from collector.auth.listeners import ListenerSecurity, SecurityError
 from collector.component import Deadline, StartupError, Together
 from collector.config import Settings
@@ -46,14 +47,16 @@ def die_with_parent(parent: int) -> None:
 
 
 class Worker:
-    def __init__(self, link: Link, settings: Settings, door: Door, http: socket.socket, grpc_port: int) -> None:
+    def __init__(
+        self, link: Link, settings: Settings, door: Door, failures: FailureTable, http: socket.socket, grpc_port: int
+    ) -> None:
         self._link = link
         self._settings = settings
         registry = CollectorRegistry()
         self._shipper = CounterShipper(registry)
         metrics = CollectorMetrics(registry, label_cap=settings.metrics.max_label_values)
         try:
-            security = ListenerSecurity(settings, registry)
+            security = ListenerSecurity(settings, registry, failures)
         except SecurityError as error:  # checked by the parent already; a file changed in between
             raise StartupError(str(error)) from None
         prepare = records_preparer(settings.db)
@@ -107,7 +110,7 @@ class Worker:
             self._link.send(("metrics", 0, self._shipper.shipment()))
 
 
-async def serve(link_fd: int, http_fd: int, door_fd: int, grpc_port: int) -> int:
+async def serve(link_fd: int, http_fd: int, door_fd: int, failures_fd: int, grpc_port: int) -> int:
     link = await Link.open(socket.socket(fileno=link_fd))
     start = await link.receive()
     if start is None:
@@ -115,7 +118,9 @@ async def serve(link_fd: int, http_fd: int, door_fd: int, grpc_port: int) -> int
     _, settings, index = start
     logs.configure(settings.log_level, settings.log_format)
     try:
-        worker = Worker(link, settings, Door(door_fd), socket.socket(fileno=http_fd), grpc_port)
+        worker = Worker(
+            link, settings, Door(door_fd), FailureTable(failures_fd), socket.socket(fileno=http_fd), grpc_port
+        )
     except StartupError as error:
         log.error("ingest worker %d cannot start: %s", index, error)
         return 1
@@ -128,11 +133,11 @@ async def serve(link_fd: int, http_fd: int, door_fd: int, grpc_port: int) -> int
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m collector.workers.worker")
-    for name in ("parent", "link", "http", "door", "grpc_port"):
+    for name in ("parent", "link", "http", "door", "failures", "grpc_port"):
         parser.add_argument(f"--{name.replace('_', '-')}", type=int, required=True)
     args = parser.parse_args(argv)
     die_with_parent(args.parent)
-    return asyncio.run(serve(args.link, args.http, args.door, args.grpc_port))
+    return asyncio.run(serve(args.link, args.http, args.door, args.failures, args.grpc_port))
 
 
 if __name__ == "__main__":
