@@ -89,6 +89,22 @@ def test_redaction_bench_quick_reports_its_figures() -> None:
     assert set(figures["adversarial_mb_s"]) and figures["addresses"]["count"] == 4_000
 
 
+def test_handoff_bench_quick_reports_both_shapes() -> None:
+    result = subprocess.run(
+        [sys.executable, str(REPO / "bench" / "handoff.py"), "--quick"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    figures = json.loads(result.stdout.splitlines()[-1])
+    compact, whole = figures["rows_and_summaries"], figures["with_spans"]
+    assert figures["spans"] == 500 and compact["unpickle_us_per_span"] > 0
+    assert compact["pickled_bytes_per_span"] < whole["pickled_bytes_per_span"]  # sizes: not timed, deterministic
+    assert compact["held_bytes_per_span"] < whole["held_bytes_per_span"]
+
+
 def test_bench_retention_and_resource_modes_report_their_figures(tmp_path: Path) -> None:
     """The storage figures of issue 10: ingest with retention deleting (stored + deleted = acknowledged),
     bytes per span, and the growth a large shared resource causes."""
