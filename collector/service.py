@@ -238,8 +238,9 @@ class Service:
         return self._writing is None or self._writing.drained
 
     def _observe_committed(self, batch: list[Records], written: Written) -> None:
-        """On the writer thread, after a commit: the spans stored for the first time feed the GenAI metrics
-        (a span a client sent again is not counted again), each model call once (``collector.genai.calls``)."""
+        """On the writer thread, after a commit: the summaries of the spans stored for the first time feed the
+        GenAI metrics (a span a client sent again is not counted again), each model call once
+        (``collector.genai.calls``)."""
         self.genai_metrics.observe_spans(written.stored, written.repeated_calls)
         for records in batch:
             if records.evaluations:

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 class Written(NamedTuple):
     """What one committed batch stored."""
 
-    stored: list[SpanSummary]  # the spans stored for the first time (not those a client sent again)
+    stored: list[SpanSummary]  # the summaries of the spans stored for the first time (not those sent again)
     repeated_calls: frozenset[tuple[str, str]]  # (trace id, span id) of those whose call another span counts
 
 
@@ -92,8 +92,9 @@ class SpanStore(Protocol):
 
     def write(self, batch: Sequence[Records]) -> Written:
         """Store and commit ``batch``; idempotent (a span, log record or evaluation sent again is stored
-        once). Returns the spans stored for the first time. Raises ``StorageError``: ``RowsRefused`` when
-        the rows themselves were refused (nothing of the batch is stored), ``StorageUnavailable`` otherwise."""
+        once). Returns the summaries of the spans stored for the first time. Raises ``StorageError``:
+        ``RowsRefused`` when the rows themselves were refused (nothing of the batch is stored),
+        ``StorageUnavailable`` otherwise."""
         ...
 
     def close(self) -> None: ...
