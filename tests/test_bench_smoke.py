@@ -75,30 +75,24 @@ def test_hostile_bench_smoke_runs(tmp_path: Path) -> None:
     assert figures["settle"]["ingested_traces_per_s"] > 0
 
 
-def test_redaction_bench_quick_reports_its_figures() -> None:
+def quick_figures(script: str) -> dict[str, Any]:
+    """Run a micro-benchmark ``bench/<script> --quick``; the JSON line it prints last."""
     result = subprocess.run(
-        [sys.executable, str(REPO / "bench" / "redaction.py"), "--quick"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
+        [sys.executable, str(REPO / "bench" / script), "--quick"], cwd=REPO, capture_output=True, text=True, timeout=120
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    figures = json.loads(result.stdout.splitlines()[-1])
+    figures: dict[str, Any] = json.loads(result.stdout.splitlines()[-1])
+    return figures
+
+
+def test_redaction_bench_quick_reports_its_figures() -> None:
+    figures = quick_figures("redaction.py")
     assert figures["transform_us_per_span"] > 0 and figures["normal_mb_s"] > 0
     assert set(figures["adversarial_mb_s"]) and figures["addresses"]["count"] == 4_000
 
 
 def test_handoff_bench_quick_reports_both_shapes() -> None:
-    result = subprocess.run(
-        [sys.executable, str(REPO / "bench" / "handoff.py"), "--quick"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    figures = json.loads(result.stdout.splitlines()[-1])
+    figures = quick_figures("handoff.py")
     compact, whole = figures["rows_and_summaries"], figures["with_spans"]
     assert figures["spans"] == 500 and compact["unpickle_us_per_span"] > 0
     assert compact["pickled_bytes_per_span"] < whole["pickled_bytes_per_span"]  # sizes: not timed, deterministic
