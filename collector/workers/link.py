@@ -3,7 +3,8 @@ pickles (protocol 5), and the door state the main process publishes in shared me
 
 Messages are tuples whose first item says what they are:
 
-- worker to main: ``("ready",)``, ``("submit", request_id, records)``, ``("metrics", token, shipment)``;
+- worker to main: ``("ready",)``, ``("submit", request_id, records)`` (``Records.without_spans``: the rows
+  and the spans' summaries, not the spans), ``("metrics", token, shipment)``;
 - main to worker: ``("start", settings, index)``, ``("done", request_id, error)`` (error None: committed),
   ``("flush", token)`` (ship the counters now), ``("stop", seconds)`` (drain within ``seconds`` and exit).
 """
