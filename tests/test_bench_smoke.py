@@ -99,6 +99,13 @@ def test_handoff_bench_quick_reports_both_shapes() -> None:
     assert compact["held_bytes_per_span"] < whole["held_bytes_per_span"]
 
 
+def test_writer_bench_quick_reports_each_stage() -> None:
+    best = quick_figures("writer.py")["best"]
+    stages = {"insert", "latency", "repeated_calls", "rollup", "commit and the rest"}
+    assert stages <= set(best) and all(best[stage] > 0 for stage in stages)
+    assert best["total"] >= sum(best[stage] for stage in stages) - 0.5
+
+
 def test_bench_retention_and_resource_modes_report_their_figures(tmp_path: Path) -> None:
     """The storage figures of issue 10: ingest with retention deleting (stored + deleted = acknowledged),
     bytes per span, and the growth a large shared resource causes."""

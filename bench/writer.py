@@ -1,0 +1,144 @@
+"""The SQLite writer alone: CPU per span of ``SpanWriter.write`` on the ingest benchmark's corpus, stage by stage.
+
+    .venv/bin/python bench/writer.py --db /var/tmp/copy-of-a-big.db   # writes into it: give it a copy
+    .venv/bin/python bench/writer.py --quick                          # a fresh database in a temporary folder
+
+The requests are the ingest benchmark's (``bench/traces.py``), each with fresh trace ids, decoded, transformed
+and encoded (``SpanWriter.prepare``) before the clock starts, then written ``--requests-per-batch`` at a time,
+as the pipeline's writer thread would. Timed by the writer thread's CPU time (``time.thread_time``), so the
+load of other processes disturbs it less than wall time; each stage is the CPU of its function, the rest of a
+write (``commit and the rest``) is the transaction's begin and commit (the WAL write; its fsync waits without
+CPU), the resources' lookup, the evaluations' link and the loop around them.
+Indexes cost more on a big table: run it on a copy of a database that holds many spans.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+if str(Path(__file__).resolve().parent.parent) not in sys.path:  # run by its path: bench/ is sys.path[0]
+    sys.path.append(str(Path(__file__).resolve().parent.parent))
+
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+from bench.traces import build_templates, nonce_for
+from collector.config import Settings
+from collector.genai.transform import Transform
+from collector.model import Records
+from collector.otlp import decode_spans, parse_protobuf
+from collector.storage.sqlite import latency, writer
+
+# (module, function name, stage): each is timed where the writer calls it.
+STAGES = (
+    (writer, "insert_rows", "insert"),
+    (writer, "new_spans", "new_spans"),
+    (latency, "add_spans", "latency"),
+    (latency, "remove_traces", "latency"),
+    (writer, "mark_repeated_calls", "repeated_calls"),
+    (writer, "roll_up", "rollup"),
+)
+
+
+def prepared_batches(batches: int, requests_per_batch: int, spans_per_request: int, salt: int) -> list[list[Records]]:
+    templates = build_templates(requests_per_batch * 4, spans_per_request, "http-protobuf")
+    transform = Transform(Settings())
+    result = []
+    for index in range(batches):
+        batch = []
+        for slot in range(requests_per_batch):
+            template = templates[(index * requests_per_batch + slot) % len(templates)]
+            body = template.with_nonce(nonce_for("http-protobuf", (salt << 32) | (index * requests_per_batch + slot)))
+            spans, _ = decode_spans(parse_protobuf(body, ExportTraceServiceRequest))
+            records, _ = transform.spans(spans)
+            batch.append(writer.prepare(records))
+        result.append(batch)
+    return result
+
+
+_NESTED: list[str] = []  # the stages being timed, innermost last: a stage's CPU excludes the stages inside it
+
+
+def timed(clock: dict[str, float], stage: str, function: Callable[..., Any]) -> Callable[..., Any]:
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        started = time.thread_time()
+        _NESTED.append(stage)
+        try:
+            return function(*args, **kwargs)
+        finally:
+            _NESTED.pop()
+            spent = time.thread_time() - started
+            clock[stage] += spent
+            if _NESTED:
+                clock[_NESTED[-1]] -= spent
+
+    return wrapper
+
+
+def run(db: Path, batches: list[list[Records]]) -> dict[str, float]:
+    """CPU µs per span of each stage, and of the whole write."""
+    clock: dict[str, float] = defaultdict(float)
+    originals = []
+    for module, name, stage in STAGES:
+        if not hasattr(module, name):  # a writer that has no such step (an older or newer one)
+            continue
+        originals.append((module, name, getattr(module, name)))
+        setattr(module, name, timed(clock, stage, getattr(module, name)))
+    store = writer.SpanWriter(db)
+    try:
+        store.write(batches[0])  # warm the page cache and the statement cache, as a running collector is
+        spans = 0
+        started = time.thread_time()
+        for batch in batches[1:]:
+            store.write(batch)
+            spans += sum(len(records.spans) for records in batch)
+        total = time.thread_time() - started
+    finally:
+        store.close()
+        for module, name, function in originals:
+            setattr(module, name, function)
+    # the warm-up's stages are in the clock too: take them out by scaling to the timed batches
+    share = (len(batches) - 1) / len(batches)
+    figures = {stage: seconds * share / spans * 1e6 for stage, seconds in clock.items()}
+    figures["commit and the rest"] = total / spans * 1e6 - sum(figures.values())
+    figures["total"] = total / spans * 1e6
+    return {stage: round(value, 1) for stage, value in figures.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--db", type=Path, help="a database to write into (a copy: it grows); default a new one")
+    parser.add_argument("--batches", type=int, default=40)
+    parser.add_argument("--requests-per-batch", type=int, default=4)
+    parser.add_argument("--spans-per-request", type=int, default=100)
+    parser.add_argument("--repeats", type=int, default=3, help="runs; the best of each stage is printed")
+    parser.add_argument("--quick", action="store_true", help="5 batches, one run")
+    args = parser.parse_args()
+    if args.quick:
+        args.batches, args.repeats = 5, 1
+    with tempfile.TemporaryDirectory() as scratch:
+        db = args.db or Path(scratch) / "writer.db"
+        runs = []
+        for repeat in range(args.repeats):
+            batches = prepared_batches(
+                args.batches, args.requests_per_batch, args.spans_per_request, os.getpid() + repeat
+            )
+            runs.append(run(db, batches))
+    best = {stage: min(each[stage] for each in runs) for stage in runs[0]}
+    batch_spans = args.requests_per_batch * args.spans_per_request
+    print(f"µs of writer-thread CPU per span (best of {len(runs)}; {batch_spans} spans a batch)")
+    for stage, value in best.items():
+        print(f"  {stage:20} {value:8.1f}   runs: {', '.join(f'{each[stage]:.1f}' for each in runs)}")
+    print(json.dumps({"best": best, "runs": runs, "loadavg": os.getloadavg()}))
+
+
+if __name__ == "__main__":
+    main()
