@@ -28,6 +28,7 @@ from collector.query.params import (
 )
 from collector.query.responses import JSONAnswer
 from collector.storage.read import (
+    COST_FIELDS,
     BreachQuery,
     CostGroup,
     EvaluationQuery,
@@ -111,18 +112,7 @@ def evaluation_thresholds(rules: tuple[SnapshotRule, ...]) -> dict[str, float]:
 
 def _cost_figures(points: list[dict[str, Any]]) -> dict[str, Any]:
     costs = [point["cost_usd"] for point in points if point["cost_usd"] is not None]
-    figures: dict[str, Any] = {
-        key: sum(point[key] for point in points)
-        for key in (
-            "input_tokens",
-            "output_tokens",
-            "cache_read_tokens",
-            "reasoning_tokens",
-            "total_tokens",
-            "llm_requests",
-            "unpriced_calls",
-        )
-    }
+    figures: dict[str, Any] = {key: sum(point[key] for point in points) for key in COST_FIELDS if key != "cost_usd"}
     figures["cost_usd"] = sum(costs) if costs else None
     return _with_cost_per_1k(figures)
 

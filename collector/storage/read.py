@@ -24,6 +24,17 @@ Order = Literal["asc", "desc"]
 LatencyOf = Literal["trace", "span", "llm", "ttft"]
 LatencyGroup = Literal["none", "service", "model", "operation", "agent"]
 CostGroup = Literal["none", "model", "provider", "service", "user", "agent"]
+# What each point of ``TraceReader.cost`` holds besides its bucket and group, in the order the engines select it.
+COST_FIELDS = (
+    "cost_usd",
+    "input_tokens",
+    "output_tokens",
+    "cache_read_tokens",
+    "reasoning_tokens",
+    "total_tokens",
+    "llm_requests",
+    "unpriced_calls",
+)
 
 # A keyset position: (sort value, id) of the last row of the previous page.
 Keyset = tuple[Any, Any]

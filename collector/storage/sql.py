@@ -267,17 +267,6 @@ SPAN_EVALUATION_FIELDS = ("name", "score", "label", "explanation", "source", "ti
 
 # --- stats -------------------------------------------------------------------------------------------
 
-COST_FIELDS = (
-    "cost_usd",
-    "input_tokens",
-    "output_tokens",
-    "cache_read_tokens",
-    "reasoning_tokens",
-    "total_tokens",
-    "llm_requests",
-    "unpriced_calls",
-)
-
 
 def cost_sql(dialect: Dialect, stats: StatsRange, group_by: CostGroup) -> tuple[str, dict[str, Any]]:
     """Cost and tokens of model calls (each counted once) per (bucket, group): ``COST_FIELDS`` after both."""

@@ -15,6 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Generic, TypeVar
 
 from collector.storage.read import (
+    COST_FIELDS,
     BreachQuery,
     CostGroup,
     EvaluationQuery,
@@ -27,7 +28,6 @@ from collector.storage.read import (
 )
 from collector.storage.sql import (
     BREACH_FIELDS,
-    COST_FIELDS,
     DEPENDENCIES,
     EVALUATION_FIELDS,
     MODELS,
