@@ -6,7 +6,9 @@ writer thread asks it between batches (``Pipeline(between_batches=...)``). A job
 instead of waiting for its interval, so it keeps up with any ingest rate without holding the batches up.
 
 Each job's last run, duration and errors are metrics labelled ``job_name``; a failing job is counted and
-logged and never stops the others.
+logged and never stops the others. While the store is unavailable (PostgreSQL away, a full disk) each job's
+failures are one outage in the log (``observability.logs.Outage``: when it begins, once a minute while it
+lasts, when it ends), not a line every few seconds.
 """
 
 from __future__ import annotations
@@ -17,9 +19,9 @@ import time
 from typing import Protocol
 
 from collector.component import Deadline
-from collector.observability.logs import rate_limited
+from collector.observability.logs import Outage, rate_limited
 from collector.observability.metrics import CollectorMetrics
-from collector.storage.errors import StorageError
+from collector.storage.errors import StorageError, StorageUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +52,7 @@ class Scheduler:
         self._metrics = metrics
         self._jobs: list[Job] = []
         self._due: dict[str, float] = {}
+        self._outages: dict[str, Outage] = {}
         self._running = False
 
     def add(self, job: Job) -> None:
@@ -57,6 +60,7 @@ class Scheduler:
             raise ValueError(f"job {job.name} is already registered, or the scheduler has started")
         self._jobs.append(job)
         self._due[job.name] = math.inf
+        self._outages[job.name] = Outage(log, f"the store (periodic job {job.name})")
 
     async def start(self) -> None:
         if not self._jobs:
@@ -86,6 +90,11 @@ class Scheduler:
         more = False
         try:
             more = job.run()
+            self._outages[job.name].reached()
+        except StorageUnavailable as failure:
+            metrics.maintenance_errors.labels(job.name).inc()
+            metrics.write_failures.labels(failure.kind).inc()
+            self._outages[job.name].failed(failure)
         except StorageError as failure:
             metrics.maintenance_errors.labels(job.name).inc()
             metrics.write_failures.labels(failure.kind).inc()

@@ -4,6 +4,8 @@ thread at their intervals, each run is measured, and a failing job is counted wi
 from __future__ import annotations
 
 import asyncio
+import logging
+import re
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +23,7 @@ from collector.observability.genai_metrics import GenAIMetrics
 from collector.observability.metrics import CollectorMetrics
 from collector.otlp import decode_spans
 from collector.pipeline import Pipeline
+from collector.storage.errors import StorageUnavailable
 from collector.storage.sqlite.writer import SpanWriter
 from tests.helpers import metric_value, otlp_request, wait_until
 
@@ -154,3 +157,36 @@ def test_a_job_is_registered_once() -> None:
     scheduler.add(Counting("settle"))
     with pytest.raises(ValueError, match="already registered"):
         scheduler.add(Counting("settle"))
+
+
+class Unavailable(Counting):
+    """A job whose store is away for its first ``away`` rounds."""
+
+    def __init__(self, away: int) -> None:
+        super().__init__("away", interval=0.01)
+        self.away = away
+
+    def run(self) -> bool:
+        super().run()
+        if self.rounds <= self.away:
+            raise StorageUnavailable("connection refused", kind="08006")
+        return False
+
+
+def test_a_store_away_is_one_outage_in_the_log_not_a_line_per_round(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="collector.maintenance.scheduler")
+    job = Unavailable(away=5)
+    running = Running(tmp_path, job)
+    try:
+        wait_until(lambda: job.rounds >= 7, 10.0, "the rounds while away, then two more")
+        assert running.value("genai_collector_maintenance_errors_total", job_name="away") == 5
+        assert running.value("genai_collector_write_failures_total", error="08006") == 5
+    finally:
+        running.close()
+    lines = [(record.levelname, re.sub(r"\d+ s\b", "N s", record.getMessage())) for record in caplog.records]
+    assert lines == [
+        ("WARNING", "the store (periodic job away) unreachable, trying again: connection refused"),
+        ("INFO", "the store (periodic job away) reachable again after N s"),
+    ]
