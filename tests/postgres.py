@@ -17,12 +17,9 @@ import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import psycopg
-import pytest
 
-from collector.storage.read import PERCENTILE_ERROR
 from tests.helpers import free_ports, missing
 
 # Speed over durability: a test cluster is thrown away, never recovered.
@@ -163,21 +160,3 @@ def start_cluster() -> Iterator[Cluster]:
         yield cluster.start()
     finally:
         cluster.remove()
-
-
-def within_error(series: list[Any]) -> list[Any]:
-    """SQLite's latency series as PostgreSQL's exact percentiles match them: the same groups, buckets and counts,
-    percentiles within the protocol's ``PERCENTILE_ERROR`` (SQLite reads them from histograms)."""
-    return [
-        {
-            **entry,
-            "points": [
-                {
-                    key: pytest.approx(value, rel=PERCENTILE_ERROR) if key.endswith("_ms") else value
-                    for key, value in point.items()
-                }
-                for point in entry["points"]
-            ],
-        }
-        for entry in series
-    ]

@@ -5,7 +5,8 @@ their SQL differs in a few spellings: a parameter (``:name`` or ``%(name)s``), a
 array of names, a value in a list of ids, an attribute equal to a value, and an integer sum (``numeric`` on
 PostgreSQL unless cast). Statements here are written with SQLite's ``:name`` parameters; ``Dialect.statement``
 spells them for its engine. Each engine keeps what is its alone: connections and row shapes, SQLite's
-histogram percentiles and skeleton walk, PostgreSQL's ``percentile_disc`` and row claims.
+histogram percentiles and skeleton walk, PostgreSQL's row claims (the latency bins both count are
+``storage/latency_bins.py``'s).
 """
 
 from __future__ import annotations

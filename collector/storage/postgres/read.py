@@ -1,10 +1,11 @@
 """The PostgreSQL implementation of ``TraceReader``: the reads that are PostgreSQL's own (summaries, spans, the
-skeleton, exact percentiles); the statements and reads both engines share are ``storage/sql.py``'s and
+skeleton, percentiles); the statements and reads both engines share are ``storage/sql.py``'s and
 ``storage/sql_reader.py``'s, spelt by ``postgres/dialect.py``.
 
 The answers are SQLite's reader's (``storage.sqlite.read``), shape for shape and value for value: the same
-filters, the same keyset cursors, nearest-rank percentiles (``percentile_disc``: rank ceil(p × n), as SQLite's
-window computes them), NULL groups first and names compared byte by byte.
+filters, the same keyset cursors, the same percentiles (the nearest rank of the values counted in SQLite's
+histogram bins, ``storage/latency_bins.py``: counted when read, where SQLite keeps them counted), NULL groups
+first and names compared byte by byte.
 
 Reads run in read-only REPEATABLE READ transactions (one snapshot per call, as one SQLite read transaction)
 on a pool of connections of their own, never the writer's, from worker threads so that a call never blocks
@@ -23,6 +24,7 @@ import orjson
 import psycopg
 from psycopg_pool import PoolTimeout
 
+from collector.storage.latency_bins import bin_sql, latency_points, latency_series
 from collector.storage.postgres.connection import Connection, open_pool
 from collector.storage.postgres.dialect import POSTGRES
 from collector.storage.postgres.errors import is_retryable
@@ -33,7 +35,6 @@ from collector.storage.read import (
     EvaluationSeries,
     LatencyGroup,
     LatencyOf,
-    LatencyPoint,
     LatencySeries,
     Page,
     ReadBusy,
@@ -194,7 +195,7 @@ def _search_sql(search: SpanSearch) -> tuple[str, dict[str, Any]]:
 # --- stats -----------------------------------------------------------------------------------------
 
 _LATENCY_SOURCES: dict[str, tuple[str, str, str]] = {
-    # of: (table and alias, time column, value in milliseconds)
+    # of: (table and alias, time column, value in milliseconds: a double, as SQLite's histograms bin it)
     "trace": ("traces t", "t.start_time_unix_nano", "t.duration_ns / 1e6::float8"),
     "span": ("spans s", "s.start_time_unix_nano", "s.duration_ns / 1e6::float8"),
     "llm": ("spans s", "s.start_time_unix_nano", "s.duration_ns / 1e6::float8"),
@@ -204,7 +205,8 @@ _SPAN_GROUPS = span_groups(POSTGRES)
 
 
 def latency_sql(stats: StatsRange, of: LatencyOf, group_by: LatencyGroup) -> tuple[str, dict[str, Any]]:
-    """Nearest-rank percentiles per (bucket, group): the value of rank ceil(p × n), as SQLite's reader."""
+    """(bucket, group, bin, count) of the range's values: its values counted in the bins of SQLite's histograms
+    (``storage/latency_bins.py``), a hash aggregate instead of a sort of every value."""
     table, time_column, value = _LATENCY_SOURCES[of]
     where = Where(
         POSTGRES,
@@ -239,10 +241,9 @@ def latency_sql(stats: StatsRange, of: LatencyOf, group_by: LatencyGroup) -> tup
             where.add("s.service_name = :service")
         if stats.model is not None:
             where.add("coalesce(s.response_model, s.request_model) = :model")
-    sql = f"""SELECT ({time_column} / :bucket_ns) * :bucket_ns AS bucket, {group} AS grp, count(*),
-    percentile_disc(ARRAY[0.5, 0.95, 0.99]) WITHIN GROUP (ORDER BY {value})
-FROM {table}{joins} WHERE {where}"""
-    return POSTGRES.statement(POSTGRES.grouped(sql)), where.params
+    sql = f"""SELECT ({time_column} / :bucket_ns) * :bucket_ns, {group}, {bin_sql(value, greatest="greatest")}, count(*)
+FROM {table}{joins} WHERE {where} GROUP BY 1, 2, 3"""
+    return POSTGRES.statement(sql), where.params
 
 
 _EVALUATION_STATS = """WITH thresholds(name, threshold) AS (
@@ -396,12 +397,10 @@ class PostgresTraceReader(SqlReader[Connection]):
         sql, params = latency_sql(stats, of, group_by)
 
         def work(connection: Connection) -> list[LatencySeries]:
-            series: dict[Any, list[LatencyPoint]] = {}
-            for bucket, group, count, (p50, p95, p99) in _rows(connection, sql, params):
-                series.setdefault(group, []).append(
-                    LatencyPoint(time_unix_nano=bucket, count=count, p50_ms=p50, p95_ms=p95, p99_ms=p99)
-                )
-            return [LatencySeries(group=group, points=points) for group, points in series.items()]
+            bins: dict[tuple[int, Any], dict[int, int]] = {}  # (bucket, group) -> bin -> count
+            for bucket, group, index, count in _rows(connection, sql, params):
+                bins.setdefault((bucket, group), {})[index] = count
+            return latency_series(latency_points(bins))
 
         return await self._run(work)
 

@@ -10,69 +10,24 @@ stored, in the transactions that change what is stored:
 - a trace is added when it settles (its duration is final), and taken out when a late span unsettles it;
 - retention takes out the spans and traces it deletes.
 
-The bins are DDSketch's logarithmic mapping (Masson, Rim and Lee, VLDB 2019): bin ``i`` holds the values in
-``(gamma^(i-1), gamma^i]`` milliseconds with ``gamma = (1 + alpha) / (1 - alpha)`` and reports
-``2 gamma^i / (gamma + 1)``, within ``alpha = 1%`` of every value it holds. A percentile is the nearest rank
-(rank ``ceil(p × n)``) of the merged bins: the bin is the one the exact nearest-rank value is in, so the answer
-is within 1% of that value.
+The bins are ``storage/latency_bins.py``'s (DDSketch's logarithmic mapping, within 1% of every value), which
+PostgreSQL's reader counts at read time. A percentile is the nearest rank of the merged bins.
 """
 
 from __future__ import annotations
 
 import json
-import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable
 from typing import Any, NamedTuple
 
 import apsw
 
+from collector.storage.latency_bins import bin_sql
 from collector.storage.sql import genai_calls
 
-# The mapping is stored: changing any of these needs a migration that rebuilds ``latency_histograms``.
-RELATIVE_ERROR = 0.01
-GAMMA = (1 + RELATIVE_ERROR) / (1 - RELATIVE_ERROR)
-_BINS_PER_E = 1 / math.log(GAMMA)
-MIN_BIN = -1000  # values of at most GAMMA^-1000 ms (2.4e-9 ms) share the lowest bin
-ZERO_BIN = -2000
-NEGATIVE_BIN = -5000  # a negative value v is in bin NEGATIVE_BIN - bin(-v): below zero, and lower for larger |v|
+# Changing the bin mapping (``storage/latency_bins.py``) or these needs a migration that rebuilds
+# ``latency_histograms``.
 RESOLUTIONS_NS = (60 * 10**9, 3600 * 10**9)  # a minute, an hour
-
-
-def bin_sql(value: str) -> str:
-    """The SQL expression of the bin of ``value`` (milliseconds); NULL for NULL."""
-
-    def positive(v: str) -> str:
-        return f"max({MIN_BIN}, CAST(ceil(ln({v}) * {_BINS_PER_E!r}) AS INTEGER))"
-
-    return (
-        f"CASE WHEN {value} > 0 THEN {positive(value)} WHEN {value} = 0 THEN {ZERO_BIN} "
-        f"WHEN {value} < 0 THEN {NEGATIVE_BIN} - {positive(f'-({value})')} END"
-    )
-
-
-def bin_value(index: int) -> float:
-    """What a bin reports: within ``RELATIVE_ERROR`` of every value it holds."""
-    if index == ZERO_BIN:
-        return 0.0
-    if index < ZERO_BIN:
-        return -bin_value(NEGATIVE_BIN - index)
-    return 2 * GAMMA**index / (GAMMA + 1)
-
-
-def nearest_rank(bins: Mapping[Any, int], percentiles: Sequence[int]) -> tuple[int, list[float]]:
-    """The count of the values in ``bins`` (bin, as a number or its text, to count), and for each percentile
-    (ascending) the value of rank ``ceil(p × count / 100)``, as its bin reports it."""
-    count = sum(bins.values())
-    ranks = [max(1, (p * count + 99) // 100) for p in percentiles]
-    values: list[float] = []
-    seen = 0
-    for index, key in sorted((int(key), key) for key in bins):
-        seen += bins[key]
-        while seen >= ranks[len(values)]:
-            values.append(bin_value(index))
-            if len(values) == len(ranks):
-                return count, values
-    return count, values
 
 
 # --- what is measured, and which rows count ---------------------------------------------------------

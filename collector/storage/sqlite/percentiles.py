@@ -19,6 +19,7 @@ from typing import Any, NamedTuple
 import apsw
 import orjson
 
+from collector.storage import latency_bins
 from collector.storage.read import LatencyGroup, LatencyOf, LatencyPoint, LatencySeries, StatsRange
 from collector.storage.sql import span_groups
 from collector.storage.sqlite import latency
@@ -32,7 +33,6 @@ _HISTOGRAM_GROUPS = {
     "operation": "s.operation",
     "agent": "s.agent_name",
 }
-PERCENTILES = (50, 95, 99)
 
 
 class Piece(NamedTuple):
@@ -100,7 +100,7 @@ def rows_sql(of: LatencyOf, group_by: LatencyGroup, stats: StatsRange) -> str:
             where.append("coalesce(s.response_model, s.request_model) = :model")
         alias, table, group = "s", "spans s", SPAN_GROUPS[group_by]
     time = f"{alias}.start_time_unix_nano"
-    binned = latency.bin_sql(value.format(r=alias))
+    binned = latency_bins.bin_sql(value.format(r=alias))
     return f"""SELECT {time} / :bucket_ns * :bucket_ns, {group}, CAST({binned} AS TEXT), count(*)
 FROM {table}
 WHERE {time} >= :from_ns AND {time} < :to_ns AND {" AND ".join(where)} GROUP BY 1, 2, 3"""
@@ -226,20 +226,8 @@ def read_latency(
                     _add(bins, bucket, group, counts)
         for start, end in reads:
             _read(connection, sql, {**params, "from_ns": start, "to_ns": end}, bins)
-    for (bucket, group), merged in bins.items():
-        count, values = latency.nearest_rank(merged, PERCENTILES)
-        if count:
-            p50, p95, p99 = values
-            point = Point(time_unix_nano=bucket, count=count, p50_ms=p50, p95_ms=p95, p99_ms=p99)
-            points.setdefault(bucket, {})[group] = point
+    points.update(latency_bins.latency_points(bins))
     for key, stamp in whole_to_keep.items():
         assert cache is not None
         cache.put(key, stamp, points.get(key[-2], {}))
-    series: dict[Any, list[Point]] = {}
-    ordered = sorted(
-        ((group, bucket, point) for bucket, by_group in points.items() for group, point in by_group.items()),
-        key=lambda item: (item[0] is not None, item[0], item[1]),
-    )
-    for group, _, point in ordered:
-        series.setdefault(group, []).append(point)
-    return [LatencySeries(group=group, points=found) for group, found in series.items()]
+    return latency_bins.latency_series(points)

@@ -9,14 +9,18 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 import time
 from collections.abc import Coroutine, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
+import apsw
+import psycopg
 import pytest
 
 from collector.maintenance.settle import settle
+from collector.storage.latency_bins import GAMMA, bin_sql
 from collector.storage.postgres.read import PostgresTraceReader
 from collector.storage.postgres.writer import PostgresSpanWriter
 from collector.storage.read import (
@@ -30,7 +34,6 @@ from collector.storage.read import (
 )
 from collector.storage.sqlite.read import SqliteTraceReader
 from collector.storage.sqlite.writer import SpanWriter
-from tests.postgres import within_error
 from tests.storage.postgres.batches import MODELS, SERVICES, batches
 from tests.storage.postgres.test_writer import SETTINGS as SETTLE_AT_ONCE
 
@@ -184,7 +187,7 @@ STATS = StatsRange(start_ns=BASE - HOUR, end_ns=BASE + 3 * HOUR, bucket_ns=HOUR 
 )
 def test_latency(readers: tuple[TraceReader, TraceReader], of: Any, group_by: Any) -> None:
     on_sqlite, on_postgres = both(readers, "latency", STATS, of, group_by)
-    assert on_sqlite and on_postgres == within_error(on_sqlite)
+    assert on_sqlite and on_postgres == on_sqlite  # the same bins, so the same values
 
 
 @pytest.mark.parametrize("group_by", ["none", "model", "provider", "service", "user", "agent"])
@@ -199,7 +202,7 @@ def test_filtered_stats(readers: tuple[TraceReader, TraceReader]) -> None:
     )
     for args in (("llm", "none"), ("trace", "model")):
         on_sqlite, on_postgres = both(readers, "latency", narrow, *args)
-        assert on_sqlite and on_postgres == within_error(on_sqlite)
+        assert on_sqlite and on_postgres == on_sqlite  # the same bins, so the same values
     on_sqlite, on_postgres = both(readers, "cost", narrow, "model")
     assert rounded(on_postgres) == rounded(on_sqlite) and on_sqlite
 
@@ -267,3 +270,28 @@ def test_a_statement_past_the_timeout_is_too_broad(postgres_dsn: str) -> None:
         assert run(reader.services()) == sorted(SERVICES)  # the connection serves the next query
     finally:
         reader.close()
+
+
+def test_postgresql_bins_a_value_as_sqlite_does(postgres_dsn: str) -> None:
+    """The latency bins PostgreSQL's reader counts are SQLite's histograms' (``storage/latency_bins.py``), value for
+    value, at the edges too: 0, tiny, huge and negative values, and values on a bin's boundary."""
+    rng = random.Random(5)
+    values = [0.0, 1e-300, 1e-9, 0.001, 1.0, 100.0, 9.2e12, *(10 ** rng.uniform(-6, 12) for _ in range(5_000))]
+    values += [GAMMA**index for index in range(-50, 2_000, 7)]
+    values += [-value for value in values[1:200]]
+    on_sqlite = [
+        row[0]
+        for row in apsw.Connection(":memory:").execute(
+            f"SELECT {bin_sql('value')} FROM json_each(?) ORDER BY key", (json.dumps(values),)
+        )
+    ]
+    binned = bin_sql("v.value", greatest="greatest")
+    with psycopg.connect(postgres_dsn) as connection:
+        on_postgres = [
+            row[0]
+            for row in connection.execute(
+                f"SELECT {binned} FROM unnest(%s::float8[]) WITH ORDINALITY v(value, i) ORDER BY i", (values,)
+            )
+        ]
+    assert on_postgres == on_sqlite
+    assert len(set(on_sqlite)) > 1_000

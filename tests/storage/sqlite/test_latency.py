@@ -19,6 +19,7 @@ from collector.config import RetentionSettings, Settings, SnapshotSettings
 from collector.genai.transform import Transform
 from collector.maintenance.settle import settle
 from collector.otlp import decode_spans
+from collector.storage.latency_bins import RELATIVE_ERROR, bin_sql, bin_value, nearest_rank
 from collector.storage.read import StatsRange
 from collector.storage.sqlite import latency
 from collector.storage.sqlite.percentiles import BucketCache, Piece, pieces, read_latency
@@ -36,7 +37,7 @@ def sqlite() -> apsw.Connection:
 
 
 def bins_of(connection: apsw.Connection, values: list[float]) -> list[int]:
-    sql = f"SELECT {latency.bin_sql('value')} FROM json_each(?) ORDER BY key"
+    sql = f"SELECT {bin_sql('value')} FROM json_each(?) ORDER BY key"
     return [row[0] for row in connection.execute(sql, (json.dumps(values),))]
 
 
@@ -45,7 +46,7 @@ def test_a_bin_reports_within_the_relative_error_of_every_value_in_it(sqlite: ap
     values = [0.0, 1e-6, 0.001, 1.0, 100.0, 9.2e12, *(10 ** rng.uniform(-6, 12) for _ in range(5_000))]
     values += [-value for value in values[1:50]]  # a span that ends before it starts
     for value, index in zip(values, bins_of(sqlite, values), strict=True):
-        assert latency.bin_value(index) == pytest.approx(value, rel=latency.RELATIVE_ERROR, abs=0), (value, index)
+        assert bin_value(index) == pytest.approx(value, rel=RELATIVE_ERROR, abs=0), (value, index)
     ordered = sorted(values)
     assert bins_of(sqlite, ordered) == sorted(bins_of(sqlite, ordered))  # bins keep the values' order
 
@@ -59,10 +60,10 @@ def test_the_nearest_rank_of_merged_bins_is_within_the_error_of_the_exact_one(sq
             counted[index] = counted.get(index, 0) + 1
         ordered = sorted(values)
         exact = [ordered[max(1, math.ceil(p * size / 100)) - 1] for p in (50, 95, 99)]
-        count, values = latency.nearest_rank(counted, (50, 95, 99))
-        assert count == size and values == pytest.approx(exact, rel=latency.RELATIVE_ERROR)
-        assert latency.nearest_rank({str(key): n for key, n in counted.items()}, (50, 95, 99)) == (count, values)
-    assert latency.nearest_rank({}, (50, 95, 99)) == (0, [])
+        count, values = nearest_rank(counted, (50, 95, 99))
+        assert count == size and values == pytest.approx(exact, rel=RELATIVE_ERROR)
+        assert nearest_rank({str(key): n for key, n in counted.items()}, (50, 95, 99)) == (count, values)
+    assert nearest_rank({}, (50, 95, 99)) == (0, [])
 
 
 def test_a_range_is_read_from_whole_hours_whole_minutes_and_the_rows_at_its_ends() -> None:
