@@ -52,6 +52,17 @@ def too_broad(statement_timeout: float) -> QueryTooBroad:
     )
 
 
+def first_traces(rows: Iterable[Sequence[Any]], limit: int) -> list[str]:
+    """The first ``limit`` distinct trace ids of ``rows`` (``(trace_id,)`` each), in order: a Jaeger search walks
+    the matching spans newest first and stops there."""
+    found: dict[str, None] = {}
+    for (trace_id,) in rows:
+        found[trace_id] = None
+        if len(found) >= limit:
+            break
+    return list(found)
+
+
 def keyset_page(rows: list[dict[str, Any]], limit: int, position: Callable[[dict[str, Any]], Keyset]) -> Page:
     """A page of ``limit`` rows out of ``limit + 1`` read, with the position after it when there are more."""
     more = len(rows) > limit

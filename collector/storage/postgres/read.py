@@ -22,9 +22,10 @@ from typing import Any, TypeVar, cast
 
 import orjson
 import psycopg
+from psycopg.types.json import set_json_loads
 from psycopg_pool import PoolTimeout
 
-from collector.storage.latency_bins import bin_sql, latency_points, latency_series
+from collector.storage.latency_bins import PERCENTILES, bin_sql, bin_value, latency_series
 from collector.storage.postgres.connection import Connection, open_pool
 from collector.storage.postgres.dialect import POSTGRES
 from collector.storage.postgres.errors import is_retryable
@@ -35,6 +36,7 @@ from collector.storage.read import (
     EvaluationSeries,
     LatencyGroup,
     LatencyOf,
+    LatencyPoint,
     LatencySeries,
     Page,
     ReadBusy,
@@ -62,9 +64,12 @@ from collector.storage.sql import (
     trace_list_sql,
     traces_of,
 )
-from collector.storage.sql_reader import SqlReader, too_broad
+from collector.storage.sql_reader import SqlReader, first_traces, too_broad
 
 T = TypeVar("T")
+
+# Per sort or hash table of a read, on each of the reader's connections (``query.read_connections``).
+READ_WORK_MEM = "32MB"
 
 _NO_RESOURCE = Resource(attributes={}, scope_name=None, scope_version=None)
 
@@ -183,14 +188,16 @@ def _stored_span(row: tuple[Any, ...], resources: dict[tuple[str, str], Resource
 
 
 def _search_sql(search: SpanSearch) -> tuple[str, dict[str, Any]]:
-    """Newest first: the traces of the matching spans by their newest matching span, ``limit`` of them."""
+    """The matching spans' traces, newest span first and, at the same start, by trace id: each trace first comes at
+    its newest matching span, so the first ``limit`` distinct ids are the traces by their newest matching span (ties
+    by id). Read through a cursor and left there: a fast-start plan down the (service, start) index reads the
+    newest spans only, instead of grouping every match of the range."""
     where = search_where(POSTGRES, search)
-    sql = (
-        f"SELECT trace_id FROM spans WHERE {where} "
-        "GROUP BY trace_id ORDER BY max(start_time_unix_nano) DESC, trace_id LIMIT :limit"
-    )
-    return POSTGRES.statement(sql), {**where.params, "limit": search.limit}
+    sql = f"SELECT trace_id FROM spans WHERE {where} ORDER BY start_time_unix_nano DESC, trace_id"
+    return POSTGRES.statement(sql), where.params
 
+
+_SEARCH_ROWS_PER_FETCH = 200  # a Jaeger search's 20 traces are ~150 spans of one service
 
 # --- stats -----------------------------------------------------------------------------------------
 
@@ -204,9 +211,25 @@ _LATENCY_SOURCES: dict[str, tuple[str, str, str]] = {
 _SPAN_GROUPS = span_groups(POSTGRES)
 
 
+def _nearest_rank(counted: str) -> str:
+    """``latency_bins.nearest_rank`` in SQL, so that a few rows cross to Python instead of every counted bin: of
+    ``counted``, (bucket, grp, bin, n) rows, one row per (bucket, grp) with its count and the bin of each
+    percentile's rank (the first bin whose running count reaches ``ceil(p × count / 100)``, i.e.
+    ``100 × running >= p × count``). ``counted`` is planned on its own (``MATERIALIZED``): the planner cannot
+    tell how few bins there are, and would otherwise sort every value to feed the window in order."""
+    ranks = ", ".join(f"min(bin) FILTER (WHERE 100 * running >= {p} * total)" for p in PERCENTILES)
+    return f"""WITH counted AS MATERIALIZED ({counted})
+SELECT bucket, grp, max(total), {ranks} FROM (
+    SELECT bucket, grp, bin, sum(n) OVER (PARTITION BY bucket, grp ORDER BY bin)::bigint AS running,
+           sum(n) OVER (PARTITION BY bucket, grp)::bigint AS total
+    FROM counted
+) ranked GROUP BY bucket, grp"""
+
+
 def latency_sql(stats: StatsRange, of: LatencyOf, group_by: LatencyGroup) -> tuple[str, dict[str, Any]]:
-    """(bucket, group, bin, count) of the range's values: its values counted in the bins of SQLite's histograms
-    (``storage/latency_bins.py``), a hash aggregate instead of a sort of every value."""
+    """(bucket, group, count, and the bin of each of ``PERCENTILES``) of the range's values: the values counted in
+    the bins of SQLite's histograms (``storage/latency_bins.py``) by a hash aggregate, instead of a sort of every
+    value, and the nearest rank read off the counts."""
     table, time_column, value = _LATENCY_SOURCES[of]
     where = Where(
         POSTGRES,
@@ -241,9 +264,10 @@ def latency_sql(stats: StatsRange, of: LatencyOf, group_by: LatencyGroup) -> tup
             where.add("s.service_name = :service")
         if stats.model is not None:
             where.add("coalesce(s.response_model, s.request_model) = :model")
-    sql = f"""SELECT ({time_column} / :bucket_ns) * :bucket_ns, {group}, {bin_sql(value, greatest="greatest")}, count(*)
+    counted = f"""SELECT ({time_column} / :bucket_ns) * :bucket_ns AS bucket, {group} AS grp,
+    {bin_sql(value, greatest="greatest")} AS bin, count(*) AS n
 FROM {table}{joins} WHERE {where} GROUP BY 1, 2, 3"""
-    return POSTGRES.statement(sql), where.params
+    return POSTGRES.statement(_nearest_rank(counted)), where.params
 
 
 _EVALUATION_STATS = """WITH thresholds(name, threshold) AS (
@@ -275,6 +299,12 @@ class PostgresTraceReader(SqlReader[Connection]):
 
         def configure(connection: Connection) -> None:
             connection.execute(f"SET statement_timeout = {timeout_ms}")
+            # As the writer's sessions (``postgres/writer.py``): a read over a day of spans passes jit_above_cost,
+            # and compiling it costs more than it saves. And room for the sorts and hash tables a read needs
+            # (the percentiles' bins, the windows over them), so that none spills to disk.
+            connection.execute("SET jit = off")
+            connection.execute(f"SET work_mem = '{READ_WORK_MEM}'")
+            set_json_loads(orjson.loads, connection)  # stored documents parsed as SQLite's reader parses them
             connection.execute("SET SESSION CHARACTERISTICS AS TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             connection.execute("SET application_name = 'genai-collector reader'")
 
@@ -389,7 +419,13 @@ class PostgresTraceReader(SqlReader[Connection]):
 
     async def search_traces(self, search: SpanSearch) -> list[str]:
         sql, params = _search_sql(search)
-        return await self._run(lambda connection: [trace_id for (trace_id,) in _rows(connection, sql, params)])
+
+        def work(connection: Connection) -> list[str]:
+            with connection.cursor(name="search") as cursor:  # server-side: rows are read only as far as needed
+                cursor.itersize = _SEARCH_ROWS_PER_FETCH
+                return first_traces(cursor.execute(sql, params), search.limit)
+
+        return await self._run(work)
 
     # -- stats --
 
@@ -397,10 +433,16 @@ class PostgresTraceReader(SqlReader[Connection]):
         sql, params = latency_sql(stats, of, group_by)
 
         def work(connection: Connection) -> list[LatencySeries]:
-            bins: dict[tuple[int, Any], dict[int, int]] = {}  # (bucket, group) -> bin -> count
-            for bucket, group, index, count in _rows(connection, sql, params):
-                bins.setdefault((bucket, group), {})[index] = count
-            return latency_series(latency_points(bins))
+            points: dict[int, dict[Any, LatencyPoint]] = {}
+            for bucket, group, count, p50, p95, p99 in _rows(connection, sql, params):
+                points.setdefault(bucket, {})[group] = LatencyPoint(
+                    time_unix_nano=bucket,
+                    count=count,
+                    p50_ms=bin_value(p50),
+                    p95_ms=bin_value(p95),
+                    p99_ms=bin_value(p99),
+                )
+            return latency_series(points)
 
         return await self._run(work)
 

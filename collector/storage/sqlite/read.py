@@ -48,7 +48,7 @@ from collector.storage.sql import (
     traces_of,
 )
 from collector.storage.sql import cost_sql as neutral_cost_sql
-from collector.storage.sql_reader import SqlReader, too_broad
+from collector.storage.sql_reader import SqlReader, first_traces, too_broad
 from collector.storage.sqlite.connection import open_connection
 from collector.storage.sqlite.dialect import SQLITE
 from collector.storage.sqlite.percentiles import BucketCache, read_latency
@@ -371,12 +371,7 @@ class SqliteTraceReader(SqlReader[apsw.Connection]):
         sql, params = _search_sql(search)
 
         def work(connection: apsw.Connection) -> list[str]:
-            found: dict[str, None] = {}
-            for (trace_id,) in connection.execute(sql, params):
-                found[trace_id] = None
-                if len(found) >= search.limit:
-                    break
-            return list(found)
+            return first_traces(connection.execute(sql, params), search.limit)
 
         return await self._run(work)
 
