@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from collector.storage.sqlite.latency import RELATIVE_ERROR
+from collector.storage.latency_bins import RELATIVE_ERROR
 from tests.conftest import RunningCollector
 from tests.query.conftest import MS, Dataset
 

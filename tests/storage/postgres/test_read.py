@@ -21,7 +21,7 @@ import pytest
 
 from collector.maintenance.settle import settle
 from collector.storage.latency_bins import GAMMA, bin_sql
-from collector.storage.postgres.read import PostgresTraceReader
+from collector.storage.postgres.read import READ_WORK_MEM, PostgresTraceReader
 from collector.storage.postgres.writer import PostgresSpanWriter
 from collector.storage.read import (
     BreachQuery,
@@ -268,6 +268,17 @@ def test_a_statement_past_the_timeout_is_too_broad(postgres_dsn: str) -> None:
         with pytest.raises(QueryTooBroad):
             run(reader._run(lambda connection: connection.execute("SELECT pg_sleep(1)").fetchall()))
         assert run(reader.services()) == sorted(SERVICES)  # the connection serves the next query
+    finally:
+        reader.close()
+
+
+def test_the_reader_session_compiles_no_query_and_sorts_in_memory(postgres_dsn: str) -> None:
+    """As the writer's: JIT off (on in a default server); and a ``work_mem`` that holds the counted bins."""
+    reader = PostgresTraceReader(postgres_dsn)
+    try:
+        settings = run(reader._run(lambda connection: connection.execute("SHOW jit").fetchall()))
+        memory = run(reader._run(lambda connection: connection.execute("SHOW work_mem").fetchall()))
+        assert (settings, memory) == ([("off",)], [(READ_WORK_MEM,)])
     finally:
         reader.close()
 
