@@ -39,8 +39,8 @@ COST_FIELDS = (
 # A keyset position: (sort value, id) of the last row of the previous page.
 Keyset = tuple[Any, Any]
 
-# Latency percentiles are within this relative error of the exact nearest-rank value (an engine may answer them
-# exactly; SQLite's reads them from histograms: storage/sqlite/latency.py).
+# Latency percentiles are within this relative error of the exact nearest-rank value (both engines count values in
+# the bins of storage/latency_bins.py: SQLite as it writes, in histograms; PostgreSQL as it reads).
 PERCENTILE_ERROR = 0.01
 
 
