@@ -171,6 +171,7 @@ class SQLiteSpanExporter(_SQLiteExporter, SpanExporter):
         try:
             if self._shut_down:
                 return True
+            self._writer.flush()  # the latency histograms of the spans stored since the last time
             while len(settle(self._writer, self.settings.snapshots, limit=SETTLE_CHUNK)) == SETTLE_CHUNK:
                 pass
             return True

@@ -24,6 +24,7 @@ from prometheus_client import CollectorRegistry
 from collector.auth.listeners import ListenerSecurity, SecurityError
 from collector.component import Component, Deadline, StartupError, Together
 from collector.config import Settings
+from collector.maintenance.flush import FlushJob
 from collector.maintenance.probe import ProbeJob
 from collector.maintenance.retention import RetentionJob
 from collector.maintenance.scheduler import Scheduler
@@ -197,6 +198,7 @@ class Service:
         scheduler.add(self._probe)  # first: the other jobs may wait out a pool's timeout before they fail
         scheduler.add(RetentionJob(writer, settings.retention, metrics))
         scheduler.add(SettleJob(writer, settings.snapshots, metrics, self.genai_metrics, self._notify_settled))
+        scheduler.add(FlushJob(writer))
         await self._start(scheduler)
         self._writing = await self._start(_Writing(self._pipeline(writer, scheduler)))
         self._query = QueryServer(

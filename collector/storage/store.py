@@ -120,6 +120,11 @@ class Maintenance(Protocol):
         """A small piece of retention (by age, by size, the engine's own upkeep), as of ``now_ns`` (now)."""
         ...
 
+    def flush(self) -> None:
+        """Write out what the store keeps in memory across transactions (SQLite: the latency histograms' counts
+        of the spans stored since the last flush; readers see those spans meanwhile): once a second, and at close."""
+        ...
+
     @property
     def oldest_trace_ns(self) -> int | None:
         """When the oldest stored trace got its last span, as of the last retention step."""

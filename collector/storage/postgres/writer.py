@@ -332,6 +332,9 @@ class PostgresSpanWriter:
         with translated():
             return self.retention.step(time.time_ns() if now_ns is None else now_ns)
 
+    def flush(self) -> None:
+        """Nothing to do: every change to what is stored is made in the transaction that stores it."""
+
     @property
     def oldest_trace_ns(self) -> int | None:
         return self.retention.oldest_trace_ns

@@ -16,14 +16,19 @@ PostgreSQL's reader counts at read time. A percentile is the nearest rank of the
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Iterable
-from typing import Any, NamedTuple
+import secrets
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, NamedTuple, cast
 
 import apsw
+import orjson
 
 from collector.storage.latency_bins import bin_sql
 from collector.storage.sql import genai_calls
+from collector.storage.sqlite.connection import write_transaction
 
 # Changing the bin mapping (``storage/latency_bins.py``) or these needs a migration that rebuilds
 # ``latency_histograms``.
@@ -101,19 +106,23 @@ _ADD_SERIES = _ADD_KEYS.replace("{keys}", "SELECT DISTINCT key FROM ({observatio
 
 # ``bins`` gains ``excluded.bins`` bin by bin; a bin whose count falls to 0 is removed (a JSON merge patch removes
 # the keys it sets to null). ``sign`` is 1 or -1. Every row changed gets the clock's next tick (see ``_TICK``).
-_CHANGE_HISTOGRAMS = """INSERT INTO latency_histograms (resolution_s, start_unix_nano, series_id, count, bins, changed)
+_MERGE = """
+ON CONFLICT (resolution_s, start_unix_nano, series_id) DO UPDATE SET count = count + excluded.count,
+changed = excluded.changed, bins = jsonb_patch(bins, (
+    SELECT json_group_object(d.key, nullif(d.value + coalesce(bins ->> ('$."' || d.key || '"'), 0), 0))
+    FROM json_each(excluded.bins) d
+))"""
+_CHANGE_HISTOGRAMS = (
+    """INSERT INTO latency_histograms (resolution_s, start_unix_nano, series_id, count, bins, changed)
 SELECT resolution_ns / 1000000000, period, series_id, sum(n), jsonb_group_object(CAST(bin AS TEXT), n),
        (SELECT tick + 1 FROM latency_clock) FROM (
     SELECT r.value AS resolution_ns, o.time / r.value * r.value AS period, s.id AS series_id, o.bin,
            {sign} * count(*) AS n
     FROM ({observations}) o JOIN latency_series s ON s.key = o.key, {resolutions} r
     GROUP BY 1, 2, 3, 4
-) WHERE true GROUP BY 1, 2, 3
-ON CONFLICT (resolution_s, start_unix_nano, series_id) DO UPDATE SET count = count + excluded.count,
-changed = excluded.changed, bins = jsonb_patch(bins, (
-    SELECT json_group_object(d.key, nullif(d.value + coalesce(bins ->> ('$."' || d.key || '"'), 0), 0))
-    FROM json_each(excluded.bins) d
-))"""
+) WHERE true GROUP BY 1, 2, 3"""
+    + _MERGE
+)
 
 _DROP_EMPTY = """DELETE FROM latency_histograms WHERE count = 0
 AND (resolution_s, start_unix_nano, series_id) IN (SELECT value ->> 0, value ->> 1, value ->> 2 FROM json_each(?))"""
@@ -199,11 +208,188 @@ def remove_traces(connection: apsw.Connection, traces: Rows) -> None:
 
 
 def rebuild(connection: apsw.Connection) -> None:
-    """The histograms of everything stored, from scratch (for rows written without the writer: the benchmark's
-    prefill, and the tests that check the kept histograms against it)."""
+    """The histograms of everything stored but the pending spans, from scratch (for rows written without the
+    writer: the benchmark's prefill, and the tests that check the kept histograms against it)."""
     connection.execute("DELETE FROM latency_histograms")
-    add_spans(connection, Rows("true", {}))
+    add_spans(connection, Rows(f"NOT {_pending()}", {}))
     add_traces(connection, Rows("true", {}))
+
+
+# --- pending spans: stored, counted in a writer's memory, not yet in the histograms --------------------------
+# A writer adds the spans it stores to counts in memory and writes those into ``latency_histograms`` once a
+# second or so (``Pending.flush``), instead of an upsert per batch: over a second the same (series, minute, bin)
+# cells come back hundreds of times. Until then the spans' rowids are listed in ``latency_pending``, committed
+# with them, so that at any commit
+#
+#     latency_histograms + what the spans in latency_pending's ranges observe = what everything stored observes
+#
+# (traces are never pending: settling and unsettling change the histograms in their own transactions). The
+# readers add the pending spans, binned from the rows (``percentiles.read_latency``); a range whose writer is
+# gone (killed) is taken over, its spans binned from the rows as before, by the next writer to open the file
+# (``take_over``); and a change to a pending span by anyone else (another writer of the file marking a repeated
+# call, retention deleting it) takes its range over first. A writer whose range was taken over finds it gone
+# when it flushes, and bins its remaining ranges from the rows instead of trusting its counts.
+
+
+def _pending(writer: int | None = None) -> str:
+    """The condition on a spans row ``s`` that its rowid is in a pending range (of ``writer``, when given)."""
+    mine = "" if writer is None else f" AND p.writer = {writer}"
+    return f"EXISTS (SELECT 1 FROM latency_pending p WHERE p.first_rowid <= s.rowid AND p.last_rowid >= s.rowid{mine})"
+
+
+# The spans ``s`` of the pending ranges, as a FROM clause: a rowid range scan per range.
+PENDING_SPANS = "latency_pending p JOIN spans s ON s.rowid BETWEEN p.first_rowid AND p.last_rowid"
+
+PENDING_TABLE = """
+CREATE TABLE latency_pending (
+    first_rowid INTEGER PRIMARY KEY,  -- the spans of rowid first_rowid..last_rowid are not in latency_histograms
+    last_rowid INTEGER NOT NULL,
+    writer INTEGER NOT NULL  -- the writer that counts them in memory (a random number per SpanWriter)
+)"""
+
+_MINUTE_NS, _HOUR_NS = RESOLUTIONS_NS
+# (series key, minute, bin) of each observation of the spans in a rowid range, the minute as the histograms
+# truncate it.
+_OBSERVED = (
+    f"SELECT key, time / {_MINUTE_NS} * {_MINUTE_NS}, bin "
+    f"FROM ({_span_observations('s.rowid BETWEEN :first AND :last')})"
+)
+_ADD_PENDING = "INSERT INTO latency_pending (first_rowid, last_rowid, writer) VALUES (?, ?, ?)"
+_EXTEND_PENDING = "UPDATE latency_pending SET last_rowid = ? WHERE first_rowid = ? AND writer = ?"
+_TAKE_PENDING = "DELETE FROM latency_pending WHERE writer = ? RETURNING first_rowid, last_rowid"
+# The histogram rows of a flush, ``[[resolution_s, start, series key, count, {"<bin>": count}], ...]``.
+_ADD_COUNTED = (
+    """INSERT INTO latency_histograms (resolution_s, start_unix_nano, series_id, count, bins, changed)
+SELECT h.value ->> 0, h.value ->> 1, s.id, h.value ->> 3, jsonb(h.value -> 4), (SELECT tick + 1 FROM latency_clock)
+FROM json_each(:rows) h JOIN latency_series s ON s.key = h.value ->> 2 WHERE true"""
+    + _MERGE
+)
+
+Cell = tuple[str, int, int]  # (series key, minute, bin)
+
+
+def _add_range(connection: apsw.Connection, first: int, last: int) -> None:
+    _add(connection, _span_observations("s.rowid BETWEEN :first AND :last"), {"first": first, "last": last})
+
+
+def take_over(connection: apsw.Connection, spans: Rows | None = None) -> None:
+    """Add to the histograms, binned from the rows, the pending ranges that hold any of ``spans`` (all of them
+    when None), and end those ranges: before a change to pending spans that their writer's counts would miss."""
+    if spans is None:
+        found = connection.execute("SELECT first_rowid, last_rowid FROM latency_pending")
+    else:
+        found = connection.execute(
+            "SELECT DISTINCT p.first_rowid, p.last_rowid FROM spans s JOIN latency_pending p "
+            f"ON p.first_rowid <= s.rowid AND p.last_rowid >= s.rowid WHERE {spans.where}",
+            spans.params,
+        )
+    for first, last in cast("list[tuple[int, int]]", found.fetchall()):
+        _add_range(connection, first, last)
+        connection.execute("DELETE FROM latency_pending WHERE first_rowid = ?", (first,))
+
+
+def not_pending(spans: Rows) -> Rows:
+    return Rows(f"({spans.where}) AND NOT {_pending()}", spans.params)
+
+
+class Pending:
+    """One writer's pending spans: their counts by (series, minute, bin) and their rowid ranges, as committed,
+    and what the open transaction adds to them (kept only if it commits: ``transaction``)."""
+
+    def __init__(self) -> None:
+        self.writer = secrets.randbits(62)
+        self._counts: Counter[Cell] = Counter()
+        self._ranges: dict[int, int] = {}  # first rowid -> last
+        self._open_counts: Counter[Cell] = Counter()
+        self._open_ranges: dict[int, int] = {}
+        self._flushed = False  # by the open transaction
+
+    def __bool__(self) -> bool:
+        return bool(self._ranges or self._open_ranges)
+
+    @contextlib.contextmanager
+    def transaction(self, connection: apsw.Connection) -> Iterator[None]:
+        """``write_transaction``, after whose commit what it added to the pending spans counts."""
+        try:
+            with write_transaction(connection):
+                yield
+        except BaseException:
+            self._open_counts, self._open_ranges, self._flushed = Counter(), {}, False
+            raise
+        if self._flushed:
+            self._counts, self._ranges = Counter(), {}
+        else:
+            self._counts.update(self._open_counts)
+            self._ranges.update(self._open_ranges)
+        self._open_counts, self._open_ranges, self._flushed = Counter(), {}, False
+
+    def add(self, connection: apsw.Connection, after_rowid: int | None) -> None:
+        """Count the spans the open transaction inserted (the rowids after ``after_rowid``) as pending."""
+        first = (after_rowid or 0) + 1
+        ((last,),) = connection.execute("SELECT max(rowid) FROM spans")
+        if last is None or last < first:
+            return
+        self._open_counts.update(connection.execute(_OBSERVED, {"first": first, "last": last}))
+        ranges = {**self._ranges, **self._open_ranges}
+        previous = max(ranges, default=None)
+        if previous is not None and ranges[previous] == first - 1:  # one range while no other writer comes between
+            connection.execute(_EXTEND_PENDING, (last, previous, self.writer))
+            if connection.changes():
+                self._open_ranges[previous] = last
+                return
+        connection.execute(_ADD_PENDING, (first, last, self.writer))
+        self._open_ranges[first] = last
+
+    def change(self, connection: apsw.Connection, spans: Rows, change: Callable[[], object]) -> None:
+        """Make ``change`` to ``spans`` (stored rows) with the histograms and pending counts following: counted
+        as they were, then as they are."""
+        take_over(connection, Rows(f"({spans.where}) AND NOT {_pending(self.writer)}", spans.params))
+        mine = Rows(f"({spans.where}) AND {_pending(self.writer)}", spans.params)
+        stored = not_pending(spans)
+        self._count(connection, mine, -1)
+        remove_spans(connection, stored)
+        change()
+        self._count(connection, mine, 1)
+        add_spans(connection, stored)
+
+    def _count(self, connection: apsw.Connection, spans: Rows, sign: int) -> None:
+        observed = f"SELECT key, time / {_MINUTE_NS} * {_MINUTE_NS}, bin FROM ({_span_observations(spans.where)})"
+        for cell in connection.execute(observed, spans.params):
+            self._open_counts[cell] += sign
+
+    def flush(self, connection: apsw.Connection) -> None:
+        """In a ``transaction``: write the pending counts into the histograms and end the pending ranges."""
+        owned = cast("list[tuple[int, int]]", connection.execute(_TAKE_PENDING, (self.writer,)).fetchall())
+        if dict(owned) != {**self._ranges, **self._open_ranges}:  # some taken over: the rows say the rest
+            for first, last in owned:
+                _add_range(connection, first, last)
+        else:
+            counts = self._counts.copy()
+            counts.update(self._open_counts)
+            _add_counts(connection, counts)
+        self._flushed = True
+
+
+def _add_counts(connection: apsw.Connection, counts: Counter[Cell]) -> None:
+    """Add counted observations to the histograms: each histogram row once, with all its bins."""
+    rows: dict[tuple[int, int, str], list[Any]] = {}
+    for (key, minute, index), count in counts.items():
+        if not count:
+            continue
+        hour = minute // _HOUR_NS * _HOUR_NS if minute >= 0 else -(-minute // _HOUR_NS * _HOUR_NS)
+        for resolution_s, start in ((60, minute), (3600, hour)):
+            row = rows.get((resolution_s, start, key))
+            if row is None:
+                row = rows[resolution_s, start, key] = [resolution_s, start, key, 0, {}]
+            row[3] += count
+            bins = row[4]
+            bins[str(index)] = bins.get(str(index), 0) + count
+    if not rows:
+        return
+    keys = orjson.dumps(sorted({key for _, _, key in rows})).decode()
+    connection.execute(_ADD_KEYS.format(keys="SELECT value AS key FROM json_each(:keys)"), {"keys": keys})
+    connection.execute(_ADD_COUNTED, {"rows": orjson.dumps(list(rows.values())).decode()})
+    connection.execute(_TICK)
 
 
 _TABLES = """

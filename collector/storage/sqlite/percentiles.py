@@ -78,9 +78,10 @@ WHERE h.resolution_s = :resolution_s AND h.start_unix_nano >= :from_ns AND h.sta
   AND {" AND ".join(where)}"""
 
 
-def rows_sql(of: LatencyOf, group_by: LatencyGroup, stats: StatsRange) -> str:
+def rows_sql(of: LatencyOf, group_by: LatencyGroup, stats: StatsRange, *, pending: bool = False) -> str:
     """(bucket, group, bin as text, count) of the stored spans or traces in [:from_ns, :to_ns), binned as the
-    histograms (whose JSON keys are the bins' text)."""
+    histograms (whose JSON keys are the bins' text); ``pending``: of the spans not in the histograms yet
+    (``latency.Pending``)."""
     if of == "trace":
         value, condition = latency.TRACE_MEASURE
         groups = {"none": "NULL", "service": "t.service_name", "model": "g.value", "agent": "g.value"}
@@ -98,7 +99,7 @@ def rows_sql(of: LatencyOf, group_by: LatencyGroup, stats: StatsRange) -> str:
             where.append("s.service_name = :service")
         if stats.model is not None:
             where.append("coalesce(s.response_model, s.request_model) = :model")
-        alias, table, group = "s", "spans s", SPAN_GROUPS[group_by]
+        alias, table, group = "s", latency.PENDING_SPANS if pending else "spans s", SPAN_GROUPS[group_by]
     time = f"{alias}.start_time_unix_nano"
     binned = latency_bins.bin_sql(value.format(r=alias))
     return f"""SELECT {time} / :bucket_ns * :bucket_ns, {group}, CAST({binned} AS TEXT), count(*)
@@ -176,6 +177,51 @@ def _buckets(piece: Piece, bucket_ns: int) -> list[tuple[int, int, bool]]:
     return parts
 
 
+def _read_kept(
+    connection: apsw.Connection,
+    sql: str,
+    params: dict[str, Any],
+    kept_as: tuple[Any, ...],
+    piece: Piece,
+    cache: BucketCache,
+    pending: set[int],
+    bins: Bins,
+    points: dict[int, dict[Any, Point]],
+    to_keep: dict[tuple[Any, ...], Stamp],
+) -> None:
+    """``_read`` of a piece, a bucket taken from ``cache`` while its histogram rows are unchanged and none of its
+    spans are ``pending``: the points of a bucket read whole (into ``points``; those read now go in ``to_keep``),
+    the merged bins of a part of a bucket (the other part comes from another piece)."""
+    bucket_ns = params["bucket_ns"]
+    stamps = {bucket: (rows, changed) for bucket, rows, changed in connection.execute(_STAMPS, params)}
+    reads: list[tuple[int, int]] = []  # whole buckets to read, as ranges
+    for start, end, whole in _buckets(piece, bucket_ns):
+        bucket = start // bucket_ns * bucket_ns
+        key = (*kept_as, piece.resolution_ns, start, end)
+        keep = bucket not in pending
+        kept = cache.get(key, stamps.get(bucket)) if keep else None
+        if whole and kept is not None:
+            points[bucket] = kept
+        elif whole:
+            if keep:
+                to_keep[key] = stamps.get(bucket)
+            if reads and reads[-1][1] == start:
+                reads[-1] = (reads[-1][0], end)
+            else:
+                reads.append((start, end))
+        else:
+            if kept is None:
+                part: Bins = {}
+                _read(connection, sql, {**params, "from_ns": start, "to_ns": end}, part)
+                kept = {group: counts for (_, group), counts in part.items()}
+                if keep:
+                    cache.put(key, stamps.get(bucket), kept)
+            for group, counts in kept.items():
+                _add(bins, bucket, group, counts)
+    for start, end in reads:
+        _read(connection, sql, {**params, "from_ns": start, "to_ns": end}, bins)
+
+
 def read_latency(
     connection: apsw.Connection,
     stats: StatsRange,
@@ -199,33 +245,17 @@ def read_latency(
             continue
         params["resolution_s"] = piece.resolution_ns // 10**9
         sql = histogram_sql(of, group_by, stats)
+        pending: Bins = {}  # of the spans a writer has counted and not yet added to the histograms
+        if of != "trace":
+            for bucket, group, key, count in connection.execute(rows_sql(of, group_by, stats, pending=True), params):
+                pending.setdefault((bucket, group), {})[key] = count
         if cache is None:
             _read(connection, sql, params, bins)
-            continue
-        stamps = {bucket: (rows, changed) for bucket, rows, changed in connection.execute(_STAMPS, params)}
-        reads: list[tuple[int, int]] = []  # whole buckets to read, as ranges
-        for start, end, whole in _buckets(piece, bucket_ns):
-            bucket = start // bucket_ns * bucket_ns
-            key = (*query, piece.resolution_ns, start, end)
-            kept = cache.get(key, stamps.get(bucket))
-            if whole and kept is not None:
-                points[bucket] = kept
-            elif whole:
-                whole_to_keep[key] = stamps.get(bucket)
-                if reads and reads[-1][1] == start:
-                    reads[-1] = (reads[-1][0], end)
-                else:
-                    reads.append((start, end))
-            else:  # a part of a bucket whose rest comes from another piece: keep its bins
-                if kept is None:
-                    part: Bins = {}
-                    _read(connection, sql, {**params, "from_ns": start, "to_ns": end}, part)
-                    kept = {group: counts for (_, group), counts in part.items()}
-                    cache.put(key, stamps.get(bucket), kept)
-                for group, counts in kept.items():
-                    _add(bins, bucket, group, counts)
-        for start, end in reads:
-            _read(connection, sql, {**params, "from_ns": start, "to_ns": end}, bins)
+        else:
+            in_pending = {bucket for bucket, _ in pending}
+            _read_kept(connection, sql, params, query, piece, cache, in_pending, bins, points, whole_to_keep)
+        for (bucket, group), counts in pending.items():
+            _add(bins, bucket, group, counts)
     points.update(latency_bins.latency_points(bins))
     for key, stamp in whole_to_keep.items():
         assert cache is not None

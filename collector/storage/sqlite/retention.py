@@ -233,6 +233,7 @@ class Retention(SizeBound):
                 ids = json.dumps(chosen.traces)
                 ((used,),) = connection.execute(RESOURCES_OF_TRACES, (ids,))
                 resources.update(json.loads(used))
+                latency.take_over(connection, latency.spans_of_traces(ids))  # whichever writer has them pending
                 latency.remove_spans(connection, latency.spans_of_traces(ids))
                 latency.remove_traces(connection, latency.traces_by_id(ids))
                 counts = []

@@ -85,13 +85,14 @@ _SET_DUPLICATE_OF = "UPDATE spans SET duplicate_of = ? WHERE trace_id = ? AND sp
 
 
 def mark_repeated_calls(
-    connection: apsw.Connection, trace_ids: Iterable[str], received_at_unix_nano: int
+    connection: apsw.Connection, trace_ids: Iterable[str], received_at_unix_nano: int, pending: latency.Pending
 ) -> frozenset[tuple[str, str]]:
     """Set ``duplicate_of`` on the spans of these traces that repeat another span's call.
 
     Call inside the transaction that stored the batch (whose spans have ``received_at_unix_nano``) and
     before ``roll_up``. Returns the (trace id, span id) of the batch's new spans whose call is counted
-    by another span stored before or with them: the GenAI metrics leave them out.
+    by another span stored before or with them: the GenAI metrics leave them out. The latency histograms
+    follow, or the writer's ``pending`` counts for the spans it has not flushed yet.
     """
     touched = SQLITE.list_value(sorted(set(trace_ids)))
     candidates = [row[0] for row in connection.execute(CANDIDATE_TRACES, {"traces": touched, "max_depth": MAX_DEPTH})]
@@ -100,10 +101,11 @@ def mark_repeated_calls(
     trees = connection.execute(CALL_TREES, {"traces": SQLITE.list_value(candidates)})
     changes, already_counted = repeated_calls(trees, lambda _, __, received_at: received_at == received_at_unix_nano)
     if changes:
-        changed = latency.spans_by_key((trace_id, span_id) for trace_id, span_id, _, _ in changes)
-        latency.remove_spans(connection, changed)  # counted as they were, then as they are
-        connection.executemany(
-            _SET_DUPLICATE_OF, [(repeats, trace_id, span_id) for trace_id, span_id, _, repeats in changes]
+        pending.change(
+            connection,
+            latency.spans_by_key((trace_id, span_id) for trace_id, span_id, _, _ in changes),
+            lambda: connection.executemany(
+                _SET_DUPLICATE_OF, [(repeats, trace_id, span_id) for trace_id, span_id, _, repeats in changes]
+            ),
         )
-        latency.add_spans(connection, changed)
     return already_counted

@@ -11,6 +11,7 @@ import apsw
 from collector.storage.schema import RESOURCE_VIEWS, SPANS_GENAI_CALLS_INDEX, genai_columns, refuse_newer
 from collector.storage.sqlite.connection import write_transaction
 from collector.storage.sqlite.latency import MIGRATION as LATENCY_HISTOGRAMS
+from collector.storage.sqlite.latency import PENDING_TABLE as LATENCY_PENDING
 from collector.storage.sqlite.resources import register_functions
 
 MIGRATIONS: tuple[str, ...] = (
@@ -188,6 +189,9 @@ CREATE INDEX evaluations_received ON evaluations (received_at_unix_nano);
     # 7: latency histograms per minute and per hour, kept by triggers, so that percentiles over a day read a few
     # thousand rows instead of sorting every stored duration (collector/storage/sqlite/latency.py).
     LATENCY_HISTOGRAMS,
+    # 8: the spans a writer has counted in memory and not yet added to the latency histograms, by rowid range, so
+    # that readers add them and the next writer to open the file adds those of a writer that was killed.
+    LATENCY_PENDING,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -5,6 +5,7 @@ Only the pipeline's writer thread calls it (SQLite connections are not to be sha
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import time
 from collections.abc import Sequence
@@ -15,6 +16,7 @@ import apsw
 
 from collector.config import RetentionSettings
 from collector.model import EvaluationRecord, LogEvent, Records, Span, SpanSummary
+from collector.storage.errors import StorageError
 from collector.storage.sql import EVALUATION_COLUMNS
 from collector.storage.sqlite import latency
 from collector.storage.sqlite.connection import open_connection, write_transaction
@@ -242,6 +244,9 @@ class SpanWriter:
         self.connection = open_connection(path, synchronous=synchronous)
         migrate(self.connection)
         self._received_at = 0
+        self.pending = latency.Pending()
+        with write_transaction(self.connection):  # those of a writer killed before it flushed
+            latency.take_over(self.connection)
         self.retention = Retention(self.connection, path, retention or RetentionSettings())
 
     prepare = staticmethod(prepare)
@@ -278,7 +283,7 @@ class SpanWriter:
         received_at: int,
     ) -> Written:
         connection = self.connection
-        with write_transaction(connection):  # the resources are looked up (read) before anything is written
+        with self.pending.transaction(connection):  # the resources are looked up (read) before anything is written
             resources = ResourceIds(connection)
             stored: list[SpanSummary] = []
             if spans:
@@ -286,11 +291,11 @@ class SpanWriter:
                 inserted = sum(insert_rows(connection, each, received_at, resources) for each in rows)
                 stored = new_spans(connection, spans, received_at, inserted)
                 if inserted:  # before mark_repeated_calls, which takes out and puts back what it changes
-                    latency.add_spans(connection, latency.spans_inserted_after(last_rowid))
+                    self.pending.add(connection, last_rowid)
             repeated_calls: frozenset[tuple[str, str]] = frozenset()
             if stored:
                 trace_ids = {span.trace_id for span in stored}
-                repeated_calls = mark_repeated_calls(connection, trace_ids, received_at)
+                repeated_calls = mark_repeated_calls(connection, trace_ids, received_at, self.pending)
                 roll_up(connection, trace_ids)
             if events:
                 connection.executemany(INSERT_EVENT, event_rows(events, received_at, resources))
@@ -323,6 +328,14 @@ class SpanWriter:
         with translated():
             return self.retention.step(time.time_ns() if now_ns is None else now_ns)
 
+    def flush(self) -> None:
+        """Add the spans counted in memory to the latency histograms (``latency.Pending``), once a second and at
+        close; readers add the pending spans meanwhile."""
+        with translated():
+            if self.pending:
+                with self.pending.transaction(self.connection):
+                    self.pending.flush(self.connection)
+
     @property
     def oldest_trace_ns(self) -> int | None:
         return self.retention.oldest_trace_ns
@@ -332,4 +345,6 @@ class SpanWriter:
         return file_sizes(self.path)
 
     def close(self) -> None:
+        with contextlib.suppress(StorageError):  # left pending: the next writer to open the file adds them
+            self.flush()
         self.connection.close()

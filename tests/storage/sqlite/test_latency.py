@@ -91,8 +91,8 @@ def histograms(connection: apsw.Connection) -> dict[tuple[Any, ...], tuple[int, 
     return {(resolution, start, key): (count, json.loads(bins)) for resolution, start, key, count, bins in rows}
 
 
-def assert_kept_as_rebuilt(connection: apsw.Connection) -> dict[tuple[Any, ...], tuple[int, dict[str, int]]]:
-    """The histograms the writer kept equal those rebuilt from the stored rows (no empty row left over)."""
+def assert_as_rebuilt(connection: apsw.Connection) -> dict[tuple[Any, ...], tuple[int, dict[str, int]]]:
+    """The histograms equal those rebuilt from the stored rows (but the pending spans), no empty row left over."""
     kept = histograms(connection)
     connection.execute("SAVEPOINT rebuild")
     latency.rebuild(connection)
@@ -101,6 +101,19 @@ def assert_kept_as_rebuilt(connection: apsw.Connection) -> dict[tuple[Any, ...],
     assert kept == rebuilt
     assert all(count > 0 and sum(bins.values()) == count for count, bins in kept.values())
     return kept
+
+
+def pending_ranges(connection: apsw.Connection) -> list[tuple[int, int, int]]:
+    return connection.execute("SELECT first_rowid, last_rowid, writer FROM latency_pending").fetchall()
+
+
+def assert_kept_as_rebuilt(writer: SpanWriter) -> dict[tuple[Any, ...], tuple[int, dict[str, int]]]:
+    """The histograms the writer kept equal those rebuilt from the stored rows, before it flushes the spans it
+    counted in memory (the histograms hold all but those) and after (all of them)."""
+    assert_as_rebuilt(writer.connection)
+    writer.flush()
+    assert writer.pending.writer not in [writer for _, _, writer in pending_ranges(writer.connection)]
+    return assert_as_rebuilt(writer.connection)
 
 
 def counts_by_measure(kept: dict[tuple[Any, ...], tuple[int, dict[str, int]]]) -> dict[str, int]:
@@ -124,25 +137,25 @@ def test_the_kept_histograms_equal_those_rebuilt_through_every_change(tmp_path: 
     # the wrapper first: counted, until the SDK's span of the same call arrives and is counted instead
     for delivery in ([WRAPPED[2]], WRAPPED[:2], WRAPPED[3:], WRAPPED):
         write(trace, delivery)
-        assert_kept_as_rebuilt(writer.connection)
+        assert_kept_as_rebuilt(writer)
     write(other, AGENT_TRACE)
-    assert counts_by_measure(assert_kept_as_rebuilt(writer.connection)) == {"span": 7 + 5, "llm": 2 + 2}
+    assert counts_by_measure(assert_kept_as_rebuilt(writer)) == {"span": 7 + 5, "llm": 2 + 2}
 
     quiet = SnapshotSettings(settle_after=0, max_wait=0)
     assert len(settle(writer, quiet)) == 2
-    assert counts_by_measure(assert_kept_as_rebuilt(writer.connection))["trace"] == 2
+    assert counts_by_measure(assert_kept_as_rebuilt(writer))["trace"] == 2
 
     late = {"span_id": os.urandom(8), "parent": WRAPPED[0]["span_id"], "start": 9_000_000_000, "end": 12_000_000_000}
     write(trace, [late])  # unsettles its trace: its duration is out until it settles again, with the late span
-    assert counts_by_measure(assert_kept_as_rebuilt(writer.connection))["trace"] == 1
+    assert counts_by_measure(assert_kept_as_rebuilt(writer))["trace"] == 1
     settle(writer, quiet)
-    assert counts_by_measure(assert_kept_as_rebuilt(writer.connection))["trace"] == 2
+    assert counts_by_measure(assert_kept_as_rebuilt(writer))["trace"] == 2
 
     ((last,),) = writer.connection.execute(
         "SELECT last_span_at_unix_nano FROM traces WHERE trace_id = ?", (other.hex(),)
     )
     assert [d.traces for d in writer.retention.step(last + HOUR_NS + 1) if d.traces] == [1]
-    assert counts_by_measure(assert_kept_as_rebuilt(writer.connection)) == {"span": 8, "llm": 2, "trace": 1}
+    assert counts_by_measure(assert_kept_as_rebuilt(writer)) == {"span": 8, "llm": 2, "trace": 1}
     writer.retention.step(2**62)
     assert histograms(writer.connection) == {}
     writer.close()
@@ -157,12 +170,13 @@ def test_the_migration_builds_the_histograms_of_what_is_stored(tmp_path: Path) -
     transform = Transform(Settings())
     writer.write([transform.spans(decode_spans(trace_request(os.urandom(16), WRAPPED))[0])[0]])
     settle(writer, SnapshotSettings(settle_after=0, max_wait=0))
-    kept = assert_kept_as_rebuilt(writer.connection)
+    kept = assert_kept_as_rebuilt(writer)
     writer.close()
 
     connection = apsw.Connection(str(path))
     connection.execute(
-        "DROP TABLE latency_histograms; DROP TABLE latency_series; DROP TABLE latency_clock; PRAGMA user_version = 6"
+        "DROP TABLE latency_histograms; DROP TABLE latency_series; DROP TABLE latency_clock; "
+        "DROP TABLE latency_pending; PRAGMA user_version = 6"
     )
     assert migrate(connection) == 6 and connection.pragma("user_version") == len(MIGRATIONS)
     assert histograms(connection) == kept
@@ -177,10 +191,12 @@ def test_kept_buckets_are_served_only_while_their_histograms_are_unchanged(tmp_p
     day = StatsRange(now - 24 * HOUR_NS - 17 * MINUTE_NS - 3 * 10**9, now + 7 * 10**9, HOUR_NS)
     cache = BucketCache()
 
-    def write(trace_id: bytes, hours_ago: float, spans: list[dict[str, Any]]) -> None:
+    def write(trace_id: bytes, hours_ago: float, spans: list[dict[str, Any]], flush: bool = True) -> None:
         shift = now - int(hours_ago * HOUR_NS)
         moved = [{**span, "start": span["start"] + shift, "end": span["end"] + shift} for span in spans]
         writer.write([transform.spans(decode_spans(trace_request(trace_id, moved))[0])[0]])
+        if flush:
+            writer.flush()
 
     def assert_fresh() -> list[Any]:
         with writer.connection:
@@ -198,8 +214,11 @@ def test_kept_buckets_are_served_only_while_their_histograms_are_unchanged(tmp_p
     # hour's bucket is read from the spans)
     assert len(cache) == 3 * 25
     assert assert_fresh() == first  # the same, now from what was kept
-    write(traces[2], 5.2, AGENT_TRACE[:2])  # late, in an hour already kept
-    assert assert_fresh() != first
+    write(traces[2], 5.2, AGENT_TRACE[:2], flush=False)  # late, in an hour already kept, not yet flushed
+    late = assert_fresh()
+    assert late != first
+    writer.flush()  # the same spans, now from the histograms
+    assert assert_fresh() == late
     settle(writer, SnapshotSettings(settle_after=0, max_wait=0))
     assert_fresh()
     write(traces[1], 2.5, [{"span_id": os.urandom(8), "start": 10**9, "end": 20 * 10**9}])  # unsettles
@@ -209,4 +228,84 @@ def test_kept_buckets_are_served_only_while_their_histograms_are_unchanged(tmp_p
     assert_fresh()
     writer.retention.step(last + 2 * HOUR_NS)
     assert assert_fresh() == []
+    writer.close()
+
+
+def write_spans(writer: SpanWriter, trace_id: bytes, spans: list[dict[str, Any]]) -> None:
+    writer.write([Transform(Settings()).spans(decode_spans(trace_request(trace_id, spans))[0])[0]])
+
+
+def test_the_spans_of_a_writer_killed_before_it_flushed_are_added_by_the_next(tmp_path: Path) -> None:
+    """What a writer counted in memory dies with it; its pending ranges were committed with the spans, and the next
+    writer to open the file bins those spans from the rows."""
+    path = tmp_path / "killed.db"
+    killed = SpanWriter(path)
+    write_spans(killed, os.urandom(16), AGENT_TRACE)
+    write_spans(killed, os.urandom(16), WRAPPED)
+    assert pending_ranges(killed.connection) != [] and histograms(killed.connection) == {}
+    killed.connection.close()  # no flush: as after kill -9
+    writer = SpanWriter(path)
+    assert pending_ranges(writer.connection) == []
+    assert counts_by_measure(assert_as_rebuilt(writer.connection)) == {"span": 7 + 5, "llm": 2 + 2}
+    writer.close()
+
+
+def test_two_writers_of_one_file_keep_the_histograms_whichever_has_the_spans_pending(tmp_path: Path) -> None:
+    """A writer opening the file takes over another's pending ranges; one writer's repeated call marks, and its
+    retention deletes, spans the other has pending: each time the other, when it flushes, finds its ranges gone
+    and bins what it still has from the rows instead of adding counts that would count a span twice."""
+    path = tmp_path / "shared.db"
+    daemon = SpanWriter(path, retention=RetentionSettings(max_age="1h"))
+    trace, other = os.urandom(16), os.urandom(16)
+    write_spans(daemon, other, AGENT_TRACE)
+    exporter = SpanWriter(path)  # takes over the daemon's range
+    write_spans(daemon, trace, [WRAPPED[2]])  # the wrapper: pending in the daemon
+    write_spans(daemon, trace, WRAPPED[:2])
+    write_spans(exporter, trace, WRAPPED[3:])  # the SDK's span of the same call: the wrapper is a repeat now
+    assert [writer for _, _, writer in pending_ranges(daemon.connection)] == [exporter.pending.writer]
+    write_spans(daemon, trace, WRAPPED)  # sent again: nothing new
+    assert_kept_as_rebuilt(daemon)
+    assert counts_by_measure(assert_kept_as_rebuilt(exporter)) == {"span": 7 + 5, "llm": 2 + 2}
+    assert pending_ranges(daemon.connection) == []
+
+    write_spans(exporter, other, AGENT_TRACE[:1])  # a retried span: nothing new
+    late = {"span_id": os.urandom(8), "parent": AGENT_TRACE[0]["span_id"], "start": 10**9, "end": 2 * 10**9}
+    write_spans(exporter, other, [late])  # pending in the exporter, deleted by the daemon's retention
+    ((last,),) = daemon.connection.execute("SELECT max(last_span_at_unix_nano) FROM traces")
+    daemon.retention.step(last + 2 * HOUR_NS)
+    assert pending_ranges(daemon.connection) == []
+    assert histograms(daemon.connection) == {}
+    exporter.flush()
+    assert histograms(daemon.connection) == {}
+    daemon.close()
+    exporter.close()
+
+
+def test_the_percentiles_count_the_pending_spans(tmp_path: Path) -> None:
+    """Read before the writer flushes, the percentiles of whole minutes and hours are those of every stored span."""
+    writer = SpanWriter(tmp_path / "read.db")
+    now = time.time_ns() // HOUR_NS * HOUR_NS
+    hours = StatsRange(now - 3 * HOUR_NS, now, HOUR_NS)
+    minutes = StatsRange(now - 3 * HOUR_NS, now, MINUTE_NS)
+
+    def shifted(hours_ago: float, spans: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        shift = now - int(hours_ago * HOUR_NS)
+        return [{**span, "start": span["start"] + shift, "end": span["end"] + shift} for span in spans]
+
+    write_spans(writer, os.urandom(16), shifted(2.5, AGENT_TRACE))
+    write_spans(writer, os.urandom(16), shifted(1.5, WRAPPED))
+    answers = []
+    for flushed in (False, True):
+        if flushed:
+            writer.flush()
+        with writer.connection:
+            answers.append(
+                [
+                    read_latency(writer.connection, stats, of, "model")
+                    for stats in (hours, minutes)
+                    for of in ("span", "llm")
+                ]
+            )
+    assert answers[0] == answers[1]
+    assert sum(point["count"] for series in answers[0][0] for point in series["points"]) == 7 + 5
     writer.close()
