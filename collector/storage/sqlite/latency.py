@@ -248,24 +248,33 @@ CREATE TABLE latency_pending (
 )"""
 
 _MINUTE_NS, _HOUR_NS = RESOLUTIONS_NS
-# (series key, minute, bin) of each observation of the spans in a rowid range, the minute as the histograms
-# truncate it.
+# What the spans ``s`` matching ``{where}`` observe, a row per span in one scan: (service, model, operation, agent,
+# minute as the histograms truncate it, then the bin of each measure of ``SPAN_MEASURES``, NULL where the span is
+# not counted). A second of spans repeats these rows far more than it repeats histogram cells: counted as they are.
 _OBSERVED = (
-    f"SELECT key, time / {_MINUTE_NS} * {_MINUTE_NS}, bin "
-    f"FROM ({_span_observations('s.rowid BETWEEN :first AND :last')})"
+    "SELECT s.service_name, coalesce(s.response_model, s.request_model), s.operation, s.agent_name, "
+    f"s.start_time_unix_nano / {_MINUTE_NS} * {_MINUTE_NS}, "
+    + ", ".join(
+        f"CASE WHEN {condition.format(r='s')} THEN {bin_sql(value.format(r='s'))} END"
+        for value, condition in SPAN_MEASURES.values()
+    )
+    + " FROM spans s WHERE {where}"
 )
 _ADD_PENDING = "INSERT INTO latency_pending (first_rowid, last_rowid, writer) VALUES (?, ?, ?)"
 _EXTEND_PENDING = "UPDATE latency_pending SET last_rowid = ? WHERE first_rowid = ? AND writer = ?"
 _TAKE_PENDING = "DELETE FROM latency_pending WHERE writer = ? RETURNING first_rowid, last_rowid"
-# The histogram rows of a flush, ``[[resolution_s, start, series key, count, {"<bin>": count}], ...]``.
+# The histogram rows of a flush, ``[[resolution_s, start, of, service, model, operation, agent, count,
+# {"<bin>": count}], ...]``, and their series.
+_COUNTED_KEY = _key(*(f"h.value ->> {index}" for index in range(2, 7)))
+_ADD_COUNTED_SERIES = _ADD_KEYS.format(keys=f"SELECT DISTINCT {_COUNTED_KEY} AS key FROM json_each(:rows) h")
 _ADD_COUNTED = (
     """INSERT INTO latency_histograms (resolution_s, start_unix_nano, series_id, count, bins, changed)
-SELECT h.value ->> 0, h.value ->> 1, s.id, h.value ->> 3, jsonb(h.value -> 4), (SELECT tick + 1 FROM latency_clock)
-FROM json_each(:rows) h JOIN latency_series s ON s.key = h.value ->> 2 WHERE true"""
-    + _MERGE
+SELECT h.value ->> 0, h.value ->> 1, s.id, h.value ->> 7, jsonb(h.value -> 8), (SELECT tick + 1 FROM latency_clock)
+"""
+    f"FROM json_each(:rows) h JOIN latency_series s ON s.key = {_COUNTED_KEY} WHERE true" + _MERGE
 )
 
-Cell = tuple[str, int, int]  # (series key, minute, bin)
+Observed = tuple[Any, ...]  # a row of ``_OBSERVED``
 
 
 def _add_range(connection: apsw.Connection, first: int, last: int) -> None:
@@ -298,9 +307,9 @@ class Pending:
 
     def __init__(self) -> None:
         self.writer = secrets.randbits(62)
-        self._counts: Counter[Cell] = Counter()
+        self._counts: Counter[Observed] = Counter()
         self._ranges: dict[int, int] = {}  # first rowid -> last
-        self._open_counts: Counter[Cell] = Counter()
+        self._open_counts: Counter[Observed] = Counter()
         self._open_ranges: dict[int, int] = {}
         self._flushed = False  # by the open transaction
 
@@ -329,7 +338,8 @@ class Pending:
         ((last,),) = connection.execute("SELECT max(rowid) FROM spans")
         if last is None or last < first:
             return
-        self._open_counts.update(connection.execute(_OBSERVED, {"first": first, "last": last}))
+        observed = _OBSERVED.format(where="s.rowid BETWEEN :first AND :last")
+        self._open_counts.update(connection.execute(observed, {"first": first, "last": last}))
         ranges = {**self._ranges, **self._open_ranges}
         previous = max(ranges, default=None)
         if previous is not None and ranges[previous] == first - 1:  # one range while no other writer comes between
@@ -353,9 +363,8 @@ class Pending:
         add_spans(connection, stored)
 
     def _count(self, connection: apsw.Connection, spans: Rows, sign: int) -> None:
-        observed = f"SELECT key, time / {_MINUTE_NS} * {_MINUTE_NS}, bin FROM ({_span_observations(spans.where)})"
-        for cell in connection.execute(observed, spans.params):
-            self._open_counts[cell] += sign
+        for observed in connection.execute(_OBSERVED.format(where=spans.where), spans.params):
+            self._open_counts[observed] += sign
 
     def flush(self, connection: apsw.Connection) -> None:
         """In a ``transaction``: write the pending counts into the histograms and end the pending ranges."""
@@ -370,26 +379,34 @@ class Pending:
         self._flushed = True
 
 
-def _add_counts(connection: apsw.Connection, counts: Counter[Cell]) -> None:
+def _add_counts(connection: apsw.Connection, counts: Counter[Observed]) -> None:
     """Add counted observations to the histograms: each histogram row once, with all its bins."""
-    rows: dict[tuple[int, int, str], list[Any]] = {}
-    for (key, minute, index), count in counts.items():
-        if not count:
-            continue
+    minutes: dict[tuple[Any, ...], dict[int, int]] = {}  # (of, service, model, operation, agent, minute) -> bins
+    for (service, model, operation, agent, minute, *indexes), count in counts.items():
+        if count:
+            for of, index in zip(SPAN_MEASURES, indexes, strict=True):
+                if index is not None:
+                    bins = minutes.setdefault((of, service, model, operation, agent, minute), {})
+                    bins[index] = bins.get(index, 0) + count
+    hours: dict[tuple[Any, ...], dict[int, int]] = {}
+    for (*series, minute), bins in minutes.items():
         hour = minute // _HOUR_NS * _HOUR_NS if minute >= 0 else -(-minute // _HOUR_NS * _HOUR_NS)
-        for resolution_s, start in ((60, minute), (3600, hour)):
-            row = rows.get((resolution_s, start, key))
-            if row is None:
-                row = rows[resolution_s, start, key] = [resolution_s, start, key, 0, {}]
-            row[3] += count
-            bins = row[4]
-            bins[str(index)] = bins.get(str(index), 0) + count
-    if not rows:
-        return
-    keys = orjson.dumps(sorted({key for _, _, key in rows})).decode()
-    connection.execute(_ADD_KEYS.format(keys="SELECT value AS key FROM json_each(:keys)"), {"keys": keys})
-    connection.execute(_ADD_COUNTED, {"rows": orjson.dumps(list(rows.values())).decode()})
-    connection.execute(_TICK)
+        merged = hours.get((*series, hour))
+        if merged is None:
+            hours[(*series, hour)] = dict(bins)
+        else:
+            for index, count in bins.items():
+                merged[index] = merged.get(index, 0) + count
+    rows = [
+        [resolution_s, start, *series, sum(bins.values()), bins]
+        for resolution_s, histograms in ((60, minutes), (3600, hours))
+        for (*series, start), bins in histograms.items()
+    ]
+    if rows:
+        document = orjson.dumps(rows, option=orjson.OPT_NON_STR_KEYS).decode()
+        connection.execute(_ADD_COUNTED_SERIES, {"rows": document})
+        connection.execute(_ADD_COUNTED, {"rows": document})
+        connection.execute(_TICK)
 
 
 _TABLES = """
