@@ -1,12 +1,13 @@
 """Latency histograms: the percentiles of ``/api/v1/stats/latency`` without sorting every stored duration.
 
 ``latency_histograms`` holds, per minute and per hour, one row per series (what is measured, service, model,
-operation, agent): its count and its bins as a JSONB object ``{"<bin>": count}``. It is kept equal to what is
+operation, agent): its count and its bins as a JSONB object ``{"<bin>": count}``. With the spans a writer has
+counted in memory and not yet flushed (``latency_pending``: see ``Pending`` below), it is kept equal to what is
 stored, in the transactions that change what is stored:
 
-- the writer adds the spans a batch stored (``add_spans``); ``mark_repeated_calls`` takes a span out and puts
-  it back when its ``duplicate_of`` changes, so LLM calls and time to first chunk count each call once, as
-  the cost figures do;
+- the writer counts the spans a batch stored and adds them about once a second (``Pending``);
+  ``mark_repeated_calls`` takes a span out and puts it back when its ``duplicate_of`` changes, so LLM calls and
+  time to first chunk count each call once, as the cost figures do;
 - a trace is added when it settles (its duration is final), and taken out when a late span unsettles it;
 - retention takes out the spans and traces it deletes.
 
@@ -309,8 +310,10 @@ class Pending:
         self.writer = secrets.randbits(62)
         self._counts: Counter[Observed] = Counter()
         self._ranges: dict[int, int] = {}  # first rowid -> last
+        self._added = 0  # ranges added: more than ``_ranges`` holds when a range took the first rowid of one gone
         self._open_counts: Counter[Observed] = Counter()
         self._open_ranges: dict[int, int] = {}
+        self._open_added = 0
         self._flushed = False  # by the open transaction
 
     def __bool__(self) -> bool:
@@ -323,14 +326,15 @@ class Pending:
             with write_transaction(connection):
                 yield
         except BaseException:
-            self._open_counts, self._open_ranges, self._flushed = Counter(), {}, False
+            self._open_counts, self._open_ranges, self._open_added, self._flushed = Counter(), {}, 0, False
             raise
         if self._flushed:
-            self._counts, self._ranges = Counter(), {}
+            self._counts, self._ranges, self._added = Counter(), {}, 0
         else:
             self._counts.update(self._open_counts)
             self._ranges.update(self._open_ranges)
-        self._open_counts, self._open_ranges, self._flushed = Counter(), {}, False
+            self._added += self._open_added
+        self._open_counts, self._open_ranges, self._open_added, self._flushed = Counter(), {}, 0, False
 
     def add(self, connection: apsw.Connection, after_rowid: int | None) -> None:
         """Count the spans the open transaction inserted (the rowids after ``after_rowid``) as pending."""
@@ -349,6 +353,7 @@ class Pending:
                 return
         connection.execute(_ADD_PENDING, (first, last, self.writer))
         self._open_ranges[first] = last
+        self._open_added += 1
 
     def change(self, connection: apsw.Connection, spans: Rows, change: Callable[[], object]) -> None:
         """Make ``change`` to ``spans`` (stored rows) with the histograms and pending counts following: counted
@@ -369,7 +374,8 @@ class Pending:
     def flush(self, connection: apsw.Connection) -> None:
         """In a ``transaction``: write the pending counts into the histograms and end the pending ranges."""
         owned = cast("list[tuple[int, int]]", connection.execute(_TAKE_PENDING, (self.writer,)).fetchall())
-        if dict(owned) != {**self._ranges, **self._open_ranges}:  # some taken over: the rows say the rest
+        ranges = {**self._ranges, **self._open_ranges}
+        if len(owned) != self._added + self._open_added or dict(owned) != ranges:  # some taken over: bin the rest
             for first, last in owned:
                 _add_range(connection, first, last)
         else:

@@ -3,12 +3,15 @@
 A query's range is cut into whole hours, read from the hour histograms when its bucket is a whole number of
 hours; whole minutes, from the minute histograms when it is a whole number of minutes; and the rest (the
 partial minutes at its ends, or all of it for a bucket of seconds) from the spans or traces, binned the same
-way. The bins of each (bucket, group) are merged and the nearest rank read off them.
+way. The spans a writer has stored and not yet added to the histograms (at most about a second of them,
+``latency.Pending``) are binned from their rows and added to the histograms' bins, in the same read transaction.
+The bins of each (bucket, group) are merged and the nearest rank read off them.
 
 Merging is Python's work (a day by model is some 50,000 bins), on the collector's one interpreter: a bucket
 read whole from histograms is kept with the stamp of the rows it came from (their number and newest change),
 so that a dashboard asking for the last day every 30 seconds merges again only what changed since: the
-newest hour, or an hour that a late span, a settling trace or retention touched.
+newest hour, or an hour that a late span, a settling trace or retention touched. A bucket with pending spans is
+never kept.
 """
 
 from __future__ import annotations

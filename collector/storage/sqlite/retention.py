@@ -333,6 +333,8 @@ def convert_to_incremental(path: Path) -> tuple[int, int]:
     connection = open_connection(path)
     try:
         migrate(connection)
+        with write_transaction(connection):  # VACUUM may renumber the spans' rowids that pending ranges name
+            latency.take_over(connection)
         connection.wal_checkpoint(mode=apsw.SQLITE_CHECKPOINT_TRUNCATE)
         before = measure(connection, path).file_bytes
         connection.pragma("auto_vacuum", "incremental")

@@ -23,6 +23,7 @@ from collector.storage.latency_bins import RELATIVE_ERROR, bin_sql, bin_value, n
 from collector.storage.read import StatsRange
 from collector.storage.sqlite import latency
 from collector.storage.sqlite.percentiles import BucketCache, Piece, pieces, read_latency
+from collector.storage.sqlite.retention import convert_to_incremental
 from collector.storage.sqlite.schema import migrate
 from collector.storage.sqlite.writer import SpanWriter
 from tests.helpers import trace_request
@@ -235,19 +236,23 @@ def write_spans(writer: SpanWriter, trace_id: bytes, spans: list[dict[str, Any]]
     writer.write([Transform(Settings()).spans(decode_spans(trace_request(trace_id, spans))[0])[0]])
 
 
-def test_the_spans_of_a_writer_killed_before_it_flushed_are_added_by_the_next(tmp_path: Path) -> None:
+@pytest.mark.parametrize("opened_by", ["writer", "vacuum"])
+def test_the_spans_of_a_writer_killed_before_it_flushed_are_added_by_the_next(tmp_path: Path, opened_by: str) -> None:
     """What a writer counted in memory dies with it; its pending ranges were committed with the spans, and the next
-    writer to open the file bins those spans from the rows."""
+    writer to open the file bins those spans from the rows (so does ``genai-collector vacuum``, before ``VACUUM``
+    may renumber the rowids the ranges name)."""
     path = tmp_path / "killed.db"
     killed = SpanWriter(path)
     write_spans(killed, os.urandom(16), AGENT_TRACE)
     write_spans(killed, os.urandom(16), WRAPPED)
     assert pending_ranges(killed.connection) != [] and histograms(killed.connection) == {}
     killed.connection.close()  # no flush: as after kill -9
-    writer = SpanWriter(path)
-    assert pending_ranges(writer.connection) == []
-    assert counts_by_measure(assert_as_rebuilt(writer.connection)) == {"span": 7 + 5, "llm": 2 + 2}
-    writer.close()
+    if opened_by == "vacuum":
+        convert_to_incremental(path)
+    connection = SpanWriter(path).connection if opened_by == "writer" else apsw.Connection(str(path))
+    assert pending_ranges(connection) == []
+    assert counts_by_measure(assert_as_rebuilt(connection)) == {"span": 7 + 5, "llm": 2 + 2}
+    connection.close()
 
 
 def test_two_writers_of_one_file_keep_the_histograms_whichever_has_the_spans_pending(tmp_path: Path) -> None:
@@ -277,6 +282,16 @@ def test_two_writers_of_one_file_keep_the_histograms_whichever_has_the_spans_pen
     assert histograms(daemon.connection) == {}
     exporter.flush()
     assert histograms(daemon.connection) == {}
+
+    # everything deleted while the exporter had spans pending: its next spans take their rowids again, and its next
+    # range the first rowid of the range it lost
+    write_spans(exporter, os.urandom(16), AGENT_TRACE)
+    (lost,) = pending_ranges(daemon.connection)
+    ((last,),) = daemon.connection.execute("SELECT max(last_span_at_unix_nano) FROM traces")
+    daemon.retention.step(last + 2 * HOUR_NS)
+    write_spans(exporter, os.urandom(16), AGENT_TRACE)
+    assert [first for first, _, _ in pending_ranges(daemon.connection)] == [lost[0]]
+    assert counts_by_measure(assert_kept_as_rebuilt(exporter)) == {"span": 5, "llm": 2}
     daemon.close()
     exporter.close()
 
