@@ -14,7 +14,7 @@ from tests.postgres import Cluster
 
 # SQLite's latency histograms are how it answers percentiles without sorting a day of durations; PostgreSQL
 # computes them exactly (docs/postgresql.md).
-SQLITE_ONLY = {"latency_series", "latency_histograms", "latency_clock"}
+SQLITE_ONLY = {"latency_series", "latency_histograms", "latency_clock", "latency_pending"}
 
 
 def sqlite_schema(tmp_path: Path) -> tuple[dict[str, list[str]], set[str]]:
