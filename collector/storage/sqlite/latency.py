@@ -261,6 +261,7 @@ _OBSERVED = (
     )
     + " FROM spans s WHERE {where}"
 )
+ANY_PENDING = "SELECT 1 FROM latency_pending LIMIT 1"
 _ADD_PENDING = "INSERT INTO latency_pending (first_rowid, last_rowid, writer) VALUES (?, ?, ?)"
 _EXTEND_PENDING = "UPDATE latency_pending SET last_rowid = ? WHERE first_rowid = ? AND writer = ?"
 _TAKE_PENDING = "DELETE FROM latency_pending WHERE writer = ? RETURNING first_rowid, last_rowid"

@@ -245,8 +245,9 @@ class SpanWriter:
         migrate(self.connection)
         self._received_at = 0
         self.pending = latency.Pending()
-        with write_transaction(self.connection):  # those of a writer killed before it flushed
-            latency.take_over(self.connection)
+        if self.connection.execute(latency.ANY_PENDING).fetchall():  # of a writer killed before it flushed
+            with write_transaction(self.connection):
+                latency.take_over(self.connection)
         self.retention = Retention(self.connection, path, retention or RetentionSettings())
 
     prepare = staticmethod(prepare)
