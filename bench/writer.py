@@ -3,13 +3,15 @@
     .venv/bin/python bench/writer.py --db /var/tmp/copy-of-a-big.db   # writes into it: give it a copy
     .venv/bin/python bench/writer.py --quick                          # a fresh database in a temporary folder
 
-The requests are the ingest benchmark's (``bench/traces.py``), each with fresh trace ids, decoded, transformed
-and encoded (``SpanWriter.prepare``) before the clock starts, then written ``--requests-per-batch`` at a time,
-as the pipeline's writer thread would. Timed by the writer thread's CPU time (``time.thread_time``), so the
-load of other processes disturbs it less than wall time; each stage is the CPU of its function, the rest of a
-write (``commit and the rest``) is the transaction's begin and commit (the WAL write; its fsync waits without
-CPU), the resources' lookup, the evaluations' link and the loop around them. ``process`` is the CPU of every
-thread of the process over the same writes (the writer's, and any thread a change adds beside it).
+The requests are the ingest benchmark's (``bench/traces.py``), each with fresh trace ids, decoded, transformed and
+encoded (``SpanWriter.prepare``) before the clock starts, then written ``--requests-per-batch`` at a time, as the
+pipeline's writer thread would, the latency histograms' counts flushed every ``--flush-every`` batches (the
+daemon's flush job, once a second) and after the last. Timed by the writer thread's CPU time
+(``time.thread_time``), so the load of other processes disturbs it less than wall time; each stage is the CPU of
+its function, the rest of a write (``commit and the rest``) is the transaction's begin and commit (the WAL write;
+its fsync waits without CPU), the resources' lookup, the evaluations' link and the loop around them. ``process``
+is the CPU of every thread of the process over the same writes (the writer's, and any thread a change adds beside
+it).
 Indexes cost more on a big table: run it on a copy of a database that holds many spans.
 """
 

@@ -101,7 +101,7 @@ def test_handoff_bench_quick_reports_both_shapes() -> None:
 
 def test_writer_bench_quick_reports_each_stage() -> None:
     best = quick_figures("writer.py")["best"]
-    stages = {"insert", "latency", "repeated_calls", "rollup", "commit and the rest"}
+    stages = {"insert", "latency", "latency flush", "repeated_calls", "rollup", "commit and the rest"}
     assert stages <= set(best) and all(best[stage] > 0 for stage in stages)
     assert best["total"] >= sum(best[stage] for stage in stages) - 0.5
 
