@@ -18,6 +18,7 @@ from typing import Any
 from collector.config import LimitsSettings, LogsSettings, Settings
 from collector.genai.normalize import (
     GENAI_EVENT_NAMES,
+    NOT_GENAI,
     Evaluation,
     GenAI,
     evaluation_from_event,
@@ -32,6 +33,10 @@ from collector.model import CALL_CATEGORIES, Attributes, EvaluationRecord, LogEv
 EVALUATION_EVENT = "gen_ai.evaluation.result"
 TRUNCATION_MARKER = "…[truncated {} chars]"
 
+
+_new_span = tuple.__new__
+_NAME = Span._fields.index("name")
+_STATUS_MESSAGE = Span._fields.index("status_message")
 
 # id of a resource's attributes -> (those attributes, kept alive so the id stays theirs; redacted; service name)
 _Resources = dict[int, tuple[Attributes, Attributes, str | None]]
@@ -77,46 +82,76 @@ class Transform:
         stats = TransformStats()
         resources: _Resources = {}
         limited_resources: dict[int, Attributes] = {}
-        for original in spans:
-            span = self._redact_span(original, resources)
-            resource_attributes = self._limit_resource(span.resource_attributes, limited_resources, stats)
-            genai, rejected_fields = out_of_range(
-                normalize(span.attributes, span.name, span.start_time_unix_nano, span.events)
-            )
+        redactor = self._redactor
+        redacting = not redactor.unchanged
+        text = redactor.text
+        longest = self._limits.max_attribute_length
+        stored = records.spans
+        for span in spans:
+            # Every string that will be stored, redacted (the same objects when nothing changed); the span
+            # itself is rebuilt once, at the end, with everything the steps below changed.
+            name, status_message, scope_name = span.name, span.status_message, span.scope_name
+            attributes, events, links = span.attributes, span.events, span.links
+            if redacting:
+                resource_attributes, service_name = self._resource(
+                    span.resource_attributes, span.service_name, resources
+                )
+                attributes = redactor.attributes(attributes)
+                name, status_message, scope_name = text(name), text(status_message), text(scope_name)
+                if events:
+                    events = self._redact_events(events)
+                if links:
+                    links = self._redact_links(links)
+            else:
+                resource_attributes, service_name = span.resource_attributes, span.service_name
+            resource_attributes = self._limit_resource(resource_attributes, limited_resources, stats)
+            genai, rejected_fields = out_of_range(normalize(attributes, name, span.start_time_unix_nano, events))
             if rejected_fields:
                 stats.out_of_range.update(rejected_fields)
-            genai = self._bounded_columns(genai, stats)
+            if genai is not NOT_GENAI:
+                genai = self._bounded_columns(genai, stats)
             cost = genai.client_cost_usd
             if cost is None and genai.category in CALL_CATEGORIES:
                 cost = self._price(genai, stats)
-            for evaluation in evaluations_from_attributes(original.attributes):
+            resource = (resource_attributes, scope_name, span.scope_version)
+            for evaluation in evaluations_from_attributes(span.attributes):
                 records.evaluations.append(
                     self._evaluation_record(
-                        evaluation,
-                        span.trace_id,
-                        span.span_id,
-                        "span_attribute",
-                        span.end_time_unix_nano,
-                        (resource_attributes, span.scope_name, span.scope_version),
+                        evaluation, span.trace_id, span.span_id, "span_attribute", span.end_time_unix_nano, resource
                     )
                 )
-            attributes, dropped_attributes = self._limit(span.attributes, stats)
-            events = span.events
+            attributes, dropped_attributes = self._limit(attributes, stats)
             dropped_events = 0
             if events:
-                events, dropped_events = self._span_events(span, resource_attributes, original.events, records, stats)
-            records.spans.append(
-                span._replace(
-                    resource_attributes=resource_attributes,
-                    attributes=attributes,
-                    events=events,
-                    dropped_attributes_count=span.dropped_attributes_count + dropped_attributes,
-                    dropped_events_count=span.dropped_events_count + dropped_events,
-                    genai=genai,
-                    cost_usd=cost,
-                    name=self._truncate(span.name, stats),
-                    service_name=self._truncate(span.service_name, stats),
-                    status_message=self._truncate(span.status_message, stats),
+                events, dropped_events = self._span_events(span, events, resource, records, stats)
+            if len(name) > longest:
+                name = self._truncate(name, stats)
+            if service_name is not None and len(service_name) > longest:
+                service_name = self._truncate(service_name, stats)
+            if status_message is not None and len(status_message) > longest:
+                status_message = self._truncate(status_message, stats)
+            # Built whole, field by field in ``Span``'s order: one tuple instead of ``_replace``'s rebuilds.
+            stored.append(
+                _new_span(
+                    Span,
+                    (
+                        *span[:_NAME],
+                        name,
+                        *span[_NAME + 1 : _STATUS_MESSAGE],
+                        status_message,
+                        service_name,
+                        scope_name,
+                        span.scope_version,
+                        resource_attributes,
+                        attributes,
+                        events,
+                        links,
+                        span.dropped_attributes_count + dropped_attributes,
+                        span.dropped_events_count + dropped_events,
+                        span.dropped_links_count,
+                        genai,
+                        cost,
+                    ),
                 )
             )
         stats.redactions = self._redactor.take_counts()
@@ -168,55 +203,23 @@ class Transform:
         stats.redactions = self._redactor.take_counts()
         return records, stats
 
-    def _redact_span(self, span: Span, resources: _Resources) -> Span:
-        """Every string of the span that will be stored, redacted (the same span when nothing changed)."""
-        redactor = self._redactor
-        if redactor.unchanged:
-            return span
-        resource_attributes, service_name = self._resource(span.resource_attributes, span.service_name, resources)
-        events = span.events
-        if events:
-            kept = events[: self._limits.max_events]  # the rest is dropped by _span_events
-            redacted_events = [self._redact_event(event) for event in kept]
-            if not _same(redacted_events, kept):
-                events = redacted_events + events[len(kept) :]
-        links = span.links
-        if links:
-            redacted_links = [
-                link
-                if (attributes := redactor.attributes(link["attributes"])) is link["attributes"]
-                else {**link, "attributes": attributes}
-                for link in links
-            ]
-            if not _same(redacted_links, links):
-                links = redacted_links
-        name, status_message, scope_name = (
-            redactor.text(span.name),
-            redactor.text(span.status_message),
-            redactor.text(span.scope_name),
-        )
-        attributes = redactor.attributes(span.attributes)
-        if (
-            name is span.name
-            and status_message is span.status_message
-            and scope_name is span.scope_name
-            and attributes is span.attributes
-            and resource_attributes is span.resource_attributes
-            and service_name is span.service_name
-            and events is span.events
-            and links is span.links
-        ):
-            return span
-        return span._replace(
-            name=name,
-            status_message=status_message,
-            scope_name=scope_name,
-            resource_attributes=resource_attributes,
-            service_name=service_name,
-            attributes=attributes,
-            events=events,
-            links=links,
-        )
+    def _redact_events(self, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """A span's events redacted (the same list when nothing changed); those past ``max_events``, which
+        ``_span_events`` drops, are not looked at."""
+        kept = events[: self._limits.max_events]
+        redacted = [self._redact_event(event) for event in kept]
+        return events if _same(redacted, kept) else redacted + events[len(kept) :]
+
+    def _redact_links(self, links: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """A span's links with their attributes redacted (the same list when nothing changed)."""
+        attributes = self._redactor.attributes
+        redacted = [
+            link
+            if (redacted_attributes := attributes(link["attributes"])) is link["attributes"]
+            else {**link, "attributes": redacted_attributes}
+            for link in links
+        ]
+        return links if _same(redacted, links) else redacted
 
     def _redact_event(self, event: dict[str, Any]) -> dict[str, Any]:
         name = event["name"]
@@ -291,32 +294,29 @@ class Transform:
     def _span_events(
         self,
         span: Span,
-        resource_attributes: Attributes,
-        original_events: list[dict[str, Any]],
+        events: list[dict[str, Any]],
+        resource: Resource,
         records: Records,
         stats: TransformStats,
     ) -> tuple[list[dict[str, Any]], int]:
-        kept = span.events[: self._limits.max_events]
-        events = []
-        for event, original in zip(kept, original_events, strict=False):
+        """The span's (redacted) ``events`` within the limits, and how many were dropped; evaluation events
+        are read from the span's events as they came and set aside in ``records``."""
+        kept = events[: self._limits.max_events]
+        limited = []
+        for event, original in zip(kept, span.events, strict=False):
             if original["name"] == EVALUATION_EVENT:
                 evaluation = evaluation_from_event(original["attributes"])
                 if evaluation is not None:
                     records.evaluations.append(
                         self._evaluation_record(
-                            evaluation,
-                            span.trace_id,
-                            span.span_id,
-                            "span_event",
-                            event["time_unix_nano"],
-                            (resource_attributes, span.scope_name, span.scope_version),
+                            evaluation, span.trace_id, span.span_id, "span_event", event["time_unix_nano"], resource
                         )
                     )
             attributes, _ = self._limit(event["attributes"], stats)
-            events.append(event if attributes is event["attributes"] else {**event, "attributes": attributes})
-        dropped = len(span.events) - len(kept)
+            limited.append(event if attributes is event["attributes"] else {**event, "attributes": attributes})
+        dropped = len(events) - len(kept)
         stats.dropped_events += dropped
-        return events, dropped
+        return limited, dropped
 
     def _limit(self, attributes: Attributes, stats: TransformStats) -> tuple[Attributes, int]:
         """Cap the number of attributes and the length of string values; returns how many were dropped."""
