@@ -706,6 +706,11 @@ class _Kind(Enum):
     OTHER = "other"  # scanned when the scope is every string
 
 
+# The members as module constants: on Python 3.11 reading a member from its class (``_Kind.CONTENT``) costs
+# as much as scanning a short string, and ``Redactor.attributes`` compares two or three per attribute.
+_CONTENT, _ALLOWED, _SECRET, _OTHER = _Kind.CONTENT, _Kind.ALLOWED, _Kind.SECRET, _Kind.OTHER
+
+
 class Redactor:
     """Applies ``RedactionSettings``; built once, then called per record from one thread.
 
@@ -763,13 +768,13 @@ class Redactor:
         kind = self._kinds.get(key)
         if kind is None:
             if is_content_key(key):
-                kind = _Kind.CONTENT
+                kind = _CONTENT
             elif key in self._allowed_keys or key.startswith(self._allowed_prefixes):
-                kind = _Kind.ALLOWED
+                kind = _ALLOWED
             elif is_secret_key(key):
-                kind = _Kind.SECRET
+                kind = _SECRET
             else:
-                kind = _Kind.OTHER
+                kind = _OTHER
             if len(self._kinds) < _KEYS_REMEMBERED:
                 self._kinds[key] = kind
         return kind
@@ -783,17 +788,19 @@ class Redactor:
             return attributes
         result: dict[str, Any] | None = None
         every_string = self._every_string
+        kinds = self._kinds
+        clean = self._clean_strings  # ``_clean``'s memory, read here first: most values are in it
         for key, value in attributes.items():
-            kind = _Kind.CONTENT if all_content else self._kind(key)
-            if kind is _Kind.CONTENT:
+            kind = _CONTENT if all_content else kinds.get(key) or self._kind(key)
+            if kind is _CONTENT:
                 if value.__class__ is str and self._capture and self._clean(value):
                     continue  # most prompts and completions: nothing any detector could match
                 redacted = self.value(value)
-            elif not every_string or kind is _Kind.ALLOWED or value is None or value.__class__ in _SCALARS:
+            elif not every_string or kind is _ALLOWED or value is None or value.__class__ in _SCALARS:
                 continue
-            elif kind is _Kind.SECRET:
+            elif kind is _SECRET:
                 redacted = self._secret_value(value)
-            elif value.__class__ is str and self._clean(value):
+            elif value.__class__ is str and (value in clean or self._clean(value)):
                 continue  # most values: short, and nothing any detector could match
             else:
                 redacted = self._redact(value)
