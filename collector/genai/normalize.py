@@ -16,7 +16,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from functools import lru_cache
 from itertools import count
-from typing import Any, NamedTuple, cast
+from operator import itemgetter
+from typing import Any, NamedTuple
 
 
 class GenAI(NamedTuple):
@@ -533,6 +534,7 @@ _TRACELOOP_ENTITY_NAME = "traceloop.entity.name"
 _ENTITY_NAME_FIELDS = {"agent": "agent_name", "tool": "tool_name"}
 
 
+@lru_cache(maxsize=64)  # read for each span that has choices, one index after the other
 def _completion_keys(index: int) -> tuple[str, ...]:
     """OpenLLMetry's keys of choice N, finish reason first; any of them means the choice exists."""
     return tuple(f"gen_ai.completion.{index}.{name}" for name in ("finish_reason", "role", "content"))
@@ -704,6 +706,7 @@ MAX_TOKENS = 10**12  # above any real call; a thousand of them still sum inside 
 MAX_COST_USD = 1e6
 _TOKEN_FIELDS = tuple(index for index, name in enumerate(GenAI._fields) if name.endswith("_tokens"))
 _COST = _FIELD["client_cost_usd"]
+_token_counts = itemgetter(*_TOKEN_FIELDS)
 
 
 def out_of_range(genai: GenAI) -> tuple[GenAI, tuple[str, ...]]:
@@ -711,7 +714,9 @@ def out_of_range(genai: GenAI) -> tuple[GenAI, tuple[str, ...]]:
     and the names of the fields left out."""
     if genai is NOT_GENAI:
         return genai, ()
-    bad = [index for index in _TOKEN_FIELDS if (cast("int | None", genai[index]) or 0) > MAX_TOKENS]
+    bad = [
+        index for index, tokens in zip(_TOKEN_FIELDS, _token_counts(genai), strict=True) if (tokens or 0) > MAX_TOKENS
+    ]
     if (genai.client_cost_usd or 0.0) > MAX_COST_USD:
         bad.append(_COST)
     if not bad:
