@@ -150,20 +150,25 @@ def _shallow_json_value(value: Any, level: int, cut: list[int]) -> Any:
 # --- spans ---------------------------------------------------------------------------------
 
 
+# All-zero ids are invalid; compared whole, which costs less than ``any()`` over their bytes.
+_ZERO_TRACE_ID = bytes(TRACE_ID_BYTES)
+_ZERO_SPAN_ID = bytes(SPAN_ID_BYTES)
+
+
 def _span_ids(
     trace_id: bytes, span_id: bytes, parent: bytes, link_ids: Iterable[tuple[bytes, bytes]]
 ) -> tuple[str, str, str | None] | str:
     """The span's hex ids, or the reason they are unusable."""
-    if len(trace_id) != TRACE_ID_BYTES or not any(trace_id):
+    if len(trace_id) != TRACE_ID_BYTES or trace_id == _ZERO_TRACE_ID:
         return f"invalid trace_id {_show(trace_id)}: expected 16 non-zero bytes (32 hex characters in OTLP/JSON)"
-    if len(span_id) != SPAN_ID_BYTES or not any(span_id):
+    if len(span_id) != SPAN_ID_BYTES or span_id == _ZERO_SPAN_ID:
         return f"invalid span_id {_show(span_id)}: expected 8 non-zero bytes (16 hex characters in OTLP/JSON)"
     if parent and len(parent) != SPAN_ID_BYTES:
         return f"invalid parent_span_id {_show(parent)}: expected 8 bytes or none"
     for link_trace_id, link_span_id in link_ids:
         if len(link_trace_id) != TRACE_ID_BYTES or len(link_span_id) != SPAN_ID_BYTES:
             return "invalid link: trace_id must be 16 bytes and span_id 8 bytes"
-    return trace_id.hex(), span_id.hex(), parent.hex() if any(parent) else None
+    return trace_id.hex(), span_id.hex(), parent.hex() if parent and parent != _ZERO_SPAN_ID else None
 
 
 # SQLite integers are signed 64-bit: a time at or above 2**63 (valid uint64 in OTLP) would turn into a

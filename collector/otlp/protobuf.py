@@ -49,17 +49,16 @@ def parse_otlp_protobuf(body: bytes, message_type: type[RequestT]) -> tuple[Requ
 # --- spans ---------------------------------------------------------------------------------
 
 
-def _events(span: Any) -> list[dict[str, Any]]:
+def _events(events: Any) -> list[dict[str, Any]]:
     return [
         _event(event.name, event.time_unix_nano, attributes(event.attributes), event.dropped_attributes_count)
-        for event in span.events
+        for event in events
     ]
 
 
-def _links(span: Any) -> list[dict[str, Any]]:
+def _links(links: Any) -> list[dict[str, Any]]:
     return [
-        _link(link.trace_id, link.span_id, attributes(link.attributes), link.trace_state, link.flags)
-        for link in span.links
+        _link(link.trace_id, link.span_id, attributes(link.attributes), link.trace_state, link.flags) for link in links
     ]
 
 
@@ -75,42 +74,44 @@ def decode_spans(request: ExportTraceServiceRequest) -> tuple[list[Span], Reject
             scope_name = scope.name or None
             scope_version = scope.version or None
             for span in scope_spans.spans:
+                # Each field is read once: every read of a protobuf field builds a new Python object.
+                links = span.links
+                start, end = span.start_time_unix_nano, span.end_time_unix_nano
                 ids = _span_ids(
                     span.trace_id,
                     span.span_id,
                     span.parent_span_id,
-                    [(link.trace_id, link.span_id) for link in span.links] if span.links else (),
+                    [(link.trace_id, link.span_id) for link in links] if links else (),
                 )
                 if not isinstance(ids, str):
-                    ids = _times_problem(span.start_time_unix_nano, span.end_time_unix_nano) or ids
+                    ids = _times_problem(start, end) or ids
                 if isinstance(ids, str):
                     rejected += 1
                     first_reason = first_reason or f"span {span.name!r}: {ids}"
                     continue
                 status = span.status
+                events = span.events
                 spans.append(
-                    Span(
-                        trace_id=ids[0],
-                        span_id=ids[1],
-                        parent_span_id=ids[2],
-                        trace_state=span.trace_state or None,
-                        flags=span.flags,
-                        name=span.name,
-                        kind=_enum_name(SPAN_KINDS, span.kind),
-                        start_time_unix_nano=span.start_time_unix_nano,
-                        end_time_unix_nano=span.end_time_unix_nano,
-                        status_code=_enum_name(STATUS_CODES, status.code),
-                        status_message=status.message or None,
-                        service_name=service_name,
-                        scope_name=scope_name,
-                        scope_version=scope_version,
-                        resource_attributes=resource_attributes,
-                        attributes=attributes(span.attributes),
-                        events=_events(span) if span.events else [],
-                        links=_links(span) if span.links else [],
-                        dropped_attributes_count=span.dropped_attributes_count,
-                        dropped_events_count=span.dropped_events_count,
-                        dropped_links_count=span.dropped_links_count,
+                    Span(  # positional, in the order of its fields: a third of the cost of keywords
+                        *ids,  # trace_id, span_id, parent_span_id
+                        span.trace_state or None,
+                        span.flags,
+                        span.name,
+                        _enum_name(SPAN_KINDS, span.kind),
+                        start,
+                        end,
+                        _enum_name(STATUS_CODES, status.code),
+                        status.message or None,
+                        service_name,
+                        scope_name,
+                        scope_version,
+                        resource_attributes,
+                        attributes(span.attributes),
+                        _events(events) if events else [],
+                        _links(links) if links else [],
+                        span.dropped_attributes_count,
+                        span.dropped_events_count,
+                        span.dropped_links_count,
                     )
                 )
     return spans, Rejection(rejected, first_reason) if rejected else NO_REJECTION
