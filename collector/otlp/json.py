@@ -9,6 +9,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+import orjson
 from google.protobuf import json_format
 from google.protobuf.message import Message
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
@@ -44,16 +45,31 @@ _JSON_ID_PATHS: dict[type[Message], tuple[tuple[str, ...], tuple[Any, ...]]] = {
 
 
 def load_json(body: bytes) -> dict[str, Any]:
-    """The JSON object of the body, not yet read as OTLP."""
+    """The JSON object of the body, not yet read as OTLP.
+
+    Read by orjson, in a third less time than the json module; what orjson refuses (NaN and Infinity,
+    numbers beyond a double, a lone surrogate, nesting past 1,024 levels, UTF-16, a byte order mark) is
+    read by the json module, which takes or refuses it as before. The one difference: orjson reads an
+    integer beyond 64 bits as a float, which every OTLP field refuses as the json module's integer was
+    refused, out of range (the message shows the float's digits), but for the 1,024 just below -2^63,
+    which round to it: an ``intValue`` takes them as -2^63.
+    """
     try:
-        document = json.loads(body)
+        document = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        document = _load_json_module(body)
+    if not isinstance(document, dict):
+        raise PayloadError("body must be a JSON object")
+    return document
+
+
+def _load_json_module(body: bytes) -> Any:
+    try:
+        return json.loads(body)
     except (UnicodeDecodeError, ValueError) as error:
         raise PayloadError(f"body is not valid JSON: {error}") from None
     except RecursionError:
         raise PayloadError("body is not valid OTLP/JSON: nested too deeply") from None
-    if not isinstance(document, dict):
-        raise PayloadError("body must be a JSON object")
-    return document
 
 
 def parse_json(body: bytes, message_type: type[RequestT]) -> RequestT:
@@ -374,30 +390,28 @@ def decode_json_spans(document: dict[str, Any]) -> tuple[list[Span], Rejection]:
             )
             trace_id, span_id, parent_span_id = ("", "", None) if isinstance(ids, str) else ids
             status = _json_object(span.get("status"), "status")
-            record = Span(
-                trace_id=trace_id,
-                span_id=span_id,
-                parent_span_id=parent_span_id,
-                trace_state=_json_string(span.get("traceState"), "traceState") or None,
-                flags=_json_int(span.get("flags"), "flags", _UINT32),
-                name=name,
-                kind=_enum_name(SPAN_KINDS, _json_enum(span.get("kind"), "kind", _SPAN_KIND_NAMES)),
-                start_time_unix_nano=_json_int(span.get("startTimeUnixNano"), "startTimeUnixNano", _UINT64),
-                end_time_unix_nano=_json_int(span.get("endTimeUnixNano"), "endTimeUnixNano", _UINT64),
-                status_code=_enum_name(STATUS_CODES, _json_enum(status.get("code"), "code", _STATUS_CODE_NAMES)),
-                status_message=_json_string(status.get("message"), "message") or None,
-                service_name=service_name,
-                scope_name=scope_name,
-                scope_version=scope_version,
-                resource_attributes=resource_attributes,
-                attributes=_json_attributes(span, "attributes", 4),
-                events=_json_events(span),
-                links=_json_links(links, link_ids),
-                dropped_attributes_count=_json_int(
-                    span.get("droppedAttributesCount"), "droppedAttributesCount", _UINT32
-                ),
-                dropped_events_count=_json_int(span.get("droppedEventsCount"), "droppedEventsCount", _UINT32),
-                dropped_links_count=_json_int(span.get("droppedLinksCount"), "droppedLinksCount", _UINT32),
+            record = Span(  # positional, in the order of its fields: a third of the cost of keywords
+                trace_id,
+                span_id,
+                parent_span_id,
+                _json_string(span.get("traceState"), "traceState") or None,
+                _json_int(span.get("flags"), "flags", _UINT32),
+                name,
+                _enum_name(SPAN_KINDS, _json_enum(span.get("kind"), "kind", _SPAN_KIND_NAMES)),
+                _json_int(span.get("startTimeUnixNano"), "startTimeUnixNano", _UINT64),
+                _json_int(span.get("endTimeUnixNano"), "endTimeUnixNano", _UINT64),
+                _enum_name(STATUS_CODES, _json_enum(status.get("code"), "code", _STATUS_CODE_NAMES)),
+                _json_string(status.get("message"), "message") or None,
+                service_name,
+                scope_name,
+                scope_version,
+                resource_attributes,
+                _json_attributes(span, "attributes", 4),
+                _json_events(span),
+                _json_links(links, link_ids),
+                _json_int(span.get("droppedAttributesCount"), "droppedAttributesCount", _UINT32),
+                _json_int(span.get("droppedEventsCount"), "droppedEventsCount", _UINT32),
+                _json_int(span.get("droppedLinksCount"), "droppedLinksCount", _UINT32),
             )
             # Every field is read before the ids are judged: a span that is not OTLP fails the
             # request as ParseDict would, whatever its ids.
