@@ -45,6 +45,7 @@ class GenAI(NamedTuple):
 
 
 NOT_GENAI = GenAI("other", *([None] * (len(GenAI._fields) - 1)))
+_new_genai = tuple.__new__
 
 
 class Evaluation(NamedTuple):
@@ -520,6 +521,7 @@ _SOURCES: tuple[tuple[str, Coerce, tuple[str, ...]], ...] = (
 # Time to first chunk that a span carries implicitly, after the explicit keys above: the time of the
 # first chunk, as an attribute or as the first of the span's events of these names, minus the span's start.
 FIRST_CHUNK_TIME_KEYS: tuple[str, ...] = ("langfuse.observation.completion_start_time",)
+_FIRST_CHUNK_TIME_KEY_SET = frozenset(FIRST_CHUNK_TIME_KEYS)
 FIRST_CHUNK_EVENTS: frozenset[str] = frozenset(
     {
         "First Token Stream Event",  # OpenInference (openai)
@@ -596,12 +598,18 @@ def normalize(
 
     if values[_OPERATION] is None:
         values[_OPERATION] = _AI_SDK_OPERATIONS.get(span_name)
-    entity_field = _ENTITY_NAME_FIELDS.get(_lower_text(attributes.get(_TRACELOOP_KIND)) or "")
-    if entity_field is not None and values[_FIELD[entity_field]] is None:
-        values[_FIELD[entity_field]] = _text(attributes.get(_TRACELOOP_ENTITY_NAME))
+    traceloop_kind = attributes.get(_TRACELOOP_KIND)
+    if traceloop_kind is not None:
+        entity_field = _ENTITY_NAME_FIELDS.get(_lower_text(traceloop_kind) or "")
+        if entity_field is not None and values[_FIELD[entity_field]] is None:
+            values[_FIELD[entity_field]] = _text(attributes.get(_TRACELOOP_ENTITY_NAME))
     if values[_FINISH_REASONS] is None:
         values[_FINISH_REASONS] = _completion_finish_reasons(attributes)
-    if values[_TTFT] is None and start_time_unix_nano is not None:
+    if (
+        values[_TTFT] is None
+        and start_time_unix_nano is not None
+        and (events or not _FIRST_CHUNK_TIME_KEY_SET.isdisjoint(attributes))
+    ):
         values[_TTFT] = _implicit_ttft_ms(attributes, start_time_unix_nano, events)
     if values[_TOTAL] is None and values[_INPUT] is not None and values[_OUTPUT] is not None:
         values[_TOTAL] = values[_INPUT] + values[_OUTPUT]
@@ -612,7 +620,7 @@ def normalize(
     if category is None:
         category = "llm" if any(values[index] is not None for index in _MAKES_LLM) else "other"
     values[_CATEGORY] = category
-    return GenAI._make(values)
+    return _new_genai(GenAI, values)  # ``GenAI._make`` without its Python-level call
 
 
 def _implicit_ttft_ms(
