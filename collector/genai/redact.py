@@ -835,8 +835,8 @@ class Redactor:
     def text(self, text: str | None) -> str | None: ...
     def text(self, text: str | None) -> str | None:
         """A string that cannot be removed (a span name, a status message): a drop rule masks it whole."""
-        if not text or not self._every_string or self._clean(text):
-            return text
+        if not text or text in self._clean_strings or not self._every_string or self._clean(text):
+            return text  # most names are in ``_clean``'s memory: found there without calling it
         hits: list[str] = []
         try:
             redacted = self._string(text, hits)
