@@ -176,6 +176,8 @@ def _json_int(value: Any, field: str, bounds: tuple[int, int]) -> int:
     """An integer as json_format reads one: a number or a string, integral, in the field's range."""
     if type(value) is int:
         number = value
+    elif type(value) is str and value.isdigit() and value.isascii():  # most: OTLP/JSON sends int64 as strings
+        number = int(value)
     elif value is None:
         return 0
     elif (
@@ -297,11 +299,17 @@ def _json_attributes(container: dict[str, Any], field: str, depth: int) -> Attri
         if type(key) is not str:
             key = _json_string(key, "key")
         value = key_value.get("value")
-        if type(value) is dict and len(value) == 1 and type(value.get("stringValue")) is str:
-            # Most attribute values are strings: read them without the dispatch.
-            result[key] = value["stringValue"]
-        else:
-            result[key] = _json_any_value(_json_object(value, "value"), depth + 2)
+        if type(value) is dict and len(value) == 1:
+            # Most attribute values are strings, and most others integers: read them without the dispatch.
+            text = value.get("stringValue")
+            if type(text) is str:
+                result[key] = text
+                continue
+            number = value.get("intValue")
+            if number is not None and depth + 2 <= _MAX_MESSAGE_DEPTH:
+                result[key] = _json_int(number, "intValue", _INT64)
+                continue
+        result[key] = _json_any_value(_json_object(value, "value"), depth + 2)
     return result
 
 
