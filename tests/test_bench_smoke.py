@@ -91,6 +91,13 @@ def test_redaction_bench_quick_reports_its_figures() -> None:
     assert set(figures["adversarial_mb_s"]) and figures["addresses"]["count"] == 4_000
 
 
+def test_stages_bench_quick_reports_every_stage() -> None:
+    figures = quick_figures("stages.py")
+    stages = {"parse", "decode", "transform", "rows", "summarize", "json-parse", "json-decode", "ingest", "json-ingest"}
+    assert set(figures["us_per_span"]) == stages and all(figures["us_per_span"][stage] > 0 for stage in stages)
+    assert figures["spans"] == 400
+
+
 def test_handoff_bench_quick_reports_both_shapes() -> None:
     figures = quick_figures("handoff.py")
     compact, whole = figures["rows_and_summaries"], figures["with_spans"]
