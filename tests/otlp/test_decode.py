@@ -955,6 +955,9 @@ REFUSED_BOTH_WAYS = {
     "string-value-a-number": _span_document(attributes=[{"key": "k", "value": {"stringValue": 5}}]),
     "int-value-not-integral": _span_document(attributes=[{"key": "k", "value": {"intValue": "1.5"}}]),
     "int-value-too-big": _span_document(attributes=[{"key": "k", "value": {"intValue": 2**63}}]),
+    # Beyond 64 bits: orjson reads these as floats, the json module as integers; out of range either way.
+    "int-value-beyond-64-bits": _span_document(attributes=[{"key": "k", "value": {"intValue": 2**70}}]),
+    "start-beyond-64-bits": _span_document(startTimeUnixNano=2**64),
     "bool-value-a-string": _span_document(attributes=[{"key": "k", "value": {"boolValue": "true"}}]),
     "double-value-lower-nan": _span_document(attributes=[{"key": "k", "value": {"doubleValue": "nan"}}]),
     "double-value-a-word": _span_document(attributes=[{"key": "k", "value": {"doubleValue": "many"}}]),
@@ -990,6 +993,21 @@ def test_json_lone_surrogate_is_refused_both_ways() -> None:
         parse_json_traces(body)
     paired = json.dumps(_span_document(name="😀")).encode()  # escaped as a surrogate pair
     assert decode_json_directly(paired)[0][0].name == "😀"
+
+
+def test_json_that_orjson_refuses_is_read_by_the_json_module_as_before() -> None:
+    """orjson reads OTLP/JSON bodies; what it refuses and the json module takes (a NaN literal in a field
+    nobody reads, UTF-16, a byte order mark) is still taken, and the same spans come out."""
+    document = _span_document(attributes=[{"key": "k", "value": {"stringValue": "v"}}])
+    expected = decode_json_directly(json.dumps(document).encode())
+    assert expected[0] and expected[1].count == 0
+    with_nan = json.dumps({**document, "unknownField": float("nan")})
+    assert "NaN" in with_nan
+    assert decode_json_directly(with_nan.encode()) == expected
+    assert decode_json_directly(json.dumps(document).encode("utf-16")) == expected
+    assert decode_json_directly(json.dumps(document).encode("utf-8-sig")) == expected
+    with pytest.raises(PayloadError, match="not valid JSON"):
+        parse_json_traces(b'{"resourceSpans": [}')
 
 
 # --- hostile values: each costs its own span at most ---------------------------------------
