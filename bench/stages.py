@@ -24,7 +24,6 @@ import functools
 import json
 import os
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -33,6 +32,7 @@ if str(Path(__file__).resolve().parent.parent) not in sys.path:  # run by its pa
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
+from bench.redaction import best_of
 from bench.traces import build_templates
 from collector.config import Settings
 from collector.genai.transform import Transform
@@ -89,16 +89,6 @@ def stages() -> dict[str, Callable[[], object]]:
         ],
         "json-ingest": lambda: [rest(decode_json_spans(parse_json_traces(body))[0]) for body in json_bodies],
     }
-
-
-def best_of(repeats: int, run: Callable[[], object]) -> float:
-    """The fastest of ``repeats`` runs, in CPU seconds of this process."""
-    best = float("inf")
-    for _ in range(repeats):
-        started = time.process_time()
-        run()
-        best = min(best, time.process_time() - started)
-    return best
 
 
 def main() -> None:
