@@ -51,13 +51,18 @@ def load_json(body: bytes) -> dict[str, Any]:
     numbers beyond a double, a lone surrogate, nesting past 1,024 levels, UTF-16, a byte order mark) is
     read by the json module, which takes or refuses it as before. The one difference: orjson reads an
     integer beyond 64 bits as a float, which every OTLP field refuses as the json module's integer was
-    refused, out of range (the message shows the float's digits), but for the 1,024 just below -2^63,
-    which round to it: an ``intValue`` takes them as -2^63.
+    refused, out of range (the message shows the float's digits). An integer just below -2^63 rounds to
+    -2^63 as a float; ``_json_int`` refuses every float of that size, since an integer that fits 64 bits
+    comes from orjson as an integer.
     """
     try:
         document = orjson.loads(body)
     except orjson.JSONDecodeError:
         document = _load_json_module(body)
+    return _json_document(document)
+
+
+def _json_document(document: Any) -> dict[str, Any]:
     if not isinstance(document, dict):
         raise PayloadError("body must be a JSON object")
     return document
@@ -73,8 +78,11 @@ def _load_json_module(body: bytes) -> Any:
 
 
 def parse_json(body: bytes, message_type: type[RequestT]) -> RequestT:
-    """Parse OTLP/JSON: hex ids, lowerCamelCase keys, int64 as string or number, unknown fields ignored."""
-    document = load_json(body)
+    """Parse OTLP/JSON: hex ids, lowerCamelCase keys, int64 as string or number, unknown fields ignored.
+
+    Read by the json module, not orjson: ``json_format`` would take orjson's float for an integer beyond 64 bits
+    that rounds into range (traces, the hot path, are read by ``decode_json_spans``, which refuses those)."""
+    document = _json_document(_load_json_module(body))
     path, id_fields = _JSON_ID_PATHS[message_type]
     for record in _walk(document, path):
         _hex_ids_to_base64(record, id_fields)
@@ -130,6 +138,7 @@ _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 _INT64 = (-(2**63), 2**63 - 1)
+_FLOAT_BEYOND_64_BITS = float(2**63)  # orjson's reading of a JSON integer that does not fit 64 bits
 _UINT64 = (0, 2**64 - 1)
 _UINT32 = (0, 2**32 - 1)
 _INT32 = (-(2**31), 2**31 - 1)
@@ -180,6 +189,8 @@ def _json_int(value: Any, field: str, bounds: tuple[int, int]) -> int:
         number = int(value)
     elif value is None:
         return 0
+    elif type(value) is float and not -_FLOAT_BEYOND_64_BITS < value < _FLOAT_BEYOND_64_BITS:
+        raise _not_otlp(field, f"{value!r} is out of range")  # an integer beyond 64 bits, read by orjson
     elif (
         isinstance(value, bool)
         or (isinstance(value, float) and not value.is_integer())

@@ -958,6 +958,7 @@ REFUSED_BOTH_WAYS = {
     # Beyond 64 bits: orjson reads these as floats, the json module as integers; out of range either way.
     "int-value-beyond-64-bits": _span_document(attributes=[{"key": "k", "value": {"intValue": 2**70}}]),
     "start-beyond-64-bits": _span_document(startTimeUnixNano=2**64),
+    "int-value-just-below-int64": _span_document(attributes=[{"key": "k", "value": {"intValue": -(2**63) - 1}}]),
     "bool-value-a-string": _span_document(attributes=[{"key": "k", "value": {"boolValue": "true"}}]),
     "double-value-lower-nan": _span_document(attributes=[{"key": "k", "value": {"doubleValue": "nan"}}]),
     "double-value-a-word": _span_document(attributes=[{"key": "k", "value": {"doubleValue": "many"}}]),
