@@ -1,8 +1,8 @@
 """The read side of storage: what the query API asks, as a protocol any backend implements.
 
 The query server (REST, Jaeger, live feed) reads only through ``TraceReader``; the SQLite implementation
-is ``storage.sqlite.read``. Shapes here are plain typed records; ``depth_first`` defines the order of a trace's
-skeleton for every backend (the SQLite reader builds it in SQL, and its tests hold it to this function).
+is ``storage.sqlite.read``. Shapes here are plain typed records; ``depth_first_places`` orders a trace's skeleton
+for every backend (SQLite reads the tree, orders it with this function and builds the page's objects in SQL).
 
 The records the reader returns are the query API's answers as they are served: each shape is defined here once,
 as a ``TypedDict`` (a plain dict at run time, serialized without being validated again), and the REST API's
@@ -382,40 +382,55 @@ class TraceReader(Protocol):
     def close(self) -> None: ...
 
 
-def depth_first(spans: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The spans in depth-first order with ``depth``, ``orphan`` and ``child_count`` set: children by start
-    time then span id; a span whose parent is not among them is a root (an orphan if it names a parent)."""
-    by_start = sorted(spans, key=itemgetter("start_time_unix_nano", "span_id"))  # once: children come in order
-    by_id = {span["span_id"]: span for span in by_start}
-    children: dict[str, list[dict[str, Any]]] = {}
-    roots: list[dict[str, Any]] = []
-    for span in by_start:
-        parent = span["parent_span_id"]
-        if parent is not None and parent in by_id and parent != span["span_id"]:
-            children.setdefault(parent, []).append(span)
-        else:
-            span["orphan"] = parent is not None
-            roots.append(span)
+# A span's place in a trace's skeleton: its index among the spans given, its depth, whether it is an orphan (a root
+# that names a parent), and how many children it has.
+Place = tuple[int, int, bool, int]
 
-    ordered: list[dict[str, Any]] = []
-    seen: set[str] = set()
-    stack = [(span, 0) for span in reversed(roots)]
+
+def depth_first_places(span_ids: Sequence[str], parent_ids: Sequence[str | None]) -> list[Place]:
+    """The places of a trace's spans in depth-first order, the spans given by id and parent id in the order of
+    their start time then span id (so children come in that order): a span whose parent is not among them, or
+    is itself, is a root (an orphan if it names a parent); the spans on a cycle of parents, never reached from a
+    root, come after the rest as orphan roots without children, in the order given. Iterative: a deep chain
+    does not recurse."""
+    count = len(span_ids)
+    index: dict[str | None, int] = dict(zip(span_ids, range(count), strict=True))
+    children: list[list[int]] = [[] for _ in range(count)]
+    stack: list[int] = []
+    for span, parent in enumerate(map(index.get, parent_ids)):
+        if parent is None or parent == span:
+            stack.append(span)
+        else:
+            children[parent].append(span)
+    stack.reverse()
+    depths = [0] * count
+    order: list[int] = []
     while stack:
-        span, depth = stack.pop()
-        span_id = span["span_id"]
-        if span_id in seen:
-            continue
-        seen.add(span_id)
-        kids = children.get(span_id, ())
-        span["depth"] = depth
-        span["child_count"] = len(kids)
-        span.setdefault("orphan", False)
-        ordered.append(span)
-        stack.extend((kid, depth + 1) for kid in reversed(kids))
-    # A cycle of parents (a hostile or broken client) leaves spans unreached: show them as roots.
-    for span in by_start:
-        if span["span_id"] not in seen:
-            span.update(depth=0, orphan=True, child_count=0)
-            ordered.append(span)
-            seen.add(span["span_id"])
-    return ordered
+        span = stack.pop()
+        order.append(span)
+        kids = children[span]
+        if kids:
+            depth = depths[span] + 1
+            for kid in kids:
+                depths[kid] = depth
+            stack.extend(reversed(kids))
+    if len(order) < count:  # a cycle of parents (a hostile or broken client): show its spans as roots
+        reached = set(order)
+        for span in range(count):
+            if span not in reached:
+                children[span] = []
+                order.append(span)
+    return [
+        (span, depths[span], not depths[span] and parent_ids[span] is not None, len(children[span])) for span in order
+    ]
+
+
+def depth_first(spans: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The spans in depth-first order (``depth_first_places``), each a new dict with ``depth``, ``orphan`` and
+    ``child_count`` first, then the span's fields."""
+    by_start = sorted(spans, key=itemgetter("start_time_unix_nano", "span_id"))
+    places = depth_first_places([span["span_id"] for span in by_start], [span["parent_span_id"] for span in by_start])
+    return [
+        {"depth": depth, "orphan": orphan, "child_count": child_count, **by_start[index]}
+        for index, depth, orphan, child_count in places
+    ]

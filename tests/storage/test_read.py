@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import random
 from typing import Any
 
-from collector.storage.read import depth_first
+from collector.storage.read import depth_first, depth_first_places
 
 
 def span(span_id: str, parent: str | None, start: int) -> dict[str, Any]:
@@ -35,3 +36,40 @@ def test_deep_traces_do_not_recurse() -> None:
     spans = [span("0", None, 0), *(span(str(i), str(i - 1), i) for i in range(1, 20_000))]
     rows = order(spans)
     assert rows[-1] == ("19999", 19_999, False, 0)
+
+
+def by_paths(span_ids: list[str], parent_ids: list[str | None]) -> list[tuple[int, int, bool, int]]:
+    """The depth-first order by its definition, for spans given in the order of their start: a span reached from
+    a root sorts by the positions of its ancestors and itself (the path from its root), so a parent comes before
+    its children and children in the order given; the rest (on a cycle of parents) after, in the order given."""
+    given: dict[str | None, int] = {span_id: index for index, span_id in enumerate(span_ids)}
+
+    def parent(index: int) -> int | None:
+        found = given.get(parent_ids[index])
+        return None if found == index else found
+
+    paths: dict[int, tuple[int, ...]] = {}
+    for index in range(len(span_ids)):
+        path, at = [index], parent(index)
+        while at is not None and at not in path:
+            path.append(at)
+            at = parent(at)
+        if at is None:  # reached from a root: not on a cycle of parents
+            paths[index] = tuple(reversed(path))
+    reached = sorted(paths, key=paths.__getitem__)
+    children = {index: sum(parent(kid) == index for kid in range(len(span_ids))) for index in reached}
+    places = [
+        (index, len(paths[index]) - 1, paths[index] == (index,) and parent_ids[index] is not None, children[index])
+        for index in reached
+    ]
+    return places + [(index, 0, True, 0) for index in range(len(span_ids)) if index not in paths]
+
+
+def test_the_places_follow_the_definition_of_the_order_whatever_the_tree() -> None:
+    rng = random.Random(13)
+    for _ in range(500):
+        span_ids = [f"s{index}" for index in range(rng.randint(0, 40))]
+        parent_ids: list[str | None] = [
+            rng.choice([None, "gone", span_id, *rng.choices(span_ids, k=3)]) for span_id in span_ids
+        ]
+        assert depth_first_places(span_ids, parent_ids) == by_paths(span_ids, parent_ids)

@@ -1,6 +1,7 @@
-"""SQLite's read side: the statements use the indexes meant for them, and the trace skeleton SQLite builds
-follows ``read.depth_first``, the order every backend follows: random trees with orphans, cycles of parents,
-spans that are their own parent and equal start times."""
+"""SQLite's read side: the statements use the indexes meant for them, and the trace skeleton SQLite builds (its
+tree read in one statement, its page's objects built by SQLite) follows ``read.depth_first``, the order every
+backend follows: random trees with orphans, cycles of parents, spans that are their own parent and equal start
+times."""
 
 from __future__ import annotations
 
@@ -12,9 +13,9 @@ from typing import Any
 import apsw
 import pytest
 
-from collector.storage.read import StatsRange, depth_first
+from collector.storage.read import SKELETON_FIELDS, StatsRange, depth_first
 from collector.storage.sqlite.percentiles import histogram_sql, rows_sql
-from collector.storage.sqlite.read import SKELETON_PAGE, cost_sql
+from collector.storage.sqlite.read import cost_sql, skeleton_page
 from collector.storage.sqlite.schema import migrate
 
 
@@ -66,9 +67,8 @@ def store(connection: apsw.Connection, spans: list[dict[str, Any]]) -> None:
     )
 
 
-def skeleton(connection: apsw.Connection, offset: int = 0, limit: int = -1) -> list[dict[str, Any]]:
-    ((text,),) = connection.execute(SKELETON_PAGE, {"trace_id": TRACE, "offset": offset, "limit": limit})
-    return json.loads(text)
+def skeleton(connection: apsw.Connection, offset: int = 0, limit: int = 100_000) -> list[dict[str, Any]]:
+    return json.loads(skeleton_page(connection, TRACE, offset, limit))
 
 
 def random_trace(rng: random.Random) -> list[dict[str, Any]]:
@@ -107,6 +107,7 @@ def test_the_skeleton_sqlite_builds_is_depth_first_whatever_the_tree(connection:
         expected = depth_first([dict(span) for span in spans])
         built = skeleton(connection)
         placed = ("span_id", "depth", "orphan", "child_count")
+        assert list(built[0]) == ["depth", "orphan", "child_count", *SKELETON_FIELDS]
         assert [[span[key] for key in placed] for span in built] == [[span[key] for key in placed] for span in expected]
         for span, stored in zip(built, expected, strict=True):
             assert span["duration_ms"] == (stored["end"] - stored["start_time_unix_nano"]) / 1e6
