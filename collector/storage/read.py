@@ -391,38 +391,45 @@ def depth_first_places(span_ids: Sequence[str], parent_ids: Sequence[str | None]
     """The places of a trace's spans in depth-first order, the spans given by id and parent id in the order of
     their start time then span id (so children come in that order): a span whose parent is not among them, or
     is itself, is a root (an orphan if it names a parent); the spans on a cycle of parents, never reached from a
-    root, come after the rest as orphan roots without children, in the order given. Iterative: a deep chain
-    does not recurse."""
+    root, come after the rest as orphan roots without children, in the order given.
+
+    The tree is held as integer lists (each span's first child and next sibling, the roots chained as siblings)
+    and walked without recursion, so a deep chain costs what a wide tree does, and a thousand spans allocate no
+    list per span: this runs holding the GIL on every read of a skeleton."""
     count = len(span_ids)
     index: dict[str | None, int] = dict(zip(span_ids, range(count), strict=True))
-    children: list[list[int]] = [[] for _ in range(count)]
-    stack: list[int] = []
-    for span, parent in enumerate(map(index.get, parent_ids)):
+    parents = list(map(index.get, parent_ids))
+    first_child = [-1] * count
+    next_sibling = [-1] * count
+    child_counts = [0] * count
+    root = -1
+    for span in range(count - 1, -1, -1):  # backwards, each span put in front of its later siblings
+        parent = parents[span]
         if parent is None or parent == span:
-            stack.append(span)
+            next_sibling[span], root = root, span
         else:
-            children[parent].append(span)
-    stack.reverse()
-    depths = [0] * count
-    order: list[int] = []
-    while stack:
-        span = stack.pop()
-        order.append(span)
-        kids = children[span]
-        if kids:
-            depth = depths[span] + 1
-            for kid in kids:
-                depths[kid] = depth
-            stack.extend(reversed(kids))
-    if len(order) < count:  # a cycle of parents (a hostile or broken client): show its spans as roots
-        reached = set(order)
-        for span in range(count):
-            if span not in reached:
-                children[span] = []
-                order.append(span)
-    return [
-        (span, depths[span], not depths[span] and parent_ids[span] is not None, len(children[span])) for span in order
-    ]
+            next_sibling[span], first_child[parent] = first_child[parent], span
+            child_counts[parent] += 1
+
+    places: list[Place] = []
+    resume: list[int] = []  # the sibling to go on with after each open span's subtree
+    depth = 0
+    span = root
+    while span >= 0:
+        places.append((span, depth, not depth and parent_ids[span] is not None, child_counts[span]))
+        if first_child[span] >= 0:
+            resume.append(next_sibling[span])
+            depth += 1
+            span = first_child[span]
+        else:
+            span = next_sibling[span]
+            while span < 0 and resume:
+                span = resume.pop()
+                depth -= 1
+    if len(places) < count:  # a cycle of parents (a hostile or broken client): show its spans as roots
+        reached = {place[0] for place in places}
+        places.extend((span, 0, True, 0) for span in range(count) if span not in reached)
+    return places
 
 
 def depth_first(spans: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
