@@ -143,8 +143,9 @@ _SKELETON_COLUMNS = skeleton_columns("s.", duration_ms="s.duration_ns / 1e6")
 
 # A trace's tree, what ``read.depth_first_places`` needs: its spans' rowids, ids and parent ids as three JSON arrays,
 # in the order of their start time then span id (the subquery's order, which SQLite keeps for an aggregate such as
-# ``json_group_array``). Three narrow columns of each row: ordering in Python is a few tenths of a millisecond per
-# thousand spans, where the same walk in SQL (a recursive CTE with a priority queue) cost ten times as much CPU.
+# ``json_group_array``). Three narrow columns of each row: ordering them in Python holds the GIL about half a
+# millisecond per thousand spans, where the same walk in SQL (a recursive CTE with a priority queue, its
+# materialized steps and a second sort of the objects) took half the CPU of the whole read (docs/performance.md).
 SKELETON_TREE = """SELECT json_group_array(row), json_group_array(span_id), json_group_array(parent_span_id)
 FROM (
     SELECT rowid AS row, span_id, parent_span_id FROM spans WHERE trace_id = ?
@@ -169,8 +170,9 @@ def skeleton_page(connection: apsw.Connection, trace_id: str, offset: int, limit
     ((rows_json, span_ids_json, parent_ids_json),) = connection.execute(SKELETON_TREE, (trace_id,))
     rows = orjson.loads(rows_json)
     places = depth_first_places(orjson.loads(span_ids_json), orjson.loads(parent_ids_json))[offset : offset + limit]
-    page = orjson.dumps([(rows[index], depth, orphan, child_count) for index, depth, orphan, child_count in places])
-    ((spans_json,),) = connection.execute(SKELETON_PAGE, {"page": page})
+    page = [(rows[index], depth, orphan, child_count) for index, depth, orphan, child_count in places]
+    # as text: bytes would be bound as a BLOB, which SQLite's JSON functions first try to read as JSONB
+    ((spans_json,),) = connection.execute(SKELETON_PAGE, {"page": orjson.dumps(page).decode()})
     return cast("str", spans_json)
 
 
