@@ -1,10 +1,11 @@
-"""Span rows encoded for the SQLite writer ahead of the write, on the thread (or process) that decoded them.
+"""Span rows built for the SQLite writer ahead of the write, on the thread (or process) that decoded them.
 
-Pure, no connection: ``span_rows`` turns a request's spans into the JSON document ``writer.INSERT_SPANS``
-reads, so that the writer thread, the one thread the whole collector's writes go through, only binds it. The
-two columns only the writer knows are left out: ``received_at_unix_nano`` (one per transaction) is a
-statement parameter, and each row names its resource by an index into ``SpanRows.resources`` (the resource's
-attributes as stored JSON text and its scope), which the writer maps to ``resources`` row ids in its
+Pure, no connection: ``span_rows`` turns a request's spans into the SQL values ``writer.insert_rows`` binds, so
+that the writer thread, the one thread the whole collector's writes go through, only binds them (in C, many rows
+to a statement). The attributes, events, links and finish reasons, which the table stores as JSON text, are
+encoded here. The two columns only the writer knows are left as placeholders: ``received_at_unix_nano`` (one
+per transaction) and ``resource_id``, for which each row holds an index into ``SpanRows.resources`` (the
+resource's attributes as stored JSON text and its scope), which the writer maps to ``resources`` row ids in its
 transaction. Every value picklable: the rows can cross a process boundary as they are.
 """
 
@@ -31,9 +32,15 @@ _IN_RESOURCES = ("resource_attributes", "scope_name", "scope_version")
 _SPAN_FIELDS = tuple(name for name in Span._fields if name not in (*_IN_RESOURCES, "genai", "cost_usd"))
 _GENAI_FIELDS = tuple(name for name in GenAI._fields if name != "client_cost_usd")
 _ENCODED_COLUMNS = ("cost_usd", "duration_ns")  # computed here
-_WRITER_COLUMNS = ("resource_id", "received_at_unix_nano")  # the writer's: an index into the resources, and ?3
+_WRITER_COLUMNS = ("resource_id", "received_at_unix_nano")  # the writer's: an index into the resources, then None
 SPAN_COLUMNS = (*_SPAN_FIELDS, *_GENAI_FIELDS, *_ENCODED_COLUMNS, *_WRITER_COLUMNS)
-RESOURCE_INDEX = len(SPAN_COLUMNS) - 2  # where a row holds its resource's index
+WIDTH = len(SPAN_COLUMNS)  # values per row
+RESOURCE_INDEX = WIDTH - 2  # where a row holds its resource's index
+RECEIVED_AT_INDEX = WIDTH - 1  # where the writer puts the transaction's receipt time
+# The columns stored as JSON text, by their place in a row.
+_JSON_AT = tuple(
+    index for index, name in enumerate(SPAN_COLUMNS) if name in ("attributes", "events", "links", "finish_reasons")
+)
 
 _span_values = attrgetter(*_SPAN_FIELDS)
 _genai_values = attrgetter(*_GENAI_FIELDS)
@@ -44,28 +51,28 @@ Resource = tuple[str, str | None, str | None]
 
 
 class SpanRows(NamedTuple):
-    """A request's spans as ``INSERT_SPANS`` takes them."""
+    """A request's spans as ``writer.insert_rows`` takes them."""
 
-    document: str  # a JSON array with one array per span, in ``SPAN_COLUMNS`` order up to the resource's index
+    values: list[Any]  # the rows' values one after the other, ``WIDTH`` a row, in ``SPAN_COLUMNS`` order
     resources: list[Resource]  # what each resource index stands for
 
 
-def rows_json(rows: Any) -> str:
-    """Rows as the JSON text ``jsonb_each`` reads: orjson, several times faster than ``to_json`` on a batch
-    and the same JSON (floats may be spelt differently, ``2.5e-5`` for ``2.5e-05``, the same number once
-    SQLite reads them); what orjson refuses (an integer beyond 64 bits, a key that is not a string, a lone
-    surrogate) goes through ``to_json`` as before. Decoding never lets a NaN or an infinity through, the
-    one value orjson would write differently (null)."""
+def json_text(value: Any) -> str:
+    """``value`` as the JSON text a column stores: orjson, several times faster than ``to_json`` and the same
+    JSON (floats may be spelt differently, ``2.5e-5`` for ``2.5e-05``, the same number once read back); what
+    orjson refuses (an integer beyond 64 bits, a key that is not a string, a lone surrogate) goes through
+    ``to_json``. Decoding never lets a NaN or an infinity through, the one value orjson would write differently
+    (null)."""
     try:
-        return orjson.dumps(rows).decode()
+        return orjson.dumps(value).decode()
     except TypeError:
-        return to_json(rows)
+        return to_json(value)
 
 
 def span_rows(spans: Sequence[Span]) -> SpanRows:
     """The spans' rows. Spans of one resource share its attributes dict (decode and transform keep it
     shared), so each resource is encoded once, found again by the dict's identity."""
-    rows = []
+    values: list[Any] = []
     resources: list[Resource] = []
     indexes: dict[tuple[int, str | None, str | None], int] = {}
     for span in spans:
@@ -75,13 +82,12 @@ def span_rows(spans: Sequence[Span]) -> SpanRows:
             index = indexes[key] = len(resources)
             resources.append((to_json(span.resource_attributes or {}), span.scope_name, span.scope_version))
         genai = span.genai
-        rows.append(
-            (
-                *_span_values(span),
-                *(_NO_GENAI if genai is None else _genai_values(genai)),
-                span.cost_usd,
-                span.end_time_unix_nano - span.start_time_unix_nano,
-                index,
-            )
-        )
-    return SpanRows(rows_json(rows), resources)
+        start = len(values)
+        values += _span_values(span)
+        values += _NO_GENAI if genai is None else _genai_values(genai)
+        values += (span.cost_usd, span.end_time_unix_nano - span.start_time_unix_nano, index, None)
+        for at in _JSON_AT:
+            value = values[start + at]
+            if value is not None:
+                values[start + at] = json_text(value)
+    return SpanRows(values, resources)

@@ -6,6 +6,7 @@ Only the pipeline's writer thread calls it (SQLite connections are not to be sha
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import time
 from collections.abc import Sequence
@@ -24,24 +25,34 @@ from collector.storage.sqlite.errors import translated
 from collector.storage.sqlite.resources import resource_id
 from collector.storage.sqlite.retention import Retention, file_sizes
 from collector.storage.sqlite.rollups import mark_repeated_calls, roll_up
-from collector.storage.sqlite.rows import RESOURCE_INDEX, SPAN_COLUMNS, SpanRows, span_rows, to_json
+from collector.storage.sqlite.rows import (
+    RECEIVED_AT_INDEX,
+    RESOURCE_INDEX,
+    SPAN_COLUMNS,
+    WIDTH,
+    SpanRows,
+    span_rows,
+    to_json,
+)
 from collector.storage.sqlite.schema import migrate
 from collector.storage.sqlite.settle import settle_traces
 from collector.storage.store import Deleted, Judge, SettledTrace, SettleWindow, Written
 
 # A span sent twice (a client retrying after a timeout) is stored once: the first copy stays.
-# ?1 is a request's rows (``rows.span_rows``), ?2 the ``resources`` row id of each of its resource indexes
-# (a JSON array), ?3 the transaction's receipt time. ``->>`` gives SQL values for scalars and the (minified)
-# JSON text of objects and arrays; ``jsonb_each`` hands each row on as JSONB, which ``->>`` reads
-# without parsing it again (``json_each`` costs three times as much).
-# (``WHERE true`` is SQLite's required disambiguation of an upsert after INSERT ... SELECT.)
-INSERT_SPANS = (
-    f"INSERT INTO spans ({', '.join(SPAN_COLUMNS)}) "
-    f"SELECT {', '.join(f'row.value ->> {index}' for index in range(RESOURCE_INDEX))}, "
-    f"?2 ->> (row.value ->> {RESOURCE_INDEX}), ?3 "
-    "FROM jsonb_each(?1) AS row WHERE true "
-    "ON CONFLICT (trace_id, span_id) DO NOTHING"
-)
+# Rows are inserted many to a statement (``insert_rows``), in statements of a few fixed sizes that apsw prepares
+# once and caches: apsw caches a statement whose text is at most 16 KiB (128 rows of ``WIDTH`` placeholders
+# are about 11 KiB), and SQLite takes up to 32,766 values a statement.
+MOST_ROWS = 128
+
+
+@functools.cache
+def insert_spans_statement(rows: int) -> str:
+    """The insert of ``rows`` span rows (``rows.SpanRows``, whose values it binds as they are)."""
+    row = f"({', '.join('?' * WIDTH)})"
+    return (
+        f"INSERT INTO spans ({', '.join(SPAN_COLUMNS)}) VALUES {', '.join([row] * rows)} "
+        "ON CONFLICT (trace_id, span_id) DO NOTHING"
+    )
 
 
 _EVENT_COLUMNS = (
@@ -171,16 +182,30 @@ def evaluation_rows(
     ]
 
 
-def insert_rows(connection: apsw.Connection, rows: SpanRows, received_at: int, resources: ResourceIds) -> int:
-    """Insert a request's encoded spans with one statement; returns how many were new (duplicates are ignored).
+def insert_rows(
+    connection: apsw.Connection, requests: Sequence[SpanRows], received_at: int, resources: ResourceIds
+) -> int:
+    """Insert the rows of a batch's requests; returns how many were new (duplicates are ignored).
 
-    One statement, not ``executemany``: apsw releases the GIL around every ``sqlite3_step``, and
-    winning it back once per row cost the writer a third of its time; one step lets SQLite run the
-    whole insert while the ingest threads decode the next requests.
+    Up to ``MOST_ROWS`` rows a statement, bound in C: one ``sqlite3_step`` inserts them all. apsw releases the
+    GIL around every step, and winning it back once per row (``executemany``) cost the writer a third of its
+    time when the ingest threads were busy; a few steps a batch let SQLite run the whole insert while they
+    decode the next requests.
     """
-    ids = to_json([resources.encoded(resource) for resource in rows.resources])
+    values: list[Any] = []
+    for request in requests:
+        ids = [resources.encoded(resource) for resource in request.resources]
+        start = len(values)
+        values += request.values
+        values[start + RESOURCE_INDEX :: WIDTH] = [ids[index] for index in request.values[RESOURCE_INDEX::WIDTH]]
+    count = len(values) // WIDTH
+    values[RECEIVED_AT_INDEX::WIDTH] = [received_at] * count
     before = connection.total_changes()  # after the resource rows the lookup may have added
-    connection.execute(INSERT_SPANS, (rows.document, ids, received_at))
+    done = 0
+    while done < count:
+        rows = min(MOST_ROWS, 1 << ((count - done).bit_length() - 1))  # a power of two: 8 statements in all
+        connection.execute(insert_spans_statement(rows), values[done * WIDTH : (done + rows) * WIDTH])
+        done += rows
     return connection.total_changes() - before
 
 
@@ -188,7 +213,7 @@ def insert_spans(
     connection: apsw.Connection, spans: Sequence[Span], received_at: int, resources: ResourceIds | None = None
 ) -> int:
     """``insert_rows`` of spans not encoded ahead."""
-    return insert_rows(connection, span_rows(spans), received_at, resources or ResourceIds(connection))
+    return insert_rows(connection, [span_rows(spans)], received_at, resources or ResourceIds(connection))
 
 
 def prepare(records: Records) -> Records:
@@ -289,7 +314,7 @@ class SpanWriter:
             stored: list[SpanSummary] = []
             if spans:
                 ((last_rowid,),) = connection.execute(LAST_ROWID)
-                inserted = sum(insert_rows(connection, each, received_at, resources) for each in rows)
+                inserted = insert_rows(connection, rows, received_at, resources)
                 stored = new_spans(connection, spans, received_at, inserted)
                 if inserted:  # before mark_repeated_calls, which takes out and puts back what it changes
                     self.pending.add(connection, last_rowid)
