@@ -95,3 +95,30 @@ def test_rows_prepared_on_another_thread_are_stored_as_rows_encoded_by_the_write
         )
     assert stored[0] == stored[1]
     assert len(stored[0][0]) == len(spans) and len(stored[0][1]) > 1
+
+
+def test_a_batch_bigger_than_a_statement_stores_each_span_once_in_order(tmp_path: Path) -> None:
+    """``insert_rows`` splits a batch into statements of fixed sizes (128, 64, ... rows): copies of a span
+    across those statements, inside one of them and from an earlier batch are stored once, the first copy in
+    the batch's order, and the write names exactly the spans it stored. Every statement size stays small enough
+    for apsw to cache its preparation."""
+    from collector.storage.sqlite.writer import MOST_ROWS, insert_spans_statement
+
+    writer = SpanWriter(tmp_path / "spans.db")
+    earlier, _ = decode_spans(otlp_request(20, service="earlier"))
+    assert len(writer.write([Records(spans=earlier)]).stored) == 20
+    first, _ = decode_spans(otlp_request(150, service="first"))
+    second, _ = decode_spans(otlp_request(93, service="second"))
+    requests = [first, [*second[:50], first[3], first[140], *earlier[:5], second[0], *second[50:]]]
+    written = writer.write([Records(spans=spans) for spans in requests])
+    assert written.stored == summarize([*first, *second])
+    stored = writer.connection.execute(
+        "SELECT span_id, resource_attributes ->> 'service.name' FROM spans"
+        " JOIN resources ON resources.id = spans.resource_id ORDER BY spans.rowid"
+    ).fetchall()
+    assert stored == [(span.span_id, span.service_name) for span in (*earlier, *first, *second)]
+    assert writer.connection.execute("SELECT count(DISTINCT received_at_unix_nano) FROM spans").fetchall() == [(2,)]
+    assert all(
+        len(insert_spans_statement(1 << power).encode()) <= writer.connection.cache_stats()["max_cacheable_bytes"]
+        for power in range(MOST_ROWS.bit_length())
+    )
