@@ -37,13 +37,18 @@ SPAN_COLUMNS = (*_SPAN_FIELDS, *_GENAI_FIELDS, *_ENCODED_COLUMNS, *_WRITER_COLUM
 WIDTH = len(SPAN_COLUMNS)  # values per row
 RESOURCE_INDEX = WIDTH - 2  # where a row holds its resource's index
 RECEIVED_AT_INDEX = WIDTH - 1  # where the writer puts the transaction's receipt time
-# The columns stored as JSON text, by their place in a row.
-_JSON_AT = tuple(
-    index for index, name in enumerate(SPAN_COLUMNS) if name in ("attributes", "events", "links", "finish_reasons")
-)
 
-_span_values = attrgetter(*_SPAN_FIELDS)
-_genai_values = attrgetter(*_GENAI_FIELDS)
+# A row is built from runs of fields read as they are and the fields stored as JSON text between them: the span's
+# attributes, events and links (one after the other in ``Span``), and the GenAI finish reasons.
+_JSON_SPAN_FIELDS = ("attributes", "events", "links")
+_JSON_AT = _SPAN_FIELDS.index("attributes")
+if _SPAN_FIELDS[_JSON_AT : _JSON_AT + 3] != _JSON_SPAN_FIELDS:
+    raise RuntimeError(f"Span's JSON fields are no longer {_JSON_SPAN_FIELDS} one after the other: see span_rows")
+_span_head = attrgetter(*_SPAN_FIELDS[:_JSON_AT])
+_span_tail = attrgetter(*_SPAN_FIELDS[_JSON_AT + 3 :])
+_REASONS_AT = _GENAI_FIELDS.index("finish_reasons")
+_genai_head = attrgetter(*_GENAI_FIELDS[:_REASONS_AT])
+_genai_tail = attrgetter(*_GENAI_FIELDS[_REASONS_AT + 1 :])
 _NO_GENAI = (None,) * len(_GENAI_FIELDS)
 
 # A resource as the ``resources`` table stores it: attributes as JSON text, scope name, scope version.
@@ -81,13 +86,16 @@ def span_rows(spans: Sequence[Span]) -> SpanRows:
         if index is None:
             index = indexes[key] = len(resources)
             resources.append((to_json(span.resource_attributes or {}), span.scope_name, span.scope_version))
+        values += _span_head(span)
+        values += (json_text(span.attributes), json_text(span.events), json_text(span.links))
+        values += _span_tail(span)
         genai = span.genai
-        start = len(values)
-        values += _span_values(span)
-        values += _NO_GENAI if genai is None else _genai_values(genai)
+        if genai is None:
+            values += _NO_GENAI
+        else:
+            reasons = genai.finish_reasons
+            values += _genai_head(genai)
+            values.append(None if reasons is None else json_text(reasons))
+            values += _genai_tail(genai)
         values += (span.cost_usd, span.end_time_unix_nano - span.start_time_unix_nano, index, None)
-        for at in _JSON_AT:
-            value = values[start + at]
-            if value is not None:
-                values[start + at] = json_text(value)
     return SpanRows(values, resources)
