@@ -6,13 +6,19 @@
 
 The real query server (``QueryServer``: the live feed, its reader on its own read connections, uvicorn) runs in
 this process on a prefilled database; a thread plays the writer's settling job, telling the feed every
-``--interval`` that ``--per-round`` traces settled (in chunks of 500, as the job settles them). The subscribers
-are ``none``, ``reading`` (a client in another process that reads and parses everything, so its CPU is not
-counted), ``stalled`` (a socket that completes the handshake and never reads, with a 4 KiB receive buffer) and
-``reading x4``; ``reading, no deflate`` is a reading client that does not offer permessage-deflate (which
-browsers and the other reading clients offer, and the server accepts: compression is per subscriber). Each configuration runs for the same wall time; the figure is this process's CPU time per
-settled trace, best of ``--repeats`` (configurations alternated in each repeat), which the load of other
-processes disturbs little. The cost of a subscriber is its configuration's figure minus ``none``'s.
+``--interval`` that ``--per-round`` traces settled (in chunks of 500, as the job settles them). The subscribers:
+
+- ``none``;
+- ``reading``: a client in another process (its CPU is not counted) that reads and parses everything and, like a
+  browser, offers permessage-deflate, which the server accepts (compression is per subscriber);
+- ``stalled``: a socket that completes the handshake and never reads, with a 4 KiB receive buffer;
+- ``reading x4``: four reading clients;
+- ``reading, no deflate``: a reading client that does not offer compression.
+
+Each configuration runs for the same wall time; the figure is this process's CPU time per settled trace, best of
+``--repeats`` (configurations alternated in each repeat), which the load of other processes disturbs little. The
+cost of a subscriber is its configuration's figure minus ``none``'s. The reading clients count the traces they
+receive and those ``lagged`` says they lost.
 
 To compare with other code, put its package first: ``PYTHONPATH=/tmp/old .venv/bin/python bench/live.py --db ...``
 imports ``collector`` from ``/tmp/old/collector`` (the database's schema must be the same).
@@ -22,11 +28,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import json
 import multiprocessing
 import os
-import socket
 import sys
 import tempfile
 import threading
@@ -42,6 +46,7 @@ import apsw
 
 import collector
 from bench.daemon import CLOCK_TICKS, host_cpu_ticks
+from bench.query import live_websocket
 from collector.auth.listeners import ListenerSecurity
 from collector.config import load_settings
 from collector.query.server import QueryServer
@@ -82,18 +87,6 @@ def reading_client(url: str, counts: Any, ready: Any, deflate: bool) -> None:
             return
 
 
-def stalled_client(port: int) -> socket.socket:
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    sock.connect(("127.0.0.1", port))
-    key = base64.b64encode(os.urandom(16)).decode()
-    sock.sendall(
-        f"GET /api/v1/live HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-        f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode()
-    )
-    return sock
-
-
 def settling(live: Any, rounds: list[list[str]], interval: float) -> threading.Thread:
     """The writer's settling job: every ``interval``, one round of traces told in chunks of SETTLE_CHUNK."""
 
@@ -130,7 +123,7 @@ async def one_run(server: QueryServer, name: str, trace_ids: list[str], args: ar
         process.start()
         await asyncio.to_thread(ready.wait, 30)
         readers.append(process)
-    stalled = stalled_client(server.port) if name == "stalled" else None
+    stalled = live_websocket(server.port, stalled=True) if name == "stalled" else None
     live = server.live
     assert live is not None
     await until(lambda: len(live._clients) == CONFIGURATIONS[name] + (stalled is not None))
@@ -242,10 +235,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--configurations", nargs="+", default=list(CONFIGURATIONS), choices=list(CONFIGURATIONS), metavar="NAME"
     )
-    parser.add_argument("--quick", action="store_true", help="2 rounds, 1 repeat, a small database")
+    parser.add_argument("--quick", action="store_true", help="2 rounds, 1 repeat, 3 configurations, a small database")
     args = parser.parse_args(argv)
     if args.quick:
-        args.rounds, args.repeats, args.prefill, args.tail = 2, 1, 20_000, 1.0
+        args.rounds, args.repeats, args.prefill, args.tail = 2, 1, 20_000, 2.0
+        args.configurations = ["none", "reading", "stalled"]
     return args
 
 

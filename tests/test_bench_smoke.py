@@ -106,6 +106,15 @@ def test_handoff_bench_quick_reports_both_shapes() -> None:
     assert compact["held_bytes_per_span"] < whole["held_bytes_per_span"]
 
 
+def test_live_bench_quick_reports_the_cost_per_trace_of_each_subscriber() -> None:
+    report = quick_figures("live.py")
+    figures = report["figures"]
+    assert set(figures) == {"none", "reading", "stalled"} and all(f["cpu_us_per_trace"] > 0 for f in figures.values())
+    reading = figures["reading"]
+    assert reading["every_trace_received"] and reading["lost_traces_per_subscriber"] == [0]
+    assert reading["messages_per_subscriber"] < report["traces_per_run"] / 10  # batches, not a message per trace
+
+
 def test_writer_bench_quick_reports_each_stage() -> None:
     best = quick_figures("writer.py")["best"]
     stages = {"insert", "latency", "latency flush", "repeated_calls", "rollup", "commit and the rest"}

@@ -378,6 +378,9 @@ class LiveMetrics:
         self.dropped = declare.counter(
             "live_dropped_messages", "Live-feed messages dropped because a client read too slowly."
         )
+        self.dropped_traces = declare.counter(
+            "live_dropped_traces", "Trace summaries in the live-feed messages dropped because a client read too slowly."
+        )
         self.disconnected = declare.counter(
             "live_disconnected_clients",
             "Live-feed clients disconnected for falling too far behind or a send timing out.",

@@ -4,34 +4,43 @@ The writer thread tells the feed what it settled (``notify_settled``, thread-saf
 it committed (``observe_committed``, feeding the in-memory cost tracker); the feed reads the summaries and
 the new breaches through the ``TraceReader`` on its own connections and fans them out. Each client has a
 bounded queue and one sender task: the publisher never awaits a socket, drops a slow client's oldest
-messages (telling it how many with ``lagged``), and disconnects a client that stays too far behind.
+messages (telling it how many, and how many traces and breaches they held, with ``lagged``), and disconnects a
+client that stays too far behind.
+
+What settles within ``COALESCE_SECONDS`` is published together: the traces as ``traces`` messages and the
+breaches as ``breaches`` messages of up to ``ITEMS_PER_MESSAGE`` each, so that a subscriber's cost is a few
+frames a second whatever the rate. Each summary and breach is encoded once (orjson) and each message once per
+distinct service filter, never once per subscriber.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence, Set
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal, NamedTuple
 
+import orjson
 from prometheus_client import CollectorRegistry
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from collector.model import CALL_CATEGORIES, SpanSummary
 from collector.observability.metrics import LiveMetrics
 from collector.query.params import decode_cursor, encode_cursor
-from collector.storage.read import BreachQuery, QueryTooBroad, ReadBusy, TraceReader
+from collector.storage.read import BreachQuery, Keyset, QueryTooBroad, ReadBusy, TraceReader, TraceSummary
 
 log = logging.getLogger(__name__)
 
 BREACH_CURSOR = "breaches:asc"
 NS_PER_SECOND = 1_000_000_000
+COALESCE_SECONDS = 0.1  # what settles this long after a first trace is published with it
+ITEMS_PER_MESSAGE = 100  # traces (or breaches) in one message: bounds a message, and so a client's queue
+READ_BATCH = 500  # trace ids per read of their summaries, breaches per page
 
 
 def _figures() -> list[float]:
@@ -140,17 +149,61 @@ def _spend(by_model: dict[str, list[float]]) -> dict[str, Any]:
     }
 
 
+class Message(NamedTuple):
+    """One encoded server message, and what a client that loses it loses."""
+
+    text: str
+    traces: int = 0
+    breaches: int = 0
+
+
+def encode(message: dict[str, Any]) -> Message:
+    return Message(orjson.dumps(message).decode())
+
+
+class Item(NamedTuple):
+    """A trace summary or a breach, encoded once for every message that carries it."""
+
+    service: str | None
+    encoded: orjson.Fragment
+    position: Keyset = (0, 0)  # a breach's place in the feed: a message's resume cursor, the replay's end
+
+
+def trace_item(summary: TraceSummary) -> Item:
+    return Item(summary["service_name"], orjson.Fragment(orjson.dumps(summary)))
+
+
+def breach_item(breach: dict[str, Any]) -> Item:
+    position = (breach["computed_at_unix_nano"], breach["id"])
+    return Item(breach["service_name"], orjson.Fragment(orjson.dumps(breach)), position)
+
+
+def messages_of(kind: Literal["traces", "breaches"], items: Sequence[Item]) -> list[Message]:
+    """``items`` (all traces or all breaches) as messages of up to ``ITEMS_PER_MESSAGE``. A ``breaches`` message
+    carries the cursor of its last breach: a client that reconnects with it misses none after it."""
+    messages = []
+    for start in range(0, len(items), ITEMS_PER_MESSAGE):
+        chunk = items[start : start + ITEMS_PER_MESSAGE]
+        body: dict[str, Any] = {"type": kind, kind: [item.encoded for item in chunk]}
+        if kind == "breaches":
+            body["cursor"] = encode_cursor(BREACH_CURSOR, chunk[-1].position)
+            messages.append(Message(orjson.dumps(body).decode(), breaches=len(chunk)))
+        else:
+            messages.append(Message(orjson.dumps(body).decode(), traces=len(chunk)))
+    return messages
+
+
 class LiveClient:
     """One subscriber: a bounded queue of encoded messages and the sender task that drains it."""
 
     def __init__(self, websocket: WebSocket, *, limit: int, metrics: LiveMetrics) -> None:
         self.websocket = websocket
         self.services: frozenset[str] | None = None
-        self._queue: deque[str] = deque()
+        self._queue: deque[Message] = deque()
         self._limit = limit
         self._max_lag = 4 * limit
         self._ready = asyncio.Event()
-        self._lagged = 0
+        self._lost = [0, 0, 0]  # messages, traces, breaches dropped since the last ``lagged``
         self._metrics = metrics
         self.kicked: str | None = None
         self.sender: asyncio.Task[None] | None = None
@@ -158,15 +211,20 @@ class LiveClient:
     def wants(self, service: str | None) -> bool:
         return self.services is None or service in self.services
 
-    def offer(self, message: str) -> None:
+    def offer(self, message: Message) -> None:
         """Queue a message without waiting; when full, drop the oldest and count it."""
         if self.kicked:
             return
         if len(self._queue) >= self._limit:
-            self._queue.popleft()
-            self._lagged += 1
+            dropped = self._queue.popleft()
+            lost = self._lost
+            lost[0] += 1
+            lost[1] += dropped.traces
+            lost[2] += dropped.breaches
             self._metrics.dropped.inc()
-            if self._lagged > self._max_lag:
+            if dropped.traces:
+                self._metrics.dropped_traces.inc(dropped.traces)
+            if lost[0] > self._max_lag:
                 self.kick("too far behind")
         self._queue.append(message)
         self._ready.set()
@@ -188,13 +246,14 @@ class LiveClient:
             if not self._queue:
                 self._ready.clear()
                 continue
-            if self._lagged:
-                message = json.dumps({"type": "lagged", "dropped": self._lagged})
-                self._lagged = 0
+            if self._lost[0]:
+                dropped, traces, breaches = self._lost
+                text = encode({"type": "lagged", "dropped": dropped, "traces": traces, "breaches": breaches}).text
+                self._lost = [0, 0, 0]
             else:
-                message = self._queue.popleft()
+                text = self._queue.popleft().text
             try:
-                await asyncio.wait_for(websocket.send_text(message), send_timeout)
+                await asyncio.wait_for(websocket.send_text(text), send_timeout)
             except TimeoutError:
                 self.kick("send timed out")
                 return
@@ -286,27 +345,40 @@ class LiveFeed:
 
     # -- publishing --
 
-    def _publish(self, message: dict[str, Any], service: str | None = None, *, everyone: bool = False) -> None:
-        if not self._clients:
-            return
-        encoded = json.dumps(message, separators=(",", ":"))
-        for client in self._clients:
-            if everyone or client.wants(service):
+    def _publish(self, message: dict[str, Any]) -> None:
+        """A message for every client (cost ticks, heartbeats)."""
+        if self._clients:
+            encoded = encode(message)
+            for client in self._clients:
                 client.offer(encoded)
+
+    def _publish_items(self, kind: Literal["traces", "breaches"], items: Sequence[Item]) -> None:
+        """Traces or breaches, in messages built once per distinct service filter among the clients."""
+        built: dict[frozenset[str] | None, list[Message]] = {}
+        for client in self._clients:
+            messages = built.get(client.services)
+            if messages is None:
+                wanted = items if client.services is None else [item for item in items if client.wants(item.service)]
+                messages = built[client.services] = messages_of(kind, wanted)
+            for message in messages:
+                client.offer(message)
 
     async def _publish_settled(self) -> None:
         while True:
             await self._wake.wait()
+            await asyncio.sleep(COALESCE_SECONDS)  # the rest of a settling round, which commits in chunks
             self._wake.clear()
             trace_ids, self._settled = self._settled, []
             try:
-                if self._clients:
-                    for start in range(0, len(trace_ids), 500):
-                        for summary in await self.reader.trace_summaries(trace_ids[start : start + 500]):
-                            self._publish({"type": "trace", "trace": summary}, summary["service_name"])
+                while trace_ids and self._clients:
+                    summaries = await self.reader.trace_summaries(trace_ids[:READ_BATCH])
+                    del trace_ids[:READ_BATCH]
+                    if self._clients:
+                        self._publish_items("traces", [trace_item(summary) for summary in summaries])
                 await self._publish_breaches()
             except (QueryTooBroad, ReadBusy) as error:
                 log.warning("live feed could not read what settled: %s", error)
+                self._settled[:0] = trace_ids  # the traces not read yet go out with the next round
                 self._wake.set()
                 await asyncio.sleep(1)
             except Exception:
@@ -315,11 +387,11 @@ class LiveFeed:
 
     async def _publish_breaches(self) -> None:
         while True:
-            page = await self.reader.breaches(BreachQuery(order="asc", limit=500, after=self._breach_after))
-            for breach in page["data"]:
-                self._breach_after = (breach["computed_at_unix_nano"], breach["id"])
-                cursor = encode_cursor(BREACH_CURSOR, self._breach_after)
-                self._publish({"type": "breach", "breach": breach, "cursor": cursor}, breach["service_name"])
+            page = await self.reader.breaches(BreachQuery(order="asc", limit=READ_BATCH, after=self._breach_after))
+            if page["data"]:
+                items = [breach_item(breach) for breach in page["data"]]
+                self._breach_after = items[-1].position
+                self._publish_items("breaches", items)
             if page["after"] is None:
                 return
 
@@ -329,10 +401,10 @@ class LiveFeed:
             await asyncio.sleep(1.0 - (time.time() % 1.0))
             if not self._clients:
                 continue
-            self._publish(self.costs.tick(), everyone=True)
+            self._publish(self.costs.tick())
             if time.monotonic() >= next_heartbeat:
                 next_heartbeat = time.monotonic() + self.heartbeat
-                self._publish({"type": "heartbeat", "time_unix_nano": time.time_ns()}, everyone=True)
+                self._publish({"type": "heartbeat", "time_unix_nano": time.time_ns()})
 
     # -- one client --
 
@@ -351,7 +423,7 @@ class LiveFeed:
             try:
                 await self._subscribe(client, initial)
             except ValueError as error:
-                client.offer(json.dumps({"type": "error", "message": str(error)}))
+                client.offer(encode({"type": "error", "message": str(error)}))
             await asyncio.wait({sender, receiver}, return_when=asyncio.FIRST_COMPLETED)
         finally:
             self._clients.discard(client)
@@ -373,12 +445,12 @@ class LiveFeed:
             while True:
                 text = await websocket.receive_text()
                 try:
-                    message = json.loads(text)
+                    message = orjson.loads(text)
                     if not isinstance(message, dict) or message.get("type") != "subscribe":
                         raise ValueError('expected {"type": "subscribe", ...}')
                     await self._subscribe(client, message)
-                except ValueError as error:
-                    client.offer(json.dumps({"type": "error", "message": str(error)}))
+                except ValueError as error:  # orjson.JSONDecodeError is one
+                    client.offer(encode({"type": "error", "message": str(error)}))
 
     async def _subscribe(self, client: LiveClient, message: dict[str, Any]) -> None:
         services = message.get("services")
@@ -395,7 +467,7 @@ class LiveFeed:
                 raise ValueError(str(error)) from None
         client.services = frozenset(services) if services else None
         client.offer(
-            json.dumps(
+            encode(
                 {
                     "type": "subscribed",
                     "services": sorted(client.services) if client.services else None,
@@ -412,13 +484,14 @@ class LiveFeed:
         services = tuple(client.services) if client.services else None
         position: tuple[Any, Any] | None = after
         while position is not None:
-            page = await self.reader.breaches(BreachQuery(order="asc", limit=500, after=position, services=services))
-            for breach in page["data"]:
-                if (
-                    self._breach_after is not None
-                    and (breach["computed_at_unix_nano"], breach["id"]) > self._breach_after
-                ):
-                    return  # the live publisher sends these
-                cursor = encode_cursor(BREACH_CURSOR, (breach["computed_at_unix_nano"], breach["id"]))
-                client.offer(json.dumps({"type": "breach", "breach": breach, "cursor": cursor}))
+            page = await self.reader.breaches(
+                BreachQuery(order="asc", limit=READ_BATCH, after=position, services=services)
+            )
+            published = self._breach_after or (0, 0)
+            items = [breach_item(breach) for breach in page["data"]]
+            missed = [item for item in items if item.position <= published]
+            for message in messages_of("breaches", missed):
+                client.offer(message)
+            if len(missed) < len(items):
+                return  # the live publisher sends the rest
             position = page["after"]

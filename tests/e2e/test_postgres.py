@@ -22,7 +22,7 @@ from websockets.sync.client import connect
 from tests.e2e.test_sdk_exporters import emit_agent_trace
 from tests.helpers import otlp_request, wait_until
 from tests.postgres import Cluster, server_binaries
-from tests.query.test_live import live_url, of_type, receive_until
+from tests.query.test_live import breaches_in, live_url, of_type, receive_until, traces_in
 
 SNAPSHOTS = {
     "settle_after": "200ms",
@@ -169,15 +169,15 @@ def test_the_live_feed_of_every_replica_hears_what_any_replica_settled(postgres_
             messages = [
                 message
                 for _, message in receive_until(
-                    websocket, lambda messages: of_type(messages, "trace") and of_type(messages, "breach")
+                    websocket, lambda messages: traces_in(messages) and breaches_in(messages)
                 )
             ]
-            assert [m["trace"]["trace_id"] for m in of_type(messages, "trace")] == [trace_id]
-            assert {m["breach"]["trace_id"] for m in of_type(messages, "breach")} == {trace_id}
+            assert [summary["trace_id"] for summary in traces_in(messages)] == [trace_id]
+            assert {breach["trace_id"] for breach in breaches_in(messages)} == {trace_id}
         # nothing more comes: the settling replica did not also tell its own feed in-process
         later: list[dict[str, Any]] = []
         deadline = time.monotonic() + 1.5
         with contextlib.suppress(TimeoutError):
             while (remaining := deadline - time.monotonic()) > 0:
                 later.append(json.loads(on_first.recv(timeout=remaining)))
-        assert of_type(later, "trace") == []
+        assert traces_in(later) == []

@@ -28,7 +28,7 @@ export function useLiveFeed(onMessage: (message: LiveMessage) => void): LiveStat
       };
       socket.onmessage = (event) => {
         const message = JSON.parse(event.data as string) as LiveMessage;
-        if (message.type === "breach") breachCursor = message.cursor;
+        if (message.type === "breaches") breachCursor = message.cursor;
         handler.current(message);
       };
       socket.onclose = () => {

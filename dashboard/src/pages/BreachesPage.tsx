@@ -4,6 +4,7 @@ import { useSearchParams } from "react-router";
 import { apiGet } from "../api/client";
 import type { Breach } from "../api/types";
 import { BreachFeed } from "../components/BreachFeed";
+import { withArrived } from "../live/breaches";
 import type { LiveMessage } from "../live/messages";
 import { useLiveFeed } from "../live/useLiveFeed";
 
@@ -24,10 +25,11 @@ export function BreachesPage() {
   });
   const onMessage = useCallback(
     (message: LiveMessage) => {
-      if (message.type !== "breach") return;
-      const breach = message.breach;
-      if ((metric && breach.metric !== metric) || (service && breach.service_name !== service)) return;
-      setLive((current) => [breach, ...current.filter((one) => one.id !== breach.id)].slice(0, 200));
+      if (message.type !== "breaches") return;
+      const arrived = message.breaches.filter(
+        (breach) => (!metric || breach.metric === metric) && (!service || breach.service_name === service),
+      );
+      if (arrived.length) setLive((current) => withArrived(current, arrived, 200));
     },
     [metric, service],
   );

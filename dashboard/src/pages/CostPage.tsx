@@ -7,6 +7,7 @@ import { CostTicker } from "../components/CostTicker";
 import { SpendBars } from "../components/SpendBars";
 import { TimeSeriesChart, type ChartSeries } from "../components/TimeSeriesChart";
 import { formatCost } from "../format";
+import { withArrived } from "../live/breaches";
 import type { CostWindow, LiveMessage } from "../live/messages";
 import { useLiveFeed } from "../live/useLiveFeed";
 import { startOfUtcDay } from "../timeRange";
@@ -61,8 +62,8 @@ export function CostPage() {
           const tick = { time: message.time_unix_nano / 1e9, today: message.today, lastMinute: message.last_minute };
           return [...current.slice(-KEEP_TICKS + 1), tick];
         });
-      } else if (message.type === "breach") {
-        setLiveBreaches((current) => [message.breach, ...current.filter((breach) => breach.id !== message.breach.id)].slice(0, 50));
+      } else if (message.type === "breaches") {
+        setLiveBreaches((current) => withArrived(current, message.breaches, 50));
       }
     },
     [client],

@@ -41,7 +41,7 @@ export function TracesPage() {
   // New traces are announced, not inserted: the list (and its pages) stays put until the user refreshes.
   const [arrived, setArrived] = useState(0);
   const onLive = useCallback((message: LiveMessage) => {
-    if (message.type === "trace") setArrived((count) => count + 1);
+    if (message.type === "traces") setArrived((count) => count + message.traces.length);
   }, []);
   useLiveFeed(onLive);
   const refresh = () => {
