@@ -22,6 +22,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence, Set
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal, NamedTuple
 
@@ -32,7 +33,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 from collector.model import CALL_CATEGORIES, SpanSummary
 from collector.observability.metrics import LiveMetrics
 from collector.query.params import decode_cursor, encode_cursor
-from collector.storage.read import BreachQuery, Keyset, QueryTooBroad, ReadBusy, TraceReader, TraceSummary
+from collector.storage.read import Breach, BreachQuery, Keyset, QueryTooBroad, ReadBusy, TraceReader, TraceSummary
 
 log = logging.getLogger(__name__)
 
@@ -173,7 +174,7 @@ def trace_item(summary: TraceSummary) -> Item:
     return Item(summary["service_name"], orjson.Fragment(orjson.dumps(summary)))
 
 
-def breach_item(breach: dict[str, Any]) -> Item:
+def breach_item(breach: Breach) -> Item:
     position = (breach["computed_at_unix_nano"], breach["id"])
     return Item(breach["service_name"], orjson.Fragment(orjson.dumps(breach)), position)
 
@@ -193,6 +194,15 @@ def messages_of(kind: Literal["traces", "breaches"], items: Sequence[Item]) -> l
     return messages
 
 
+@dataclass
+class Lost:
+    """What a client lost since it was last told (``lagged``): messages, and the traces and breaches they held."""
+
+    messages: int = 0
+    traces: int = 0
+    breaches: int = 0
+
+
 class LiveClient:
     """One subscriber: a bounded queue of encoded messages and the sender task that drains it."""
 
@@ -203,7 +213,7 @@ class LiveClient:
         self._limit = limit
         self._max_lag = 4 * limit
         self._ready = asyncio.Event()
-        self._lost = [0, 0, 0]  # messages, traces, breaches dropped since the last ``lagged``
+        self._lost = Lost()
         self._metrics = metrics
         self.kicked: str | None = None
         self.sender: asyncio.Task[None] | None = None
@@ -218,13 +228,13 @@ class LiveClient:
         if len(self._queue) >= self._limit:
             dropped = self._queue.popleft()
             lost = self._lost
-            lost[0] += 1
-            lost[1] += dropped.traces
-            lost[2] += dropped.breaches
+            lost.messages += 1
+            lost.traces += dropped.traces
+            lost.breaches += dropped.breaches
             self._metrics.dropped.inc()
             if dropped.traces:
                 self._metrics.dropped_traces.inc(dropped.traces)
-            if lost[0] > self._max_lag:
+            if lost.messages > self._max_lag:
                 self.kick("too far behind")
         self._queue.append(message)
         self._ready.set()
@@ -246,10 +256,10 @@ class LiveClient:
             if not self._queue:
                 self._ready.clear()
                 continue
-            if self._lost[0]:
-                dropped, traces, breaches = self._lost
-                text = encode({"type": "lagged", "dropped": dropped, "traces": traces, "breaches": breaches}).text
-                self._lost = [0, 0, 0]
+            if self._lost.messages:
+                lost, self._lost = self._lost, Lost()
+                lagged = {"type": "lagged", "dropped": lost.messages, "traces": lost.traces, "breaches": lost.breaches}
+                text = encode(lagged).text
             else:
                 text = self._queue.popleft().text
             try:
