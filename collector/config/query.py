@@ -23,7 +23,10 @@ class QuerySettings(Section):
     read_connections: int = Field(4, ge=1, le=32, description="Read-only database connections (queries at once).")
     statement_timeout: Duration = parsed("5s", "A query running longer is stopped and refused as too broad (400).")
     live_queue_limit: int = Field(
-        256, ge=1, description="Live-feed messages held per client; past it the oldest are dropped."
+        256,
+        ge=1,
+        description="Live-feed messages held per client (each up to 100 traces or breaches); past it the oldest are "
+        "dropped.",
     )
     live_send_timeout: Duration = parsed("10s", "A live-feed client whose send takes longer is disconnected.")
     live_heartbeat: Duration = parsed("15s", "Interval of the live feed's heartbeat message.")
