@@ -188,9 +188,8 @@ def messages_of(kind: Literal["traces", "breaches"], items: Sequence[Item]) -> l
         body: dict[str, Any] = {"type": kind, kind: [item.encoded for item in chunk]}
         if kind == "breaches":
             body["cursor"] = encode_cursor(BREACH_CURSOR, chunk[-1].position)
-            messages.append(Message(orjson.dumps(body).decode(), breaches=len(chunk)))
-        else:
-            messages.append(Message(orjson.dumps(body).decode(), traces=len(chunk)))
+        traces, breaches = (len(chunk), 0) if kind == "traces" else (0, len(chunk))
+        messages.append(Message(orjson.dumps(body).decode(), traces, breaches))
     return messages
 
 

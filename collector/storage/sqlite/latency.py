@@ -314,10 +314,14 @@ class Pending:
         self._counts: Counter[Observed] = Counter()
         self._ranges: dict[int, int] = {}  # first rowid -> last
         self._added = 0  # ranges added: more than ``_ranges`` holds when a range took the first rowid of one gone
-        self._open_counts: Counter[Observed] = Counter()
-        self._open_ranges: dict[int, int] = {}
-        self._open_added = 0
-        self._flushed = False  # by the open transaction
+        self._open_counts: Counter[Observed]
+        self._open_ranges: dict[int, int]
+        self._open_added: int
+        self._flushed: bool  # by the open transaction
+        self._close_transaction()
+
+    def _close_transaction(self) -> None:
+        self._open_counts, self._open_ranges, self._open_added, self._flushed = Counter(), {}, 0, False
 
     def __bool__(self) -> bool:
         return bool(self._ranges or self._open_ranges)
@@ -329,7 +333,7 @@ class Pending:
             with write_transaction(connection):
                 yield
         except BaseException:
-            self._open_counts, self._open_ranges, self._open_added, self._flushed = Counter(), {}, 0, False
+            self._close_transaction()
             raise
         if self._flushed:
             self._counts, self._ranges, self._added = Counter(), {}, 0
@@ -337,7 +341,7 @@ class Pending:
             self._counts.update(self._open_counts)
             self._ranges.update(self._open_ranges)
             self._added += self._open_added
-        self._open_counts, self._open_ranges, self._open_added, self._flushed = Counter(), {}, 0, False
+        self._close_transaction()
 
     def add(self, connection: apsw.Connection, after_rowid: int | None) -> None:
         """Count the spans the open transaction inserted (the rowids after ``after_rowid``) as pending."""
