@@ -454,11 +454,14 @@ class LiveFeed:
             while True:
                 text = await websocket.receive_text()
                 try:
-                    message = orjson.loads(text)
+                    try:
+                        message = orjson.loads(text)
+                    except orjson.JSONDecodeError as error:
+                        raise ValueError(f"not JSON: {error}") from None
                     if not isinstance(message, dict) or message.get("type") != "subscribe":
                         raise ValueError('expected {"type": "subscribe", ...}')
                     await self._subscribe(client, message)
-                except ValueError as error:  # orjson.JSONDecodeError is one
+                except ValueError as error:
                     client.offer(encode({"type": "error", "message": str(error)}))
 
     async def _subscribe(self, client: LiveClient, message: dict[str, Any]) -> None:

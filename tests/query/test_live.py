@@ -147,6 +147,7 @@ def test_a_reconnecting_client_resumes_breaches_from_its_cursor(start_collector:
         websocket.send("not json")
         websocket.send(json.dumps({"type": "subscribe", "breaches_after": "garbage"}))
         errors = receive_until(websocket, lambda messages: len(of_type(messages, "error")) == 2)
+        assert of_type([m for _, m in errors], "error")[0]["message"].startswith("not JSON: ")
         assert "cursor" in of_type([m for _, m in errors], "error")[1]["message"]
 
 
