@@ -25,6 +25,8 @@ from bench import ROOT
 LISTENING = re.compile(
     r"genai-collector listening: otlp-grpc \S+:(?P<grpc>\d+), otlp-http \S+:(?P<http>\d+), admin \S+:(?P<admin>\d+)"
 )
+# The start-up line that says how many ingest worker processes the collector runs (none: the main process).
+INGEST = re.compile(r"ingest: (?:(?P<workers>\d+) worker processes|in the main process)")
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -127,7 +129,9 @@ class Daemon:
             env=collector_environment(),
         )
         self._listening = threading.Event()
+        self._ingest = threading.Event()
         self.ports: dict[str, int] = {}
+        self.ingest_workers: int | None = None  # worker processes, 0 for the main process, from its start-up log
         self._reader = threading.Thread(target=self._read, name="daemon-stderr", daemon=True)
         self._reader.start()
 
@@ -142,7 +146,11 @@ class Daemon:
             if not self.ports and (match := LISTENING.search(line)):
                 self.ports = {name: int(match.group(name)) for name in ("grpc", "http", "admin")}
                 self._listening.set()
+            if self.ingest_workers is None and (match := INGEST.search(line)):
+                self.ingest_workers = int(match.group("workers") or 0)
+                self._ingest.set()
         self._listening.set()
+        self._ingest.set()
 
     def wait_ready(self, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout
@@ -152,6 +160,7 @@ class Daemon:
         while time.monotonic() < deadline:
             with contextlib.suppress(OSError, http.client.HTTPException):
                 if _status(f"http://127.0.0.1:{self.ports['admin']}/readyz") == 200:
+                    self._ingest.wait(max(0.0, deadline - time.monotonic()))  # logged right after the ports
                     return
             time.sleep(0.05)
         self.kill()

@@ -107,6 +107,8 @@ class Session:
         run = measure(
             protocol, phase, templates, self.target(protocol), self.pid, self.args, database_cpu=database_cpu, **options
         )
+        if self.daemon is not None:
+            run.ingest_workers = self.daemon.ingest_workers
         ratio = ""
         if yardstick:
             references.append(self.reference())
@@ -118,6 +120,7 @@ class Session:
         self.runs.append(run)
         print(
             f"  {protocol:<13} {phase:<12} {run.spans_per_s:>10,.0f} spans/s  p99 {run.latency_ms['p99']} ms"
+            f"  ingest workers {'-' if run.ingest_workers is None else run.ingest_workers}"
             f"  refused {run.refused}  errors {run.errors}{ratio}",
             file=sys.stderr,
         )
@@ -582,8 +585,9 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     )
     parser.add_argument(
         "--ingest-workers",
-        help="the collector we start runs this many ingest worker processes (its --ingest-workers: a number or auto); "
-        "CPU and RSS are then those of all its processes together",
+        help="the collector we start runs this many ingest worker processes (its --ingest-workers: a number or auto; "
+        "without it, the collector's default, auto); CPU and RSS are those of all its processes together, and each "
+        "run records the count the collector logged",
     )
     parser.add_argument(
         "--secure",

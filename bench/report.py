@@ -61,6 +61,8 @@ class Run:
     acknowledged_spans: int  # every acknowledged span of the run, warm-up included
     unknown_outcome_spans: int  # timeouts and connection errors: stored or not, nobody knows
     database_cpu_s_per_10k_spans: float | None = None  # a database server's processes (PostgreSQL), when measured
+    # the ingest worker processes the collector ran with (0: the main process received), as its start-up log says
+    ingest_workers: int | None = None
     notes: list[str] = field(default_factory=list)
     slowest: list[dict[str, float]] = field(
         default_factory=list
@@ -112,6 +114,7 @@ def table(runs: list[Run]) -> str:
     headers = (
         "protocol",
         "phase",
+        "workers",
         "spans/s",
         "p50 ms",
         "p95 ms",
@@ -128,6 +131,7 @@ def table(runs: list[Run]) -> str:
         (
             run.protocol,
             run.phase + (f" @{run.offered_spans_per_s:,.0f}/s" if run.offered_spans_per_s else ""),
+            _fmt(run.ingest_workers),
             _fmt(run.spans_per_s),
             _fmt(run.latency_ms["p50"], 1),
             _fmt(run.latency_ms["p95"], 1),

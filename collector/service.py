@@ -174,6 +174,7 @@ class Service:
             for name, server in settings.servers.items()
         )
         log.info("genai-collector listening: %s; database %s", listening, settings.db)
+        log.info("ingest: %s", settings.ingest.describe())
 
     async def _start_components(self) -> None:
         settings, servers, metrics = self.settings, self.settings.servers, self.metrics
@@ -213,9 +214,11 @@ class Service:
         listeners: list[Component]
         if settings.ingest.processes:
             failures = self.security.authenticator.limiter.table
-            self._workers = IngestWorkers(settings, self.pipeline, self._worker_counters, failures)
+            self._workers = workers = IngestWorkers(settings, self.pipeline, self._worker_counters, failures)
+            metrics.watch_ingest_workers(lambda: workers.running)
             listeners = [self._workers, self._query]
         else:
+            metrics.watch_ingest_workers(lambda: 0)
             ingest = await self._start(new_ingest(settings, self.pipeline, metrics))
             grpc, http = otlp_listeners(settings, ingest, metrics, self.security)
             self._listeners.extend((grpc, http))

@@ -182,6 +182,8 @@ PORT_0 = (
 
 # Ingest worker processes of every collector a test starts (``ingest.workers``): 1 receives in the main process.
 # The ``ingest_workers`` fixture (tests/conftest.py) runs a test in both modes; ``--ingest-workers`` the whole suite.
+# The daemon's own default (``auto``: a worker per CPU) would add 1-2 s of worker start-up to every collector, so
+# the suite pins the count wherever it starts one and runs the default on purpose only (tests/workers/).
 INGEST_WORKERS = 1
 
 
@@ -193,10 +195,18 @@ class Daemon:
     """``python -m collector serve`` as a subprocess on port 0, its stderr collected line by line.
 
     Use it as a context manager: a daemon still running at the end of the block is killed. ``environment`` adds
-    ``GENAI_COLLECTOR_*`` variables (a pod's); with ``db`` None, the database is the environment's.
+    ``GENAI_COLLECTOR_*`` variables (a pod's); with ``db`` None, the database is the environment's. It runs
+    ``INGEST_WORKERS`` ingest workers; with ``pin_workers`` False, whatever the arguments and environment say
+    (the daemon's default without either).
     """
 
-    def __init__(self, db: Path | str | None, *arguments: str, environment: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        db: Path | str | None,
+        *arguments: str,
+        environment: dict[str, str] | None = None,
+        pin_workers: bool = True,
+    ) -> None:
         self.db = db
         self.ports: dict[str, int] = {}
         self.lines: list[str] = []
@@ -207,8 +217,7 @@ class Daemon:
                 "serve",
                 *(() if db is None else ("--db", str(db))),
                 *PORT_0,
-                "--ingest-workers",
-                str(INGEST_WORKERS),
+                *(("--ingest-workers", str(INGEST_WORKERS)) if pin_workers else ()),
                 *arguments,
             ),
             stdin=subprocess.DEVNULL,

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from collector.config.ingest import Cpus, worker_processes
 from tests.helpers import REPO, missing
 from tests.postgres import server_binaries
 
@@ -30,9 +31,19 @@ def run_bench(script: str, *arguments: str, tmp_path: Path, timeout: float) -> d
     return report_document
 
 
+# The collector's default (auto) starts worker processes; the other runs pin one process, as they always ran.
+ONE_PROCESS = ("--ingest-workers", "1")
+
+
 def test_bench_smoke_stores_every_acknowledged_span(tmp_path: Path) -> None:
-    report = run_bench("ingest.py", "--smoke", tmp_path=tmp_path, timeout=30)
+    """Without --ingest-workers the bench measures the collector's default, and records what that started."""
+    report = run_bench("ingest.py", "--smoke", tmp_path=tmp_path, timeout=60)
+    assert report["settings"]["ingest_workers"] is None
     runs = report["runs"]
+    workers = worker_processes("auto", Cpus.of_this_process())
+    assert {run["ingest_workers"] for run in runs} == {workers}
+    if workers:
+        assert all(run["daemon_peak_rss_mb"] > 150 for run in runs)  # the main process alone is ~110 MB
     assert {name.split()[0] for name in report["ratios"]} == PROTOCOLS
     assert {run["protocol"] for run in runs} == PROTOCOLS
     for run in runs:
@@ -44,24 +55,25 @@ def test_bench_smoke_stores_every_acknowledged_span(tmp_path: Path) -> None:
         assert run["ratio_to_reference"] == round(run["spans_per_s"] / run["reference_spans_per_s"], 3), run
 
 
-def test_bench_smoke_with_ingest_workers(tmp_path: Path) -> None:
-    """--ingest-workers: the collector the bench starts runs worker processes, whose CPU and RSS count too."""
+def test_bench_smoke_in_one_process(tmp_path: Path) -> None:
+    """--ingest-workers 1: the collector the bench starts receives in its main process, as it logs."""
     document = run_bench(
-        "ingest.py", "--smoke", "--ingest-workers", "2", "-p", "http-protobuf", "-p", "grpc", tmp_path=tmp_path,
-        timeout=90,
-    )  # fmt: skip
-    assert document["settings"]["ingest_workers"] == "2"
+        "ingest.py", "--smoke", *ONE_PROCESS, "-p", "http-protobuf", "-p", "grpc", tmp_path=tmp_path, timeout=60
+    )
+    assert document["settings"]["ingest_workers"] == "1"
     for run in document["runs"]:
+        assert run["ingest_workers"] == 0, run
         assert run["errors"] == 0 and run["acknowledged_spans"] > 0, run
         assert run["stored_check"] == "ok", run
-        assert run["daemon_peak_rss_mb"] > 150, run  # the main process alone is ~110 MB: the workers count
+        assert run["daemon_peak_rss_mb"] < 150, run  # one process: ~110 MB
 
 
 def test_bench_smoke_with_tls_and_an_api_key(tmp_path: Path) -> None:
     """--secure: the collector serves OTLP with TLS and a key; the clients verify it and send the key."""
     document = run_bench(
-        "ingest.py", "--smoke", "--secure", "-p", "http-protobuf", "-p", "grpc", tmp_path=tmp_path, timeout=60
-    )
+        "ingest.py", "--smoke", "--secure", *ONE_PROCESS, "-p", "http-protobuf", "-p", "grpc", tmp_path=tmp_path,
+        timeout=60,
+    )  # fmt: skip
     assert document["settings"]["secure"] is True
     for run in document["runs"]:
         assert run["errors"] == 0 and run["acknowledged_spans"] > 0, run
@@ -69,7 +81,7 @@ def test_bench_smoke_with_tls_and_an_api_key(tmp_path: Path) -> None:
 
 
 def test_hostile_bench_smoke_runs(tmp_path: Path) -> None:
-    figures = run_bench("hostile.py", "--smoke", tmp_path=tmp_path, timeout=120)
+    figures = run_bench("hostile.py", "--smoke", "--", *ONE_PROCESS, tmp_path=tmp_path, timeout=120)
     assert [run["status"] for run in figures["requests"]] == [200, 413, 200]
     assert all(run["healthz_failures"] == 0 for run in figures["requests"])
     assert figures["settle"]["ingested_traces_per_s"] > 0
@@ -129,14 +141,28 @@ def test_bench_retention_and_resource_modes_report_their_figures(tmp_path: Path)
     def bench(*arguments: str) -> dict[str, Any]:
         return run_bench("ingest.py", *arguments, tmp_path=tmp_path, timeout=120)
 
-    small = ("-p", "http-protobuf", "-d", "1.5", "--warmup", "0.3", "-c", "2", "-n", "20", "--templates", "4")
+    small = (
+        "-p",
+        "http-protobuf",
+        "-d",
+        "1.5",
+        "--warmup",
+        "0.3",
+        "-c",
+        "2",
+        "-n",
+        "20",
+        "--templates",
+        "4",
+        *ONE_PROCESS,
+    )
     retention = bench("retention", *small, "--retention-max-size", str(2 * 1024 * 1024))
     assert [run["phase"] for run in retention["runs"]] == ["max", "max+retention"]
     assert all(run["stored_check"] == "ok" for run in retention["runs"])
     assert retention["retention"]["http-protobuf"]["deleted_spans"] > 0
     assert all(run["storage"]["bytes_per_span"] > 0 for run in retention["runs"])
 
-    resource = bench("resource", "-n", "50", "--resource-requests", "2")["resource"]["http-protobuf"]
+    resource = bench("resource", "-n", "50", "--resource-requests", "2", *ONE_PROCESS)["resource"]["http-protobuf"]
     assert resource["spans"] == 100
     assert resource["amplification"] < 1  # the 1 MiB resource is stored once, not once per span
 
@@ -171,7 +197,21 @@ def test_bench_scale_out_compares_sqlite_with_one_and_two_postgres_replicas(tmp_
     """Issue 17's figure: scale-out runs SQLite, then 1 and 2 collectors on one throwaway PostgreSQL (both replicas
     get clients); every run stores exactly what was acknowledged, and the PostgreSQL server's CPU is measured."""
     require_postgres()
-    small = ("-p", "http-protobuf", "-d", "1", "--warmup", "0.3", "-c", "2", "-n", "20", "--templates", "4")
+    small = (
+        "-p",
+        "http-protobuf",
+        "-d",
+        "1",
+        "--warmup",
+        "0.3",
+        "-c",
+        "2",
+        "-n",
+        "20",
+        "--templates",
+        "4",
+        *ONE_PROCESS,
+    )
     report = run_bench("ingest.py", "scale-out", *small, "--postgres", tmp_path=tmp_path, timeout=180)
     assert [run["phase"] for run in report["runs"]] == ["sqlite", "postgres x1", "postgres x2"]
     for run in report["runs"]:

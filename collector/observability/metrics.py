@@ -293,6 +293,14 @@ class CollectorMetrics:
     def bounded_label(self, metric: str, label: str) -> BoundedLabel:
         return BoundedLabel(metric, label, self.label_cap, self.label_overflow)
 
+    def watch_ingest_workers(self, serving: Callable[[], int]) -> None:
+        """``genai_collector_ingest_workers``: the ingest worker processes serving, as ``serving`` counts them."""
+        Declare(self.registry).gauge(
+            "ingest_workers",
+            "Ingest worker processes serving (ingest.workers; 0: the main process receives OTLP itself); "
+            "below the configured count while a worker restarts.",
+        ).set_function(serving)
+
     def watch_database(self, disk_usage: Callable[[], dict[str, int]]) -> None:
         """``genai_collector_database_size_bytes``: ``disk_usage`` gives the bytes by file (the store's)."""
         self.registry.register(DatabaseSize(disk_usage))

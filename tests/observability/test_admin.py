@@ -30,6 +30,7 @@ def test_metrics_exposition_passes_promtool(collector: Any) -> None:
     assert metric_value(exposition, "genai_collector_receiver_accepted_spans_total", transport="http") == 3
     assert metric_value(exposition, "genai_collector_request_duration_seconds_count", transport="http") == 1
     assert metric_value(exposition, "genai_collector_queue_capacity") == collector.settings.queue_capacity
+    assert metric_value(exposition, "genai_collector_ingest_workers") == collector.settings.ingest.processes
     assert metric_value(exposition, "genai_collector_database_size_bytes", file="main") > 0
     assert "_created" not in exposition
     checked = subprocess.run(

@@ -10,7 +10,12 @@ import time
 from pathlib import Path
 
 import httpx
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
+from collector.config.ingest import Cpus, describe, worker_processes
 from tests.helpers import (
     Daemon,
     HalfSentRequest,
@@ -170,4 +175,35 @@ def test_graceful_stop_drains_a_request_in_flight_on_every_worker(tmp_path: Path
     assert not any(alive(pid) for pid in workers)
     expected = {key for request in half_sent.values() for key in request.keys} | set(barrier)
     assert stored_span_keys(db) == expected
+    assert " ERROR " not in daemon.stderr and "Traceback" not in daemon.stderr, daemon.stderr
+
+
+def test_the_default_runs_a_worker_per_usable_cpu(tmp_path: Path) -> None:
+    """No --ingest-workers, no environment, no file: the daemon's default (``auto``) as an operator meets it. It
+    says at start-up how many workers it runs and why, /metrics says how many serve, a span from the SDK's
+    exporter is stored, and SIGTERM stops every process cleanly."""
+    cpus = Cpus.of_this_process()
+    expected = worker_processes("auto", cpus)
+    db = tmp_path / "collector.db"
+    with Daemon(db, pin_workers=False) as daemon:
+        daemon.wait_listening()
+        line = daemon.wait_for_line(re.compile(r"ingest: .*"), 10).group(0)
+        assert line == f"ingest: {describe('auto', cpus)}"
+        if cpus.usable > 1:
+            assert expected > 1, line  # a machine with several CPUs runs several workers by default
+        workers = running_workers(daemon, expected) if expected else set()
+        assert metric_value(scrape(daemon), "genai_collector_ingest_workers") == expected
+
+        provider = TracerProvider(resource=Resource.create({"service.name": "default-mode"}))
+        provider.add_span_processor(SimpleSpanProcessor(OTLPSpanExporter(endpoint=f"{daemon.http_url}/v1/traces")))
+        with provider.get_tracer("tests.workers").start_as_current_span("chat gpt-4o") as span:
+            span.set_attributes({"gen_ai.operation.name": "chat", "gen_ai.request.model": "gpt-4o"})
+        provider.shutdown()  # SimpleSpanProcessor: exported, and so acknowledged after its commit, by now
+
+        context = span.get_span_context()
+        trace_id, span_id = format(context.trace_id, "032x"), format(context.span_id, "016x")
+        daemon.process.send_signal(signal.SIGTERM)
+        assert daemon.process.wait(timeout=20) == 0, daemon.stderr
+    assert stored_span_keys(db) == {(trace_id, span_id)}
+    assert not any(alive(pid) for pid in workers)
     assert " ERROR " not in daemon.stderr and "Traceback" not in daemon.stderr, daemon.stderr
