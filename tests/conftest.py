@@ -101,9 +101,9 @@ def collector_settings(tmp_path: Path, **overrides: Any) -> Settings:
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(
         "--ingest-workers",
-        type=int,
-        default=1,
-        help="run every collector of the suite with this many ingest worker processes (1: in the main process)",
+        default="1",
+        help="run every collector of the suite with this many ingest worker processes (1: in the main process; "
+        "auto: the daemon's default, one per CPU)",
     )
 
 

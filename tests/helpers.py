@@ -184,7 +184,7 @@ PORT_0 = (
 # The ``ingest_workers`` fixture (tests/conftest.py) runs a test in both modes; ``--ingest-workers`` the whole suite.
 # The daemon's own default (``auto``: a worker per CPU) would add 1-2 s of worker start-up to every collector, so
 # the suite pins the count wherever it starts one and runs the default on purpose only (tests/workers/).
-INGEST_WORKERS = 1
+INGEST_WORKERS: int | str = 1
 
 
 def collector_command(*arguments: str) -> list[str]:
