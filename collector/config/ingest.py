@@ -19,9 +19,10 @@ from pydantic import Field, field_validator
 from collector.config.base import Section
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
-# One writer commits every span, so workers past what it can absorb add only memory (~65 MB each): 4 feed it
-# with room to spare (docs/performance.md, "How many workers `auto` starts").
-AUTO_MAX_WORKERS = 4
+# One writer commits every span: 2 workers feed it more than it commits, and each further worker adds ~80 MB, which
+# takes a collector at twice its maximum load past 500 MB with 4 (docs/performance.md, "Why `ingest.workers`
+# defaults to auto, at most 2"). Raise it when the writer commits faster.
+AUTO_MAX_WORKERS = 2
 
 
 def cgroup_cpu_quota(root: Path, cgroup: str) -> int | None:
