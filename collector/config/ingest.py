@@ -20,7 +20,7 @@ from collector.config.base import Section
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 # One writer commits every span: 2 workers feed it more than it commits, and each further worker adds ~80 MB, which
-# takes a collector at twice its maximum load past 500 MB with 4 (docs/performance.md, "Why `ingest.workers`
+# takes a collector at twice its maximum load past 500 MB with 3 or 4 (docs/performance.md, "Why `ingest.workers`
 # defaults to auto, at most 2"). Raise it when the writer commits faster.
 AUTO_MAX_WORKERS = 2
 
