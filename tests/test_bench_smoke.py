@@ -34,6 +34,8 @@ def run_bench(script: str, *arguments: str, tmp_path: Path, timeout: float) -> d
 
 # The runs pin one process, as they always ran, but one: the collector's default (auto) starts worker processes.
 ONE_PROCESS = ("--ingest-workers", "1")
+# A small load on one protocol, for the modes whose figures a smoke run only checks are there.
+SMALL_LOAD = ("-p", "http-protobuf", "--warmup", "0.3", "-c", "2", "-n", "20", "--templates", "4", *ONE_PROCESS)
 
 
 def test_bench_smoke_stores_every_acknowledged_span(tmp_path: Path) -> None:
@@ -138,21 +140,7 @@ def test_bench_retention_and_resource_modes_report_their_figures(tmp_path: Path)
     def bench(*arguments: str) -> dict[str, Any]:
         return run_bench("ingest.py", *arguments, tmp_path=tmp_path, timeout=120)
 
-    small = (
-        "-p",
-        "http-protobuf",
-        "-d",
-        "1.5",
-        "--warmup",
-        "0.3",
-        "-c",
-        "2",
-        "-n",
-        "20",
-        "--templates",
-        "4",
-        *ONE_PROCESS,
-    )
+    small = ("-d", "1.5", *SMALL_LOAD)
     retention = bench("retention", *small, "--retention-max-size", str(2 * 1024 * 1024))
     assert [run["phase"] for run in retention["runs"]] == ["max", "max+retention"]
     assert all(run["stored_check"] == "ok" for run in retention["runs"])
@@ -194,21 +182,7 @@ def test_bench_scale_out_compares_sqlite_with_one_and_two_postgres_replicas(tmp_
     """Issue 17's figure: scale-out runs SQLite, then 1 and 2 collectors on one throwaway PostgreSQL (both replicas
     get clients); every run stores exactly what was acknowledged, and the PostgreSQL server's CPU is measured."""
     require_postgres()
-    small = (
-        "-p",
-        "http-protobuf",
-        "-d",
-        "1",
-        "--warmup",
-        "0.3",
-        "-c",
-        "2",
-        "-n",
-        "20",
-        "--templates",
-        "4",
-        *ONE_PROCESS,
-    )
+    small = ("-d", "1", *SMALL_LOAD)
     report = run_bench("ingest.py", "scale-out", *small, "--postgres", tmp_path=tmp_path, timeout=180)
     assert [run["phase"] for run in report["runs"]] == ["sqlite", "postgres x1", "postgres x2"]
     for run in report["runs"]:
