@@ -34,11 +34,10 @@ def cgroup_cpu_quota(root: Path, cgroup: str) -> int | None:
     while True:
         try:
             quota, period = (directory / "cpu.max").read_text(encoding="ascii").split()
-        except (OSError, ValueError):
-            pass
-        else:
             if quota != "max":
                 quotas.append(math.ceil(int(quota) / int(period)))
+        except (OSError, ValueError, ZeroDivisionError):
+            pass  # no such file at this level, or nothing readable in it: no limit from it
         if directory == root or directory.parent == directory:
             break
         directory = directory.parent

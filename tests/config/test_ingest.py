@@ -59,6 +59,7 @@ def test_the_tightest_quota_of_the_cgroup_and_its_ancestors(tmp_path: Path) -> N
     assert cgroup_cpu_quota(root, "/system.slice/genai-collector.service") == 3
     assert cgroup_cpu_quota(root, "/user.slice") is None
     assert cgroup_cpu_quota(tmp_path / "no-cgroup-v2-here", "/") is None  # cgroup v1, or none mounted
+    assert cgroup_cpu_quota(cgroup_tree(tmp_path / "garbled", {"": "lots 0"}), "/") is None
 
 
 def test_own_cgroup_is_the_cgroup_v2_line_of_proc_self_cgroup() -> None:
