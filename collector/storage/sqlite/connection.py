@@ -14,6 +14,23 @@ BUSY_TIMEOUT_MS = 5_000
 WAL_SIZE_LIMIT = 64 * 1024 * 1024
 
 
+def bound_wal(connection: apsw.Connection, limit: int) -> int:
+    """Keep the ``-wal`` file near ``limit`` bytes; returns the pages it holds.
+
+    SQLite's automatic checkpoint runs once the WAL holds half of them (a transaction on top still fits), and
+    ``journal_size_limit`` cuts the file back to ``limit`` after a checkpoint has emptied it. Half of 64 MiB,
+    rather than SQLite's default of 1,000 pages (4 MiB): a batch of 400 spans writes about 900 pages (each row
+    about a page, and a page of random-keyed index leaves for every two spans), so the default checkpointed every
+    other batch, rewriting the pages every batch appends to (the time-ordered indexes' last leaves) and fsyncing
+    the database file each time; at 8,192 pages the retention job's checkpoint, once a second, does most of them
+    (docs/performance.md, "The writer alone").
+    """
+    pages = limit // connection.pragma("page_size")
+    connection.pragma("journal_size_limit", limit)
+    connection.pragma("wal_autocheckpoint", max(16, pages // 2))
+    return pages
+
+
 def _wal(connection: apsw.Connection) -> None:
     """Turn on WAL. A new file's first switch takes an exclusive lock, and while another connection
     (an exporter opening the file at the same time) holds one, SQLite answers BUSY without calling the
@@ -37,7 +54,7 @@ def open_connection(path: Path | str, *, synchronous: str = "full", readonly: bo
     A new database gets ``auto_vacuum=INCREMENTAL`` (it can only be set before the first table, and
     before WAL mode), so that retention can hand freed pages back to the file system; on an existing
     database the pragma only takes effect at the next ``VACUUM`` (``genai-collector vacuum``).
-    ``journal_size_limit`` cuts the ``-wal`` file back after a checkpoint has emptied it.
+    A connection that writes keeps the ``-wal`` file to ``WAL_SIZE_LIMIT`` (``bound_wal``).
     """
     flags = apsw.SQLITE_OPEN_READONLY if readonly else apsw.SQLITE_OPEN_READWRITE | apsw.SQLITE_OPEN_CREATE
     connection = apsw.Connection(str(path), flags=flags)
@@ -45,7 +62,7 @@ def open_connection(path: Path | str, *, synchronous: str = "full", readonly: bo
     if not readonly:
         connection.pragma("auto_vacuum", "incremental")  # before WAL: a new file is created with it
         _wal(connection)
-        connection.pragma("journal_size_limit", WAL_SIZE_LIMIT)
+        bound_wal(connection, WAL_SIZE_LIMIT)
     apsw.bestpractice.connection_enable_foreign_keys(connection)
     apsw.bestpractice.connection_dqs(connection)
     connection.pragma("synchronous", synchronous)

@@ -23,7 +23,7 @@ import apsw
 from collector.config import RetentionSettings
 from collector.storage.retention import SizeBound
 from collector.storage.sqlite import latency
-from collector.storage.sqlite.connection import WAL_SIZE_LIMIT, write_transaction
+from collector.storage.sqlite.connection import WAL_SIZE_LIMIT, bound_wal, write_transaction
 from collector.storage.store import Deleted
 
 ROWS_PER_TRANSACTION = 2_000  # spans deleted per transaction at most (a single larger trace goes alone)
@@ -161,9 +161,7 @@ class Retention(SizeBound):
             wal_limit = min(WAL_SIZE_LIMIT, self.max_size // 10)
             self._reserve_bytes = wal_limit
             self._make_reserve()
-            wal_pages = wal_limit // self.connection.pragma("page_size")
-            self.connection.pragma("journal_size_limit", wal_limit)
-            self.connection.pragma("wal_autocheckpoint", max(16, wal_pages // 2))  # + a transaction: under it
+            wal_pages = bound_wal(self.connection, wal_limit)
             # A deletion rewrites about a page per row, a vacuum every page it moves: they must fit in the WAL too.
             self.rows_per_transaction = max(50, min(self.rows_per_transaction, wal_pages // 2))
             self.vacuum_pages = max(16, min(self.vacuum_pages, wal_pages // 2))

@@ -268,6 +268,13 @@ class SpanWriter:
         self.path = path
         self.connection = open_connection(path, synchronous=synchronous)
         migrate(self.connection)
+        # A statement that writes many rows inside a transaction keeps a statement journal (the pages it changes,
+        # as they were, so that a failing row undoes that statement alone); past 64 KiB SQLite spills it into a
+        # temporary file, and the span insert's came to about 10 KB a span: in memory it is a copy, not a write.
+        # After the migrations, whose queries over every row may build temporary tables as large as the data, and
+        # on this connection only: ``VACUUM`` (``genai-collector vacuum``) copies the whole database into the temp
+        # store.
+        self.connection.pragma("temp_store", "memory")
         self._received_at = 0
         self.pending = latency.Pending()
         if self.connection.execute(latency.ANY_PENDING).fetchall():  # of a writer killed before it flushed

@@ -122,3 +122,28 @@ def test_a_batch_bigger_than_a_statement_stores_each_span_once_in_order(tmp_path
         len(insert_spans_statement(1 << power).encode()) <= writer.connection.cache_stats()["max_cacheable_bytes"]
         for power in range(MOST_ROWS.bit_length())
     )
+
+
+def test_the_wal_is_checkpointed_at_half_its_bound_not_at_sqlites_thousand_pages(tmp_path: Path) -> None:
+    """A batch writes about a page per span; checkpointing every 1,000 pages rewrote the hot pages and fsynced
+    the database file every other batch (connection.bound_wal)."""
+    import apsw
+
+    from collector.storage.sqlite.connection import WAL_SIZE_LIMIT
+
+    writer = SpanWriter(tmp_path / "spans.db")
+    for _ in range(6):  # 6 transactions of ~500 pages each: 3,000 pages, each transaction under 1,000
+        spans, _ = decode_spans(otlp_request(500, attributes={"gen_ai.prompt": "a long prompt " * 250}))
+        writer.write([Records(spans=spans)])
+    in_wal, _ = writer.connection.wal_checkpoint(mode=apsw.SQLITE_CHECKPOINT_PASSIVE)
+    assert in_wal > 2_000
+    assert writer.connection.pragma("wal_autocheckpoint") == WAL_SIZE_LIMIT // 4096 // 2
+
+
+def test_the_writers_statement_journals_stay_in_memory_and_vacuums_copy_does_not(tmp_path: Path) -> None:
+    """The multi-row insert's statement journal spilled ~10 KB a span into a temporary file; ``VACUUM``, on a
+    connection of its own, must still build its copy of the database on disk."""
+    from collector.storage.sqlite.connection import open_connection
+
+    assert SpanWriter(tmp_path / "spans.db").connection.pragma("temp_store") == 2  # MEMORY
+    assert open_connection(tmp_path / "spans.db").pragma("temp_store") == 0  # the default: files
