@@ -5,13 +5,16 @@
 
 The requests are the ingest benchmark's (``bench/traces.py``), each with fresh trace ids, decoded, transformed and
 encoded (``SpanWriter.prepare``) before the clock starts, then written ``--requests-per-batch`` at a time, as the
-pipeline's writer thread would, the latency histograms' counts flushed every ``--flush-every`` batches (the
-daemon's flush job, once a second) and after the last. Timed by the writer thread's CPU time
-(``time.thread_time``), so the load of other processes disturbs it less than wall time; each stage is the CPU of
-its function, the rest of a write (``commit and the rest``) is the transaction's begin and commit (the WAL write;
-its fsync waits without CPU), the resources' lookup, the evaluations' link and the loop around them. ``process``
-is the CPU of every thread of the process over the same writes (the writer's, and any thread a change adds beside
-it).
+pipeline's writer thread would, the latency histograms' counts flushed and a retention step run (the daemon's flush
+and retention jobs, once a second: retention's step ends with a WAL checkpoint) every ``--flush-every`` batches
+and after the last. Timed by the writer thread's CPU time (``time.thread_time``), so the load of other processes
+disturbs it less than wall time; each stage is the CPU of its function, the rest of a write (``commit and the
+rest``) is the transaction's begin and commit (the WAL write, and SQLite's automatic checkpoint when the WAL is
+past ``wal_autocheckpoint``; their fsyncs wait without CPU), the resources' lookup, the evaluations' link and the
+loop around them. ``process`` is the CPU of every thread of the process over the same writes (the writer's, and
+any thread a change adds beside it). ``wall`` is the writer's elapsed time (fsync waits included, and whatever the
+load takes), ``written`` the bytes the process handed to ``write`` (the WAL, checkpoints, temporary files), per
+span.
 Indexes cost more on a big table: run it on a copy of a database that holds many spans.
 """
 
@@ -50,6 +53,7 @@ STAGES = (
     (getattr(latency, "Pending", None), "flush", "latency flush"),
     (writer, "mark_repeated_calls", "repeated_calls"),
     (writer, "roll_up", "rollup"),
+    (getattr(writer, "Retention", None), "step", "retention"),
 )
 
 
@@ -88,6 +92,15 @@ def timed(clock: dict[str, float], stage: str, function: Callable[..., Any]) -> 
     return wrapper
 
 
+def written_bytes() -> int:
+    """What this process has handed to ``write`` and ``pwrite`` so far (Linux; 0 elsewhere)."""
+    try:
+        with open("/proc/self/io") as io:
+            return next(int(line.split()[1]) for line in io if line.startswith("wchar:"))
+    except OSError:
+        return 0
+
+
 def run(db: Path, batches: list[list[Records]], flush_every: int) -> dict[str, float]:
     """CPU µs per span of each stage, and of the whole write."""
     clock: dict[str, float] = defaultdict(float)
@@ -101,16 +114,18 @@ def run(db: Path, batches: list[list[Records]], flush_every: int) -> dict[str, f
     try:
         store.write(batches[0])  # warm the page cache and the statement cache, as a running collector is
         spans = 0
-        process_started, started = time.process_time(), time.thread_time()
+        process_started, started, wall_started = time.process_time(), time.thread_time(), time.perf_counter()
+        written_before = written_bytes()
         for index, batch in enumerate(batches[1:], 1):
             store.write(batch)
             spans += sum(len(records.spans) for records in batch)
-            if index % flush_every == 0 and hasattr(store, "flush"):  # the daemon's flush job, once a second
-                store.flush()
-        if hasattr(store, "flush"):
-            store.flush()
+            if index % flush_every == 0:  # the daemon's flush and retention jobs, once a second
+                once_a_second(store)
+        once_a_second(store)
         total = time.thread_time() - started
         process = time.process_time() - process_started
+        wall = time.perf_counter() - wall_started
+        written = written_bytes() - written_before
     finally:
         store.close()
         for module, name, function in originals:
@@ -121,7 +136,16 @@ def run(db: Path, batches: list[list[Records]], flush_every: int) -> dict[str, f
     figures["commit and the rest"] = total / spans * 1e6 - sum(figures.values())
     figures["total"] = total / spans * 1e6
     figures["process"] = process / spans * 1e6  # every thread: work moved off the writer still counts here
+    figures["wall"] = wall / spans * 1e6
+    figures["written (bytes)"] = written / spans
     return {stage: round(value, 1) for stage, value in figures.items()}
+
+
+def once_a_second(store: writer.SpanWriter) -> None:
+    """What the daemon's maintenance jobs do between batches once a second (those this writer has)."""
+    if hasattr(store, "flush"):
+        store.flush()
+    store.retain()
 
 
 def main() -> None:
@@ -152,7 +176,7 @@ def main() -> None:
             runs.append(run(db, batches, args.flush_every))
     best = {stage: min(each[stage] for each in runs) for stage in runs[0]}
     batch_spans = args.requests_per_batch * args.spans_per_request
-    print(f"µs of writer-thread CPU per span (best of {len(runs)}; {batch_spans} spans a batch)")
+    print(f"µs of writer-thread CPU per span (best of {len(runs)}; {batch_spans} spans a batch; wall and written too)")
     for stage, value in best.items():
         print(f"  {stage:20} {value:8.1f}   runs: {', '.join(f'{each[stage]:.1f}' for each in runs)}")
     print(json.dumps({"best": best, "runs": runs, "loadavg": os.getloadavg()}))
