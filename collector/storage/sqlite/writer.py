@@ -44,6 +44,8 @@ from collector.storage.store import Deleted, Judge, SettledTrace, SettleWindow, 
 # are about 11 KiB), and SQLite takes up to 32,766 values a statement.
 MOST_ROWS = 128
 
+WRITER_CACHE_KIB = 16 * 1024  # the write connection's page cache (``SpanWriter``)
+
 
 @functools.cache
 def insert_spans_statement(rows: int) -> str:
@@ -275,6 +277,10 @@ class SpanWriter:
         # on this connection only: ``VACUUM`` (``genai-collector vacuum``) copies the whole database into the temp
         # store.
         self.connection.pragma("temp_store", "memory")
+        # A batch of 400 spans changes about 1,000 pages (4 MiB): in SQLite's default 2 MiB page cache they did not
+        # fit, and the writer read about 9 pages a span back from the WAL or the database file (a system call
+        # each); in 16 MiB, 2 (docs/performance.md, "The writer alone").
+        self.connection.pragma("cache_size", -WRITER_CACHE_KIB)
         self._received_at = 0
         self.pending = latency.Pending()
         if self.connection.execute(latency.ANY_PENDING).fetchall():  # of a writer killed before it flushed

@@ -140,10 +140,18 @@ def test_the_wal_is_checkpointed_at_half_its_bound_not_at_sqlites_thousand_pages
     assert writer.connection.pragma("wal_autocheckpoint") == WAL_SIZE_LIMIT // 4096 // 2
 
 
-def test_the_writers_statement_journals_stay_in_memory_and_vacuums_copy_does_not(tmp_path: Path) -> None:
-    """The multi-row insert's statement journal spilled ~10 KB a span into a temporary file; ``VACUUM``, on a
-    connection of its own, must still build its copy of the database on disk."""
+def test_the_writer_keeps_its_statement_journals_and_a_batchs_pages_in_memory_and_vacuum_does_not(
+    tmp_path: Path,
+) -> None:
+    """The multi-row insert's statement journal spilled ~10 KB a span into a temporary file, and a batch's pages
+    did not fit in the default page cache; ``VACUUM``, on a connection of its own, must still build its copy of
+    the database on disk."""
     from collector.storage.sqlite.connection import open_connection
+    from collector.storage.sqlite.writer import WRITER_CACHE_KIB
 
-    assert SpanWriter(tmp_path / "spans.db").connection.pragma("temp_store") == 2  # MEMORY
-    assert open_connection(tmp_path / "spans.db").pragma("temp_store") == 0  # the default: files
+    connection = SpanWriter(tmp_path / "spans.db").connection
+    assert connection.pragma("temp_store") == 2  # MEMORY
+    assert connection.pragma("cache_size") == -WRITER_CACHE_KIB
+    other = open_connection(tmp_path / "spans.db")
+    assert other.pragma("temp_store") == 0  # the default: files
+    assert other.pragma("cache_size") == -2000  # SQLite's default
