@@ -128,9 +128,10 @@ def test_live_bench_quick_reports_the_cost_per_trace_of_each_subscriber() -> Non
 
 def test_writer_bench_quick_reports_each_stage() -> None:
     best = quick_figures("writer.py")["best"]
-    stages = {"insert", "latency", "latency flush", "repeated_calls", "rollup", "commit and the rest"}
+    stages = {"insert", "latency", "latency flush", "repeated_calls", "rollup", "retention", "commit and the rest"}
     assert stages <= set(best) and all(best[stage] > 0 for stage in stages)
     assert best["total"] >= sum(best[stage] for stage in stages) - 0.5
+    assert best["wall"] >= best["total"] and best["written (bytes)"] > 0  # one thread's CPU fits in its wall time
 
 
 def test_bench_retention_and_resource_modes_report_their_figures(tmp_path: Path) -> None:
