@@ -25,7 +25,8 @@ def bound_wal(connection: apsw.Connection, limit: int) -> int:
     the database file each time; at 8,192 pages the retention job's checkpoint, once a second, does most of them
     (docs/performance.md, "The writer alone").
     """
-    pages = limit // connection.pragma("page_size")
+    page_size: int = connection.pragma("page_size")
+    pages = limit // page_size
     connection.pragma("journal_size_limit", limit)
     connection.pragma("wal_autocheckpoint", max(16, pages // 2))
     return pages
