@@ -139,6 +139,10 @@ def _json_text(value: Any) -> Any:
 
 
 _JSON_OPENERS = frozenset('["{')
+# Coercions that decode or map a string remember this many of them: the values are a handful of provider
+# names, finish reasons and invocation parameters, met again on most spans (the results are immutable).
+_TEXTS_REMEMBERED = 256
+_TEXT_REMEMBERED_LENGTH = 1024  # longer ones are decoded each time: the memory stays small whatever comes
 
 
 def _reasons(value: Any) -> tuple[str, ...] | None:
@@ -147,21 +151,44 @@ def _reasons(value: Any) -> tuple[str, ...] | None:
     Some SDKs send the list as a JSON string (``'["stop"]'``), Langfuse v5 its metadata as JSON
     (``'"stop"'``): both are decoded.
     """
-    value = _json_text(value)
     if type(value) is str:
-        value = (value,)
-    elif type(value) is not list and type(value) is not tuple:
+        return _reasons_of_text(value) if len(value) <= _TEXT_REMEMBERED_LENGTH else _reasons_of_text.__wrapped__(value)
+    if type(value) is not list and type(value) is not tuple:
         return None
-    reasons = tuple(reason.strip() for reason in value if type(reason) is str and reason.strip())
-    return reasons or None
+    return _reason_tuple(value)
+
+
+def _reason_tuple(values: Sequence[Any]) -> tuple[str, ...] | None:
+    reasons = []
+    for reason in values:
+        if type(reason) is str:
+            reason = reason.strip()
+            if reason:
+                reasons.append(reason)
+    return tuple(reasons) or None
+
+
+@lru_cache(maxsize=_TEXTS_REMEMBERED)
+def _reasons_of_text(text: str) -> tuple[str, ...] | None:
+    """The reasons of a string (a few values repeat: "stop", '["stop"]'), decoded once."""
+    value = _json_text(text)
+    if type(value) is str:
+        return _reason_tuple((value,))
+    return _reason_tuple(value) if type(value) is list else None
 
 
 def _json_field(field: str, coerce: Coerce) -> Coerce:
     """One field of a JSON object sent as a string (OpenInference's ``llm.invocation_parameters``)."""
 
-    def read(value: Any) -> Any:
-        document = _json_text(value)
+    @lru_cache(maxsize=_TEXTS_REMEMBERED)  # the same parameters come again and again: decoded once
+    def from_text(text: str) -> Any:
+        document = _json_text(text)
         return coerce(document.get(field)) if type(document) is dict else None
+
+    def read(value: Any) -> Any:
+        if type(value) is str:
+            return from_text(value) if len(value) <= _TEXT_REMEMBERED_LENGTH else from_text.__wrapped__(value)
+        return coerce(value.get(field)) if type(value) is dict else None
 
     read.note = f"JSON object, its field `{field}`"  # type: ignore[attr-defined]
     return read
@@ -224,6 +251,14 @@ _AI_SDK_MODEL_KINDS = frozenset(
 
 
 def _provider(value: Any) -> str | None:
+    return (
+        _provider_of_text(value)
+        if type(value) is str and len(value) <= _TEXT_REMEMBERED_LENGTH
+        else _provider_name(value)
+    )
+
+
+def _provider_name(value: Any) -> str | None:
     name = _lower_text(value)
     if name is None:
         return None
@@ -234,6 +269,9 @@ def _provider(value: Any) -> str | None:
         if name.startswith(old):
             name = new + name[len(old) :]
     return name
+
+
+_provider_of_text = lru_cache(maxsize=_TEXTS_REMEMBERED)(_provider_name)  # a few names, on most spans
 
 
 # OpenLLMetry's LLMRequestTypeValues ("rerank" and "unknown" have no OTel operation).

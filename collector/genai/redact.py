@@ -661,9 +661,21 @@ def _merged_windows(spans: Iterable[tuple[int, int]], before: int, after: int, s
     return windows
 
 
-# The prefilter and the hints redaction uses: Hyperscan's where its wheel exists.
+def _native_dirty_hints(text: str) -> _Hints | None:
+    assert _NATIVE is not None
+    found = _NATIVE.found(text)
+    return _Hints(text, frozenset(hint for index in found for hint in _TRIGGERS[index][2])) if found else None
+
+
+def _python_dirty_hints(text: str) -> _Hints | None:
+    return _Hints(text) if _maybe(text) else None
+
+
+# The prefilter and the hints redaction uses: Hyperscan's where its wheel exists. ``_dirty_hints`` asks both
+# questions at once, in one pass: the hints of a text some detector could match, None when none can.
 _could_match: Callable[[str], bool] = _NATIVE or _maybe
 _hints: Callable[[str], _Hints] = _native_hints if _NATIVE else _Hints
+_dirty_hints: Callable[[str], _Hints | None] = _native_dirty_hints if _NATIVE else _python_dirty_hints
 
 
 # --- the redactor ----------------------------------------------------------------------------
@@ -914,9 +926,17 @@ class Redactor:
 
     def _string(self, text: str, hits: list[str]) -> str:
         """A JSON document keeps its shape (its string leaves are redacted); anything else is text."""
-        if not self._has_user_rules and not _could_match(text):
-            return text
-        hints = _hints(text)
+        if self._has_user_rules:
+            hints = _hints(text)
+        elif len(text) <= _SHORT:
+            if self._clean(text):
+                return text  # most strings inside JSON documents: "user", "text"... found in ``_clean``'s memory
+            hints = _hints(text)
+        else:
+            dirty = _dirty_hints(text)
+            if dirty is None:
+                return text
+            hints = dirty
         if _looks_like_json(text):
             if not self._worth_parsing(text, hints):
                 return text
