@@ -44,6 +44,19 @@ class GenAI(NamedTuple):
     client_cost_usd: float | None  # as reported by the client; pricing fills the rest elsewhere
 
 
+# The fields that hold text; the others hold counts, amounts (int, float) and the finish reasons' tuple.
+GENAI_TEXT_FIELDS: tuple[str, ...] = (
+    "category",
+    "provider",
+    "request_model",
+    "response_model",
+    "operation",
+    "response_id",
+    "conversation_id",
+    "user_id",
+    "agent_name",
+    "tool_name",
+)
 NOT_GENAI = GenAI("other", *([None] * (len(GenAI._fields) - 1)))
 _new_genai = tuple.__new__
 
@@ -626,10 +639,14 @@ def normalize(
     values: list[Any] = [None] * _FIELD_COUNT
     # Only the keys present are looked at; per field, the valid value of the highest-priority key stays.
     winners = [_NO_SOURCE] * _FIELD_COUNT
-    for key in _KNOWN_KEYS.intersection(attributes):
-        for priority, index, coerce in _SOURCES_BY_KEY.get(key, ()):
+    sources = _SOURCES_BY_KEY
+    for key, raw in attributes.items():  # one pass; which key comes first does not matter, priorities do
+        entries = sources.get(key)
+        if entries is None:
+            continue
+        for priority, index, coerce in entries:
             if priority < winners[index]:
-                value = coerce(attributes[key])
+                value = coerce(raw)
                 if value is not None:
                     values[index] = value
                     winners[index] = priority
@@ -760,6 +777,12 @@ def out_of_range(genai: GenAI) -> tuple[GenAI, tuple[str, ...]]:
     and the names of the fields left out."""
     if genai is NOT_GENAI:
         return genai, ()
+    for tokens in _token_counts(genai):  # a loop, no list: nearly every span has every count in range
+        if tokens is not None and tokens > MAX_TOKENS:
+            break
+    else:
+        if (genai.client_cost_usd or 0.0) <= MAX_COST_USD:
+            return genai, ()
     bad = [
         index for index, tokens in zip(_TOKEN_FIELDS, _token_counts(genai), strict=True) if (tokens or 0) > MAX_TOKENS
     ]

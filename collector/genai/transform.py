@@ -13,11 +13,13 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from operator import attrgetter
 from typing import Any
 
 from collector.config import LimitsSettings, LogsSettings, Settings
 from collector.genai.normalize import (
     GENAI_EVENT_NAMES,
+    GENAI_TEXT_FIELDS,
     NOT_GENAI,
     Evaluation,
     GenAI,
@@ -40,6 +42,11 @@ _STATUS_MESSAGE = Span._fields.index("status_message")
 
 # id of a resource's attributes -> (those attributes, kept alive so the id stays theirs; redacted; service name)
 _Resources = dict[int, tuple[Attributes, Attributes, str | None]]
+
+
+# The canonical fields that hold text (the others are counts, amounts and the finish reasons' tuple): the only
+# ones a cut can apply to.
+_genai_texts = attrgetter(*GENAI_TEXT_FIELDS)
 
 
 def _same(new: list[Any], old: list[Any]) -> bool:
@@ -334,7 +341,7 @@ class Transform:
     def _bounded_columns(self, genai: GenAI, stats: TransformStats) -> GenAI:
         """The canonical text columns (models, ids, names) cut to ``max_attribute_length`` like attributes."""
         longest = self._limits.max_attribute_length
-        if _has_longer(genai, longest):
+        if _has_longer(_genai_texts(genai), longest):
             return GenAI._make(self._truncate(value, stats) for value in genai)
         return genai
 

@@ -6,6 +6,7 @@ and each expectation is a whole ``GenAI``, so every canonical field is checked.
 
 from __future__ import annotations
 
+import typing
 from types import MappingProxyType
 from typing import Any
 
@@ -14,6 +15,7 @@ from opentelemetry.proto.common.v1.common_pb2 import KeyValue
 
 from collector.genai.normalize import (
     GENAI_EVENT_NAMES,
+    GENAI_TEXT_FIELDS,
     NOT_GENAI,
     Evaluation,
     GenAI,
@@ -1212,6 +1214,12 @@ def test_any_mapping_is_accepted() -> None:
 def test_the_fields_are_the_storage_columns() -> None:
     columns = {name for name, _ in GENAI_COLUMNS} - {"cost_usd"}  # cost_usd: client cost, else priced
     assert set(GenAI._fields) - {"client_cost_usd"} == columns
+
+
+def test_text_fields_are_the_fields_typed_as_text() -> None:
+    """The limits cut only these (transform reads no other field for a long string)."""
+    hints = typing.get_type_hints(GenAI)
+    assert GENAI_TEXT_FIELDS == tuple(name for name in GenAI._fields if hints[name] in (str, str | None))
 
 
 # --- evaluations ---------------------------------------------------------------------------------

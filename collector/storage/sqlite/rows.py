@@ -51,6 +51,8 @@ _genai_head = attrgetter(*_GENAI_FIELDS[:_REASONS_AT])
 _genai_tail = attrgetter(*_GENAI_FIELDS[_REASONS_AT + 1 :])
 _NO_GENAI = (None,) * len(_GENAI_FIELDS)
 
+_EMPTY_LIST = "[]"  # json_text([])
+
 # A resource as the ``resources`` table stores it: attributes as JSON text, scope name, scope version.
 Resource = tuple[str, str | None, str | None]
 
@@ -87,7 +89,12 @@ def span_rows(spans: Sequence[Span]) -> SpanRows:
             index = indexes[key] = len(resources)
             resources.append((to_json(span.resource_attributes or {}), span.scope_name, span.scope_version))
         values += _span_head(span)
-        values += (json_text(span.attributes), json_text(span.events), json_text(span.links))
+        events, links = span.events, span.links  # most spans have none: the text of an empty list, as is
+        values += (
+            json_text(span.attributes),
+            json_text(events) if events else _EMPTY_LIST,
+            json_text(links) if links else _EMPTY_LIST,
+        )
         values += _span_tail(span)
         genai = span.genai
         if genai is None:
