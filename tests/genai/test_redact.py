@@ -6,6 +6,7 @@ import hashlib
 import hmac
 import json
 import platform
+import random
 import re
 import threading
 import time
@@ -37,7 +38,9 @@ if redact._NATIVE is not None:
 @pytest.fixture(autouse=True, params=sorted(PREFILTERS))
 def prefilter(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[str], bool]]:
     monkeypatch.setattr(redact, "_could_match", PREFILTERS[request.param])
-    monkeypatch.setattr(redact, "_hints", redact._native_hints if request.param == "hyperscan" else redact._Hints)
+    native = request.param == "hyperscan"
+    monkeypatch.setattr(redact, "_hints", redact._native_hints if native else redact._Hints)
+    monkeypatch.setattr(redact, "_dirty_hints", redact._native_dirty_hints if native else redact._python_dirty_hints)
     yield PREFILTERS[request.param]
 
 
@@ -841,3 +844,42 @@ def test_counts_by_rule_and_take_counts_resets() -> None:
     )
     assert r.take_counts() == {"email": 2, "phone": 1, "secret": 1, "ticket": 1, "card": 1, "ipv4": 1}
     assert r.take_counts() == {}
+
+
+def test_email_matches_are_finditers() -> None:
+    """The e-mail detector tries one start per '@' instead of every position: the matches must be finditer's, for
+    any window, local parts up to and past 64 characters, '@' next to '@', Unicode, and a domain cut by the
+    window's end. A seeded sample of mostly near-misses, and the edge cases written out."""
+    email = redact._DETECTORS["email"][0]
+    cases = [
+        "a@b.co",
+        "@a.com",
+        "a@@b.com x@y.org",
+        "x" * 64 + "@example.com",
+        "x" * 65 + "@example.com",
+        "-" + "x" * 63 + "@example.com y@z.io",
+        "jürgen@beispiel.de.",
+        "a@b.com@c.org d@e.net",
+        "icon@2x.png, me@host.example.com",
+        "mail a.b%c+d-e@sub-domain.example.co.uk.",
+        "x@-bad.com y@good-.com z@ok.io",
+    ]
+    rng = random.Random(18)
+    for _ in range(20_000):
+        pieces = []
+        for _ in range(rng.randint(1, 6)):
+            roll = rng.random()
+            if roll < 0.3:
+                local = "".join(rng.choice("abü1._%+-") for _ in range(rng.randint(0, 70)))
+                pieces.append(local + "@" + rng.choice(["example.com", "a.io", "b-c.de", "q.png", "-x.com", "e.c"]))
+            else:
+                pieces.append("".join(rng.choice("ab.@-_%+ x1ü\n:/") for _ in range(rng.randint(0, 12))))
+        cases.append("".join(pieces))
+    found = 0
+    for text in cases:
+        for pos, endpos in ((0, len(text)), *((rng.randint(0, len(text)), len(text)) for _ in range(2))):
+            endpos = rng.randint(pos, len(text)) if rng.random() < 0.3 else endpos
+            expected = [match.span() for match in email.regex.finditer(text, pos, endpos)]
+            assert [match.span() for match in email.finditer(text, pos, endpos)] == expected, (text, pos, endpos)
+            found += bool(expected)
+    assert found > 1_000  # the sample reaches the matches, not only the misses
