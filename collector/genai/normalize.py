@@ -658,7 +658,7 @@ def normalize(
         entity_field = _ENTITY_NAME_FIELDS.get(_lower_text(traceloop_kind) or "")
         if entity_field is not None and values[_FIELD[entity_field]] is None:
             values[_FIELD[entity_field]] = _text(attributes.get(_TRACELOOP_ENTITY_NAME))
-    if values[_FINISH_REASONS] is None:
+    if values[_FINISH_REASONS] is None and not attributes.keys().isdisjoint(_FIRST_COMPLETION_KEYS):
         values[_FINISH_REASONS] = _completion_finish_reasons(attributes)
     if (
         values[_TTFT] is None

@@ -734,6 +734,9 @@ def _looks_like_json(text: str) -> bool:
     return head.isspace() and text.lstrip()[:1] in ("{", "[")
 
 
+# ``json.dumps(document, ensure_ascii=False)`` without building the encoder each time (it keeps no state).
+_json_text: Final = json.JSONEncoder(ensure_ascii=False).encode
+
 _SHORT = 256  # a string this short is first checked on its own (most attribute values: no detector applies)
 _CLEAN_REMEMBERED = 8192
 _SCALARS: Final = frozenset({int, float, bool})  # values no detector reads (a secret-named key's number is kept)
@@ -974,7 +977,7 @@ class Redactor:
                 document = json.loads(text)
                 if isinstance(document, dict | list):
                     redacted = self._walk(document, hits)
-                    return text if redacted is document else json.dumps(redacted, ensure_ascii=False)
+                    return text if redacted is document else _json_text(redacted)
             except (ValueError, RecursionError):
                 pass
         return self._text(text, hits, hints)
