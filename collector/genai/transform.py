@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from operator import attrgetter
 from typing import Any
 
-from collector.config import LimitsSettings, LogsSettings, Settings
+from collector.config import LogsSettings, Settings
 from collector.genai.normalize import (
     GENAI_EVENT_NAMES,
     GENAI_TEXT_FIELDS,
@@ -37,8 +37,34 @@ TRUNCATION_MARKER = "…[truncated {} chars]"
 
 
 _new_span = tuple.__new__
-_NAME = Span._fields.index("name")
-_STATUS_MESSAGE = Span._fields.index("status_message")
+# ``Transform.spans`` unpacks a span and builds the new one positionally, in this order.
+_SPAN_FIELDS = (
+    "trace_id",
+    "span_id",
+    "parent_span_id",
+    "trace_state",
+    "flags",
+    "name",
+    "kind",
+    "start_time_unix_nano",
+    "end_time_unix_nano",
+    "status_code",
+    "status_message",
+    "service_name",
+    "scope_name",
+    "scope_version",
+    "resource_attributes",
+    "attributes",
+    "events",
+    "links",
+    "dropped_attributes_count",
+    "dropped_events_count",
+    "dropped_links_count",
+    "genai",
+    "cost_usd",
+)
+if Span._fields != _SPAN_FIELDS:
+    raise RuntimeError(f"Span's fields are no longer {_SPAN_FIELDS}: see Transform.spans")
 
 # id of a resource's attributes -> (those attributes, kept alive so the id stays theirs; redacted; service name)
 _Resources = dict[int, tuple[Attributes, Attributes, str | None]]
@@ -81,7 +107,10 @@ class Transform:
     def __init__(self, settings: Settings, prices: PriceTable | None = None) -> None:
         self._redactor = Redactor(settings.redaction)
         self._prices = prices or PriceTable.load(settings.pricing)
-        self._limits: LimitsSettings = settings.limits
+        # Read for every span and event: plain ints (a settings model's attribute read costs several dict lookups).
+        self._longest = settings.limits.max_attribute_length
+        self._max_attributes = settings.limits.max_attributes
+        self._max_events = settings.limits.max_events
         self._logs: LogsSettings = settings.logs
 
     def spans(self, spans: list[Span]) -> tuple[Records, TransformStats]:
@@ -92,27 +121,47 @@ class Transform:
         redactor = self._redactor
         redacting = not redactor.unchanged
         text = redactor.text
-        longest = self._limits.max_attribute_length
+        longest = self._longest
         stored = records.spans
         for span in spans:
-            # Every string that will be stored, redacted (the same objects when nothing changed); the span
-            # itself is rebuilt once, at the end, with everything the steps below changed.
-            name, status_message, scope_name = span.name, span.status_message, span.scope_name
-            attributes, events, links = span.attributes, span.events, span.links
+            # Every field read once, as locals (a field read by name costs a descriptor call); every string that
+            # will be stored redacted (the same objects when nothing changed); the span rebuilt once, at the end.
+            (
+                trace_id,
+                span_id,
+                parent_span_id,
+                trace_state,
+                flags,
+                name,
+                kind,
+                start_time_unix_nano,
+                end_time_unix_nano,
+                status_code,
+                status_message,
+                service_name,
+                scope_name,
+                scope_version,
+                resource_attributes,
+                original_attributes,
+                original_events,
+                links,
+                dropped_attributes_count,
+                dropped_events_count,
+                dropped_links_count,
+                _,
+                _,
+            ) = span
+            attributes, events = original_attributes, original_events
             if redacting:
-                resource_attributes, service_name = self._resource(
-                    span.resource_attributes, span.service_name, resources
-                )
+                resource_attributes, service_name = self._resource(resource_attributes, service_name, resources)
                 attributes = redactor.attributes(attributes)
                 name, status_message, scope_name = text(name), text(status_message), text(scope_name)
                 if events:
                     events = self._redact_events(events)
                 if links:
                     links = self._redact_links(links)
-            else:
-                resource_attributes, service_name = span.resource_attributes, span.service_name
             resource_attributes = self._limit_resource(resource_attributes, limited_resources, stats)
-            genai, rejected_fields = out_of_range(normalize(attributes, name, span.start_time_unix_nano, events))
+            genai, rejected_fields = out_of_range(normalize(attributes, name, start_time_unix_nano, events))
             if rejected_fields:
                 stats.out_of_range.update(rejected_fields)
             if genai is not NOT_GENAI:
@@ -120,42 +169,48 @@ class Transform:
             cost = genai.client_cost_usd
             if cost is None and genai.category in CALL_CATEGORIES:
                 cost = self._price(genai, stats)
-            resource = (resource_attributes, scope_name, span.scope_version)
-            for evaluation in evaluations_from_attributes(span.attributes):
+            resource = (resource_attributes, scope_name, scope_version)
+            for evaluation in evaluations_from_attributes(original_attributes):
                 records.evaluations.append(
                     self._evaluation_record(
-                        evaluation, span.trace_id, span.span_id, "span_attribute", span.end_time_unix_nano, resource
+                        evaluation, trace_id, span_id, "span_attribute", end_time_unix_nano, resource
                     )
                 )
             attributes, dropped_attributes = self._limit(attributes, stats)
-            dropped_events = 0
             if events:
                 events, dropped_events = self._span_events(span, events, resource, records, stats)
+                dropped_events_count += dropped_events
             if len(name) > longest:
                 name = self._truncate(name, stats)
             if service_name is not None and len(service_name) > longest:
                 service_name = self._truncate(service_name, stats)
             if status_message is not None and len(status_message) > longest:
                 status_message = self._truncate(status_message, stats)
-            # Built whole, field by field in ``Span``'s order: one tuple instead of ``_replace``'s rebuilds.
             stored.append(
                 _new_span(
                     Span,
                     (
-                        *span[:_NAME],
+                        trace_id,
+                        span_id,
+                        parent_span_id,
+                        trace_state,
+                        flags,
                         name,
-                        *span[_NAME + 1 : _STATUS_MESSAGE],
+                        kind,
+                        start_time_unix_nano,
+                        end_time_unix_nano,
+                        status_code,
                         status_message,
                         service_name,
                         scope_name,
-                        span.scope_version,
+                        scope_version,
                         resource_attributes,
                         attributes,
                         events,
                         links,
-                        span.dropped_attributes_count + dropped_attributes,
-                        span.dropped_events_count + dropped_events,
-                        span.dropped_links_count,
+                        dropped_attributes_count + dropped_attributes,
+                        dropped_events_count,
+                        dropped_links_count,
                         genai,
                         cost,
                     ),
@@ -213,7 +268,7 @@ class Transform:
     def _redact_events(self, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """A span's events redacted (the same list when nothing changed); those past ``max_events``, which
         ``_span_events`` drops, are not looked at."""
-        kept = events[: self._limits.max_events]
+        kept = events[: self._max_events]
         redacted = [self._redact_event(event) for event in kept]
         return events if _same(redacted, kept) else redacted + events[len(kept) :]
 
@@ -308,7 +363,7 @@ class Transform:
     ) -> tuple[list[dict[str, Any]], int]:
         """The span's (redacted) ``events`` within the limits, and how many were dropped; evaluation events
         are read from the span's events as they came and set aside in ``records``."""
-        kept = events[: self._limits.max_events]
+        kept = events[: self._max_events]
         limited = []
         for event, original in zip(kept, span.events, strict=False):
             if original["name"] == EVALUATION_EVENT:
@@ -327,26 +382,24 @@ class Transform:
 
     def _limit(self, attributes: Attributes, stats: TransformStats) -> tuple[Attributes, int]:
         """Cap the number of attributes and the length of string values; returns how many were dropped."""
-        limits = self._limits
+        most = self._max_attributes
         dropped = 0
-        if len(attributes) > limits.max_attributes:
-            dropped = len(attributes) - limits.max_attributes
-            attributes = dict(list(attributes.items())[: limits.max_attributes])
+        if len(attributes) > most:
+            dropped = len(attributes) - most
+            attributes = dict(list(attributes.items())[:most])
             stats.dropped_attributes += dropped
-        longest = limits.max_attribute_length
-        if _has_longer(attributes.values(), longest):
+        if _has_longer(attributes.values(), self._longest):
             attributes = {key: self._truncate(value, stats) for key, value in attributes.items()}
         return attributes, dropped
 
     def _bounded_columns(self, genai: GenAI, stats: TransformStats) -> GenAI:
         """The canonical text columns (models, ids, names) cut to ``max_attribute_length`` like attributes."""
-        longest = self._limits.max_attribute_length
-        if _has_longer(_genai_texts(genai), longest):
+        if _has_longer(_genai_texts(genai), self._longest):
             return GenAI._make(self._truncate(value, stats) for value in genai)
         return genai
 
     def _truncate(self, value: Any, stats: TransformStats) -> Any:
-        longest = self._limits.max_attribute_length
+        longest = self._longest
         if isinstance(value, str) and len(value) > longest:
             stats.truncated_values += 1
             return value[:longest] + TRUNCATION_MARKER.format(len(value) - longest)
