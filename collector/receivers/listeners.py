@@ -11,20 +11,22 @@ from collector.genai.transform import Transform
 from collector.observability.metrics import RECEIVER, CollectorMetrics
 from collector.pipeline import Intake
 from collector.receivers.http_protocol import header_timeout_protocol
-from collector.receivers.ingest import Ingest
+from collector.receivers.ingest import WORKERS, Ingest
 from collector.receivers.otlp_grpc import OtlpGrpcReceiver, OtlpGrpcServer
 from collector.receivers.otlp_http import TRANSPORT as HTTP_TRANSPORT
 from collector.receivers.otlp_http import OtlpHttpReceiver
 from collector.server import HttpServer
 
 
-def new_ingest(settings: Settings, pipeline: Intake, metrics: CollectorMetrics) -> Ingest:
+def new_ingest(settings: Settings, pipeline: Intake, metrics: CollectorMetrics, *, threads: int = WORKERS) -> Ingest:
+    """``threads``: how many decode and transform requests at once (``Ingest``)."""
     return Ingest(
         pipeline,
         lambda: Transform(settings),
         metrics,
         max_concurrent_requests=settings.max_concurrent_requests,
         max_spans_per_request=settings.max_spans_per_request,
+        workers=threads,
     )
 
 

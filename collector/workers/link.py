@@ -20,7 +20,8 @@ import struct
 from typing import Any
 
 _LENGTH = struct.Struct("!I")
-_DOOR = struct.Struct("<q")
+_WORD = struct.Struct("<q")
+NOT_SERVING = -1  # in a worker's count of connections: starting, or gone
 
 
 def frame(message: tuple[Any, ...]) -> bytes:
@@ -63,26 +64,39 @@ class Link:
 
 
 class Door:
-    """The spans the main process's queue holds, in shared memory: workers read it to refuse requests at the
-    door without asking (the main process still refuses what does not fit when the records arrive)."""
+    """Shared memory (a memfd) the main process and its workers map: the spans the main process's queue holds,
+    which workers read to refuse requests at the door without asking (the main process still refuses what does
+    not fit when the records arrive), and each worker's open OTLP/HTTP connections, which workers read to share
+    the connections evenly (``collector.workers.balance``; ``NOT_SERVING``: a worker that is starting or gone)."""
 
     def __init__(self, fd: int) -> None:
         self.fd = fd
-        self._memory = mmap.mmap(fd, _DOOR.size)
+        self._memory = mmap.mmap(fd, 0)  # the whole file: the main process sized it for its workers
+        self.workers = len(self._memory) // _WORD.size - 1
 
     @classmethod
-    def create(cls) -> Door:
+    def create(cls, workers: int) -> Door:
         fd = os.memfd_create("genai-collector-door")  # close-on-exec: only pass_fds hands it down
-        os.ftruncate(fd, _DOOR.size)
-        return cls(fd)
+        os.ftruncate(fd, _WORD.size * (1 + workers))
+        door = cls(fd)
+        for index in range(workers):
+            door.set_connections(index, NOT_SERVING)
+        return door
 
     def publish(self, held_spans: int) -> None:
-        _DOOR.pack_into(self._memory, 0, held_spans)
+        _WORD.pack_into(self._memory, 0, held_spans)
 
     @property
     def held_spans(self) -> int:
-        held: int = _DOOR.unpack_from(self._memory, 0)[0]
+        held: int = _WORD.unpack_from(self._memory, 0)[0]
         return held
+
+    def set_connections(self, index: int, count: int) -> None:
+        _WORD.pack_into(self._memory, _WORD.size * (1 + index), count)
+
+    def connections(self) -> list[int]:
+        """Each worker's open OTLP/HTTP connections, by index."""
+        return [count for (count,) in _WORD.iter_unpack(self._memory[_WORD.size :])]
 
     def close(self) -> None:
         self._memory.close()

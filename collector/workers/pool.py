@@ -27,7 +27,7 @@ from collector.config import ServerSettings, Settings
 from collector.model import Records
 from collector.pipeline import Backpressure, Pipeline
 from collector.server import bind, cannot_listen
-from collector.workers.link import Door, Link
+from collector.workers.link import NOT_SERVING, Door, Link
 from collector.workers.metrics import Shipment, WorkerCounters
 
 log = logging.getLogger(__name__)
@@ -108,7 +108,7 @@ class IngestWorkers:
         self._http = bind(servers["otlp_http"])
         self._grpc = reserve_port(servers["otlp_grpc"])
         self.ports = {"otlp_grpc": self._grpc.getsockname()[1], "otlp_http": self._http.getsockname()[1]}
-        self._door = Door.create()
+        self._door = Door.create(len(self._workers))
         self._publishing = asyncio.create_task(self._publish_every(), name="publish-queue-fill")
         outcomes = await asyncio.gather(*(self._spawn(worker) for worker in self._workers), return_exceptions=True)
         for outcome in outcomes:
@@ -144,6 +144,7 @@ class IngestWorkers:
         except TimeoutError:
             ready = None
         if ready != ("ready",):
+            self._door.set_connections(worker.index, NOT_SERVING)
             link.close()
             process.kill()
             code = await asyncio.to_thread(process.wait)
@@ -163,6 +164,8 @@ class IngestWorkers:
         worker.link = None
         worker.drained.set()
         link.close()
+        if self._door is not None:  # its connections closed with it (the door is gone once stopped)
+            self._door.set_connections(worker.index, NOT_SERVING)
         for flush in worker.flushes.values():
             if not flush.done():
                 flush.set_result(None)

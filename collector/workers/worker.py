@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import ctypes
+import gc
 import logging
 import os
 import signal
@@ -28,6 +29,7 @@ from collector.observability import logs
 from collector.observability.metrics import CollectorMetrics
 from collector.receivers.listeners import new_ingest, otlp_listeners
 from collector.storage.engines import records_preparer
+from collector.workers.balance import Balance, BalancedListener
 from collector.workers.link import Door, Link
 from collector.workers.metrics import CounterShipper
 from collector.workers.remote import RemotePipeline
@@ -35,6 +37,10 @@ from collector.workers.remote import RemotePipeline
 log = logging.getLogger(__name__)
 
 SHIP_EVERY = 1.0  # seconds between two shipments of the counters
+# Threads decoding and transforming in a worker. One process's threads take turns on its one GIL, and each hand-over
+# costs switches and caches; a single process keeps two so that one hostile request does not hold up every other
+# client, while here the sibling workers (and this worker's event loop, which only receives) stay free for them.
+INGEST_THREADS = 1
 _PR_SET_PDEATHSIG = 1
 
 
@@ -48,7 +54,14 @@ def die_with_parent(parent: int) -> None:
 
 class Worker:
     def __init__(
-        self, link: Link, settings: Settings, door: Door, failures: FailureTable, http: socket.socket, grpc_port: int
+        self,
+        link: Link,
+        settings: Settings,
+        door: Door,
+        index: int,
+        failures: FailureTable,
+        http: socket.socket,
+        grpc_port: int,
     ) -> None:
         self._link = link
         self._settings = settings
@@ -61,7 +74,8 @@ class Worker:
             raise StartupError(str(error)) from None
         prepare = records_preparer(settings.db)
         self.pipeline = RemotePipeline(link, door, settings.queue_capacity, prepare)
-        self._ingest = new_ingest(settings, self.pipeline, metrics)
+        self._ingest = new_ingest(settings, self.pipeline, metrics, threads=INGEST_THREADS)
+        http = BalancedListener.of(http, Balance(door, index))
         listeners = otlp_listeners(settings, self._ingest, metrics, security, http_socket=http, grpc_port=grpc_port)
         self._listeners = Together("listeners", listeners)
         self._stop = asyncio.Event()
@@ -80,6 +94,10 @@ class Worker:
             await self._listeners.stop(Deadline.after(0))
             return 1
         self._link.send(("ready",))
+        # What start-up built (modules, settings, tables) lives as long as the worker: out of the collector's sight,
+        # its full collections no longer walk it (a collection's cost grows with every object it must walk).
+        gc.collect()
+        gc.freeze()
         listening = asyncio.create_task(self._listen(), name="link")
         shipping = asyncio.create_task(self._ship_every_second(), name="ship-counters")
         await self._stop.wait()
@@ -119,7 +137,13 @@ async def serve(link_fd: int, http_fd: int, door_fd: int, failures_fd: int, grpc
     logs.configure(settings.log_level, settings.log_format)
     try:
         worker = Worker(
-            link, settings, Door(door_fd), FailureTable(failures_fd), socket.socket(fileno=http_fd), grpc_port
+            link,
+            settings,
+            Door(door_fd),
+            index,
+            FailureTable(failures_fd),
+            socket.socket(fileno=http_fd),
+            grpc_port,
         )
     except StartupError as error:
         log.error("ingest worker %d cannot start: %s", index, error)

@@ -6,7 +6,9 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import time
+from collections import Counter
 from pathlib import Path
 
 import httpx
@@ -149,7 +151,7 @@ def test_graceful_stop_drains_a_request_in_flight_on_every_worker(tmp_path: Path
         half_sent: dict[int, HalfSentRequest] = {}
         holders: set[int] = set()
         deadline = time.monotonic() + 30
-        while holders != workers:  # the kernel hands connections to whichever worker accepts first
+        while holders != workers:  # the workers share the connections (collector.workers.balance)
             assert time.monotonic() < deadline, f"connections never reached every worker: {holders}"
             request = HalfSentRequest(daemon.ports["http"], otlp_request(2))
             half_sent[request.client_port] = request
@@ -207,3 +209,35 @@ def test_the_default_runs_a_worker_per_usable_cpu(tmp_path: Path) -> None:
     assert stored_span_keys(db) == {(trace_id, span_id)}
     assert not any(alive(pid) for pid in workers)
     assert " ERROR " not in daemon.stderr and "Traceback" not in daemon.stderr, daemon.stderr
+
+
+def test_connections_made_together_are_shared_among_the_workers(tmp_path: Path) -> None:
+    """Eight clients connecting at once (a fleet's exporters restarted together): asyncio takes every waiting
+    connection each time it is woken, so the first worker to run used to take them all."""
+    with Daemon(tmp_path / "collector.db", *WORKERS) as daemon:
+        daemon.wait_listening()
+        workers = running_workers(daemon)
+        port = daemon.ports["http"]
+        for pid in workers:  # every connection waits in the backlog before either worker runs again
+            os.kill(pid, signal.SIGSTOP)
+        try:
+            clients = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(8)]
+        finally:
+            for pid in workers:
+                os.kill(pid, signal.SIGCONT)
+        try:
+            body = otlp_request(1).SerializeToString()
+            head = (
+                f"POST /v1/traces HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/x-protobuf\r\n"
+                f"Content-Length: {len(body)}\r\n\r\n"
+            ).encode()
+            for client in clients:
+                client.sendall(head + body)
+            for client in clients:
+                assert client.recv(65536).startswith(b"HTTP/1.1 200 OK")
+            owners = server_side_owners(workers, port)
+            held = sorted(Counter(owners[client.getsockname()[1]] for client in clients).values())
+        finally:
+            for client in clients:
+                client.close()
+    assert len(held) == 2 and held[1] - held[0] <= 2, f"connections per worker: {held}"
