@@ -2,8 +2,8 @@
 processes that receive on them, queues what they submit in the one ``Pipeline`` and answers each submission
 once committed; it restarts a worker that dies and, on ``stop``, lets every worker drain before the writer stops.
 
-The OTLP/HTTP listening socket is bound here and inherited by every worker (the kernel hands each connection
-to whichever worker accepts first, and connections waiting in the backlog survive a worker's death). For
+The OTLP/HTTP listening socket is bound here and inherited by every worker (connections waiting in the backlog
+survive a worker's death; the workers share them evenly, ``balance``, by their counts in the ``Door``). For
 OTLP/gRPC, whose server binds its own socket, this process reserves the port with a bound, non-listening
 ``SO_REUSEPORT`` socket (port 0 gets its number here) and each worker binds it again with ``SO_REUSEPORT``.
 """
