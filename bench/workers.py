@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/workers.py -p http-protobuf -p grpc      # 8 s each, 2 workers
     .venv/bin/python bench/workers.py --workers 3 -d 20 -p grpc
+    .venv/bin/python bench/workers.py --quick                       # a second, a small load (the CI smoke)
 
 Starts ``IngestWorkers`` (real worker processes on port 0, real receivers) over a pipeline that commits every
 submission at once, then points ``bench/ingest.py max --endpoint/--grpc-target`` at them (8 clients, 100 spans per
@@ -35,6 +36,7 @@ from collector.workers.metrics import WorkerCounters
 from collector.workers.pool import IngestWorkers
 
 SETTLE = 2.0  # seconds after the first spans before the window opens
+QUICK_LOAD = ("-c", "2", "-n", "20", "--templates", "4", "--warmup", "0.3", "--reference-seconds", "0.1")
 
 
 class Committed:
@@ -52,7 +54,9 @@ class Committed:
         return committed
 
 
-async def measure(protocol: str, workers: int, seconds: float) -> dict[str, object]:
+async def measure(
+    protocol: str, workers: int, seconds: float, settle: float = SETTLE, load_arguments: Sequence[str] = ()
+) -> dict[str, object]:
     settings = load_settings(
         {
             "db": str(Path(tempfile.mkdtemp(prefix="genai-bench-workers-")) / "unused.db"),
@@ -72,7 +76,11 @@ async def measure(protocol: str, workers: int, seconds: float) -> dict[str, obje
             else ["--endpoint", f"http://127.0.0.1:{pool.ports['otlp_http']}"]
         )
         load = subprocess.Popen(  # noqa: ASYNC220 (a few ms, before the window)
-            [sys.executable, "bench/ingest.py", "max", "-p", protocol, "-d", str(seconds + SETTLE + 2), *target],
+            [
+                *(sys.executable, "bench/ingest.py", "max", "-p", protocol, "-d", str(seconds + settle + 2)),
+                *target,
+                *load_arguments,
+            ],
             cwd=ROOT,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -86,7 +94,7 @@ async def measure(protocol: str, workers: int, seconds: float) -> dict[str, obje
     busy = [sample for sample in samples if sample[1] > 0]
     if not busy:
         raise SystemExit(f"{protocol}: no spans reached the workers")
-    first = next((sample for sample in busy if sample[0] >= busy[0][0] + SETTLE), busy[0])
+    first = next((sample for sample in busy if sample[0] >= busy[0][0] + settle), busy[0])
     last = next(sample for sample in busy if sample[1] == busy[-1][1])  # the last that brought spans
     spans = last[1] - first[1]
     cpu = [after - before for before, after in zip(first[2], last[2], strict=True)]
@@ -105,9 +113,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("-p", "--protocol", action="append", choices=("http-protobuf", "http-json", "grpc"))
     parser.add_argument("-d", "--duration", type=float, default=8.0, help="seconds measured per protocol (default 8)")
     parser.add_argument("--workers", type=int, default=2, help="ingest worker processes (default 2)")
+    parser.add_argument("--quick", action="store_true", help="HTTP protobuf for about a second, a small load")
     args = parser.parse_args(argv)
-    for protocol in args.protocol or ["http-protobuf", "grpc"]:
-        result = asyncio.run(measure(protocol, args.workers, args.duration))
+    protocols = ["http-protobuf"] if args.quick else args.protocol or ["http-protobuf", "grpc"]
+    for protocol in protocols:
+        if args.quick:
+            result = asyncio.run(measure(protocol, args.workers, 1.0, 0.5, QUICK_LOAD))
+        else:
+            result = asyncio.run(measure(protocol, args.workers, args.duration))
         shares = " / ".join(f"{share:.0%}" for share in result["shares"])  # type: ignore[attr-defined]
         print(
             f"{protocol:14s} {result['spans_per_s']:>7,} spans/s  workers {result['worker_us_per_span']:6.1f} µs CPU "

@@ -117,6 +117,12 @@ def test_handoff_bench_quick_reports_both_shapes() -> None:
     assert compact["held_bytes_per_span"] < whole["held_bytes_per_span"]
 
 
+def test_workers_bench_quick_reports_the_workers_cpu_and_their_shares() -> None:
+    figures = quick_figures("workers.py")
+    assert figures["protocol"] == "http-protobuf" and figures["spans_per_s"] > 0 and figures["worker_us_per_span"] > 0
+    assert len(figures["shares"]) == 2 and abs(sum(figures["shares"]) - 1) < 0.02
+
+
 def test_live_bench_quick_reports_the_cost_per_trace_of_each_subscriber() -> None:
     report = quick_figures("live.py")
     figures = report["figures"]
