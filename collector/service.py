@@ -12,11 +12,12 @@ writer still writing keeps it); exit 1 when spans were left uncommitted, and at 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import signal
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Sequence, Set
 from typing import TypeVar
 
 from prometheus_client import CollectorRegistry
@@ -28,13 +29,13 @@ from collector.maintenance.flush import FlushJob
 from collector.maintenance.probe import ProbeJob
 from collector.maintenance.retention import RetentionJob
 from collector.maintenance.scheduler import Scheduler
-from collector.maintenance.settle import SettleJob
-from collector.model import Records
+from collector.maintenance.settle import Settled, SettleJob, observe_settled
+from collector.model import EvaluationRecord, Records, SpanSummary
 from collector.observability import logs
 from collector.observability.admin import admin_app
 from collector.observability.genai_metrics import GenAIMetrics
 from collector.observability.metrics import CollectorMetrics
-from collector.pipeline import Pipeline, WriterWork
+from collector.pipeline import Observers, Pipeline, WriterWork
 from collector.query.server import QueryServer
 from collector.receivers.listeners import new_ingest, otlp_listeners
 from collector.receivers.otlp_grpc import OtlpGrpcServer
@@ -48,6 +49,8 @@ __all__ = ["Service", "StartupError", "run", "serve"]
 log = logging.getLogger(__name__)
 
 C = TypeVar("C", bound=Component)
+
+SCRAPE_CATCH_UP = 1.0  # seconds a scrape waits at most for the observer thread to observe what came before it
 
 
 class _Database:
@@ -103,6 +106,7 @@ class Service:
         self.registry = registry or CollectorRegistry()
         self.metrics = CollectorMetrics(self.registry, label_cap=settings.metrics.max_label_values)
         self.genai_metrics = GenAIMetrics(self.registry, settings.metrics, self.metrics.label_overflow)
+        self.observers = Observers(self.metrics.dropped_observations, settings.queue_capacity)
         self._components: list[Component] = []  # started (or starting), in order
         self._stopping = False
         self._started = False
@@ -194,11 +198,12 @@ class Service:
                 )
             )
         )
+        await self._start(self.observers)  # stopped after the writer, so that it sees every commit
         scheduler = Scheduler(metrics)
         self._probe = ProbeJob(writer)
         scheduler.add(self._probe)  # first: the other jobs may wait out a pool's timeout before they fail
         scheduler.add(RetentionJob(writer, settings.retention, metrics))
-        scheduler.add(SettleJob(writer, settings.snapshots, metrics, self.genai_metrics, self._notify_settled))
+        scheduler.add(SettleJob(writer, settings.snapshots, metrics, self._hand_over_settled))
         scheduler.add(FlushJob(writer))
         await self._start(scheduler)
         self._writing = await self._start(_Writing(self._pipeline(writer, scheduler)))
@@ -234,7 +239,7 @@ class Service:
             capacity=settings.queue_capacity,
             batch_size=settings.batch_size,
             batch_max_age=settings.batch_max_age,
-            on_commit=self._observe_committed,
+            on_commit=self._hand_over_committed,
             between_batches=between_batches,
         )
 
@@ -242,22 +247,40 @@ class Service:
     def _drained(self) -> bool:
         return self._writing is None or self._writing.drained
 
-    def _observe_committed(self, batch: list[Records], written: Written) -> None:
-        """On the writer thread, after a commit: the summaries of the spans stored for the first time feed the
-        GenAI metrics (a span a client sent again is not counted again), each model call once
-        (``collector.genai.calls``)."""
-        self.genai_metrics.observe_spans(written.stored, written.repeated_calls)
-        for records in batch:
-            if records.evaluations:
-                self.genai_metrics.observe_evaluations(records.evaluations)
-        live = self._query.live if self._query is not None else None
-        if live is not None:
-            live.observe_committed(written.stored, written.repeated_calls)
+    def _hand_over_committed(self, batch: list[Records], written: Written) -> None:
+        """On the writer thread, after a commit and before its acknowledgements: hand what observes the batch
+        to the observer thread (``pipeline.Observers``), keeping only what it needs of the records."""
+        evaluations = [evaluation for records in batch for evaluation in records.evaluations]
+        if written.stored or evaluations:
+            observation = functools.partial(
+                self._observe_committed, written.stored, written.repeated_calls, evaluations
+            )
+            self.observers.submit(observation, len(written.stored) + len(evaluations))
 
-    def _notify_settled(self, trace_ids: Sequence[str]) -> None:
+    def _observe_committed(
+        self,
+        stored: Sequence[SpanSummary],
+        repeated_calls: Set[tuple[str, str]],
+        evaluations: Sequence[EvaluationRecord],
+    ) -> None:
+        """On the observer thread: the summaries of the spans stored for the first time feed the GenAI metrics
+        (a span a client sent again is not counted again), each model call once (``collector.genai.calls``),
+        and the live feed's cost tracker."""
+        self.genai_metrics.observe_spans(stored, repeated_calls)
+        if evaluations:
+            self.genai_metrics.observe_evaluations(evaluations)
         live = self._query.live if self._query is not None else None
         if live is not None:
-            live.notify_settled(trace_ids)
+            live.observe_committed(stored, repeated_calls)
+
+    def _hand_over_settled(self, settled: list[Settled]) -> None:
+        self.observers.submit(functools.partial(self._observe_settled, settled), len(settled))
+
+    def _observe_settled(self, settled: list[Settled]) -> None:
+        observe_settled(self.genai_metrics, settled)
+        live = self._query.live if self._query is not None else None
+        if live is not None:
+            live.notify_settled([each.figures.trace_id for each in settled])
 
     def _secure(self) -> None:
         """Keys read, certificates loaded and every listener's exposure checked, before anything opens."""
@@ -277,6 +300,8 @@ class Service:
         return MergedRegistry(self.registry, self._worker_counters)
 
     async def _before_scrape(self) -> None:
+        """Every batch committed before the scrape observed (within a second), the workers' counters shipped."""
+        await asyncio.to_thread(self.observers.caught_up, SCRAPE_CATCH_UP)
         if self._workers is not None:
             await self._workers.flush_counters()
 

@@ -1,5 +1,6 @@
 """Settling: what a quiet trace measured, judged against the rules, through any store's ``Maintenance``; and
-the settling job, which counts the settled traces and feeds the GenAI metrics and the live feed.
+the settling job, which counts the settled traces and hands them to what observes them (the GenAI metrics,
+``observe_settled``, and the live feed).
 
 The store reads the traces due and writes the snapshots; the figures and the snapshots are worked out
 here, by pure functions (``trace_figures``, ``snapshots.evaluate``), the same whatever the engine.
@@ -79,14 +80,13 @@ class SettleJob:
         writer: Maintenance,
         settings: SnapshotSettings,
         metrics: CollectorMetrics,
-        genai_metrics: GenAIMetrics,
-        on_settled: Callable[[Sequence[str]], None],
+        on_settled: Callable[[list[Settled]], None],
     ) -> None:
-        """``on_settled`` hears the ids of the traces each round settled (the live feed)."""
+        """``on_settled`` hears what each round settled (``observe_settled`` for the GenAI metrics, the live feed);
+        it runs on the writer thread, so it should hand the work over (``pipeline.Observers``)."""
         self._writer = writer
         self._settings = settings
         self._metrics = metrics
-        self._genai_metrics = genai_metrics
         self._on_settled = on_settled
 
     @property
@@ -97,14 +97,17 @@ class SettleJob:
         """Settle up to ``SETTLE_CHUNK`` traces; True when more are due, so that settling keeps up with any
         ingest rate."""
         settled_now = settle(self._writer, self._settings, limit=SETTLE_CHUNK)
-        self._on_settled([settled.figures.trace_id for settled in settled_now])
-        for settled in settled_now:
-            figures = settled.figures
-            self._metrics.settled_traces.inc()
-            self._genai_metrics.observe_trace(figures.service_name, figures.duration_seconds, figures.trace_id)
-            for snapshot in settled.snapshots:
-                self._genai_metrics.observe_snapshot(
-                    snapshot.metric, snapshot.rule, breached_now=snapshot in settled.newly_breached
-                )
+        if settled_now:
+            self._metrics.settled_traces.inc(len(settled_now))
+            self._on_settled(settled_now)
         self._metrics.oldest_unsettled_at = self._writer.oldest_unsettled()
         return len(settled_now) == SETTLE_CHUNK
+
+
+def observe_settled(genai_metrics: GenAIMetrics, settled: Sequence[Settled]) -> None:
+    """The GenAI metrics of settled traces: each trace's duration, each snapshot, each new breach."""
+    for each in settled:
+        figures = each.figures
+        genai_metrics.observe_trace(figures.service_name, figures.duration_seconds, figures.trace_id)
+        for snapshot in each.snapshots:
+            genai_metrics.observe_snapshot(snapshot.metric, snapshot.rule, breached_now=snapshot in each.newly_breached)

@@ -174,6 +174,11 @@ class CollectorMetrics:
         self.duplicate_spans = declare.counter(
             "duplicate_spans", "Spans received again (a client retry) and not stored twice."
         )
+        self.dropped_observations = declare.counter(
+            "dropped_observations",
+            "Committed spans, evaluations and settled traces left out of the GenAI metrics and the live feed because "
+            "their observer thread fell more than queue_capacity of them behind (the data is stored).",
+        )
         self.write_failures = declare.counter(
             "write_failures",
             "Batches whose transaction failed (disk full, I/O error...); their requests got a retryable error.",

@@ -8,6 +8,7 @@ from collector.pipeline.errors import (
     TooManyRequests,
     WriteFailed,
 )
+from collector.pipeline.observers import Observers
 from collector.pipeline.queue import SATURATION, Intake, Pipeline, Reservation, WriterWork
 
 __all__ = [
@@ -15,6 +16,7 @@ __all__ = [
     "Backpressure",
     "Intake",
     "InvalidData",
+    "Observers",
     "Pipeline",
     "QueueFull",
     "Reservation",

@@ -100,7 +100,9 @@ class Pipeline:
         between_batches: WriterWork | None = None,
     ) -> None:
         """``on_commit`` sees every committed batch and what the writer made of it: the spans it stored for
-        the first time, and those of them whose model call another span counts (``SpanStore.write``);
+        the first time, and those of them whose model call another span counts (``SpanStore.write``). It runs on
+        the writer thread before the batch's requests are acknowledged, so it should only hand the work over
+        (``pipeline.Observers``): whatever it does delays every acknowledgement and the next batch;
         ``between_batches`` is run on the writer thread whenever it is due, between two batches (work that is
         behind becomes due at once, so that it alternates with the batches rather than holding them up)."""
         if batch_size > capacity:
@@ -264,12 +266,12 @@ class Pipeline:
                 self._metrics.duplicate_spans.inc(spans - len(written.stored))
         with self._condition:
             self.held_spans -= count
-        _resolve(batch, error)
         if error is None and self._on_commit is not None:
             try:
                 self._on_commit([request.records for request in batch], written)
             except Exception:
                 log.exception("error while observing a committed batch")
+        _resolve(batch, error)
 
     def _isolate(self, batch: list[_Request]) -> None:
         """The database refused the batch for its data: commit each request alone, so that only the

@@ -17,9 +17,8 @@ from collector.component import Deadline
 from collector.config import Settings
 from collector.maintenance.retention import RetentionJob
 from collector.maintenance.scheduler import Scheduler
-from collector.maintenance.settle import SettleJob
+from collector.maintenance.settle import Settled, SettleJob
 from collector.model import Records
-from collector.observability.genai_metrics import GenAIMetrics
 from collector.observability.metrics import CollectorMetrics
 from collector.otlp import decode_spans
 from collector.pipeline import Pipeline
@@ -61,9 +60,8 @@ class Running:
         self.settled: list[str] = []
         self.scheduler = Scheduler(self.metrics)
         if add_real_jobs:
-            genai = GenAIMetrics(self.registry, SETTINGS.metrics, self.metrics.label_overflow)
             self.scheduler.add(RetentionJob(self.writer, SETTINGS.retention, self.metrics))
-            self.scheduler.add(SettleJob(self.writer, SETTINGS.snapshots, self.metrics, genai, self.settled.extend))
+            self.scheduler.add(SettleJob(self.writer, SETTINGS.snapshots, self.metrics, self._observe))
         for job in jobs:
             self.scheduler.add(job)  # type: ignore[arg-type]
         self.pipeline = Pipeline(
@@ -72,6 +70,9 @@ class Running:
         self.loop = asyncio.new_event_loop()
         self.loop.run_until_complete(self.scheduler.start())
         self.pipeline.start()
+
+    def _observe(self, settled: list[Settled]) -> None:
+        self.settled.extend(each.figures.trace_id for each in settled)
 
     def submit(self, records: Records) -> None:
         async def submit() -> None:
