@@ -1,0 +1,109 @@
+"""Settling on SQLite alone: the writer thread's CPU per settled trace, stage by stage.
+
+    .venv/bin/python bench/settle.py            # a fresh database per run in a temporary folder
+    .venv/bin/python bench/settle.py --db /var/tmp/copy-of-a-big.db   # writes into it: give it a copy
+
+The ingest benchmark's requests (``bench/writer.py``'s corpus, fresh trace ids each run) are written by a
+``SpanWriter``, then every trace is settled as the settle job does between batches (``maintenance.settle.settle``,
+``SETTLE_CHUNK`` traces a transaction, the default rules), with the clock past ``settle_after``. Timed by the thread's
+CPU time (``time.thread_time``): ``judge`` is the Python of reading the candidates' figures and evaluating the rules,
+``latency`` adding the settled traces to the latency histograms, ``settle and the rest`` the statements that read
+the candidates, upsert the snapshots and mark the traces settled, and the transaction. Best of ``--repeats``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+if str(Path(__file__).resolve().parent.parent) not in sys.path:  # run by its path: bench/ is sys.path[0]
+    sys.path.append(str(Path(__file__).resolve().parent.parent))
+
+from bench.writer import prepared_batches
+from collector.config import Settings
+from collector.maintenance import settle as settling
+from collector.storage.sqlite import latency, writer
+
+
+def _timed(clock: dict[str, float], stage: str, function: Callable[..., Any], nested: list[str]) -> Callable[..., Any]:
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        started = time.thread_time()
+        nested.append(stage)
+        try:
+            return function(*args, **kwargs)
+        finally:
+            nested.pop()
+            spent = time.thread_time() - started
+            clock[stage] += spent
+            if nested:
+                clock[nested[-1]] -= spent
+
+    return wrapper
+
+
+def run(db: Path, batches: int, salt: int, chunk: int) -> dict[str, float]:
+    """µs of CPU per settled trace of each stage, and of the whole settling."""
+    store = writer.SpanWriter(db)
+    try:
+        for batch in prepared_batches(batches, 4, 100, salt):
+            store.write(batch)
+        store.flush()
+        settings = Settings().snapshots
+        clock: dict[str, float] = defaultdict(float)
+        nested: list[str] = []
+        patched = [
+            (latency, "add_traces"),
+            (settling, "trace_figures"),
+            (settling, "evaluate"),
+        ]
+        originals = [(module, name, getattr(module, name)) for module, name in patched]
+        stages = {"add_traces": "latency", "trace_figures": "judge", "evaluate": "judge"}
+        for module, name, function in originals:
+            setattr(module, name, _timed(clock, stages[name], function, nested))
+        settled = 0
+        now_ns = time.time_ns() + 3600 * 10**9
+        started = time.thread_time()
+        try:
+            while done := settling.settle(store, settings, limit=chunk, now_ns=now_ns):
+                settled += len(done)
+        finally:
+            total = time.thread_time() - started
+            for module, name, function in originals:
+                setattr(module, name, function)
+    finally:
+        store.close()
+    figures = {stage: seconds / settled * 1e6 for stage, seconds in clock.items()}
+    figures["settle and the rest"] = total / settled * 1e6 - sum(figures.values())
+    figures["total"] = total / settled * 1e6
+    figures["traces"] = settled
+    return {stage: round(value, 1) for stage, value in figures.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--db", type=Path, help="a database to write into (a copy: it grows); default a new one")
+    parser.add_argument("--batches", type=int, default=40, help="batches of 400 spans written, then settled")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--chunk", type=int, default=settling.SETTLE_CHUNK, help="traces settled per transaction")
+    args = parser.parse_args()
+    runs = []
+    for repeat in range(args.repeats):
+        with tempfile.TemporaryDirectory() as scratch:
+            runs.append(run(args.db or Path(scratch) / "settle.db", args.batches, os.getpid() + repeat, args.chunk))
+    best = {stage: min(each[stage] for each in runs) for stage in runs[0]}
+    print(f"µs of CPU per settled trace (best of {len(runs)})")
+    for stage, value in best.items():
+        print(f"  {stage:20} {value:8.1f}   runs: {', '.join(f'{each[stage]:.1f}' for each in runs)}")
+    print(json.dumps({"best": best, "runs": runs, "loadavg": os.getloadavg()}))
+
+
+if __name__ == "__main__":
+    main()
