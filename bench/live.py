@@ -51,7 +51,7 @@ from collector.auth.listeners import ListenerSecurity
 from collector.config import load_settings
 from collector.query.server import QueryServer
 
-SETTLE_CHUNK = 500  # traces per settling transaction (collector.maintenance.settle.SETTLE_CHUNK)
+SETTLE_CHUNK = 2000  # traces per settling transaction (collector.maintenance.settle.SETTLE_CHUNK)
 CONFIGURATIONS = {"none": 0, "reading": 1, "stalled": 0, "reading x4": 4, "reading, no deflate": 1}
 
 

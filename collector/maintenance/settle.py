@@ -18,7 +18,7 @@ from collector.observability.genai_metrics import GenAIMetrics
 from collector.observability.metrics import CollectorMetrics
 from collector.storage.store import Maintenance, SettleWindow, UnsettledTrace
 
-SETTLE_CHUNK = 500  # traces settled per transaction; more rounds follow at once while traces are due
+SETTLE_CHUNK = 2000  # traces settled per transaction; more rounds follow at once while traces are due
 
 
 class Settled(NamedTuple):
