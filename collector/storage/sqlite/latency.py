@@ -228,11 +228,9 @@ def add_traces(connection: apsw.Connection, traces: Rows) -> None:
 
 
 def _names(stored: str) -> list[Any]:
-    """A trace's models or agents (a JSON array) and NULL after them: what ``_WITH_ANY`` reads."""
-    try:
-        names: list[Any] = orjson.loads(stored)
-    except orjson.JSONDecodeError:  # a lone surrogate, which orjson refuses
-        names = json.loads(stored)
+    """A trace's models or agents (a JSON array SQLite built from stored text, which holds no lone surrogate for
+    orjson to refuse) and NULL after them: what ``_WITH_ANY`` reads."""
+    names: list[Any] = orjson.loads(stored)
     names.append(None)
     return names
 
