@@ -93,7 +93,10 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=40, help="batches of 400 spans written, then settled")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--chunk", type=int, default=settling.SETTLE_CHUNK, help="traces settled per transaction")
+    parser.add_argument("--quick", action="store_true", help="5 batches, one run")
     args = parser.parse_args()
+    if args.quick:
+        args.batches, args.repeats = 5, 1
     runs = []
     for repeat in range(args.repeats):
         with tempfile.TemporaryDirectory() as scratch:

@@ -140,6 +140,12 @@ def test_writer_bench_quick_reports_each_stage() -> None:
     assert best["wall"] >= best["total"] and best["written (bytes)"] > 0  # one thread's CPU fits in its wall time
 
 
+def test_settle_bench_quick_reports_each_stage() -> None:
+    best = quick_figures("settle.py")["best"]
+    assert best["traces"] > 0
+    assert all(best[stage] > 0 for stage in ("judge", "latency", "settle and the rest"))
+
+
 def test_bench_retention_and_resource_modes_report_their_figures(tmp_path: Path) -> None:
     """The storage figures of issue 10: ingest with retention deleting (stored + deleted = acknowledged),
     bytes per span, and the growth a large shared resource causes."""
