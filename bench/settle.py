@@ -20,33 +20,15 @@ import sys
 import tempfile
 import time
 from collections import defaultdict
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 if str(Path(__file__).resolve().parent.parent) not in sys.path:  # run by its path: bench/ is sys.path[0]
     sys.path.append(str(Path(__file__).resolve().parent.parent))
 
-from bench.writer import prepared_batches
+from bench.writer import prepared_batches, timed
 from collector.config import Settings
 from collector.maintenance import settle as settling
 from collector.storage.sqlite import latency, writer
-
-
-def _timed(clock: dict[str, float], stage: str, function: Callable[..., Any], nested: list[str]) -> Callable[..., Any]:
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        started = time.thread_time()
-        nested.append(stage)
-        try:
-            return function(*args, **kwargs)
-        finally:
-            nested.pop()
-            spent = time.thread_time() - started
-            clock[stage] += spent
-            if nested:
-                clock[nested[-1]] -= spent
-
-    return wrapper
 
 
 def run(db: Path, batches: int, salt: int, chunk: int) -> dict[str, float]:
@@ -58,7 +40,6 @@ def run(db: Path, batches: int, salt: int, chunk: int) -> dict[str, float]:
         store.flush()
         settings = Settings().snapshots
         clock: dict[str, float] = defaultdict(float)
-        nested: list[str] = []
         patched = [
             (latency, "add_traces"),
             (settling, "trace_figures"),
@@ -67,7 +48,7 @@ def run(db: Path, batches: int, salt: int, chunk: int) -> dict[str, float]:
         originals = [(module, name, getattr(module, name)) for module, name in patched]
         stages = {"add_traces": "latency", "trace_figures": "judge", "evaluate": "judge"}
         for module, name, function in originals:
-            setattr(module, name, _timed(clock, stages[name], function, nested))
+            setattr(module, name, timed(clock, stages[name], function))
         settled = 0
         now_ns = time.time_ns() + 3600 * 10**9
         started = time.thread_time()
