@@ -3,7 +3,8 @@
 With SQLite the jobs need the write connection, so the scheduler does not run them itself: the pipeline's
 writer thread asks it between batches (``Pipeline(between_batches=...)``). A job whose round left more to do
 (more traces due than one round settles, more to delete) is due again at once: it runs after the next batch
-instead of waiting for its interval, so it keeps up with any ingest rate without holding the batches up.
+instead of waiting for its interval, so it keeps up with any ingest rate without holding the batches up. For the
+same reason one call runs one job: jobs due together take turns with the batches.
 
 Each job's last run, duration and errors are metrics labelled ``job_name``; a failing job is counted and
 logged and never stops the others. While the store is unavailable (PostgreSQL away, a full disk) each job's
@@ -76,13 +77,21 @@ class Scheduler:
         return min(self._due.values(), default=math.inf) if self._running else math.inf
 
     def run_due(self) -> None:
-        """On the writer thread: each due job, in the order they were added."""
+        """On the writer thread: the job due longest (the first added among equals), one job per call.
+
+        The jobs share an interval, so they fall due together; run back to back they held the batches waiting
+        behind all of them (settle, retention's checkpoint and the histogram flush: ~90 ms a second at half the
+        maximum ingest, the p99 acknowledgement 230 ms), while one at a time a batch commits between two jobs.
+        The pipeline calls again at once when nothing waits, so an idle writer still runs them in one go."""
+        if not self._running or not self._jobs:
+            return
         now = time.monotonic()
-        for job in self._jobs:
-            if self._running and self._due[job.name] <= now:
-                self._due[job.name] = now + job.interval
-                if self._run(job):
-                    self._due[job.name] = time.monotonic()  # behind: again right after the next batch
+        job = min(self._jobs, key=lambda each: self._due[each.name])
+        if self._due[job.name] > now:
+            return
+        self._due[job.name] = now + job.interval
+        if self._run(job):
+            self._due[job.name] = time.monotonic()  # behind: again right after the next batch
 
     def _run(self, job: Job) -> bool:
         metrics = self._metrics

@@ -153,6 +153,23 @@ def test_a_stopped_scheduler_runs_nothing(tmp_path: Path) -> None:
     running.close()
 
 
+def test_jobs_due_together_take_turns_one_per_call_the_longest_due_first() -> None:
+    """So that a batch commits between two jobs instead of waiting behind all of them."""
+    scheduler = Scheduler(CollectorMetrics(CollectorRegistry()))
+    first, second, third = Counting("first", 60), Counting("second", 60), Counting("third", 60)
+    for job in (first, second, third):
+        scheduler.add(job)
+    asyncio.run(scheduler.start())
+    scheduler._due = {"first": 2.0, "second": 1.0, "third": 3.0}  # all due; second the longest
+    scheduler.run_due()
+    assert (first.rounds, second.rounds, third.rounds) == (0, 1, 0)
+    scheduler.run_due()
+    assert (first.rounds, second.rounds, third.rounds) == (1, 1, 0)
+    scheduler.run_due()
+    scheduler.run_due()  # nothing due now: the next rounds are a minute away
+    assert (first.rounds, second.rounds, third.rounds) == (1, 1, 1)
+
+
 def test_a_job_is_registered_once() -> None:
     scheduler = Scheduler(CollectorMetrics(CollectorRegistry()))
     scheduler.add(Counting("settle"))
