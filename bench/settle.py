@@ -14,7 +14,6 @@ the candidates, upsert the snapshots and mark the traces settled, and the transa
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import tempfile
@@ -25,7 +24,7 @@ from pathlib import Path
 if str(Path(__file__).resolve().parent.parent) not in sys.path:  # run by its path: bench/ is sys.path[0]
     sys.path.append(str(Path(__file__).resolve().parent.parent))
 
-from bench.writer import prepared_batches, timed
+from bench.writer import prepared_batches, report_best, timed
 from collector.config import Settings
 from collector.maintenance import settle as settling
 from collector.storage.sqlite import latency, writer
@@ -82,11 +81,7 @@ def main() -> None:
     for repeat in range(args.repeats):
         with tempfile.TemporaryDirectory() as scratch:
             runs.append(run(args.db or Path(scratch) / "settle.db", args.batches, os.getpid() + repeat, args.chunk))
-    best = {stage: min(each[stage] for each in runs) for stage in runs[0]}
-    print(f"µs of CPU per settled trace (best of {len(runs)})")
-    for stage, value in best.items():
-        print(f"  {stage:20} {value:8.1f}   runs: {', '.join(f'{each[stage]:.1f}' for each in runs)}")
-    print(json.dumps({"best": best, "runs": runs, "loadavg": os.getloadavg()}))
+    report_best(runs, f"µs of CPU per settled trace (best of {len(runs)})")
 
 
 if __name__ == "__main__":

@@ -174,9 +174,17 @@ def main() -> None:
                 args.batches, args.requests_per_batch, args.spans_per_request, os.getpid() + repeat
             )
             runs.append(run(db, batches, args.flush_every))
-    best = {stage: min(each[stage] for each in runs) for stage in runs[0]}
     batch_spans = args.requests_per_batch * args.spans_per_request
-    print(f"µs of writer-thread CPU per span (best of {len(runs)}; {batch_spans} spans a batch; wall and written too)")
+    report_best(
+        runs,
+        f"µs of writer-thread CPU per span (best of {len(runs)}; {batch_spans} spans a batch; wall and written too)",
+    )
+
+
+def report_best(runs: list[dict[str, float]], heading: str) -> None:
+    """Each stage's best of the runs and every run's figure, then all of it as a JSON line."""
+    best = {stage: min(each[stage] for each in runs) for stage in runs[0]}
+    print(heading)
     for stage, value in best.items():
         print(f"  {stage:20} {value:8.1f}   runs: {', '.join(f'{each[stage]:.1f}' for each in runs)}")
     print(json.dumps({"best": best, "runs": runs, "loadavg": os.getloadavg()}))
