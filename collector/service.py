@@ -201,7 +201,7 @@ class Service:
         await self._start(self.observers)  # stopped after the writer, so that it sees every commit
         scheduler = Scheduler(metrics)
         self._probe = ProbeJob(writer)
-        scheduler.add(self._probe)  # first: the other jobs may wait out a pool's timeout before they fail
+        scheduler.add(self._probe, every_call=True)  # the others may wait out a pool's timeout before they fail
         scheduler.add(RetentionJob(writer, settings.retention, metrics))
         scheduler.add(SettleJob(writer, settings.snapshots, metrics, self._hand_over_settled))
         scheduler.add(FlushJob(writer))

@@ -154,20 +154,23 @@ def test_a_stopped_scheduler_runs_nothing(tmp_path: Path) -> None:
 
 
 def test_jobs_due_together_take_turns_one_per_call_the_longest_due_first() -> None:
-    """So that a batch commits between two jobs instead of waiting behind all of them."""
+    """So that a batch commits between two jobs instead of waiting behind all of them; an ``every_call`` job (the
+    database probe) runs whenever due, ahead of them, and does not take a turn."""
     scheduler = Scheduler(CollectorMetrics(CollectorRegistry()))
-    first, second, third = Counting("first", 60), Counting("second", 60), Counting("third", 60)
+    first, second, third, probe = (Counting(name, 60) for name in ("first", "second", "third", "probe"))
     for job in (first, second, third):
         scheduler.add(job)
+    scheduler.add(probe, every_call=True)
     asyncio.run(scheduler.start())
-    scheduler._due = {"first": 2.0, "second": 1.0, "third": 3.0}  # all due; second the longest
+    scheduler._due = {"first": 2.0, "second": 1.0, "third": 3.0, "probe": 4.0}  # all due; second the longest
     scheduler.run_due()
-    assert (first.rounds, second.rounds, third.rounds) == (0, 1, 0)
+    assert (first.rounds, second.rounds, third.rounds, probe.rounds) == (0, 1, 0, 1)
     scheduler.run_due()
-    assert (first.rounds, second.rounds, third.rounds) == (1, 1, 0)
+    assert (first.rounds, second.rounds, third.rounds, probe.rounds) == (1, 1, 0, 1)
+    scheduler._due["probe"] = 0.0
     scheduler.run_due()
     scheduler.run_due()  # nothing due now: the next rounds are a minute away
-    assert (first.rounds, second.rounds, third.rounds) == (1, 1, 1)
+    assert (first.rounds, second.rounds, third.rounds, probe.rounds) == (1, 1, 1, 2)
 
 
 def test_a_job_is_registered_once() -> None:
