@@ -4,7 +4,8 @@ With SQLite the jobs need the write connection, so the scheduler does not run th
 writer thread asks it between batches (``Pipeline(between_batches=...)``). A job whose round left more to do
 (more traces due than one round settles, more to delete) is due again at once: it runs after the next batch
 instead of waiting for its interval, so it keeps up with any ingest rate without holding the batches up. For the
-same reason one call runs one job: jobs due together take turns with the batches.
+same reason one call runs one job: jobs due together take turns with the batches, but for the database probe,
+which runs whenever due (``add(every_call=True)``).
 
 Each job's last run, duration and errors are metrics labelled ``job_name``; a failing job is counted and
 logged and never stops the others. While the store is unavailable (PostgreSQL away, a full disk) each job's
