@@ -44,6 +44,18 @@ def bin_sql(value: str, greatest: str = "max") -> str:
     )
 
 
+def bin_of(value: float) -> int:
+    """The bin of ``value`` (milliseconds, finite) as ``bin_sql`` computes it in SQLite: the same double
+    arithmetic over libm's ``log``, which SQLite's ``ln`` calls too, so the same bin for every double
+    (``tests/storage/test_latency_bins.py`` holds the two equal). For the SQLite writer's latency counts,
+    computed where a request's rows are encoded instead of read back from the stored rows."""
+    if value > 0:
+        return max(MIN_BIN, math.ceil(math.log(value) * _BINS_PER_E))
+    if value == 0:
+        return ZERO_BIN
+    return NEGATIVE_BIN - max(MIN_BIN, math.ceil(math.log(-value) * _BINS_PER_E))
+
+
 def bin_value(index: int) -> float:
     """What a bin reports: within ``RELATIVE_ERROR`` of every value it holds."""
     if index == ZERO_BIN:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import secrets
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
@@ -27,7 +28,8 @@ from typing import Any, NamedTuple, cast
 import apsw
 import orjson
 
-from collector.storage.latency_bins import bin_sql
+from collector.model import CALL_CATEGORIES, Span
+from collector.storage.latency_bins import bin_of, bin_sql
 from collector.storage.sql import genai_calls
 from collector.storage.sqlite.connection import write_transaction
 
@@ -311,6 +313,37 @@ SELECT h.value ->> 0, h.value ->> 1, s.id, h.value ->> 8, jsonb(h.value -> 9), (
 
 Observed = tuple[Any, ...]  # a row of ``_OBSERVED``
 
+
+def span_observed(span: Span) -> Observed | None:
+    """The row ``_OBSERVED`` reads of ``span`` once ``rows.span_rows`` has stored it (its ``duplicate_of`` NULL, as
+    a new row's is), computed from the span: ``rows.span_rows`` counts a request's spans where it encodes their
+    rows, and the writer adds these counts instead of reading a batch's rows back (``Pending.add``). None for a
+    time to first chunk SQLite would store otherwise (not finite: decoding lets none through)."""
+    start = span.start_time_unix_nano
+    minute = start // _MINUTE_NS * _MINUTE_NS if start >= 0 else -(-start // _MINUTE_NS * _MINUTE_NS)  # SQL's `/`
+    duration = bin_of((span.end_time_unix_nano - start) / 1e6)  # the row's duration_ns
+    genai = span.genai
+    if genai is None:
+        return (span.service_name, None, None, None, minute, duration, None, None)
+    category, ttft_ms = genai.category, genai.ttft_ms
+    ttft = None
+    if ttft_ms is not None and category in CALL_CATEGORIES:
+        if not math.isfinite(ttft_ms):
+            return None
+        ttft = bin_of(ttft_ms)
+    model = genai.request_model if genai.response_model is None else genai.response_model
+    return (
+        span.service_name,
+        model,
+        genai.operation,
+        genai.agent_name,
+        minute,
+        duration,
+        duration if category == "llm" else None,
+        ttft,
+    )
+
+
 # What the traces ``t`` matching ``{where}`` observe, a row per trace counted (``TRACE_MEASURE``): service, models
 # and agents (JSON arrays), the minute as the histograms truncate it, and the bin of its duration.
 _TRACES_OBSERVED = (
@@ -381,14 +414,20 @@ class Pending:
             self._added += self._open_added
         self._close_transaction()
 
-    def add(self, connection: apsw.Connection, after_rowid: int | None) -> None:
-        """Count the spans the open transaction inserted (the rowids after ``after_rowid``) as pending."""
+    def add(
+        self, connection: apsw.Connection, after_rowid: int | None, observed: Iterable[Observed] | None = None
+    ) -> None:
+        """Count the spans the open transaction inserted (the rowids after ``after_rowid``) as pending: ``observed``,
+        what those rows observe (``span_observed`` of each) when the caller knows it, else read from the rows."""
         first = (after_rowid or 0) + 1
         ((last,),) = connection.execute("SELECT max(rowid) FROM spans")
         if last is None or last < first:
             return
-        observed = _OBSERVED.format(where="s.rowid BETWEEN :first AND :last")
-        self._open_counts.update(connection.execute(observed, {"first": first, "last": last}))
+        if observed is None:
+            observed = connection.execute(
+                _OBSERVED.format(where="s.rowid BETWEEN :first AND :last"), {"first": first, "last": last}
+            )
+        self._open_counts.update(observed)
         ranges = {**self._ranges, **self._open_ranges}
         previous = max(ranges, default=None)
         if previous is not None and ranges[previous] == first - 1:  # one range while no other writer comes between

@@ -15,12 +15,13 @@ import json
 from collections.abc import Sequence
 from functools import partial
 from operator import attrgetter
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import orjson
 
 from collector.genai.normalize import GenAI
 from collector.model import Span
+from collector.storage.sqlite.latency import Observed, span_observed
 
 to_json = partial(json.dumps, ensure_ascii=False, separators=(",", ":"))
 
@@ -62,6 +63,9 @@ class SpanRows(NamedTuple):
 
     values: list[Any]  # the rows' values one after the other, ``WIDTH`` a row, in ``SPAN_COLUMNS`` order
     resources: list[Resource]  # what each resource index stands for
+    # What each row observes in the latency histograms once stored (``latency.span_observed``), so that the writer
+    # counts them without reading the rows back; None when a span's cannot be known ahead.
+    observed: list[Observed] | None = None
 
 
 def json_text(value: Any) -> str:
@@ -77,12 +81,15 @@ def json_text(value: Any) -> str:
 
 
 def span_rows(spans: Sequence[Span]) -> SpanRows:
-    """The spans' rows. Spans of one resource share its attributes dict (decode and transform keep it
-    shared), so each resource is encoded once, found again by the dict's identity."""
+    """The spans' rows, and what each observes in the latency histograms. Spans of one resource share its
+    attributes dict (decode and transform keep it shared), so each resource is encoded once, found again by
+    the dict's identity."""
     values: list[Any] = []
     resources: list[Resource] = []
     indexes: dict[tuple[int, str | None, str | None], int] = {}
+    observed: list[Observed | None] = []
     for span in spans:
+        observed.append(span_observed(span))
         key = (id(span.resource_attributes), span.scope_name, span.scope_version)
         index = indexes.get(key)
         if index is None:
@@ -105,4 +112,4 @@ def span_rows(spans: Sequence[Span]) -> SpanRows:
             values.append(None if reasons is None else json_text(reasons))
             values += _genai_tail(genai)
         values += (span.cost_usd, span.end_time_unix_nano - span.start_time_unix_nano, index, None)
-    return SpanRows(values, resources)
+    return SpanRows(values, resources, None if None in observed else cast("list[Observed]", observed))

@@ -8,10 +8,11 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
+import itertools
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import apsw
 
@@ -262,6 +263,15 @@ def _rows(records: Records) -> SpanRows:
     return prepared if isinstance(prepared, SpanRows) else span_rows(records.spans)
 
 
+def _observed(rows: list[SpanRows], all_new: bool) -> Iterable[latency.Observed] | None:
+    """What the rows a batch inserted observe in the latency histograms, as counted where they were encoded: when
+    every row of the batch was inserted (``all_new``: no duplicate, whose stored copy may differ, nor a second copy
+    inside the batch) and every request's were counted; None when they are to be read from the stored rows."""
+    if not all_new or any(request.observed is None for request in rows):
+        return None
+    return itertools.chain.from_iterable(cast("list[latency.Observed]", request.observed) for request in rows)
+
+
 class SpanWriter:
     """The SQLite ``Store``: commits batches of spans, one transaction per batch, and does the maintenance
     that needs the write connection. Its public methods raise ``StorageError``, never ``apsw.Error``."""
@@ -330,7 +340,7 @@ class SpanWriter:
                 inserted = insert_rows(connection, rows, received_at, resources)
                 stored = new_spans(connection, spans, received_at, inserted)
                 if inserted:  # before mark_repeated_calls, which takes out and puts back what it changes
-                    self.pending.add(connection, last_rowid)
+                    self.pending.add(connection, last_rowid, _observed(rows, inserted == len(spans)))
             repeated_calls: frozenset[tuple[str, str]] = frozenset()
             if stored:
                 trace_ids = {span.trace_id for span in stored}

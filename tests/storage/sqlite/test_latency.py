@@ -9,6 +9,7 @@ import math
 import os
 import random
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -18,12 +19,14 @@ import pytest
 from collector.config import RetentionSettings, Settings, SnapshotSettings
 from collector.genai.transform import Transform
 from collector.maintenance.settle import settle
+from collector.model import Records
 from collector.otlp import decode_spans
-from collector.storage.latency_bins import RELATIVE_ERROR, bin_sql, bin_value, nearest_rank
+from collector.storage.latency_bins import GAMMA, RELATIVE_ERROR, bin_of, bin_sql, bin_value, nearest_rank
 from collector.storage.read import StatsRange
 from collector.storage.sqlite import latency
 from collector.storage.sqlite.percentiles import BucketCache, Piece, pieces, read_latency, rows_sql
 from collector.storage.sqlite.retention import convert_to_incremental
+from collector.storage.sqlite.rows import SpanRows
 from collector.storage.sqlite.schema import migrate
 from collector.storage.sqlite.writer import SpanWriter
 from tests.helpers import trace_request
@@ -339,4 +342,99 @@ def test_the_pending_spans_are_read_by_their_rowid_ranges_whatever_the_filters(
     params = {"bucket_ns": HOUR_NS, "from_ns": 0, "to_ns": HOUR_NS, **filters}
     plan = [row[3] for row in writer.connection.execute(f"EXPLAIN QUERY PLAN {sql}", params)]
     assert plan[:2] == ["SCAN p", "SEARCH s USING INTEGER PRIMARY KEY (rowid>? AND rowid<?)"], plan
+    writer.close()
+
+
+def test_the_bins_computed_in_python_are_sqlites_for_every_double(sqlite: apsw.Connection) -> None:
+    """``bin_of`` (the writer's latency counts, computed where the rows are encoded) is ``bin_sql`` in SQLite,
+    value for value: on every bin's edges (gamma to an integer power and the doubles either side), zero, negative
+    values, the extremes, whole numbers of milliseconds and random values across 18 decades. The values are bound
+    as doubles, not parsed from text, so SQLite computes on the very double Python does."""
+    rng = random.Random(3)
+    values = [0.0, -0.0, 5e-324, 1e-300, 1.7976931348623157e308, 9.2e12, 1.0, 2.0, 1e6, *map(float, range(1, 3000))]
+    for power in range(-1100, 1600):
+        edge = GAMMA**power
+        values += [edge, math.nextafter(edge, 0), math.nextafter(edge, math.inf)]
+    values += [10 ** rng.uniform(-9, 12) for _ in range(20_000)]
+    values += [-value for value in values[::7]]
+    sqlite.execute("CREATE TEMP TABLE bin_values (value REAL)")
+    try:
+        sqlite.executemany("INSERT INTO bin_values VALUES (?)", [(value,) for value in values])
+        sql = f"SELECT {bin_sql('value')} FROM bin_values ORDER BY rowid"
+        assert [row[0] for row in sqlite.execute(sql)] == [bin_of(value) for value in values]
+        assert sqlite.execute(f"SELECT {math.log(GAMMA) ** -1!r} = ?", (1 / math.log(GAMMA),)).fetchall() == [(1,)]
+    finally:
+        sqlite.execute("DROP TABLE bin_values")
+
+
+def genai_edge_spans() -> list[Any]:
+    """Spans whose observations are easy to get wrong: zero and negative durations, a start in the last nanosecond
+    of a minute, a time to first chunk of 0, of an embedding and of a span that is no model call, a response model
+    beside the request's, no model, an empty service name."""
+    transform = Transform(Settings())
+    trace = os.urandom(16)
+    llm = {"gen_ai.operation.name": "chat", "gen_ai.request.model": "gpt-4o", "gen_ai.agent.name": "triage"}
+    described = [
+        {"span_id": os.urandom(8), "start": 5 * MINUTE_NS, "end": 5 * MINUTE_NS, "attributes": llm},
+        {"span_id": os.urandom(8), "start": 7 * MINUTE_NS, "end": 6 * MINUTE_NS, "attributes": llm},
+        {"span_id": os.urandom(8), "start": 8 * MINUTE_NS - 1, "end": 9 * MINUTE_NS, "attributes": {}},
+        {
+            "span_id": os.urandom(8),
+            "attributes": {**llm, "gen_ai.response.model": "gpt-4o-2024-08-06", "ai.response.msToFirstChunk": 0},
+        },
+        {
+            "span_id": os.urandom(8),
+            "attributes": {
+                "gen_ai.operation.name": "embeddings",
+                "gen_ai.request.model": "m",
+                "ai.stream.msToFirstChunk": 2.5,
+            },
+        },
+        {
+            "span_id": os.urandom(8),
+            "attributes": {"gen_ai.operation.name": "execute_tool", "ai.response.msToFirstChunk": 7},
+        },
+        {"span_id": os.urandom(8), "attributes": {"gen_ai.operation.name": "chat", "ai.response.msToFirstChunk": 1e-9}},
+    ]
+    spans = transform.spans(decode_spans(trace_request(trace, described, service=""))[0])[0].spans
+    assert [span.genai.category if span.genai else None for span in spans][3:] == ["llm", "embedding", "tool", "llm"]
+    return spans
+
+
+def test_what_a_span_observes_is_counted_where_its_rows_are_encoded(tmp_path: Path) -> None:
+    """What ``rows.span_rows`` counts of each span (``latency.span_observed``) is what the writer would read back
+    from the row it stores (``_OBSERVED``), for the bench corpus (four conventions, several services, models and
+    agents per batch) and the edge cases above."""
+    from bench.writer import prepared_batches
+
+    requests = [records for batch in prepared_batches(3, 2, 100, 5) for records in batch]
+    requests.append(SpanWriter.prepare(Records(spans=genai_edge_spans())))
+    counted: Counter[latency.Observed] = Counter()
+    for records in requests:
+        assert isinstance(records.prepared, SpanRows) and records.prepared.observed is not None
+        counted.update(records.prepared.observed)
+    writer = SpanWriter(tmp_path / "observed.db")
+    writer.write(requests)
+    stored = Counter(writer.connection.execute(latency._OBSERVED.format(where="true")))
+    assert stored == counted and sum(counted.values()) == 607
+    assert {observed[7] for observed in counted} > {None}  # times to first chunk among them
+    writer.close()
+
+
+def test_the_histograms_counted_ahead_equal_those_rebuilt_with_and_without_duplicates(tmp_path: Path) -> None:
+    """Batches of new spans are counted from what their requests counted when they were encoded; a batch holding
+    a span stored before, or one span twice, from its stored rows. Either way the histograms equal those rebuilt
+    from the stored rows, before and after every flush."""
+    from bench.writer import prepared_batches
+
+    batches = prepared_batches(4, 2, 100, 9)
+    writer = SpanWriter(tmp_path / "counted.db")
+    for batch in batches[:2]:
+        writer.write(batch)
+        assert_kept_as_rebuilt(writer)
+    writer.write([*batches[2], batches[0][1]])  # a request sent again beside new ones
+    writer.write([batches[3][0], batches[3][0], batches[3][1]])  # a request twice in one batch
+    writer.write([Records(spans=genai_edge_spans())])
+    kept = assert_kept_as_rebuilt(writer)
+    assert counts_by_measure(kept)["span"] == 800 + 7
     writer.close()
