@@ -52,6 +52,7 @@ STAGES = (
     (getattr(latency, "Pending", None), "add", "latency"),
     (getattr(latency, "Pending", None), "flush", "latency flush"),
     (writer, "mark_repeated_calls", "repeated_calls"),
+    (writer, "traces_stored_before", "repeated_calls"),
     (writer, "roll_up", "rollup"),
     (getattr(writer, "Retention", None), "step", "retention"),
 )

@@ -25,7 +25,7 @@ from collector.storage.sqlite.connection import open_connection, write_transacti
 from collector.storage.sqlite.errors import translated
 from collector.storage.sqlite.resources import resource_id
 from collector.storage.sqlite.retention import Retention, file_sizes
-from collector.storage.sqlite.rollups import mark_repeated_calls, roll_up
+from collector.storage.sqlite.rollups import NewRows, mark_repeated_calls, roll_up, traces_stored_before
 from collector.storage.sqlite.rows import (
     RECEIVED_AT_INDEX,
     RESOURCE_INDEX,
@@ -344,8 +344,11 @@ class SpanWriter:
             repeated_calls: frozenset[tuple[str, str]] = frozenset()
             if stored:
                 trace_ids = {span.trace_id for span in stored}
-                repeated_calls = mark_repeated_calls(connection, trace_ids, received_at, self.pending)
-                roll_up(connection, trace_ids)
+                new = None
+                if inserted == len(spans):  # the batch's rows are what it stored
+                    new = NewRows(rows, traces_stored_before(connection, trace_ids, last_rowid))
+                repeated_calls = mark_repeated_calls(connection, trace_ids, received_at, self.pending, new)
+                roll_up(connection, trace_ids, None if new is None else new.stored)
             if events:
                 connection.executemany(INSERT_EVENT, event_rows(events, received_at, resources))
             if evaluations:
