@@ -3,18 +3,18 @@
     .venv/bin/python bench/writer.py --db /var/tmp/copy-of-a-big.db   # writes into it: give it a copy
     .venv/bin/python bench/writer.py --quick                          # a fresh database in a temporary folder
 
-The requests are the ingest benchmark's (``bench/traces.py``), each with fresh trace ids, decoded, transformed and
-encoded (``SpanWriter.prepare``) before the clock starts, then written ``--requests-per-batch`` at a time, as the
-pipeline's writer thread would, the latency histograms' counts flushed and a retention step run (the daemon's flush
-and retention jobs, once a second: retention's step ends with a WAL checkpoint) every ``--flush-every`` batches
-and after the last. Timed by the writer thread's CPU time (``time.thread_time``), so the load of other processes
-disturbs it less than wall time; each stage is the CPU of its function, the rest of a write (``commit and the
-rest``) is the transaction's begin and commit (the WAL write, and SQLite's automatic checkpoint when the WAL is
-past ``wal_autocheckpoint``; their fsyncs wait without CPU), the resources' lookup, the evaluations' link and the
-loop around them. ``process`` is the CPU of every thread of the process over the same writes (the writer's, and
-any thread a change adds beside it). ``wall`` is the writer's elapsed time (fsync waits included, and whatever the
-load takes), ``written`` the bytes the process handed to ``write`` (the WAL, checkpoints, temporary files), per
-span.
+The requests are the ingest benchmark's (``bench/traces.py``), each with fresh trace ids, decoded, transformed,
+encoded (``SpanWriter.prepare``) and summarized before the clock starts, as the ingest side does, then written
+``--requests-per-batch`` at a time, as the pipeline's writer thread would, the latency histograms' counts flushed
+and a retention step run (the daemon's flush and retention jobs, once a second: retention's step ends with a WAL
+checkpoint) every ``--flush-every`` batches and after the last. Timed by the writer thread's CPU time
+(``time.thread_time``), so the load of other processes disturbs it less than wall time; each stage is the CPU of its
+function, the rest of a write (``commit and the rest``) is the transaction's begin and commit (the WAL write, and
+SQLite's automatic checkpoint when the WAL is past ``wal_autocheckpoint``; their fsyncs wait without CPU), the
+resources' lookup, the evaluations' link and the loop around them. ``process`` is the CPU of every thread of the
+process over the same writes (the writer's, and any thread a change adds beside it). ``wall`` is the writer's
+elapsed time (fsync waits included, and whatever the load takes), ``written`` the bytes the process handed to
+``write`` (the WAL, checkpoints, temporary files), per span.
 Indexes cost more on a big table: run it on a copy of a database that holds many spans.
 """
 
@@ -69,7 +69,8 @@ def prepared_batches(batches: int, requests_per_batch: int, spans_per_request: i
             body = template.with_nonce(nonce_for("http-protobuf", (salt << 32) | (index * requests_per_batch + slot)))
             spans, _ = decode_spans(parse_protobuf(body, ExportTraceServiceRequest))
             records, _ = transform.spans(spans)
-            batch.append(writer.prepare(records))
+            writer.prepare(records).summarize()  # as an ingest thread or worker does (receivers/ingest.py)
+            batch.append(records)
         result.append(batch)
     return result
 

@@ -303,7 +303,10 @@ _TAKE_PENDING = "DELETE FROM latency_pending WHERE writer = ? RETURNING first_ro
 # The histogram rows of a flush or a settling, ``[[resolution_s, start, of, service, model, operation, agent,
 # with_model, count, {"<bin>": count}], ...]``, and their series.
 _COUNTED_KEY = _key(*(f"h.value ->> {index}" for index in range(2, 8)))
-_ADD_COUNTED_SERIES = _ADD_KEYS.format(keys=f"SELECT DISTINCT {_COUNTED_KEY} AS key FROM json_each(:rows) h")
+# Their series, from ``[[of, service, model, operation, agent, with_model], ...]``: a document of the distinct
+# series alone, not the rows with all their bins parsed a second time. The key is built as ``_COUNTED_KEY`` is.
+_SERIES_KEY = _key(*(f"h.value ->> {index}" for index in range(6)))
+_ADD_COUNTED_SERIES = _ADD_KEYS.format(keys=f"SELECT {_SERIES_KEY} AS key FROM json_each(:series) h")
 _ADD_COUNTED = (
     """INSERT INTO latency_histograms (resolution_s, start_unix_nano, series_id, count, bins, changed)
 SELECT h.value ->> 0, h.value ->> 1, s.id, h.value ->> 8, jsonb(h.value -> 9), (SELECT tick + 1 FROM latency_clock)
@@ -499,8 +502,9 @@ def _add_minutes(connection: apsw.Connection, minutes: dict[tuple[Any, ...], dic
         for (*series, start), bins in histograms.items()
     ]
     if rows:
+        distinct = orjson.dumps(list({key[:-1] for key in minutes})).decode()
+        connection.execute(_ADD_COUNTED_SERIES, {"series": distinct})
         document = orjson.dumps(rows, option=orjson.OPT_NON_STR_KEYS).decode()
-        connection.execute(_ADD_COUNTED_SERIES, {"rows": document})
         connection.execute(_ADD_COUNTED, {"rows": document})
         connection.execute(_TICK)
 
