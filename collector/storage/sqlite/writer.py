@@ -95,6 +95,9 @@ UPDATE evaluations SET (trace_id, span_id) = (
 )
 WHERE trace_id IS NULL AND response_id IN (SELECT value FROM json_each(?))
 """
+# Whether any evaluation waits for its response's span: one seek in the partial index of those that may.
+EVALUATIONS_WAITING = """SELECT 1 FROM evaluations INDEXED BY evaluations_response
+WHERE trace_id IS NULL AND response_id IS NOT NULL LIMIT 1"""
 
 
 def _digest(*parts: Any) -> str:
@@ -353,10 +356,11 @@ class SpanWriter:
                 connection.executemany(INSERT_EVENT, event_rows(events, received_at, resources))
             if evaluations:
                 connection.executemany(INSERT_EVALUATION, evaluation_rows(evaluations, received_at, resources))
-            response_ids = {span.response_id for span in spans if span.response_id}
-            response_ids.update(e.response_id for e in evaluations if e.trace_id is None and e.response_id)
-            if response_ids:
-                connection.execute(LINK_EVALUATIONS, (to_json(sorted(response_ids)),))
+            if connection.execute(EVALUATIONS_WAITING).fetchall():  # else linking would change nothing
+                response_ids = {span.response_id for span in spans if span.response_id}
+                response_ids.update(e.response_id for e in evaluations if e.trace_id is None and e.response_id)
+                if response_ids:
+                    connection.execute(LINK_EVALUATIONS, (to_json(sorted(response_ids)),))
         return Written(stored, repeated_calls)
 
     def settle(self, window: SettleWindow, judge: Judge) -> list[SettledTrace]:
