@@ -306,7 +306,7 @@ _COUNTED_KEY = _key(*(f"h.value ->> {index}" for index in range(2, 8)))
 # Their series, from ``[[of, service, model, operation, agent, with_model], ...]``: a document of the distinct
 # series alone, not the rows with all their bins parsed a second time. The key is built as ``_COUNTED_KEY`` is.
 _SERIES_KEY = _key(*(f"h.value ->> {index}" for index in range(6)))
-_ADD_COUNTED_SERIES = _ADD_KEYS.format(keys=f"SELECT {_SERIES_KEY} AS key FROM json_each(:series) h")
+_ADD_COUNTED_SERIES = _ADD_KEYS.format(keys=f"SELECT DISTINCT {_SERIES_KEY} AS key FROM json_each(:series) h")
 _ADD_COUNTED = (
     """INSERT INTO latency_histograms (resolution_s, start_unix_nano, series_id, count, bins, changed)
 SELECT h.value ->> 0, h.value ->> 1, s.id, h.value ->> 8, jsonb(h.value -> 9), (SELECT tick + 1 FROM latency_clock)
