@@ -91,6 +91,26 @@ def test_an_evaluation_sent_twice_is_stored_once_and_finds_its_span_by_response_
     assert [(e["trace_id"], e["span_id"], e["score"]) for e in page["data"]] == [(span.trace_id, span.span_id, 0.4)]
 
 
+def test_an_evaluation_finds_its_span_by_response_id_after_it_and_in_its_batch(store: Backend) -> None:
+    """The span first, its evaluation in a later batch that holds no span; and a span with its evaluation in one
+    batch, beside an evaluation that waits for a span not yet sent."""
+    (earlier,) = store.records(otlp_request(1, attributes={"gen_ai.response.id": "resp-early"})).spans
+    store.store.write([Records(spans=[earlier])])
+    late = EvaluationRecord(None, None, "resp-early", "relevance", 0.9, None, None, "log", 5)
+    store.store.write([Records(evaluations=[late])])
+    records = store.records(otlp_request(1, attributes={"gen_ai.response.id": "resp-same"}))
+    (span,) = records.spans
+    same = EvaluationRecord(None, None, "resp-same", "relevance", 0.7, None, None, "log", 6)
+    waiting = EvaluationRecord(None, None, "resp-never", "relevance", 0.1, None, None, "log", 7)
+    store.store.write([records, Records(evaluations=[same, waiting])])
+    page = run(store.reader().evaluations(EvaluationQuery(name="relevance")))
+    assert [(e["trace_id"], e["span_id"], e["score"]) for e in page["data"]] == [
+        (None, None, 0.1),
+        (span.trace_id, span.span_id, 0.7),
+        (earlier.trace_id, earlier.span_id, 0.9),
+    ]
+
+
 def test_rows_the_store_refuses_are_a_data_error_and_nothing_of_the_batch_is_stored(store: Backend) -> None:
     """Token counts that overflow the rollup's sum (written past the transform): retrying cannot help."""
     huge = normalize({"gen_ai.request.model": "gpt-4o", "gen_ai.usage.input_tokens": 2**62})
