@@ -140,6 +140,16 @@ def test_writer_bench_quick_reports_each_stage() -> None:
     assert best["wall"] >= best["total"] and best["written (bytes)"] > 0  # one thread's CPU fits in its wall time
 
 
+def test_pages_bench_quick_reports_the_pages_of_each_b_tree() -> None:
+    figures = quick_figures("pages.py")
+    trees = figures["trees"]
+    # every span is a row of ``spans`` and an entry of its primary-key index; a fresh file grows at its end
+    assert {"spans", "spans.sqlite_autoindex_spans_1", "spans.spans_start", "traces"} <= set(trees)
+    assert trees["spans"]["new"] > 0 and trees["spans"]["leaf"] > 0
+    assert figures["pages per span"] >= sum(tree["per span"] for tree in trees.values()) - 0.01
+    assert figures["WAL bytes per span"] >= figures["pages per span"] * figures["page size"]
+
+
 def test_settle_bench_quick_reports_each_stage() -> None:
     best = quick_figures("settle.py")["best"]
     assert best["traces"] > 0
