@@ -72,7 +72,7 @@ def measure(db: Path, batches: int, requests_per_batch: int, spans_per_request: 
     store = writer.SpanWriter(db)
     connection = store.connection
     page_size: int = connection.pragma("page_size")
-    by_tree: dict[str, Counter[str]] = defaultdict(Counter)
+    written: list[tuple[set[int], int]] = []  # each batch's pages, and the file's size in pages before it
     frames = spans = 0
     try:
         store.write(prepared[0])  # warm: the migrations a copy may still need, the statement cache
@@ -85,15 +85,18 @@ def measure(db: Path, batches: int, requests_per_batch: int, spans_per_request: 
             spans += sum(len(records.spans) for records in batch)
             numbers = wal_pages(Path(f"{db}-wal"), page_size)
             frames += len(numbers)
-            pages = set(numbers)
-            found = owners(connection, pages)
-            for page in pages:
-                label, pagetype = found.get(page, ("(freelist, pointer map, header)", "other"))
-                by_tree[label][pagetype] += 1
-                by_tree[label]["new" if page > size_before else "old"] += 1
+            written.append((set(numbers), size_before))
+        # a page stays in its B-tree from one batch to the next (no vacuum runs between them): one dbstat pass
+        found = owners(connection, set().union(*(pages for pages, _ in written)))
         fill = leaf_fill(connection)
     finally:
         store.close()
+    by_tree: dict[str, Counter[str]] = defaultdict(Counter)
+    for pages, size_before in written:
+        for page in pages:
+            label, pagetype = found.get(page, ("(freelist, pointer map, header)", "other"))
+            by_tree[label][pagetype] += 1
+            by_tree[label]["new" if page > size_before else "old"] += 1
     trees = {}
     for label, counts in sorted(by_tree.items(), key=lambda item: -(item[1]["new"] + item[1]["old"])):
         total = counts["new"] + counts["old"]
