@@ -156,6 +156,13 @@ def test_settle_bench_quick_reports_each_stage() -> None:
     assert all(best[stage] > 0 for stage in ("judge", "latency", "settle and the rest"))
 
 
+def test_settle_latency_bench_quick_runs_both_modes_and_settles() -> None:
+    runs = dict(quick_figures("settle_latency.py"))
+    assert set(runs) == {"steps", "whole"}
+    for figures in runs.values():
+        assert figures["spans/s"] > 0 and figures["p99 ms"] > 0 and figures["settled traces"] > 0
+
+
 def test_bench_retention_and_resource_modes_report_their_figures(tmp_path: Path) -> None:
     """The storage figures of issue 10: ingest with retention deleting (stored + deleted = acknowledged),
     bytes per span, and the growth a large shared resource causes."""

@@ -4,6 +4,11 @@ the settling job, which counts the settled traces and hands them to what observe
 
 The store reads the traces due and writes the snapshots; the figures and the snapshots are worked out
 here, by pure functions (``trace_figures``, ``snapshots.evaluate``), the same whatever the engine.
+
+Where the store reads ahead (``Maintenance.settle_reader``: SQLite), a round is two of the writer's calls with a
+batch between them: reading and judging the traces due, then writing the snapshots of those that got no span
+meanwhile (``SettleJob``), so that neither step holds the batches up for as long as the whole round did
+(docs/performance.md). Otherwise (PostgreSQL) a round is one call, the store's own transaction.
 """
 
 from __future__ import annotations
@@ -16,7 +21,14 @@ from collector.config import EVAL_PREFIX, SnapshotSettings
 from collector.maintenance.snapshots import Snapshot, TraceFigures, evaluate, evaluation_names
 from collector.observability.genai_metrics import GenAIMetrics
 from collector.observability.metrics import CollectorMetrics
-from collector.storage.store import Maintenance, SettleWindow, UnsettledTrace
+from collector.storage.store import (
+    Judge,
+    Maintenance,
+    SettledTrace,
+    SettlePlan,
+    SettleWindow,
+    UnsettledTrace,
+)
 
 SETTLE_CHUNK = 2000  # traces settled per transaction; more rounds follow at once while traces are due
 
@@ -51,6 +63,14 @@ def settle(
     store: Maintenance, settings: SnapshotSettings, *, limit: int = SETTLE_CHUNK, now_ns: int | None = None
 ) -> list[Settled]:
     """Settle up to ``limit`` quiet traces and write their snapshots, in one transaction of ``store``."""
+    window, judge, figures = _judging(settings, limit, now_ns)
+    return _with_figures(store.settle(window, judge), figures)
+
+
+def _judging(
+    settings: SnapshotSettings, limit: int, now_ns: int | None = None
+) -> tuple[SettleWindow, Judge, dict[str, TraceFigures]]:
+    """A round's window, and the judge of its traces that keeps each one's figures in the dict returned."""
     rules = settings.rules
     window = SettleWindow(
         now_ns=time.time_ns() if now_ns is None else now_ns,
@@ -66,10 +86,11 @@ def settle(
         measured = figures[trace.trace_id] = trace_figures(trace)
         return evaluate(measured, rules)
 
-    return [
-        Settled(figures[done.trace.trace_id], done.snapshots, done.newly_breached)
-        for done in store.settle(window, judge)
-    ]
+    return window, judge, figures
+
+
+def _with_figures(settled: Sequence[SettledTrace], figures: dict[str, TraceFigures]) -> list[Settled]:
+    return [Settled(figures[done.trace.trace_id], done.snapshots, done.newly_breached) for done in settled]
 
 
 class SettleJob:
@@ -88,6 +109,8 @@ class SettleJob:
         self._settings = settings
         self._metrics = metrics
         self._on_settled = on_settled
+        self._reader = writer.settle_reader()
+        self._planned: tuple[SettlePlan, dict[str, TraceFigures]] | None = None  # read, to apply next call
 
     @property
     def interval(self) -> float:
@@ -95,13 +118,36 @@ class SettleJob:
 
     def run(self) -> bool:
         """Settle up to ``SETTLE_CHUNK`` traces; True when more are due, so that settling keeps up with any
-        ingest rate."""
+        ingest rate. Where the store reads ahead (``settle_reader``) a round is two calls, so that a batch commits
+        between the two: the first reads and judges the traces due, the second writes what was read."""
+        if self._reader is None:
+            return self._settle_whole()
+        planned, self._planned = self._planned, None
+        if planned is None:
+            window, judge, figures = _judging(self._settings, SETTLE_CHUNK)
+            plan = self._reader.read(window, judge)
+            if plan is not None:
+                self._planned = (plan, figures)
+                return True  # applied after the next batch
+            settled_now: list[Settled] = []
+        else:
+            plan, figures = planned
+            settled_now = _with_figures(self._writer.apply_settled(plan), figures)
+            _observed(self._metrics, self._on_settled, settled_now)
+        self._metrics.oldest_unsettled_at = self._writer.oldest_unsettled()
+        return planned is not None and planned[0].count == SETTLE_CHUNK
+
+    def _settle_whole(self) -> bool:
         settled_now = settle(self._writer, self._settings, limit=SETTLE_CHUNK)
-        if settled_now:
-            self._metrics.settled_traces.inc(len(settled_now))
-            self._on_settled(settled_now)
+        _observed(self._metrics, self._on_settled, settled_now)
         self._metrics.oldest_unsettled_at = self._writer.oldest_unsettled()
         return len(settled_now) == SETTLE_CHUNK
+
+
+def _observed(metrics: CollectorMetrics, on_settled: Callable[[list[Settled]], None], settled: list[Settled]) -> None:
+    if settled:
+        metrics.settled_traces.inc(len(settled))
+        on_settled(settled)
 
 
 def observe_settled(genai_metrics: GenAIMetrics, settled: Sequence[Settled]) -> None:

@@ -479,9 +479,11 @@ def repeated_calls(
 
 def unsettled(dialect: Dialect) -> str:
     """Quiet traces not yet settled, oldest first: the root came and no span since ``:quiet_since``, or no root
-    came by ``:waited_since``; the columns an ``UnsettledTrace`` is made of."""
+    came by ``:waited_since``; the columns an ``UnsettledTrace`` is made of, then the trace's version: its span count
+    and last span's receipt, which every span it gets changes (what SQLite's settling in two steps checks)."""
     return dialect.statement(
-        f"""SELECT trace_id, service_name, models, agents, duration_ns, cost_usd, total_tokens, error_count, llm_calls
+        f"""SELECT trace_id, service_name, models, agents, duration_ns, cost_usd, total_tokens, error_count, llm_calls,
+       span_count, last_span_at_unix_nano
 FROM traces
 WHERE settled_at_unix_nano IS NULL
   AND (({dialect.flag("has_root")} AND last_span_at_unix_nano <= :quiet_since)
@@ -555,7 +557,7 @@ ON CONFLICT (trace_id, metric) DO UPDATE SET
         already_breached = {(trace_id, metric) for trace_id, metric in execute(self.previous_breaches, {"ids": ids})}
         settled = []
         rows: list[SnapshotRow] = []
-        for trace_id, service, models, agents, duration_ns, cost, total_tokens, errors, llm_calls in candidates:
+        for trace_id, service, models, agents, duration_ns, cost, total_tokens, errors, llm_calls, *_ in candidates:
             trace = UnsettledTrace(
                 trace_id=trace_id,
                 service_name=service,

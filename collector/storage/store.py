@@ -100,12 +100,41 @@ class SpanStore(Protocol):
     def close(self) -> None: ...
 
 
+class SettlePlan(Protocol):
+    """What a ``SettleReader`` read and judged: the traces due, their snapshots and what settling them writes,
+    for the writer to apply (``Maintenance.apply_settled``); its content is the engine's."""
+
+    @property
+    def count(self) -> int:
+        """The traces read (``window.limit`` of them: more may be due)."""
+        ...
+
+
+class SettleReader(Protocol):
+    """The reading half of settling, for the writer's thread between two batches (``Maintenance.settle_reader``)."""
+
+    def read(self, window: SettleWindow, judge: Judge) -> SettlePlan | None:
+        """Read up to ``window.limit`` traces due to settle and judge them, writing nothing; None when none is due."""
+        ...
+
+
 class Maintenance(Protocol):
     """Work on what is stored, run between batches on the writer's thread."""
 
     def settle(self, window: SettleWindow, judge: Judge) -> list[SettledTrace]:
         """In one transaction: read up to ``window.limit`` traces due to settle, write the snapshots
         ``judge`` makes of each (upserted by trace and metric) and mark them settled."""
+        ...
+
+    def settle_reader(self) -> SettleReader | None:
+        """The reader of the traces due, whose plans ``apply_settled`` writes after the next batch: a round in two
+        short steps instead of one long one (SQLite). None when the engine settles whole (``settle``: PostgreSQL,
+        in transactions of its own on pooled connections, beside the other replicas)."""
+        ...
+
+    def apply_settled(self, plan: SettlePlan) -> list[SettledTrace]:
+        """In one transaction: write what ``plan`` says of the traces that got no span since it was read, and
+        mark them settled; the others are left unsettled, to be read again once quiet."""
         ...
 
     def oldest_unsettled(self) -> int | None:

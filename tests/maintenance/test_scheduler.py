@@ -1,5 +1,6 @@
 """The maintenance scheduler with real jobs on a real pipeline: settling and retention run on the writer
-thread at their intervals, each run is measured, and a failing job is counted without stopping the others."""
+thread at their intervals (with SQLite a settling round in two calls, a batch between them), each run is measured,
+and a failing job is counted without stopping the others."""
 
 from __future__ import annotations
 
@@ -112,6 +113,35 @@ def test_settling_and_retention_run_on_the_writer_thread_and_are_measured(runnin
         )
         assert running.value("genai_collector_maintenance_last_run_timestamp_seconds", job_name=job) > 0
         assert running.value("genai_collector_maintenance_errors_total", job_name=job) == 0
+
+
+def test_with_sqlite_a_round_is_two_calls_and_a_trace_that_got_a_span_between_them_waits(tmp_path: Path) -> None:
+    """The first call reads and judges the traces due and asks to run again after the next batch; the second writes
+    what was read, but for a trace that got a span between the two, which settles in a later round with it."""
+    writer = SpanWriter(tmp_path / "rounds.db")
+    settled: list[str] = []
+    job = SettleJob(
+        writer,
+        SETTINGS.snapshots,
+        CollectorMetrics(CollectorRegistry()),
+        lambda done: settled.extend(each.figures.trace_id for each in done),
+    )
+    spans, _ = decode_spans(otlp_request(3))
+    other, _ = decode_spans(otlp_request(2))
+    writer.write([Records(spans=spans), Records(spans=other)])
+    assert job.run() is True  # read: the two are due
+    assert settled == [] and writer.connection.execute("SELECT count(*) FROM metric_snapshots").fetchall() == [(0,)]
+    late, _ = decode_spans(otlp_request(1))
+    writer.write([Records(spans=[late[0]._replace(trace_id=spans[0].trace_id)])])  # the batch between the two
+    assert job.run() is False
+    assert settled == [other[0].trace_id]
+    assert job.run() is True and job.run() is False  # quiet again: read, then written with its late span
+    assert settled == [other[0].trace_id, spans[0].trace_id]
+    ((span_count,),) = writer.connection.execute(
+        "SELECT span_count FROM traces WHERE trace_id = ?", (spans[0].trace_id,)
+    )
+    assert span_count == 4
+    writer.close()
 
 
 def test_a_failing_job_is_counted_and_the_others_keep_running(tmp_path: Path) -> None:

@@ -44,7 +44,16 @@ from collector.storage.sqlite.writer import _EVALUATION_COLUMNS as EVALUATION_CO
 from collector.storage.sqlite.writer import _EVENT_COLUMNS as EVENT_COLUMNS  # the order of event_rows
 from collector.storage.sqlite.writer import ResourceIds as SqliteResourceIds
 from collector.storage.sqlite.writer import evaluation_rows, event_rows
-from collector.storage.store import NOTHING_WRITTEN, Deleted, Judge, SettledTrace, SettleWindow, Written
+from collector.storage.store import (
+    NOTHING_WRITTEN,
+    Deleted,
+    Judge,
+    SettledTrace,
+    SettlePlan,
+    SettleReader,
+    SettleWindow,
+    Written,
+)
 
 WRITE_CONNECT_TIMEOUT = 3.0  # seconds
 
@@ -314,6 +323,13 @@ class PostgresSpanWriter:
         ``judge`` gives them (see ``storage.postgres.settle``)."""
         with translated(), self.pool.connection(timeout=MAINTENANCE_CONNECT_TIMEOUT) as connection:
             return retry_conflicts(lambda: settle_traces(connection, window, judge))
+
+    def settle_reader(self) -> SettleReader | None:
+        """None: ``settle`` runs whole, in a transaction of its own on a pooled connection."""
+        return None
+
+    def apply_settled(self, plan: SettlePlan) -> list[SettledTrace]:
+        raise TypeError("PostgreSQL settles in one transaction of its own (settle); it makes no plans to apply")
 
     def oldest_unsettled(self) -> int | None:
         """When the longest-quiet unsettled trace got its last span (unix ns), or None when all are settled."""

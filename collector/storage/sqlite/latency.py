@@ -207,13 +207,30 @@ def add_traces(connection: apsw.Connection, traces: Rows) -> None:
     same service, models, agents and minute counted together, each such group expanded to its series once, and
     each histogram row written once (``_add_minutes``). What SQL would add, for less of the writer's CPU per
     settled trace (docs/performance.md)."""
+    add_trace_minutes(connection, trace_minutes(observe_traces(connection, traces).values()))
+
+
+# A trace as the histograms count it: service, models and agents (JSON arrays), minute, bin (``_TRACES_OBSERVED``).
+TraceObserved = tuple[Any, ...]
+# Counted bins by (of, service, model, operation, agent, with_model, minute): what ``_add_minutes`` adds.
+Minutes = dict[tuple[Any, ...], dict[int, int]]
+
+
+def observe_traces(connection: apsw.Connection, traces: Rows, *, due: bool = False) -> dict[str, TraceObserved]:
+    """What each of ``traces`` observes, by trace id: of those settled, or with ``due`` of those about to settle
+    (read a batch before they are marked: ``storage.sqlite.settle``)."""
+    query = _TRACES_OBSERVED.format(where=traces.where, counted=_DUE_TRACE if due else _COUNTED_TRACE)
+    return {trace_id: observed for trace_id, *observed in connection.execute(query, traces.params)}
+
+
+def trace_minutes(observed: Iterable[TraceObserved]) -> Minutes:
+    """The bins ``observed`` traces add (pure): the traces of the same service, models, agents and minute counted
+    together, each such group expanded to its series once."""
     groups: dict[tuple[Any, ...], dict[int, int]] = {}
-    for service, models, agents, minute, index in connection.execute(
-        _TRACES_OBSERVED.format(where=traces.where), traces.params
-    ):
+    for service, models, agents, minute, index in observed:
         bins = groups.setdefault((service, models, agents, minute), {})
         bins[index] = bins.get(index, 0) + 1
-    minutes: dict[tuple[Any, ...], dict[int, int]] = {}
+    minutes: Minutes = {}
     for (service, models_json, agents_json, minute), bins in groups.items():
         models, agents = _names(models_json), _names(agents_json)
         series = [("trace", service, model, None, agent, None, minute) for model in models for agent in agents]
@@ -226,6 +243,11 @@ def add_traces(connection: apsw.Connection, traces: Rows) -> None:
             else:
                 for index, count in bins.items():
                     found[index] = found.get(index, 0) + count
+    return minutes
+
+
+def add_trace_minutes(connection: apsw.Connection, minutes: Minutes) -> None:
+    """Add the bins of ``trace_minutes`` to the histograms, each histogram row once."""
     _add_minutes(connection, minutes)
 
 
@@ -347,12 +369,14 @@ def span_observed(span: Span) -> Observed | None:
     )
 
 
-# What the traces ``t`` matching ``{where}`` observe, a row per trace counted (``TRACE_MEASURE``): service, models
-# and agents (JSON arrays), the minute as the histograms truncate it, and the bin of its duration.
+# What the traces ``t`` matching ``{where}`` observe, a row per trace counted (``TRACE_MEASURE``, or ``{counted}``):
+# its id, service, models and agents (JSON arrays), the minute as the histograms truncate it, the bin of its duration.
 _TRACES_OBSERVED = (
-    f"SELECT t.service_name, t.models, t.agents, t.start_time_unix_nano / {_MINUTE_NS} * {_MINUTE_NS}, "
-    f"{bin_sql(TRACE_MEASURE[0].format(r='t'))} FROM traces t WHERE ({{where}}) AND {TRACE_MEASURE[1].format(r='t')}"
+    f"SELECT t.trace_id, t.service_name, t.models, t.agents, t.start_time_unix_nano / {_MINUTE_NS} * {_MINUTE_NS}, "
+    f"{bin_sql(TRACE_MEASURE[0].format(r='t'))} FROM traces t WHERE ({{where}}) AND {{counted}}"
 )
+_COUNTED_TRACE = TRACE_MEASURE[1].format(r="t")
+_DUE_TRACE = "t.start_time_unix_nano IS NOT NULL"  # TRACE_MEASURE's condition but the mark of settling
 
 
 def _add_range(connection: apsw.Connection, first: int, last: int) -> None:

@@ -36,8 +36,8 @@ from collector.storage.sqlite.rows import (
     to_json,
 )
 from collector.storage.sqlite.schema import migrate
-from collector.storage.sqlite.settle import settle_traces
-from collector.storage.store import Deleted, Judge, SettledTrace, SettleWindow, Written
+from collector.storage.sqlite.settle import Plan, SettleReader, apply_settled, settle_traces
+from collector.storage.store import Deleted, Judge, SettledTrace, SettlePlan, SettleWindow, Written
 
 # A span sent twice (a client retrying after a timeout) is stored once: the first copy stays.
 # Rows are inserted many to a statement (``insert_rows``), in statements of a few fixed sizes that apsw prepares
@@ -368,6 +368,16 @@ class SpanWriter:
         (see ``storage.sqlite.settle``)."""
         with translated():
             return settle_traces(self.connection, window, judge)
+
+    def settle_reader(self) -> SettleReader:
+        """The reader of the traces due on this connection, between batches, whose plans ``apply_settled`` writes."""
+        return SettleReader(self.connection)
+
+    def apply_settled(self, plan: SettlePlan) -> list[SettledTrace]:
+        """Write what a ``settle_reader`` planned, for the traces that got no span since (``storage.sqlite.settle``)."""
+        assert isinstance(plan, Plan), "a plan of this engine's SettleReader"
+        with translated():
+            return apply_settled(self.connection, plan)
 
     def oldest_unsettled(self) -> int | None:
         """When the longest-quiet unsettled trace got its last span (unix ns), or None when all are settled."""
