@@ -14,11 +14,16 @@ main process while it waits in the queue (``tracemalloc``). Best of N runs in pr
 from __future__ import annotations
 
 import argparse
+import asyncio
 import gc
 import json
+import os
 import pickle
+import resource
+import socket
 import sys
 import tracemalloc
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +35,7 @@ from collector.config import Settings
 from collector.genai.transform import Transform
 from collector.model import Records
 from collector.storage.sqlite.writer import prepare
+from collector.workers.link import Link, submission, submitted
 
 SPANS_PER_REQUEST = 100
 
@@ -44,13 +50,18 @@ def requests(count: int) -> list[Records]:
     return prepared
 
 
-def figures(messages: list[Any], spans: int, repeats: int) -> dict[str, float]:
+def _as_is(message: Any) -> Any:
+    return message
+
+
+def figures(messages: list[Any], spans: int, repeats: int, received: Callable[[Any], Any] = _as_is) -> dict[str, float]:
+    """``received``: what the main process makes of an unpickled message before it queues its records."""
     payloads = [pickle.dumps(message, protocol=5) for message in messages]
     pickling = best_of(repeats, lambda: [pickle.dumps(message, protocol=5) for message in messages])
-    unpickling = best_of(repeats, lambda: [pickle.loads(payload) for payload in payloads])
+    unpickling = best_of(repeats, lambda: [received(pickle.loads(payload)) for payload in payloads])
     gc.collect()
     tracemalloc.start()
-    held = [pickle.loads(payload) for payload in payloads]
+    held = [received(pickle.loads(payload)) for payload in payloads]
     held_bytes = tracemalloc.get_traced_memory()[0]
     tracemalloc.stop()
     del held
@@ -62,25 +73,81 @@ def figures(messages: list[Any], spans: int, repeats: int) -> dict[str, float]:
     }
 
 
+def _cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def channel(corpus: list[Records], rounds: int) -> dict[str, float]:
+    """CPU per span of each end of a ``Link`` (socket pair, forked sender) that carries ``corpus`` ``rounds`` times."""
+    ours, theirs = socket.socketpair()
+    report_read, report_write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the worker's end
+        ours.close()
+
+        async def send() -> None:
+            link = await Link.open(theirs)
+            start = _cpu_seconds()
+            for _ in range(rounds):
+                for index, records in enumerate(corpus):
+                    link.send(submission(index, records))
+                await link.flush()
+            os.write(report_write, repr(_cpu_seconds() - start).encode())
+            link.close()
+
+        asyncio.run(send())
+        os._exit(0)
+    theirs.close()
+
+    async def receive() -> int:
+        link = await Link.open(ours)
+        spans = 0
+        while (message := await link.receive()) is not None:
+            spans += len(submitted(message).summaries or ())
+        return spans
+
+    start = _cpu_seconds()
+    spans = asyncio.run(receive())
+    receiving = _cpu_seconds() - start
+    os.waitpid(pid, 0)
+    sending = float(os.read(report_read, 64))
+    return {
+        "spans": spans,
+        "send_us_per_span": round(sending / spans * 1e6, 2),
+        "receive_us_per_span": round(receiving / spans * 1e6, 2),
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer requests and repeats")
+    parser.add_argument("--channel", type=int, metavar="ROUNDS", help="also send the corpus ROUNDS times over a Link")
     args = parser.parse_args(argv)
     corpus = requests(5 if args.quick else 40)
     spans = sum(len(records.spans) for records in corpus)
     repeats = 2 if args.quick else 7
     shapes = {
-        "rows_and_summaries": [("submit", index, records.without_spans()) for index, records in enumerate(corpus)],
+        "rows_and_summaries": [submission(index, records) for index, records in enumerate(corpus)],
+        "summaries_as_named_tuples": [
+            ("submit", index, records.without_spans()) for index, records in enumerate(corpus)
+        ],
         "with_spans": [("submit", index, records) for index, records in enumerate(corpus)],
     }
     results: dict[str, Any] = {"spans": spans, "requests": len(corpus)}
     print(f"{spans:,} spans in {len(corpus)} requests of the ingest benchmark's corpus, best of {repeats}")
-    print(f"{'shape':20s} {'bytes/span':>10s} {'pickle µs':>10s} {'unpickle µs':>12s} {'held bytes/span':>16s}")
+    print(f"{'shape':26s} {'bytes/span':>10s} {'pickle µs':>10s} {'unpickle µs':>12s} {'held bytes/span':>16s}")
     for name, messages in shapes.items():
-        shape = results[name] = figures(messages, spans, repeats)
+        shape = results[name] = figures(messages, spans, repeats, submitted if name == "rows_and_summaries" else _as_is)
         print(
-            f"{name:20s} {shape['pickled_bytes_per_span']:10,} {shape['pickle_us_per_span']:10.2f} "
+            f"{name:26s} {shape['pickled_bytes_per_span']:10,} {shape['pickle_us_per_span']:10.2f} "
             f"{shape['unpickle_us_per_span']:12.2f} {shape['held_bytes_per_span']:16,}"
+        )
+    if args.channel:
+        sent = results["channel"] = channel(corpus, args.channel)
+        print(
+            f"over a Link, {sent['spans']:,} spans: sending {sent['send_us_per_span']:.2f} µs CPU per span, "
+            f"receiving {sent['receive_us_per_span']:.2f}"
         )
     print(json.dumps(results))
     return 0

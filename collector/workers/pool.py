@@ -27,7 +27,7 @@ from collector.config import ServerSettings, Settings
 from collector.model import Records
 from collector.pipeline import Backpressure, Pipeline
 from collector.server import bind, cannot_listen
-from collector.workers.link import NOT_SERVING, Door, Link
+from collector.workers.link import NOT_SERVING, Door, Link, submitted
 from collector.workers.metrics import Shipment, WorkerCounters
 
 log = logging.getLogger(__name__)
@@ -158,7 +158,7 @@ class IngestWorkers:
         while (message := await link.receive()) is not None:
             kind = message[0]
             if kind == "submit":
-                self._submit(link, message[1], message[2])
+                self._submit(link, message[1], submitted(message))
             elif kind == "metrics":
                 self._shipped(worker, message[1], message[2])
         worker.link = None

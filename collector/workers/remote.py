@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 from collector.model import Records
 from collector.pipeline import Backpressure, QueueFull, Reservation, WriteFailed
-from collector.workers.link import Door, Link
+from collector.workers.link import Door, Link, submission
 
 
 class RemotePipeline:
@@ -60,7 +60,7 @@ class RemotePipeline:
             return future
         request_id = next(self._ids)
         self._waiting[request_id] = future
-        self._link.send(("submit", request_id, records.without_spans()))
+        self._link.send(submission(request_id, records))
         return future
 
     def done(self, request_id: int, error: Exception | None) -> None:

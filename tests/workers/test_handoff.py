@@ -4,8 +4,10 @@ process makes of them what it made of whole spans in one process: the same rows,
 
 from __future__ import annotations
 
+import asyncio
 import pickle
 import re
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +20,7 @@ from collector.genai.normalize import NOT_GENAI, GenAI
 from collector.genai.transform import Transform
 from collector.model import Records, Span, SpanSummary, summarize
 from collector.storage.sqlite.writer import prepare
+from collector.workers.link import Link, submission, submitted
 from tests.helpers import Daemon, query_db, scrape
 
 PROTOBUF = {"Content-Type": "application/x-protobuf"}
@@ -112,6 +115,48 @@ def test_records_without_spans_count_and_survive_pickling_as_the_writer_takes_th
     assert handed.summaries == summarize(records.spans) and handed.count == records.count == 50
     not_encoded = Records(spans=records.spans)  # an engine that encodes at write time (PostgreSQL) gets the spans
     assert not_encoded.without_spans() is not_encoded
+
+
+def test_a_submission_arrives_over_the_link_as_the_records_it_was() -> None:
+    transform = Transform(Settings())
+    records = prepare(transform.spans(corpus_spans(1, 50))[0])
+    sent = records.without_spans()
+
+    async def carry() -> Records:
+        ours, theirs = socket.socketpair()
+        sender, receiver = await Link.open(theirs), await Link.open(ours)
+        sender.send(submission(7, records))
+        message = await receiver.receive()
+        sender.close()
+        receiver.close()
+        assert message is not None and message[:2] == ("submit", 7)
+        return submitted(message)
+
+    handed = asyncio.run(carry())
+    assert handed == sent and handed.summaries is not None
+    assert all(type(summary) is SpanSummary for summary in handed.summaries)
+    assert records.summaries == sent.summaries  # the worker's records are left as they were
+
+
+def test_the_link_delivers_frames_of_every_size_in_order_and_then_none() -> None:
+    """Small frames many to a read, frames larger than the receiving buffer, and one larger than the buffer it keeps
+    afterwards, each in the order sent, whatever the reads cut them into."""
+    sizes = [0, 10, 70_000, 3, 300_000, 5_000_000, 1, 65_530, 65_540, 2, 0]
+    messages = [("blob", index, bytes([index]) * size) for index, size in enumerate(sizes)]
+
+    async def carry() -> list[Any]:
+        ours, theirs = socket.socketpair()
+        sender, receiver = await Link.open(theirs), await Link.open(ours)
+        for message in messages:
+            sender.send(message)
+        await sender.flush()
+        received = [await receiver.receive() for _ in messages]
+        sender.close()
+        received.append(await receiver.receive())  # the other end is gone
+        receiver.close()
+        return received
+
+    assert asyncio.run(carry()) == [*messages, None]
 
 
 def _rows(db: Path, table: str, order: str, leaving_out: set[str]) -> list[tuple[Any, ...]]:
