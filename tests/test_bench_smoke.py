@@ -86,10 +86,14 @@ def test_hostile_bench_smoke_runs(tmp_path: Path) -> None:
     assert figures["settle"]["ingested_traces_per_s"] > 0
 
 
-def quick_figures(script: str) -> dict[str, Any]:
+def quick_figures(script: str, *arguments: str) -> dict[str, Any]:
     """Run a micro-benchmark ``bench/<script> --quick``; the JSON line it prints last."""
     result = subprocess.run(
-        [sys.executable, str(REPO / "bench" / script), "--quick"], cwd=REPO, capture_output=True, text=True, timeout=120
+        [sys.executable, str(REPO / "bench" / script), "--quick", *arguments],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     figures: dict[str, Any] = json.loads(result.stdout.splitlines()[-1])
@@ -109,12 +113,14 @@ def test_stages_bench_quick_reports_every_stage() -> None:
     assert figures["spans"] == 400
 
 
-def test_handoff_bench_quick_reports_both_shapes() -> None:
-    figures = quick_figures("handoff.py")
-    compact, whole = figures["rows_and_summaries"], figures["with_spans"]
+def test_handoff_bench_quick_reports_every_shape_and_the_channel() -> None:
+    figures = quick_figures("handoff.py", "--channel", "1")
+    compact, named, whole = figures["rows_and_summaries"], figures["summaries_as_named_tuples"], figures["with_spans"]
     assert figures["spans"] == 500 and compact["unpickle_us_per_span"] > 0
-    assert compact["pickled_bytes_per_span"] < whole["pickled_bytes_per_span"]  # sizes: not timed, deterministic
+    # sizes: not timed, deterministic
+    assert compact["pickled_bytes_per_span"] < named["pickled_bytes_per_span"] < whole["pickled_bytes_per_span"]
     assert compact["held_bytes_per_span"] < whole["held_bytes_per_span"]
+    assert figures["channel"]["spans"] == 500 and figures["channel"]["receive_us_per_span"] > 0
 
 
 def test_workers_bench_quick_reports_the_workers_cpu_and_their_shares() -> None:
