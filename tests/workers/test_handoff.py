@@ -8,10 +8,12 @@ import asyncio
 import pickle
 import re
 import socket
+import struct
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from bench.redaction import corpus_spans
 from bench.traces import build_templates
@@ -157,6 +159,24 @@ def test_the_link_delivers_frames_of_every_size_in_order_and_then_none() -> None
         return received
 
     assert asyncio.run(carry()) == [*messages, None]
+
+
+def test_a_frame_that_cannot_be_unpickled_closes_the_link_after_the_frames_before_it(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def carry() -> list[Any]:
+        ours, theirs = socket.socketpair()
+        receiver = await Link.open(ours)
+        answer = pickle.dumps(("done", 1, None), protocol=5)
+        good = struct.pack("!I", len(answer)) + answer
+        theirs.sendall(good + struct.pack("!I", 5) + b"nope." + good)  # the frame after the bad one is not read
+        received = [await receiver.receive(), await receiver.receive()]
+        theirs.close()
+        receiver.close()
+        return received
+
+    assert asyncio.run(carry()) == [("done", 1, None), None]
+    assert "unreadable message" in caplog.text
 
 
 def _rows(db: Path, table: str, order: str, leaving_out: set[str]) -> list[tuple[Any, ...]]:
