@@ -141,7 +141,7 @@ class _Frames(asyncio.BufferedProtocol):
             self._arrived = None
 
     async def drained(self) -> None:
-        """Wait while the transport holds more than its high-water mark of unsent bytes."""
+        """Wait while the transport holds more than its high-water mark of unsent bytes (``pause_writing``)."""
         if self._paused:
             resumed = asyncio.get_running_loop().create_future()
             self._resumed.append(resumed)
@@ -183,9 +183,15 @@ class Link:
             self._transport.write(payload)
 
     async def flush(self) -> None:
-        """Wait until what was queued is handed to the socket."""
-        if not self._transport.is_closing():
+        """Wait until what was queued is handed to the socket (a process may exit then without losing it)."""
+        transport = self._transport
+        if transport.is_closing():
+            return
+        transport.set_write_buffer_limits(high=0)  # paused until the transport's buffer is empty
+        try:
             await self._frames.drained()
+        finally:
+            transport.set_write_buffer_limits()
 
     async def receive(self) -> Message | None:
         frames = self._frames
