@@ -1,6 +1,7 @@
 """One service that starts the collector's components in dependency order and stops them in reverse.
 
-Start: check keys, certificates and exposure; open and migrate the database; bind the admin endpoint;
+Start: check keys, certificates and exposure; open and migrate the database (and, with SQLite, start its WAL
+checkpoints' thread); bind the admin endpoint;
 start the maintenance scheduler and the writer thread; bind every OTLP and query listener, the OTLP ones served
 here or by ``ingest.workers`` processes (``collector.workers``) that hand their records to the writer here (any
 failure stops start-up with one readable line, and what started is stopped). Stop (SIGTERM/SIGINT), within
@@ -41,6 +42,8 @@ from collector.receivers.listeners import new_ingest, otlp_listeners
 from collector.receivers.otlp_grpc import OtlpGrpcServer
 from collector.server import HttpServer
 from collector.storage import StorageError, Store, Written, open_store
+from collector.storage.sqlite.checkpoint import WalCheckpointer
+from collector.storage.sqlite.writer import SpanWriter
 from collector.workers.metrics import MergedRegistry, WorkerCounters
 from collector.workers.pool import IngestWorkers
 
@@ -187,6 +190,8 @@ class Service:
         assert writer is not None
         metrics.watch_database(writer.disk_usage)
         metrics.watch_retention(settings.retention.max_size, lambda: writer.oldest_trace_ns)
+        if isinstance(writer, SpanWriter):  # its routine WAL checkpoint, off the writer thread
+            await self._start(WalCheckpointer(writer.path, metrics))
         admin = admin_app(self._exposed_registry(), self.unready_reasons, self._before_scrape)
         self._listeners.append(
             await self._start(

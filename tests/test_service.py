@@ -13,7 +13,7 @@ from collector.component import Deadline
 from collector.service import Service
 from tests.conftest import RunningCollector, collector_settings
 
-START_ORDER = ["database", "admin", "observers", "maintenance", "pipeline", "ingest", "listeners"]
+START_ORDER = ["database", "wal-checkpoint", "admin", "observers", "maintenance", "pipeline", "ingest", "listeners"]
 
 
 def test_components_start_in_dependency_order(collector: RunningCollector) -> None:

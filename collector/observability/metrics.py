@@ -242,12 +242,12 @@ class CollectorMetrics:
         # rename ours to exported_job on scrape.
         self.maintenance_last_run = declare.gauge(
             "maintenance_last_run_timestamp_seconds",
-            "Unix time at which a maintenance job (settle, retention) last finished a round, failed or not.",
+            "Unix time at which a maintenance job (settle, retention, ...) last finished a round, failed or not.",
             ["job_name"],
         )
         self.maintenance_duration = declare.histogram(
             "maintenance_duration_seconds",
-            "Time one round of a maintenance job took (on the writer thread, between batches).",
+            "Time one round of a maintenance job took (on the writer thread, between batches; checkpoint on its own).",
             ["job_name"],
             buckets=_LATENCY_BUCKETS,
         )

@@ -14,6 +14,7 @@ import json
 import math
 import os
 import shutil
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import cast
@@ -29,6 +30,7 @@ from collector.storage.store import Deleted
 ROWS_PER_TRANSACTION = 2_000  # spans deleted per transaction at most (a single larger trace goes alone)
 VACUUM_PAGES_PER_STEP = 2_048  # pages handed back to the file system per transaction at most
 FIRST_SIZE_DELETION = 16  # spans deleted by size before their size on disk is known
+CHECKPOINT_WAIT = 1.0  # seconds a checkpoint of the size bound waits for the routine one at most
 
 OLDEST_TRACES = """
 SELECT trace_id, span_count, last_span_at_unix_nano FROM traces
@@ -183,9 +185,9 @@ class Retention(SizeBound):
                     self.connection.execute(DELETE_BY_ID["metric_snapshots"], (json.dumps(ids),))
             done.append(Deleted(reason="age", snapshots=len(ids), more=len(ids) >= self.rows_per_transaction))
         ((self.oldest_trace_ns,),) = self.connection.execute(OLDEST_TRACE)
-        # Keeps the WAL short, so that the data is in the main file where deletions can free it, and
-        # the WAL's own space is reused: a full disk then still has room for the deletions.
-        self._checkpoint()
+        # The routine checkpoint, which keeps the WAL short (the data in the main file where deletions can
+        # free it, the WAL's own space reused, so that a full disk still has room for the deletions), runs on
+        # a thread of its own (``checkpoint.WalCheckpointer``): here it held the batches behind it.
         return done
 
     def _by_size(self) -> Deleted:
@@ -312,10 +314,21 @@ class Retention(SizeBound):
 
         On a full disk it fails while the WAL holds pages past the end of the database file; the
         deletions and the vacuum that follow shrink the database in the WAL first, and the checkpoint
-        then only writes pages inside the file, and cuts it.
+        then only writes pages inside the file, and cuts it. While the routine checkpoint
+        (``checkpoint.WalCheckpointer``) runs, it waits for it, up to ``CHECKPOINT_WAIT``: a second
+        checkpointer gets ``SQLITE_BUSY`` at once, which no busy timeout waits out.
         """
-        with contextlib.suppress(apsw.FullError):
-            self.connection.wal_checkpoint(mode=apsw.SQLITE_CHECKPOINT_PASSIVE)
+        deadline = time.monotonic() + CHECKPOINT_WAIT
+        while True:
+            try:
+                self.connection.wal_checkpoint(mode=apsw.SQLITE_CHECKPOINT_PASSIVE)
+                return
+            except apsw.FullError:
+                return
+            except apsw.BusyError:  # the routine checkpoint is running (SQLite waits for no other checkpointer)
+                if time.monotonic() > deadline:
+                    return
+                time.sleep(0.005)
 
 
 def convert_to_incremental(path: Path) -> tuple[int, int]:
