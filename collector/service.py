@@ -41,9 +41,7 @@ from collector.query.server import QueryServer
 from collector.receivers.listeners import new_ingest, otlp_listeners
 from collector.receivers.otlp_grpc import OtlpGrpcServer
 from collector.server import HttpServer
-from collector.storage import StorageError, Store, Written, open_store
-from collector.storage.sqlite.checkpoint import WalCheckpointer
-from collector.storage.sqlite.writer import SpanWriter
+from collector.storage import StorageError, Store, Written, open_store, store_companions
 from collector.workers.metrics import MergedRegistry, WorkerCounters
 from collector.workers.pool import IngestWorkers
 
@@ -190,8 +188,8 @@ class Service:
         assert writer is not None
         metrics.watch_database(writer.disk_usage)
         metrics.watch_retention(settings.retention.max_size, lambda: writer.oldest_trace_ns)
-        if isinstance(writer, SpanWriter):  # its routine WAL checkpoint, off the writer thread
-            await self._start(WalCheckpointer(writer.path, metrics))
+        for companion in store_companions(settings.db, writer, metrics):  # SQLite's WAL checkpoints
+            await self._start(companion)
         admin = admin_app(self._exposed_registry(), self.unready_reasons, self._before_scrape)
         self._listeners.append(
             await self._start(

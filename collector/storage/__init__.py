@@ -2,7 +2,7 @@
 the ``StorageError`` family, and ``open_store`` / ``open_reader``, which pick an engine by the scheme of ``db``.
 One folder per engine (``sqlite/``); the only code that speaks SQL lives there."""
 
-from collector.storage.engines import ENGINES, open_reader, open_store
+from collector.storage.engines import ENGINES, open_reader, open_store, store_companions
 from collector.storage.errors import RowsRefused, StorageError, StorageUnavailable, StoreUnopenable
 from collector.storage.store import NOTHING_WRITTEN, Deleted, Maintenance, SpanStore, Store, Written
 
@@ -20,4 +20,5 @@ __all__ = [
     "Written",
     "open_reader",
     "open_store",
+    "store_companions",
 ]

@@ -17,8 +17,10 @@ from collector.storage.errors import StoreUnopenable
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from collector.component import Component
     from collector.config import QuerySettings, Settings
     from collector.model import Records
+    from collector.observability.metrics import CollectorMetrics
     from collector.storage.read import TraceReader
     from collector.storage.store import Store
 
@@ -29,12 +31,14 @@ class Engine(NamedTuple):
     store: str  # (location, settings) -> Store
     reader: str  # (location, query settings) -> TraceReader
     prepare: str  # (records) -> records: ``SpanStore.prepare``, without a store (a worker process has none)
+    companions: str = ""  # (store, metrics) -> components that run beside the store (SQLite's WAL checkpoints)
 
 
 _SQLITE = Engine(
     "collector.storage.sqlite.engine:open_store",
     "collector.storage.sqlite.engine:open_reader",
     "collector.storage.sqlite.writer:prepare",
+    "collector.storage.sqlite.engine:companions",
 )
 _POSTGRES = Engine(
     "collector.storage.postgres.engine:open_store",
@@ -86,6 +90,15 @@ def open_store(settings: Settings) -> Store:
     engine, location = _engine(settings.db)
     opener: Callable[[str, Settings], Store] = _load(engine.store)
     return opener(location, settings)
+
+
+def store_companions(db: str | Path, store: Store, metrics: CollectorMetrics) -> list[Component]:
+    """The components the engine ``db`` names runs beside its open ``store``, started after it and stopped before."""
+    engine, _ = _engine(db)
+    if not engine.companions:
+        return []
+    companions: Callable[[Store, CollectorMetrics], list[Component]] = _load(engine.companions)
+    return companions(store, metrics)
 
 
 def open_reader(db: str | Path, query: QuerySettings) -> TraceReader:

@@ -106,3 +106,20 @@ def test_records_preparer_is_the_engines_prepare_without_a_store(tmp_path: Path)
     assert isinstance(prepared, SpanRows) and len(prepared.resources) == 1
     assert records_preparer("postgresql://nowhere.invalid/db")(Records(spans=spans)).prepared is None
     assert not (tmp_path / "spans.db").exists()
+
+
+def test_sqlite_runs_its_wal_checkpoints_beside_the_store_and_postgresql_nothing(tmp_path: Path) -> None:
+    from prometheus_client import CollectorRegistry
+
+    from collector.observability.metrics import CollectorMetrics
+    from collector.storage import store_companions
+    from collector.storage.sqlite.checkpoint import WalCheckpointer
+
+    metrics = CollectorMetrics(CollectorRegistry())
+    store = open_store(Settings(db=tmp_path / "spans.db"))
+    try:
+        companions = store_companions(tmp_path / "spans.db", store, metrics)
+        assert [(type(each), each.path) for each in companions] == [(WalCheckpointer, tmp_path / "spans.db")]  # type: ignore[attr-defined]
+        assert store_companions("postgresql://nowhere.invalid/db", store, metrics) == []
+    finally:
+        store.close()

@@ -31,6 +31,10 @@ log = logging.getLogger(__name__)
 
 INTERVAL = 1.0  # seconds between two rounds
 JOB_NAME = "checkpoint"  # its label in the maintenance metrics
+# Passes a round makes at most while the writer commits frames behind it: the writer starts the WAL over only
+# when, at the start of its transaction, every frame is in the database file; the frames a pass leaves are those
+# of a batch or two, which the next pass copies in a few milliseconds.
+CATCH_UP_PASSES = 3
 
 
 class WalCheckpointer:
@@ -84,7 +88,10 @@ class WalCheckpointer:
         started = time.perf_counter()
         frames: tuple[int, int] | None = None
         try:
-            frames = connection.wal_checkpoint(mode=apsw.SQLITE_CHECKPOINT_PASSIVE)
+            for _ in range(CATCH_UP_PASSES):
+                frames = connection.wal_checkpoint(mode=apsw.SQLITE_CHECKPOINT_PASSIVE)
+                if frames[1] >= frames[0]:
+                    break
         except (apsw.BusyError, apsw.FullError):
             pass
         except Exception as error:  # counted and logged; the next round tries again

@@ -6,8 +6,11 @@ from pathlib import Path
 
 import apsw
 
+from collector.component import Component
 from collector.config import QuerySettings, Settings
+from collector.observability.metrics import CollectorMetrics
 from collector.storage.errors import StoreUnopenable
+from collector.storage.sqlite.checkpoint import WalCheckpointer
 from collector.storage.sqlite.read import SqliteTraceReader
 from collector.storage.sqlite.writer import SpanWriter
 
@@ -26,6 +29,11 @@ def open_store(location: str, settings: Settings) -> SpanWriter:
         raise StoreUnopenable(
             f"cannot open the database {path} for writing: {error}", kind=type(error).__name__
         ) from None
+
+
+def companions(store: SpanWriter, metrics: CollectorMetrics) -> list[Component]:
+    """The routine WAL checkpoint, on a connection and a thread of its own (``checkpoint.WalCheckpointer``)."""
+    return [WalCheckpointer(store.path, metrics)]
 
 
 def open_reader(location: str, query: QuerySettings) -> SqliteTraceReader:
