@@ -78,9 +78,9 @@ class WalCheckpointer:
             self.checkpoint()
 
     def checkpoint(self) -> tuple[int, int] | None:
-        """One passive checkpoint: the WAL's frames and how many of them are in the database file now, or None
-        when it did not run (another checkpoint was running, the disk is full: retention's business, or it
-        failed)."""
+        """One round of passive checkpoints (``CATCH_UP_PASSES`` at most): the WAL's frames and how many of them
+        are in the database file after the last pass, or None when none ran (another checkpoint was running, the
+        disk is full: retention's business, or it failed)."""
         connection = self._connection
         if connection is None:
             return None
