@@ -98,14 +98,18 @@ class Session:
             + ("" if self.args.endpoint.rstrip("/").endswith("/v1/traces") else "/v1/traces")
         ]
 
-    def measure(self, protocol: str, phase: str, templates: list[Template], **options: Any) -> Run:
+    def measure(
+        self, protocol: str, phase: str, templates: list[Template], *, warmup: float | None = None, **options: Any
+    ) -> Run:
+        """One window; ``warmup`` in place of ``--warmup``."""
+        args = self.args if warmup is None else argparse.Namespace(**{**vars(self.args), "warmup": warmup})
         # The yardstick right before and right after the window: on a shared machine the load moves within
         # seconds, and the mean of the two follows the window's conditions better than either alone.
         yardstick = self.reference_bodies is not None and self.args.reference_seconds > 0
         references = [self.reference()] if yardstick else []
         database_cpu = self.server.cpu_seconds if self.server else None
         run = measure(
-            protocol, phase, templates, self.target(protocol), self.pid, self.args, database_cpu=database_cpu, **options
+            protocol, phase, templates, self.target(protocol), self.pid, args, database_cpu=database_cpu, **options
         )
         if self.daemon is not None:
             run.ingest_workers = self.daemon.ingest_workers
@@ -326,9 +330,23 @@ class Bench:
         }
 
     def mode_rate(self, protocol: str) -> None:
+        """The latency at half the maximum (or ``--rate``) in steady state: the maximum measured on a collector of its
+        own, whose traces, sent at twice the rate, would otherwise settle inside the window; then, on a fresh one,
+        ``--rate-warmup`` seconds at the rate before the window, past ``snapshots.settle_after`` (10 s), so that the
+        traces the window sends settle in it as they do at any time in a collector running at that rate."""
+        rate = self.args.rate
+        if not rate:
+            with self.session(self.fresh_db(f"calibrate-{protocol}")) as session:
+                rate = self.max_rate(session, protocol) / 2
         with self.session(self.fresh_db(f"rate-{protocol}")) as session:
-            rate = self.args.rate or self.max_rate(session, protocol) / 2
-            session.measure(protocol, "rate", self.templates(protocol), clients=self.args.clients, rate_spans=rate)
+            session.measure(
+                protocol,
+                "rate",
+                self.templates(protocol),
+                warmup=max(self.args.warmup, self.args.rate_warmup),
+                clients=self.args.clients,
+                rate_spans=rate,
+            )
 
     def mode_overload(self, protocol: str) -> None:
         with self.session(self.fresh_db(f"overload-{protocol}")) as session:
@@ -511,6 +529,13 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     )
     parser.add_argument("-d", "--duration", type=float, default=10.0, help="seconds measured per run (default 10)")
     parser.add_argument("--warmup", type=float, default=1.0, help="seconds sent before the measured window (default 1)")
+    parser.add_argument(
+        "--rate-warmup",
+        type=float,
+        default=12.0,
+        help="rate: seconds sent at the rate before the window (default 12: past settle_after, 10 s, so that "
+        "settling is in its steady state in the window)",
+    )
     parser.add_argument("-c", "--clients", type=int, default=8, help="concurrent clients (default 8)")
     parser.add_argument("-n", "--spans-per-request", type=int, default=100, help="spans per request (default 100)")
     parser.add_argument(

@@ -169,6 +169,21 @@ def test_settle_latency_bench_quick_runs_both_modes_and_settles() -> None:
         assert figures["spans/s"] > 0 and figures["p99 ms"] > 0 and figures["settled traces"] > 0
 
 
+def test_bench_rate_mode_measures_half_the_maximum_on_a_fresh_collector_after_its_warmup(tmp_path: Path) -> None:
+    """p99 at half the maximum in steady state: the maximum calibrated on a collector of its own, then the rate on a
+    fresh one, the window after ``--rate-warmup`` (the calibration's traces never settle inside the window)."""
+    report = run_bench(
+        "ingest.py", "rate", "-d", "1", "--rate-warmup", "0.5", *SMALL_LOAD, tmp_path=tmp_path, timeout=120
+    )
+    calibrate, rate = report["runs"]
+    assert (calibrate["phase"], rate["phase"]) == ("calibrate", "rate")
+    assert rate["offered_spans_per_s"] == calibrate["spans_per_s"] / 2
+    # a fresh database: what the rate run sent at half the rate for 1.5 s (warm-up included), none of the
+    # calibration's 1.3 s at the maximum (on the calibration's collector it held both)
+    assert 0 < rate["acknowledged_spans"] <= rate["stored_spans"] < calibrate["stored_spans"], (calibrate, rate)
+    assert all(run["stored_check"] == "ok" for run in report["runs"])
+
+
 def test_bench_retention_and_resource_modes_report_their_figures(tmp_path: Path) -> None:
     """The storage figures of issue 10: ingest with retention deleting (stored + deleted = acknowledged),
     bytes per span, and the growth a large shared resource causes."""
