@@ -205,14 +205,14 @@ def remove_spans(connection: apsw.Connection, spans: Rows) -> None:
 def add_traces(connection: apsw.Connection, traces: Rows) -> None:
     """Add what ``traces`` observe (``_trace_observations``): a row per trace read with its bin, the traces of the
     same service, models, agents and minute counted together, each such group expanded to its series once, and
-    each histogram row written once (``_add_minutes``). What SQL would add, for less of the writer's CPU per
+    each histogram row written once (``add_minutes``). What SQL would add, for less of the writer's CPU per
     settled trace (docs/performance.md)."""
-    add_trace_minutes(connection, trace_minutes(observe_traces(connection, traces).values()))
+    add_minutes(connection, trace_minutes(observe_traces(connection, traces).values()))
 
 
 # A trace as the histograms count it: service, models and agents (JSON arrays), minute, bin (``_TRACES_OBSERVED``).
 TraceObserved = tuple[Any, ...]
-# Counted bins by (of, service, model, operation, agent, with_model, minute): what ``_add_minutes`` adds.
+# Counted bins by (of, service, model, operation, agent, with_model, minute): what ``add_minutes`` adds.
 Minutes = dict[tuple[Any, ...], dict[int, int]]
 
 
@@ -244,11 +244,6 @@ def trace_minutes(observed: Iterable[TraceObserved]) -> Minutes:
                 for index, count in bins.items():
                     found[index] = found.get(index, 0) + count
     return minutes
-
-
-def add_trace_minutes(connection: apsw.Connection, minutes: Minutes) -> None:
-    """Add the bins of ``trace_minutes`` to the histograms, each histogram row once."""
-    _add_minutes(connection, minutes)
 
 
 def _names(stored: str) -> list[Any]:
@@ -339,13 +334,18 @@ SELECT h.value ->> 0, h.value ->> 1, s.id, h.value ->> 8, jsonb(h.value -> 9), (
 Observed = tuple[Any, ...]  # a row of ``_OBSERVED``
 
 
+def _truncated(unix_ns: int, unit_ns: int) -> int:
+    """``unix_ns / unit * unit`` as SQL computes it on integers: the division truncates toward zero."""
+    return unix_ns // unit_ns * unit_ns if unix_ns >= 0 else -(-unix_ns // unit_ns * unit_ns)
+
+
 def span_observed(span: Span) -> Observed | None:
     """The row ``_OBSERVED`` reads of ``span`` once ``rows.span_rows`` has stored it (its ``duplicate_of`` NULL, as
     a new row's is), computed from the span: ``rows.span_rows`` counts a request's spans where it encodes their
     rows, and the writer adds these counts instead of reading a batch's rows back (``Pending.add``). None for a
     time to first chunk SQLite would store otherwise (not finite: decoding lets none through)."""
     start = span.start_time_unix_nano
-    minute = start // _MINUTE_NS * _MINUTE_NS if start >= 0 else -(-start // _MINUTE_NS * _MINUTE_NS)  # SQL's `/`
+    minute = _truncated(start, _MINUTE_NS)
     duration = bin_of((span.end_time_unix_nano - start) / 1e6)  # the row's duration_ns
     genai = span.genai
     if genai is None:
@@ -505,15 +505,15 @@ def _add_counts(connection: apsw.Connection, counts: Counter[Observed]) -> None:
                 if index is not None:
                     bins = minutes.setdefault((of, service, model, operation, agent, None, minute), {})
                     bins[index] = bins.get(index, 0) + count
-    _add_minutes(connection, minutes)
+    add_minutes(connection, minutes)
 
 
-def _add_minutes(connection: apsw.Connection, minutes: dict[tuple[Any, ...], dict[int, int]]) -> None:
+def add_minutes(connection: apsw.Connection, minutes: dict[tuple[Any, ...], dict[int, int]]) -> None:
     """Add counted bins by (of, service, model, operation, agent, with_model, minute) to the minute histograms and
     to the hour histograms, each histogram row once."""
     hours: dict[tuple[Any, ...], dict[int, int]] = {}
     for (*series, minute), bins in minutes.items():
-        hour = minute // _HOUR_NS * _HOUR_NS if minute >= 0 else -(-minute // _HOUR_NS * _HOUR_NS)
+        hour = _truncated(minute, _HOUR_NS)
         merged = hours.get((*series, hour))
         if merged is None:
             hours[(*series, hour)] = dict(bins)

@@ -126,5 +126,5 @@ def apply_settled(connection: apsw.Connection, plan: Plan) -> list[SettledTrace]
             observed = (each for trace_id, each in plan.observed.items() if trace_id in marked)
             minutes = latency.trace_minutes(observed)
         connection.executemany(SETTLING.upsert_snapshot, [(*row, plan.now_ns) for row in rows])
-        latency.add_trace_minutes(connection, minutes)
+        latency.add_minutes(connection, minutes)
     return settled
