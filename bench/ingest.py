@@ -300,6 +300,21 @@ class Bench:
             return self.args.max
         return session.measure(protocol, "calibrate", self.templates(protocol), clients=self.args.clients).spans_per_s
 
+    def steady_maximum(self, protocol: str) -> float:
+        """``--max`` if given, else the maximum in steady state: a ``calibrate`` run of ``max`` on a collector of its
+        own, the window after ``--steady-warmup`` seconds, so that traces settle in it as they do at any time."""
+        if self.args.max:
+            return self.args.max
+        with self.session(self.fresh_db(f"calibrate-{protocol}")) as session:
+            run = session.measure(
+                protocol, "calibrate", self.templates(protocol), warmup=self.steady_warmup, clients=self.args.clients
+            )
+        return run.spans_per_s
+
+    @property
+    def steady_warmup(self) -> float:
+        return max(self.args.warmup, self.args.steady_warmup)
+
     def mode_max(self, protocol: str) -> None:
         with self.session(self.fresh_db(f"max-{protocol}"), replicas=self.args.replicas) as session:
             session.measure(protocol, "max", self.templates(protocol), clients=self.args.clients)
@@ -332,7 +347,7 @@ class Bench:
     def mode_rate(self, protocol: str) -> None:
         """The latency at half the maximum (or ``--rate``) in steady state: the maximum measured on a collector of its
         own, whose traces, sent at twice the rate, would otherwise settle inside the window; then, on a fresh one,
-        ``--rate-warmup`` seconds at the rate before the window, past ``snapshots.settle_after`` (10 s), so that the
+        ``--steady-warmup`` seconds at the rate before the window, past ``snapshots.settle_after`` (10 s), so that the
         traces the window sends settle in it as they do at any time in a collector running at that rate."""
         rate = self.args.rate
         if not rate:
@@ -343,17 +358,26 @@ class Bench:
                 protocol,
                 "rate",
                 self.templates(protocol),
-                warmup=max(self.args.warmup, self.args.rate_warmup),
+                warmup=self.steady_warmup,
                 clients=self.args.clients,
                 rate_spans=rate,
             )
 
     def mode_overload(self, protocol: str) -> None:
+        """Twice the maximum against the maximum, both in steady state (``steady_maximum``): the overload on a fresh
+        collector, the window after ``--steady-warmup`` seconds of it. On the collector just calibrated, the
+        calibration's traces settled inside the window, and a maximum without settling was set against an overload
+        with twice its share of it."""
+        maximum = self.steady_maximum(protocol)
+        rate = self.args.rate or 2 * maximum
         with self.session(self.fresh_db(f"overload-{protocol}")) as session:
-            maximum = self.max_rate(session, protocol)
-            rate = self.args.rate or 2 * maximum
             run = session.measure(
-                protocol, "overload", self.templates(protocol), clients=self.args.overload_clients, rate_spans=rate
+                protocol,
+                "overload",
+                self.templates(protocol),
+                warmup=self.steady_warmup,
+                clients=self.args.overload_clients,
+                rate_spans=rate,
             )
             ratio = run.spans_per_s / maximum if maximum else 0
             run.notes.append(
@@ -530,11 +554,13 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("-d", "--duration", type=float, default=10.0, help="seconds measured per run (default 10)")
     parser.add_argument("--warmup", type=float, default=1.0, help="seconds sent before the measured window (default 1)")
     parser.add_argument(
+        "--steady-warmup",
         "--rate-warmup",
+        dest="steady_warmup",
         type=float,
         default=12.0,
-        help="rate: seconds sent at the rate before the window (default 12: past settle_after, 10 s, so that "
-        "settling is in its steady state in the window)",
+        help="rate, and overload and its calibration: seconds sent before the window (default 12: past "
+        "settle_after, 10 s, so that settling is in its steady state in the window)",
     )
     parser.add_argument("-c", "--clients", type=int, default=8, help="concurrent clients (default 8)")
     parser.add_argument("-n", "--spans-per-request", type=int, default=100, help="spans per request (default 100)")

@@ -184,6 +184,31 @@ def test_bench_rate_mode_measures_half_the_maximum_on_a_fresh_collector_after_it
     assert all(run["stored_check"] == "ok" for run in report["runs"])
 
 
+def test_bench_overload_mode_sets_twice_a_steady_maximum_against_it_on_collectors_of_their_own(tmp_path: Path) -> None:
+    """Overload's maximum is calibrated on a collector of its own and the overload runs on a fresh one, each window
+    after ``--steady-warmup``: on one collector the calibration's traces settled inside the overload's window."""
+    report = run_bench(
+        "ingest.py",
+        "overload",
+        "-d",
+        "1",
+        "--steady-warmup",
+        "0.5",
+        "--overload-clients",
+        "8",
+        *SMALL_LOAD,
+        tmp_path=tmp_path,
+        timeout=120,
+    )
+    calibrate, overload = report["runs"]
+    assert (calibrate["phase"], overload["phase"]) == ("calibrate", "overload")
+    assert overload["offered_spans_per_s"] == 2 * calibrate["spans_per_s"]
+    assert report["overload"]["http-protobuf"]["max_spans_per_s"] == calibrate["spans_per_s"]
+    # each database holds its own run's spans alone (one collector for both held the two runs' spans)
+    for run in (calibrate, overload):
+        assert run["stored_check"] == "ok" and 0 < run["acknowledged_spans"] == run["stored_spans"], run
+
+
 def test_bench_retention_and_resource_modes_report_their_figures(tmp_path: Path) -> None:
     """The storage figures of issue 10: ingest with retention deleting (stored + deleted = acknowledged),
     bytes per span, and the growth a large shared resource causes."""
