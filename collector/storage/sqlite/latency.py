@@ -317,18 +317,18 @@ ANY_PENDING = "SELECT 1 FROM latency_pending LIMIT 1"
 _ADD_PENDING = "INSERT INTO latency_pending (first_rowid, last_rowid, writer) VALUES (?, ?, ?)"
 _EXTEND_PENDING = "UPDATE latency_pending SET last_rowid = ? WHERE first_rowid = ? AND writer = ?"
 _TAKE_PENDING = "DELETE FROM latency_pending WHERE writer = ? RETURNING first_rowid, last_rowid"
-# The histogram rows of a flush or a settling, ``[[resolution_s, start, of, service, model, operation, agent,
-# with_model, count, {"<bin>": count}], ...]``, and their series.
-_COUNTED_KEY = _key(*(f"h.value ->> {index}" for index in range(2, 8)))
-# Their series, from ``[[of, service, model, operation, agent, with_model], ...]``: a document of the distinct
-# series alone, not the rows with all their bins parsed a second time. The key is built as ``_COUNTED_KEY`` is.
+# The series of a flush's or a settling's histogram rows, from ``[[of, service, model, operation, agent, with_model],
+# ...]``: stored if new, then their ids by index in that document.
 _SERIES_KEY = _key(*(f"h.value ->> {index}" for index in range(6)))
 _ADD_COUNTED_SERIES = _ADD_KEYS.format(keys=f"SELECT DISTINCT {_SERIES_KEY} AS key FROM json_each(:series) h")
+_COUNTED_SERIES_IDS = f"SELECT h.key, s.id FROM json_each(:series) h JOIN latency_series s ON s.key = {_SERIES_KEY}"
+# A histogram row of a flush or a settling: (resolution_s, start, series id, count, bins as JSON ``{"<bin>": count}``),
+# bound row by row (``executemany``): read out of one JSON document of all the rows and joined to their series by
+# key, they cost the writer about as much again as the merge itself (docs/performance.md).
 _ADD_COUNTED = (
     """INSERT INTO latency_histograms (resolution_s, start_unix_nano, series_id, count, bins, changed)
-SELECT h.value ->> 0, h.value ->> 1, s.id, h.value ->> 8, jsonb(h.value -> 9), (SELECT tick + 1 FROM latency_clock)
-"""
-    f"FROM json_each(:rows) h JOIN latency_series s ON s.key = {_COUNTED_KEY} WHERE true" + _MERGE
+VALUES (?, ?, ?, ?, jsonb(?), (SELECT tick + 1 FROM latency_clock))"""
+    + _MERGE
 )
 
 Observed = tuple[Any, ...]  # a row of ``_OBSERVED``
@@ -511,6 +511,8 @@ def _add_counts(connection: apsw.Connection, counts: Counter[Observed]) -> None:
 def add_minutes(connection: apsw.Connection, minutes: dict[tuple[Any, ...], dict[int, int]]) -> None:
     """Add counted bins by (of, service, model, operation, agent, with_model, minute) to the minute histograms and
     to the hour histograms, each histogram row once."""
+    if not minutes:
+        return
     hours: dict[tuple[Any, ...], dict[int, int]] = {}
     for (*series, minute), bins in minutes.items():
         hour = _truncated(minute, _HOUR_NS)
@@ -520,17 +522,25 @@ def add_minutes(connection: apsw.Connection, minutes: dict[tuple[Any, ...], dict
         else:
             for index, count in bins.items():
                 merged[index] = merged.get(index, 0) + count
-    rows = [
-        [resolution_s, start, *series, sum(bins.values()), bins]
-        for resolution_s, histograms in ((60, minutes), (3600, hours))
-        for (*series, start), bins in histograms.items()
-    ]
-    if rows:
-        distinct = orjson.dumps(list({key[:-1] for key in minutes})).decode()
-        connection.execute(_ADD_COUNTED_SERIES, {"series": distinct})
-        document = orjson.dumps(rows, option=orjson.OPT_NON_STR_KEYS).decode()
-        connection.execute(_ADD_COUNTED, {"rows": document})
-        connection.execute(_TICK)
+    series = list({key[:-1] for key in minutes})
+    distinct = orjson.dumps(series).decode()
+    connection.execute(_ADD_COUNTED_SERIES, {"series": distinct})
+    found = connection.execute(_COUNTED_SERIES_IDS, {"series": distinct})
+    ids = {series[index]: series_id for index, series_id in found}
+    connection.executemany(
+        _ADD_COUNTED,
+        [
+            (resolution_s, key[-1], ids[key[:-1]], sum(bins.values()), _bins_json(bins))
+            for resolution_s, histograms in ((60, minutes), (3600, hours))
+            for key, bins in histograms.items()
+        ],
+    )
+    connection.execute(_TICK)
+
+
+def _bins_json(bins: dict[int, int]) -> str:
+    """``{"<bin>": count}``, as text: ``jsonb(?)`` reads a BLOB as JSONB already."""
+    return orjson.dumps(bins, option=orjson.OPT_NON_STR_KEYS).decode()
 
 
 _TABLES = """
