@@ -523,9 +523,11 @@ def add_minutes(connection: apsw.Connection, minutes: dict[tuple[Any, ...], dict
             for index, count in bins.items():
                 merged[index] = merged.get(index, 0) + count
     series = list({key[:-1] for key in minutes})
-    distinct = orjson.dumps(series).decode()
-    connection.execute(_ADD_COUNTED_SERIES, {"series": distinct})
-    found = connection.execute(_COUNTED_SERIES_IDS, {"series": distinct})
+    distinct = {"series": orjson.dumps(series).decode()}
+    found = connection.execute(_COUNTED_SERIES_IDS, distinct).fetchall()
+    if len(found) < len(series):  # some are new (a statement fewer when none is, as once the series are known)
+        connection.execute(_ADD_COUNTED_SERIES, distinct)
+        found = connection.execute(_COUNTED_SERIES_IDS, distinct).fetchall()
     ids = {series[index]: series_id for index, series_id in found}
     connection.executemany(
         _ADD_COUNTED,

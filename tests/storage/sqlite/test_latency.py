@@ -442,26 +442,38 @@ def test_the_histograms_counted_ahead_equal_those_rebuilt_with_and_without_dupli
 
 def test_added_minutes_are_merged_into_the_stored_histograms_bin_by_bin(tmp_path: Path) -> None:
     """``add_minutes`` (a flush, a settling) adds to a stored row's bins those it brings, in place, appends the new
-    ones after them and removes a bin that falls to 0, in the minute and in its hour; the rows it changes get the
-    clock's next tick, those it does not keep theirs."""
+    ones after them and removes a bin that falls to 0, in the minute and in its hour, beside rows of series new and
+    known; the rows it changes get the clock's next tick, those it does not keep theirs."""
     connection = SpanWriter(tmp_path / "merge.db").connection
-    minute = 7 * HOUR_NS + 5 * MINUTE_NS
-    span, llm = ("span", "svc", None, None, None, None), ("llm", "svc", "m", "chat", None, None)
-    span_key, llm_key = (json.dumps(list(series), separators=(",", ":")) for series in (span, llm))
+    hour = 7 * HOUR_NS
+    minute = hour + 5 * MINUTE_NS
+    span, llm, ttft = (
+        ("span", "svc", None, None, None, None),
+        ("llm", "svc", "m", "chat", None, None),
+        ("ttft", "svc", "m", "chat", None, None),
+    )
+    span_key, llm_key, ttft_key = (json.dumps(list(series), separators=(",", ":")) for series in (span, llm, ttft))
     latency.add_minutes(connection, {(*span, minute): {3: 2, 7: 1}, (*llm, minute + MINUTE_NS): {-4: 1}})
-    latency.add_minutes(connection, {(*span, minute): {7: 2, 11: 1, 3: -2}, (*span, minute + MINUTE_NS): {5: 1}})
+    ((first,),) = connection.execute("SELECT tick FROM latency_clock")
+    again = {(*span, minute): {7: 2, 11: 1, 3: -2}, (*span, minute + MINUTE_NS): {5: 1}, (*ttft, minute): {2: 1}}
+    latency.add_minutes(connection, again)
+    ((second,),) = connection.execute("SELECT tick FROM latency_clock")
     kept = histograms(connection)
     assert {key: (count, list(bins.items())) for key, (count, bins) in kept.items()} == {
         (60, minute, span_key): (4, [("7", 3), ("11", 1)]),
         (60, minute + MINUTE_NS, span_key): (1, [("5", 1)]),
         (60, minute + MINUTE_NS, llm_key): (1, [("-4", 1)]),
-        (3600, 7 * HOUR_NS, span_key): (5, [("7", 3), ("11", 1), ("5", 1)]),
-        (3600, 7 * HOUR_NS, llm_key): (1, [("-4", 1)]),
+        (60, minute, ttft_key): (1, [("2", 1)]),
+        (3600, hour, span_key): (5, [("7", 3), ("11", 1), ("5", 1)]),
+        (3600, hour, llm_key): (1, [("-4", 1)]),
+        (3600, hour, ttft_key): (1, [("2", 1)]),
     }
     changed = connection.execute(
         "SELECT s.key, h.resolution_s, h.changed FROM latency_histograms h JOIN latency_series s ON s.id = h.series_id"
     ).fetchall()
-    ((tick,),) = connection.execute("SELECT tick FROM latency_clock")
-    first, second = tick - 1, tick
-    expected = [(llm_key, 60, first), (llm_key, 3600, first), (span_key, 60, second), (span_key, 60, second)]
-    assert sorted(changed) == sorted([*expected, (span_key, 3600, second)])
+    assert second == first + 1
+    assert sorted(changed) == sorted(
+        [(key, 60, second) for key in (span_key, span_key, ttft_key)]
+        + [(key, 3600, second) for key in (span_key, ttft_key)]
+        + [(llm_key, resolution, first) for resolution in (60, 3600)]
+    )
