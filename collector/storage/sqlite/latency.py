@@ -528,7 +528,7 @@ def add_minutes(connection: apsw.Connection, minutes: dict[tuple[Any, ...], dict
     if len(found) < len(series):  # some are new (a statement fewer when none is, as once the series are known)
         connection.execute(_ADD_COUNTED_SERIES, distinct)
         found = connection.execute(_COUNTED_SERIES_IDS, distinct).fetchall()
-    ids = {series[index]: series_id for index, series_id in found}
+    ids = {series[index]: series_id for index, series_id in cast("list[tuple[int, int]]", found)}
     connection.executemany(
         _ADD_COUNTED,
         [
