@@ -324,7 +324,7 @@ _ADD_COUNTED_SERIES = _ADD_KEYS.format(keys=f"SELECT DISTINCT {_SERIES_KEY} AS k
 _COUNTED_SERIES_IDS = f"SELECT h.key, s.id FROM json_each(:series) h JOIN latency_series s ON s.key = {_SERIES_KEY}"
 # A histogram row of a flush or a settling: (resolution_s, start, series id, count, bins as JSON ``{"<bin>": count}``),
 # bound row by row (``executemany``): read out of one JSON document of all the rows and joined to their series by
-# key, they cost the writer about as much again as the merge itself (docs/performance.md).
+# key, they cost the writer nearly as much as the merge itself (docs/performance.md).
 _ADD_COUNTED = (
     """INSERT INTO latency_histograms (resolution_s, start_unix_nano, series_id, count, bins, changed)
 VALUES (?, ?, ?, ?, jsonb(?), (SELECT tick + 1 FROM latency_clock))"""
