@@ -16,11 +16,21 @@ process over the same writes (the writer's, and any thread a change adds beside 
 elapsed time (fsync waits included, and whatever the load takes), ``written`` the bytes the process handed to
 ``write`` (the WAL, checkpoints, temporary files), per span.
 Indexes cost more on a big table: run it on a copy of a database that holds many spans.
+
+``--checkpointer`` runs the daemon's WAL checkpointer (``checkpoint.WalCheckpointer``) beside the writer, as the
+service does: ``hook`` (the daemon's: it takes over the writer's automatic checkpoint through a WAL hook on the write
+connection), ``rounds`` (a round once a second only, the writer checkpointing itself at ``wal_autocheckpoint``, as
+before 2026-11-30's WAL-restart change) or ``off``. Without one, SQLite's automatic checkpoint on the writer copies
+every frame. ``checkpoint (wall)`` is the writer thread's wall time in its WAL hook per span: its own checkpoints,
+or its wait for the round that lets it start the WAL over (``rounds`` times a hook doing what SQLite's does);
+``own checkpoints`` counts the checkpoints the writer ran itself, ``wal frames (max)`` the WAL's high-water mark.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
 import json
 import os
 import sys
@@ -35,13 +45,17 @@ if str(Path(__file__).resolve().parent.parent) not in sys.path:  # run by its pa
     sys.path.append(str(Path(__file__).resolve().parent.parent))
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from prometheus_client import CollectorRegistry
 
 from bench.traces import build_templates, nonce_for
+from collector.component import Deadline
 from collector.config import Settings
 from collector.genai.transform import Transform
 from collector.model import Records
+from collector.observability.metrics import CollectorMetrics
 from collector.otlp import decode_spans, parse_protobuf
 from collector.storage.sqlite import latency, writer
+from collector.storage.sqlite.checkpoint import WalCheckpointer
 
 # (module, function name, stage): each is timed where the writer calls it.
 STAGES = (
@@ -103,7 +117,55 @@ def written_bytes() -> int:
         return 0
 
 
-def run(db: Path, batches: list[list[Records]], flush_every: int) -> dict[str, float]:
+class WalHookClock:
+    """The writer thread's wall time in its WAL hook, its own checkpoints and the WAL's high-water mark."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self.own = 0
+        self.frames = 0
+
+    def wrap(self, hook: Callable[[Any, str, int], int]) -> Callable[[Any, str, int], int]:
+        def timed_hook(connection: Any, name: str, frames: int) -> int:
+            started = time.perf_counter()
+            try:
+                return hook(connection, name, frames)
+            finally:
+                self.seconds += time.perf_counter() - started
+                self.frames = max(self.frames, frames)
+
+        return timed_hook
+
+    def sqlite_default(self, backstop: int) -> Callable[[Any, str, int], int]:
+        """What SQLite's own hook does at ``wal_autocheckpoint``, counted."""
+
+        def checkpoint(connection: Any, name: str, frames: int) -> int:
+            if frames >= backstop:
+                self.own += 1
+                with contextlib.suppress(Exception):  # BusyError: a round is running; SQLite ignores it too
+                    connection.wal_checkpoint()
+            return 0
+
+        return checkpoint
+
+
+def start_checkpointer(store: writer.SpanWriter, mode: str, clock: WalHookClock) -> WalCheckpointer | None:
+    if mode == "off":
+        return None
+    checkpointer = WalCheckpointer(
+        store.path, CollectorMetrics(CollectorRegistry()), writer=store.connection if mode == "hook" else None
+    )
+    asyncio.run(checkpointer.start())
+    if mode == "hook":
+        store.connection.setwalhook(clock.wrap(checkpointer._committed))
+    return checkpointer
+
+
+async def stop(checkpointer: WalCheckpointer) -> None:
+    await checkpointer.stop(Deadline.after(10))
+
+
+def run(db: Path, batches: list[list[Records]], flush_every: int, mode: str = "off") -> dict[str, float]:
     """CPU µs per span of each stage, and of the whole write."""
     clock: dict[str, float] = defaultdict(float)
     originals = []
@@ -113,6 +175,10 @@ def run(db: Path, batches: list[list[Records]], flush_every: int) -> dict[str, f
         originals.append((module, name, getattr(module, name)))
         setattr(module, name, timed(clock, stage, getattr(module, name)))
     store = writer.SpanWriter(db)
+    hooks = WalHookClock()
+    if mode != "hook":
+        store.connection.setwalhook(hooks.wrap(hooks.sqlite_default(store.connection.pragma("wal_autocheckpoint"))))
+    checkpointer = start_checkpointer(store, mode, hooks)
     try:
         store.write(batches[0])  # warm the page cache and the statement cache, as a running collector is
         spans = 0
@@ -129,6 +195,8 @@ def run(db: Path, batches: list[list[Records]], flush_every: int) -> dict[str, f
         wall = time.perf_counter() - wall_started
         written = written_bytes() - written_before
     finally:
+        if checkpointer is not None:
+            asyncio.run(stop(checkpointer))
         store.close()
         for module, name, function in originals:
             setattr(module, name, function)
@@ -140,6 +208,9 @@ def run(db: Path, batches: list[list[Records]], flush_every: int) -> dict[str, f
     figures["process"] = process / spans * 1e6  # every thread: work moved off the writer still counts here
     figures["wall"] = wall / spans * 1e6
     figures["written (bytes)"] = written / spans
+    figures["checkpoint (wall)"] = hooks.seconds / spans * 1e6
+    figures["own checkpoints"] = hooks.own + (checkpointer.writer_checkpoints if checkpointer is not None else 0)
+    figures["wal frames (max)"] = hooks.frames
     return {stage: round(value, 1) for stage, value in figures.items()}
 
 
@@ -165,22 +236,31 @@ def main() -> None:
         help="batches between two flushes of the latency histograms' counts (12 of 400 spans: a second at the "
         "~5,000 spans/s the writer keeps up with)",
     )
+    parser.add_argument(
+        "--checkpointer",
+        default="hook",
+        help="comma-separated modes run alternately each repeat: hook (the daemon's), rounds (once a second "
+        "only, the writer checkpointing itself at wal_autocheckpoint: before the WAL-restart change) or off",
+    )
     args = parser.parse_args()
     if args.quick:
         args.batches, args.repeats = 5, 1
     with tempfile.TemporaryDirectory() as scratch:
         db = args.db or Path(scratch) / "writer.db"
-        runs = []
+        modes = args.checkpointer.split(",")
+        runs: dict[str, list[dict[str, float]]] = {mode: [] for mode in modes}
         for repeat in range(args.repeats):
-            batches = prepared_batches(
-                args.batches, args.requests_per_batch, args.spans_per_request, os.getpid() + repeat
-            )
-            runs.append(run(db, batches, args.flush_every))
+            for index, mode in enumerate(modes):
+                salt = os.getpid() + repeat * len(modes) + index  # fresh trace ids: no run rewrites another's
+                batches = prepared_batches(args.batches, args.requests_per_batch, args.spans_per_request, salt)
+                runs[mode].append(run(db, batches, args.flush_every, mode))
     batch_spans = args.requests_per_batch * args.spans_per_request
-    report_best(
-        runs,
-        f"µs of writer-thread CPU per span (best of {len(runs)}; {batch_spans} spans a batch; wall and written too)",
-    )
+    for mode, each in runs.items():
+        report_best(
+            each,
+            f"checkpointer {mode}: µs of writer-thread CPU per span (best of {len(each)}; {batch_spans} spans a "
+            "batch; wall and written too)",
+        )
 
 
 def report_best(runs: list[dict[str, float]], heading: str) -> None:

@@ -7,14 +7,27 @@ runs. Run between two batches on the writer thread (retention's step did it), it
 for its whole length, 5-100 ms a round at half the maximum ingest (docs/performance.md, "Retention's checkpoint
 off the writer thread").
 
+Given the write connection (``writer``), it also takes over SQLite's automatic checkpoint, which the writer ran
+inside its COMMIT once the WAL held half its bound (``connection.bound_wal``): copying up to a second of frames and
+syncing the database file, 40-50 ms about once a second at the maximum ingest. SQLite starts the WAL over only
+when a write transaction begins while every frame is in the database file, and a writer that commits back to back
+almost never begins at such a moment, so the WAL grew to that mark whatever the routine rounds copied. A WAL hook
+on the write connection (``_committed``, called after each commit, on the writer's thread) replaces SQLite's: every
+``step`` frames it wakes this thread for a round (so the frames reach the database file a batch or two after their
+commit), and once the WAL holds ``restart_frames`` it waits for a round that starts after that commit: nothing is
+committed meanwhile, so the round copies every frame (the few since the last round), and the writer's next
+transaction starts the WAL over. The writer checkpoints itself only at the old mark (``wal_autocheckpoint``, the
+backstop), as SQLite did: when this thread did not answer in ``RESTART_WAIT`` or a reader's snapshot kept frames
+in the WAL.
+
 The checkpoints that must happen at a given point stay with retention, on the write connection (the size bound's,
-the vacuum's, the full disk's), and so does SQLite's automatic checkpoint at half the WAL's bound
-(``connection.bound_wal``), for a WAL that grows faster than a round empties it.
+the vacuum's, the full disk's).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 import time
@@ -35,6 +48,10 @@ JOB_NAME = "checkpoint"  # its label in the maintenance metrics
 # when, at the start of its transaction, every frame is in the database file; the frames a pass leaves are those
 # of a batch or two, which the next pass copies in a few milliseconds.
 CATCH_UP_PASSES = 3
+# Rounds the writer's commits ask for between two restarts of the WAL: the more, the fewer frames the round that
+# starts it over copies while the writer waits, and the more often pages every batch changes are copied and synced.
+ROUNDS_PER_RESTART = 8
+RESTART_WAIT = 1.0  # seconds the writer waits for the round that lets it start the WAL over, before it checkpoints
 
 
 class WalCheckpointer:
@@ -45,13 +62,36 @@ class WalCheckpointer:
 
     name = "wal-checkpoint"
 
-    def __init__(self, path: Path, metrics: CollectorMetrics, *, interval: float = INTERVAL) -> None:
+    def __init__(
+        self,
+        path: Path,
+        metrics: CollectorMetrics,
+        *,
+        interval: float = INTERVAL,
+        writer: apsw.Connection | None = None,
+    ) -> None:
         self.path = path
         self.interval = interval
         self._metrics = metrics
         self._connection: apsw.Connection | None = None
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
+        self._writer = writer
+        # Given the writer, a round follows its commits a step behind: one pass is enough, and a round that the
+        # writer waits behind is shorter.
+        self._passes = CATCH_UP_PASSES if writer is None else 1
+        # What the writer's automatic checkpoint was set to: the backstop, and the unit of the two marks below.
+        self.backstop_frames = 0 if writer is None else int(writer.pragma("wal_autocheckpoint"))
+        self.restart_frames = self.backstop_frames  # the WAL is started over from here on
+        self.step = max(1, self.backstop_frames // ROUNDS_PER_RESTART)  # frames between two rounds the commits ask for
+        self.writer_checkpoints = 0  # how often the writer checkpointed itself (the backstop)
+        self._next_round = self.step
+        self._next_restart = self.restart_frames
+        self._frames = 0  # the WAL's frames at the writer's last commit
+        self._rounds = threading.Condition()
+        self._asked = False  # the writer asks for a round
+        self._started = 0  # rounds begun
+        self._finished = 0  # rounds ended
 
     async def start(self) -> None:
         try:
@@ -61,9 +101,15 @@ class WalCheckpointer:
             raise StartupError(f"cannot open the database {self.path} for its WAL checkpoints: {error}") from None
         self._thread = threading.Thread(target=self._run, name="wal-checkpoint", daemon=True)
         self._thread.start()
+        if self._writer is not None:  # before the writer's thread starts: the service starts this component first
+            self._writer.setwalhook(self._committed)
 
     async def stop(self, deadline: Deadline) -> None:
         self._stopping.set()
+        with self._rounds:
+            self._rounds.notify_all()
+        if self._writer is not None and self._thread is not None:  # the writer's thread has stopped: SQLite's again
+            self._writer.pragma("wal_autocheckpoint", self.backstop_frames)
         thread, self._thread = self._thread, None
         if thread is not None:
             await asyncio.to_thread(thread.join, deadline.remaining())
@@ -74,13 +120,57 @@ class WalCheckpointer:
             connection.close()
 
     def _run(self) -> None:
-        while not self._stopping.wait(self.interval):
+        rounds = self._rounds
+        while True:
+            with rounds:
+                rounds.wait_for(lambda: self._asked or self._stopping.is_set(), self.interval)
+                if self._stopping.is_set():
+                    return
+                self._asked = False
+                self._started += 1
             self.checkpoint()
+            with rounds:
+                self._finished = self._started
+                rounds.notify_all()
+
+    def _committed(self, connection: apsw.Connection, name: str, frames: int) -> int:
+        """The write connection's WAL hook, on the writer's thread after each commit (no lock held):
+        ``frames`` is how many the WAL holds."""
+        if frames < self._frames:  # the WAL was started over
+            self._next_round, self._next_restart = self.step, self.restart_frames
+        committed, self._frames = frames - min(frames, self._frames), frames
+        if self._stopping.is_set():
+            if frames >= self.backstop_frames:
+                self._checkpoint_on_writer(connection)
+        elif frames >= self._next_restart:
+            # another try a step later, should a reader's snapshot keep this one from starting the WAL over
+            self._next_restart = self._next_round = frames + self.step
+            if not self._round_after(wait=RESTART_WAIT):
+                self._checkpoint_on_writer(connection)
+        elif frames >= self._next_round:
+            self._next_round = (frames // self.step + 1) * self.step
+            if frames + committed < self._next_restart:  # else the restart's round would wait behind this one
+                self._round_after(wait=0)
+        return apsw.SQLITE_OK
+
+    def _round_after(self, *, wait: float) -> bool:
+        """Ask for a round that begins after now, waiting up to ``wait`` seconds for it: whether it ended."""
+        with self._rounds:
+            wanted = self._started + 1
+            self._asked = True
+            self._rounds.notify_all()
+            return wait > 0 and self._rounds.wait_for(lambda: self._finished >= wanted or self._stopping.is_set(), wait)
+
+    def _checkpoint_on_writer(self, connection: apsw.Connection) -> None:
+        """What SQLite's own hook does at ``wal_autocheckpoint``, counted."""
+        self.writer_checkpoints += 1
+        with contextlib.suppress(apsw.BusyError, apsw.FullError):
+            connection.wal_checkpoint(mode=apsw.SQLITE_CHECKPOINT_PASSIVE)
 
     def checkpoint(self) -> tuple[int, int] | None:
-        """One round of passive checkpoints (``CATCH_UP_PASSES`` at most): the WAL's frames and how many of them
-        are in the database file after the last pass, or None when none ran (another checkpoint was running, the
-        disk is full: retention's business, or it failed)."""
+        """One round of passive checkpoints (``CATCH_UP_PASSES`` at most, one given the writer): the WAL's frames
+        and how many of them are in the database file after the last pass, or None when none ran (another checkpoint
+        was running, the disk is full: retention's business, or it failed)."""
         connection = self._connection
         if connection is None:
             return None
@@ -88,7 +178,7 @@ class WalCheckpointer:
         started = time.perf_counter()
         frames: tuple[int, int] | None = None
         try:
-            for _ in range(CATCH_UP_PASSES):
+            for _ in range(self._passes):
                 frames = connection.wal_checkpoint(mode=apsw.SQLITE_CHECKPOINT_PASSIVE)
                 if frames[1] >= frames[0]:
                     break

@@ -32,8 +32,9 @@ def open_store(location: str, settings: Settings) -> SpanWriter:
 
 
 def companions(store: SpanWriter, metrics: CollectorMetrics) -> list[Component]:
-    """The routine WAL checkpoint, on a connection and a thread of its own (``checkpoint.WalCheckpointer``)."""
-    return [WalCheckpointer(store.path, metrics)]
+    """The WAL's checkpoints, on a connection and a thread of its own (``checkpoint.WalCheckpointer``), the writer's
+    automatic one included."""
+    return [WalCheckpointer(store.path, metrics, writer=store.connection)]
 
 
 def open_reader(location: str, query: QuerySettings) -> SqliteTraceReader:

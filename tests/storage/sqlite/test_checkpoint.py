@@ -1,18 +1,25 @@
 """The routine WAL checkpoint on its own connection and thread: the WAL's pages reach the database file while
-the writer does nothing (no retention step, no batch), a failure is counted and the next round still comes, and
-stopping is clean."""
+the writer does nothing (no retention step, no batch); given the write connection, it takes the writer's automatic
+checkpoint over (the writer's thread writes only the WAL, and the WAL still starts over); a failure is counted and
+the next round still comes, and stopping is clean."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import threading
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import apsw
 from prometheus_client import CollectorRegistry, generate_latest
 
 from collector.component import Deadline
 from collector.observability.metrics import CollectorMetrics
 from collector.storage.sqlite.checkpoint import WalCheckpointer
+from collector.storage.sqlite.connection import bound_wal
 from collector.storage.sqlite.writer import SpanWriter
 from tests.helpers import metric_value, otlp_request, wait_until
 from tests.storage.sqlite.test_retention import spans_of
@@ -51,6 +58,69 @@ def test_the_wal_reaches_the_database_file_while_the_writer_does_nothing_else(tm
     writer.write([spans_of(otlp_request(2))])
     assert os.stat(f"{db}-wal").st_size == frames_before  # reused, not grown
     writer.close()
+
+
+class _ObservedFile(apsw.VFSFile):  # type: ignore[misc]
+    def __init__(self, writes: list[tuple[str, str, int]], name: Any, flags: list[int]) -> None:
+        self.file = os.path.basename(name.filename() if hasattr(name, "filename") else str(name))
+        self.writes = writes
+        super().__init__("unix", name, flags)
+
+    def xWrite(self, data: bytes, offset: int) -> None:
+        self.writes.append((self.file, threading.current_thread().name, offset))
+        super().xWrite(data, offset)
+
+
+class _ObservedVfs(apsw.VFS):  # type: ignore[misc]
+    """SQLite's own unix files, each write recorded: (file name, thread, offset)."""
+
+    def __init__(self) -> None:
+        self.writes: list[tuple[str, str, int]] = []
+        super().__init__("observed-writes", "unix", makedefault=True)
+
+    def xOpen(self, name: Any, flags: list[int]) -> _ObservedFile:
+        return _ObservedFile(self.writes, name, flags)
+
+
+@contextlib.contextmanager
+def _observed_writes() -> Iterator[list[tuple[str, str, int]]]:
+    """Every connection opened inside uses a VFS that records which thread writes where."""
+    vfs = _ObservedVfs()
+    try:
+        yield vfs.writes
+    finally:
+        vfs.unregister()  # the default is unix again
+
+
+def test_given_the_writer_it_takes_its_automatic_checkpoint_over_and_the_wal_still_starts_over(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "busy.db"
+    with _observed_writes() as writes:
+        writer = SpanWriter(db)
+        backstop = bound_wal(writer.connection, 1024 * 1024) // 2  # the automatic checkpoint at 128 frames
+        checkpointer = WalCheckpointer(db, CollectorMetrics(CollectorRegistry()), writer=writer.connection)
+        asyncio.run(checkpointer.start())
+        try:
+            batches = [[spans_of(otlp_request(50)) for _ in range(4)] for _ in range(30)]
+            del writes[:]
+            for batch in batches:  # back to back, ~100 frames each: the WAL passes the mark again and again
+                writer.write(batch)
+            written = list(writes)  # not the checkpoint of the writer's close
+        finally:
+            asyncio.run(_stop(checkpointer))
+        # SQLite's automatic checkpoint is the writer's again once the checkpointer has stopped
+        assert writer.connection.pragma("wal_autocheckpoint") == backstop
+        frame_bytes = 24 + writer.connection.pragma("page_size")
+        writer.close()
+    # the writer's thread wrote the WAL only: every page reached the database file from the checkpointer's
+    assert {thread for file, thread, _ in written if file == db.name} == {"wal-checkpoint"}
+    assert {thread for file, thread, _ in written if file == f"{db.name}-wal"} == {threading.current_thread().name}
+    # and the WAL started over (its header rewritten) many times, never holding much more than the mark
+    wal_offsets = [offset for file, _, offset in written if file == f"{db.name}-wal"]
+    assert wal_offsets.count(0) >= 5
+    assert max(wal_offsets) // frame_bytes < backstop + 200  # its last frame: the mark and a batch
+    assert checkpointer.writer_checkpoints == 0
 
 
 def test_a_failing_round_is_counted_and_the_next_one_still_comes(tmp_path: Path) -> None:
