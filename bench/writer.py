@@ -54,7 +54,7 @@ from collector.genai.transform import Transform
 from collector.model import Records
 from collector.observability.metrics import CollectorMetrics
 from collector.otlp import decode_spans, parse_protobuf
-from collector.storage.sqlite import latency, writer
+from collector.storage.sqlite import checkpoint, latency, writer
 from collector.storage.sqlite.checkpoint import WalCheckpointer
 
 # (module, function name, stage): each is timed where the writer calls it.
@@ -242,18 +242,26 @@ def main() -> None:
         help="comma-separated modes run alternately each repeat: hook (the daemon's), rounds (once a second "
         "only, the writer checkpointing itself at wal_autocheckpoint: before the WAL-restart change) or off",
     )
+    parser.add_argument(
+        "--early-round",
+        type=float,
+        default=checkpoint.EARLY_ROUND,
+        help="with the hook: how far before the WAL's restart (a share of its mark) the commits ask for a round",
+    )
     args = parser.parse_args()
+    checkpoint.EARLY_ROUND = args.early_round
     if args.quick:
         args.batches, args.repeats = 5, 1
     with tempfile.TemporaryDirectory() as scratch:
-        db = args.db or Path(scratch) / "writer.db"
         modes = args.checkpointer.split(",")
         runs: dict[str, list[dict[str, float]]] = {mode: [] for mode in modes}
         for repeat in range(args.repeats):
             for index, mode in enumerate(modes):
                 salt = os.getpid() + repeat * len(modes) + index  # fresh trace ids: no run rewrites another's
                 batches = prepared_batches(args.batches, args.requests_per_batch, args.spans_per_request, salt)
-                runs[mode].append(run(db, batches, args.flush_every, mode))
+                # without --db a fresh file each run: a file that earlier runs grew would favour the first mode
+                path = args.db or Path(scratch) / f"writer-{repeat}-{mode}.db"
+                runs[mode].append(run(path, batches, args.flush_every, mode))
     batch_spans = args.requests_per_batch * args.spans_per_request
     for mode, each in runs.items():
         report_best(

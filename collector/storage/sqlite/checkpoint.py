@@ -8,17 +8,18 @@ for its whole length, 5-100 ms a round at half the maximum ingest (docs/performa
 off the writer thread").
 
 Given the write connection (``writer``), it also takes over SQLite's automatic checkpoint, which the writer ran
-inside its COMMIT once the WAL held half its bound (``connection.bound_wal``): copying up to a second of frames and
-syncing the database file, 40-50 ms about once a second at the maximum ingest. SQLite starts the WAL over only
-when a write transaction begins while every frame is in the database file, and a writer that commits back to back
-almost never begins at such a moment, so the WAL grew to that mark whatever the routine rounds copied. A WAL hook
-on the write connection (``_committed``, called after each commit, on the writer's thread) replaces SQLite's: every
-``step`` frames it wakes this thread for a round (so the frames reach the database file a batch or two after their
-commit), and once the WAL holds ``restart_frames`` it waits for a round that starts after that commit: nothing is
-committed meanwhile, so the round copies every frame (the few since the last round), and the writer's next
-transaction starts the WAL over. The writer checkpoints itself only at the old mark (``wal_autocheckpoint``, the
-backstop), as SQLite did: when this thread did not answer in ``RESTART_WAIT`` or a reader's snapshot kept frames
-in the WAL.
+inside its COMMIT once the WAL held half its bound (``connection.bound_wal``, ``wal_autocheckpoint``): copying the
+frames the last round left (up to a second of them) and syncing the database file, 25-100 ms about once a second at
+the maximum ingest. SQLite starts the WAL over only when a write transaction begins while every frame is in the
+database file (``walRestartLog``, when the writer's snapshot took read lock 0), and a writer that commits back to
+back almost never begins at such a moment, so the WAL grew to that mark whatever the routine rounds copied. A WAL
+hook on the write connection (``_committed``, after each commit, on the writer's thread, no lock held) replaces
+SQLite's: a quarter of the mark before it (``EARLY_ROUND``) it wakes this thread for a round, which copies most
+frames while the writer commits; at the mark it waits for a round that begins after that commit: nothing is
+committed meanwhile, so that round copies the rest (a batch or three) and syncs, and the writer's next transaction
+starts the WAL over. The WAL's mark and bound are unchanged. The writer checkpoints itself, as SQLite's hook did,
+only when this thread has not answered within ``RESTART_WAIT``; a reader's snapshot that keeps frames in the WAL
+(as it did SQLite's checkpoint) makes the writer try again an eighth of the mark later.
 
 The checkpoints that must happen at a given point stay with retention, on the write connection (the size bound's,
 the vacuum's, the full disk's).
@@ -48,14 +49,16 @@ JOB_NAME = "checkpoint"  # its label in the maintenance metrics
 # when, at the start of its transaction, every frame is in the database file; the frames a pass leaves are those
 # of a batch or two, which the next pass copies in a few milliseconds.
 CATCH_UP_PASSES = 3
-# Rounds the writer's commits ask for between two restarts of the WAL: the more, the fewer frames the round that
-# starts it over copies while the writer waits, and the more often pages every batch changes are copied and synced.
-ROUNDS_PER_RESTART = 8
+# How far before the WAL's restart, as a share of its mark, the writer's commits ask for a round: it copies most
+# frames (each page once, as a single checkpoint would) while the writer commits, and the round the writer waits for
+# copies the rest. Larger, the writer waits less, but more often behind the early round when it has not ended yet.
+EARLY_ROUND = 0.25
 RESTART_WAIT = 1.0  # seconds the writer waits for the round that lets it start the WAL over, before it checkpoints
 
 
 class WalCheckpointer:
-    """A passive checkpoint of the SQLite file at ``path`` every ``interval`` seconds, as a component.
+    """A passive checkpoint of the SQLite file at ``path`` every ``interval`` seconds, and when the commits on
+    ``writer`` ask for one, as a component.
 
     Its rounds are counted as the maintenance job ``checkpoint`` (duration, last run, errors); a failure is
     logged (rate-limited) and the next round comes as usual: nothing raises out of its thread."""
@@ -77,15 +80,14 @@ class WalCheckpointer:
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
         self._writer = writer
-        # Given the writer, a round follows its commits a step behind: one pass is enough, and a round that the
-        # writer waits behind is shorter.
+        # Given the writer, its commits ask for the rounds: one pass each (a round the writer may wait behind).
         self._passes = CATCH_UP_PASSES if writer is None else 1
-        # What the writer's automatic checkpoint was set to: the backstop, and the unit of the two marks below.
-        self.backstop_frames = 0 if writer is None else int(writer.pragma("wal_autocheckpoint"))
-        self.restart_frames = self.backstop_frames  # the WAL is started over from here on
-        self.step = max(1, self.backstop_frames // ROUNDS_PER_RESTART)  # frames between two rounds the commits ask for
-        self.writer_checkpoints = 0  # how often the writer checkpointed itself (the backstop)
-        self._next_round = self.step
+        # The mark of the writer's automatic checkpoint: where the WAL starts over now, and SQLite's again after stop.
+        self.restart_frames = 0 if writer is None else int(writer.pragma("wal_autocheckpoint"))
+        self.early_frames = self.restart_frames - int(self.restart_frames * EARLY_ROUND)
+        self.retry_frames = max(1, self.restart_frames // 8)
+        self.writer_checkpoints = 0  # how often the writer checkpointed itself (this thread did not answer)
+        self._next_round = self.early_frames
         self._next_restart = self.restart_frames
         self._frames = 0  # the WAL's frames at the writer's last commit
         self._rounds = threading.Condition()
@@ -109,7 +111,7 @@ class WalCheckpointer:
         with self._rounds:
             self._rounds.notify_all()
         if self._writer is not None and self._thread is not None:  # the writer's thread has stopped: SQLite's again
-            self._writer.pragma("wal_autocheckpoint", self.backstop_frames)
+            self._writer.pragma("wal_autocheckpoint", self.restart_frames)
         thread, self._thread = self._thread, None
         if thread is not None:
             await asyncio.to_thread(thread.join, deadline.remaining())
@@ -137,20 +139,19 @@ class WalCheckpointer:
         """The write connection's WAL hook, on the writer's thread after each commit (no lock held):
         ``frames`` is how many the WAL holds."""
         if frames < self._frames:  # the WAL was started over
-            self._next_round, self._next_restart = self.step, self.restart_frames
-        committed, self._frames = frames - min(frames, self._frames), frames
+            self._next_round, self._next_restart = self.early_frames, self.restart_frames
+        self._frames = frames
         if self._stopping.is_set():
-            if frames >= self.backstop_frames:
+            if frames >= self.restart_frames:
                 self._checkpoint_on_writer(connection)
         elif frames >= self._next_restart:
-            # another try a step later, should a reader's snapshot keep this one from starting the WAL over
-            self._next_restart = self._next_round = frames + self.step
+            # another try a little later, should a reader's snapshot keep this one from starting the WAL over
+            self._next_restart = self._next_round = frames + self.retry_frames
             if not self._round_after(wait=RESTART_WAIT):
                 self._checkpoint_on_writer(connection)
         elif frames >= self._next_round:
-            self._next_round = (frames // self.step + 1) * self.step
-            if frames + committed < self._next_restart:  # else the restart's round would wait behind this one
-                self._round_after(wait=0)
+            self._next_round = self._next_restart
+            self._round_after(wait=0)
         return apsw.SQLITE_OK
 
     def _round_after(self, *, wait: float) -> bool:

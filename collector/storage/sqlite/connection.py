@@ -22,8 +22,9 @@ def bound_wal(connection: apsw.Connection, limit: int) -> int:
     rather than SQLite's default of 1,000 pages (4 MiB): a batch of 400 spans writes about 900 pages (each row
     about a page, and a page of random-keyed index leaves for every two spans), so the default checkpointed every
     other batch, rewriting the pages every batch appends to (the time-ordered indexes' last leaves) and fsyncing
-    the database file each time; at 8,192 pages the routine checkpoint, once a second on a thread of its own
-    (``checkpoint.WalCheckpointer``), does most of them (docs/performance.md, "The writer alone").
+    the database file each time (docs/performance.md, "The writer alone"). On the daemon's write connection the
+    checkpointer's thread takes that checkpoint over at the same mark (``checkpoint.WalCheckpointer``, given the
+    writer): the mark stays the WAL's bound either way.
     """
     page_size: int = connection.pragma("page_size")
     pages = limit // page_size

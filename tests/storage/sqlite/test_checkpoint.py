@@ -98,7 +98,7 @@ def test_given_the_writer_it_takes_its_automatic_checkpoint_over_and_the_wal_sti
     db = tmp_path / "busy.db"
     with _observed_writes() as writes:
         writer = SpanWriter(db)
-        backstop = bound_wal(writer.connection, 1024 * 1024) // 2  # the automatic checkpoint at 128 frames
+        mark = bound_wal(writer.connection, 1024 * 1024) // 2  # the automatic checkpoint at 128 frames
         checkpointer = WalCheckpointer(db, CollectorMetrics(CollectorRegistry()), writer=writer.connection)
         asyncio.run(checkpointer.start())
         try:
@@ -110,7 +110,7 @@ def test_given_the_writer_it_takes_its_automatic_checkpoint_over_and_the_wal_sti
         finally:
             asyncio.run(_stop(checkpointer))
         # SQLite's automatic checkpoint is the writer's again once the checkpointer has stopped
-        assert writer.connection.pragma("wal_autocheckpoint") == backstop
+        assert writer.connection.pragma("wal_autocheckpoint") == mark
         frame_bytes = 24 + writer.connection.pragma("page_size")
         writer.close()
     # the writer's thread wrote the WAL only: every page reached the database file from the checkpointer's
@@ -119,7 +119,7 @@ def test_given_the_writer_it_takes_its_automatic_checkpoint_over_and_the_wal_sti
     # and the WAL started over (its header rewritten) many times, never holding much more than the mark
     wal_offsets = [offset for file, _, offset in written if file == f"{db.name}-wal"]
     assert wal_offsets.count(0) >= 5
-    assert max(wal_offsets) // frame_bytes < backstop + 200  # its last frame: the mark and a batch
+    assert max(wal_offsets) // frame_bytes < mark + 200  # its last frame: the mark and a batch
     assert checkpointer.writer_checkpoints == 0
 
 
