@@ -243,13 +243,13 @@ def main() -> None:
         "only, the writer checkpointing itself at wal_autocheckpoint: before the WAL-restart change) or off",
     )
     parser.add_argument(
-        "--early-round",
-        type=float,
-        default=checkpoint.EARLY_ROUND,
-        help="with the hook: how far before the WAL's restart (a share of its mark) the commits ask for a round",
+        "--rounds-per-restart",
+        type=int,
+        default=checkpoint.ROUNDS_PER_RESTART,
+        help="with the hook: rounds the commits ask for between two restarts of the WAL, at most",
     )
     args = parser.parse_args()
-    checkpoint.EARLY_ROUND = args.early_round
+    checkpoint.ROUNDS_PER_RESTART = args.rounds_per_restart
     if args.quick:
         args.batches, args.repeats = 5, 1
     with tempfile.TemporaryDirectory() as scratch:

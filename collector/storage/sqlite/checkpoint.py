@@ -14,12 +14,14 @@ the maximum ingest. SQLite starts the WAL over only when a write transaction beg
 database file (``walRestartLog``, when the writer's snapshot took read lock 0), and a writer that commits back to
 back almost never begins at such a moment, so the WAL grew to that mark whatever the routine rounds copied. A WAL
 hook on the write connection (``_committed``, after each commit, on the writer's thread, no lock held) replaces
-SQLite's: a quarter of the mark before it (``EARLY_ROUND``) it wakes this thread for a round, which copies most
-frames while the writer commits; at the mark it waits for a round that begins after that commit: nothing is
-committed meanwhile, so that round copies the rest (a batch or three) and syncs, and the writer's next transaction
-starts the WAL over. The WAL's mark and bound are unchanged. The writer checkpoints itself, as SQLite's hook did,
-only when this thread has not answered within ``RESTART_WAIT``; a reader's snapshot that keeps frames in the WAL
-(as it did SQLite's checkpoint) makes the writer try again an eighth of the mark later.
+SQLite's: every eighth of the mark (``ROUNDS_PER_RESTART``; at most once a commit) it wakes this thread for a round,
+which copies the frames committed so far while the writer goes on; when the WAL reaches the mark, the writer waits
+for a round that begins after that commit: nothing is committed meanwhile, so that round copies the rest (the last
+batch or two) and syncs, and the writer's next transaction starts the WAL over. Below the maximum ingest a round
+often ends while the writer waits for work, and the WAL starts over before the mark, with no wait. The WAL's mark
+and bound are unchanged. The writer checkpoints itself, as SQLite's hook did, only when this thread has not
+answered within ``RESTART_WAIT``; a reader's snapshot that keeps frames in the WAL (as it did SQLite's checkpoint)
+makes the writer try again a step later.
 
 The checkpoints that must happen at a given point stay with retention, on the write connection (the size bound's,
 the vacuum's, the full disk's).
@@ -49,10 +51,11 @@ JOB_NAME = "checkpoint"  # its label in the maintenance metrics
 # when, at the start of its transaction, every frame is in the database file; the frames a pass leaves are those
 # of a batch or two, which the next pass copies in a few milliseconds.
 CATCH_UP_PASSES = 3
-# How far before the WAL's restart, as a share of its mark, the writer's commits ask for a round: it copies most
-# frames (each page once, as a single checkpoint would) while the writer commits, and the round the writer waits for
-# copies the rest. Larger, the writer waits less, but more often behind the early round when it has not ended yet.
-EARLY_ROUND = 0.25
+# Rounds the writer's commits ask for between two restarts of the WAL, at most (one a commit, when a batch writes
+# more frames than the mark's share): the more, the fewer frames the round the writer waits for at the mark copies,
+# and the more often pages every batch changes are copied again. Below the maximum ingest a round often ends while
+# the writer waits for work, and its next transaction starts the WAL over without waiting at all.
+ROUNDS_PER_RESTART = 8
 RESTART_WAIT = 1.0  # seconds the writer waits for the round that lets it start the WAL over, before it checkpoints
 
 
@@ -84,10 +87,9 @@ class WalCheckpointer:
         self._passes = CATCH_UP_PASSES if writer is None else 1
         # The mark of the writer's automatic checkpoint: where the WAL starts over now, and SQLite's again after stop.
         self.restart_frames = 0 if writer is None else int(writer.pragma("wal_autocheckpoint"))
-        self.early_frames = self.restart_frames - int(self.restart_frames * EARLY_ROUND)
-        self.retry_frames = max(1, self.restart_frames // 8)
+        self.step = max(1, self.restart_frames // ROUNDS_PER_RESTART)  # frames between two rounds the commits ask for
         self.writer_checkpoints = 0  # how often the writer checkpointed itself (this thread did not answer)
-        self._next_round = self.early_frames
+        self._next_round = self.step
         self._next_restart = self.restart_frames
         self._frames = 0  # the WAL's frames at the writer's last commit
         self._rounds = threading.Condition()
@@ -139,19 +141,20 @@ class WalCheckpointer:
         """The write connection's WAL hook, on the writer's thread after each commit (no lock held):
         ``frames`` is how many the WAL holds."""
         if frames < self._frames:  # the WAL was started over
-            self._next_round, self._next_restart = self.early_frames, self.restart_frames
-        self._frames = frames
+            self._next_round, self._next_restart = self.step, self.restart_frames
+        committed, self._frames = frames - min(frames, self._frames), frames
         if self._stopping.is_set():
             if frames >= self.restart_frames:
                 self._checkpoint_on_writer(connection)
         elif frames >= self._next_restart:
-            # another try a little later, should a reader's snapshot keep this one from starting the WAL over
-            self._next_restart = self._next_round = frames + self.retry_frames
+            # another try a step later, should a reader's snapshot keep this one from starting the WAL over
+            self._next_restart = self._next_round = frames + self.step
             if not self._round_after(wait=RESTART_WAIT):
                 self._checkpoint_on_writer(connection)
         elif frames >= self._next_round:
-            self._next_round = self._next_restart
-            self._round_after(wait=0)
+            self._next_round = (frames // self.step + 1) * self.step
+            if frames + committed < self._next_restart:  # else the restart's round would wait behind this one
+                self._round_after(wait=0)
         return apsw.SQLITE_OK
 
     def _round_after(self, *, wait: float) -> bool:
