@@ -6,11 +6,11 @@
 The requests are the ingest benchmark's (``bench/traces.py``), each with fresh trace ids, decoded, transformed,
 encoded (``SpanWriter.prepare``) and summarized before the clock starts, as the ingest side does, then written
 ``--requests-per-batch`` at a time, as the pipeline's writer thread would, the latency histograms' counts flushed
-and a retention step run (the daemon's flush and retention jobs, once a second: retention's step ends with a WAL
-checkpoint) every ``--flush-every`` batches and after the last. Timed by the writer thread's CPU time
+and a retention step run (the daemon's flush and retention jobs, once a second) every ``--flush-every`` batches and
+after the last. Timed by the writer thread's CPU time
 (``time.thread_time``), so the load of other processes disturbs it less than wall time; each stage is the CPU of its
 function, the rest of a write (``commit and the rest``) is the transaction's begin and commit (the WAL write, and
-SQLite's automatic checkpoint when the WAL is past ``wal_autocheckpoint``; their fsyncs wait without CPU), the
+the writer's WAL hook: its checkpoint, or its wait for the checkpointer's; their fsyncs wait without CPU), the
 resources' lookup, the evaluations' link and the loop around them. ``process`` is the CPU of every thread of the
 process over the same writes (the writer's, and any thread a change adds beside it). ``wall`` is the writer's
 elapsed time (fsync waits included, and whatever the load takes), ``written`` the bytes the process handed to
@@ -20,10 +20,11 @@ Indexes cost more on a big table: run it on a copy of a database that holds many
 ``--checkpointer`` runs the daemon's WAL checkpointer (``checkpoint.WalCheckpointer``) beside the writer, as the
 service does: ``hook`` (the daemon's: it takes over the writer's automatic checkpoint through a WAL hook on the write
 connection), ``rounds`` (a round once a second only, the writer checkpointing itself at ``wal_autocheckpoint``, as
-before 2026-11-30's WAL-restart change) or ``off``. Without one, SQLite's automatic checkpoint on the writer copies
-every frame. ``checkpoint (wall)`` is the writer thread's wall time in its WAL hook per span: its own checkpoints,
-or its wait for the round that lets it start the WAL over (``rounds`` times a hook doing what SQLite's does);
-``own checkpoints`` counts the checkpoints the writer ran itself, ``wal frames (max)`` the WAL's high-water mark.
+before 2026-11-30's WAL-restart change) or ``off`` (the writer checkpoints every frame itself); a comma-separated
+list runs them alternately, each run into a fresh file unless ``--db`` is given. ``checkpoint (wall)`` is the
+writer thread's wall time in its WAL hook per span: its own checkpoints, or its wait for the round that lets it
+start the WAL over (``rounds`` and ``off`` time a hook doing what SQLite's does); ``own checkpoints`` counts the
+checkpoints the writer ran itself, ``wal frames (max)`` the WAL's high-water mark.
 """
 
 from __future__ import annotations
