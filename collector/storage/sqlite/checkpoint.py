@@ -53,8 +53,10 @@ JOB_NAME = "checkpoint"  # its label in the maintenance metrics
 CATCH_UP_PASSES = 3
 # Rounds the writer's commits ask for between two restarts of the WAL, at most (one a commit, when a batch writes
 # more frames than the mark's share): the more, the fewer frames the round the writer waits for at the mark copies,
-# and the more often pages every batch changes are copied again. Below the maximum ingest a round often ends while
-# the writer waits for work, and its next transaction starts the WAL over without waiting at all.
+# and the more often pages every batch changes are copied again (8: the writer waits about half as long as it
+# checkpointed, for ~10% more CPU in the main process at the maximum; 2: no more CPU, no shorter wait at the
+# maximum; docs/performance.md). Below the maximum ingest a round often ends while the writer waits
+# for work, and its next transaction starts the WAL over without waiting at all.
 ROUNDS_PER_RESTART = 8
 RESTART_WAIT = 1.0  # seconds the writer waits for the round that lets it start the WAL over, before it checkpoints
 
