@@ -294,20 +294,15 @@ class Bench:
     def fresh_sqlite(self, name: str) -> Path:
         return self.workdir / f"{name}.db"
 
-    def max_rate(self, session: Session, protocol: str) -> float:
-        """The maximum to derive a rate from: ``--max`` if given, else a measured ``calibrate`` run."""
+    def maximum(self, protocol: str, *, steady: bool) -> float:
+        """``--max`` if given, else a ``calibrate`` run of ``max`` on a collector of its own; ``steady``: its window
+        after ``--steady-warmup`` seconds, so that traces settle in it as they do at any time."""
         if self.args.max:
             return self.args.max
-        return session.measure(protocol, "calibrate", self.templates(protocol), clients=self.args.clients).spans_per_s
-
-    def steady_maximum(self, protocol: str) -> float:
-        """``--max`` if given, else the maximum in steady state: a ``calibrate`` run of ``max`` on a collector of its
-        own, the window after ``--steady-warmup`` seconds, so that traces settle in it as they do at any time."""
-        if self.args.max:
-            return self.args.max
+        warmup = self.steady_warmup if steady else None
         with self.session(self.fresh_db(f"calibrate-{protocol}")) as session:
             run = session.measure(
-                protocol, "calibrate", self.templates(protocol), warmup=self.steady_warmup, clients=self.args.clients
+                protocol, "calibrate", self.templates(protocol), warmup=warmup, clients=self.args.clients
             )
         return run.spans_per_s
 
@@ -349,10 +344,7 @@ class Bench:
         own, whose traces, sent at twice the rate, would otherwise settle inside the window; then, on a fresh one,
         ``--steady-warmup`` seconds at the rate before the window, past ``snapshots.settle_after`` (10 s), so that the
         traces the window sends settle in it as they do at any time in a collector running at that rate."""
-        rate = self.args.rate
-        if not rate:
-            with self.session(self.fresh_db(f"calibrate-{protocol}")) as session:
-                rate = self.max_rate(session, protocol) / 2
+        rate = self.args.rate or self.maximum(protocol, steady=False) / 2
         with self.session(self.fresh_db(f"rate-{protocol}")) as session:
             session.measure(
                 protocol,
@@ -364,11 +356,11 @@ class Bench:
             )
 
     def mode_overload(self, protocol: str) -> None:
-        """Twice the maximum against the maximum, both in steady state (``steady_maximum``): the overload on a fresh
+        """Twice the maximum against the maximum, both in steady state (``maximum``): the overload on a fresh
         collector, the window after ``--steady-warmup`` seconds of it. On the collector just calibrated, the
         calibration's traces settled inside the window, and a maximum without settling was set against an overload
         with twice its share of it."""
-        maximum = self.steady_maximum(protocol)
+        maximum = self.maximum(protocol, steady=True)
         rate = self.args.rate or 2 * maximum
         with self.session(self.fresh_db(f"overload-{protocol}")) as session:
             run = session.measure(

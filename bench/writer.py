@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import os
 import sys
@@ -140,14 +139,13 @@ class WalHookClock:
     def sqlite_default(self, backstop: int) -> Callable[[Any, str, int], int]:
         """What SQLite's own hook does at ``wal_autocheckpoint``, counted."""
 
-        def checkpoint(connection: Any, name: str, frames: int) -> int:
+        def checkpoint_at_mark(connection: Any, name: str, frames: int) -> int:
             if frames >= backstop:
                 self.own += 1
-                with contextlib.suppress(Exception):  # BusyError: a round is running; SQLite ignores it too
-                    connection.wal_checkpoint()
+                checkpoint.checkpoint_as_sqlite(connection)
             return 0
 
-        return checkpoint
+        return checkpoint_at_mark
 
 
 def start_checkpointer(store: writer.SpanWriter, mode: str, clock: WalHookClock) -> WalCheckpointer | None:
@@ -158,11 +156,12 @@ def start_checkpointer(store: writer.SpanWriter, mode: str, clock: WalHookClock)
     )
     asyncio.run(checkpointer.start())
     if mode == "hook":
-        store.connection.setwalhook(clock.wrap(checkpointer._committed))
+        store.connection.setwalhook(clock.wrap(checkpointer.committed))
     return checkpointer
 
 
 async def stop(checkpointer: WalCheckpointer) -> None:
+    """In a coroutine: a ``Deadline`` reads the running loop's clock."""
     await checkpointer.stop(Deadline.after(10))
 
 

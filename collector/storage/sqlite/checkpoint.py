@@ -13,7 +13,7 @@ frames the last round left (up to a second of them) and syncing the database fil
 the maximum ingest. SQLite starts the WAL over only when a write transaction begins while every frame is in the
 database file (``walRestartLog``, when the writer's snapshot took read lock 0), and a writer that commits back to
 back almost never begins at such a moment, so the WAL grew to that mark whatever the routine rounds copied. A WAL
-hook on the write connection (``_committed``, after each commit, on the writer's thread, no lock held) replaces
+hook on the write connection (``committed``, after each commit, on the writer's thread, no lock held) replaces
 SQLite's: every eighth of the mark (``ROUNDS_PER_RESTART``; at most once a commit) it wakes this thread for a round,
 which copies the frames committed so far while the writer goes on; when the WAL reaches the mark, the writer waits
 for a round that begins after that commit: nothing is committed meanwhile, so that round copies the rest (the last
@@ -108,7 +108,7 @@ class WalCheckpointer:
         self._thread = threading.Thread(target=self._run, name="wal-checkpoint", daemon=True)
         self._thread.start()
         if self._writer is not None:  # before the writer's thread starts: the service starts this component first
-            self._writer.setwalhook(self._committed)
+            self._writer.setwalhook(self.committed)
 
     async def stop(self, deadline: Deadline) -> None:
         self._stopping.set()
@@ -139,7 +139,7 @@ class WalCheckpointer:
                 self._finished = self._started
                 rounds.notify_all()
 
-    def _committed(self, connection: apsw.Connection, name: str, frames: int) -> int:
+    def committed(self, connection: apsw.Connection, name: str, frames: int) -> int:
         """The write connection's WAL hook, on the writer's thread after each commit (no lock held):
         ``frames`` is how many the WAL holds."""
         if frames < self._frames:  # the WAL was started over
@@ -168,10 +168,8 @@ class WalCheckpointer:
             return wait > 0 and self._rounds.wait_for(lambda: self._finished >= wanted or self._stopping.is_set(), wait)
 
     def _checkpoint_on_writer(self, connection: apsw.Connection) -> None:
-        """What SQLite's own hook does at ``wal_autocheckpoint``, counted."""
         self.writer_checkpoints += 1
-        with contextlib.suppress(apsw.BusyError, apsw.FullError):
-            connection.wal_checkpoint(mode=apsw.SQLITE_CHECKPOINT_PASSIVE)
+        checkpoint_as_sqlite(connection)
 
     def checkpoint(self) -> tuple[int, int] | None:
         """One round of passive checkpoints (``CATCH_UP_PASSES`` at most, one given the writer): the WAL's frames
@@ -196,3 +194,10 @@ class WalCheckpointer:
         metrics.maintenance_duration.labels(JOB_NAME).observe(time.perf_counter() - started)
         metrics.maintenance_last_run.labels(JOB_NAME).set(time.time())
         return frames
+
+
+def checkpoint_as_sqlite(connection: apsw.Connection) -> None:
+    """What SQLite's own WAL hook does at ``wal_autocheckpoint``: a passive checkpoint; when another checkpoint runs
+    (busy) or the disk is full, the next commit past the mark tries again."""
+    with contextlib.suppress(apsw.BusyError, apsw.FullError):
+        connection.wal_checkpoint(mode=apsw.SQLITE_CHECKPOINT_PASSIVE)
